@@ -1,0 +1,153 @@
+"""Load and validate a TOML config file into ``Settings``.
+
+Every key is checked against ``config.schema``: unknown keys, wrong types,
+values out of bounds and broken cross-references fail with a ``ConfigError``
+naming the file, the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from config.schema import Settings
+
+DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used: names the file, the key and the problem."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}")
+        self.file = file
+        self.key = key
+        self.problem = problem
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Settings from ``path`` (the shipped default config when None)."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        with file.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(str(file), "-", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
+    return parse_settings(raw, str(file))
+
+
+def parse_settings(raw: dict[str, Any], file: str = "<config>") -> Settings:
+    """Validate an already parsed TOML document."""
+    settings = _build(Settings, raw, file, "")
+    _check_references(settings, file)
+    return settings
+
+
+def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(file, prefix.rstrip(".") or "-", "expected a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            file, prefix + unknown[0], f"unknown key; expected one of {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = prefix + name
+        hint = hints[name]
+        meta = fields[name].metadata
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(typing.cast(type, hint), value, file, key + ".")
+        elif "item" in meta:
+            if not isinstance(value, dict):
+                raise ConfigError(file, key, "expected a table of named tables")
+            values[name] = {
+                item: _build(meta["item"], body, file, f"{key}.{item}.")
+                for item, body in value.items()
+            }
+        else:
+            values[name] = _scalar(hint, value, meta, file, key)
+    return cls(**values)
+
+
+def _scalar(hint: Any, value: Any, meta: Any, file: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(file, key, f"expected a list of {item_type.__name__}, got {value!r}")
+        return [_scalar(item_type, item, {}, file, f"{key}[{i}]") for i, item in enumerate(value)]
+    if isinstance(hint, types.UnionType):
+        raise ConfigError(file, key, "union types are not supported in the schema")
+    expected: type = hint
+    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(file, key, f"expected {expected.__name__}, got {value!r}")
+    low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if low is not None and value < low:
+        raise ConfigError(file, key, f"expected at least {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(file, key, f"expected at most {high}, got {value!r}")
+    if choices is not None and value not in choices:
+        raise ConfigError(file, key, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into a pair; ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        if default_port is None:
+            raise ValueError(f"expected host:port, got {text!r}")
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host, int(port)
+
+
+def _check_references(settings: Settings, file: str) -> None:
+    for i, text in enumerate(settings.submission.listen):
+        _check_address(text, file, f"submission.listen[{i}]")
+    for name in ("admin", "bounce", "tracking"):
+        _check_address(getattr(settings, name).listen, file, f"{name}.listen")
+    for i, text in enumerate(settings.dns.nameservers):
+        try:
+            parse_host_port(text, default_port=53)
+        except ValueError as exc:
+            raise ConfigError(file, f"dns.nameservers[{i}]", str(exc)) from None
+    for pool_name, pool in settings.pools.items():
+        for source in pool.sources:
+            if source not in settings.sources:
+                raise ConfigError(
+                    file, f"pools.{pool_name}.sources", f"unknown source {source!r}"
+                )
+    sub = settings.submission
+    if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
+        raise ConfigError(
+            file,
+            "submission.auth_failure_refuse_after",
+            "expected at least submission.auth_failure_delay_after",
+        )
+    if bool(sub.tls_cert) != bool(sub.tls_key):
+        raise ConfigError(file, "submission.tls_key", "tls_cert and tls_key go together")
+    url = settings.database.url
+    if not url.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise ConfigError(file, "database.url", "expected sqlite:PATH or postgresql://...")
+
+
+def _check_address(text: str, file: str, key: str) -> None:
+    try:
+        parse_host_port(text)
+    except ValueError as exc:
+        raise ConfigError(file, key, str(exc)) from None

@@ -1,0 +1,219 @@
+"""The configuration schema: every setting, its default, bounds and meaning.
+
+One frozen dataclass per TOML table. Each field carries ``doc`` and optional
+``min``/``max``/``choices`` in its metadata; ``config.loader`` validates a
+file against this schema and ``config/penguin.toml`` is checked against it by
+a test. Nothing here reads files or the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A schema field: its default, its documentation and its bounds."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices}
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type, doc: str) -> Any:
+    """A nested table."""
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    data_dir: str = setting("var", "Directory for the SQLite file, keys, certificates and logs.")
+    node_id: str = setting("", "Name of this node in records; empty means the host name.")
+    hostname: str = setting(
+        "localhost", "Host name in SMTP banners and Received headers; a FQDN in production."
+    )
+    secret_file: str = setting(
+        "",
+        "File holding the engine secret that seals DKIM private keys (mode 0600); "
+        "empty means <data_dir>/secret.key, generated at first start.",
+    )
+    shutdown_grace_seconds: float = setting(
+        10.0, "On SIGTERM, how long in-flight sessions may finish before being cut.", min=0, max=600
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting(
+        "sqlite:var/penguin.db",
+        "Store location: sqlite:PATH (relative to the working directory) or postgresql://...",
+    )
+    pool_size: int = setting(10, "PostgreSQL connection pool size.", min=1, max=200)
+    commit_batch_max: int = setting(
+        256, "Most submissions committed together in one group commit.", min=1, max=10000
+    )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = setting(
+        "", "Redis for limits shared by several engine processes; empty means in-process."
+    )
+    key_prefix: str = setting("penguin:", "Prefix of every Redis key the engine writes.")
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: list[str] = setting(
+        [],
+        "Resolvers as host:port (port defaults to 53); empty means /etc/resolv.conf.",
+    )
+    timeout_seconds: float = setting(5.0, "Time allowed for one DNS query.", min=0.1, max=60)
+
+
+@dataclass(frozen=True)
+class SubmissionSettings:
+    listen: list[str] = setting(
+        ["127.0.0.1:2587"], "Addresses (host:port) of the SMTP submission listener."
+    )
+    tls_cert: str = setting(
+        "", "PEM certificate chain for STARTTLS; empty means a self-signed one in data_dir."
+    )
+    tls_key: str = setting("", "PEM private key for tls_cert.")
+    allow_plaintext_auth_on_loopback: bool = setting(
+        False, "Allow AUTH without TLS for clients connecting from 127.0.0.0/8 or ::1."
+    )
+    max_message_bytes: int = setting(
+        25 * MIB, "Largest message accepted (SIZE and actual bytes).", min=1024, max=1024 * MIB
+    )
+    max_recipients: int = setting(1000, "Most recipients in one transaction.", min=1, max=100000)
+    max_commands: int = setting(
+        10000, "Most commands in one session before it is closed.", min=10, max=10**7
+    )
+    max_sessions: int = setting(
+        1000, "Concurrent sessions; beyond it new clients get 421.", min=1, max=100000
+    )
+    idle_timeout_seconds: float = setting(
+        300.0, "Close a session idle this long between commands.", min=1, max=3600
+    )
+    data_timeout_seconds: float = setting(
+        600.0, "Time allowed to receive the whole DATA body.", min=1, max=3600
+    )
+    auth_failure_delay_after: int = setting(
+        3, "Failed AUTHs from one client IP before replies are slowed.", min=1, max=1000
+    )
+    auth_failure_refuse_after: int = setting(
+        10, "Failed AUTHs from one client IP before it is refused.", min=1, max=10000
+    )
+    auth_failure_window_seconds: float = setting(
+        900.0, "How long a failed AUTH counts against its client IP.", min=1, max=86400
+    )
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    port: int = setting(25, "TCP port of remote MX hosts (tests use another).", min=1, max=65535)
+    lease_seconds: float = setting(
+        300.0, "How long a worker holds a claimed message before it returns to the queue.",
+        min=5, max=86400,
+    )
+    max_deliveries_per_connection: int = setting(
+        100, "Messages sent over one connection before it is closed.", min=1, max=100000
+    )
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    first_retry_seconds: float = setting(
+        1200.0, "Delay before the first retry of a temporary failure.", min=1, max=86400
+    )
+    max_retry_seconds: float = setting(
+        28800.0, "Cap on the retry delay, which doubles after each attempt.", min=1, max=604800
+    )
+    jitter: float = setting(0.2, "Random spread added to each retry delay (fraction).", min=0, max=1)
+    max_age_seconds: float = setting(
+        604800.0, "Age after which an undelivered message expires.", min=60, max=60 * 86400
+    )
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    address: str = setting("0.0.0.0", "Local IP address to bind for outgoing connections.")
+    ehlo_hostname: str = setting("localhost", "EHLO name; must match the address's PTR.")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    sources: list[str] = setting(["default"], "Names of the sources in this egress pool.")
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    listen: str = setting("127.0.0.1:0", "host:port to listen on.")
+
+
+@dataclass(frozen=True)
+class RecordsSettings:
+    json_log: str = setting(
+        "var/records.jsonl", "JSON-lines file every log record is appended to; empty disables."
+    )
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = setting(
+        "INFO", "Operator log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+
+
+def _default_sources() -> dict[str, SourceSettings]:
+    return {"default": SourceSettings()}
+
+
+def _default_pools() -> dict[str, PoolSettings]:
+    return {"default": PoolSettings()}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration; built once at start and passed to constructors."""
+
+    engine: EngineSettings = section(EngineSettings, "Process-wide settings.")
+    database: DatabaseSettings = section(DatabaseSettings, "The store.")
+    redis: RedisSettings = section(RedisSettings, "Shared limits.")
+    dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
+    submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
+    delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
+    retry: RetrySettings = section(RetrySettings, "Retries of temporary failures.")
+    sources: dict[str, SourceSettings] = field(
+        default_factory=_default_sources,
+        metadata={"doc": "Egress sources by name.", "item": SourceSettings},
+    )
+    pools: dict[str, PoolSettings] = field(
+        default_factory=_default_pools,
+        metadata={"doc": "Egress pools by name.", "item": PoolSettings},
+    )
+    admin: ListenerSettings = field(
+        default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
+        metadata={"doc": "Admin API and /metrics listener."},
+    )
+    bounce: ListenerSettings = field(
+        default_factory=lambda: ListenerSettings(listen="127.0.0.1:2525"),
+        metadata={"doc": "Inbound SMTP for bounces and feedback loops."},
+    )
+    tracking: ListenerSettings = field(
+        default_factory=lambda: ListenerSettings(listen="127.0.0.1:8080"),
+        metadata={"doc": "Tracking edge HTTP listener."},
+    )
+    records: RecordsSettings = section(RecordsSettings, "Log records output.")
+    logging: LoggingSettings = section(LoggingSettings, "Operator logs.")

@@ -1,0 +1,109 @@
+"""The engine's data types: tenants, domains, SMTP users, queued messages.
+
+Pure values shared by the store, the acceptance path and the CLI. Times are
+POSIX seconds (float, UTC). A message is one recipient of one submission.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class MessageState(enum.StrEnum):
+    """Where a message is in its life."""
+
+    QUEUED = "queued"
+    """Waiting for its due time, then claimable by a delivery worker."""
+    LEASED = "leased"
+    """Claimed by a worker until ``lease_expires``; afterwards claimable again."""
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+    SUPPRESSED = "suppressed"
+    """Accepted but never queued: the recipient is on the tenant's suppression list."""
+    SHUNTED = "shunted"
+    """Parked after an unexpected error; kept for an operator to inspect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendingDomain:
+    """A domain a tenant sends from, with its DKIM key.
+
+    ``private_key_sealed`` is the PEM private key encrypted with the engine
+    secret (see ``engine.sealing``); it is never printed or logged.
+    """
+
+    tenant_id: int
+    name: str
+    selector: str
+    algorithm: str
+    private_key_sealed: bytes = field(repr=False)
+    public_key_b64: str
+    created_at: float
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpUser:
+    tenant_id: int
+    username: str
+    password_hash: str = field(repr=False)
+    created_at: float
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    tenant_id: int
+    address: str
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One recipient of a submission, as stored in the queue."""
+
+    id: str
+    submission_id: str
+    tenant_id: int
+    queue: str
+    campaign: str
+    sender: str
+    recipient: str
+    domain: str
+    state: MessageState
+    due_at: float
+    created_at: float
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One accepted transaction: the body stored once, a message per recipient."""
+
+    id: str
+    tenant_id: int
+    body: bytes = field(repr=False)
+    messages: tuple[QueuedMessage, ...]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCount:
+    """One row of the queue summary."""
+
+    queue: str
+    state: MessageState
+    count: int

@@ -1,0 +1,148 @@
+"""The store: one async interface, two implementations.
+
+- ``SqliteStore`` (default): a file under the data directory, WAL mode,
+  ``synchronous=FULL``; every call runs on one dedicated thread.
+- ``PostgresStore``: asyncpg pool; row-level security isolates tenants;
+  delivery claims use ``FOR UPDATE SKIP LOCKED`` so several engine processes
+  share one database.
+
+Both run the same contract test suite (``tests/integration/test_store_contract.py``).
+Migrations are numbered, forward-only SQL files under ``migrations/<backend>/``.
+
+Invariants: ``accept`` is one transaction and durable when it returns;
+a message is claimable when it is ``queued`` and due, or ``leased`` with an
+expired lease; ``release`` and ``finish`` only succeed for the lease owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from engine.model import (
+    MessageState,
+    QueueCount,
+    QueuedMessage,
+    SendingDomain,
+    SmtpUser,
+    Submission,
+    Suppression,
+    Tenant,
+)
+from engine.records import Record
+
+
+class StoreError(Exception):
+    """Base of the store's errors.
+
+    StoreError
+     ├── Conflict        (a unique name is taken: tenant, domain, SMTP user)
+     └── NotFound        (a named parent does not exist)
+    """
+
+
+class Conflict(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Store(Protocol):
+    """What the engine needs from durable storage."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the numbers applied."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+    # Tenants, domains, users, suppressions.
+    async def create_tenant(self, name: str, now: float) -> Tenant: ...
+
+    async def get_tenant(self, name: str) -> Tenant | None: ...
+
+    async def get_tenant_by_id(self, tenant_id: int) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
+
+    async def get_domain(self, name: str) -> SendingDomain | None: ...
+
+    async def list_domains(self, tenant_id: int) -> list[SendingDomain]: ...
+
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser: ...
+
+    async def get_smtp_user(self, username: str) -> SmtpUser | None: ...
+
+    async def add_suppression(self, suppression: Suppression) -> None:
+        """Insert or replace (tenant, address); addresses compare case-insensitively."""
+        ...
+
+    async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
+        """The subset of ``addresses`` (lower-cased) suppressed for the tenant."""
+        ...
+
+    # Acceptance and records.
+    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
+        """Store bodies, messages and records in one durable transaction."""
+        ...
+
+    async def add_records(self, records: Sequence[Record]) -> None: ...
+
+    async def list_records(self, message_id: str) -> list[dict[str, Any]]:
+        """The JSON objects of a message's records, oldest first."""
+        ...
+
+    # The queue.
+    async def claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        ...
+
+    async def release(
+        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
+    ) -> bool:
+        """Return a leased message to the queue, due at ``due_at``."""
+        ...
+
+    async def finish(
+        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
+    ) -> bool:
+        """Move a leased message to a final state (delivered, bounced, ...)."""
+        ...
+
+    async def get_body(self, submission_id: str) -> bytes | None: ...
+
+    async def get_message(self, message_id: str) -> QueuedMessage | None: ...
+
+    async def list_submission(self, submission_id: str) -> list[QueuedMessage]: ...
+
+    async def queue_summary(self) -> list[QueueCount]: ...
+
+    async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
+        """A tenant's messages, newest first; isolated by RLS on PostgreSQL."""
+        ...
+
+
+def open_store(url: str) -> Store:
+    """The store for a ``database.url``: ``sqlite:PATH`` or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("sqlite:"):
+        from engine.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite:")
+        if path.startswith("///"):
+            path = path[2:]
+        elif path.startswith("//"):
+            path = path[2:]
+        return SqliteStore(path)
+    raise ValueError(f"unsupported database url scheme: {url.split(':', 1)[0]!r}")
