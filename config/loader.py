@@ -69,7 +69,8 @@ def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
         elif "item" in meta:
             if not isinstance(value, dict):
                 raise ConfigError(file, key, "expected a table of named tables")
-            values[name] = {
+            defaults = fields[name].default_factory()  # type: ignore[misc]
+            values[name] = defaults | {
                 item: _build(meta["item"], body, file, f"{key}.{item}.")
                 for item, body in value.items()
             }

@@ -1,0 +1,225 @@
+"""Turn one accepted transaction into a submission: pure acceptance logic.
+
+In: the tenant, the envelope, the raw message (CRLF line ends), the set of
+suppressed recipients, ``now`` and a submission id. Out: a ``Submission``
+(body stored once, one ``QueuedMessage`` per recipient) and its records
+(Reception for each recipient, Suppressed for suppressed ones).
+
+The body gets what Postfix's cleanup adds: a ``Received`` trace header
+(RFC 5321 §4.4), and ``Message-ID`` and ``Date`` when missing (RFC 5322
+§3.6). ``X-Campaign`` is removed; its value names the scheduled queue
+``campaign:tenant@domain`` (KumoMTA naming; ``tenant@domain`` without one).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate, getaddresses
+
+from engine.model import MessageState, QueuedMessage, Submission, Tenant
+from engine.records import Record, RecordType
+
+CAMPAIGN_HEADER = b"x-campaign"
+_CAMPAIGN_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_CAMPAIGN_LENGTH = 64
+TRACE_HEADERS = ("subject", "message-id")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    """One header field: its name, unfolded value, and its byte span in the message."""
+
+    name: str
+    value: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reception:
+    """How the message came in, for the trace header and the records."""
+
+    protocol: str
+    peer_host: str
+    ehlo_name: str
+    session_id: str
+    username: str
+    tls_version: str | None
+    tls_cipher: str | None
+    hostname: str
+    nodeid: str
+
+
+def new_submission_id(now: float, rng: random.Random) -> str:
+    """A sortable, unique id: milliseconds then 64 random bits, in hex."""
+    return f"{int(now * 1000):012x}{rng.getrandbits(64):016x}"
+
+
+def header_block_end(raw: bytes) -> int:
+    """Offset just past the header block's terminating blank line (or len(raw))."""
+    if raw.startswith(b"\r\n"):
+        return 2
+    end = raw.find(b"\r\n\r\n")
+    return len(raw) if end < 0 else end + 4
+
+
+def parse_header_fields(raw: bytes) -> list[HeaderField]:
+    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3)."""
+    block_end = header_block_end(raw)
+    fields: list[HeaderField] = []
+    pos = 0
+    while pos < block_end:
+        line_end = raw.find(b"\r\n", pos, block_end)
+        if line_end < 0 or line_end == pos:
+            break
+        end = line_end + 2
+        while end < block_end and raw[end : end + 1] in (b" ", b"\t"):
+            next_end = raw.find(b"\r\n", end, block_end)
+            end = block_end if next_end < 0 else next_end + 2
+        name, sep, value = raw[pos:end].partition(b":")
+        if sep and name and b" " not in name.strip():
+            text = value.decode("utf-8", "replace").replace("\r\n", "").strip()
+            fields.append(HeaderField(name.decode("ascii", "replace").strip(), text, pos, end))
+        pos = end
+    return fields
+
+
+def header_value(fields: Iterable[HeaderField], name: str) -> str | None:
+    """The first value of a header field, or None."""
+    wanted = name.lower()
+    for f in fields:
+        if f.name.lower() == wanted:
+            return f.value
+    return None
+
+
+def from_domains(fields: Sequence[HeaderField]) -> list[str] | None:
+    """Domains of every address in the From header; None when From is absent or empty."""
+    values = [f.value for f in fields if f.name.lower() == "from"]
+    if len(values) != 1:
+        return None
+    addresses = [addr for _, addr in getaddresses(values) if addr]
+    if not addresses or any("@" not in a for a in addresses):
+        return None
+    return [a.rpartition("@")[2].lower().rstrip(".") for a in addresses]
+
+
+def domain_of(address: str) -> str:
+    """The domain of an address, lower-cased (after the last ``@``)."""
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def campaign_name(value: str | None) -> str:
+    """A queue-safe campaign name from an ``X-Campaign`` value ('' when none)."""
+    if not value:
+        return ""
+    return _CAMPAIGN_UNSAFE.sub("_", value.strip())[:MAX_CAMPAIGN_LENGTH].strip("_")
+
+
+def queue_name(campaign: str, tenant: str, domain: str) -> str:
+    """The scheduled queue: ``campaign:tenant@domain``, or ``tenant@domain``."""
+    return f"{campaign}:{tenant}@{domain}" if campaign else f"{tenant}@{domain}"
+
+
+def build_body(
+    raw: bytes, fields: Sequence[HeaderField], submission_id: str, now: float, rx: Reception
+) -> bytes:
+    """The stored body: trace and missing headers prepended, X-Campaign removed."""
+    date = formatdate(now, usegmt=True)
+    tls = f" ({rx.tls_version} {rx.tls_cipher})" if rx.tls_version else ""
+    added = [
+        f"Received: from {rx.ehlo_name} ([{rx.peer_host}])\r\n"
+        f"\tby {rx.hostname} (PenguinMails) with {rx.protocol}{tls}\r\n"
+        f"\tid {submission_id}; {date}\r\n"
+    ]
+    names = {f.name.lower() for f in fields}
+    if "message-id" not in names:
+        added.append(f"Message-ID: <{submission_id}@{rx.hostname}>\r\n")
+    if "date" not in names:
+        added.append(f"Date: {date}\r\n")
+    prefix = "".join(added).encode("utf-8")
+    campaign_spans = [(f.start, f.end) for f in fields if f.name.lower() == "x-campaign"]
+    if not campaign_spans:
+        return prefix + raw
+    parts = [prefix]
+    pos = 0
+    for start, end in campaign_spans:
+        parts.append(raw[pos:start])
+        pos = end
+    parts.append(raw[pos:])
+    return b"".join(parts)
+
+
+def plan_submission(
+    *,
+    tenant: Tenant,
+    sender: str,
+    recipients: Sequence[str],
+    raw: bytes,
+    fields: Sequence[HeaderField],
+    suppressed: set[str],
+    submission_id: str,
+    now: float,
+    reception: Reception,
+) -> tuple[Submission, list[Record]]:
+    """The submission to store and its records; suppressed recipients are not queued."""
+    campaign = campaign_name(header_value(fields, "x-campaign"))
+    body = build_body(raw, fields, submission_id, now, reception)
+    headers = {n: v for n in TRACE_HEADERS if (v := header_value(fields, n)) is not None}
+    meta = {"tenant": tenant.name, "campaign": campaign or None, "user": reception.username}
+    messages: list[QueuedMessage] = []
+    records: list[Record] = []
+    for index, recipient in enumerate(recipients, start=1):
+        domain = domain_of(recipient)
+        queue = queue_name(campaign, tenant.name, domain)
+        is_suppressed = recipient.lower() in suppressed
+        message = QueuedMessage(
+            id=f"{submission_id}-{index}",
+            submission_id=submission_id,
+            tenant_id=tenant.id,
+            queue=queue,
+            campaign=campaign,
+            sender=sender,
+            recipient=recipient,
+            domain=domain,
+            state=MessageState.SUPPRESSED if is_suppressed else MessageState.QUEUED,
+            due_at=now,
+            created_at=now,
+        )
+        messages.append(message)
+        record_types = [RecordType.RECEPTION]
+        if is_suppressed:
+            record_types.append(RecordType.SUPPRESSED)
+        for record_type in record_types:
+            records.append(
+                Record(
+                    type=record_type,
+                    timestamp=now,
+                    tenant_id=tenant.id,
+                    id=message.id,
+                    sender=sender,
+                    recipient=recipient,
+                    queue=queue,
+                    size=len(body),
+                    created=now,
+                    peer_address=(reception.ehlo_name, reception.peer_host),
+                    meta=meta,
+                    headers=headers,
+                    reception_protocol=reception.protocol,
+                    nodeid=reception.nodeid,
+                    tls_cipher=reception.tls_cipher,
+                    tls_protocol_version=reception.tls_version,
+                    session_id=reception.session_id,
+                )
+            )
+    submission = Submission(
+        id=submission_id,
+        tenant_id=tenant.id,
+        body=body,
+        messages=tuple(messages),
+        created_at=now,
+    )
+    return submission, records

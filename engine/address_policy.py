@@ -1,0 +1,46 @@
+"""Which envelope addresses a submission may use: the anti-relay rules.
+
+Pure checks. Authenticated tenants may send to any domain, but never through
+an address that asks an MX further down to relay again: ``user%other@x``,
+``a!b@x`` (UUCP bang path), ``"user@other"@x``, source routes ``@a:user@b``
+and address literals ``user@[192.0.2.1]`` are refused (Postfix
+``allow_untrusted_routing = no``, applied to every recipient). Senders must
+use one of the tenant's sending domains.
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.smtp_policy import Reply
+
+_LABEL = r"(?!-)[A-Za-z0-9\u0080-\U0010ffff-]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+\.?$")
+
+ROUTING_REFUSED = Reply(553, "5.1.3", "Relay-style or routed addresses are not accepted")
+BAD_DOMAIN = Reply(553, "5.1.2", "Recipient domain must be a fully qualified domain name")
+SENDER_NOT_ALLOWED = Reply(550, "5.7.1", "Sender domain is not a sending domain of this account")
+
+
+def recipient_problem(address: str) -> Reply | None:
+    """Why a recipient is refused, or None when it is acceptable."""
+    if address.startswith("@") or ":" in address.partition("@")[0]:
+        return ROUTING_REFUSED
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return BAD_DOMAIN
+    if any(ch in local for ch in "%!@") or local.startswith('"'):
+        return ROUTING_REFUSED
+    if domain.startswith("[") or not _DOMAIN.match(domain):
+        return BAD_DOMAIN
+    return None
+
+
+def sender_problem(address: str, allowed_domains: frozenset[str]) -> Reply | None:
+    """Why an envelope sender is refused, or None when it uses a sending domain."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or domain.lower().rstrip(".") not in allowed_domains:
+        return SENDER_NOT_ALLOWED
+    if any(ch in local for ch in "%!@"):
+        return ROUTING_REFUSED
+    return None

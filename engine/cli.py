@@ -1,0 +1,312 @@
+"""The ``penguin`` command line: run the engine and administer it.
+
+Every command takes ``--config`` (or ``PENGUIN_CONFIG``) and ``--json``.
+Commands that touch the store open it directly, so they work whether or not
+the engine is running (SQLite WAL and PostgreSQL both allow it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from config import ConfigError, Settings, load_settings
+from config.example import render_example
+from engine.app import secret_path
+from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
+from engine.model import SendingDomain, SmtpUser, Suppression
+from engine.passwords import generate_password, generate_username, hash_password
+from engine.sealing import Sealer, load_or_create_secret
+from engine.store import Conflict, NotFound, Store, StoreError, open_store
+
+Output = dict[str, Any] | list[Any]
+
+
+class CommandError(Exception):
+    """A failed command: the message is shown to the user; exit status 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = _settings(args)
+        if args.handler is None:
+            from engine.runner import run
+
+            return run(settings)
+        result, text = args.handler(settings, args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    except (CommandError, StoreError) as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(text)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("PENGUIN_CONFIG")
+    return load_settings(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $PENGUIN_CONFIG or the shipped one)")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    parser = argparse.ArgumentParser(prog="penguin", description="PenguinMails sending engine")
+    groups = parser.add_subparsers(title="commands")
+
+    def leaf(sub: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    leaf(groups, "run", None, "run the engine in the foreground")
+
+    config = groups.add_parser("config", help="check or print the configuration")
+    config_sub = config.add_subparsers()
+    check = leaf(config_sub, "check", _config_check, "validate a config file")
+    check.add_argument("file", nargs="?", help="file to check (default: --config)")
+    leaf(config_sub, "example", _config_example, "print the documented default config")
+
+    db = groups.add_parser("db", help="database maintenance")
+    leaf(db.add_subparsers(), "migrate", _store_command(_db_migrate), "apply migrations")
+
+    tenant = groups.add_parser("tenant", help="tenants")
+    tenant_sub = tenant.add_subparsers()
+    leaf(tenant_sub, "create", _store_command(_tenant_create), "create a tenant").add_argument(
+        "name"
+    )
+    leaf(tenant_sub, "list", _store_command(_tenant_list), "list tenants")
+
+    domain = groups.add_parser("domain", help="sending domains")
+    domain_sub = domain.add_subparsers()
+    add = leaf(domain_sub, "add", _store_command(_domain_add), "add a sending domain")
+    add.add_argument("tenant")
+    add.add_argument("domain")
+    add.add_argument("--algo", choices=("rsa", "ed25519"), default="rsa")
+    add.add_argument("--bits", type=int, default=2048, help="RSA key size")
+    add.add_argument("--selector", help="DKIM selector (default: pmYYYYMM)")
+    records = leaf(domain_sub, "records", _store_command(_domain_records), "DNS to publish")
+    records.add_argument("domain")
+    leaf(domain_sub, "list", _store_command(_domain_list), "list domains").add_argument("tenant")
+
+    user = groups.add_parser("smtp-user", help="SMTP credentials")
+    leaf(user.add_subparsers(), "create", _store_command(_smtp_user_create), "new credentials"
+         ).add_argument("tenant")
+
+    suppression = groups.add_parser("suppression", help="suppression lists")
+    sadd = leaf(suppression.add_subparsers(), "add", _store_command(_suppression_add), "suppress")
+    sadd.add_argument("tenant")
+    sadd.add_argument("address")
+    sadd.add_argument("--reason", default="manual")
+
+    queue = groups.add_parser("queue", help="the message queue")
+    queue_sub = queue.add_subparsers()
+    leaf(queue_sub, "summary", _store_command(_queue_summary), "messages by queue and state")
+    leaf(queue_sub, "show", _store_command(_queue_show), "one message or submission"
+         ).add_argument("id")
+    return parser
+
+
+Handler = Callable[[Settings, argparse.Namespace], tuple[Output, str]]
+StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output, str]]]
+
+
+def _store_command(handler: StoreHandler) -> Handler:
+    """Run ``handler`` with a migrated store, closed afterwards."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+        async def body() -> tuple[Output, str]:
+            store = open_store(settings.database.url)
+            try:
+                await store.migrate()
+                return await handler(store, settings, args)
+            finally:
+                await store.close()
+
+        return asyncio.run(body())
+
+    return run
+
+
+def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    path = args.file or args.config or os.environ.get("PENGUIN_CONFIG")
+    checked = load_settings(path) if args.file else settings
+    source = path or "the shipped default config"
+    return {"ok": True, "file": source, "settings": dataclasses.asdict(checked)}, f"{source}: ok"
+
+
+def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    text = render_example()
+    return {"toml": text}, text.rstrip("\n")
+
+
+async def _db_migrate(store: Store, settings: Settings, args: argparse.Namespace
+                      ) -> tuple[Output, str]:
+    version = await store.schema_version()
+    return {"schema_version": version}, f"schema at version {version}"
+
+
+async def _tenant_create(store: Store, settings: Settings, args: argparse.Namespace
+                         ) -> tuple[Output, str]:
+    try:
+        tenant = await store.create_tenant(args.name, time.time())
+    except Conflict:
+        raise CommandError(f"tenant {args.name!r} exists") from None
+    return dataclasses.asdict(tenant), f"tenant {tenant.name} created (id {tenant.id})"
+
+
+async def _tenant_list(store: Store, settings: Settings, args: argparse.Namespace
+                       ) -> tuple[Output, str]:
+    tenants = await store.list_tenants()
+    lines = [f"{t.id}\t{t.name}" for t in tenants] or ["no tenants"]
+    return [dataclasses.asdict(t) for t in tenants], "\n".join(lines)
+
+
+async def _require_tenant(store: Store, name: str) -> int:
+    tenant = await store.get_tenant(name)
+    if tenant is None:
+        raise CommandError(f"no tenant named {name!r}")
+    return tenant.id
+
+
+def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[Output, str]:
+    records = dns_records(
+        domain.name,
+        domain.selector,
+        (domain.algorithm, domain.public_key_b64),
+        return_path_domain=f"bounces.{domain.name}",
+        engine_hostname=settings.engine.hostname,
+    )
+    data = {
+        "domain": domain.name,
+        "selector": domain.selector,
+        "algorithm": domain.algorithm,
+        "dns_records": [dataclasses.asdict(r) for r in records],
+    }
+    return data, render_instructions(records)
+
+
+async def _domain_add(store: Store, settings: Settings, args: argparse.Namespace
+                      ) -> tuple[Output, str]:
+    name = args.domain.lower().rstrip(".")
+    tenant_id = await _require_tenant(store, args.tenant)
+    now = time.time()
+    key = generate_key(args.algo, bits=args.bits) if args.algo == "rsa" else generate_key("ed25519")
+    sealer = Sealer(load_or_create_secret(secret_path(settings)))
+    domain = SendingDomain(
+        tenant_id=tenant_id,
+        name=name,
+        selector=args.selector or default_selector(now),
+        algorithm=key.algorithm,
+        private_key_sealed=sealer.seal(key.private_pem),
+        public_key_b64=key.public_b64,
+        created_at=now,
+    )
+    try:
+        domain = await store.add_domain(domain)
+    except Conflict:
+        raise CommandError(f"domain {name!r} is already registered") from None
+    data, text = _domain_dns(settings, domain)
+    return data, f"domain {name} added for tenant {args.tenant}\n\n{text}"
+
+
+async def _domain_records(store: Store, settings: Settings, args: argparse.Namespace
+                          ) -> tuple[Output, str]:
+    domain = await store.get_domain(args.domain.lower().rstrip("."))
+    if domain is None:
+        raise CommandError(f"no sending domain {args.domain!r}")
+    return _domain_dns(settings, domain)
+
+
+async def _domain_list(store: Store, settings: Settings, args: argparse.Namespace
+                       ) -> tuple[Output, str]:
+    domains = await store.list_domains(await _require_tenant(store, args.tenant))
+    rows = [
+        {"name": d.name, "selector": d.selector, "algorithm": d.algorithm} for d in domains
+    ]
+    lines = [f"{r['name']}\t{r['selector']}\t{r['algorithm']}" for r in rows] or ["no domains"]
+    return rows, "\n".join(lines)
+
+
+async def _smtp_user_create(store: Store, settings: Settings, args: argparse.Namespace
+                            ) -> tuple[Output, str]:
+    tenant_id = await _require_tenant(store, args.tenant)
+    username, password = generate_username(args.tenant), generate_password()
+    await store.add_smtp_user(
+        SmtpUser(tenant_id, username, hash_password(password), time.time())
+    )
+    data = {"tenant": args.tenant, "username": username, "password": password}
+    text = (
+        f"username: {username}\npassword: {password}\n"
+        "The password is shown only now; store it safely."
+    )
+    return data, text
+
+
+async def _suppression_add(store: Store, settings: Settings, args: argparse.Namespace
+                           ) -> tuple[Output, str]:
+    tenant_id = await _require_tenant(store, args.tenant)
+    address = args.address.lower()
+    await store.add_suppression(Suppression(tenant_id, address, args.reason, time.time()))
+    return {"tenant": args.tenant, "address": address}, f"{address} suppressed"
+
+
+async def _queue_summary(store: Store, settings: Settings, args: argparse.Namespace
+                         ) -> tuple[Output, str]:
+    rows = await store.queue_summary()
+    data = [{"queue": r.queue, "state": r.state.value, "count": r.count} for r in rows]
+    width = max([len(r.queue) for r in rows] + [5])
+    lines = [f"{'QUEUE':<{width}}  {'STATE':<10}  COUNT"]
+    lines += [f"{r.queue:<{width}}  {r.state.value:<10}  {r.count}" for r in rows]
+    if not rows:
+        lines.append("(empty)")
+    return data, "\n".join(lines)
+
+
+async def _queue_show(store: Store, settings: Settings, args: argparse.Namespace
+                      ) -> tuple[Output, str]:
+    message = await store.get_message(args.id)
+    messages = [message] if message else await store.list_submission(args.id)
+    if not messages:
+        raise NotFound(f"no message or submission {args.id!r}")
+    data = []
+    lines = []
+    for m in messages:
+        records = await store.list_records(m.id)
+        item = dataclasses.asdict(m)
+        item["records"] = records
+        data.append(item)
+        lines.append(
+            f"{m.id}  {m.state.value}  queue={m.queue}  from={m.sender}  to={m.recipient}"
+            f"  attempts={m.attempts}  due={_iso(m.due_at)}"
+        )
+        lines += [f"    {r['timestamp']}  {r['type']}" for r in records]
+    return (data[0] if message else data), "\n".join(lines)
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""The PostgreSQL store: ``Store`` on an asyncpg pool, for several engine processes.
+
+The pool is created on first use. The engine connects as the owner of the
+tables, so row-level security does not restrict it; code acting for one
+tenant uses ``tenant_scope``, which drops to the ``penguin_tenant`` role with
+``penguin.tenant_id`` set, and the policies created by the migrations show
+it that tenant's rows only.
+
+Delivery workers in any number of processes share the queue: ``claim`` locks
+due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
+``migrate`` holds an advisory lock, so processes starting together apply
+each migration once. Unique violations become ``Conflict``, foreign-key
+violations (unknown tenant) ``NotFound``, other server errors ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+
+from engine.model import (
+    MessageState,
+    QueueCount,
+    QueuedMessage,
+    SendingDomain,
+    SmtpUser,
+    Submission,
+    Suppression,
+    Tenant,
+)
+from engine.records import Record
+from engine.store import Conflict, NotFound, StoreError
+from engine.store.migrations import migration_files
+
+MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
+TENANT_ROLE = "penguin_tenant"
+
+_MESSAGE_FIELDS = (
+    "id",
+    "submission_id",
+    "tenant_id",
+    "queue",
+    "campaign",
+    "sender",
+    "recipient",
+    "domain",
+    "state",
+    "due_at",
+    "created_at",
+    "attempts",
+    "lease_owner",
+    "lease_expires",
+    "last_error",
+)
+_MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
+_DOMAIN_COLUMNS = (
+    "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
+)
+_RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
+
+
+class PostgresStore:
+    """``Store`` on the PostgreSQL database at ``url``, at most ``pool_size`` connections."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.url, min_size=1, max_size=self.pool_size
+                    )
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: object, subject: str = "row") -> list[Any]:
+        pool = await self._get_pool()
+        with _translated(subject):
+            return list(await pool.fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: object, subject: str = "row") -> Any:
+        pool = await self._get_pool()
+        with _translated(subject):
+            return await pool.fetchrow(sql, *args)
+
+    async def _execute(self, sql: str, *args: object, subject: str = "row") -> str:
+        pool = await self._get_pool()
+        with _translated(subject):
+            return str(await pool.execute(sql, *args))
+
+    @contextlib.asynccontextmanager
+    async def tenant_scope(self, tenant_id: int) -> AsyncIterator[Any]:
+        """A connection in a transaction that sees only ``tenant_id``'s rows (RLS).
+
+        The role and the setting are transaction-local, so the connection goes
+        back to the pool as the owner again.
+        """
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL ROLE {TENANT_ROLE}")
+            await conn.execute("SELECT set_config('penguin.tenant_id', $1, true)", str(tenant_id))
+            yield conn
+
+    # Lifecycle.
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations, one transaction each; return the numbers applied."""
+        pool = await self._get_pool()
+        applied: list[int] = []
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations"
+                    " (version integer PRIMARY KEY, applied_at double precision NOT NULL)"
+                )
+                done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+                for number, sql in migration_files("postgres"):
+                    if number in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, applied_at)"
+                            " VALUES ($1, extract(epoch FROM clock_timestamp()))",
+                            number,
+                        )
+                    applied.append(number)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        return applied
+
+    async def schema_version(self) -> int:
+        row = await self._fetchrow(
+            "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0"
+            " ELSE (SELECT coalesce(max(version), 0) FROM schema_migrations) END"
+        )
+        return int(row[0])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # Tenants, domains, users, suppressions.
+
+    async def create_tenant(self, name: str, now: float) -> Tenant:
+        row = await self._fetchrow(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
+            name,
+            now,
+            subject=f"tenant {name!r}",
+        )
+        return Tenant(id=int(row[0]), name=name, created_at=now)
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        row = await self._fetchrow("SELECT id, name, created_at FROM tenants WHERE name = $1", name)
+        return None if row is None else Tenant(**dict(row))
+
+    async def get_tenant_by_id(self, tenant_id: int) -> Tenant | None:
+        row = await self._fetchrow(
+            "SELECT id, name, created_at FROM tenants WHERE id = $1", tenant_id
+        )
+        return None if row is None else Tenant(**dict(row))
+
+    async def list_tenants(self) -> list[Tenant]:
+        rows = await self._fetch("SELECT id, name, created_at FROM tenants ORDER BY id")
+        return [Tenant(**dict(row)) for row in rows]
+
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        row = await self._fetchrow(
+            "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
+            " private_key_sealed, public_key_b64, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            domain.tenant_id,
+            domain.name,
+            domain.selector,
+            domain.algorithm,
+            domain.private_key_sealed,
+            domain.public_key_b64,
+            domain.created_at,
+            subject=f"domain {domain.name!r}",
+        )
+        return replace(domain, id=int(row[0]))
+
+    async def get_domain(self, name: str) -> SendingDomain | None:
+        row = await self._fetchrow(
+            f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name
+        )
+        return None if row is None else SendingDomain(**dict(row))
+
+    async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
+        rows = await self._fetch(
+            f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
+            tenant_id,
+        )
+        return [SendingDomain(**dict(row)) for row in rows]
+
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
+        row = await self._fetchrow(
+            "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            user.tenant_id,
+            user.username,
+            user.password_hash,
+            user.created_at,
+            subject=f"SMTP user {user.username!r}",
+        )
+        return replace(user, id=int(row[0]))
+
+    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+        row = await self._fetchrow(
+            "SELECT id, tenant_id, username, password_hash, created_at"
+            " FROM smtp_users WHERE username = $1",
+            username,
+        )
+        return None if row is None else SmtpUser(**dict(row))
+
+    async def add_suppression(self, suppression: Suppression) -> None:
+        """Insert or replace (tenant, address); addresses compare case-insensitively."""
+        await self._execute(
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, address)"
+            " DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at",
+            suppression.tenant_id,
+            suppression.address.lower(),
+            suppression.reason,
+            suppression.created_at,
+            subject="suppression",
+        )
+
+    async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
+        """The subset of ``addresses`` (lower-cased) suppressed for the tenant."""
+        rows = await self._fetch(
+            "SELECT address FROM suppressions WHERE tenant_id = $1 AND address = ANY($2::text[])",
+            tenant_id,
+            sorted({a.lower() for a in addresses}),
+        )
+        return {str(row[0]) for row in rows}
+
+    # Acceptance and records.
+
+    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
+        """Store bodies, messages and records in one durable transaction."""
+        bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
+        messages = [_message_params(m) for s in submissions for m in s.messages]
+        pool = await self._get_pool()
+        with _translated("submission"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES ($1, $2, $3, $4)",
+                    bodies,
+                )
+                if messages:
+                    await conn.copy_records_to_table(
+                        "messages", records=messages, columns=_MESSAGE_FIELDS
+                    )
+                await _insert_records(conn, records)
+
+    async def add_records(self, records: Sequence[Record]) -> None:
+        pool = await self._get_pool()
+        with _translated("record"):
+            async with pool.acquire() as conn:
+                await _insert_records(conn, records)
+
+    async def list_records(self, message_id: str) -> list[dict[str, Any]]:
+        """The JSON objects of a message's records, oldest first."""
+        rows = await self._fetch(
+            "SELECT data FROM records WHERE message_id = $1 ORDER BY seq", message_id
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    # The queue.
+
+    async def claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        rows = await self._fetch(
+            "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2"
+            " WHERE id IN (SELECT id FROM messages"
+            "  WHERE (state = 'queued' AND due_at <= $3)"
+            "   OR (state = 'leased' AND lease_expires <= $3)"
+            "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_MESSAGE_COLUMNS}",
+            owner,
+            now + lease_seconds,
+            now,
+            limit,
+        )
+        return sorted((_message(row) for row in rows), key=lambda m: (m.due_at, m.id))
+
+    async def release(
+        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
+    ) -> bool:
+        """Return a leased message to the queue, due at ``due_at``."""
+        status = await self._execute(
+            "UPDATE messages SET state = 'queued', due_at = $1, attempts = $2, last_error = $3,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " WHERE id = $4 AND state = 'leased' AND lease_owner = $5",
+            due_at,
+            attempts,
+            error,
+            message_id,
+            owner,
+        )
+        return _row_count(status) == 1
+
+    async def finish(
+        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
+    ) -> bool:
+        """Move a leased message to a final state (delivered, bounced, ...)."""
+        status = await self._execute(
+            "UPDATE messages SET state = $1, attempts = $2, last_error = $3,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " WHERE id = $4 AND state = 'leased' AND lease_owner = $5",
+            state.value,
+            attempts,
+            error,
+            message_id,
+            owner,
+        )
+        return _row_count(status) == 1
+
+    async def get_body(self, submission_id: str) -> bytes | None:
+        row = await self._fetchrow("SELECT data FROM bodies WHERE id = $1", submission_id)
+        return None if row is None else bytes(row[0])
+
+    async def get_message(self, message_id: str) -> QueuedMessage | None:
+        row = await self._fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
+        )
+        return None if row is None else _message(row)
+
+    async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE submission_id = $1 ORDER BY id",
+            submission_id,
+        )
+        return [_message(row) for row in rows]
+
+    async def queue_summary(self) -> list[QueueCount]:
+        rows = await self._fetch(
+            "SELECT queue, state, count(*) FROM messages GROUP BY queue, state"
+            " ORDER BY queue, state"
+        )
+        return [QueueCount(str(row[0]), MessageState(row[1]), int(row[2])) for row in rows]
+
+    async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
+        """A tenant's messages, newest first; row-level security does the filtering."""
+        with _translated("message"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                    " ORDER BY created_at DESC, id DESC LIMIT $1",
+                    limit,
+                )
+        return [_message(row) for row in rows]
+
+
+@contextlib.contextmanager
+def _translated(subject: str) -> Iterator[None]:
+    """Turn asyncpg's server errors into the store's errors."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"{subject} already exists") from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise NotFound(f"{subject}: unknown tenant") from exc
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"postgresql: {exc}") from exc
+
+
+async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
+    if not records:
+        return
+    rows = [(r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line()) for r in records]
+    await conn.copy_records_to_table("records", records=rows, columns=_RECORD_FIELDS)
+
+
+def _message_params(m: QueuedMessage) -> tuple[object, ...]:
+    return (
+        m.id,
+        m.submission_id,
+        m.tenant_id,
+        m.queue,
+        m.campaign,
+        m.sender,
+        m.recipient,
+        m.domain,
+        m.state.value,
+        m.due_at,
+        m.created_at,
+        m.attempts,
+        m.lease_owner,
+        m.lease_expires,
+        m.last_error,
+    )
+
+
+def _message(row: Any) -> QueuedMessage:
+    fields = dict(row)
+    fields["state"] = MessageState(fields["state"])
+    return QueuedMessage(**fields)
+
+
+def _row_count(status: str) -> int:
+    """The row count of a command tag such as ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])

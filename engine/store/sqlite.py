@@ -1,0 +1,465 @@
+"""The SQLite store: the default, embedded implementation of ``Store``.
+
+One file, WAL journal, ``synchronous=FULL`` (a commit is on disk when it
+returns), foreign keys on. The stdlib ``sqlite3`` module blocks, so every
+call runs on one dedicated thread that owns the only connection; the event
+loop awaits it through ``run_in_executor``.
+
+Writes take the write lock up front (``BEGIN IMMEDIATE``) so a transaction
+never fails half-way on lock upgrade; another process on the same file (the
+CLI next to ``penguin run``) makes us wait up to the busy timeout, after
+which the call fails with ``StoreError``. Constraint failures become
+``Conflict`` (a unique name is taken) or ``NotFound`` (unknown tenant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine.model import (
+    MessageState,
+    QueueCount,
+    QueuedMessage,
+    SendingDomain,
+    SmtpUser,
+    Submission,
+    Suppression,
+    Tenant,
+)
+from engine.records import Record
+from engine.store import Conflict, NotFound, StoreError
+from engine.store.migrations import migration_files
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_SECONDS = 30.0
+_CHUNK = 500  # bound on "?" parameters in one IN (...) list
+
+_MESSAGE_COLUMNS = (
+    "id, submission_id, tenant_id, queue, campaign, sender, recipient, domain, state,"
+    " due_at, created_at, attempts, lease_owner, lease_expires, last_error"
+)
+_DOMAIN_COLUMNS = (
+    "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
+)
+
+
+class SqliteStore:
+    """``Store`` on a SQLite file at ``path`` (its directory is created)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="penguin-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    # The store thread.
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], subject: str = "row") -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, subject)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], subject: str = "row") -> T:
+        return await self._run(lambda conn: _transaction(conn, fn), subject)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T], subject: str) -> T:
+        try:
+            if self._conn is None:
+                self._conn = _connect(self.path)
+            return fn(self._conn)
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+                raise NotFound(f"{subject}: unknown tenant") from exc
+            raise Conflict(f"{subject} already exists") from exc
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # Lifecycle.
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations, one transaction each; return the numbers applied."""
+        return await self._run(_migrate)
+
+    async def schema_version(self) -> int:
+        return await self._run(_schema_version)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    # Tenants, domains, users, suppressions.
+
+    async def create_tenant(self, name: str, now: float) -> Tenant:
+        def insert(conn: sqlite3.Connection) -> Tenant:
+            cur = conn.execute("INSERT INTO tenants (name, created_at) VALUES (?, ?)", (name, now))
+            return Tenant(id=_rowid(cur), name=name, created_at=now)
+
+        return await self._write(insert, f"tenant {name!r}")
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        sql = "SELECT id, name, created_at FROM tenants WHERE name = ?"
+        return await self._run(lambda conn: _one(conn, Tenant, sql, (name,)))
+
+    async def get_tenant_by_id(self, tenant_id: int) -> Tenant | None:
+        sql = "SELECT id, name, created_at FROM tenants WHERE id = ?"
+        return await self._run(lambda conn: _one(conn, Tenant, sql, (tenant_id,)))
+
+    async def list_tenants(self) -> list[Tenant]:
+        sql = "SELECT id, name, created_at FROM tenants ORDER BY id"
+        return await self._run(lambda conn: _all(conn, Tenant, sql, ()))
+
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        def insert(conn: sqlite3.Connection) -> SendingDomain:
+            cur = conn.execute(
+                "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
+                " private_key_sealed, public_key_b64, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    domain.tenant_id,
+                    domain.name,
+                    domain.selector,
+                    domain.algorithm,
+                    domain.private_key_sealed,
+                    domain.public_key_b64,
+                    domain.created_at,
+                ),
+            )
+            return replace(domain, id=_rowid(cur))
+
+        return await self._write(insert, f"domain {domain.name!r}")
+
+    async def get_domain(self, name: str) -> SendingDomain | None:
+        sql = f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
+        return await self._run(lambda conn: _one(conn, SendingDomain, sql, (name,)))
+
+    async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
+        sql = f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = ? ORDER BY name"
+        return await self._run(lambda conn: _all(conn, SendingDomain, sql, (tenant_id,)))
+
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
+        def insert(conn: sqlite3.Connection) -> SmtpUser:
+            cur = conn.execute(
+                "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (user.tenant_id, user.username, user.password_hash, user.created_at),
+            )
+            return replace(user, id=_rowid(cur))
+
+        return await self._write(insert, f"SMTP user {user.username!r}")
+
+    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+        sql = (
+            "SELECT id, tenant_id, username, password_hash, created_at"
+            " FROM smtp_users WHERE username = ?"
+        )
+        return await self._run(lambda conn: _one(conn, SmtpUser, sql, (username,)))
+
+    async def add_suppression(self, suppression: Suppression) -> None:
+        """Insert or replace (tenant, address); addresses compare case-insensitively."""
+        params = (
+            suppression.tenant_id,
+            suppression.address.lower(),
+            suppression.reason,
+            suppression.created_at,
+        )
+        sql = (
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, address)"
+            " DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at"
+        )
+        await self._write(lambda conn: conn.execute(sql, params), "suppression")
+
+    async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
+        """The subset of ``addresses`` (lower-cased) suppressed for the tenant."""
+        wanted = sorted({a.lower() for a in addresses})
+
+        def select(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    f"SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ({marks})"
+                )
+                rows = conn.execute(sql, (tenant_id, *chunk))
+                found.update(row[0] for row in rows)
+            return found
+
+        return await self._run(select)
+
+    # Acceptance and records.
+
+    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
+        """Store bodies, messages and records in one durable transaction."""
+        bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
+        messages = [_message_params(m) for s in submissions for m in s.messages]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES (?, ?, ?, ?)", bodies
+            )
+            conn.executemany(
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                messages,
+            )
+            _insert_records(conn, records)
+
+        await self._write(insert, "submission")
+
+    async def add_records(self, records: Sequence[Record]) -> None:
+        await self._write(lambda conn: _insert_records(conn, records), "record")
+
+    async def list_records(self, message_id: str) -> list[dict[str, Any]]:
+        """The JSON objects of a message's records, oldest first."""
+
+        def select(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT data FROM records WHERE message_id = ? ORDER BY seq", (message_id,)
+            )
+            return [json.loads(row[0]) for row in rows]
+
+        return await self._run(select)
+
+    # The queue.
+
+    async def claim(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        sql = (
+            "UPDATE messages SET state = 'leased', lease_owner = ?, lease_expires = ?"
+            " WHERE id IN (SELECT id FROM messages"
+            "  WHERE (state = 'queued' AND due_at <= ?)"
+            "   OR (state = 'leased' AND lease_expires <= ?)"
+            "  ORDER BY due_at LIMIT ?)"
+            f" RETURNING {_MESSAGE_COLUMNS}"
+        )
+        params = (owner, now + lease_seconds, now, now, limit)
+
+        def update(conn: sqlite3.Connection) -> list[QueuedMessage]:
+            claimed = [_message(row) for row in conn.execute(sql, params).fetchall()]
+            return sorted(claimed, key=lambda m: (m.due_at, m.id))
+
+        return await self._write(update)
+
+    async def release(
+        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
+    ) -> bool:
+        """Return a leased message to the queue, due at ``due_at``."""
+        sql = (
+            "UPDATE messages SET state = 'queued', due_at = ?, attempts = ?, last_error = ?,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " WHERE id = ? AND state = 'leased' AND lease_owner = ?"
+        )
+        params = (due_at, attempts, error, message_id, owner)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1)
+
+    async def finish(
+        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
+    ) -> bool:
+        """Move a leased message to a final state (delivered, bounced, ...)."""
+        sql = (
+            "UPDATE messages SET state = ?, attempts = ?, last_error = ?,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " WHERE id = ? AND state = 'leased' AND lease_owner = ?"
+        )
+        params = (state.value, attempts, error, message_id, owner)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1)
+
+    async def get_body(self, submission_id: str) -> bytes | None:
+        def select(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT data FROM bodies WHERE id = ?", (submission_id,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(select)
+
+    async def get_message(self, message_id: str) -> QueuedMessage | None:
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+
+        def select(conn: sqlite3.Connection) -> QueuedMessage | None:
+            row = conn.execute(sql, (message_id,)).fetchone()
+            return None if row is None else _message(row)
+
+        return await self._run(select)
+
+    async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE submission_id = ? ORDER BY id"
+        return await self._run(lambda conn: _messages(conn, sql, (submission_id,)))
+
+    async def queue_summary(self) -> list[QueueCount]:
+        def select(conn: sqlite3.Connection) -> list[QueueCount]:
+            rows = conn.execute(
+                "SELECT queue, state, count(*) FROM messages"
+                " GROUP BY queue, state ORDER BY queue, state"
+            )
+            return [QueueCount(queue, MessageState(state), count) for queue, state, count in rows]
+
+        return await self._run(select)
+
+    async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
+        """A tenant's messages, newest first."""
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _migrate(conn: sqlite3.Connection) -> list[int]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for number, sql in migration_files("sqlite"):
+        if number in done:
+            continue
+        if _transaction(conn, functools.partial(_apply_migration, number=number, sql=sql)):
+            applied.append(number)
+    return applied
+
+
+def _apply_migration(conn: sqlite3.Connection, number: int, sql: str) -> bool:
+    """Apply one migration unless another process did it first (we hold the write lock)."""
+    exists = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (number,))
+    if exists.fetchone() is not None:
+        return False
+    for statement in _statements(sql):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at)"
+        " VALUES (?, (julianday('now') - 2440587.5) * 86400.0)",
+        (number,),
+    )
+    return True
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if table is None:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would commit first)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    leftover = [ln for ln in buffer.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
+    if leftover:
+        raise StoreError(f"incomplete SQL statement in migration: {leftover[0]!r}")
+
+
+def _insert_records(conn: sqlite3.Connection, records: Sequence[Record]) -> None:
+    conn.executemany(
+        "INSERT INTO records (tenant_id, message_id, type, timestamp, data) VALUES (?, ?, ?, ?, ?)",
+        [(r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line()) for r in records],
+    )
+
+
+def _message_params(m: QueuedMessage) -> tuple[object, ...]:
+    return (
+        m.id,
+        m.submission_id,
+        m.tenant_id,
+        m.queue,
+        m.campaign,
+        m.sender,
+        m.recipient,
+        m.domain,
+        m.state.value,
+        m.due_at,
+        m.created_at,
+        m.attempts,
+        m.lease_owner,
+        m.lease_expires,
+        m.last_error,
+    )
+
+
+def _message(row: sqlite3.Row) -> QueuedMessage:
+    fields = dict(zip(row.keys(), row, strict=True))
+    fields["state"] = MessageState(fields["state"])
+    return QueuedMessage(**fields)
+
+
+def _messages(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
+) -> list[QueuedMessage]:
+    return [_message(row) for row in conn.execute(sql, params)]
+
+
+def _one(
+    conn: sqlite3.Connection, cls: Callable[..., T], sql: str, params: tuple[object, ...]
+) -> T | None:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else cls(**dict(zip(row.keys(), row, strict=True)))
+
+
+def _all(
+    conn: sqlite3.Connection, cls: Callable[..., T], sql: str, params: tuple[object, ...]
+) -> list[T]:
+    return [cls(**dict(zip(row.keys(), row, strict=True))) for row in conn.execute(sql, params)]
+
+
+def _rowid(cur: sqlite3.Cursor) -> int:
+    if cur.lastrowid is None:
+        raise StoreError("insert returned no row id")
+    return cur.lastrowid
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,235 @@
+"""The submission service: the SMTP handler tenants' clients talk to.
+
+Decides, for ``engine.smtp_server``, who may submit and what: AUTH against
+the tenant's SMTP users (scrypt hashes; failures from one client IP slowed,
+then refused), MAIL FROM and header From on the tenant's sending domains,
+recipients free of relay tricks, and the message handed to the spool; the
+``250`` goes out only once the spool has committed. Without AUTH nothing is
+relayed (530 5.7.0 for every RCPT): never an open relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+
+from engine.acceptance import (
+    Reception,
+    from_domains,
+    new_submission_id,
+    parse_header_fields,
+    plan_submission,
+)
+from engine.address_policy import recipient_problem, sender_problem
+from engine.auth_throttle import AuthThrottle
+from engine.clock import Clock
+from engine.model import Tenant
+from engine.passwords import verify_password_async
+from engine.records import Record, RecordType, Response
+from engine.smtp_policy import Envelope, Reply, Session
+from engine.spool import Spool
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_REFUSED = Reply(454, "4.7.0", "Too many failed authentications; try again later")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+CLIENT_REFUSED = Reply(421, "4.7.0", "Too many failed authentications from your address")
+SENDER_OK = Reply(250, "2.1.0", "Sender ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
+HEADER_FROM_REFUSED = Reply(
+    550, "5.7.1", "Header From must use a sending domain of this account"
+)
+SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
+CREDENTIAL_CACHE_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What a successful AUTH attaches to the session."""
+
+    tenant: Tenant
+    username: str
+    domains: frozenset[str]
+
+
+class CredentialCache:
+    """Recently verified credentials, so a reconnecting client skips scrypt.
+
+    Holds a keyed digest of the password, never the password itself.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._key = secrets.token_bytes(32)
+        self._entries: dict[str, tuple[bytes, float]] = {}
+
+    def _digest(self, username: str, password: str) -> bytes:
+        data = f"{username}\0{password}".encode()
+        return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
+
+    def hit(self, username: str, password: str, now: float) -> bool:
+        entry = self._entries.get(username)
+        if entry is None or entry[1] < now:
+            return False
+        return secrets.compare_digest(entry[0], self._digest(username, password))
+
+    def remember(self, username: str, password: str, now: float) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[username] = (self._digest(username, password), now + self._ttl)
+
+
+class SubmissionHandler:
+    """``SmtpHandler`` for tenants' authenticated submission."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        spool: Spool,
+        clock: Clock,
+        throttle: AuthThrottle,
+        hostname: str,
+        nodeid: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._spool = spool
+        self._clock = clock
+        self._throttle = throttle
+        self._hostname = hostname
+        self._nodeid = nodeid
+        self._rng = rng or random.Random()
+        self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
+
+    async def on_connect(self, session: Session) -> Reply | None:
+        if self._throttle.decision(session.peer_host, self._clock.now()).refuse:
+            return CLIENT_REFUSED
+        return None
+
+    async def on_auth(self, session: Session, username: str, password: str) -> Reply:
+        now = self._clock.now()
+        decision = self._throttle.decision(session.peer_host, now)
+        if decision.refuse:
+            return AUTH_REFUSED
+        account = await self._authenticate(username, password, now)
+        if account is None:
+            self._throttle.record_failure(session.peer_host, now)
+            delay = self._throttle.decision(session.peer_host, now).delay_seconds
+            log.info("AUTH failed session=%s peer=%s", session.id, session.peer_host)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return AUTH_FAILED
+        self._throttle.record_success(session.peer_host, now)
+        session.authenticated_as = username
+        session.auth_context = account
+        return AUTH_OK
+
+    async def _authenticate(self, username: str, password: str, now: float) -> Account | None:
+        user = await self._store.get_smtp_user(username)
+        if user is None:
+            return None
+        if not self._credentials.hit(username, password, now):
+            if not await verify_password_async(password, user.password_hash):
+                return None
+            self._credentials.remember(username, password, now)
+        tenant = await self._store.get_tenant_by_id(user.tenant_id)
+        if tenant is None:
+            return None
+        domains = await self._store.list_domains(tenant.id)
+        return Account(tenant, username, frozenset(d.name.lower() for d in domains))
+
+    async def on_mail(self, session: Session, envelope: Envelope, address: str) -> Reply:
+        account = _account(session)
+        if account is None:
+            return AUTH_REQUIRED
+        return sender_problem(address, account.domains) or SENDER_OK
+
+    async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
+        if _account(session) is None:
+            return AUTH_REQUIRED
+        return recipient_problem(address) or RECIPIENT_OK
+
+    async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
+        account = _account(session)
+        if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
+            return AUTH_REQUIRED
+        fields = parse_header_fields(body)
+        domains = from_domains(fields)
+        if not domains or any(d not in account.domains for d in domains):
+            return HEADER_FROM_REFUSED
+        now = self._clock.now()
+        submission_id = new_submission_id(now, self._rng)
+        suppressed = await self._store.suppressed(account.tenant.id, envelope.rcpt_tos)
+        submission, records = plan_submission(
+            tenant=account.tenant,
+            sender=envelope.mail_from,
+            recipients=envelope.rcpt_tos,
+            raw=body,
+            fields=fields,
+            suppressed=suppressed,
+            submission_id=submission_id,
+            now=now,
+            reception=self._reception(session, account),
+        )
+        try:
+            await self._spool.commit(submission, records)
+        except Exception:
+            log.exception("submission %s not stored", submission_id)
+            return SPOOL_FAILED
+        log.info(
+            "accepted id=%s tenant=%s recipients=%d size=%d",
+            submission_id,
+            account.tenant.name,
+            len(envelope.rcpt_tos),
+            len(submission.body),
+        )
+        return Reply(250, "2.0.0", f"Ok: queued as {submission_id}")
+
+    async def on_rejection(self, session: Session, command: str, reply: Reply) -> None:
+        account = _account(session)
+        enhanced = tuple(int(p) for p in reply.enhanced.split(".")) if reply.enhanced else None
+        record = Record(
+            type=RecordType.REJECTION,
+            timestamp=self._clock.now(),
+            tenant_id=account.tenant.id if account else None,
+            response=Response(
+                code=reply.code,
+                content=reply.text,
+                enhanced_code=enhanced if enhanced and len(enhanced) == 3 else None,  # type: ignore[arg-type]
+                command=command,
+            ),
+            peer_address=(session.ehlo_name or "", session.peer_host),
+            meta={"tenant": account.tenant.name} if account else {},
+            reception_protocol="ESMTP",
+            nodeid=self._nodeid,
+            session_id=session.id,
+        )
+        self._spool.add_records([record])
+
+    def _reception(self, session: Session, account: Account) -> Reception:
+        protocol = "ESMTPSA" if session.tls_version else "ESMTPA"
+        return Reception(
+            protocol=protocol,
+            peer_host=session.peer_host,
+            ehlo_name=session.ehlo_name or "unknown",
+            session_id=session.id,
+            username=account.username,
+            tls_version=session.tls_version,
+            tls_cipher=session.tls_cipher,
+            hostname=self._hostname,
+            nodeid=self._nodeid,
+        )
+
+
+def _account(session: Session) -> Account | None:
+    context = session.auth_context
+    return context if isinstance(context, Account) else None

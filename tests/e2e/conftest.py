@@ -1,0 +1,181 @@
+"""The whole engine as a process: config in a temp dir, the real CLI, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+READY_TIMEOUT = 30.0
+
+
+def write_config(tmp_path: Path, database_url: str = "", extra: str = "") -> Path:
+    """A config for one test: everything under ``tmp_path``, ephemeral ports."""
+    data = tmp_path / "var"
+    url = database_url or f"sqlite:{data / 'penguin.db'}"
+    path = tmp_path / "penguin.toml"
+    path.write_text(
+        f'[engine]\ndata_dir = "{data}"\nhostname = "mta.penguin.test"\nnode_id = "e2e"\n'
+        "shutdown_grace_seconds = 10\n"
+        f'[database]\nurl = "{url}"\n'
+        f'[records]\njson_log = "{data / "records.jsonl"}"\n'
+        '[submission]\nlisten = ["127.0.0.1:0"]\n'
+        f"{extra}"
+    )
+    return path
+
+
+def penguin(config: Path, *args: str) -> Any:
+    """Run a CLI command with --json; its parsed output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args, "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"penguin {' '.join(args)} failed: {done.stdout} {done.stderr}")
+    return json.loads(done.stdout)
+
+
+@dataclass
+class EngineProcess:
+    """``penguin run`` in a child process."""
+
+    config: Path
+    process: subprocess.Popen[str] | None = None
+    submission: tuple[str, int] = ("", 0)
+    output: list[str] = field(default_factory=list)
+    _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "run", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("engine not ready in time:\n" + "".join(self.output))
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("engine exited:\n" + "".join(self.output))
+            if line.startswith("submission listening on "):
+                host, _, port = line.split()[-1].rpartition(":")
+                self.submission = (host, int(port))
+            if line.strip() == "engine ready":
+                return
+
+    def _pump(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+        process.stdout.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush anything."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; the exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def engine_factory() -> Iterator[list[EngineProcess]]:
+    engines: list[EngineProcess] = []
+    yield engines
+    for engine in engines:
+        engine.close()
+
+
+def start_engine(engines: list[EngineProcess], config: Path) -> EngineProcess:
+    engine = EngineProcess(config)
+    engines.append(engine)
+    engine.start()
+    return engine
+
+
+@dataclass(frozen=True)
+class Account:
+    tenant: str
+    domain: str
+    username: str
+    password: str
+
+
+def provision(config: Path, tenant: str = "acme", domain: str = "news.acme.test") -> Account:
+    """Tenant, sending domain and SMTP credentials through the CLI."""
+    penguin(config, "tenant", "create", tenant)
+    penguin(config, "domain", "add", tenant, domain)
+    user = penguin(config, "smtp-user", "create", tenant)
+    return Account(tenant, domain, user["username"], user["password"])
+
+
+def client_tls() -> ssl.SSLContext:
+    """Trusts the engine's self-signed certificate (tests only)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def message(sender: str, subject: str = "hello", extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: someone@example.com\r\nSubject: {subject}\r\n{extra}\r\n"
+        "Hello from the tests.\r\n"
+    ).encode()
+
+
+def submit(
+    address: tuple[str, int],
+    account: Account,
+    recipients: list[str],
+    body: bytes | None = None,
+    sender: str | None = None,
+) -> str:
+    """One authenticated submission over STARTTLS; the queue id from the 250 reply."""
+    sender = sender or f"news@{account.domain}"
+    with smtplib.SMTP(*address, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.login(account.username, account.password)
+        client.mail(sender)
+        for rcpt in recipients:
+            code, reply = client.rcpt(rcpt)
+            assert code == 250, reply
+        code, reply = client.data(body or message(sender))
+        assert code == 250, reply
+    return reply.decode().rsplit(" ", 1)[-1]

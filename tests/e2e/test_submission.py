@@ -1,0 +1,171 @@
+"""A tenant's client submits over STARTTLS + AUTH; the engine queues per recipient."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    Account,
+    EngineProcess,
+    client_tls,
+    message,
+    penguin,
+    provision,
+    submit,
+    write_config,
+)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProcess, Account]]:
+    tmp = tmp_path_factory.mktemp("submission")
+    config = write_config(tmp)
+    account = provision(config)
+    engine = EngineProcess(config)
+    engine.start()
+    try:
+        yield engine, account
+    finally:
+        engine.close()
+
+
+def test_submission_queues_one_message_per_recipient(
+    running: tuple[EngineProcess, Account],
+) -> None:
+    engine, account = running
+    recipients = ["a@example.com", "b@example.com", "c@example.org"]
+    body = message(f"News <news@{account.domain}>", extra="X-Campaign: spring\r\n")
+    queue_id = submit(engine.submission, account, recipients, body)
+
+    shown = penguin(engine.config, "queue", "show", queue_id)
+    assert sorted(m["recipient"] for m in shown) == recipients
+    assert {m["state"] for m in shown} == {"queued"}
+    assert {m["queue"] for m in shown} == {"spring:acme@example.com", "spring:acme@example.org"}
+    assert all(m["records"][0]["type"] == "Reception" for m in shown)
+
+    summary = penguin(engine.config, "queue", "summary")
+    counts = {(r["queue"], r["state"]): r["count"] for r in summary}
+    assert counts[("spring:acme@example.com", "queued")] >= 2
+    assert counts[("spring:acme@example.org", "queued")] >= 1
+
+    one = penguin(engine.config, "queue", "show", f"{queue_id}-1")
+    assert one["recipient"] == "a@example.com"
+    assert one["sender"] == f"news@{account.domain}"
+
+
+def test_suppressed_recipient_is_accepted_but_not_queued(
+    running: tuple[EngineProcess, Account],
+) -> None:
+    engine, account = running
+    penguin(engine.config, "suppression", "add", account.tenant, "Gone@Example.com")
+    queue_id = submit(engine.submission, account, ["gone@example.com", "here@example.com"])
+    shown = {m["recipient"]: m for m in penguin(engine.config, "queue", "show", queue_id)}
+    assert shown["gone@example.com"]["state"] == "suppressed"
+    assert [r["type"] for r in shown["gone@example.com"]["records"]] == [
+        "Reception",
+        "Suppressed",
+    ]
+    assert shown["here@example.com"]["state"] == "queued"
+
+
+def test_records_reach_the_json_log(running: tuple[EngineProcess, Account]) -> None:
+    engine, account = running
+    queue_id = submit(engine.submission, account, ["log@example.com"])
+    log = Path(engine.config.parent / "var" / "records.jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    mine = [r for r in lines if r["id"] == f"{queue_id}-1"]
+    assert [r["type"] for r in mine] == ["Reception"]
+    assert mine[0]["reception_protocol"] == "ESMTPSA"
+    assert mine[0]["meta"]["tenant"] == "acme"
+    assert mine[0]["tls_protocol_version"].startswith("TLS")
+
+
+def test_without_auth_every_recipient_is_refused(running: tuple[EngineProcess, Account]) -> None:
+    engine, _ = running
+    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.ehlo("stranger.example")
+        code, _ = client.mail("anyone@example.net")
+        assert code == 530
+        code, _ = client.rcpt("victim@example.com")
+        assert code in (503, 530)
+    summary = penguin(engine.config, "queue", "summary")
+    assert not any("example.net" in r["queue"] for r in summary)
+
+
+def test_auth_is_not_offered_before_tls(running: tuple[EngineProcess, Account]) -> None:
+    engine, account = running
+    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+        client.ehlo("client.example")
+        assert not client.has_extn("auth")
+        assert client.has_extn("starttls")
+        code, _ = client.docmd("AUTH", "PLAIN AGFjbWUAeA==")
+        assert code == 538
+        client.starttls(context=client_tls())
+        client.ehlo("client.example")
+        assert client.has_extn("auth")
+        for keyword in ("pipelining", "size", "8bitmime", "enhancedstatuscodes", "smtputf8"):
+            assert client.has_extn(keyword), keyword
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["user%victim.example@example.com", "a!b@example.com", '"x@victim.example"@example.com',
+     "@relay.example:user@victim.example", "user@[127.0.0.1]"],
+)
+def test_relay_tricks_gain_nothing(running: tuple[EngineProcess, Account], recipient: str) -> None:
+    engine, account = running
+    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.login(account.username, account.password)
+        client.mail(f"news@{account.domain}")
+        code, _ = client.rcpt(recipient)
+        assert code >= 500
+
+
+def test_sender_and_header_from_must_be_sending_domains(
+    running: tuple[EngineProcess, Account],
+) -> None:
+    engine, account = running
+    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.login(account.username, account.password)
+        code, reply = client.mail("ceo@bank.example")
+        assert (code, reply[:5]) == (550, b"5.7.1")
+        client.rset()
+        client.mail(f"news@{account.domain}")
+        client.rcpt("a@example.com")
+        code, reply = client.data(message("ceo@bank.example"))
+        assert (code, reply[:5]) == (550, b"5.7.1")
+
+
+def test_wrong_password_gets_535(running: tuple[EngineProcess, Account]) -> None:
+    engine, account = running
+    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+        client.starttls(context=client_tls())
+        with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+            client.login(account.username, "wrong")
+        assert err.value.smtp_code == 535
+
+
+def test_cli_config_check_reports_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[submission]\nmax_recipients = -1\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"{bad}: submission.max_recipients: expected at least 1" in done.stderr
+    good = write_config(tmp_path)
+    assert penguin(good, "config", "check")["ok"] is True

@@ -1,0 +1,158 @@
+import random
+
+import pytest
+
+from engine.acceptance import (
+    Reception,
+    campaign_name,
+    from_domains,
+    header_value,
+    new_submission_id,
+    parse_header_fields,
+    plan_submission,
+    queue_name,
+)
+from engine.model import MessageState, Tenant
+from engine.records import RecordType
+
+NOW = 1_800_000_000.0
+TENANT = Tenant(id=7, name="acme", created_at=NOW)
+RX = Reception(
+    protocol="ESMTPSA",
+    peer_host="127.0.0.9",
+    ehlo_name="client.example",
+    session_id="s1",
+    username="acme-user",
+    tls_version="TLSv1.3",
+    tls_cipher="TLS_AES_256_GCM_SHA384",
+    hostname="mta.example.net",
+    nodeid="node1",
+)
+RAW = (
+    b"From: News <news@News.Acme.test>\r\n"
+    b"To: a@example.com\r\n"
+    b"Subject: a long\r\n subject\r\n"
+    b"X-Campaign: spring sale!\r\n"
+    b"\r\n"
+    b"Body line\r\nX-Campaign: not a header\r\n"
+)
+
+
+def test_header_fields_are_unfolded_with_spans() -> None:
+    fields = parse_header_fields(RAW)
+    assert [f.name for f in fields] == ["From", "To", "Subject", "X-Campaign"]
+    assert header_value(fields, "subject") == "a long subject"
+    campaign = fields[3]
+    assert RAW[campaign.start : campaign.end] == b"X-Campaign: spring sale!\r\n"
+
+
+def test_header_parsing_tolerates_broken_input() -> None:
+    assert parse_header_fields(b"") == []
+    assert parse_header_fields(b"no colon here\r\n\r\nbody") == []
+    assert [f.name for f in parse_header_fields(b"From: a@b.c")] == []
+    assert [f.name for f in parse_header_fields(b"From: a@b.c\r\n")] == ["From"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"From: a@X.test\r\n\r\n", ["x.test"]),
+        (b"From: \"A, B\" <a@x.test>, c@y.test\r\n\r\n", ["x.test", "y.test"]),
+        (b"To: a@x.test\r\n\r\n", None),
+        (b"From: undisclosed\r\n\r\n", None),
+        (b"From: a@x.test\r\nFrom: b@y.test\r\n\r\n", None),
+    ],
+)
+def test_from_domains(raw: bytes, expected: list[str] | None) -> None:
+    assert from_domains(parse_header_fields(raw)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, ""), ("", ""), ("spring", "spring"), (" spring sale! ", "spring_sale"),
+     ("a" * 100, "a" * 64), ("x:y@z", "x_y_z")],
+)
+def test_campaign_name(value: str | None, expected: str) -> None:
+    assert campaign_name(value) == expected
+
+
+def test_queue_name() -> None:
+    assert queue_name("spring", "acme", "example.com") == "spring:acme@example.com"
+    assert queue_name("", "acme", "example.com") == "acme@example.com"
+
+
+def test_submission_ids_sort_by_time_and_are_unique() -> None:
+    rng = random.Random(1)
+    a, b = new_submission_id(NOW, rng), new_submission_id(NOW + 0.002, rng)
+    assert a < b and len(a) == 28
+    assert len({new_submission_id(NOW, rng) for _ in range(1000)}) == 1000
+
+
+def test_plan_makes_one_message_per_recipient() -> None:
+    fields = parse_header_fields(RAW)
+    submission, records = plan_submission(
+        tenant=TENANT,
+        sender="bounce@news.acme.test",
+        recipients=["a@Example.com", "b@example.org", "Gone@example.com"],
+        raw=RAW,
+        fields=fields,
+        suppressed={"gone@example.com"},
+        submission_id="sid",
+        now=NOW,
+        reception=RX,
+    )
+    assert [m.id for m in submission.messages] == ["sid-1", "sid-2", "sid-3"]
+    assert [m.queue for m in submission.messages] == [
+        "spring_sale:acme@example.com",
+        "spring_sale:acme@example.org",
+        "spring_sale:acme@example.com",
+    ]
+    assert [m.state for m in submission.messages] == [
+        MessageState.QUEUED,
+        MessageState.QUEUED,
+        MessageState.SUPPRESSED,
+    ]
+    assert all(m.tenant_id == 7 and m.due_at == NOW for m in submission.messages)
+    types = [(r.id, r.type) for r in records]
+    assert types == [
+        ("sid-1", RecordType.RECEPTION),
+        ("sid-2", RecordType.RECEPTION),
+        ("sid-3", RecordType.RECEPTION),
+        ("sid-3", RecordType.SUPPRESSED),
+    ]
+    reception = records[0].to_json()
+    assert reception["meta"] == {"tenant": "acme", "campaign": "spring_sale", "user": "acme-user"}
+    assert reception["reception_protocol"] == "ESMTPSA"
+    assert reception["peer_address"] == {"name": "client.example", "addr": "127.0.0.9"}
+    assert reception["tls_protocol_version"] == "TLSv1.3"
+    assert reception["headers"] == {"subject": "a long subject"}
+    assert reception["size"] == len(submission.body)
+
+
+def test_body_gets_trace_headers_and_loses_x_campaign() -> None:
+    fields = parse_header_fields(RAW)
+    submission, _ = plan_submission(
+        tenant=TENANT, sender="s@news.acme.test", recipients=["a@example.com"], raw=RAW,
+        fields=fields, suppressed=set(), submission_id="sid", now=NOW, reception=RX,
+    )
+    body = submission.body
+    assert body.startswith(b"Received: from client.example ([127.0.0.9])\r\n")
+    assert b"by mta.example.net (PenguinMails) with ESMTPSA (TLSv1.3 " in body
+    assert b"Message-ID: <sid@mta.example.net>\r\n" in body
+    assert b"\r\nDate: " in body
+    head, _, rest = body.partition(b"\r\n\r\n")
+    assert b"X-Campaign" not in head
+    assert rest == b"Body line\r\nX-Campaign: not a header\r\n"
+    assert body.endswith(RAW[RAW.index(b"\r\n\r\n") :].replace(b"X-Campaign: spring sale!\r\n", b""))
+
+
+def test_existing_message_id_and_date_are_kept() -> None:
+    raw = b"From: a@x.test\r\nMessage-ID: <m@x>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n"
+    submission, _ = plan_submission(
+        tenant=TENANT, sender="a@x.test", recipients=["r@y.test"], raw=raw,
+        fields=parse_header_fields(raw), suppressed=set(), submission_id="sid", now=NOW,
+        reception=RX,
+    )
+    assert submission.body.count(b"Message-ID:") == 1
+    assert submission.body.count(b"Date:") == 1
+    assert submission.body.endswith(raw)

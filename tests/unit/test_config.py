@@ -1,0 +1,107 @@
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+from config.example import render_example
+from config.loader import DEFAULT_CONFIG, parse_host_port, parse_settings
+from config.schema import Settings
+
+
+def test_shipped_config_is_the_rendered_schema() -> None:
+    assert DEFAULT_CONFIG.read_text() == render_example()
+
+
+def test_shipped_config_loads_to_the_defaults() -> None:
+    assert load_settings() == Settings()
+
+
+def test_every_setting_is_documented() -> None:
+    lines = render_example().splitlines()
+    keys = [i for i, line in enumerate(lines) if " = " in line and not line.startswith("#")]
+    assert keys
+    for i in keys:
+        assert lines[i - 1].startswith("# ") and len(lines[i - 1]) > 10, lines[i]
+
+
+def test_values_override_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[database]\nurl = "postgresql://postgres@127.0.0.1/x"\n'
+        '[dns]\nnameservers = ["127.0.0.1:5353"]\n'
+        "[delivery]\nport = 2526\n"
+        '[sources.ip2]\naddress = "127.0.0.2"\nehlo_hostname = "mta2.example.com"\n'
+        '[pools.main]\nsources = ["default", "ip2"]\n'
+        "[retry]\nfirst_retry_seconds = 60\n"
+    )
+    s = load_settings(path)
+    assert s.database.url.startswith("postgresql://")
+    assert s.dns.nameservers == ["127.0.0.1:5353"]
+    assert s.delivery.port == 2526
+    assert s.sources["ip2"].address == "127.0.0.2"
+    assert s.pools["main"].sources == ["default", "ip2"]
+    assert s.retry.first_retry_seconds == 60.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        ("[submission]\nmax_recipients = 0\n", "submission.max_recipients", "at least 1"),
+        ('[submission]\nmax_recipients = "ten"\n', "submission.max_recipients", "expected int"),
+        ("[submission]\nmax_recipients = true\n", "submission.max_recipients", "expected int"),
+        ("[submission]\nlisten = \"127.0.0.1:2587\"\n", "submission.listen", "list of str"),
+        ('[submission]\nlisten = ["nowhere"]\n', "submission.listen[0]", "host:port"),
+        ("[submision]\nx = 1\n", "submision", "unknown key"),
+        ("[delivery]\nprot = 25\n", "delivery.prot", "unknown key"),
+        ("[delivery]\nport = 70000\n", "delivery.port", "at most 65535"),
+        ('[logging]\nlevel = "LOUD"\n', "logging.level", "one of DEBUG"),
+        ('[pools.main]\nsources = ["ghost"]\n', "pools.main.sources", "unknown source 'ghost'"),
+        ('[dns]\nnameservers = ["1.2.3.4:x"]\n', "dns.nameservers[0]", "host:port"),
+        ('[database]\nurl = "mysql://x"\n', "database.url", "sqlite:PATH"),
+        ("database = 3\n", "database", "expected a table"),
+        (
+            "[submission]\nauth_failure_delay_after = 5\nauth_failure_refuse_after = 2\n",
+            "submission.auth_failure_refuse_after",
+            "at least",
+        ),
+        ('[submission]\ntls_cert = "/x.pem"\n', "submission.tls_key", "go together"),
+    ],
+)
+def test_bad_values_name_file_key_and_expectation(
+    tmp_path: Path, toml: str, key: str, problem: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.file == str(path)
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[engine\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_integers_are_accepted_for_floats() -> None:
+    s = parse_settings({"engine": {"shutdown_grace_seconds": 3}})
+    assert s.engine.shutdown_grace_seconds == 3.0
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "expected"),
+    [
+        ("127.0.0.1:25", None, ("127.0.0.1", 25)),
+        ("[::1]:5353", None, ("::1", 5353)),
+        ("127.0.0.1", 53, ("127.0.0.1", 53)),
+        ("::1", 53, ("::1", 53)),
+    ],
+)
+def test_parse_host_port(text: str, default: int | None, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text, default) == expected
