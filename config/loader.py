@@ -44,7 +44,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 def parse_settings(raw: dict[str, Any], file: str = "<config>") -> Settings:
     """Validate an already parsed TOML document."""
-    settings = _build(Settings, raw, file, "")
+    settings: Settings = _build(Settings, raw, file, "")
     _check_references(settings, file)
     return settings
 
@@ -69,8 +69,7 @@ def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
         elif "item" in meta:
             if not isinstance(value, dict):
                 raise ConfigError(file, key, "expected a table of named tables")
-            defaults = fields[name].default_factory()  # type: ignore[misc]
-            values[name] = defaults | {
+            values[name] = getattr(cls(), name) | {
                 item: _build(meta["item"], body, file, f"{key}.{item}.")
                 for item, body in value.items()
             }
@@ -130,9 +129,7 @@ def _check_references(settings: Settings, file: str) -> None:
     for pool_name, pool in settings.pools.items():
         for source in pool.sources:
             if source not in settings.sources:
-                raise ConfigError(
-                    file, f"pools.{pool_name}.sources", f"unknown source {source!r}"
-                )
+                raise ConfigError(file, f"pools.{pool_name}.sources", f"unknown source {source!r}")
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(

@@ -124,8 +124,10 @@ class SubmissionSettings:
 class DeliverySettings:
     port: int = setting(25, "TCP port of remote MX hosts (tests use another).", min=1, max=65535)
     lease_seconds: float = setting(
-        300.0, "How long a worker holds a claimed message before it returns to the queue.",
-        min=5, max=86400,
+        300.0,
+        "How long a worker holds a claimed message before it returns to the queue.",
+        min=5,
+        max=86400,
     )
     max_deliveries_per_connection: int = setting(
         100, "Messages sent over one connection before it is closed.", min=1, max=100000
@@ -140,7 +142,9 @@ class RetrySettings:
     max_retry_seconds: float = setting(
         28800.0, "Cap on the retry delay, which doubles after each attempt.", min=1, max=604800
     )
-    jitter: float = setting(0.2, "Random spread added to each retry delay (fraction).", min=0, max=1)
+    jitter: float = setting(
+        0.2, "Random spread added to each retry delay (fraction).", min=0, max=1
+    )
     max_age_seconds: float = setting(
         604800.0, "Age after which an undelivered message expires.", min=60, max=60 * 86400
     )

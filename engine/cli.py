@@ -69,7 +69,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $PENGUIN_CONFIG or the shipped one)")
+    common.add_argument(
+        "--config", help="config file (default: $PENGUIN_CONFIG or the shipped one)"
+    )
     common.add_argument("--json", action="store_true", help="print JSON")
     parser = argparse.ArgumentParser(prog="penguin", description="PenguinMails sending engine")
     groups = parser.add_subparsers(title="commands")
@@ -110,8 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     leaf(domain_sub, "list", _store_command(_domain_list), "list domains").add_argument("tenant")
 
     user = groups.add_parser("smtp-user", help="SMTP credentials")
-    leaf(user.add_subparsers(), "create", _store_command(_smtp_user_create), "new credentials"
-         ).add_argument("tenant")
+    leaf(
+        user.add_subparsers(), "create", _store_command(_smtp_user_create), "new credentials"
+    ).add_argument("tenant")
 
     suppression = groups.add_parser("suppression", help="suppression lists")
     sadd = leaf(suppression.add_subparsers(), "add", _store_command(_suppression_add), "suppress")
@@ -122,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     queue = groups.add_parser("queue", help="the message queue")
     queue_sub = queue.add_subparsers()
     leaf(queue_sub, "summary", _store_command(_queue_summary), "messages by queue and state")
-    leaf(queue_sub, "show", _store_command(_queue_show), "one message or submission"
-         ).add_argument("id")
+    leaf(queue_sub, "show", _store_command(_queue_show), "one message or submission").add_argument(
+        "id"
+    )
     return parser
 
 
@@ -160,14 +164,16 @@ def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Outpu
     return {"toml": text}, text.rstrip("\n")
 
 
-async def _db_migrate(store: Store, settings: Settings, args: argparse.Namespace
-                      ) -> tuple[Output, str]:
+async def _db_migrate(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     version = await store.schema_version()
     return {"schema_version": version}, f"schema at version {version}"
 
 
-async def _tenant_create(store: Store, settings: Settings, args: argparse.Namespace
-                         ) -> tuple[Output, str]:
+async def _tenant_create(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     try:
         tenant = await store.create_tenant(args.name, time.time())
     except Conflict:
@@ -175,8 +181,9 @@ async def _tenant_create(store: Store, settings: Settings, args: argparse.Namesp
     return dataclasses.asdict(tenant), f"tenant {tenant.name} created (id {tenant.id})"
 
 
-async def _tenant_list(store: Store, settings: Settings, args: argparse.Namespace
-                       ) -> tuple[Output, str]:
+async def _tenant_list(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     tenants = await store.list_tenants()
     lines = [f"{t.id}\t{t.name}" for t in tenants] or ["no tenants"]
     return [dataclasses.asdict(t) for t in tenants], "\n".join(lines)
@@ -206,8 +213,9 @@ def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[Output, str]
     return data, render_instructions(records)
 
 
-async def _domain_add(store: Store, settings: Settings, args: argparse.Namespace
-                      ) -> tuple[Output, str]:
+async def _domain_add(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     name = args.domain.lower().rstrip(".")
     tenant_id = await _require_tenant(store, args.tenant)
     now = time.time()
@@ -230,31 +238,30 @@ async def _domain_add(store: Store, settings: Settings, args: argparse.Namespace
     return data, f"domain {name} added for tenant {args.tenant}\n\n{text}"
 
 
-async def _domain_records(store: Store, settings: Settings, args: argparse.Namespace
-                          ) -> tuple[Output, str]:
+async def _domain_records(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     domain = await store.get_domain(args.domain.lower().rstrip("."))
     if domain is None:
         raise CommandError(f"no sending domain {args.domain!r}")
     return _domain_dns(settings, domain)
 
 
-async def _domain_list(store: Store, settings: Settings, args: argparse.Namespace
-                       ) -> tuple[Output, str]:
+async def _domain_list(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     domains = await store.list_domains(await _require_tenant(store, args.tenant))
-    rows = [
-        {"name": d.name, "selector": d.selector, "algorithm": d.algorithm} for d in domains
-    ]
+    rows = [{"name": d.name, "selector": d.selector, "algorithm": d.algorithm} for d in domains]
     lines = [f"{r['name']}\t{r['selector']}\t{r['algorithm']}" for r in rows] or ["no domains"]
     return rows, "\n".join(lines)
 
 
-async def _smtp_user_create(store: Store, settings: Settings, args: argparse.Namespace
-                            ) -> tuple[Output, str]:
+async def _smtp_user_create(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     tenant_id = await _require_tenant(store, args.tenant)
     username, password = generate_username(args.tenant), generate_password()
-    await store.add_smtp_user(
-        SmtpUser(tenant_id, username, hash_password(password), time.time())
-    )
+    await store.add_smtp_user(SmtpUser(tenant_id, username, hash_password(password), time.time()))
     data = {"tenant": args.tenant, "username": username, "password": password}
     text = (
         f"username: {username}\npassword: {password}\n"
@@ -263,16 +270,18 @@ async def _smtp_user_create(store: Store, settings: Settings, args: argparse.Nam
     return data, text
 
 
-async def _suppression_add(store: Store, settings: Settings, args: argparse.Namespace
-                           ) -> tuple[Output, str]:
+async def _suppression_add(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     tenant_id = await _require_tenant(store, args.tenant)
     address = args.address.lower()
     await store.add_suppression(Suppression(tenant_id, address, args.reason, time.time()))
     return {"tenant": args.tenant, "address": address}, f"{address} suppressed"
 
 
-async def _queue_summary(store: Store, settings: Settings, args: argparse.Namespace
-                         ) -> tuple[Output, str]:
+async def _queue_summary(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     rows = await store.queue_summary()
     data = [{"queue": r.queue, "state": r.state.value, "count": r.count} for r in rows]
     width = max([len(r.queue) for r in rows] + [5])
@@ -283,8 +292,9 @@ async def _queue_summary(store: Store, settings: Settings, args: argparse.Namesp
     return data, "\n".join(lines)
 
 
-async def _queue_show(store: Store, settings: Settings, args: argparse.Namespace
-                      ) -> tuple[Output, str]:
+async def _queue_show(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
     message = await store.get_message(args.id)
     messages = [message] if message else await store.list_submission(args.id)
     if not messages:

@@ -126,6 +126,14 @@ class Record:
         return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
+def parse_enhanced_code(text: str) -> tuple[int, int, int] | None:
+    """``"5.7.1"`` as ``(5, 7, 1)``; None when not an enhanced status code."""
+    parts = text.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
 def rfc3339(ts: float) -> str:
     """POSIX seconds as an RFC 3339 UTC timestamp with microseconds."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -29,7 +29,7 @@ from engine.auth_throttle import AuthThrottle
 from engine.clock import Clock
 from engine.model import Tenant
 from engine.passwords import verify_password_async
-from engine.records import Record, RecordType, Response
+from engine.records import Record, RecordType, Response, parse_enhanced_code
 from engine.smtp_policy import Envelope, Reply, Session
 from engine.spool import Spool
 from engine.store import Store
@@ -43,9 +43,7 @@ AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 CLIENT_REFUSED = Reply(421, "4.7.0", "Too many failed authentications from your address")
 SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
-HEADER_FROM_REFUSED = Reply(
-    550, "5.7.1", "Header From must use a sending domain of this account"
-)
+HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
 CREDENTIAL_CACHE_SECONDS = 300.0
 
@@ -196,7 +194,6 @@ class SubmissionHandler:
 
     async def on_rejection(self, session: Session, command: str, reply: Reply) -> None:
         account = _account(session)
-        enhanced = tuple(int(p) for p in reply.enhanced.split(".")) if reply.enhanced else None
         record = Record(
             type=RecordType.REJECTION,
             timestamp=self._clock.now(),
@@ -204,7 +201,7 @@ class SubmissionHandler:
             response=Response(
                 code=reply.code,
                 content=reply.text,
-                enhanced_code=enhanced if enhanced and len(enhanced) == 3 else None,  # type: ignore[arg-type]
+                enhanced_code=parse_enhanced_code(reply.enhanced),
                 command=command,
             ),
             peer_address=(session.ehlo_name or "", session.peer_host),

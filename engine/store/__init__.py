@@ -140,9 +140,7 @@ def open_store(url: str) -> Store:
         from engine.store.sqlite import SqliteStore
 
         path = url.removeprefix("sqlite:")
-        if path.startswith("///"):
-            path = path[2:]
-        elif path.startswith("//"):
+        if path.startswith("//"):
             path = path[2:]
         return SqliteStore(path)
     raise ValueError(f"unsupported database url scheme: {url.split(':', 1)[0]!r}")

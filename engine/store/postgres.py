@@ -141,10 +141,10 @@ class PostgresStore:
         return applied
 
     async def schema_version(self) -> int:
-        row = await self._fetchrow(
-            "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0"
-            " ELSE (SELECT coalesce(max(version), 0) FROM schema_migrations) END"
-        )
+        exists = await self._fetchrow("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists[0]:
+            return 0
+        row = await self._fetchrow("SELECT coalesce(max(version), 0) FROM schema_migrations")
         return int(row[0])
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,23 @@ def start_engine(engines: list[EngineProcess], config: Path) -> EngineProcess:
     engines.append(engine)
     engine.start()
     return engine
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    """Until ``condition()`` holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def read_records(config: Path) -> list[dict[str, Any]]:
+    """Every record in the engine's JSON-lines log."""
+    path = config.parent / "var" / "records.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,9 @@ from tests.e2e.conftest import (
     message,
     penguin,
     provision,
+    read_records,
     submit,
+    wait_for,
     write_config,
 )
 
@@ -76,8 +77,7 @@ def test_suppressed_recipient_is_accepted_but_not_queued(
 def test_records_reach_the_json_log(running: tuple[EngineProcess, Account]) -> None:
     engine, account = running
     queue_id = submit(engine.submission, account, ["log@example.com"])
-    log = Path(engine.config.parent / "var" / "records.jsonl")
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = read_records(engine.config)
     mine = [r for r in lines if r["id"] == f"{queue_id}-1"]
     assert [r["type"] for r in mine] == ["Reception"]
     assert mine[0]["reception_protocol"] == "ESMTPSA"
@@ -97,9 +97,19 @@ def test_without_auth_every_recipient_is_refused(running: tuple[EngineProcess, A
     summary = penguin(engine.config, "queue", "summary")
     assert not any("example.net" in r["queue"] for r in summary)
 
+    def rejected() -> bool:
+        return any(
+            r["type"] == "Rejection"
+            and r["response"]["code"] == 530
+            and r["peer_address"]["name"] == "stranger.example"
+            for r in read_records(engine.config)
+        )
+
+    wait_for(rejected, what="a Rejection record for the unauthenticated MAIL")
+
 
 def test_auth_is_not_offered_before_tls(running: tuple[EngineProcess, Account]) -> None:
-    engine, account = running
+    engine, _ = running
     with smtplib.SMTP(*engine.submission, timeout=30) as client:
         client.ehlo("client.example")
         assert not client.has_extn("auth")
@@ -115,8 +125,13 @@ def test_auth_is_not_offered_before_tls(running: tuple[EngineProcess, Account]) 
 
 @pytest.mark.parametrize(
     "recipient",
-    ["user%victim.example@example.com", "a!b@example.com", '"x@victim.example"@example.com',
-     "@relay.example:user@victim.example", "user@[127.0.0.1]"],
+    [
+        "user%victim.example@example.com",
+        "a!b@example.com",
+        '"x@victim.example"@example.com',
+        "@relay.example:user@victim.example",
+        "user@[127.0.0.1]",
+    ],
 )
 def test_relay_tricks_gain_nothing(running: tuple[EngineProcess, Account], recipient: str) -> None:
     engine, account = running

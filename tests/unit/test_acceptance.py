@@ -57,7 +57,7 @@ def test_header_parsing_tolerates_broken_input() -> None:
     ("raw", "expected"),
     [
         (b"From: a@X.test\r\n\r\n", ["x.test"]),
-        (b"From: \"A, B\" <a@x.test>, c@y.test\r\n\r\n", ["x.test", "y.test"]),
+        (b'From: "A, B" <a@x.test>, c@y.test\r\n\r\n', ["x.test", "y.test"]),
         (b"To: a@x.test\r\n\r\n", None),
         (b"From: undisclosed\r\n\r\n", None),
         (b"From: a@x.test\r\nFrom: b@y.test\r\n\r\n", None),
@@ -69,8 +69,14 @@ def test_from_domains(raw: bytes, expected: list[str] | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, ""), ("", ""), ("spring", "spring"), (" spring sale! ", "spring_sale"),
-     ("a" * 100, "a" * 64), ("x:y@z", "x_y_z")],
+    [
+        (None, ""),
+        ("", ""),
+        ("spring", "spring"),
+        (" spring sale! ", "spring_sale"),
+        ("a" * 100, "a" * 64),
+        ("x:y@z", "x_y_z"),
+    ],
 )
 def test_campaign_name(value: str | None, expected: str) -> None:
     assert campaign_name(value) == expected
@@ -132,8 +138,15 @@ def test_plan_makes_one_message_per_recipient() -> None:
 def test_body_gets_trace_headers_and_loses_x_campaign() -> None:
     fields = parse_header_fields(RAW)
     submission, _ = plan_submission(
-        tenant=TENANT, sender="s@news.acme.test", recipients=["a@example.com"], raw=RAW,
-        fields=fields, suppressed=set(), submission_id="sid", now=NOW, reception=RX,
+        tenant=TENANT,
+        sender="s@news.acme.test",
+        recipients=["a@example.com"],
+        raw=RAW,
+        fields=fields,
+        suppressed=set(),
+        submission_id="sid",
+        now=NOW,
+        reception=RX,
     )
     body = submission.body
     assert body.startswith(b"Received: from client.example ([127.0.0.9])\r\n")
@@ -143,14 +156,21 @@ def test_body_gets_trace_headers_and_loses_x_campaign() -> None:
     head, _, rest = body.partition(b"\r\n\r\n")
     assert b"X-Campaign" not in head
     assert rest == b"Body line\r\nX-Campaign: not a header\r\n"
-    assert body.endswith(RAW[RAW.index(b"\r\n\r\n") :].replace(b"X-Campaign: spring sale!\r\n", b""))
 
 
 def test_existing_message_id_and_date_are_kept() -> None:
-    raw = b"From: a@x.test\r\nMessage-ID: <m@x>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n"
+    raw = (
+        b"From: a@x.test\r\nMessage-ID: <m@x>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n"
+    )
     submission, _ = plan_submission(
-        tenant=TENANT, sender="a@x.test", recipients=["r@y.test"], raw=raw,
-        fields=parse_header_fields(raw), suppressed=set(), submission_id="sid", now=NOW,
+        tenant=TENANT,
+        sender="a@x.test",
+        recipients=["r@y.test"],
+        raw=raw,
+        fields=parse_header_fields(raw),
+        suppressed=set(),
+        submission_id="sid",
+        now=NOW,
         reception=RX,
     )
     assert submission.body.count(b"Message-ID:") == 1

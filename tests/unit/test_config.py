@@ -49,7 +49,7 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ("[submission]\nmax_recipients = 0\n", "submission.max_recipients", "at least 1"),
         ('[submission]\nmax_recipients = "ten"\n', "submission.max_recipients", "expected int"),
         ("[submission]\nmax_recipients = true\n", "submission.max_recipients", "expected int"),
-        ("[submission]\nlisten = \"127.0.0.1:2587\"\n", "submission.listen", "list of str"),
+        ('[submission]\nlisten = "127.0.0.1:2587"\n', "submission.listen", "list of str"),
         ('[submission]\nlisten = ["nowhere"]\n', "submission.listen[0]", "host:port"),
         ("[submision]\nx = 1\n", "submision", "unknown key"),
         ("[delivery]\nprot = 25\n", "delivery.prot", "unknown key"),

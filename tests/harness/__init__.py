@@ -1,0 +1,1 @@
+"""Reusable test peers: DNS server, SMTP sink. Also used by the benchmarks."""

@@ -1,0 +1,133 @@
+"""PostgreSQL only: row-level security per tenant, and claims shared by processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Suppression
+from engine.records import Record, RecordType
+from engine.store.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+T0 = 1_700_000_000.0
+TENANT_TABLES = ("messages", "records", "bodies", "sending_domains", "suppressions")
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(postgres_url, pool_size=4)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:
+    subs = []
+    for s in range(submissions):
+        sid = f"{prefix}{s}"
+        msgs = tuple(
+            QueuedMessage(
+                id=f"{sid}-{n}",
+                submission_id=sid,
+                tenant_id=tenant_id,
+                queue=f"default:{prefix}@example.com",
+                campaign="default",
+                sender=f"news@{prefix}.example",
+                recipient=f"user{n}@dest.example",
+                domain="dest.example",
+                state=MessageState.QUEUED,
+                due_at=T0 + s,
+                created_at=T0,
+            )
+            for n in range(per)
+        )
+        subs.append(Submission(sid, tenant_id, b"Subject: hi\r\n\r\nbody\r\n", msgs, T0))
+    return subs
+
+
+async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> int:
+    tenant = await store.create_tenant(name, T0)
+    await store.add_domain(
+        SendingDomain(tenant.id, f"{name}.example", "s1", "rsa-sha256", b"sealed", "MIIB", T0)
+    )
+    await store.add_suppression(Suppression(tenant.id, f"gone@{name}.example", "bounce", T0))
+    subs = batch(tenant.id, name, submissions, per)
+    records = [
+        Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
+    ]
+    await store.accept(subs, records)
+    return tenant.id
+
+
+async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:
+    acme = await seed(pg_store, "acme", submissions=2, per=3)
+    beta = await seed(pg_store, "beta", submissions=1, per=2)
+    expected = {
+        acme: {"messages": 6, "records": 6, "bodies": 2, "sending_domains": 1, "suppressions": 1},
+        beta: {"messages": 2, "records": 2, "bodies": 1, "sending_domains": 1, "suppressions": 1},
+    }
+
+    for tenant_id, counts in expected.items():
+        async with pg_store.tenant_scope(tenant_id) as conn:
+            for table in TENANT_TABLES:
+                assert await conn.fetchval(f"SELECT count(*) FROM {table}") == counts[table]
+
+    owner = await asyncpg.connect(postgres_url)
+    try:
+        for table in TENANT_TABLES:
+            total = expected[acme][table] + expected[beta][table]
+            assert await owner.fetchval(f"SELECT count(*) FROM {table}") == total
+    finally:
+        await owner.close()
+
+    assert {m.tenant_id for m in await pg_store.tenant_messages(beta, 100)} == {beta}
+    assert len(await pg_store.tenant_messages(acme, 100)) == 6
+
+
+async def test_tenant_scope_cannot_write_for_another_tenant(pg_store: PostgresStore) -> None:
+    acme = await seed(pg_store, "acme", submissions=1, per=1)
+    beta = await seed(pg_store, "beta", submissions=1, per=1)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with pg_store.tenant_scope(acme) as conn:
+            await conn.execute(
+                "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+                " VALUES ($1, 'x@example.com', 'bounce', $2)",
+                beta,
+                T0,
+            )
+    async with pg_store.tenant_scope(acme) as conn:
+        assert await conn.execute("UPDATE messages SET attempts = 9") == "UPDATE 1"
+    [beta_message] = await pg_store.tenant_messages(beta, 10)
+    assert beta_message.attempts == 0
+
+
+async def test_concurrent_claims_never_lease_a_message_twice(
+    pg_store: PostgresStore, postgres_url: str
+) -> None:
+    await seed(pg_store, "acme", submissions=20, per=3)
+    other = PostgresStore(postgres_url, pool_size=4)
+    try:
+        claimers = [
+            (f"{name}-w{i}", s) for i in range(4) for name, s in [("a", pg_store), ("b", other)]
+        ]
+        leased: list[str] = []
+        for _ in range(50):
+            rounds = await asyncio.gather(
+                *(store.claim(owner, T0 + 100, 60.0, 5) for owner, store in claimers)
+            )
+            claimed = [m.id for messages in rounds for m in messages]
+            if not claimed:
+                break
+            leased.extend(claimed)
+    finally:
+        await other.close()
+
+    assert len(leased) == 60
+    assert len(set(leased)) == len(leased)

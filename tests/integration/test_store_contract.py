@@ -1,0 +1,340 @@
+"""The store contract: one suite, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.model import (
+    MessageState,
+    QueueCount,
+    QueuedMessage,
+    SendingDomain,
+    SmtpUser,
+    Submission,
+    Suppression,
+)
+from engine.records import Record, RecordType
+from engine.store import Conflict, NotFound, Store, open_store
+from engine.store.migrations import Backend, migration_files
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    name: Backend = request.param
+    return name
+
+
+@pytest.fixture
+def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:{tmp_path / 'data' / 'penguin.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def unmigrated(store_url: str) -> AsyncIterator[Store]:
+    store = open_store(store_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def store(unmigrated: Store) -> Store:
+    await unmigrated.migrate()
+    return unmigrated
+
+
+def message(
+    submission_id: str,
+    n: int,
+    tenant_id: int,
+    *,
+    due_at: float = T0,
+    created_at: float = T0,
+    queue: str = "default:acme@example.com",
+) -> QueuedMessage:
+    domain = f"dest{n}.example"
+    return QueuedMessage(
+        id=f"{submission_id}-{n}",
+        submission_id=submission_id,
+        tenant_id=tenant_id,
+        queue=queue,
+        campaign="default",
+        sender="news@acme.example",
+        recipient=f"user{n}@{domain}",
+        domain=domain,
+        state=MessageState.QUEUED,
+        due_at=due_at,
+        created_at=created_at,
+    )
+
+
+def submission(
+    submission_id: str, tenant_id: int, messages: list[QueuedMessage], created_at: float = T0
+) -> Submission:
+    body = f"Subject: {submission_id}\r\n\r\nhello\r\n".encode()
+    return Submission(submission_id, tenant_id, body, tuple(messages), created_at)
+
+
+def reception(m: QueuedMessage) -> Record:
+    return Record(
+        type=RecordType.RECEPTION,
+        timestamp=m.created_at,
+        tenant_id=m.tenant_id,
+        id=m.id,
+        sender=m.sender,
+        recipient=m.recipient,
+        queue=m.queue,
+        created=m.created_at,
+        meta={"batch": 1},
+    )
+
+
+async def enqueue(store: Store, tenant_id: int, due_times: list[float]) -> list[QueuedMessage]:
+    """One submission per due time, each with one message; returns the messages."""
+    msgs = [message(f"s{i}", 0, tenant_id, due_at=due) for i, due in enumerate(due_times)]
+    await store.accept([submission(m.submission_id, tenant_id, [m]) for m in msgs], [])
+    return msgs
+
+
+async def test_migrate_is_idempotent(unmigrated: Store, backend: Backend) -> None:
+    numbers = [number for number, _ in migration_files(backend)]
+    assert numbers and numbers[0] == 1
+    assert await unmigrated.schema_version() == 0
+    assert await unmigrated.migrate() == numbers
+    assert await unmigrated.migrate() == []
+    assert await unmigrated.schema_version() == numbers[-1]
+
+
+async def test_tenants(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0 + 1)
+    assert acme.id != beta.id
+    assert (acme.name, acme.created_at) == ("acme", T0)
+    assert await store.get_tenant("acme") == acme
+    assert await store.get_tenant_by_id(beta.id) == beta
+    assert await store.get_tenant("nobody") is None
+    assert await store.get_tenant_by_id(beta.id + 100) is None
+    assert await store.list_tenants() == [acme, beta]
+    with pytest.raises(Conflict):
+        await store.create_tenant("acme", T0 + 2)
+    assert await store.list_tenants() == [acme, beta]
+
+
+async def test_domains(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    domain = SendingDomain(acme.id, "acme.example", "s1", "rsa-sha256", b"\x00sealed", "MIIB", T0)
+    added = await store.add_domain(domain)
+    assert added.id != 0
+    assert added == SendingDomain(
+        acme.id, "acme.example", "s1", "rsa-sha256", b"\x00sealed", "MIIB", T0, id=added.id
+    )
+    other = await store.add_domain(
+        SendingDomain(acme.id, "mail.acme.example", "s1", "ed25519-sha256", b"k", "AAAA", T0)
+    )
+    assert await store.get_domain("acme.example") == added
+    assert await store.get_domain("nope.example") is None
+    assert await store.list_domains(acme.id) == [added, other]
+    assert await store.list_domains(beta.id) == []
+    with pytest.raises(Conflict):
+        await store.add_domain(
+            SendingDomain(beta.id, "acme.example", "s2", "rsa-sha256", b"", "", T0)
+        )
+    with pytest.raises(NotFound):
+        await store.add_domain(
+            SendingDomain(beta.id + 100, "ghost.example", "s1", "rsa-sha256", b"", "", T0)
+        )
+
+
+async def test_smtp_users(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    user = await store.add_smtp_user(SmtpUser(acme.id, "acme-relay", "$scrypt$hash", T0))
+    assert user.id != 0
+    assert await store.get_smtp_user("acme-relay") == user
+    assert await store.get_smtp_user("nobody") is None
+    with pytest.raises(Conflict):
+        await store.add_smtp_user(SmtpUser(acme.id, "acme-relay", "$other", T0))
+    with pytest.raises(NotFound):
+        await store.add_smtp_user(SmtpUser(acme.id + 100, "ghost", "$x", T0))
+
+
+async def test_suppressions(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_suppression(Suppression(acme.id, "Bob@Example.COM", "bounce", T0))
+    await store.add_suppression(Suppression(acme.id, "bob@example.com", "complaint", T0 + 1))
+    await store.add_suppression(Suppression(acme.id, "carol@example.com", "unsubscribe", T0))
+    asked = ["BOB@example.com", "alice@example.com", "Carol@Example.com"]
+    assert await store.suppressed(acme.id, asked) == {"bob@example.com", "carol@example.com"}
+    assert await store.suppressed(beta.id, asked) == set()
+    assert await store.suppressed(acme.id, []) == set()
+    with pytest.raises(NotFound):
+        await store.add_suppression(Suppression(beta.id + 100, "x@example.com", "bounce", T0))
+
+
+async def test_accept_stores_a_batch(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    batch = [
+        submission(sid, acme.id, [message(sid, n, acme.id) for n in range(count)])
+        for sid, count in [("a", 2), ("b", 1), ("c", 3)]
+    ]
+    all_messages = [m for s in batch for m in s.messages]
+    records = [reception(m) for m in all_messages]
+    await store.accept(batch, records)
+
+    for sub in batch:
+        assert await store.get_body(sub.id) == sub.body
+        assert await store.list_submission(sub.id) == sorted(sub.messages, key=lambda m: m.id)
+    for m in all_messages:
+        assert await store.get_message(m.id) == m
+        assert await store.list_records(m.id) == [reception(m).to_json()]
+    assert await store.queue_summary() == [
+        QueueCount("default:acme@example.com", MessageState.QUEUED, 6)
+    ]
+
+
+async def test_accept_is_one_transaction(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    first = submission("a", acme.id, [message("a", 0, acme.id)])
+    await store.accept([first], [])
+    fresh = submission("b", acme.id, [message("b", 0, acme.id)])
+    with pytest.raises(Conflict):
+        await store.accept([fresh, first], [reception(fresh.messages[0])])
+    assert await store.get_body("b") is None
+    assert await store.get_message("b-0") is None
+    assert await store.list_records("b-0") == []
+    ghost = submission("g", acme.id + 100, [message("g", 0, acme.id + 100)])
+    with pytest.raises(NotFound):
+        await store.accept([ghost], [])
+
+
+async def test_records_are_listed_oldest_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    m = message("a", 0, acme.id)
+    await store.accept([submission("a", acme.id, [m])], [reception(m)])
+    later = Record(RecordType.DELIVERY, T0 + 5, acme.id, id=m.id, num_attempts=1)
+    await store.add_records([later])
+    assert await store.list_records(m.id) == [reception(m).to_json(), later.to_json()]
+    assert await store.list_records("unknown") == []
+
+
+async def test_claim_respects_due_time_order_and_limit(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    msgs = await enqueue(store, acme.id, [T0 + 10, T0 + 30, T0 + 20, T0 + 40])
+    now = T0 + 35
+
+    first = await store.claim("w1", now, 60.0, 2)
+    assert [m.id for m in first] == [msgs[0].id, msgs[2].id]
+    assert all(m.state is MessageState.LEASED for m in first)
+    assert all(m.lease_owner == "w1" and m.lease_expires == now + 60.0 for m in first)
+
+    second = await store.claim("w1", now, 60.0, 10)
+    assert [m.id for m in second] == [msgs[1].id]
+    assert await store.claim("w1", now, 60.0, 10) == []
+    assert [m.id for m in await store.claim("w1", T0 + 40, 60.0, 10)] == [msgs[3].id]
+
+
+async def test_expired_lease_returns_message_to_queue(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    [m] = await enqueue(store, acme.id, [T0])
+
+    [leased] = await store.claim("w1", T0 + 100, 60.0, 10)
+    assert leased.id == m.id
+    assert await store.claim("w2", T0 + 159, 60.0, 10) == []
+
+    [again] = await store.claim("w2", T0 + 160, 60.0, 10)
+    assert (again.id, again.lease_owner, again.lease_expires) == (m.id, "w2", T0 + 220)
+    assert not await store.release(m.id, "w1", T0 + 500, 1, "late")
+    assert await store.release(m.id, "w2", T0 + 500, 1, "421 try later")
+
+
+async def test_release_and_finish_only_for_the_owner(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    [m] = await enqueue(store, acme.id, [T0])
+    await store.claim("w1", T0, 60.0, 1)
+
+    assert not await store.release(m.id, "w2", T0 + 300, 1, "x")
+    assert not await store.finish(m.id, "w2", MessageState.DELIVERED, 1, None)
+    assert await store.release(m.id, "w1", T0 + 300, 1, "421 busy")
+    released = await store.get_message(m.id)
+    assert released is not None
+    assert (released.state, released.due_at, released.attempts) == (
+        MessageState.QUEUED,
+        T0 + 300,
+        1,
+    )
+    assert (released.lease_owner, released.lease_expires, released.last_error) == (
+        None,
+        None,
+        "421 busy",
+    )
+    assert not await store.release(m.id, "w1", T0 + 300, 1, None)
+    assert await store.claim("w1", T0 + 299, 60.0, 1) == []
+
+    await store.claim("w1", T0 + 300, 60.0, 1)
+    assert await store.finish(m.id, "w1", MessageState.DELIVERED, 2, None)
+    finished = await store.get_message(m.id)
+    assert finished is not None
+    assert (finished.state, finished.attempts, finished.lease_owner) == (
+        MessageState.DELIVERED,
+        2,
+        None,
+    )
+    assert not await store.finish(m.id, "w1", MessageState.BOUNCED, 3, None)
+    assert await store.claim("w1", T0 + 10_000, 60.0, 10) == []
+
+
+async def test_queue_summary(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    queue_a, queue_b = "a:acme@example.com", "b:acme@example.com"
+    msgs = [message("s", n, acme.id, queue=queue_b if n < 2 else queue_a) for n in range(5)]
+    await store.accept([submission("s", acme.id, msgs)], [])
+    claimed = await store.claim("w1", T0, 60.0, 5)
+    for m in claimed:
+        if m.queue == queue_b:
+            await store.finish(m.id, "w1", MessageState.BOUNCED, 1, "550 no such user")
+        elif m.id == "s-2":
+            await store.release(m.id, "w1", T0 + 60, 1, None)
+
+    assert await store.queue_summary() == [
+        QueueCount(queue_a, MessageState.LEASED, 2),
+        QueueCount(queue_a, MessageState.QUEUED, 1),
+        QueueCount(queue_b, MessageState.BOUNCED, 2),
+    ]
+
+
+async def test_get_message_and_list_submission(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    msgs = [message("s", n, acme.id) for n in range(3)]
+    await store.accept([submission("s", acme.id, msgs)], [])
+    assert await store.get_message("s-1") == msgs[1]
+    assert await store.get_message("missing") is None
+    assert await store.list_submission("s") == msgs
+    assert await store.list_submission("missing") == []
+    assert await store.get_body("missing") is None
+
+
+async def test_tenant_messages_are_isolated(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    acme_subs = [
+        submission(f"a{i}", acme.id, [message(f"a{i}", 0, acme.id, created_at=T0 + i)], T0 + i)
+        for i in range(3)
+    ]
+    beta_sub = submission("b", beta.id, [message("b", n, beta.id) for n in range(2)])
+    await store.accept([*acme_subs, beta_sub], [])
+
+    newest_first = [s.messages[0].id for s in reversed(acme_subs)]
+    assert [m.id for m in await store.tenant_messages(acme.id, 10)] == newest_first
+    assert [m.id for m in await store.tenant_messages(acme.id, 2)] == newest_first[:2]
+    assert {m.id for m in await store.tenant_messages(beta.id, 10)} == {"b-0", "b-1"}
+    assert await store.tenant_messages(beta.id + 100, 10) == []
