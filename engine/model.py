@@ -107,3 +107,20 @@ class QueueCount:
     queue: str
     state: MessageState
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of one delivery attempt for a leased message.
+
+    Applied only while ``owner`` still holds the lease. ``state`` QUEUED
+    returns the message to the queue, due at ``due_at``; a final state
+    (delivered, bounced, expired, shunted) ends it.
+    """
+
+    message_id: str
+    owner: str
+    state: MessageState
+    attempts: int
+    due_at: float
+    error: str | None = None

@@ -33,6 +33,8 @@ class RecordType(enum.StrEnum):
     CLICK = "Click"
     UNSUBSCRIBE = "Unsubscribe"
     SUPPRESSED = "Suppressed"
+    SHUNTED = "Shunted"
+    """Parked after an unexpected local error; waits for an operator."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ import secrets
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from engine.smtp_policy import Envelope, Reply, Session, SmtpHandler
 from engine.smtp_wire import (
@@ -172,7 +172,7 @@ class SmtpServer:
     def _admit(self, conn: _Connection) -> None:
         if self.stopping or len(self._sessions) >= self.config.max_sessions:
             logger.warning("SMTP connection refused: %d sessions", len(self._sessions))
-            conn.transport.write(_TOO_BUSY.encode())
+            conn.transport.write((_SHUTTING_DOWN if self.stopping else _TOO_BUSY).encode())
             conn.transport.close()
             return
         session = _SmtpSession(self, conn)
@@ -203,8 +203,7 @@ class _Connection(asyncio.Protocol):
         self.tls = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._server._admit(self)
 
     def data_received(self, data: bytes) -> None:
@@ -368,7 +367,7 @@ class _SmtpSession:
             raise
         except Exception:
             logger.exception("session %s: unexpected error", sid)
-            self.conn.write(Reply(421, "4.3.0", "Local error, closing connection").encode())
+            await self._reply(Reply(421, "4.3.0", "Local error, closing connection"), "")
         finally:
             await self.conn.close()
             logger.debug("session %s: closed", sid)
@@ -398,13 +397,11 @@ class _SmtpSession:
                 return
 
     async def _next_command(self) -> LineError | CommandLine | None:
-        self._awaiting_command = True
-        try:
-            event = await self._next_event(
-                self._config.idle_timeout_seconds, idle=self._envelope.mail_from is None
-            )
-        finally:
-            self._awaiting_command = False
+        self._awaiting_command = True  # left set if the wait is cancelled
+        event = await self._next_event(
+            self._config.idle_timeout_seconds, idle=self._envelope.mail_from is None
+        )
+        self._awaiting_command = False
         assert not isinstance(event, MessageBody | MessageRejected)
         return event
 

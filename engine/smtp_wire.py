@@ -224,7 +224,8 @@ class SmtpReader:
         buf = self._buf
         self._dots += buf.count(_STUFFED, self._dot_scan)
         self._dot_scan = max(len(buf) - 2, 0)
-        if len(buf) - 2 - self._dots > self._max_bytes:
+        # Up to 4 octets of a partly received end sequence may be counted.
+        if len(buf) - 2 - self._dots > self._max_bytes + 4:
             self._overflow = True
             self._drop_head()
 
@@ -237,8 +238,9 @@ class SmtpReader:
 
 def _finish_body(raw: bytes, max_bytes: int) -> MessageBody | MessageRejected:
     """Check and unstuff ``raw`` (the body as sent, ending with its CRLF)."""
-    crlf = raw.count(_CRLF)
-    clean = b"\0" not in raw and raw.count(b"\n") == crlf and raw.count(b"\r") == crlf
+    lines = raw.split(_CRLF)
+    rest = b"".join(lines)  # any CR or LF left in here was bare
+    clean = b"\r" not in rest and b"\n" not in rest and b"\0" not in rest
     body = raw.replace(_STUFFED, _CRLF)
     if body.startswith(b"."):
         body = body[1:]
@@ -246,7 +248,7 @@ def _finish_body(raw: bytes, max_bytes: int) -> MessageBody | MessageRejected:
         return MessageRejected(REPLY_TOO_BIG)
     if not clean:
         return MessageRejected(REPLY_BARE_NEWLINE)
-    if len(raw) > MAX_TEXT_LINE and max(map(len, raw.split(_CRLF))) > MAX_TEXT_LINE:
+    if max(map(len, lines)) > MAX_TEXT_LINE:
         return MessageRejected(REPLY_BODY_LINE_TOO_LONG)
     return MessageBody(body)
 
@@ -265,7 +267,7 @@ def parse_command(line: str) -> tuple[str, str]:
     return verb.upper(), arg.strip(" ")
 
 
-_ATEXT: Final = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_ATEXT: Final = r"\-A-Za-z0-9!#$%&'*+/=?^_`{|}~"
 _UTF8_NON_ASCII: Final = "\u0080-\U0010ffff"
 _DOT_STRING: Final = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _DOT_STRING_UTF8: Final = re.compile(

@@ -1,96 +1,55 @@
-"""The spool: durable acceptance with group commit.
+"""The spool: durable acceptance of submissions, group-committed.
 
-Sessions hand a submission and its records to ``Spool.commit`` and wait; one
-writer task takes everything waiting (up to ``batch_max``), commits it to the
-store in one transaction, then wakes every waiter. Under load many sessions
-share each disk flush, so durability does not cost a flush per message
-(the group commit of databases' write-ahead logs). Records without a
-submission (Rejection) ride along in the next batch without a waiter.
-
-Invariant: ``commit`` returns only after the store has durably committed;
-if the commit fails, every waiter of that batch gets the exception, and
-nothing is acknowledged.
+Sessions hand a submission and its records to ``Spool.commit`` and wait for
+the store to commit them (``engine.group_commit``). Records without a
+submission (Rejection) ride along in the next batch without a waiter. The
+JSON record log is written after the commit, so it never shows a record
+the store does not have.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
+from engine.group_commit import GroupCommit
 from engine.model import Submission
 from engine.record_log import RecordLog
 from engine.records import Record
 from engine.store import Store
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Pending:
-    submission: Submission | None
-    records: Sequence[Record]
-    done: asyncio.Future[None] | None
-
-
-class SpoolClosed(Exception):
-    """The spool is shutting down and takes nothing more."""
+Accepted = tuple[Submission | None, Sequence[Record]]
 
 
 class Spool:
     def __init__(self, store: Store, record_log: RecordLog, batch_max: int) -> None:
         self._store = store
         self._record_log = record_log
-        self._batch_max = batch_max
-        self._pending: list[_Pending] = []
-        self._wakeup = asyncio.Event()
-        self._closing = False
+        self._writer: GroupCommit[Accepted] = GroupCommit(
+            "spool", self._write, batch_max, self._written
+        )
+        self.on_accepted: list[Callable[[], None]] = []
+        """Called after each commit that stored submissions (wakes delivery)."""
 
     async def commit(self, submission: Submission, records: Sequence[Record]) -> None:
         """Store durably; returns once committed."""
-        if self._closing:
-            raise SpoolClosed
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(submission, records, done))
-        self._wakeup.set()
-        await done
+        await self._writer.commit((submission, records))
 
     def add_records(self, records: Sequence[Record]) -> None:
-        """Queue records for the next batch; no waiting, no durability promise."""
-        self._pending.append(_Pending(None, records, None))
-        self._wakeup.set()
+        """Queue records for the next batch; no waiting."""
+        self._writer.add((None, records))
 
     async def run(self) -> None:
-        """The writer loop; returns after ``close`` once everything pending is written."""
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._pending[: self._batch_max]
-            del self._pending[: self._batch_max]
-            await self._write(batch)
+        await self._writer.run()
 
     def close(self) -> None:
-        """Refuse new commits; ``run`` finishes what is pending and returns."""
-        self._closing = True
-        self._wakeup.set()
+        self._writer.close()
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        submissions = [p.submission for p in batch if p.submission is not None]
-        records = [r for p in batch for r in p.records]
-        try:
-            await self._store.accept(submissions, records)
-        except Exception as exc:
-            log.exception("group commit of %d submissions failed", len(submissions))
-            for p in batch:
-                if p.done is not None and not p.done.done():
-                    p.done.set_exception(exc)
-            return
-        for p in batch:
-            if p.done is not None and not p.done.done():
-                p.done.set_result(None)
-        self._record_log.write(records)
+    async def _write(self, batch: list[Accepted]) -> None:
+        submissions = [s for s, _ in batch if s is not None]
+        await self._store.accept(submissions, [r for _, records in batch for r in records])
+
+    def _written(self, batch: list[Accepted]) -> None:
+        self._record_log.write([r for _, records in batch for r in records])
+        if any(s is not None for s, _ in batch):
+            for callback in self.on_accepted:
+                callback()

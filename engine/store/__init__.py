@@ -24,6 +24,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     SendingDomain,
+    Settlement,
     SmtpUser,
     Submission,
     Suppression,
@@ -117,7 +118,23 @@ class Store(Protocol):
         """Move a leased message to a final state (delivered, bounced, ...)."""
         ...
 
+    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
+        """Apply attempt results and their records in one transaction.
+
+        Each settlement applies only if its owner still holds the lease;
+        returns how many applied. Records are stored regardless.
+        """
+        ...
+
     async def get_body(self, submission_id: str) -> bytes | None: ...
+
+    async def get_bodies(self, submission_ids: Sequence[str]) -> dict[str, bytes]:
+        """Bodies by submission id; missing ids are absent from the result."""
+        ...
+
+    async def records_after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Records with a sequence number above ``seq``, in order: for following the log."""
+        ...
 
     async def get_message(self, message_id: str) -> QueuedMessage | None: ...
 

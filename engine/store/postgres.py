@@ -8,9 +8,11 @@ it that tenant's rows only.
 
 Delivery workers in any number of processes share the queue: ``claim`` locks
 due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
-``migrate`` holds an advisory lock, so processes starting together apply
-each migration once. Unique violations become ``Conflict``, foreign-key
-violations (unknown tenant) ``NotFound``, other server errors ``StoreError``.
+``settle`` applies a batch of attempt results as one ``UPDATE ... FROM
+unnest(...)`` over per-column arrays. ``migrate`` holds an advisory lock, so
+processes starting together apply each migration once. Unique violations
+become ``Conflict``, foreign-key violations (unknown tenant) ``NotFound``,
+other server errors ``StoreError``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     SendingDomain,
+    Settlement,
     SmtpUser,
     Submission,
     Suppression,
@@ -63,6 +66,16 @@ _DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
 )
 _RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
+# One settled row: (id, owner, state, attempts, due_at, error); due_at None keeps it.
+_SettledRow = tuple[str, str, str, int, float | None, str | None]
+_SETTLE_SQL = (
+    "UPDATE messages m SET state = s.state, attempts = s.attempts,"
+    " due_at = coalesce(s.due_at, m.due_at), last_error = s.error,"
+    " lease_owner = NULL, lease_expires = NULL"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
+    "  $5::double precision[], $6::text[]) AS s(id, owner, state, attempts, due_at, error)"
+    " WHERE m.id = s.id AND m.state = 'leased' AND m.lease_owner = s.owner"
+)
 
 
 class PostgresStore:
@@ -280,6 +293,13 @@ class PostgresStore:
         )
         return [json.loads(row[0]) for row in rows]
 
+    async def records_after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Records with a sequence number above ``seq``, in order: for following the log."""
+        rows = await self._fetch(
+            "SELECT seq, data FROM records WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit
+        )
+        return [(int(row[0]), json.loads(row[1])) for row in rows]
+
     # The queue.
 
     async def claim(
@@ -304,37 +324,40 @@ class PostgresStore:
         self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
     ) -> bool:
         """Return a leased message to the queue, due at ``due_at``."""
-        status = await self._execute(
-            "UPDATE messages SET state = 'queued', due_at = $1, attempts = $2, last_error = $3,"
-            " lease_owner = NULL, lease_expires = NULL"
-            " WHERE id = $4 AND state = 'leased' AND lease_owner = $5",
-            due_at,
-            attempts,
-            error,
-            message_id,
-            owner,
-        )
-        return _row_count(status) == 1
+        row = (message_id, owner, MessageState.QUEUED.value, attempts, due_at, error)
+        return await self._settle([row], []) == 1
 
     async def finish(
         self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
     ) -> bool:
         """Move a leased message to a final state (delivered, bounced, ...)."""
-        status = await self._execute(
-            "UPDATE messages SET state = $1, attempts = $2, last_error = $3,"
-            " lease_owner = NULL, lease_expires = NULL"
-            " WHERE id = $4 AND state = 'leased' AND lease_owner = $5",
-            state.value,
-            attempts,
-            error,
-            message_id,
-            owner,
-        )
-        return _row_count(status) == 1
+        row = (message_id, owner, state.value, attempts, None, error)  # due_at unchanged
+        return await self._settle([row], []) == 1
+
+    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
+        """Apply attempt results and their records in one transaction; return how many applied."""
+        return await self._settle([_settled_row(s) for s in settlements], records)
+
+    async def _settle(self, rows: Sequence[_SettledRow], records: Sequence[Record]) -> int:
+        """One statement over per-column arrays, then the records, in one transaction."""
+        columns = [[row[i] for row in rows] for i in range(6)]  # $1..$6 of _SETTLE_SQL
+        pool = await self._get_pool()
+        with _translated("settlement"):
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(_SETTLE_SQL, *columns)
+                await _insert_records(conn, records)
+        return _row_count(status)
 
     async def get_body(self, submission_id: str) -> bytes | None:
         row = await self._fetchrow("SELECT data FROM bodies WHERE id = $1", submission_id)
         return None if row is None else bytes(row[0])
+
+    async def get_bodies(self, submission_ids: Sequence[str]) -> dict[str, bytes]:
+        """Bodies by submission id; missing ids are absent from the result."""
+        rows = await self._fetch(
+            "SELECT id, data FROM bodies WHERE id = ANY($1::text[])", sorted(set(submission_ids))
+        )
+        return {str(row[0]): bytes(row[1]) for row in rows}
 
     async def get_message(self, message_id: str) -> QueuedMessage | None:
         row = await self._fetchrow(
@@ -406,6 +429,10 @@ def _message_params(m: QueuedMessage) -> tuple[object, ...]:
         m.lease_expires,
         m.last_error,
     )
+
+
+def _settled_row(s: Settlement) -> _SettledRow:
+    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
 
 
 def _message(row: Any) -> QueuedMessage:

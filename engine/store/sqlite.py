@@ -29,6 +29,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     SendingDomain,
+    Settlement,
     SmtpUser,
     Submission,
     Suppression,
@@ -49,6 +50,13 @@ _MESSAGE_COLUMNS = (
 )
 _DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
+)
+# One settled row: (id, owner, state, attempts, due_at, error); due_at None keeps it.
+_SettledRow = tuple[str, str, str, int, float | None, str | None]
+_SETTLE_SQL = (
+    "UPDATE messages SET state = ?3, attempts = ?4, due_at = coalesce(?5, due_at),"
+    " last_error = ?6, lease_owner = NULL, lease_expires = NULL"
+    " WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2"
 )
 
 
@@ -238,6 +246,17 @@ class SqliteStore:
 
         return await self._run(select)
 
+    async def records_after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Records with a sequence number above ``seq``, in order: for following the log."""
+
+        def select(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
+            rows = conn.execute(
+                "SELECT seq, data FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            )
+            return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+        return await self._run(select)
+
     # The queue.
 
     async def claim(
@@ -264,30 +283,46 @@ class SqliteStore:
         self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
     ) -> bool:
         """Return a leased message to the queue, due at ``due_at``."""
-        sql = (
-            "UPDATE messages SET state = 'queued', due_at = ?, attempts = ?, last_error = ?,"
-            " lease_owner = NULL, lease_expires = NULL"
-            " WHERE id = ? AND state = 'leased' AND lease_owner = ?"
-        )
-        params = (due_at, attempts, error, message_id, owner)
-        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1)
+        row = (message_id, owner, MessageState.QUEUED.value, attempts, due_at, error)
+        return await self._settle([row], []) == 1
 
     async def finish(
         self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
     ) -> bool:
         """Move a leased message to a final state (delivered, bounced, ...)."""
-        sql = (
-            "UPDATE messages SET state = ?, attempts = ?, last_error = ?,"
-            " lease_owner = NULL, lease_expires = NULL"
-            " WHERE id = ? AND state = 'leased' AND lease_owner = ?"
-        )
-        params = (state.value, attempts, error, message_id, owner)
-        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1)
+        row = (message_id, owner, state.value, attempts, None, error)  # due_at unchanged
+        return await self._settle([row], []) == 1
+
+    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
+        """Apply attempt results and their records in one transaction; return how many applied."""
+        return await self._settle([_settled_row(s) for s in settlements], records)
+
+    async def _settle(self, rows: Sequence[_SettledRow], records: Sequence[Record]) -> int:
+        def update(conn: sqlite3.Connection) -> int:
+            changed = conn.executemany(_SETTLE_SQL, rows).rowcount
+            _insert_records(conn, records)
+            return changed
+
+        return await self._write(update, "settlement")
 
     async def get_body(self, submission_id: str) -> bytes | None:
         def select(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute("SELECT data FROM bodies WHERE id = ?", (submission_id,)).fetchone()
             return None if row is None else bytes(row[0])
+
+        return await self._run(select)
+
+    async def get_bodies(self, submission_ids: Sequence[str]) -> dict[str, bytes]:
+        """Bodies by submission id; missing ids are absent from the result."""
+        wanted = sorted(set(submission_ids))
+
+        def select(conn: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id, data FROM bodies WHERE id IN ({marks})", chunk)
+                found.update((row[0], bytes(row[1])) for row in rows)
+            return found
 
         return await self._run(select)
 
@@ -427,6 +462,10 @@ def _message_params(m: QueuedMessage) -> tuple[object, ...]:
         m.lease_expires,
         m.last_error,
     )
+
+
+def _settled_row(s: Settlement) -> _SettledRow:
+    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
 
 
 def _message(row: sqlite3.Row) -> QueuedMessage:

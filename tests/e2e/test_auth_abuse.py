@@ -17,11 +17,13 @@ BYSTANDER = ("127.0.0.67", 0)
 def attempt(engine: EngineProcess, user: str, password: str, source: tuple[str, int]) -> int:
     with smtplib.SMTP(*engine.submission, timeout=30, source_address=source) as client:
         client.starttls(context=client_tls())
+        client.ehlo()
+        client.user, client.password = user, password
         try:
-            client.login(user, password)
+            code, _ = client.auth("PLAIN", client.auth_plain)
         except smtplib.SMTPAuthenticationError as exc:
             return exc.smtp_code
-    return 235
+    return code
 
 
 def test_failures_are_slowed_then_refused(

@@ -74,7 +74,8 @@ def test_sigterm_lets_an_in_flight_session_finish(
     account = provision(config)
     engine = start_engine(engine_factory, config)
     assert engine.process is not None
-    with smtplib.SMTP(*engine.submission, timeout=30) as client:
+    client = smtplib.SMTP(*engine.submission, timeout=30)
+    try:
         client.starttls(context=client_tls())
         client.login(account.username, account.password)
         client.mail(f"news@{account.domain}")
@@ -83,6 +84,10 @@ def test_sigterm_lets_an_in_flight_session_finish(
         wait_until_refused(engine.submission)
         code, reply = client.data(message(f"news@{account.domain}"))
         assert code == 250, reply
+        code, _ = client.docmd("NOOP")
+        assert code == 421
+    finally:
+        client.close()
     assert engine.process.wait(timeout=30) == 0
     queue_id = reply.decode().rsplit(" ", 1)[-1]
     assert penguin(config, "queue", "show", queue_id)[0]["state"] == "queued"

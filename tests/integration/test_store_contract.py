@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     SendingDomain,
+    Settlement,
     SmtpUser,
     Submission,
     Suppression,
@@ -338,3 +340,103 @@ async def test_tenant_messages_are_isolated(store: Store) -> None:
     assert [m.id for m in await store.tenant_messages(acme.id, 2)] == newest_first[:2]
     assert {m.id for m in await store.tenant_messages(beta.id, 10)} == {"b-0", "b-1"}
     assert await store.tenant_messages(beta.id + 100, 10) == []
+
+
+async def test_settle_applies_a_mixed_batch_for_lease_owners_only(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    msgs = await enqueue(store, acme.id, [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4])
+    await store.claim("w1", T0, 10.0, 10)  # msgs[0]; its lease expires at T0 + 10
+    await store.claim("w1", T0 + 5, 10_000.0, 10)  # msgs[1:]
+    [stolen] = await store.claim("w2", T0 + 10, 10_000.0, 10)
+    assert stolen.id == msgs[0].id
+
+    delivered, requeued, bounced, wrong_owner = msgs[1:]
+    settlements = [
+        Settlement(delivered.id, "w1", MessageState.DELIVERED, 1, T0 + 20),
+        Settlement(requeued.id, "w1", MessageState.QUEUED, 1, T0 + 900, "421 busy"),
+        Settlement(bounced.id, "w1", MessageState.BOUNCED, 1, T0 + 20, "550 no such user"),
+        Settlement(wrong_owner.id, "w9", MessageState.DELIVERED, 1, T0 + 20),
+        Settlement(stolen.id, "w1", MessageState.DELIVERED, 1, T0 + 20),
+    ]
+    records = [
+        Record(RecordType.DELIVERY, T0 + 20, acme.id, id=delivered.id, num_attempts=1),
+        Record(RecordType.TRANSIENT_FAILURE, T0 + 20, acme.id, id=requeued.id, num_attempts=1),
+        Record(RecordType.BOUNCE, T0 + 20, acme.id, id=bounced.id, num_attempts=1),
+        Record(RecordType.DELIVERY, T0 + 20, acme.id, id=stolen.id, num_attempts=1),
+    ]
+    assert await store.settle(settlements, records) == 3
+
+    assert await store.get_message(delivered.id) == replace(
+        delivered, state=MessageState.DELIVERED, attempts=1, due_at=T0 + 20
+    )
+    assert await store.get_message(bounced.id) == replace(
+        bounced,
+        state=MessageState.BOUNCED,
+        attempts=1,
+        due_at=T0 + 20,
+        last_error="550 no such user",
+    )
+    assert await store.get_message(requeued.id) == replace(
+        requeued, state=MessageState.QUEUED, attempts=1, due_at=T0 + 900, last_error="421 busy"
+    )
+    kept = await store.get_message(wrong_owner.id)
+    assert kept is not None
+    assert (kept.state, kept.lease_owner, kept.attempts) == (MessageState.LEASED, "w1", 0)
+    assert await store.get_message(stolen.id) == stolen
+
+    for record in records:
+        assert record.id is not None
+        assert await store.list_records(record.id) == [record.to_json()]
+    assert await store.claim("w3", T0 + 899, 60.0, 10) == []
+    assert [m.id for m in await store.claim("w3", T0 + 900, 60.0, 10)] == [requeued.id]
+
+
+async def test_settle_of_nothing_still_stores_records(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    note = Record(RecordType.ADMIN_BOUNCE, T0, acme.id, id="gone")
+    assert await store.settle([], [note]) == 0
+    assert await store.list_records("gone") == [note.to_json()]
+
+
+async def test_finish_keeps_the_due_time(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    [m] = await enqueue(store, acme.id, [T0 + 7])
+    await store.claim("w1", T0 + 7, 60.0, 1)
+    assert await store.finish(m.id, "w1", MessageState.EXPIRED, 4, "too old")
+    assert await store.get_message(m.id) == replace(
+        m, state=MessageState.EXPIRED, attempts=4, last_error="too old"
+    )
+
+
+async def test_get_bodies(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    subs = [submission(sid, acme.id, [message(sid, 0, acme.id)]) for sid in ("a", "b", "c")]
+    await store.accept(subs, [])
+    a, _, c = subs
+    assert await store.get_bodies(["c", "missing", "a", "a"]) == {"a": a.body, "c": c.body}
+    assert await store.get_bodies([]) == {}
+    many = [f"absent{i}" for i in range(1_200)] + ["b"]  # more ids than one IN (...) list
+    assert await store.get_bodies(many) == {"b": subs[1].body}
+
+
+async def test_records_after_pages_through_the_log(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    records = [
+        Record(RecordType.DELIVERY, T0 + i, acme.id, id=f"m{i}", num_attempts=1) for i in range(5)
+    ]
+    await store.add_records(records[:3])
+    await store.add_records(records[3:])
+
+    pages: list[list[tuple[int, dict[str, object]]]] = []
+    seq = 0
+    while page := await store.records_after(seq, 2):
+        pages.append(page)
+        seq = page[-1][0]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    seqs = [s for page in pages for s, _ in page]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert [data for page in pages for _, data in page] == [r.to_json() for r in records]
+    assert await store.records_after(seq, 10) == []
+    assert [data for _, data in await store.records_after(seqs[2], 10)] == [
+        r.to_json() for r in records[3:]
+    ]

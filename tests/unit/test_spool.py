@@ -6,10 +6,11 @@ from typing import cast
 
 import pytest
 
+from engine.group_commit import GroupCommitClosed
 from engine.model import Submission
 from engine.record_log import RecordLog
 from engine.records import Record, RecordType
-from engine.spool import Spool, SpoolClosed
+from engine.spool import Spool
 from engine.store import Store
 
 
@@ -75,5 +76,5 @@ async def test_records_without_waiters_and_closing(tmp_path: Path) -> None:
     spool.close()
     await writer
     assert store.transactions == [([], 2)]
-    with pytest.raises(SpoolClosed):
+    with pytest.raises(GroupCommitClosed):
         await spool.commit(submission(3), [])

@@ -1,0 +1,54 @@
+"""The seam between the engine's delivery service and the SMTP client.
+
+The engine claims messages, signs them and hands each one to a
+``Deliverer`` (``smtp_out.deliverer.SmtpDeliverer`` in production), which
+resolves the destination, picks or opens a connection on the lane
+(source x site) and returns an ``AttemptReport``: the outcome plus what the
+records need (site, peer, source, TLS). A deliverer never raises for remote
+trouble; exceptions mean a local defect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.outcome import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One recipient's signed copy, ready for the wire."""
+
+    id: str
+    sender: str
+    recipient: str
+    domain: str
+    data: bytes = field(repr=False)
+    """The message with CRLF line ends, not dot-stuffed."""
+    tenant: str = ""
+    pool: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """What happened to one message in one attempt."""
+
+    outcome: Outcome
+    site: str | None = None
+    peer_name: str | None = None
+    peer_address: str | None = None
+    source: str | None = None
+    source_address: str | None = None
+    tls_cipher: str | None = None
+    tls_version: str | None = None
+
+
+class Deliverer(Protocol):
+    async def deliver(self, message: OutboundMessage) -> AttemptReport:
+        """Try to deliver once; the report says how it went."""
+        ...
+
+    async def close(self) -> None:
+        """Close idle connections and stop background work."""
+        ...
