@@ -132,6 +132,68 @@ class DeliverySettings:
     max_deliveries_per_connection: int = setting(
         100, "Messages sent over one connection before it is closed.", min=1, max=100000
     )
+    connection_limit: int = setting(
+        10, "Connections open at once per lane (source x site).", min=1, max=1000
+    )
+    idle_timeout_seconds: float = setting(
+        60.0, "An idle connection kept for reuse is closed after this long.", min=0, max=3600
+    )
+    tls: str = setting(
+        "opportunistic",
+        "STARTTLS policy: use it when offered, insist on it, or never use it.",
+        choices=("opportunistic", "required", "disabled"),
+    )
+    broken_tls_memory_seconds: float = setting(
+        3600.0,
+        "After a failed TLS handshake with a host, send to it in clear this long.",
+        min=0,
+        max=86400,
+    )
+    connect_timeout_seconds: float = setting(
+        30.0, "Time allowed to open a TCP connection.", min=0.1, max=600
+    )
+    greeting_timeout_seconds: float = setting(
+        300.0, "Time allowed for the server's greeting.", min=0.1, max=600
+    )
+    ehlo_timeout_seconds: float = setting(
+        300.0, "Time allowed for EHLO/HELO, STARTTLS and the TLS handshake.", min=0.1, max=600
+    )
+    command_timeout_seconds: float = setting(
+        300.0, "Time allowed for the reply to MAIL, RCPT, DATA or RSET.", min=0.1, max=600
+    )
+    data_timeout_seconds: float = setting(
+        600.0,
+        "Time allowed to send the data and get the reply to its final dot.",
+        min=0.1,
+        max=3600,
+    )
+    max_waiters: int = setting(
+        1000,
+        "Deliveries waiting for a connection of one lane; beyond it they are deferred.",
+        min=1,
+        max=1000000,
+    )
+    wait_timeout_seconds: float = setting(
+        60.0,
+        "How long a delivery waits for a connection before it is deferred.",
+        min=0.1,
+        max=3600,
+    )
+    max_addresses_per_attempt: int = setting(
+        5, "MX addresses tried in one attempt (Postfix smtp_mx_address_limit).", min=1, max=100
+    )
+    max_in_flight: int = setting(
+        256, "Messages one engine process delivers at once.", min=1, max=100000
+    )
+    claim_batch: int = setting(
+        128, "Most messages claimed from the store in one query.", min=1, max=10000
+    )
+    idle_poll_seconds: float = setting(
+        0.25, "When nothing is due, how often the store is asked again.", min=0.01, max=60
+    )
+    bounce_rules_file: str = setting(
+        "", "TOML file of operator bounce classification rules, tried before the built-in ones."
+    )
 
 
 @dataclass(frozen=True)

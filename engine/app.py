@@ -1,42 +1,88 @@
 """The composition root: builds the engine's services from settings and runs them.
 
 Only here (and in the CLI) are concrete implementations chosen: the store
-for ``database.url``, the system clock, the TLS certificate, the listeners.
+for ``database.url``, the system clock, the TLS certificate, the listeners,
+the SMTP deliverer. A process runs one or both roles: ``submission`` (the
+SMTP listener, the spool and the admin HTTP listener) and ``delivery``
+(claiming and delivering). Several processes may share one store.
+
 ``Engine.start`` opens everything and returns the bound addresses;
-``Engine.stop`` stops accepting, lets sessions finish to the grace deadline,
-drains the spool and closes the store.
+``Engine.stop`` stops accepting, lets sessions and attempts finish to the
+grace deadline, drains the writers and closes the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import os
+import random
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import Settings, parse_host_port
+from admin_api.app import create_app
+from admin_api.server import HttpServer
+from config import ConfigError, Settings, parse_host_port
+from config.schema import DeliverySettings
+from engine import metrics
 from engine.auth_throttle import AuthThrottle
+from engine.bounce_classify import BounceClassifier, RuleFileError, load_rules
 from engine.clock import Clock, SystemClock
+from engine.delivery import DeliveryService
+from engine.domain_keys import SigningKeys
 from engine.record_log import RecordLog
-from engine.sealing import load_or_create_secret
+from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.smtp_server import ServerConfig, SmtpServer
 from engine.spool import Spool
 from engine.store import Store, open_store
 from engine.submission import SubmissionHandler
 from engine.tls_cert import ensure_self_signed, server_context
+from smtp_out.deliverer import SmtpDeliverer
+from smtp_out.dns import MxResolver
+from smtp_out.session import ClientSettings, TlsMode
 
 log = logging.getLogger(__name__)
 
 
-def secret_path(settings: Settings) -> Path:
-    """Where the engine secret that seals DKIM keys lives."""
-    configured = settings.engine.secret_file
-    return Path(configured) if configured else Path(settings.engine.data_dir) / "secret.key"
+class Role(enum.StrEnum):
+    ALL = "all"
+    SUBMISSION = "submission"
+    DELIVERY = "delivery"
 
 
 def node_id(settings: Settings) -> str:
     return settings.engine.node_id or socket.gethostname()
+
+
+def client_settings(delivery: DeliverySettings) -> ClientSettings:
+    """The SMTP client's settings from the ``[delivery]`` table."""
+    return ClientSettings(
+        connect_timeout_seconds=delivery.connect_timeout_seconds,
+        greeting_timeout_seconds=delivery.greeting_timeout_seconds,
+        ehlo_timeout_seconds=delivery.ehlo_timeout_seconds,
+        command_timeout_seconds=delivery.command_timeout_seconds,
+        data_timeout_seconds=delivery.data_timeout_seconds,
+        connection_limit=delivery.connection_limit,
+        idle_timeout_seconds=delivery.idle_timeout_seconds,
+        max_waiters=delivery.max_waiters,
+        wait_timeout_seconds=delivery.wait_timeout_seconds,
+        tls=TlsMode(delivery.tls),
+        broken_tls_memory_seconds=delivery.broken_tls_memory_seconds,
+        max_addresses_per_attempt=delivery.max_addresses_per_attempt,
+    )
+
+
+def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
+    """The classifier with the operator's rules first; a bad rule file is a config error."""
+    path = settings.delivery.bounce_rules_file
+    if not path:
+        return BounceClassifier()
+    try:
+        return BounceClassifier(load_rules(Path(path)))
+    except (OSError, RuleFileError) as exc:
+        raise ConfigError(config_file, "delivery.bounce_rules_file", str(exc)) from exc
 
 
 @dataclass
@@ -44,42 +90,82 @@ class Engine:
     """All services of one engine process."""
 
     settings: Settings
+    role: Role = Role.ALL
+    config_file: str = "<config>"
     clock: Clock = field(default_factory=SystemClock)
-    store: Store | None = None
-    spool: Spool | None = None
-    servers: list[SmtpServer] = field(default_factory=list)
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-    _spool_task: asyncio.Task[None] | None = None
+    _store: Store | None = None
     _record_log: RecordLog | None = None
+    _spool: Spool | None = None
+    _servers: list[SmtpServer] = field(default_factory=list)
+    _http: HttpServer | None = None
+    _delivery: DeliveryService | None = None
+    _deliverer: SmtpDeliverer | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[tuple[str, int]]]:
-        """Open the store, migrate, start the listeners; return their addresses."""
+        """Open the store, migrate, start this role's services; the bound addresses."""
         settings = self.settings
-        data_dir = Path(settings.engine.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        load_or_create_secret(secret_path(settings))
-        self.store = open_store(settings.database.url)
-        applied = await self.store.migrate()
+        Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
+        secret = load_or_create_secret(secret_path(settings.engine))
+        classifier = bounce_classifier(settings, self.config_file)
+        self._store = open_store(settings.database.url)
+        applied = await self._store.migrate()
         if applied:
             log.info("applied migrations %s", applied)
         self._record_log = RecordLog(settings.records.json_log)
-        self.spool = Spool(self.store, self._record_log, settings.database.commit_batch_max)
-        self._spool_task = asyncio.create_task(self.spool.run(), name="spool")
-        await self._start_submission()
+        if self.role in (Role.ALL, Role.DELIVERY):
+            self._start_delivery(Sealer(secret), classifier)
+        if self.role in (Role.ALL, Role.SUBMISSION):
+            await self._start_submission()
+            await self._start_admin()
         return self.addresses
 
+    def _start_delivery(self, sealer: Sealer, classifier: BounceClassifier) -> None:
+        assert self._store is not None and self._record_log is not None
+        settings = self.settings
+        resolver = MxResolver(
+            [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers],
+            settings.dns.timeout_seconds,
+            self.clock,
+            random.Random(),
+        )
+        self._deliverer = SmtpDeliverer(
+            delivery=settings.delivery,
+            sources=settings.sources,
+            pools=settings.pools,
+            resolver=resolver,
+            classifier=classifier,
+            clock=self.clock,
+            client=client_settings(settings.delivery),
+        )
+        self._delivery = DeliveryService(
+            store=self._store,
+            deliverer=self._deliverer,
+            keys=SigningKeys(self._store, sealer, self.clock),
+            settings=settings,
+            clock=self.clock,
+            record_log=self._record_log,
+            owner=f"{node_id(settings)}:{os.getpid()}",
+        )
+        self._tasks.append(asyncio.create_task(self._delivery.run(), name="delivery"))
+
     async def _start_submission(self) -> None:
-        assert self.store is not None and self.spool is not None
+        assert self._store is not None and self._record_log is not None
         settings = self.settings
         sub = settings.submission
+        self._spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
+        if self._delivery is not None:
+            self._spool.on_accepted.append(self._delivery.wake)
+        self._tasks.append(asyncio.create_task(self._spool.run(), name="spool"))
         cert, key = sub.tls_cert, sub.tls_key
         if not cert:
             data_dir = Path(settings.engine.data_dir)
             cert, key = str(data_dir / "tls" / "cert.pem"), str(data_dir / "tls" / "key.pem")
             ensure_self_signed(Path(cert), Path(key), settings.engine.hostname)
         handler = SubmissionHandler(
-            store=self.store,
-            spool=self.spool,
+            store=self._store,
+            spool=self._spool,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -107,18 +193,43 @@ class Engine:
             host, port = parse_host_port(text)
             server = SmtpServer(config, handler)
             bound.append(await server.start(host, port))
-            self.servers.append(server)
+            self._servers.append(server)
         self.addresses["submission"] = bound
 
+    async def _start_admin(self) -> None:
+        self._http = HttpServer(create_app(metrics.REGISTRY))
+        host, port = parse_host_port(self.settings.admin.listen)
+        self.addresses["admin"] = [await self._http.start(host, port)]
+
+    async def wait_for_failure(self) -> str:
+        """Returns the name of the first service task that ends by itself (a defect)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).get_name()
+
     async def stop(self) -> None:
-        """Graceful stop: listeners first, then the spool, then the store."""
+        """Graceful stop: listeners, then delivery (to the grace deadline), writers, store."""
         grace = self.settings.engine.shutdown_grace_seconds
-        await asyncio.gather(*(s.stop(grace) for s in self.servers))
-        self.servers.clear()
-        if self.spool is not None and self._spool_task is not None:
-            self.spool.close()
-            await self._spool_task
+        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        self._servers.clear()
+        if self._http is not None:
+            await self._http.stop()
+        if self._delivery is not None:
+            self._delivery.stop()
+        if self._spool is not None:
+            self._spool.close()
+        done, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else ((), ())
+        for task in pending:
+            task.cancel()
+        for task in [*done, *pending]:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("service %s failed", task.get_name())
+        if self._deliverer is not None:
+            await self._deliverer.close()
         if self._record_log is not None:
             self._record_log.close()
-        if self.store is not None:
-            await self.store.close()
+        if self._store is not None:
+            await self._store.close()

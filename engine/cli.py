@@ -19,11 +19,10 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from config.example import render_example
-from engine.app import secret_path
 from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
 from engine.model import SendingDomain, SmtpUser, Suppression
 from engine.passwords import generate_password, generate_username, hash_password
-from engine.sealing import Sealer, load_or_create_secret
+from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.store import Conflict, NotFound, Store, StoreError, open_store
 
 Output = dict[str, Any] | list[Any]
@@ -42,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.handler is None:
+            from engine.app import Role
             from engine.runner import run
 
-            return run(settings)
+            return run(settings, Role(args.role), _config_path(args) or "config/penguin.toml")
         result, text = args.handler(settings, args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 1
+    if result is None:
+        return 0
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -62,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    path: str | None = args.config or os.environ.get("PENGUIN_CONFIG")
+    return path
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    path = args.config or os.environ.get("PENGUIN_CONFIG")
-    return load_settings(path)
+    return load_settings(_config_path(args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    leaf(groups, "run", None, "run the engine in the foreground")
+    run = leaf(groups, "run", None, "run the engine in the foreground")
+    run.add_argument(
+        "--role",
+        choices=("all", "submission", "delivery"),
+        default="all",
+        help="services of this process (default all); several processes may share a store",
+    )
 
     config = groups.add_parser("config", help="check or print the configuration")
     config_sub = config.add_subparsers()
@@ -122,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     sadd.add_argument("address")
     sadd.add_argument("--reason", default="manual")
 
+    records = groups.add_parser("records", help="log records")
+    tail = leaf(records.add_subparsers(), "tail", _store_command(_records_tail), "show records")
+    tail.add_argument("-n", "--lines", type=int, default=20, help="records to show first")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    tail.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between looks for new records"
+    )
+
     queue = groups.add_parser("queue", help="the message queue")
     queue_sub = queue.add_subparsers()
     leaf(queue_sub, "summary", _store_command(_queue_summary), "messages by queue and state")
@@ -131,15 +151,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-Handler = Callable[[Settings, argparse.Namespace], tuple[Output, str]]
-StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output, str]]]
+Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
+StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
 
 
 def _store_command(handler: StoreHandler) -> Handler:
     """Run ``handler`` with a migrated store, closed afterwards."""
 
-    def run(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-        async def body() -> tuple[Output, str]:
+    def run(settings: Settings, args: argparse.Namespace) -> tuple[Output | None, str]:
+        async def body() -> tuple[Output | None, str]:
             store = open_store(settings.database.url)
             try:
                 await store.migrate()
@@ -220,7 +240,7 @@ async def _domain_add(
     tenant_id = await _require_tenant(store, args.tenant)
     now = time.time()
     key = generate_key(args.algo, bits=args.bits) if args.algo == "rsa" else generate_key("ed25519")
-    sealer = Sealer(load_or_create_secret(secret_path(settings)))
+    sealer = Sealer(load_or_create_secret(secret_path(settings.engine)))
     domain = SendingDomain(
         tenant_id=tenant_id,
         name=name,
@@ -277,6 +297,31 @@ async def _suppression_add(
     address = args.address.lower()
     await store.add_suppression(Suppression(tenant_id, address, args.reason, time.time()))
     return {"tenant": args.tenant, "address": address}, f"{address} suppressed"
+
+
+async def _records_tail(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output | None, str]:
+    seq = max(0, await store.last_record_seq() - args.lines)
+    while True:
+        page = await store.records_after(seq, 1000)
+        for _, record in page:
+            print(json.dumps(record) if args.json else _record_line(record), flush=True)
+        if page:
+            seq = page[-1][0]
+        elif args.follow:
+            await asyncio.sleep(args.poll)
+        else:
+            return None, ""
+
+
+def _record_line(record: dict[str, Any]) -> str:
+    response = record.get("response") or {}
+    reply = f"{response.get('code', '')} {response.get('content', '')}".strip()
+    return (
+        f"{record['timestamp']}  {record['type']:<16} {record.get('id') or '-'}  "
+        f"{record.get('recipient') or '-'}  {reply}"
+    )
 
 
 async def _queue_summary(

@@ -13,21 +13,19 @@ import signal
 import uvloop
 
 from config import Settings
-from engine.app import Engine
+from engine.app import Engine, Role
 from engine.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, role: Role = Role.ALL, config_file: str = "<config>") -> int:
     """Run until SIGTERM/SIGINT; the process exit status."""
     configure_logging(settings.logging.level)
-    uvloop.run(_serve(settings))
-    return 0
+    return uvloop.run(_serve(Engine(settings, role, config_file)))
 
 
-async def _serve(settings: Settings) -> None:
-    engine = Engine(settings)
+async def _serve(engine: Engine) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -38,8 +36,17 @@ async def _serve(settings: Settings) -> None:
             for host, port in bound:
                 print(f"{name} listening on {host}:{port}", flush=True)
         print("engine ready", flush=True)
-        await stop.wait()
-        log.info("stopping: finishing in-flight sessions")
+        stopping = asyncio.create_task(stop.wait())
+        failure = asyncio.create_task(engine.wait_for_failure())
+        await asyncio.wait([stopping, failure], return_when=asyncio.FIRST_COMPLETED)
+        status = 0
+        if failure.done():
+            log.error("service %s stopped unexpectedly; shutting down", failure.result())
+            status = 1
+        else:
+            failure.cancel()
+        log.info("stopping: finishing in-flight sessions and deliveries")
     finally:
         await engine.stop()
     log.info("stopped")
+    return status

@@ -31,6 +31,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from config.schema import EngineSettings
+
 SECRET_SIZE = 32
 """Bytes in the engine secret (an AES-256 key)."""
 
@@ -148,3 +150,9 @@ class Sealer:
             return self._aead.decrypt(nonce, sealed[1 + _NONCE_SIZE :], _VERSION)
         except InvalidTag as exc:
             raise SealError("sealed blob does not verify: wrong engine secret or altered") from exc
+
+
+def secret_path(settings: EngineSettings) -> Path:
+    """Where the engine secret lives: ``engine.secret_file`` or ``<data_dir>/secret.key``."""
+    configured = settings.secret_file
+    return Path(configured) if configured else Path(settings.data_dir) / "secret.key"

@@ -300,6 +300,10 @@ class PostgresStore:
         )
         return [(int(row[0]), json.loads(row[1])) for row in rows]
 
+    async def last_record_seq(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM records")
+        return int(rows[0][0])
+
     # The queue.
 
     async def claim(

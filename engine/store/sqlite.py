@@ -257,6 +257,12 @@ class SqliteStore:
 
         return await self._run(select)
 
+    async def last_record_seq(self) -> int:
+        def select(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0])
+
+        return await self._run(select)
+
     # The queue.
 
     async def claim(

@@ -20,10 +20,23 @@ from typing import Any
 import pytest
 
 READY_TIMEOUT = 30.0
+PENGUIN = (sys.executable, "-m", "engine.cli")
 
 
-def write_config(tmp_path: Path, database_url: str = "", extra: str = "") -> Path:
-    """A config for one test: everything under ``tmp_path``, ephemeral ports."""
+def write_config(
+    tmp_path: Path,
+    database_url: str = "",
+    extra: str = "",
+    *,
+    nameserver: tuple[str, int] = ("127.0.0.1", 9),
+    delivery: str = "",
+) -> Path:
+    """A config for one test: everything under ``tmp_path``, ephemeral ports.
+
+    DNS goes to ``nameserver`` (by default a loopback port nobody answers),
+    so no test ever resolves or reaches a real mail server. ``extra`` is
+    appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``.
+    """
     data = tmp_path / "var"
     url = database_url or f"sqlite:{data / 'penguin.db'}"
     path = tmp_path / "penguin.toml"
@@ -32,6 +45,9 @@ def write_config(tmp_path: Path, database_url: str = "", extra: str = "") -> Pat
         "shutdown_grace_seconds = 10\n"
         f'[database]\nurl = "{url}"\n'
         f'[records]\njson_log = "{data / "records.jsonl"}"\n'
+        f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
+        '[admin]\nlisten = "127.0.0.1:0"\n'
+        f"[delivery]\n{delivery}\n"
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
         f"{extra}"
     )
@@ -41,7 +57,7 @@ def write_config(tmp_path: Path, database_url: str = "", extra: str = "") -> Pat
 def penguin(config: Path, *args: str) -> Any:
     """Run a CLI command with --json; its parsed output."""
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args, "--config", str(config), "--json"],
+        [*PENGUIN, *args, "--config", str(config), "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -56,15 +72,17 @@ class EngineProcess:
     """``penguin run`` in a child process."""
 
     config: Path
+    role: str = "all"
     process: subprocess.Popen[str] | None = None
     submission: tuple[str, int] = ("", 0)
+    admin: tuple[str, int] = ("", 0)
     output: list[str] = field(default_factory=list)
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", "--config", str(self.config)],
+            [*PENGUIN, "run", "--role", self.role, "--config", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -85,6 +103,9 @@ class EngineProcess:
             if line.startswith("submission listening on "):
                 host, _, port = line.split()[-1].rpartition(":")
                 self.submission = (host, int(port))
+            if line.startswith("admin listening on "):
+                host, _, port = line.split()[-1].rpartition(":")
+                self.admin = (host, int(port))
             if line.strip() == "engine ready":
                 return
 
@@ -122,8 +143,8 @@ def engine_factory() -> Iterator[list[EngineProcess]]:
         engine.close()
 
 
-def start_engine(engines: list[EngineProcess], config: Path) -> EngineProcess:
-    engine = EngineProcess(config)
+def start_engine(engines: list[EngineProcess], config: Path, role: str = "all") -> EngineProcess:
+    engine = EngineProcess(config, role)
     engines.append(engine)
     engine.start()
     return engine

@@ -40,7 +40,7 @@ def test_sigkill_after_250_loses_nothing(
 ) -> None:
     config = write_config(tmp_path, database_url)
     account = provision(config)
-    engine = start_engine(engine_factory, config)
+    engine = start_engine(engine_factory, config, "submission")
 
     def client(n: int) -> list[str]:
         return [
@@ -57,7 +57,7 @@ def test_sigkill_after_250_loses_nothing(
     engine.kill()
 
     assert len(set(accepted)) == CLIENTS * MESSAGES_PER_CLIENT
-    restarted = start_engine(engine_factory, config)
+    restarted = start_engine(engine_factory, config, "submission")
     for queue_id in accepted:
         shown = penguin(config, "queue", "show", queue_id)
         assert len(shown) == RECIPIENTS
@@ -72,7 +72,7 @@ def test_sigterm_lets_an_in_flight_session_finish(
 ) -> None:
     config = write_config(tmp_path)
     account = provision(config)
-    engine = start_engine(engine_factory, config)
+    engine = start_engine(engine_factory, config, "submission")
     assert engine.process is not None
     client = smtplib.SMTP(*engine.submission, timeout=30)
     try:

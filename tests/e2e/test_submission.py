@@ -27,7 +27,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EnginePr
     tmp = tmp_path_factory.mktemp("submission")
     config = write_config(tmp)
     account = provision(config)
-    engine = EngineProcess(config)
+    engine = EngineProcess(config, "submission")
     engine.start()
     try:
         yield engine, account

@@ -420,6 +420,7 @@ async def test_get_bodies(store: Store) -> None:
 
 
 async def test_records_after_pages_through_the_log(store: Store) -> None:
+    assert await store.last_record_seq() == 0
     acme = await store.create_tenant("acme", T0)
     records = [
         Record(RecordType.DELIVERY, T0 + i, acme.id, id=f"m{i}", num_attempts=1) for i in range(5)
@@ -437,6 +438,7 @@ async def test_records_after_pages_through_the_log(store: Store) -> None:
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
     assert [data for page in pages for _, data in page] == [r.to_json() for r in records]
     assert await store.records_after(seq, 10) == []
+    assert await store.last_record_seq() == seqs[-1]
     assert [data for _, data in await store.records_after(seqs[2], 10)] == [
         r.to_json() for r in records[3:]
     ]

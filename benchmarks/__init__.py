@@ -1,0 +1,1 @@
+"""Load generators and benchmarks of the engine; results in ``benchmarks/RESULTS.md``."""

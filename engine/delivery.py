@@ -1,0 +1,252 @@
+"""The delivery service: claim, sign, hand to the deliverer, settle.
+
+In: due messages leased from the store (``claim``; several processes share
+one store). Out: one settlement and one record per attempt, group-committed
+through ``store.settle`` (``engine.group_commit``), then appended to the
+JSON record log.
+
+Each claimed message runs as a task of the service's TaskGroup, at most
+``delivery.max_in_flight`` at once. A message is signed once per
+submission in a claimed batch (the copies of one submission are
+identical), with the key of its header From domain. An unexpected error
+while handling a message never drops it: the message is parked as
+``shunted`` with the error and a record (Mailman's shunt queue). Stopping
+lets in-flight attempts finish to a deadline; what is cut off keeps its
+lease, which expires, so the message is tried again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+from config import Settings
+from engine import metrics
+from engine.acceptance import from_domains, parse_header_fields
+from engine.clock import Clock
+from engine.dkim_sign import DkimSigner
+from engine.domain_keys import SigningKeys
+from engine.group_commit import GroupCommit
+from engine.model import MessageState, QueuedMessage, Settlement
+from engine.record_log import RecordLog
+from engine.records import Record, RecordType, Response
+from engine.settling import RecordContext, expire_unattempted, is_past_max_age, settle_attempt
+from engine.store import Store
+from engine.transport import Deliverer, OutboundMessage
+
+log = logging.getLogger(__name__)
+
+Settled = tuple[Settlement, Record]
+
+
+QUEUE_GAUGE_SECONDS = 5.0
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        deliverer: Deliverer,
+        keys: SigningKeys,
+        settings: Settings,
+        clock: Clock,
+        record_log: RecordLog,
+        owner: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._deliverer = deliverer
+        self._keys = keys
+        self._signer = DkimSigner()
+        self._settings = settings
+        self._clock = clock
+        self._record_log = record_log
+        self._owner = owner
+        self._tuning = settings.delivery
+        self._rng = rng or random.Random()
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._tuning.max_in_flight)
+        self._in_flight = 0
+        self._tenants: dict[int, str] = {}
+        self._settler: GroupCommit[Settled] = GroupCommit(
+            "settle", self._write, settings.database.commit_batch_max, self._written
+        )
+
+    def wake(self) -> None:
+        """New work may be due: claim now rather than at the next poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` returns once in-flight attempts are settled."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Claim and deliver until ``stop``."""
+        settler = asyncio.create_task(self._settler.run(), name="settle")
+        try:
+            async with asyncio.TaskGroup() as attempts:
+                attempts.create_task(self._gauge_queue(), name="queue-gauge")
+                await self._claim_loop(attempts)
+        finally:
+            self._settler.close()
+            await settler
+
+    async def _claim_loop(self, attempts: asyncio.TaskGroup) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            free = self._tuning.max_in_flight - self._in_flight
+            claimed: list[QueuedMessage] = []
+            if free > 0:
+                limit = min(free, self._tuning.claim_batch)
+                now = self._clock.now()
+                lease = self._settings.delivery.lease_seconds
+                claimed = await self._store.claim(self._owner, now, lease, limit)
+            if claimed:
+                await self._dispatch(claimed, attempts)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._tuning.idle_poll_seconds)
+
+    async def _dispatch(
+        self, messages: Sequence[QueuedMessage], attempts: asyncio.TaskGroup
+    ) -> None:
+        bodies = await self._store.get_bodies(sorted({m.submission_id for m in messages}))
+        signed: dict[str, bytes] = {}
+        for message in messages:
+            await self._slots.acquire()
+            self._in_flight += 1
+            attempts.create_task(self._attempt(message, bodies, signed))
+
+    async def _attempt(
+        self, message: QueuedMessage, bodies: dict[str, bytes], signed: dict[str, bytes]
+    ) -> None:
+        try:
+            settled = await self._attempt_once(message, bodies, signed)
+        except Exception as exc:
+            log.exception("message %s: unexpected error, parked as shunted", message.id)
+            settled = self._shunt(message, exc)
+        try:
+            await self._settler.commit(settled)
+        except Exception:
+            log.exception("message %s: settlement not stored; its lease will expire", message.id)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+
+    async def _attempt_once(
+        self, message: QueuedMessage, bodies: dict[str, bytes], signed: dict[str, bytes]
+    ) -> Settled:
+        now = self._clock.now()
+        context = RecordContext(self._nodeid, await self._tenant(message.tenant_id))
+        if is_past_max_age(message, now, self._settings.retry):
+            metrics.DELIVERIES.labels("expired", "").inc()
+            return expire_unattempted(message, owner=self._owner, now=now, context=context)
+        data = signed.get(message.submission_id)
+        if data is None:
+            body = bodies.get(message.submission_id)
+            if body is None:
+                raise LookupError(f"body of submission {message.submission_id} is missing")
+            data = await self._sign(body, now)
+            signed[message.submission_id] = data
+        started = time.perf_counter()
+        report = await self._deliverer.deliver(
+            OutboundMessage(
+                id=message.id,
+                sender=message.sender,
+                recipient=message.recipient,
+                domain=message.domain,
+                data=data,
+                tenant=context.tenant,
+            )
+        )
+        kind = report.outcome.kind.value
+        metrics.ATTEMPT_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.DELIVERIES.labels(kind, report.site or "").inc()
+        return settle_attempt(
+            message,
+            report,
+            owner=self._owner,
+            now=self._clock.now(),
+            size=len(data),
+            retry=self._settings.retry,
+            rng=self._rng,
+            context=context,
+        )
+
+    async def _sign(self, body: bytes, now: float) -> bytes:
+        """``body`` signed by its From domain's key; unsigned if that domain has none."""
+        domains = from_domains(parse_header_fields(body))
+        domain = await self._keys.domain(domains[0]) if domains else None
+        if domain is None:
+            log.warning("no DKIM key for From domain %s; sending unsigned", domains)
+            return body
+        started = time.perf_counter()
+        data = self._signer.sign(
+            body,
+            domain.name,
+            domain.selector,
+            domain.algorithm,
+            self._keys.private_key(domain),
+            now=now,
+        )
+        metrics.DKIM_SIGN_SECONDS.observe(time.perf_counter() - started)
+        return data
+
+    def _shunt(self, message: QueuedMessage, exc: Exception) -> Settled:
+        now = self._clock.now()
+        error = f"{type(exc).__name__}: {exc}"
+        settlement = Settlement(
+            message.id, self._owner, MessageState.SHUNTED, message.attempts, now, error
+        )
+        record = Record(
+            type=RecordType.SHUNTED,
+            timestamp=now,
+            tenant_id=message.tenant_id,
+            id=message.id,
+            sender=message.sender,
+            recipient=message.recipient,
+            queue=message.queue,
+            response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
+            created=message.created_at,
+            num_attempts=message.attempts,
+            nodeid=self._nodeid,
+        )
+        return settlement, record
+
+    async def _tenant(self, tenant_id: int) -> str:
+        name = self._tenants.get(tenant_id)
+        if name is None:
+            tenant = await self._store.get_tenant_by_id(tenant_id)
+            name = tenant.name if tenant else str(tenant_id)
+            self._tenants[tenant_id] = name
+        return name
+
+    @property
+    def _nodeid(self) -> str:
+        return self._owner.partition(":")[0]
+
+    async def _write(self, batch: list[Settled]) -> None:
+        await self._store.settle([s for s, _ in batch], [r for _, r in batch])
+
+    def _written(self, batch: list[Settled]) -> None:
+        self._record_log.write([r for _, r in batch])
+
+    async def _gauge_queue(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                counts: dict[str, int] = {}
+                for row in await self._store.queue_summary():
+                    counts[row.state.value] = counts.get(row.state.value, 0) + row.count
+                for state in MessageState:
+                    metrics.QUEUE_DEPTH.labels(state.value).set(counts.get(state.value, 0))
+            except Exception:
+                log.exception("cannot read queue depth")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), QUEUE_GAUGE_SECONDS)

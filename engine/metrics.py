@@ -1,0 +1,48 @@
+"""Prometheus metrics of the engine, on one registry served at ``/metrics``.
+
+Names follow Prometheus conventions (``penguin_`` prefix, ``_total`` for
+counters, base units). Label sets are small and bounded: outcome kinds,
+states, and the site (one per MX rollup).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ACCEPTED = Counter(
+    "penguin_accepted_messages_total",
+    "Recipients accepted for delivery (one per queued message).",
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "penguin_delivery_attempts_total",
+    "Delivery attempts by outcome (delivered, transient, permanent, expired) and site.",
+    ["outcome", "site"],
+    registry=REGISTRY,
+)
+ATTEMPT_SECONDS = Histogram(
+    "penguin_delivery_attempt_seconds",
+    "Time of one delivery attempt, from hand-off to the SMTP client to its outcome.",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "penguin_queue_messages",
+    "Messages in the store by state.",
+    ["state"],
+    registry=REGISTRY,
+)
+OPEN_CONNECTIONS = Gauge(
+    "penguin_smtp_connections_open",
+    "Outgoing SMTP connections currently open.",
+    registry=REGISTRY,
+)
+DKIM_SIGN_SECONDS = Histogram(
+    "penguin_dkim_sign_seconds",
+    "Time to DKIM-sign one message.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+    registry=REGISTRY,
+)

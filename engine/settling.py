@@ -1,0 +1,135 @@
+"""From an attempt's report to the message's next state and its record. Pure.
+
+- delivered → ``delivered`` + Delivery record;
+- permanent → ``bounced`` + Bounce record;
+- transient → back to ``queued``, due after the backoff (doubling with
+  jitter, ``engine.retry``) + TransientFailure record; when the next try
+  would fall past the maximum age → ``expired`` + Expiration record;
+- a message already past its maximum age when claimed expires without an
+  attempt (Expiration, classification MessageExpired).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from config.schema import RetrySettings
+from engine.model import MessageState, QueuedMessage, Settlement
+from engine.outcome import OutcomeKind
+from engine.records import Record, RecordType, Response, parse_enhanced_code
+from engine.retry import is_expired, retry_delay
+from engine.transport import AttemptReport
+
+EXPIRED_RESPONSE = Response(
+    code=551, enhanced_code=(5, 4, 7), content="Delivery time expired", command=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordContext:
+    """Fields every delivery record of this node shares."""
+
+    nodeid: str
+    tenant: str
+    pool: str = "default"
+
+
+def settle_attempt(
+    message: QueuedMessage,
+    report: AttemptReport,
+    *,
+    owner: str,
+    now: float,
+    size: int,
+    retry: RetrySettings,
+    rng: random.Random,
+    context: RecordContext,
+) -> tuple[Settlement, Record]:
+    """The settlement and record for one finished attempt."""
+    attempts = message.attempts + 1
+    outcome = report.outcome
+    reply = outcome.reply
+    error = None if outcome.kind is OutcomeKind.DELIVERED else str(reply)
+    if outcome.kind is OutcomeKind.DELIVERED:
+        state, record_type, due = MessageState.DELIVERED, RecordType.DELIVERY, now
+    elif outcome.kind is OutcomeKind.PERMANENT:
+        state, record_type, due = MessageState.BOUNCED, RecordType.BOUNCE, now
+    else:
+        delay = retry_delay(
+            attempts, retry.first_retry_seconds, retry.max_retry_seconds, retry.jitter, rng
+        )
+        due = now + delay
+        if is_expired(message.created_at, due, retry.max_age_seconds):
+            state, record_type, due = MessageState.EXPIRED, RecordType.EXPIRATION, now
+        else:
+            state, record_type = MessageState.QUEUED, RecordType.TRANSIENT_FAILURE
+    settlement = Settlement(message.id, owner, state, attempts, due, error)
+    record = Record(
+        type=record_type,
+        timestamp=now,
+        tenant_id=message.tenant_id,
+        id=message.id,
+        sender=message.sender,
+        recipient=message.recipient,
+        queue=message.queue,
+        site=report.site,
+        size=size,
+        response=Response(
+            code=reply.code,
+            enhanced_code=parse_enhanced_code(reply.enhanced or ""),
+            content=reply.text,
+            command=reply.command,
+        ),
+        peer_address=(
+            (report.peer_name or "", report.peer_address or "") if report.peer_address else None
+        ),
+        created=message.created_at,
+        num_attempts=attempts,
+        bounce_classification=(
+            None if outcome.kind is OutcomeKind.DELIVERED else outcome.classification
+        ),
+        egress_pool=context.pool,
+        egress_source=report.source,
+        source_address=report.source_address,
+        meta={"tenant": context.tenant, "campaign": message.campaign or None},
+        nodeid=context.nodeid,
+        tls_cipher=report.tls_cipher,
+        tls_protocol_version=report.tls_version,
+    )
+    return settlement, record
+
+
+def expire_unattempted(
+    message: QueuedMessage, *, owner: str, now: float, context: RecordContext
+) -> tuple[Settlement, Record]:
+    """Expire a claimed message that is already past its maximum age."""
+    settlement = Settlement(
+        message.id,
+        owner,
+        MessageState.EXPIRED,
+        message.attempts,
+        now,
+        str(EXPIRED_RESPONSE.content),
+    )
+    record = Record(
+        type=RecordType.EXPIRATION,
+        timestamp=now,
+        tenant_id=message.tenant_id,
+        id=message.id,
+        sender=message.sender,
+        recipient=message.recipient,
+        queue=message.queue,
+        response=EXPIRED_RESPONSE,
+        created=message.created_at,
+        num_attempts=message.attempts,
+        bounce_classification="MessageExpired",
+        egress_pool=context.pool,
+        meta={"tenant": context.tenant, "campaign": message.campaign or None},
+        nodeid=context.nodeid,
+    )
+    return settlement, record
+
+
+def is_past_max_age(message: QueuedMessage, now: float, retry: RetrySettings) -> bool:
+    return is_expired(message.created_at, now, retry.max_age_seconds)

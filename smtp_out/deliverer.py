@@ -1,0 +1,244 @@
+"""The SMTP deliverer: one attempt at one message, from its domain to an outcome.
+
+Owns ``SmtpDeliverer``, the production ``engine.transport.Deliverer``: it
+resolves the recipient's domain (``smtp_out.dns``), picks the source from
+the message's egress pool (round-robin), takes a connection slot on the lane
+(source x site, ``smtp_out.pool``), and runs the transaction on a reused or
+new session (``smtp_out.session``).
+
+In: an ``OutboundMessage``. Out: an ``AttemptReport`` with the outcome and
+what the records need (site, peer, source, TLS). Never raises for remote
+trouble; an unknown egress pool is a local defect and raises ``LookupError``.
+
+Order of trial (RFC 5321 §5.1, Postfix ``smtp_connect.c``):
+
+- an idle session of the lane first, if any;
+- then each MX host in order (preference, ties shuffled by the resolver),
+  each of its addresses in order, skipping addresses of the other IP family
+  than a bound source, at most ``max_addresses_per_attempt`` of them;
+- a session- or site-scope failure (refused, timeout, 421, greeting or EHLO
+  refusal, TLS failure, dropped connection) moves on to the next address;
+  a message- or recipient-scope reply, or delivery, ends the attempt;
+- when every address failed, the last failure is the outcome.
+
+DNS: a permanent ``DnsFailure`` (NXDOMAIN, null MX, no address) is a
+permanent site-scope outcome classified ``BadDomain``; a temporary one is
+transient, ``DNSFailure``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import itertools
+from collections.abc import Iterator, Mapping
+
+from config.schema import DeliverySettings, PoolSettings, SourceSettings
+from engine.bounce_classify import BounceClassifier, outcome_for_reply
+from engine.clock import Clock
+from engine.outcome import Outcome, Scope, SmtpReply
+from engine.transport import AttemptReport, OutboundMessage
+from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
+from smtp_out.pool import Congested, ConnectionPool, Lane
+from smtp_out.session import (
+    ClientSettings,
+    OpenFailure,
+    Peer,
+    SmtpSession,
+    Source,
+    TlsMode,
+    open_session,
+)
+from smtp_out.wire import ConnectionGauge
+
+SWEEP_INTERVAL_SECONDS = 1.0
+_CONNECTION_SCOPES = (Scope.SESSION, Scope.SITE)
+
+
+class SmtpDeliverer:
+    """Delivers over SMTP to the recipients' MX hosts, reusing connections per lane."""
+
+    def __init__(
+        self,
+        *,
+        delivery: DeliverySettings,
+        sources: Mapping[str, SourceSettings],
+        pools: Mapping[str, PoolSettings],
+        resolver: RouteResolver,
+        classifier: BounceClassifier,
+        clock: Clock,
+        client: ClientSettings | None = None,
+    ) -> None:
+        self._port = delivery.port
+        self._settings = client if client is not None else ClientSettings()
+        self._resolver = resolver
+        self._classifier = classifier
+        self._clock = clock
+        self._sources = {
+            name: Source(name, source.address, source.ehlo_hostname)
+            for name, source in sources.items()
+        }
+        self._rotations: dict[str, Iterator[Source]] = {}
+        for pool_name, pool in pools.items():
+            missing = [name for name in pool.sources if name not in self._sources]
+            if missing or not pool.sources:
+                raise ValueError(f"pool {pool_name!r}: unknown or no sources {missing!r}")
+            members = [self._sources[name] for name in pool.sources]
+            self._rotations[pool_name] = itertools.cycle(members)
+        self._pool = ConnectionPool(self._settings, delivery.max_deliveries_per_connection, clock)
+        self._gauge = ConnectionGauge()
+        self._last_sweep = clock.now()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now, idle or busy."""
+        return self._gauge.value
+
+    @property
+    def idle_connections(self) -> int:
+        return self._pool.idle_connections
+
+    def window(self, site: str) -> int:
+        """Connections ``site`` may have at once now (smaller while it fails)."""
+        return self._pool.window(site)
+
+    async def deliver(self, message: OutboundMessage) -> AttemptReport:
+        await self._sweep()
+        route = await self._resolver.resolve(message.domain)
+        if isinstance(route, DnsFailure):
+            return AttemptReport(outcome=self._dns_outcome(route))
+        source = self._next_source(message.pool)
+        lane: Lane = (source.name, route.site)
+        slot = await self._pool.checkout(lane)
+        if isinstance(slot, Congested):
+            reply = SmtpReply(451, "4.4.5", slot.reason, "connect")
+            outcome = outcome_for_reply(reply, self._classifier, "connect")
+            return self._report(outcome, route, source)
+        kept: SmtpSession | None = None
+        try:
+            kept, report = await self._attempt(message, route, source, lane, slot.session)
+        finally:
+            await self._pool.release(slot, kept)
+        return report
+
+    async def close(self) -> None:
+        """Close every idle connection; connections in use close when released."""
+        await self._pool.close()
+
+    async def sweep(self) -> None:
+        """Close idle connections kept longer than ``idle_timeout_seconds``."""
+        self._last_sweep = self._clock.now()
+        await self._pool.close_idle(expired_only=True)
+
+    async def _sweep(self) -> None:
+        if self._clock.now() - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
+            await self.sweep()
+
+    async def _attempt(
+        self,
+        message: OutboundMessage,
+        route: MxRoute,
+        source: Source,
+        lane: Lane,
+        reused: SmtpSession | None,
+    ) -> tuple[SmtpSession | None, AttemptReport]:
+        """The session to keep (if any) and the report of the attempt."""
+        last: AttemptReport | None = None
+        if reused is not None:
+            outcome = await self._send(reused, message, lane)
+            last = self._report(outcome, route, source, reused.peer, reused)
+            if outcome.scope not in _CONNECTION_SCOPES:
+                return reused, last
+            await reused.close()
+        for peer in self._peers(route, source):
+            opened = await open_session(
+                peer,
+                source,
+                self._settings,
+                self._classifier,
+                self._gauge,
+                tls=self._wants_tls(peer.host),
+            )
+            if isinstance(opened, OpenFailure):
+                if opened.tls_broken and self._settings.tls is TlsMode.OPPORTUNISTIC:
+                    self._pool.tls_memory.remember(peer.host)
+                self._pool.record(lane, opened.outcome)
+                last = self._report(opened.outcome, route, source, peer)
+                continue
+            outcome = await self._send(opened, message, lane)
+            last = self._report(outcome, route, source, peer, opened)
+            if outcome.scope not in _CONNECTION_SCOPES:
+                return opened, last
+            await opened.close()
+        if last is None:
+            text = f"no MX address reachable from source {source.name} ({source.address})"
+            outcome = outcome_for_reply(
+                SmtpReply(451, "4.4.4", text, "connect"), self._classifier, "connect"
+            )
+            last = self._report(outcome, route, source)
+        return None, last
+
+    async def _send(self, session: SmtpSession, message: OutboundMessage, lane: Lane) -> Outcome:
+        try:
+            outcome = await session.send(message)
+        except BaseException:
+            await session.close(polite=False)
+            raise
+        self._pool.record(lane, outcome)
+        return outcome
+
+    def _peers(self, route: MxRoute, source: Source) -> Iterator[Peer]:
+        family = _family(source.bind_address[0]) if source.bind_address else None
+        peers = (
+            Peer(host.name, address, self._port)
+            for host in route.hosts
+            for address in host.addresses
+            if family is None or _family(address) == family
+        )
+        return itertools.islice(peers, self._settings.max_addresses_per_attempt)
+
+    def _wants_tls(self, host: str) -> bool:
+        mode = self._settings.tls
+        if mode is TlsMode.DISABLED:
+            return False
+        return mode is TlsMode.REQUIRED or not self._pool.tls_memory.broken(host)
+
+    def _next_source(self, pool: str) -> Source:
+        rotation = self._rotations.get(pool)
+        if rotation is None:
+            raise LookupError(f"unknown egress pool {pool!r}")
+        return next(rotation)
+
+    def _dns_outcome(self, failure: DnsFailure) -> Outcome:
+        if failure.permanent:
+            reply = SmtpReply(550, "5.1.2", failure.reason, "DNS")
+        else:
+            reply = SmtpReply(451, "4.4.3", failure.reason, "DNS")
+        outcome = outcome_for_reply(reply, self._classifier, "connect")
+        return dataclasses.replace(outcome, classification=failure.classification)
+
+    @staticmethod
+    def _report(
+        outcome: Outcome,
+        route: MxRoute,
+        source: Source,
+        peer: Peer | None = None,
+        session: SmtpSession | None = None,
+    ) -> AttemptReport:
+        return AttemptReport(
+            outcome=outcome,
+            site=route.site,
+            peer_name=peer.host if peer else None,
+            peer_address=peer.address if peer else None,
+            source=source.name,
+            source_address=source.address,
+            tls_cipher=session.tls_cipher if session else None,
+            tls_version=session.tls_version if session else None,
+        )
+
+
+def _family(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None

@@ -1,0 +1,243 @@
+"""Connection reuse per lane (source x site), and what the lanes remember.
+
+Owns ``ConnectionPool``: the connection slots of every lane, the idle
+sessions kept for reuse, the waiters for a slot, the per-site concurrency
+window (``smtp_out.feedback``, Postfix SCHEDULER_README) and ``TlsMemory``,
+the hosts whose TLS is broken.
+
+In: ``checkout(lane)`` before an attempt, ``release(slot, session)`` after
+it, ``record(lane, outcome)`` for each outcome of a connection. Out: a
+``Slot`` (an idle session to reuse, or the right to open one) or a
+``Congested`` refusal, which the caller turns into a transient outcome.
+
+Rules:
+
+- A lane has at most ``min(connection_limit, window of its site)``
+  attempts in progress (slots out); idle sessions count towards
+  ``connection_limit`` and are handed out before new connections are
+  opened (Postfix connection cache, ``smtp_connection_cache_on_demand``).
+- A session is kept idle only while ``usable`` (no 421, no session- or
+  site-scope failure, RSET succeeded), below ``max_deliveries`` and for at
+  most ``idle_timeout_seconds``; otherwise it is closed.
+- Waiters are served first come, first served; there are at most
+  ``max_waiters`` per lane, each waits at most ``wait_timeout_seconds``.
+- A session- or site-scope outcome shrinks the site's window to 1; any
+  other outcome lets it grow by one (Postfix ``qmgr_feedback.c``).
+- A host whose STARTTLS failed is remembered for
+  ``broken_tls_memory_seconds`` (injected clock); meanwhile connections to it
+  go in clear (RFC 7435 §3: opportunistic TLS falls back to cleartext).
+
+Invariant: every slot handed out is released exactly once, and a slot given
+to a waiter that has already timed out goes back to the lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from engine.clock import Clock
+from engine.outcome import Outcome, Scope
+from smtp_out.feedback import ConcurrencyWindow
+from smtp_out.session import ClientSettings, SmtpSession
+
+Lane = tuple[str, str]
+"""(source name, site)."""
+
+TLS_MEMORY_SIZE = 10_000
+
+
+class TlsMemory:
+    """Hosts whose TLS handshake failed, each remembered for a while."""
+
+    def __init__(self, clock: Clock, seconds: float, max_entries: int = TLS_MEMORY_SIZE) -> None:
+        self._clock = clock
+        self._seconds = seconds
+        self._max_entries = max_entries
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def remember(self, host: str) -> None:
+        self._until[host] = self._clock.now() + self._seconds
+        self._until.move_to_end(host)
+        while len(self._until) > self._max_entries:
+            self._until.popitem(last=False)
+
+    def broken(self, host: str) -> bool:
+        until = self._until.get(host)
+        if until is None:
+            return False
+        if until <= self._clock.now():
+            del self._until[host]
+            return False
+        return True
+
+
+@dataclass(slots=True)
+class Slot:
+    """The right to one connection on a lane, with an idle session to reuse if any."""
+
+    lane: Lane
+    session: SmtpSession | None
+
+
+@dataclass(frozen=True, slots=True)
+class Congested:
+    """No slot: too many waiters, or the wait ran out."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class _Idle:
+    session: SmtpSession
+    since: float
+
+
+@dataclass(slots=True)
+class _LaneState:
+    busy: int = 0
+    idle: deque[_Idle] = field(default_factory=deque)
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+    @property
+    def unused(self) -> bool:
+        return self.busy == 0 and not self.idle and not self.waiters
+
+
+class ConnectionPool:
+    """Slots, idle sessions and feedback for every lane (see the module docstring)."""
+
+    def __init__(self, settings: ClientSettings, max_deliveries: int, clock: Clock) -> None:
+        self._settings = settings
+        self._max_deliveries = max_deliveries
+        self._clock = clock
+        self._lanes: dict[Lane, _LaneState] = {}
+        self._windows: dict[str, ConcurrencyWindow] = {}
+        self.tls_memory = TlsMemory(clock, settings.broken_tls_memory_seconds)
+        self._closed = False
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(len(state.idle) for state in self._lanes.values())
+
+    def window(self, site: str) -> int:
+        """The site's concurrency window (``connection_limit`` unless it is failing)."""
+        feedback = self._windows.get(site)
+        return feedback.window if feedback is not None else self._settings.connection_limit
+
+    def record(self, lane: Lane, outcome: Outcome) -> None:
+        """Feedback from one outcome of a connection on ``lane``."""
+        site = lane[1]
+        feedback = self._windows.get(site)
+        if outcome.scope in (Scope.SESSION, Scope.SITE):
+            if feedback is None:
+                feedback = self._windows[site] = ConcurrencyWindow(self._settings.connection_limit)
+            feedback.failure()
+        elif feedback is not None:
+            feedback.success()
+            if feedback.window == feedback.limit:
+                del self._windows[site]
+        state = self._lanes.get(lane)
+        if state is not None:
+            self._wake(state, site)
+
+    async def checkout(self, lane: Lane) -> Slot | Congested:
+        """A slot on ``lane``, waiting for one if the lane is full."""
+        state = self._lanes.setdefault(lane, _LaneState())
+        if not state.waiters and state.busy < self.window(lane[1]):
+            state.busy += 1
+            return await self._slot(lane, state)
+        if len(state.waiters) >= self._settings.max_waiters:
+            return Congested(f"{len(state.waiters)} deliveries already wait for a connection")
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(granted)
+        seconds = self._settings.wait_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                await granted
+        except TimeoutError:
+            self._withdraw(lane, state, granted)
+            return Congested(f"no connection slot free within {seconds:g} s")
+        except BaseException:
+            self._withdraw(lane, state, granted)
+            raise
+        return await self._slot(lane, state)
+
+    async def release(self, slot: Slot, session: SmtpSession | None) -> None:
+        """Give the slot back, keeping ``session`` idle if it may be reused."""
+        state = self._lanes[slot.lane]
+        state.busy -= 1
+        keep = (
+            session is not None
+            and not self._closed
+            and session.usable
+            and session.deliveries < self._max_deliveries
+            and state.busy + len(state.idle) < self._settings.connection_limit
+        )
+        if session is not None and keep:
+            state.idle.append(_Idle(session, self._clock.now()))
+        self._wake(state, slot.lane[1])
+        if state.unused:
+            del self._lanes[slot.lane]
+        if session is not None and not keep:
+            await session.close()
+
+    async def close_idle(self, *, expired_only: bool = False) -> None:
+        """Close idle sessions: all of them, or only those idle too long or no longer usable."""
+        stale: list[SmtpSession] = []
+        for lane, state in list(self._lanes.items()):
+            stale.extend(self._drop_stale(state, everything=not expired_only))
+            if state.unused:
+                del self._lanes[lane]
+        await _close_all(stale)
+
+    async def close(self) -> None:
+        """Close every idle session; sessions released later are closed too."""
+        self._closed = True
+        await self.close_idle()
+
+    async def _slot(self, lane: Lane, state: _LaneState) -> Slot:
+        """The slot already counted in ``busy``, with the freshest usable idle session."""
+        stale = self._drop_stale(state, everything=False)
+        session = state.idle.pop().session if state.idle else None
+        await _close_all(stale)
+        return Slot(lane, session)
+
+    def _drop_stale(self, state: _LaneState, *, everything: bool) -> list[SmtpSession]:
+        oldest = self._clock.now() - self._settings.idle_timeout_seconds
+        keep: deque[_Idle] = deque()
+        stale: list[SmtpSession] = []
+        for idle in state.idle:
+            fresh = idle.since > oldest and idle.session.usable
+            if fresh and not everything:
+                keep.append(idle)
+            else:
+                stale.append(idle.session)
+        state.idle = keep
+        return stale
+
+    def _wake(self, state: _LaneState, site: str) -> None:
+        """Hand free slots to waiters, first come first served."""
+        while state.waiters and state.busy < self.window(site):
+            granted = state.waiters.popleft()
+            if not granted.done():
+                state.busy += 1
+                granted.set_result(None)
+
+    def _withdraw(self, lane: Lane, state: _LaneState, granted: asyncio.Future[None]) -> None:
+        """A waiter gives up: leave the queue, or hand back the slot it was just given."""
+        if granted.done() and not granted.cancelled():
+            state.busy -= 1
+            self._wake(state, lane[1])
+        else:
+            granted.cancel()
+            if granted in state.waiters:
+                state.waiters.remove(granted)
+        if state.unused:
+            del self._lanes[lane]
+
+
+async def _close_all(sessions: list[SmtpSession]) -> None:
+    if sessions:
+        await asyncio.gather(*(session.close() for session in sessions))

@@ -1,0 +1,306 @@
+"""The delivery service end to end in one process, with a clock the test moves.
+
+Real parts: the SQLite store, the SMTP client, a DNS server and SMTP sinks
+on loopback. Messages are accepted through the real acceptance code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from config.loader import parse_settings
+from engine.acceptance import Reception, parse_header_fields, plan_submission
+from engine.app import client_settings
+from engine.bounce_classify import BounceClassifier
+from engine.clock import FakeClock
+from engine.delivery import DeliveryService
+from engine.dkim_keys import generate_key
+from engine.domain_keys import SigningKeys
+from engine.model import MessageState, SendingDomain, Tenant
+from engine.record_log import RecordLog
+from engine.sealing import Sealer
+from engine.store.sqlite import SqliteStore
+from smtp_out.deliverer import SmtpDeliverer
+from smtp_out.dns import MxResolver
+from tests.harness.dns_server import DnsServer, Zones
+from tests.harness.smtp_sink import SmtpSink
+
+MX_ADDRESS = "127.0.0.2"
+SOURCE_ADDRESS = "127.0.0.10"
+RX = Reception(
+    protocol="ESMTPSA",
+    peer_host="127.0.0.1",
+    ehlo_name="client.test",
+    session_id="s",
+    username="u",
+    tls_version=None,
+    tls_cipher=None,
+    hostname="mta.penguin.test",
+    nodeid="n1",
+)
+
+
+@dataclass
+class World:
+    store: SqliteStore
+    clock: FakeClock
+    sink: SmtpSink
+    dns: DnsServer
+    service: DeliveryService
+    tenants: dict[str, Tenant]
+    log_path: Path
+
+    async def submit(self, recipients: list[str], domain: str = "rsa.acme.test") -> str:
+        sender = f"news@{domain}"
+        raw = (
+            f"From: News <{sender}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n"
+            "List-Unsubscribe: <https://u.acme.test/x>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello!\r\n"
+        ).encode()
+        submission_id = secrets.token_hex(8)
+        submission, records = plan_submission(
+            tenant=self.tenants["acme"],
+            sender=sender,
+            recipients=recipients,
+            raw=raw,
+            fields=parse_header_fields(raw),
+            suppressed=set(),
+            submission_id=submission_id,
+            now=self.clock.now(),
+            reception=RX,
+        )
+        await self.store.accept([submission], records)
+        self.service.wake()
+        return submission_id
+
+    async def state_of(self, message_id: str) -> MessageState:
+        message = await self.store.get_message(message_id)
+        assert message is not None
+        return message.state
+
+    async def wait_state(self, message_id: str, *states: MessageState) -> None:
+        await wait_for(lambda: self._in_state(message_id, states), f"{message_id} in {states}")
+
+    async def _in_state(self, message_id: str, states: tuple[MessageState, ...]) -> bool:
+        return await self.state_of(message_id) in states
+
+    async def records(self, message_id: str) -> list[dict[str, Any]]:
+        return await self.store.list_records(message_id)
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Until ``condition`` holds; fails after 15 seconds of real time."""
+    deadline = time.monotonic() + 15.0
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = FakeClock(time.time())
+    store = SqliteStore(str(tmp_path / "penguin.db"))
+    await store.migrate()
+    sealer = Sealer(secrets.token_bytes(32))
+    acme = await store.create_tenant("acme", clock.now())
+    zones = Zones()
+    for name, algorithm in (("rsa.acme.test", "rsa"), ("ed.acme.test", "ed25519")):
+        key = generate_key(algorithm)
+        await store.add_domain(
+            SendingDomain(
+                acme.id, name, "s1", algorithm, sealer.seal(key.private_pem), key.public_b64, 0.0
+            )
+        )
+        zones.add_txt(f"s1._domainkey.{name}", f"v=DKIM1; k={algorithm}; p={key.public_b64}")
+    for domain in ("example.com", "example.org"):
+        zones.add_mx(domain, [(10, "mx.example.net")])
+    zones.add_a("mx.example.net", [MX_ADDRESS])
+    zones.add_null_mx("nullmx.test")
+    dns_server = DnsServer(zones)
+    dns_host, dns_port = await dns_server.start()
+    sink = SmtpSink(slow_seconds=0.2)
+    _, sink_port = await sink.start(MX_ADDRESS, 0)
+    settings = parse_settings(
+        {
+            "dns": {"nameservers": [f"{dns_host}:{dns_port}"], "timeout_seconds": 2},
+            "delivery": {
+                "port": sink_port,
+                "data_timeout_seconds": 1.5,
+                "command_timeout_seconds": 2,
+                "idle_poll_seconds": 0.05,
+            },
+            "sources": {"default": {"address": SOURCE_ADDRESS, "ehlo_hostname": "mta1.test"}},
+            "retry": {"first_retry_seconds": 600, "max_age_seconds": 7200, "jitter": 0.1},
+        }
+    )
+    deliverer = SmtpDeliverer(
+        delivery=settings.delivery,
+        sources=settings.sources,
+        pools=settings.pools,
+        resolver=MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1)),
+        classifier=BounceClassifier(),
+        clock=clock,
+        client=client_settings(settings.delivery),
+    )
+    log_path = tmp_path / "records.jsonl"
+    record_log = RecordLog(str(log_path))
+    service = DeliveryService(
+        store=store,
+        deliverer=deliverer,
+        keys=SigningKeys(store, sealer, clock),
+        settings=settings,
+        clock=clock,
+        record_log=record_log,
+        owner="n1:1",
+        rng=random.Random(7),
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        yield World(store, clock, sink, dns_server, service, {"acme": acme}, log_path)
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 20)
+        await deliverer.close()
+        record_log.close()
+        await sink.stop()
+        await dns_server.stop()
+        await store.close()
+
+
+def dkim_dns(server: tuple[str, int]) -> Callable[..., bytes]:
+    """dkimpy's TXT lookup, answered by the test DNS server over the network."""
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
+        response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
+        for rrset in response.answer:
+            for rdata in rrset:
+                return b"".join(rdata.strings)
+        return b""
+
+    return lookup
+
+
+def signed_headers(data: bytes) -> list[str]:
+    """The ``h=`` list of the first DKIM-Signature field."""
+    field = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"").replace(b" ", b"")
+    match = re.search(rb"h=([^;]+)", field)
+    assert match is not None
+    return match.group(1).decode().lower().split(":")
+
+
+@pytest.mark.parametrize("domain", ["rsa.acme.test", "ed.acme.test"])
+async def test_delivered_copies_carry_a_valid_dkim_signature(world: World, domain: str) -> None:
+    sid = await world.submit(["a@example.com", "b@example.org"], domain)
+    received = await world.sink.wait_for_count(2, timeout=15)
+    lookup = dkim_dns(world.dns.address)
+    for message in received:
+        verified = await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
+        assert verified, message.data[:400]
+        assert signed_headers(message.data).count("from") == 2
+        assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(signed_headers(message.data))
+        assert message.peer[0] == SOURCE_ADDRESS
+    for n in (1, 2):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+        delivery = (await world.records(f"{sid}-{n}"))[-1]
+        assert delivery["type"] == "Delivery"
+        assert delivery["response"]["code"] == 250
+        assert delivery["site"] == "mx.example.net"
+        assert delivery["peer_address"]["addr"] == MX_ADDRESS
+        assert delivery["source_address"] == SOURCE_ADDRESS
+        assert delivery["num_attempts"] == 1
+        assert delivery["meta"]["tenant"] == "acme"
+
+
+async def test_tempfail_is_retried_after_the_backoff(world: World) -> None:
+    sid = await world.submit(["tempfail@example.com"])
+    message_id = f"{sid}-1"
+    await wait_for(lambda: _has_record(world, message_id, "TransientFailure"), "a TransientFailure")
+    message = await world.store.get_message(message_id)
+    assert message is not None and message.state is MessageState.QUEUED
+    assert 600 <= message.due_at - world.clock.now() <= 660
+    assert world.sink.attempts_for("tempfail@example.com") == 1
+
+    world.clock.advance(300)
+    world.service.wake()
+    await asyncio.sleep(0.2)
+    assert world.sink.attempts_for("tempfail@example.com") == 1
+
+    world.clock.advance(400)
+    world.service.wake()
+    await wait_for(
+        lambda: _sync(world.sink.attempts_for("tempfail@example.com") == 2), "a second attempt"
+    )
+    records = await world.records(message_id)
+    failure = next(r for r in records if r["type"] == "TransientFailure")
+    assert failure["response"]["code"] == 451
+    assert failure["bounce_classification"] == "TransientFailure"
+
+
+async def test_permfail_bounces_with_a_classification(world: World) -> None:
+    sid = await world.submit(["permfail@example.com"])
+    await world.wait_state(f"{sid}-1", MessageState.BOUNCED)
+    bounce = (await world.records(f"{sid}-1"))[-1]
+    assert bounce["type"] == "Bounce"
+    assert bounce["response"]["enhanced_code"] == {"class": 5, "subject": 1, "detail": 1}
+    assert bounce["bounce_classification"] == "InvalidRecipient"
+
+
+async def test_null_mx_bounces_as_bad_domain(world: World) -> None:
+    sid = await world.submit(["someone@nullmx.test"])
+    await world.wait_state(f"{sid}-1", MessageState.BOUNCED)
+    assert (await world.records(f"{sid}-1"))[-1]["bounce_classification"] == "BadDomain"
+
+
+async def test_message_expires_after_its_maximum_age(world: World) -> None:
+    sid = await world.submit(["tempfail@example.com"])
+    message_id = f"{sid}-1"
+    await wait_for(lambda: _has_record(world, message_id, "TransientFailure"), "first failure")
+    for _ in range(6):
+        world.clock.advance(1800)
+        world.service.wake()
+        if await world.state_of(message_id) is MessageState.EXPIRED:
+            break
+        await asyncio.sleep(0.2)
+    await world.wait_state(message_id, MessageState.EXPIRED)
+    assert (await world.records(message_id))[-1]["type"] == "Expiration"
+
+
+@pytest.mark.parametrize("local", ["disconnect-in-data", "garbage", "stall", "421-busy"])
+async def test_a_faulty_receiver_costs_a_retry_not_the_message(world: World, local: str) -> None:
+    sid = await world.submit([f"{local}@example.com"])
+    message_id = f"{sid}-1"
+    await wait_for(lambda: _has_record(world, message_id, "TransientFailure"), "a retry")
+    assert await world.state_of(message_id) is MessageState.QUEUED
+    after = await world.submit(["fine@example.com"])
+    await world.wait_state(f"{after}-1", MessageState.DELIVERED)
+
+
+async def test_records_reach_the_json_log(world: World) -> None:
+    sid = await world.submit(["log@example.com"])
+    await world.wait_state(f"{sid}-1", MessageState.DELIVERED)
+    await wait_for(lambda: _sync(f'"{sid}-1"' in world.log_path.read_text()), "the JSON line")
+    assert '"type":"Delivery"' in world.log_path.read_text()
+
+
+async def _has_record(world: World, message_id: str, record_type: str) -> bool:
+    return any(r["type"] == record_type for r in await world.records(message_id))
+
+
+async def _sync(value: bool) -> bool:
+    return value

@@ -1,0 +1,430 @@
+"""SmtpDeliverer over real sockets: harness sinks on 127.0.0.x behind the harness DNS server."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Unpack
+
+import pytest
+
+from config.schema import DeliverySettings, PoolSettings, SourceSettings
+from engine.bounce_classify import BounceClassifier
+from engine.clock import FakeClock
+from engine.outcome import OutcomeKind, Scope
+from engine.transport import AttemptReport, OutboundMessage
+from smtp_out.deliverer import SmtpDeliverer
+from smtp_out.dns import MxResolver
+from smtp_out.session import ClientSettings
+from smtp_out.wire import stuff
+from tests.harness.dns_server import DnsServer, Zones
+from tests.harness.smtp_sink import SinkOptions, SmtpSink
+from tests.harness.tlsutil import make_tls_pair
+
+DOMAIN = "example.test"
+MX1, MX2 = "mx1.example.test", "mx2.example.test"
+SINK_ADDRESS, SECOND_ADDRESS, DEAD_ADDRESS = "127.0.0.2", "127.0.0.3", "127.0.0.9"
+BODY = b"From: a@sender.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n.dot line\r\nbody\r\n"
+FAST = ClientSettings(
+    connect_timeout_seconds=2,
+    greeting_timeout_seconds=2,
+    ehlo_timeout_seconds=2,
+    command_timeout_seconds=2,
+    data_timeout_seconds=2,
+    wait_timeout_seconds=5,
+)
+
+
+@dataclass
+class World:
+    """One DNS server, the sinks on a shared port, and the deliverers to close."""
+
+    zones: Zones
+    dns: DnsServer
+    clock: FakeClock
+    port: int = 0
+    sinks: list[SmtpSink] = field(default_factory=list)
+    deliverers: list[SmtpDeliverer] = field(default_factory=list)
+
+    async def sink(self, address: str = SINK_ADDRESS, **options: Unpack[SinkOptions]) -> SmtpSink:
+        sink = SmtpSink(**options)
+        _, self.port = await sink.start(address, self.port)
+        self.sinks.append(sink)
+        return sink
+
+    def deliverer(
+        self,
+        client: ClientSettings = FAST,
+        *,
+        sources: dict[str, str] | None = None,
+        max_deliveries: int = 100,
+    ) -> SmtpDeliverer:
+        named = sources or {"default": "0.0.0.0"}
+        deliverer = SmtpDeliverer(
+            delivery=DeliverySettings(port=self.port, max_deliveries_per_connection=max_deliveries),
+            sources={
+                name: SourceSettings(address=address, ehlo_hostname=f"{name}.sender.test")
+                for name, address in named.items()
+            },
+            pools={"default": PoolSettings(sources=list(named))},
+            resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
+            classifier=BounceClassifier(),
+            clock=self.clock,
+            client=client,
+        )
+        self.deliverers.append(deliverer)
+        return deliverer
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    zones = Zones()
+    zones.add_mx(DOMAIN, [(10, MX1)])
+    zones.add_a(MX1, [SINK_ADDRESS])
+    server = DnsServer(zones)
+    await server.start()
+    world = World(zones, server, FakeClock())
+    try:
+        yield world
+    finally:
+        for deliverer in world.deliverers:
+            await deliverer.close()
+            assert deliverer.open_connections == 0
+        for sink in world.sinks:
+            await sink.stop()
+            assert not sink.errors
+        await server.stop()
+
+
+def message(local: str = "user", n: int = 1, data: bytes = BODY) -> OutboundMessage:
+    return OutboundMessage(
+        id=f"m{n}",
+        sender="bounces@sender.test",
+        recipient=f"{local}@{DOMAIN}",
+        domain=DOMAIN,
+        data=data,
+    )
+
+
+def delivered(report: AttemptReport) -> None:
+    assert report.outcome.kind is OutcomeKind.DELIVERED, report
+
+
+async def test_delivery_with_pipelining(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer()
+    report = await deliverer.deliver(message())
+    delivered(report)
+    assert report.outcome.reply.code == 250
+    assert (report.site, report.peer_name, report.peer_address) == (MX1, MX1, SINK_ADDRESS)
+    assert (report.source, report.source_address) == ("default", "0.0.0.0")
+    [received] = sink.messages
+    assert received.data == BODY
+    assert received.mail_from == "bounces@sender.test"
+    assert received.rcpt_tos == (f"user@{DOMAIN}",)
+    assert received.ehlo == "default.sender.test"
+
+
+async def test_delivery_without_pipelining(world: World) -> None:
+    sink = await world.sink(ehlo_extensions=("8BITMIME",))
+    deliverer = world.deliverer()
+    data = b"Subject: caf\xc3\xa9\r\n\r\n.\r\n..two\r\nno final newline"
+    delivered(await deliverer.deliver(message(data=data)))
+    delivered(await deliverer.deliver(message(n=2)))
+    assert [m.data for m in sink.messages] == [data + b"\r\n", BODY]
+    assert sink.inbox.connections == 1
+
+
+async def test_helo_when_ehlo_is_refused(world: World) -> None:
+    server = await asyncio.start_server(_ehlo_refusing_server, SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        report = await world.deliverer().deliver(message())
+        delivered(report)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _ehlo_refusing_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server without ESMTP; it also answers several commands in one write."""
+    replies = {b"EHLO": b"502 5.5.1 no\r\n", b"HELO": b"250 hi\r\n", b"QUIT": b"221 bye\r\n"}
+    writer.write(b"220 old.test SMTP\r\n")
+    try:
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 2.0.0 queued\r\n")
+            else:
+                writer.write(replies.get(verb, b"250 2.1.0 ok\r\n"))
+            if verb == b"QUIT":
+                break
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_pipelined_replies_in_one_segment(world: World) -> None:
+    server = await asyncio.start_server(_batching_server, SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        deliverer = world.deliverer()
+        delivered(await deliverer.deliver(message()))
+        report = await deliverer.deliver(message("nobody", n=2))
+        assert report.outcome.kind is OutcomeKind.PERMANENT
+        assert report.outcome.scope is Scope.RECIPIENT
+        delivered(await deliverer.deliver(message(n=3)))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _batching_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers MAIL, RCPT and DATA together, as Postfix does when they arrive together."""
+    writer.write(b"220 batch.test ESMTP\r\n")
+    try:
+        await reader.readline()
+        writer.write(b"250-batch.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        while True:
+            head = await reader.readuntil(b"DATA\r\n")
+            if b"nobody@" in head:
+                writer.write(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no rcpt\r\n")
+                await reader.readuntil(b"RSET\r\n")
+                writer.write(b"250 2.0.0 reset\r\n")
+                continue
+            writer.write(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+            await reader.readuntil(b"\r\n.\r\n")
+            writer.write(b"250 2.0.0 queued\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_starttls_when_offered(world: World, tmp_path: Path) -> None:
+    sink = await world.sink(tls=make_tls_pair(tmp_path).server)
+    report = await world.deliverer().deliver(message())
+    delivered(report)
+    [received] = sink.messages
+    assert received.tls_version is not None
+    assert report.tls_version == received.tls_version
+    assert report.tls_cipher
+
+
+async def test_broken_tls_costs_a_retry_then_goes_in_clear(world: World) -> None:
+    sink = await world.sink(broken_tls=True)
+    deliverer = world.deliverer()
+    first = await deliverer.deliver(message())
+    assert first.outcome.kind is OutcomeKind.TRANSIENT
+    assert first.outcome.scope is Scope.SESSION
+    assert first.outcome.classification == "BadConnection"
+    assert first.tls_version is None
+    delivered(await deliverer.deliver(message(n=2)))
+    assert [m.tls_version for m in sink.messages] == [None]
+    await deliverer.close()
+    world.clock.advance(FAST.broken_tls_memory_seconds + 1)
+    again = await deliverer.deliver(message(n=3))
+    assert again.outcome.kind is OutcomeKind.TRANSIENT
+
+
+async def test_connection_reused_then_closed_after_max_deliveries(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer(max_deliveries=3)
+    for n in range(5):
+        delivered(await deliverer.deliver(message(n=n)))
+    ports = [m.peer[1] for m in sink.messages]
+    assert ports[0] == ports[1] == ports[2] != ports[3] == ports[4]
+    assert sink.inbox.connections == 2
+    assert deliverer.open_connections == 1
+    assert deliverer.idle_connections == 1
+
+
+async def test_idle_connection_closed_after_idle_timeout(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer()
+    delivered(await deliverer.deliver(message()))
+    assert deliverer.idle_connections == 1
+    world.clock.advance(FAST.idle_timeout_seconds + 1)
+    await deliverer.sweep()
+    assert deliverer.open_connections == 0
+    delivered(await deliverer.deliver(message(n=2)))
+    assert sink.inbox.connections == 2
+
+
+async def test_tempfail_is_transient_for_the_recipient(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer()
+    report = await deliverer.deliver(message("tempfail"))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.RECIPIENT
+    assert (report.outcome.reply.code, report.outcome.reply.enhanced) == (451, "4.3.0")
+    delivered(await deliverer.deliver(message(n=2)))
+    assert sink.inbox.connections == 1
+
+
+async def test_permfail_is_permanent_invalid_recipient(world: World) -> None:
+    await world.sink(ehlo_extensions=("ENHANCEDSTATUSCODES",))
+    report = await world.deliverer().deliver(message("permfail"))
+    assert report.outcome.kind is OutcomeKind.PERMANENT
+    assert report.outcome.scope is Scope.RECIPIENT
+    assert report.outcome.classification == "InvalidRecipient"
+    assert report.outcome.reply.command == "RCPT TO"
+
+
+async def test_421_closes_the_connection(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer()
+    report = await deliverer.deliver(message("421-closing"))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.SITE
+    assert deliverer.idle_connections == 0
+    delivered(await deliverer.deliver(message(n=2)))
+    assert sink.inbox.connections == 2
+
+
+async def test_second_mx_when_the_first_refuses_connections(world: World) -> None:
+    world.zones.add_mx(DOMAIN, [(10, MX1), (20, MX2)])
+    world.zones.add_a(MX1, [DEAD_ADDRESS])
+    world.zones.add_a(MX2, [SECOND_ADDRESS])
+    sink = await world.sink(SECOND_ADDRESS)
+    report = await world.deliverer().deliver(message())
+    delivered(report)
+    assert (report.peer_name, report.peer_address) == (MX2, SECOND_ADDRESS)
+    assert report.site == f"{MX1},{MX2}"
+    assert len(sink.messages) == 1
+
+
+async def test_every_mx_refusing_is_transient_no_answer(world: World) -> None:
+    world.zones.add_a(MX1, [DEAD_ADDRESS])
+    await world.sink()
+    report = await world.deliverer().deliver(message())
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.SITE
+    assert report.outcome.classification == "NoAnswerFromHost"
+    assert report.peer_address == DEAD_ADDRESS
+
+
+async def test_refusing_greeting_moves_to_the_next_mx(world: World) -> None:
+    world.zones.add_mx(DOMAIN, [(10, MX1), (20, MX2)])
+    world.zones.add_a(MX2, [SECOND_ADDRESS])
+    await world.sink(greeting_code=554)
+    second = await world.sink(SECOND_ADDRESS)
+    delivered(await world.deliverer().deliver(message()))
+    assert len(second.messages) == 1
+
+
+async def test_disconnect_in_data_is_transient(world: World) -> None:
+    sink = await world.sink()
+    report = await world.deliverer().deliver(message("disconnect-in-data"))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.SESSION
+    assert report.outcome.classification == "BadConnection"
+    assert not sink.messages
+
+
+async def test_stall_is_transient_after_the_data_timeout(world: World) -> None:
+    await world.sink()
+    client = ClientSettings(data_timeout_seconds=0.3, command_timeout_seconds=2)
+    report = await world.deliverer(client).deliver(message("stall"))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.SESSION
+    assert "timed out" in report.outcome.reply.text
+
+
+async def test_garbage_reply_is_transient(world: World) -> None:
+    await world.sink()
+    deliverer = world.deliverer()
+    report = await deliverer.deliver(message("garbage"))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert report.outcome.scope is Scope.SESSION
+    assert report.outcome.classification == "ProtocolErrors"
+    delivered(await deliverer.deliver(message(n=2)))
+
+
+@pytest.mark.parametrize("null_mx", [True, False])
+async def test_null_mx_and_nxdomain_are_permanent_bad_domain(world: World, null_mx: bool) -> None:
+    if null_mx:
+        world.zones.add_null_mx(DOMAIN)
+    else:
+        del world.zones[DOMAIN]
+    await world.sink()
+    report = await world.deliverer().deliver(message())
+    assert report.outcome.kind is OutcomeKind.PERMANENT
+    assert report.outcome.classification == "BadDomain"
+    assert report.site is None
+
+
+async def test_source_address_bound_and_rotated(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer(sources={"a": "127.0.0.7", "b": "127.0.0.8"})
+    reports = [await deliverer.deliver(message(n=n)) for n in range(4)]
+    for report in reports:
+        delivered(report)
+    assert [r.source for r in reports] == ["a", "b", "a", "b"]
+    assert [m.peer[0] for m in sink.messages] == ["127.0.0.7", "127.0.0.8"] * 2
+    assert [m.ehlo for m in sink.messages] == ["a.sender.test", "b.sender.test"] * 2
+    assert sink.inbox.connections == 2
+
+
+async def test_non_ascii_address_without_smtputf8_is_permanent(world: World) -> None:
+    sink = await world.sink(ehlo_extensions=("PIPELINING",))
+    report = await world.deliverer().deliver(message("jos\u00e9"))
+    assert report.outcome.kind is OutcomeKind.PERMANENT
+    assert report.outcome.reply.enhanced == "5.6.7"
+    assert sink.attempts_for(f"jos\u00e9@{DOMAIN}") == 0
+
+
+async def test_waiters_share_the_connection_limit(world: World) -> None:
+    sink = await world.sink(slow_seconds=0.3)
+    client = ClientSettings(connection_limit=1, wait_timeout_seconds=5)
+    deliverer = world.deliverer(client)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(deliverer.deliver(message("slow", n=n))) for n in range(3)]
+    for task in tasks:
+        delivered(task.result())
+    assert sink.inbox.connections == 1
+
+
+async def test_waiter_timeout_is_transient(world: World) -> None:
+    await world.sink(slow_seconds=1.0)
+    client = ClientSettings(connection_limit=1, wait_timeout_seconds=0.1)
+    deliverer = world.deliverer(client)
+    delivered(await deliverer.deliver(message()))
+    async with asyncio.TaskGroup() as group:
+        first = group.create_task(deliverer.deliver(message("slow", n=2)))
+        second = group.create_task(deliverer.deliver(message(n=3)))
+    delivered(first.result())
+    assert second.result().outcome.kind is OutcomeKind.TRANSIENT
+    assert second.result().outcome.reply.enhanced == "4.4.5"
+
+
+async def test_failing_site_gets_one_connection_until_it_answers(world: World) -> None:
+    world.zones.add_mx(DOMAIN, [(10, MX1), (20, MX2)])
+    world.zones.add_a(MX1, [DEAD_ADDRESS])
+    world.zones.add_a(MX2, [SECOND_ADDRESS])
+    await world.sink(SECOND_ADDRESS)
+    deliverer = world.deliverer()
+    site = f"{MX1},{MX2}"
+    assert deliverer.window(site) == FAST.connection_limit
+    delivered(await deliverer.deliver(message()))
+    assert deliverer.window(site) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", b".\r\n"),
+        (b"a\r\n", b"a\r\n.\r\n"),
+        (b"a", b"a\r\n.\r\n"),
+        (b".a\r\n.\r\n", b"..a\r\n..\r\n.\r\n"),
+        (b"a\r\n..b\r\n", b"a\r\n...b\r\n.\r\n"),
+    ],
+)
+def test_stuff(data: bytes, expected: bytes) -> None:
+    assert b"".join(stuff(data)) == expected
