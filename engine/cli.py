@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--algo", choices=("rsa", "ed25519"), default="rsa")
     add.add_argument("--bits", type=int, default=2048, help="RSA key size")
     add.add_argument("--selector", help="DKIM selector (default: pmYYYYMM)")
+    rotate = leaf(domain_sub, "rotate", _store_command(_domain_rotate), "new DKIM key")
+    rotate.add_argument("domain")
+    rotate.add_argument("--algo", choices=("rsa", "ed25519"), default="rsa")
+    rotate.add_argument("--bits", type=int, default=2048, help="RSA key size")
+    rotate.add_argument("--selector", help="new DKIM selector (default: pmYYYYMM)")
     records = leaf(domain_sub, "records", _store_command(_domain_records), "DNS to publish")
     records.add_argument("domain")
     leaf(domain_sub, "list", _store_command(_domain_list), "list domains").add_argument("tenant")
@@ -216,7 +221,7 @@ async def _require_tenant(store: Store, name: str) -> int:
     return tenant.id
 
 
-def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[Output, str]:
+def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[dict[str, Any], str]:
     records = dns_records(
         domain.name,
         domain.selector,
@@ -233,15 +238,13 @@ def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[Output, str]
     return data, render_instructions(records)
 
 
-async def _domain_add(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    name = args.domain.lower().rstrip(".")
-    tenant_id = await _require_tenant(store, args.tenant)
-    now = time.time()
+def _keyed_domain(
+    settings: Settings, args: argparse.Namespace, name: str, tenant_id: int, now: float
+) -> SendingDomain:
+    """``name`` with a new DKIM key pair, its private half sealed."""
     key = generate_key(args.algo, bits=args.bits) if args.algo == "rsa" else generate_key("ed25519")
     sealer = Sealer(load_or_create_secret(secret_path(settings.engine)))
-    domain = SendingDomain(
+    return SendingDomain(
         tenant_id=tenant_id,
         name=name,
         selector=args.selector or default_selector(now),
@@ -250,12 +253,41 @@ async def _domain_add(
         public_key_b64=key.public_b64,
         created_at=now,
     )
+
+
+async def _domain_add(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    name = args.domain.lower().rstrip(".")
+    tenant_id = await _require_tenant(store, args.tenant)
+    domain = _keyed_domain(settings, args, name, tenant_id, time.time())
     try:
         domain = await store.add_domain(domain)
     except Conflict:
         raise CommandError(f"domain {name!r} is already registered") from None
     data, text = _domain_dns(settings, domain)
     return data, f"domain {name} added for tenant {args.tenant}\n\n{text}"
+
+
+async def _domain_rotate(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    name = args.domain.lower().rstrip(".")
+    current = await store.get_domain(name)
+    if current is None:
+        raise CommandError(f"no sending domain {name!r}")
+    rotated = _keyed_domain(settings, args, name, current.tenant_id, time.time())
+    if rotated.selector == current.selector:
+        raise CommandError(f"selector {rotated.selector!r} is in use; pass --selector")
+    await store.rotate_domain_key(rotated)
+    data, text = _domain_dns(settings, rotated)
+    data["previous_selector"] = current.selector
+    note = (
+        f"domain {name} now signs with selector {rotated.selector} (engines pick it up within"
+        f" a minute).\nKeep {current.selector}._domainkey.{name} published until mail signed"
+        " with it has been delivered (the queue's maximum age).\n\n"
+    )
+    return data, note + text
 
 
 async def _domain_records(

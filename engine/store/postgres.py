@@ -206,6 +206,19 @@ class PostgresStore:
         )
         return replace(domain, id=int(row[0]))
 
+    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
+        row = await self._fetchrow(
+            "UPDATE sending_domains SET selector = $1, algorithm = $2, private_key_sealed = $3,"
+            " public_key_b64 = $4 WHERE name = $5 RETURNING id",
+            domain.selector,
+            domain.algorithm,
+            domain.private_key_sealed,
+            domain.public_key_b64,
+            domain.name,
+            subject=f"domain {domain.name!r}",
+        )
+        return row is not None
+
     async def get_domain(self, name: str) -> SendingDomain | None:
         row = await self._fetchrow(
             f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name

@@ -154,6 +154,23 @@ class SqliteStore:
 
         return await self._write(insert, f"domain {domain.name!r}")
 
+    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE sending_domains SET selector = ?, algorithm = ?, private_key_sealed = ?,"
+                " public_key_b64 = ? WHERE name = ?",
+                (
+                    domain.selector,
+                    domain.algorithm,
+                    domain.private_key_sealed,
+                    domain.public_key_b64,
+                    domain.name,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(update, f"domain {domain.name!r}")
+
     async def get_domain(self, name: str) -> SendingDomain | None:
         sql = f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
         return await self._run(lambda conn: _one(conn, SendingDomain, sql, (name,)))

@@ -30,12 +30,14 @@ def write_config(
     *,
     nameserver: tuple[str, int] = ("127.0.0.1", 9),
     delivery: str = "",
+    tables: str = "",
 ) -> Path:
     """A config for one test: everything under ``tmp_path``, ephemeral ports.
 
     DNS goes to ``nameserver`` (by default a loopback port nobody answers),
     so no test ever resolves or reaches a real mail server. ``extra`` is
-    appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``.
+    appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``;
+    ``tables`` (whole TOML tables) goes at the end.
     """
     data = tmp_path / "var"
     url = database_url or f"sqlite:{data / 'penguin.db'}"
@@ -49,13 +51,22 @@ def write_config(
         '[admin]\nlisten = "127.0.0.1:0"\n'
         f"[delivery]\n{delivery}\n"
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
-        f"{extra}"
+        f"{extra}\n{tables}"
     )
     return path
 
 
 def penguin(config: Path, *args: str) -> Any:
     """Run a CLI command with --json; its parsed output."""
+    return json.loads(penguin_output(config, *args))
+
+
+def penguin_lines(config: Path, *args: str) -> list[Any]:
+    """Run a CLI command that prints one JSON document per line."""
+    return [json.loads(line) for line in penguin_output(config, *args).splitlines() if line]
+
+
+def penguin_output(config: Path, *args: str) -> str:
     done = subprocess.run(
         [*PENGUIN, *args, "--config", str(config), "--json"],
         capture_output=True,
@@ -64,7 +75,7 @@ def penguin(config: Path, *args: str) -> Any:
     )
     if done.returncode != 0:
         raise AssertionError(f"penguin {' '.join(args)} failed: {done.stdout} {done.stderr}")
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 @dataclass
@@ -173,14 +184,18 @@ class Account:
     domain: str
     username: str
     password: str
+    dns_records: list[dict[str, str]] = field(default_factory=list)
+    """What ``penguin domain add`` asked to publish."""
 
 
-def provision(config: Path, tenant: str = "acme", domain: str = "news.acme.test") -> Account:
+def provision(
+    config: Path, tenant: str = "acme", domain: str = "news.acme.test", algo: str = "rsa"
+) -> Account:
     """Tenant, sending domain and SMTP credentials through the CLI."""
     penguin(config, "tenant", "create", tenant)
-    penguin(config, "domain", "add", tenant, domain)
+    added = penguin(config, "domain", "add", tenant, domain, "--algo", algo)
     user = penguin(config, "smtp-user", "create", tenant)
-    return Account(tenant, domain, user["username"], user["password"])
+    return Account(tenant, domain, user["username"], user["password"], added["dns_records"])
 
 
 def client_tls() -> ssl.SSLContext:

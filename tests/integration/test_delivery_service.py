@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class World:
     service: DeliveryService
     tenants: dict[str, Tenant]
     log_path: Path
+    zones: Zones
+    service_sealer: Sealer
 
     async def submit(self, recipients: list[str], domain: str = "rsa.acme.test") -> str:
         sender = f"news@{domain}"
@@ -171,7 +173,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     )
     task = asyncio.create_task(service.run())
     try:
-        yield World(store, clock, sink, dns_server, service, {"acme": acme}, log_path)
+        yield World(
+            store, clock, sink, dns_server, service, {"acme": acme}, log_path, zones, sealer
+        )
     finally:
         service.stop()
         await asyncio.wait_for(task, 20)
@@ -304,3 +308,31 @@ async def _has_record(world: World, message_id: str, record_type: str) -> bool:
 
 async def _sync(value: bool) -> bool:
     return value
+
+
+async def test_key_rotation_by_selector_without_restart(world: World) -> None:
+    first = await world.submit(["before@example.com"])
+    await world.wait_state(f"{first}-1", MessageState.DELIVERED)
+    current = await world.store.get_domain("rsa.acme.test")
+    assert current is not None
+    key = generate_key("ed25519")
+    sealer = world.service_sealer
+    await world.store.rotate_domain_key(
+        replace(
+            current,
+            selector="s2",
+            algorithm="ed25519",
+            private_key_sealed=sealer.seal(key.private_pem),
+            public_key_b64=key.public_b64,
+        )
+    )
+    world.zones.add_txt("s2._domainkey.rsa.acme.test", f"v=DKIM1; k=ed25519; p={key.public_b64}")
+    world.clock.advance(61)
+    second = await world.submit(["after@example.com"])
+    await world.wait_state(f"{second}-1", MessageState.DELIVERED)
+    lookup = dkim_dns(world.dns.address)
+    by_rcpt = {m.rcpt_tos[0]: m.data for m in world.sink.messages}
+    assert b" s=s1;" in by_rcpt["before@example.com"].split(b"\r\n\r\n")[0]
+    assert b"s=s2;" in by_rcpt["after@example.com"].split(b"\r\n\r\n")[0].replace(b"\r\n ", b" ")
+    for data in by_rcpt.values():
+        assert await asyncio.to_thread(dkim.verify, data, dnsfunc=lookup)

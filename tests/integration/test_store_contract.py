@@ -157,6 +157,20 @@ async def test_domains(store: Store) -> None:
         )
 
 
+async def test_domain_key_rotation(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    added = await store.add_domain(
+        SendingDomain(acme.id, "acme.example", "s1", "rsa", b"old", "OLD", T0)
+    )
+    rotated = replace(
+        added, selector="s2", algorithm="ed25519", private_key_sealed=b"new", public_key_b64="NEW"
+    )
+    assert await store.rotate_domain_key(rotated) is True
+    assert await store.get_domain("acme.example") == rotated
+    ghost = replace(rotated, name="ghost.example")
+    assert await store.rotate_domain_key(ghost) is False
+
+
 async def test_smtp_users(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     user = await store.add_smtp_user(SmtpUser(acme.id, "acme-relay", "$scrypt$hash", T0))

@@ -1,0 +1,203 @@
+"""Engine processes deliver to a loopback sink through a test DNS server.
+
+Covers the whole path (SMTP submission → queue → DKIM-signed delivery),
+at-least-once delivery across a SIGKILL, and two delivery processes sharing
+one PostgreSQL store without duplicates.
+"""
+
+from __future__ import annotations
+
+import collections
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from tests.e2e.conftest import (
+    Account,
+    EngineProcess,
+    message,
+    penguin,
+    penguin_lines,
+    provision,
+    start_engine,
+    submit,
+    wait_for,
+    write_config,
+)
+from tests.harness.dns_server import ThreadedDnsServer, Zones
+from tests.harness.smtp_sink import ThreadedSmtpSink
+
+MX_ADDRESS = "127.0.0.2"
+SOURCE_ADDRESS = "127.0.0.5"
+DOMAINS = ("example.com", "example.org", "example.net")
+
+
+@dataclass
+class Receivers:
+    dns: ThreadedDnsServer
+    sink: ThreadedSmtpSink
+
+    def config(self, tmp_path: Path, database_url: str = "", delivery: str = "") -> Path:
+        return write_config(
+            tmp_path,
+            database_url,
+            nameserver=self.dns.address,
+            delivery=f"port = {self.sink.address[1]}\nlease_seconds = 5\n{delivery}",
+            tables=(
+                f'[sources.default]\naddress = "{SOURCE_ADDRESS}"\n'
+                'ehlo_hostname = "mta1.penguin.test"\n'
+            ),
+        )
+
+    def publish(self, account: Account) -> None:
+        for record in account.dns_records:
+            if record["type"] == "TXT":
+                self.dns.zones.add_txt(record["name"].rstrip("."), record["value"])
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    zones = Zones()
+    for domain in DOMAINS:
+        zones.add_mx(domain, [(10, "mx.receiver.test")])
+    zones.add_a("mx.receiver.test", [MX_ADDRESS])
+    with ThreadedDnsServer(zones) as dns_server, ThreadedSmtpSink(MX_ADDRESS, 0) as sink:
+        yield Receivers(dns_server, sink)
+
+
+def dkim_lookup(server: tuple[str, int]) -> Callable[..., bytes]:
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
+        response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
+        return b"".join(b"".join(r.strings) for rrset in response.answer for r in rrset)
+
+    return lookup
+
+
+@pytest.mark.parametrize("algo", ["rsa", "ed25519"])
+def test_submitted_mail_arrives_signed(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess], algo: str
+) -> None:
+    config = receivers.config(tmp_path)
+    account = provision(config, algo=algo)
+    receivers.publish(account)
+    engine = start_engine(engine_factory, config)
+    recipients = [f"user{i}@{d}" for i, d in enumerate(DOMAINS)]
+    queue_id = submit(engine.submission, account, recipients)
+
+    received = receivers.sink.wait_for_count(len(recipients), timeout=30)
+    lookup = dkim_lookup(receivers.dns.address)
+    for copy in received:
+        assert dkim.verify(copy.data, dnsfunc=lookup)
+        assert copy.peer[0] == SOURCE_ADDRESS
+        assert copy.ehlo == "mta1.penguin.test"
+
+    def all_delivered() -> bool:
+        return {m["state"] for m in penguin(config, "queue", "show", queue_id)} == {"delivered"}
+
+    wait_for(all_delivered, what="every recipient delivered")
+    shown = penguin(config, "queue", "show", f"{queue_id}-1")
+    delivery = shown["records"][-1]
+    assert delivery["type"] == "Delivery"
+    assert delivery["site"] == "mx.receiver.test"
+    assert delivery["response"]["code"] == 250
+
+    tailed = penguin_lines(config, "records", "tail", "-n", "50")
+    assert [r["type"] for r in tailed].count("Delivery") == len(recipients)
+    assert [r["type"] for r in tailed].count("Reception") == len(recipients)
+    metrics = urllib.request.urlopen(
+        f"http://{engine.admin[0]}:{engine.admin[1]}/metrics", timeout=10
+    ).read()
+    assert b'penguin_delivery_attempts_total{outcome="delivered",site="mx.receiver.test"} 3.0' in (
+        metrics
+    )
+    assert b"penguin_dkim_sign_seconds_count" in metrics
+    assert engine.terminate() == 0
+
+
+def submit_load(engine: EngineProcess, account: Account, count: int) -> list[str]:
+    """``count`` single-recipient submissions from 8 concurrent clients."""
+
+    def one(n: int) -> str:
+        rcpt = f"load{n}@{DOMAINS[n % len(DOMAINS)]}"
+        submit(engine.submission, account, [rcpt], message(f"news@{account.domain}"))
+        return rcpt
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_sigkill_during_delivery_loses_nothing(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    in_flight = 16
+    config = receivers.config(tmp_path, delivery=f"max_in_flight = {in_flight}\n")
+    account = provision(config)
+    submitter = start_engine(engine_factory, config, "submission")
+    recipients = submit_load(submitter, account, 240)
+    assert submitter.terminate() == 0
+
+    engine = start_engine(engine_factory, config, "delivery")
+    receivers.sink.wait_for_count(60, timeout=60)
+    engine.kill()
+    start_engine(engine_factory, config, "delivery")
+
+    def everyone_has_mail() -> bool:
+        return all(receivers.sink.count_for(r) >= 1 for r in recipients)
+
+    wait_for(everyone_has_mail, timeout=90, what="every accepted recipient delivered")
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= in_flight
+
+    def settled() -> bool:
+        summary = penguin(config, "queue", "summary")
+        return {r["state"] for r in summary} == {"delivered"}
+
+    wait_for(settled, timeout=30, what="every message settled as delivered")
+
+
+def test_two_delivery_processes_share_postgres_without_duplicates(
+    tmp_path: Path,
+    receivers: Receivers,
+    engine_factory: list[EngineProcess],
+    postgres_url: str,
+) -> None:
+    first = tmp_path / "one"
+    second = tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    config = receivers.config(first, postgres_url, delivery="claim_batch = 8\n")
+    other = receivers.config(second, postgres_url, delivery="claim_batch = 8\n")
+    other.write_text(other.read_text().replace('node_id = "e2e"', 'node_id = "e2e-two"'))
+    account = provision(config)
+    other_secret = second / "var" / "secret.key"
+    other_secret.parent.mkdir(parents=True)
+    other_secret.write_bytes((first / "var" / "secret.key").read_bytes())
+    other_secret.chmod(0o600)
+
+    start_engine(engine_factory, config, "delivery")
+    start_engine(engine_factory, other, "delivery")
+    submitter = start_engine(engine_factory, config, "submission")
+    recipients = submit_load(submitter, account, 240)
+    receivers.sink.wait_for_count(len(recipients), timeout=90)
+
+    def settled() -> bool:
+        summary = penguin(config, "queue", "summary")
+        return {r["state"] for r in summary} == {"delivered"}
+
+    wait_for(settled, timeout=30, what="every message settled as delivered")
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    assert set(counts) == set(recipients)
+    assert max(counts.values()) == 1
+    records = penguin_lines(config, "records", "tail", "-n", "1000")
+    nodes = {r["nodeid"] for r in records if r["type"] == "Delivery"}
+    assert nodes == {"e2e", "e2e-two"}
