@@ -3,6 +3,10 @@
 Every key is checked against ``config.schema``: unknown keys, wrong types,
 values out of bounds and broken cross-references fail with a ``ConfigError``
 naming the file, the dotted key and what was expected.
+
+Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
+added to the shipped ones; a table with a shipped name overrides only the
+keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import Settings
+from config.schema import TLS_MODES, Settings
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 
@@ -49,7 +53,8 @@ def parse_settings(raw: dict[str, Any], file: str = "<config>") -> Settings:
     return settings
 
 
-def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
+def _build(cls: type, raw: Any, file: str, prefix: str, base: Any = None) -> Any:
+    """A ``cls`` from the table ``raw``; keys it lacks come from ``base``, else the defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(file, prefix.rstrip(".") or "-", "expected a table")
     hints = typing.get_type_hints(cls)
@@ -69,13 +74,14 @@ def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
         elif "item" in meta:
             if not isinstance(value, dict):
                 raise ConfigError(file, key, "expected a table of named tables")
-            values[name] = getattr(cls(), name) | {
-                item: _build(meta["item"], body, file, f"{key}.{item}.")
+            shipped = getattr(cls(), name)
+            values[name] = shipped | {
+                item: _build(meta["item"], body, file, f"{key}.{item}.", shipped.get(item))
                 for item, body in value.items()
             }
         else:
             values[name] = _scalar(hint, value, meta, file, key)
-    return cls(**values)
+    return cls(**values) if base is None else dataclasses.replace(base, **values)
 
 
 def _scalar(hint: Any, value: Any, meta: Any, file: str, key: str) -> Any:
@@ -130,6 +136,7 @@ def _check_references(settings: Settings, file: str) -> None:
         for source in pool.sources:
             if source not in settings.sources:
                 raise ConfigError(file, f"pools.{pool_name}.sources", f"unknown source {source!r}")
+    _check_providers(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -142,6 +149,17 @@ def _check_references(settings: Settings, file: str) -> None:
     url = settings.database.url
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")):
         raise ConfigError(file, "database.url", "expected sqlite:PATH or postgresql://...")
+
+
+def _check_providers(settings: Settings, file: str) -> None:
+    for site_name, site in settings.providers.items():
+        for i, suffix in enumerate(site.mx_suffixes):
+            if not suffix.strip().strip("."):
+                key = f"providers.{site_name}.mx_suffixes[{i}]"
+                raise ConfigError(file, key, f"expected a host name suffix, got {suffix!r}")
+        if site.tls and site.tls not in TLS_MODES:
+            expected = f"expected empty or one of {', '.join(TLS_MODES)}, got {site.tls!r}"
+            raise ConfigError(file, f"providers.{site_name}.tls", expected)
 
 
 def _check_address(text: str, file: str, key: str) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MIB = 1024 * 1024
+TLS_MODES = ("opportunistic", "required", "disabled")
+"""STARTTLS policies of outgoing SMTP (compat.md ``enable_tls``)."""
 
 
 def setting(
@@ -141,7 +143,7 @@ class DeliverySettings:
     tls: str = setting(
         "opportunistic",
         "STARTTLS policy: use it when offered, insist on it, or never use it.",
-        choices=("opportunistic", "required", "disabled"),
+        choices=TLS_MODES,
     )
     broken_tls_memory_seconds: float = setting(
         3600.0,
@@ -224,6 +226,32 @@ class PoolSettings:
 
 
 @dataclass(frozen=True)
+class ProviderSettings:
+    """A provider: overrides of [delivery] for the sites whose MX hosts match its suffixes."""
+
+    mx_suffixes: list[str] = setting(
+        [],
+        "MX host name suffixes (any case, whole labels): a site matches when one of its "
+        "MX hosts ends with one, the longest match wins; [] turns the entry off.",
+    )
+    max_deliveries_per_connection: int = setting(
+        0,
+        "Messages sent over one connection before it is closed; 0 inherits [delivery].",
+        min=0,
+        max=100000,
+    )
+    connection_limit: int = setting(
+        0,
+        "Connections open at once per lane (source x site); 0 inherits [delivery].",
+        min=0,
+        max=1000,
+    )
+    tls: str = setting(
+        "", "STARTTLS policy: opportunistic, required or disabled; empty inherits [delivery]."
+    )
+
+
+@dataclass(frozen=True)
 class ListenerSettings:
     listen: str = setting("127.0.0.1:0", "host:port to listen on.")
 
@@ -250,6 +278,23 @@ def _default_pools() -> dict[str, PoolSettings]:
     return {"default": PoolSettings()}
 
 
+def _default_providers() -> dict[str, ProviderSettings]:
+    """Per-connection limits seen in the field (compat.md); TLS left to [delivery]."""
+    return {
+        "google": ProviderSettings(
+            mx_suffixes=[".google.com", ".googlemail.com"], max_deliveries_per_connection=50
+        ),
+        "yahoo": ProviderSettings(mx_suffixes=[".yahoodns.net"], max_deliveries_per_connection=20),
+        "microsoft": ProviderSettings(
+            mx_suffixes=[".outlook.com", ".protection.outlook.com"],
+            max_deliveries_per_connection=50,
+        ),
+        "apple": ProviderSettings(
+            mx_suffixes=[".icloud.com", ".me.com"], max_deliveries_per_connection=5
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration; built once at start and passed to constructors."""
@@ -268,6 +313,13 @@ class Settings:
     pools: dict[str, PoolSettings] = field(
         default_factory=_default_pools,
         metadata={"doc": "Egress pools by name.", "item": PoolSettings},
+    )
+    providers: dict[str, ProviderSettings] = field(
+        default_factory=_default_providers,
+        metadata={
+            "doc": "Providers: delivery overrides for the sites whose MX hosts end with a suffix.",
+            "item": ProviderSettings,
+        },
     )
     admin: ListenerSettings = field(
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),

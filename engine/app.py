@@ -138,6 +138,7 @@ class Engine:
             classifier=classifier,
             clock=self.clock,
             client=client_settings(settings.delivery),
+            providers=settings.providers,
         )
         self._delivery = DeliveryService(
             store=self._store,

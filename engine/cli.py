@@ -20,7 +20,7 @@ from typing import Any
 from config import ConfigError, Settings, load_settings
 from config.example import render_example
 from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
-from engine.model import SendingDomain, SmtpUser, Suppression
+from engine.model import MessageState, SendingDomain, SmtpUser, Suppression
 from engine.passwords import generate_password, generate_username, hash_password
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.store import Conflict, NotFound, Store, StoreError, open_store
@@ -360,10 +360,14 @@ async def _queue_summary(
     store: Store, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
     rows = await store.queue_summary()
-    data = [{"queue": r.queue, "state": r.state.value, "count": r.count} for r in rows]
+    data = [dataclasses.asdict(r) | {"state": r.state.value} for r in rows]
     width = max([len(r.queue) for r in rows] + [5])
-    lines = [f"{'QUEUE':<{width}}  {'STATE':<10}  COUNT"]
-    lines += [f"{r.queue:<{width}}  {r.state.value:<10}  {r.count}" for r in rows]
+    lines = [f"{'QUEUE':<{width}}  {'STATE':<10}  {'COUNT':>6}  {'NEXT DUE':<20}  LAST ERROR"]
+    for r in rows:
+        waiting = r.state in (MessageState.QUEUED, MessageState.LEASED)
+        due = _iso(r.next_due) if waiting and r.next_due is not None else "-"
+        error = r.last_error or "-"
+        lines.append(f"{r.queue:<{width}}  {r.state.value:<10}  {r.count:>6}  {due:<20}  {error}")
     if not rows:
         lines.append("(empty)")
     return data, "\n".join(lines)
@@ -387,7 +391,9 @@ async def _queue_show(
             f"{m.id}  {m.state.value}  queue={m.queue}  from={m.sender}  to={m.recipient}"
             f"  attempts={m.attempts}  due={_iso(m.due_at)}"
         )
-        lines += [f"    {r['timestamp']}  {r['type']}" for r in records]
+        if m.last_error:
+            lines.append(f"    last error: {m.last_error}")
+        lines += [f"    {_record_line(r)}" for r in records]
     return (data[0] if message else data), "\n".join(lines)
 
 

@@ -107,6 +107,10 @@ class QueueCount:
     queue: str
     state: MessageState
     count: int
+    next_due: float | None = None
+    """The earliest due time among these messages."""
+    last_error: str | None = None
+    """One of their last errors (the reply that made them wait or fail)."""
 
 
 @dataclass(frozen=True, slots=True)

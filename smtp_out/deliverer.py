@@ -4,7 +4,9 @@ Owns ``SmtpDeliverer``, the production ``engine.transport.Deliverer``: it
 resolves the recipient's domain (``smtp_out.dns``), picks the source from
 the message's egress pool (round-robin), takes a connection slot on the lane
 (source x site, ``smtp_out.pool``), and runs the transaction on a reused or
-new session (``smtp_out.session``).
+new session (``smtp_out.session``). The site's ``[providers.NAME]`` override, if
+one matches its MX hosts, sets the lane's deliveries per connection,
+connection limit and TLS policy (``smtp_out.site_policy``).
 
 In: an ``OutboundMessage``. Out: an ``AttemptReport`` with the outcome and
 what the records need (site, peer, source, TLS). Never raises for remote
@@ -33,7 +35,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterator, Mapping
 
-from config.schema import DeliverySettings, PoolSettings, SourceSettings
+from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
 from engine.bounce_classify import BounceClassifier, outcome_for_reply
 from engine.clock import Clock
 from engine.outcome import Outcome, Scope, SmtpReply
@@ -49,6 +51,7 @@ from smtp_out.session import (
     TlsMode,
     open_session,
 )
+from smtp_out.site_policy import SiteLimits, SitePolicy
 from smtp_out.wire import ConnectionGauge
 
 SWEEP_INTERVAL_SECONDS = 1.0
@@ -68,6 +71,7 @@ class SmtpDeliverer:
         classifier: BounceClassifier,
         clock: Clock,
         client: ClientSettings | None = None,
+        providers: Mapping[str, ProviderSettings] = {},
     ) -> None:
         self._port = delivery.port
         self._settings = client if client is not None else ClientSettings()
@@ -85,7 +89,12 @@ class SmtpDeliverer:
                 raise ValueError(f"pool {pool_name!r}: unknown or no sources {missing!r}")
             members = [self._sources[name] for name in pool.sources]
             self._rotations[pool_name] = itertools.cycle(members)
-        self._pool = ConnectionPool(self._settings, delivery.max_deliveries_per_connection, clock)
+        defaults = SiteLimits(
+            max_deliveries_per_connection=delivery.max_deliveries_per_connection,
+            connection_limit=self._settings.connection_limit,
+            tls=self._settings.tls,
+        )
+        self._pool = ConnectionPool(self._settings, SitePolicy(defaults, providers), clock)
         self._gauge = ConnectionGauge()
         self._last_sweep = clock.now()
 
@@ -151,17 +160,8 @@ class SmtpDeliverer:
                 return reused, last
             await reused.close()
         for peer in self._peers(route, source):
-            opened = await open_session(
-                peer,
-                source,
-                self._settings,
-                self._classifier,
-                self._gauge,
-                tls=self._wants_tls(peer.host),
-            )
+            opened = await self._open(peer, source, lane)
             if isinstance(opened, OpenFailure):
-                if opened.tls_broken and self._settings.tls is TlsMode.OPPORTUNISTIC:
-                    self._pool.tls_memory.remember(peer.host)
                 self._pool.record(lane, opened.outcome)
                 last = self._report(opened.outcome, route, source, peer)
                 continue
@@ -177,6 +177,20 @@ class SmtpDeliverer:
             )
             last = self._report(outcome, route, source)
         return None, last
+
+    async def _open(self, peer: Peer, source: Source, lane: Lane) -> SmtpSession | OpenFailure:
+        """A new session to ``peer`` under the TLS policy of the lane's site."""
+        mode = self._pool.policy.limits(lane[1]).tls
+        settings = self._settings
+        if mode is not settings.tls:
+            settings = dataclasses.replace(settings, tls=mode)
+        tls = mode is TlsMode.REQUIRED or (
+            mode is TlsMode.OPPORTUNISTIC and not self._pool.tls_memory.broken(peer.host)
+        )
+        opened = await open_session(peer, source, settings, self._classifier, self._gauge, tls=tls)
+        if isinstance(opened, OpenFailure) and opened.tls_broken and mode is TlsMode.OPPORTUNISTIC:
+            self._pool.tls_memory.remember(peer.host)
+        return opened
 
     async def _send(self, session: SmtpSession, message: OutboundMessage, lane: Lane) -> Outcome:
         try:
@@ -196,12 +210,6 @@ class SmtpDeliverer:
             if family is None or _family(address) == family
         )
         return itertools.islice(peers, self._settings.max_addresses_per_attempt)
-
-    def _wants_tls(self, host: str) -> bool:
-        mode = self._settings.tls
-        if mode is TlsMode.DISABLED:
-            return False
-        return mode is TlsMode.REQUIRED or not self._pool.tls_memory.broken(host)
 
     def _next_source(self, pool: str) -> Source:
         rotation = self._rotations.get(pool)

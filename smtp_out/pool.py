@@ -3,7 +3,8 @@
 Owns ``ConnectionPool``: the connection slots of every lane, the idle
 sessions kept for reuse, the waiters for a slot, the per-site concurrency
 window (``smtp_out.feedback``, Postfix SCHEDULER_README) and ``TlsMemory``,
-the hosts whose TLS is broken.
+the hosts whose TLS is broken. ``connection_limit`` and ``max_deliveries``
+below are those of the lane's site (``smtp_out.site_policy``).
 
 In: ``checkout(lane)`` before an attempt, ``release(slot, session)`` after
 it, ``record(lane, outcome)`` for each outcome of a connection. Out: a
@@ -41,6 +42,7 @@ from engine.clock import Clock
 from engine.outcome import Outcome, Scope
 from smtp_out.feedback import ConcurrencyWindow
 from smtp_out.session import ClientSettings, SmtpSession
+from smtp_out.site_policy import SitePolicy
 
 Lane = tuple[str, str]
 """(source name, site)."""
@@ -108,9 +110,9 @@ class _LaneState:
 class ConnectionPool:
     """Slots, idle sessions and feedback for every lane (see the module docstring)."""
 
-    def __init__(self, settings: ClientSettings, max_deliveries: int, clock: Clock) -> None:
+    def __init__(self, settings: ClientSettings, policy: SitePolicy, clock: Clock) -> None:
         self._settings = settings
-        self._max_deliveries = max_deliveries
+        self.policy = policy
         self._clock = clock
         self._lanes: dict[Lane, _LaneState] = {}
         self._windows: dict[str, ConcurrencyWindow] = {}
@@ -124,7 +126,9 @@ class ConnectionPool:
     def window(self, site: str) -> int:
         """The site's concurrency window (``connection_limit`` unless it is failing)."""
         feedback = self._windows.get(site)
-        return feedback.window if feedback is not None else self._settings.connection_limit
+        if feedback is not None:
+            return feedback.window
+        return self.policy.limits(site).connection_limit
 
     def record(self, lane: Lane, outcome: Outcome) -> None:
         """Feedback from one outcome of a connection on ``lane``."""
@@ -132,7 +136,8 @@ class ConnectionPool:
         feedback = self._windows.get(site)
         if outcome.scope in (Scope.SESSION, Scope.SITE):
             if feedback is None:
-                feedback = self._windows[site] = ConcurrencyWindow(self._settings.connection_limit)
+                limit = self.policy.limits(site).connection_limit
+                feedback = self._windows[site] = ConcurrencyWindow(limit)
             feedback.failure()
         elif feedback is not None:
             feedback.success()
@@ -168,12 +173,13 @@ class ConnectionPool:
         """Give the slot back, keeping ``session`` idle if it may be reused."""
         state = self._lanes[slot.lane]
         state.busy -= 1
+        limits = self.policy.limits(slot.lane[1])
         keep = (
             session is not None
             and not self._closed
             and session.usable
-            and session.deliveries < self._max_deliveries
-            and state.busy + len(state.idle) < self._settings.connection_limit
+            and session.deliveries < limits.max_deliveries_per_connection
+            and state.busy + len(state.idle) < limits.connection_limit
         )
         if session is not None and keep:
             state.idle.append(_Idle(session, self._clock.now()))

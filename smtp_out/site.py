@@ -36,3 +36,8 @@ def site_name(hosts: Sequence[str]) -> str:
     if not names:
         raise ValueError(f"no MX host name in {list(hosts)!r}")
     return SEPARATOR.join(sorted(names))
+
+
+def site_hosts(site: str) -> list[str]:
+    """The MX host names of ``site`` (the inverse of ``site_name``)."""
+    return site.split(SEPARATOR)

@@ -38,7 +38,9 @@ from aiosmtplib.errors import SMTPResponseException, SMTPServerDisconnected, SMT
 from aiosmtplib.protocol import MAX_RESPONSE_LENGTH, SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
+from prometheus_client import Gauge
 
+from engine.metrics import OPEN_CONNECTIONS
 from engine.outcome import SmtpReply
 
 CLOSE_TIMEOUT_SECONDS = 5.0
@@ -46,16 +48,23 @@ _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
 
 class ConnectionGauge:
-    """How many connections are open right now (transports made and not yet lost)."""
+    """How many connections are open right now (transports made and not yet lost).
 
-    def __init__(self) -> None:
+    ``metric`` follows ``value`` up and down; by default it is the process's
+    ``penguin_smtp_connections_open``, so it sums every gauge of the process.
+    """
+
+    def __init__(self, metric: Gauge = OPEN_CONNECTIONS) -> None:
         self.value = 0
+        self._metric = metric
 
     def opened(self) -> None:
         self.value += 1
+        self._metric.inc()
 
     def closed(self) -> None:
         self.value -= 1
+        self._metric.dec()
 
 
 class WireFailure(Exception):

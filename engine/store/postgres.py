@@ -391,10 +391,13 @@ class PostgresStore:
 
     async def queue_summary(self) -> list[QueueCount]:
         rows = await self._fetch(
-            "SELECT queue, state, count(*) FROM messages GROUP BY queue, state"
-            " ORDER BY queue, state"
+            "SELECT queue, state, count(*), min(due_at), max(last_error) FROM messages"
+            " GROUP BY queue, state ORDER BY queue, state"
         )
-        return [QueueCount(str(row[0]), MessageState(row[1]), int(row[2])) for row in rows]
+        return [
+            QueueCount(str(row[0]), MessageState(row[1]), int(row[2]), row[3], row[4])
+            for row in rows
+        ]
 
     async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
         """A tenant's messages, newest first; row-level security does the filtering."""

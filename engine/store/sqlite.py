@@ -365,10 +365,13 @@ class SqliteStore:
     async def queue_summary(self) -> list[QueueCount]:
         def select(conn: sqlite3.Connection) -> list[QueueCount]:
             rows = conn.execute(
-                "SELECT queue, state, count(*) FROM messages"
+                "SELECT queue, state, count(*), min(due_at), max(last_error) FROM messages"
                 " GROUP BY queue, state ORDER BY queue, state"
             )
-            return [QueueCount(queue, MessageState(state), count) for queue, state, count in rows]
+            return [
+                QueueCount(queue, MessageState(state), count, due, error)
+                for queue, state, count, due, error in rows
+            ]
 
         return await self._run(select)
 

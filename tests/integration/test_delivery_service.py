@@ -336,3 +336,14 @@ async def test_key_rotation_by_selector_without_restart(world: World) -> None:
     assert b"s=s2;" in by_rcpt["after@example.com"].split(b"\r\n\r\n")[0].replace(b"\r\n ", b" ")
     for data in by_rcpt.values():
         assert await asyncio.to_thread(dkim.verify, data, dnsfunc=lookup)
+
+
+async def test_domains_on_one_mx_share_a_site_and_its_connection(world: World) -> None:
+    first = await world.submit(["a@example.com"])
+    await world.wait_state(f"{first}-1", MessageState.DELIVERED)
+    second = await world.submit(["b@example.org"])
+    await world.wait_state(f"{second}-1", MessageState.DELIVERED)
+    sites = {(await world.records(f"{sid}-1"))[-1]["site"] for sid in (first, second)}
+    assert sites == {"mx.example.net"}
+    assert world.sink.inbox.connections == 1
+    assert len({m.peer for m in world.sink.messages}) == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,9 +13,10 @@ from typing import Unpack
 
 import pytest
 
-from config.schema import DeliverySettings, PoolSettings, SourceSettings
+from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
 from engine.bounce_classify import BounceClassifier
 from engine.clock import FakeClock
+from engine.metrics import REGISTRY
 from engine.outcome import OutcomeKind, Scope
 from engine.transport import AttemptReport, OutboundMessage
 from smtp_out.deliverer import SmtpDeliverer
@@ -428,3 +431,88 @@ async def test_failing_site_gets_one_connection_until_it_answers(world: World) -
 )
 def test_stuff(data: bytes, expected: bytes) -> None:
     assert b"".join(stuff(data)) == expected
+
+
+OTHER_DOMAIN, OTHER_MX = "other.test", "mx.other.test"
+
+
+def site_deliverer(
+    world: World, providers: dict[str, ProviderSettings], *, max_deliveries: int = 100
+) -> SmtpDeliverer:
+    """``world.deliverer()`` with ``[providers.NAME]`` overrides."""
+    deliverer = SmtpDeliverer(
+        delivery=DeliverySettings(port=world.port, max_deliveries_per_connection=max_deliveries),
+        sources={"default": SourceSettings(address="0.0.0.0", ehlo_hostname="d.sender.test")},
+        pools={"default": PoolSettings()},
+        resolver=MxResolver([world.dns.address], 2.0, world.clock, random.Random(1)),
+        classifier=BounceClassifier(),
+        clock=world.clock,
+        client=FAST,
+        providers=providers,
+    )
+    world.deliverers.append(deliverer)
+    return deliverer
+
+
+def other_message(n: int) -> OutboundMessage:
+    return dataclasses.replace(
+        message(n=n), recipient=f"user@{OTHER_DOMAIN}", domain=OTHER_DOMAIN, id=f"o{n}"
+    )
+
+
+def connection_runs(sink: SmtpSink) -> list[int]:
+    """How many messages each connection carried, in order."""
+    ports = [m.peer[1] for m in sink.messages]
+    return [len(list(run)) for _, run in itertools.groupby(ports)]
+
+
+async def test_site_override_sets_deliveries_per_connection(world: World) -> None:
+    world.zones.add_mx(OTHER_DOMAIN, [(10, OTHER_MX)])
+    world.zones.add_a(OTHER_MX, [SECOND_ADDRESS])
+    overridden = await world.sink()
+    other = await world.sink(SECOND_ADDRESS)
+    sites = {
+        "example": ProviderSettings(mx_suffixes=[".EXAMPLE.test"], max_deliveries_per_connection=2)
+    }
+    deliverer = site_deliverer(world, sites, max_deliveries=3)
+    for n in range(5):
+        delivered(await deliverer.deliver(message(n=n)))
+        delivered(await deliverer.deliver(other_message(n)))
+    assert connection_runs(overridden) == [2, 2, 1]
+    assert overridden.inbox.connections == 3
+    assert connection_runs(other) == [3, 2]
+    assert other.inbox.connections == 2
+
+
+async def test_site_override_sets_tls_and_connection_limit(world: World, tmp_path: Path) -> None:
+    sink = await world.sink(tls=make_tls_pair(tmp_path).server)
+    sites = {
+        "example": ProviderSettings(
+            mx_suffixes=["example.test"], tls="disabled", connection_limit=1
+        )
+    }
+    deliverer = site_deliverer(world, sites)
+    assert deliverer.window(MX1) == 1
+    assert deliverer.window(OTHER_MX) == FAST.connection_limit
+    report = await deliverer.deliver(message())
+    delivered(report)
+    assert report.tls_version is None
+    assert [m.tls_version for m in sink.messages] == [None]
+
+
+def open_connections_metric() -> float:
+    value = REGISTRY.get_sample_value("penguin_smtp_connections_open")
+    assert value is not None
+    return value
+
+
+async def test_open_connections_metric_follows_the_connections(world: World) -> None:
+    await world.sink()
+    before = open_connections_metric()
+    deliverer = world.deliverer()
+    delivered(await deliverer.deliver(message()))
+    assert deliverer.open_connections == 1
+    assert open_connections_metric() == before + 1
+    await deliverer.close()
+    assert deliverer.open_connections == 0
+    assert open_connections_metric() == before

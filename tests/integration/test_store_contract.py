@@ -214,7 +214,7 @@ async def test_accept_stores_a_batch(store: Store) -> None:
         assert await store.get_message(m.id) == m
         assert await store.list_records(m.id) == [reception(m).to_json()]
     assert await store.queue_summary() == [
-        QueueCount("default:acme@example.com", MessageState.QUEUED, 6)
+        QueueCount("default:acme@example.com", MessageState.QUEUED, 6, T0)
     ]
 
 
@@ -322,9 +322,9 @@ async def test_queue_summary(store: Store) -> None:
             await store.release(m.id, "w1", T0 + 60, 1, None)
 
     assert await store.queue_summary() == [
-        QueueCount(queue_a, MessageState.LEASED, 2),
-        QueueCount(queue_a, MessageState.QUEUED, 1),
-        QueueCount(queue_b, MessageState.BOUNCED, 2),
+        QueueCount(queue_a, MessageState.LEASED, 2, T0, None),
+        QueueCount(queue_a, MessageState.QUEUED, 1, T0 + 60, None),
+        QueueCount(queue_b, MessageState.BOUNCED, 2, T0, "550 no such user"),
     ]
 
 

@@ -105,3 +105,60 @@ def test_integers_are_accepted_for_floats() -> None:
 )
 def test_parse_host_port(text: str, default: int | None, expected: tuple[str, int]) -> None:
     assert parse_host_port(text, default) == expected
+
+
+def test_shipped_providers_follow_compat() -> None:
+    sites = Settings().providers
+    per_connection = {name: site.max_deliveries_per_connection for name, site in sites.items()}
+    assert per_connection == {"google": 50, "yahoo": 20, "microsoft": 50, "apple": 5}
+    assert ".google.com" in sites["google"].mx_suffixes
+    assert ".protection.outlook.com" in sites["microsoft"].mx_suffixes
+    assert {".icloud.com", ".me.com"} <= set(sites["apple"].mx_suffixes)
+    for site in sites.values():
+        assert site.connection_limit == 0 and site.tls == ""
+
+
+def test_site_tables_add_and_override_key_by_key() -> None:
+    s = parse_settings(
+        {
+            "providers": {
+                "google": {"max_deliveries_per_connection": 30},
+                "yahoo": {"mx_suffixes": []},
+                "corp": {"mx_suffixes": [".corp.test"], "connection_limit": 2, "tls": "required"},
+            }
+        }
+    )
+    assert s.providers["google"].mx_suffixes == Settings().providers["google"].mx_suffixes
+    assert s.providers["google"].max_deliveries_per_connection == 30
+    assert s.providers["yahoo"].mx_suffixes == []
+    assert s.providers["yahoo"].max_deliveries_per_connection == 20
+    assert s.providers["corp"].connection_limit == 2
+    assert s.providers["corp"].tls == "required"
+    assert s.providers["corp"].max_deliveries_per_connection == 0
+    assert list(s.providers) == ["google", "yahoo", "microsoft", "apple", "corp"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        ('[providers.x]\nmx_suffixes = [".x.test", ""]\n', "providers.x.mx_suffixes[1]", "suffix"),
+        ('[providers.x]\nmx_suffixes = [" . "]\n', "providers.x.mx_suffixes[0]", "suffix"),
+        ('[providers.x]\nmx_suffixes = ".x.test"\n', "providers.x.mx_suffixes", "list of str"),
+        ('[providers.x]\ntls = "always"\n', "providers.x.tls", "empty or one of opportunistic"),
+        ("[providers.x]\nconnection_limit = -1\n", "providers.x.connection_limit", "at least 0"),
+        (
+            "[providers.google]\nmax_deliveries_per_connection = 100001\n",
+            "providers.google.max_deliveries_per_connection",
+            "at most 100000",
+        ),
+        ("[providers.x]\nmax_connections = 3\n", "providers.x.max_connections", "unknown key"),
+        ("providers = 3\n", "providers", "table of named tables"),
+    ],
+)
+def test_bad_site_values(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert (err.value.file, err.value.key) == (str(path), key)
+    assert problem in err.value.problem
