@@ -34,7 +34,13 @@ from engine.group_commit import GroupCommit
 from engine.model import MessageState, QueuedMessage, Settlement
 from engine.record_log import RecordLog
 from engine.records import Record, RecordType, Response
-from engine.settling import RecordContext, expire_unattempted, is_past_max_age, settle_attempt
+from engine.settling import (
+    RecordContext,
+    expire_unattempted,
+    is_past_max_age,
+    message_record,
+    settle_attempt,
+)
 from engine.store import Store
 from engine.transport import Deliverer, OutboundMessage
 
@@ -202,21 +208,18 @@ class DeliveryService:
     def _shunt(self, message: QueuedMessage, exc: Exception) -> Settled:
         now = self._clock.now()
         error = f"{type(exc).__name__}: {exc}"
+        tenant = self._tenants.get(message.tenant_id, str(message.tenant_id))
+        context = RecordContext(self._nodeid, tenant)
         settlement = Settlement(
             message.id, self._owner, MessageState.SHUNTED, message.attempts, now, error
         )
-        record = Record(
-            type=RecordType.SHUNTED,
-            timestamp=now,
-            tenant_id=message.tenant_id,
-            id=message.id,
-            sender=message.sender,
-            recipient=message.recipient,
-            queue=message.queue,
-            response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
-            created=message.created_at,
+        record = message_record(
+            RecordType.SHUNTED,
+            message,
+            now=now,
+            context=context,
             num_attempts=message.attempts,
-            nodeid=self._nodeid,
+            response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
         )
         return settlement, record
 

@@ -86,8 +86,6 @@ For example ``lambda d, s: sealer.unseal(sealed_pem_of(d, s))`` with an
 ``engine.sealing.Sealer``; it may raise for an unknown key.
 """
 
-Body = bytes | memoryview
-
 
 class DkimSignError(ValueError):
     """A message cannot be signed: no From field, or a malformed header section."""
@@ -145,10 +143,8 @@ class DkimSigner:
             raise DkimSignError("d= and s= must be ASCII (use A-labels for IDN domains)")
         fields, body_start = parse_header_section(message)
         names, chosen = signed_fields(fields)
-        body_hash = hashlib.sha256()
-        for part in relaxed_body_parts(message, body_start):
-            body_hash.update(part)
-        tags = _tags(algorithm, domain, selector, int(now), expire_after, names, body_hash.digest())
+        body_hash = hashlib.sha256(relaxed_body_view(message, body_start)).digest()
+        tags = _tags(algorithm, domain, selector, int(now), expire_after, names, body_hash)
         unsigned = _fold([*tags, (b" ", b"b=")])
         header_hash = hashlib.sha256(relaxed_fields(chosen))
         header_hash.update(b"dkim-signature:" + relaxed_header_value(unsigned[len(_FIELD) :]))
@@ -280,14 +276,14 @@ def relaxed_header_value(value: bytes) -> bytes:
 
 def relaxed_body(body: bytes) -> bytes:
     """The relaxed canonical form of a whole body (RFC 6376 §3.4.4)."""
-    return b"".join(relaxed_body_parts(body, 0))
+    return bytes(relaxed_body_view(body, 0))
 
 
-def relaxed_body_parts(message: bytes, start: int) -> tuple[Body, ...]:
-    """The relaxed canonical body of ``message[start:]``, as buffers to hash in order.
+def relaxed_body_view(message: bytes, start: int) -> memoryview:
+    """The relaxed canonical body of ``message[start:]`` (RFC 6376 §3.4.4).
 
     A body that needs no rewriting (CRLF line ends, no tab, no double space,
-    no space before a line end) is returned as a view into ``message``.
+    no space before a line end) comes back as a view into ``message``, uncopied.
     """
     ends_in_newline = message.endswith(b"\n") and len(message) > start
     if ends_in_newline and not _needs_rewrite(message, start):
@@ -301,9 +297,7 @@ def relaxed_body_parts(message: bytes, start: int) -> tuple[Body, ...]:
     end = len(body)
     while end > start and body.endswith(_CRLF, start, end):
         end -= 2
-    if end == start:
-        return ()
-    return (memoryview(body)[start : end + 2],)
+    return memoryview(body)[start : end + 2 if end > start else start]
 
 
 def _needs_rewrite(message: bytes, start: int) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from config.schema import RetrySettings
 from engine.model import MessageState, QueuedMessage, Settlement
@@ -65,14 +66,12 @@ def settle_attempt(
         else:
             state, record_type = MessageState.QUEUED, RecordType.TRANSIENT_FAILURE
     settlement = Settlement(message.id, owner, state, attempts, due, error)
-    record = Record(
-        type=record_type,
-        timestamp=now,
-        tenant_id=message.tenant_id,
-        id=message.id,
-        sender=message.sender,
-        recipient=message.recipient,
-        queue=message.queue,
+    record = message_record(
+        record_type,
+        message,
+        now=now,
+        context=context,
+        num_attempts=attempts,
         site=report.site,
         size=size,
         response=Response(
@@ -84,16 +83,11 @@ def settle_attempt(
         peer_address=(
             (report.peer_name or "", report.peer_address or "") if report.peer_address else None
         ),
-        created=message.created_at,
-        num_attempts=attempts,
         bounce_classification=(
             None if outcome.kind is OutcomeKind.DELIVERED else outcome.classification
         ),
-        egress_pool=context.pool,
         egress_source=report.source,
         source_address=report.source_address,
-        meta={"tenant": context.tenant, "campaign": message.campaign or None},
-        nodeid=context.nodeid,
         tls_cipher=report.tls_cipher,
         tls_protocol_version=report.tls_version,
     )
@@ -112,23 +106,41 @@ def expire_unattempted(
         now,
         str(EXPIRED_RESPONSE.content),
     )
-    record = Record(
-        type=RecordType.EXPIRATION,
+    record = message_record(
+        RecordType.EXPIRATION,
+        message,
+        now=now,
+        context=context,
+        num_attempts=message.attempts,
+        response=EXPIRED_RESPONSE,
+        bounce_classification="MessageExpired",
+    )
+    return settlement, record
+
+
+def message_record(
+    record_type: RecordType,
+    message: QueuedMessage,
+    *,
+    now: float,
+    context: RecordContext,
+    **fields: Any,
+) -> Record:
+    """A record about ``message``: its identity and context, plus ``fields``."""
+    return Record(
+        type=record_type,
         timestamp=now,
         tenant_id=message.tenant_id,
         id=message.id,
         sender=message.sender,
         recipient=message.recipient,
         queue=message.queue,
-        response=EXPIRED_RESPONSE,
         created=message.created_at,
-        num_attempts=message.attempts,
-        bounce_classification="MessageExpired",
         egress_pool=context.pool,
         meta={"tenant": context.tenant, "campaign": message.campaign or None},
         nodeid=context.nodeid,
+        **fields,
     )
-    return settlement, record
 
 
 def is_past_max_age(message: QueuedMessage, now: float, retry: RetrySettings) -> bool:

@@ -40,34 +40,21 @@ from engine.model import (
 from engine.records import Record
 from engine.store import Conflict, NotFound, StoreError
 from engine.store.migrations import migration_files
+from engine.store.rows import (
+    DOMAIN_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_FIELDS,
+    RECORD_FIELDS,
+    SettledRow,
+    message_from_row,
+    message_row,
+    record_row,
+    settled_row,
+)
 
 MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
 TENANT_ROLE = "penguin_tenant"
 
-_MESSAGE_FIELDS = (
-    "id",
-    "submission_id",
-    "tenant_id",
-    "queue",
-    "campaign",
-    "sender",
-    "recipient",
-    "domain",
-    "state",
-    "due_at",
-    "created_at",
-    "attempts",
-    "lease_owner",
-    "lease_expires",
-    "last_error",
-)
-_MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
-_DOMAIN_COLUMNS = (
-    "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
-)
-_RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
-# One settled row: (id, owner, state, attempts, due_at, error); due_at None keeps it.
-_SettledRow = tuple[str, str, str, int, float | None, str | None]
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
     " due_at = coalesce(s.due_at, m.due_at), last_error = s.error,"
@@ -221,13 +208,13 @@ class PostgresStore:
 
     async def get_domain(self, name: str) -> SendingDomain | None:
         row = await self._fetchrow(
-            f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name
+            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name
         )
         return None if row is None else SendingDomain(**dict(row))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
         rows = await self._fetch(
-            f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
+            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
             tenant_id,
         )
         return [SendingDomain(**dict(row)) for row in rows]
@@ -279,7 +266,7 @@ class PostgresStore:
     async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
         """Store bodies, messages and records in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
-        messages = [_message_params(m) for s in submissions for m in s.messages]
+        messages = [message_row(m) for s in submissions for m in s.messages]
         pool = await self._get_pool()
         with _translated("submission"):
             async with pool.acquire() as conn, conn.transaction():
@@ -289,7 +276,7 @@ class PostgresStore:
                 )
                 if messages:
                     await conn.copy_records_to_table(
-                        "messages", records=messages, columns=_MESSAGE_FIELDS
+                        "messages", records=messages, columns=MESSAGE_FIELDS
                     )
                 await _insert_records(conn, records)
 
@@ -329,13 +316,13 @@ class PostgresStore:
             "  WHERE (state = 'queued' AND due_at <= $3)"
             "   OR (state = 'leased' AND lease_expires <= $3)"
             "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_MESSAGE_COLUMNS}",
+            f" RETURNING {MESSAGE_COLUMNS}",
             owner,
             now + lease_seconds,
             now,
             limit,
         )
-        return sorted((_message(row) for row in rows), key=lambda m: (m.due_at, m.id))
+        return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
 
     async def release(
         self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
@@ -353,9 +340,9 @@ class PostgresStore:
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction; return how many applied."""
-        return await self._settle([_settled_row(s) for s in settlements], records)
+        return await self._settle([settled_row(s) for s in settlements], records)
 
-    async def _settle(self, rows: Sequence[_SettledRow], records: Sequence[Record]) -> int:
+    async def _settle(self, rows: Sequence[SettledRow], records: Sequence[Record]) -> int:
         """One statement over per-column arrays, then the records, in one transaction."""
         columns = [[row[i] for row in rows] for i in range(6)]  # $1..$6 of _SETTLE_SQL
         pool = await self._get_pool()
@@ -378,16 +365,16 @@ class PostgresStore:
 
     async def get_message(self, message_id: str) -> QueuedMessage | None:
         row = await self._fetchrow(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
         )
-        return None if row is None else _message(row)
+        return None if row is None else message_from_row(row)
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
         rows = await self._fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE submission_id = $1 ORDER BY id",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE submission_id = $1 ORDER BY id",
             submission_id,
         )
-        return [_message(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def queue_summary(self) -> list[QueueCount]:
         rows = await self._fetch(
@@ -404,11 +391,11 @@ class PostgresStore:
         with _translated("message"):
             async with self.tenant_scope(tenant_id) as conn:
                 rows = await conn.fetch(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages"
                     " ORDER BY created_at DESC, id DESC LIMIT $1",
                     limit,
                 )
-        return [_message(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
 
 @contextlib.contextmanager
@@ -427,38 +414,8 @@ def _translated(subject: str) -> Iterator[None]:
 async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
     if not records:
         return
-    rows = [(r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line()) for r in records]
-    await conn.copy_records_to_table("records", records=rows, columns=_RECORD_FIELDS)
-
-
-def _message_params(m: QueuedMessage) -> tuple[object, ...]:
-    return (
-        m.id,
-        m.submission_id,
-        m.tenant_id,
-        m.queue,
-        m.campaign,
-        m.sender,
-        m.recipient,
-        m.domain,
-        m.state.value,
-        m.due_at,
-        m.created_at,
-        m.attempts,
-        m.lease_owner,
-        m.lease_expires,
-        m.last_error,
-    )
-
-
-def _settled_row(s: Settlement) -> _SettledRow:
-    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
-
-
-def _message(row: Any) -> QueuedMessage:
-    fields = dict(row)
-    fields["state"] = MessageState(fields["state"])
-    return QueuedMessage(**fields)
+    rows = [record_row(r) for r in records]
+    await conn.copy_records_to_table("records", records=rows, columns=RECORD_FIELDS)
 
 
 def _row_count(status: str) -> int:

@@ -38,21 +38,21 @@ from engine.model import (
 from engine.records import Record
 from engine.store import Conflict, NotFound, StoreError
 from engine.store.migrations import migration_files
+from engine.store.rows import (
+    DOMAIN_COLUMNS,
+    MESSAGE_COLUMNS,
+    SettledRow,
+    message_from_row,
+    message_row,
+    record_row,
+    settled_row,
+)
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
 _CHUNK = 500  # bound on "?" parameters in one IN (...) list
 
-_MESSAGE_COLUMNS = (
-    "id, submission_id, tenant_id, queue, campaign, sender, recipient, domain, state,"
-    " due_at, created_at, attempts, lease_owner, lease_expires, last_error"
-)
-_DOMAIN_COLUMNS = (
-    "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
-)
-# One settled row: (id, owner, state, attempts, due_at, error); due_at None keeps it.
-_SettledRow = tuple[str, str, str, int, float | None, str | None]
 _SETTLE_SQL = (
     "UPDATE messages SET state = ?3, attempts = ?4, due_at = coalesce(?5, due_at),"
     " last_error = ?6, lease_owner = NULL, lease_expires = NULL"
@@ -172,11 +172,11 @@ class SqliteStore:
         return await self._write(update, f"domain {domain.name!r}")
 
     async def get_domain(self, name: str) -> SendingDomain | None:
-        sql = f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
+        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
         return await self._run(lambda conn: _one(conn, SendingDomain, sql, (name,)))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
-        sql = f"SELECT {_DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = ? ORDER BY name"
+        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = ? ORDER BY name"
         return await self._run(lambda conn: _all(conn, SendingDomain, sql, (tenant_id,)))
 
     async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
@@ -234,14 +234,14 @@ class SqliteStore:
     async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
         """Store bodies, messages and records in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
-        messages = [_message_params(m) for s in submissions for m in s.messages]
+        messages = [message_row(m) for s in submissions for m in s.messages]
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES (?, ?, ?, ?)", bodies
             )
             conn.executemany(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS})"
+                f"INSERT INTO messages ({MESSAGE_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 messages,
             )
@@ -292,7 +292,7 @@ class SqliteStore:
             "  WHERE (state = 'queued' AND due_at <= ?)"
             "   OR (state = 'leased' AND lease_expires <= ?)"
             "  ORDER BY due_at LIMIT ?)"
-            f" RETURNING {_MESSAGE_COLUMNS}"
+            f" RETURNING {MESSAGE_COLUMNS}"
         )
         params = (owner, now + lease_seconds, now, now, limit)
 
@@ -318,9 +318,9 @@ class SqliteStore:
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction; return how many applied."""
-        return await self._settle([_settled_row(s) for s in settlements], records)
+        return await self._settle([settled_row(s) for s in settlements], records)
 
-    async def _settle(self, rows: Sequence[_SettledRow], records: Sequence[Record]) -> int:
+    async def _settle(self, rows: Sequence[SettledRow], records: Sequence[Record]) -> int:
         def update(conn: sqlite3.Connection) -> int:
             changed = conn.executemany(_SETTLE_SQL, rows).rowcount
             _insert_records(conn, records)
@@ -350,7 +350,7 @@ class SqliteStore:
         return await self._run(select)
 
     async def get_message(self, message_id: str) -> QueuedMessage | None:
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
 
         def select(conn: sqlite3.Connection) -> QueuedMessage | None:
             row = conn.execute(sql, (message_id,)).fetchone()
@@ -359,7 +359,7 @@ class SqliteStore:
         return await self._run(select)
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE submission_id = ? ORDER BY id"
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE submission_id = ? ORDER BY id"
         return await self._run(lambda conn: _messages(conn, sql, (submission_id,)))
 
     async def queue_summary(self) -> list[QueueCount]:
@@ -378,7 +378,7 @@ class SqliteStore:
     async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
         """A tenant's messages, newest first."""
         sql = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?"
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?"
             " ORDER BY created_at DESC, id DESC LIMIT ?"
         )
         return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
@@ -466,38 +466,12 @@ def _statements(script: str) -> Iterator[str]:
 def _insert_records(conn: sqlite3.Connection, records: Sequence[Record]) -> None:
     conn.executemany(
         "INSERT INTO records (tenant_id, message_id, type, timestamp, data) VALUES (?, ?, ?, ?, ?)",
-        [(r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line()) for r in records],
+        [record_row(r) for r in records],
     )
-
-
-def _message_params(m: QueuedMessage) -> tuple[object, ...]:
-    return (
-        m.id,
-        m.submission_id,
-        m.tenant_id,
-        m.queue,
-        m.campaign,
-        m.sender,
-        m.recipient,
-        m.domain,
-        m.state.value,
-        m.due_at,
-        m.created_at,
-        m.attempts,
-        m.lease_owner,
-        m.lease_expires,
-        m.last_error,
-    )
-
-
-def _settled_row(s: Settlement) -> _SettledRow:
-    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
 
 
 def _message(row: sqlite3.Row) -> QueuedMessage:
-    fields = dict(zip(row.keys(), row, strict=True))
-    fields["state"] = MessageState(fields["state"])
-    return QueuedMessage(**fields)
+    return message_from_row(dict(zip(row.keys(), row, strict=True)))
 
 
 def _messages(

@@ -347,3 +347,21 @@ async def test_domains_on_one_mx_share_a_site_and_its_connection(world: World) -
     assert sites == {"mx.example.net"}
     assert world.sink.inbox.connections == 1
     assert len({m.peer for m in world.sink.messages}) == 1
+
+
+async def test_a_message_that_breaks_the_engine_is_parked_not_dropped(world: World) -> None:
+    current = await world.store.get_domain("rsa.acme.test")
+    assert current is not None
+    await world.store.rotate_domain_key(
+        replace(current, selector="broken", private_key_sealed=b"\x01not a sealed key")
+    )
+    world.clock.advance(61)
+    sid = await world.submit(["victim@example.com"])
+    await world.wait_state(f"{sid}-1", MessageState.SHUNTED)
+    shunted = (await world.records(f"{sid}-1"))[-1]
+    assert shunted["type"] == "Shunted"
+    assert "SealError" in shunted["response"]["content"]
+    message = await world.store.get_message(f"{sid}-1")
+    assert message is not None and message.last_error and "SealError" in message.last_error
+    healthy = await world.submit(["fine@example.com"], "ed.acme.test")
+    await world.wait_state(f"{healthy}-1", MessageState.DELIVERED)

@@ -1,0 +1,76 @@
+"""Row shapes shared by both store backends: how values map to table columns.
+
+Pure conversions between the model and the tuples the drivers bind, so the
+SQLite and PostgreSQL stores agree on column order by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.model import MessageState, QueuedMessage, Settlement
+from engine.records import Record
+
+MESSAGE_FIELDS = (
+    "id",
+    "submission_id",
+    "tenant_id",
+    "queue",
+    "campaign",
+    "sender",
+    "recipient",
+    "domain",
+    "state",
+    "due_at",
+    "created_at",
+    "attempts",
+    "lease_owner",
+    "lease_expires",
+    "last_error",
+)
+MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
+DOMAIN_COLUMNS = (
+    "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
+)
+RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
+
+SettledRow = tuple[str, str, str, int, float | None, str | None]
+"""One settled message: (id, owner, state, attempts, due_at, error); due_at None keeps it."""
+
+
+def message_row(m: QueuedMessage) -> tuple[object, ...]:
+    """A message as bound to ``MESSAGE_FIELDS``."""
+    return (
+        m.id,
+        m.submission_id,
+        m.tenant_id,
+        m.queue,
+        m.campaign,
+        m.sender,
+        m.recipient,
+        m.domain,
+        m.state.value,
+        m.due_at,
+        m.created_at,
+        m.attempts,
+        m.lease_owner,
+        m.lease_expires,
+        m.last_error,
+    )
+
+
+def message_from_row(row: Mapping[str, Any]) -> QueuedMessage:
+    """A message from a row selected with ``MESSAGE_COLUMNS``."""
+    fields = dict(row)
+    fields["state"] = MessageState(fields["state"])
+    return QueuedMessage(**fields)
+
+
+def settled_row(s: Settlement) -> SettledRow:
+    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
+
+
+def record_row(r: Record) -> tuple[object, ...]:
+    """A record as bound to ``RECORD_FIELDS``."""
+    return (r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line())
