@@ -17,6 +17,7 @@ import random
 import secrets
 from dataclasses import dataclass
 
+from engine import metrics
 from engine.acceptance import (
     Reception,
     from_domains,
@@ -183,6 +184,7 @@ class SubmissionHandler:
         except Exception:
             log.exception("submission %s not stored", submission_id)
             return SPOOL_FAILED
+        metrics.ACCEPTED.inc(len(submission.messages))
         log.info(
             "accepted id=%s tenant=%s recipients=%d size=%d",
             submission_id,

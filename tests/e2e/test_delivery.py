@@ -120,6 +120,7 @@ def test_submitted_mail_arrives_signed(
         metrics
     )
     assert b"penguin_dkim_sign_seconds_count" in metrics
+    assert b"penguin_accepted_messages_total 3.0" in metrics
     assert engine.terminate() == 0
 
 
