@@ -145,6 +145,8 @@ class DeliveryService:
         finally:
             self._in_flight -= 1
             self._slots.release()
+            if self._in_flight == self._tuning.max_in_flight // 2:
+                self._wakeup.set()
 
     async def _attempt_once(
         self, message: QueuedMessage, bodies: dict[str, bytes], signed: dict[str, bytes]
