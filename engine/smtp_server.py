@@ -1,128 +1,44 @@
-"""The SMTP server: asyncio sockets around the pure ``engine.smtp_wire`` reader.
+"""The SMTP listener: asyncio sockets around ``engine.smtp_session``'s dialogue.
 
-Owns the listening socket, one task per connection, the RFC 5321 dialogue
-(command sequencing, limits, timeouts), STARTTLS (RFC 3207) and the AUTH
-PLAIN / LOGIN exchanges (RFC 4954, RFC 4616). What to accept is asked of an
-``SmtpHandler`` (``engine.smtp_policy``); this module never decides policy.
+Owns the listening socket, the transport glue of each connection (input
+buffering, output batching, flow control, the STARTTLS switch) and one
+``SmtpSession`` task per connection. The dialogue itself (RFC 5321, STARTTLS,
+AUTH) and ``ServerConfig`` live in ``engine.smtp_session``; ``ServerConfig`` is
+re-exported here.
 
-In: a ``ServerConfig`` (validated once, immutable) and a handler. Out: replies
-on the wire, handler calls, and ``handler.on_rejection`` for every 4xx/5xx
-reply except the 421s sent while the process is refusing or tearing down
-connections (over ``max_sessions``, at the end of ``stop``'s grace period).
+In: a ``ServerConfig`` (validated once, immutable) and an ``SmtpHandler``
+(``engine.smtp_policy``). Out: connections handed to sessions, and a ``421``
+without ``handler.on_rejection`` to connections refused while the process is
+over ``max_sessions`` or stopping.
 
 Invariants:
 
-- Commands are handled strictly in arrival order from one buffer, so
-  pipelining (RFC 2920) needs nothing special; replies are batched and
-  flushed whenever the session would wait for input.
-- Every reply carries an enhanced status code (RFC 3463, RFC 2034) except
-  where RFC 2034 3 exempts it: the 220 greeting, the EHLO/HELO reply, and the
-  354 and 334 continuations.
-- STARTTLS drops every octet received after the command before the handshake
-  (RFC 3207 4.2, the CVE-2011-0411 class); after it the session forgets EHLO,
-  the transaction and any AUTH (RFC 3207 4.2).
-- Waiting for the client is bounded: ``idle_timeout_seconds`` per wait for a
-  command, ``data_timeout_seconds`` per wait inside DATA (RFC 5321
-  4.5.3.2.7, 4.5.3.2.5); on expiry the client gets ``421 4.4.2``.
 - Every session task belongs to the server; ``stop`` stops accepting at once,
   sends ``421 4.3.2`` to sessions idle between transactions, lets the others
   finish until the deadline, then cancels them.
-- Neither AUTH payloads nor message bodies are logged or passed to
-  ``on_rejection``.
+- Unread input above ``_READ_HIGH_WATER`` pauses reading (backpressure); a
+  paused writer makes ``flush`` wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import secrets
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Final, TypeVar, cast
+from typing import Final, cast
 
-from engine.smtp_policy import Envelope, Reply, Session, SmtpHandler
-from engine.smtp_wire import (
-    CommandError,
-    CommandLine,
-    Event,
-    LineError,
-    MessageBody,
-    MessageRejected,
-    SmtpReader,
-    parse_command,
-    parse_path,
-)
+from engine.smtp_policy import Reply, SmtpHandler
+from engine.smtp_session import SHUTTING_DOWN, ServerConfig, SmtpSession
 
 __all__ = ["ServerConfig", "SmtpServer"]
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
 _READ_HIGH_WATER: Final = 256 * 1024
 """Unread input above which the socket stops being read (backpressure)."""
 _CLOSE_WAIT_SECONDS: Final = 5.0
 
-_OK: Final = Reply(250, "2.0.0", "OK")
-_BAD_SEQUENCE_EHLO: Final = Reply(503, "5.5.1", "Send HELO/EHLO first")
-_NEED_MAIL: Final = Reply(503, "5.5.1", "Need MAIL command first")
-_LOCAL_ERROR: Final = Reply(451, "4.3.0", "Local error in processing")
-_SHUTTING_DOWN: Final = Reply(421, "4.3.2", "Service shutting down, closing connection")
 _TOO_BUSY: Final = Reply(421, "4.3.2", "Too many connections, try again later")
-_TIMEOUT: Final = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
-_TOO_MANY_COMMANDS: Final = Reply(421, "4.7.0", "Too many commands, closing connection")
-_PROMPT_USERNAME: Final = Reply(334, "", "VXNlcm5hbWU6")
-_PROMPT_PASSWORD: Final = Reply(334, "", "UGFzc3dvcmQ6")
-_PROMPT_EMPTY: Final = Reply(334, "", "")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """Settings of one SMTP listener; checked once, at construction."""
-
-    hostname: str
-    """Name in the greeting and the EHLO reply."""
-    max_message_bytes: int = 26_214_400
-    """Advertised as SIZE (RFC 1870); larger bodies get 552 5.3.4."""
-    max_recipients: int = 1000
-    """RCPTs per transaction (RFC 5321 4.5.3.1.8 asks for at least 100)."""
-    max_commands: int = 10_000
-    """Command lines per connection before 421 4.7.0."""
-    idle_timeout_seconds: float = 300.0
-    data_timeout_seconds: float = 180.0
-    tls_context: ssl.SSLContext | None = None
-    """Server-side context; STARTTLS is offered only when set."""
-    require_tls_for_auth: bool = True
-    allow_plaintext_auth_on_loopback: bool = False
-    auth_enabled: bool = False
-    """Offer AUTH PLAIN LOGIN, and require it before MAIL."""
-    max_sessions: int = 1000
-    """Concurrent connections; beyond it new ones get 421 4.3.2."""
-    max_line_length: int = 2048
-    """Command line octets including CRLF (RFC 5321 4.5.3.1.4 asks for 512)."""
-
-    def __post_init__(self) -> None:
-        name = self.hostname
-        if not name or not name.isascii() or any(c.isspace() for c in name):
-            raise ValueError(f"hostname: expected an ASCII host name, got {name!r}")
-        for key in ("max_message_bytes", "max_recipients", "max_commands", "max_sessions"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}: expected a positive integer")
-        for key in ("idle_timeout_seconds", "data_timeout_seconds"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key}: expected a positive number of seconds")
-        if not 512 <= self.max_line_length <= 65536:
-            raise ValueError("max_line_length: expected 512..65536 octets")
-        if (
-            self.auth_enabled
-            and self.require_tls_for_auth
-            and self.tls_context is None
-            and not self.allow_plaintext_auth_on_loopback
-        ):
-            raise ValueError("auth_enabled: AUTH needs TLS but no tls_context is configured")
 
 
 class SmtpServer:
@@ -133,7 +49,7 @@ class SmtpServer:
         self.handler = handler
         self.stopping = False
         self._listener: asyncio.Server | None = None
-        self._sessions: dict[asyncio.Task[None], _SmtpSession] = {}
+        self._sessions: dict[asyncio.Task[None], SmtpSession] = {}
 
     @property
     def session_count(self) -> int:
@@ -172,10 +88,10 @@ class SmtpServer:
     def _admit(self, conn: _Connection) -> None:
         if self.stopping or len(self._sessions) >= self.config.max_sessions:
             logger.warning("SMTP connection refused: %d sessions", len(self._sessions))
-            conn.transport.write((_SHUTTING_DOWN if self.stopping else _TOO_BUSY).encode())
+            conn.transport.write((SHUTTING_DOWN if self.stopping else _TOO_BUSY).encode())
             conn.transport.close()
             return
-        session = _SmtpSession(self, conn)
+        session = SmtpSession(self, conn)
         task = asyncio.get_running_loop().create_task(session.run())
         self._sessions[task] = session
         task.add_done_callback(self._forget)
@@ -304,415 +220,3 @@ class _Connection(asyncio.Protocol):
         except TimeoutError:
             self.transport.abort()
             await asyncio.wait({self.lost}, timeout=_CLOSE_WAIT_SECONDS)
-
-
-class _Shutdown(Exception):
-    """The server is stopping and the session is between transactions."""
-
-
-class _SmtpSession:
-    """One connection's dialogue, run as a task owned by the server."""
-
-    def __init__(self, server: SmtpServer, conn: _Connection) -> None:
-        self._server = server
-        self._config = server.config
-        self._handler = server.handler
-        self.conn = conn
-        peer = conn.transport.get_extra_info("peername") or ("", 0)
-        local = conn.transport.get_extra_info("sockname") or ("", 0)
-        self._session = Session(
-            id=secrets.token_hex(5),
-            peer_host=str(peer[0]),
-            peer_port=int(peer[1]),
-            local_host=str(local[0]),
-            local_port=int(local[1]),
-        )
-        self._reader = SmtpReader(
-            max_line_length=self._config.max_line_length,
-            max_message_bytes=self._config.max_message_bytes,
-        )
-        self._envelope = Envelope()
-        self._esmtp = False
-        self._commands = 0
-        self._awaiting_command = False
-        self._verbs: dict[str, Callable[[str], Awaitable[bool]]] = {
-            "EHLO": self._ehlo,
-            "HELO": self._helo,
-            "STARTTLS": self._starttls,
-            "AUTH": self._auth,
-            "MAIL": self._mail,
-            "RCPT": self._rcpt,
-            "DATA": self._data,
-            "RSET": self._rset,
-            "NOOP": self._noop,
-            "QUIT": self._quit,
-            "VRFY": self._vrfy,
-            "HELP": self._help,
-        }
-
-    async def run(self) -> None:
-        sid = self._session.id
-        logger.debug("session %s: connect from %s", sid, self._session.peer_host)
-        try:
-            await self._serve()
-        except TimeoutError:
-            await self._reply(_TIMEOUT, "")
-        except _Shutdown:
-            await self._reply(_SHUTTING_DOWN, "")
-        except OSError as exc:
-            logger.debug("session %s: connection error: %s", sid, exc)
-        except asyncio.CancelledError:
-            if self._awaiting_command:
-                self.conn.write(_SHUTTING_DOWN.encode())
-            raise
-        except Exception:
-            logger.exception("session %s: unexpected error", sid)
-            await self._reply(Reply(421, "4.3.0", "Local error, closing connection"), "")
-        finally:
-            await self.conn.close()
-            logger.debug("session %s: closed", sid)
-
-    async def _serve(self) -> None:
-        refusal = await self._ask(self._handler.on_connect(self._session), None)
-        if refusal is not None:
-            await self._reply(refusal, "")
-            return
-        self.conn.write(f"220 {self._config.hostname} ESMTP\r\n".encode())
-        while True:
-            event = await self._next_command()
-            if event is None:
-                return
-            self._commands += 1
-            if self._commands > self._config.max_commands:
-                await self._reply(_TOO_MANY_COMMANDS, "")
-                return
-            if isinstance(event, LineError):
-                await self._reply(event.reply, "")
-                continue
-            verb, arg = parse_command(event.text)
-            action = self._verbs.get(verb)
-            if action is None:
-                await self._unknown(verb)
-            elif await action(arg):
-                return
-
-    async def _next_command(self) -> LineError | CommandLine | None:
-        self._awaiting_command = True  # left set if the wait is cancelled
-        event = await self._next_event(
-            self._config.idle_timeout_seconds, idle=self._envelope.mail_from is None
-        )
-        self._awaiting_command = False
-        assert not isinstance(event, MessageBody | MessageRejected)
-        return event
-
-    async def _next_event(self, wait_seconds: float, *, idle: bool = False) -> Event | None:
-        """The reader's next event, reading as needed; ``None`` at end of input."""
-        while True:
-            event = self._reader.next_event()
-            if event is not None:
-                return event
-            data = self.conn.take_input()
-            if data:
-                self._reader.feed(data)
-                continue
-            if self.conn.eof:
-                await self.conn.flush()
-                return None
-            if idle and self._server.stopping:
-                raise _Shutdown
-            async with asyncio.timeout(wait_seconds):
-                await self.conn.flush()
-                await self.conn.wait_readable()
-
-    async def _reply(self, reply: Reply, command: str) -> None:
-        self.conn.write(reply.encode())
-        if reply.code >= 400:
-            try:
-                await self._handler.on_rejection(self._session, command, reply)
-            except Exception:
-                logger.exception("session %s: on_rejection failed", self._session.id)
-
-    async def _ask(self, call: Awaitable[_T], fallback: _T) -> _T:
-        """Await a handler call; a handler bug becomes ``fallback``, never a lost message."""
-        try:
-            return await call
-        except Exception:
-            logger.exception("session %s: handler failed", self._session.id)
-            return fallback
-
-    def _auth_allowed(self) -> bool:
-        cfg = self._config
-        return cfg.auth_enabled and (
-            self.conn.tls
-            or (cfg.allow_plaintext_auth_on_loopback and self._session.is_loopback)
-            or not cfg.require_tls_for_auth
-        )
-
-    async def _unknown(self, verb: str) -> None:
-        shown = verb if verb.isalpha() and len(verb) <= 16 else ""
-        await self._reply(Reply(502, "5.5.1", "Command not recognized"), shown)
-
-    async def _ehlo(self, arg: str) -> bool:
-        return await self._greet(arg, esmtp=True)
-
-    async def _helo(self, arg: str) -> bool:
-        return await self._greet(arg, esmtp=False)
-
-    async def _greet(self, arg: str, *, esmtp: bool) -> bool:
-        verb = "EHLO" if esmtp else "HELO"
-        if not arg:
-            await self._reply(Reply(501, "5.5.4", f"Syntax: {verb} hostname"), verb)
-            return False
-        self._session.ehlo_name = arg
-        self._esmtp = esmtp
-        self._envelope = Envelope()
-        lines = [self._config.hostname]
-        if esmtp:
-            lines += [
-                "PIPELINING",
-                f"SIZE {self._config.max_message_bytes}",
-                "8BITMIME",
-                "ENHANCEDSTATUSCODES",
-            ]
-            if self._config.tls_context is not None and not self.conn.tls:
-                lines.append("STARTTLS")
-            if self._auth_allowed():
-                lines.append("AUTH PLAIN LOGIN")
-            lines.append("SMTPUTF8")
-        await self._reply(Reply(250, "", "\n".join(lines)), verb)
-        return False
-
-    async def _starttls(self, arg: str) -> bool:
-        context = self._config.tls_context
-        if context is None:
-            await self._reply(Reply(454, "4.7.0", "TLS not available"), "STARTTLS")
-            return False
-        if self.conn.tls:
-            await self._reply(Reply(503, "5.5.1", "TLS already active"), "STARTTLS")
-            return False
-        if arg:
-            await self._reply(Reply(501, "5.5.4", "Syntax: STARTTLS"), "STARTTLS")
-            return False
-        self.conn.write(Reply(220, "2.0.0", "Ready to start TLS").encode())
-        dropped = self._reader.discard_pending()
-        if dropped:
-            logger.warning(
-                "session %s: dropped %d octets sent after STARTTLS", self._session.id, dropped
-            )
-        try:
-            await self.conn.start_tls(context, self._config.idle_timeout_seconds)
-        except OSError as exc:
-            logger.info("session %s: TLS handshake failed: %s", self._session.id, exc)
-            return True
-        session = self._session
-        session.ehlo_name = session.authenticated_as = session.auth_context = None
-        self._esmtp = False
-        self._envelope = Envelope()
-        ssl_object = self.conn.transport.get_extra_info("ssl_object")
-        if isinstance(ssl_object, ssl.SSLObject):
-            cipher = ssl_object.cipher()
-            session.tls_cipher = cipher[0] if cipher else None
-            session.tls_version = ssl_object.version()
-        return False
-
-    async def _auth(self, arg: str) -> bool:
-        mechanism, _, initial = arg.partition(" ")
-        mechanism = mechanism.upper()
-        command = f"AUTH {mechanism}"
-        refusal = self._auth_refusal(mechanism)
-        if refusal is not None:
-            await self._reply(refusal, command)
-            return False
-        try:
-            if mechanism == "PLAIN":
-                credentials = await self._auth_plain(initial or None)
-            else:
-                credentials = await self._auth_login(initial or None)
-        except CommandError as exc:
-            await self._reply(exc.reply, command)
-            return False
-        if credentials is None:
-            return True
-        username, password = credentials
-        fallback = Reply(454, "4.7.0", "Temporary authentication failure")
-        reply = await self._ask(self._handler.on_auth(self._session, username, password), fallback)
-        if reply.is_positive and self._session.authenticated_as is None:
-            self._session.authenticated_as = username
-        logger.debug("session %s: AUTH %s -> %d", self._session.id, mechanism, reply.code)
-        await self._reply(reply, command)
-        return False
-
-    def _auth_refusal(self, mechanism: str) -> Reply | None:
-        if not self._config.auth_enabled:
-            return Reply(502, "5.5.1", "AUTH not available")
-        if self._session.ehlo_name is None or not self._esmtp:
-            return Reply(503, "5.5.1", "Send EHLO first")
-        if self._session.authenticated_as is not None:
-            return Reply(503, "5.5.1", "Already authenticated")
-        if self._envelope.mail_from is not None:
-            return Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
-        if not self._auth_allowed():
-            return Reply(538, "5.7.11", "Encryption required for requested authentication")
-        if mechanism not in ("PLAIN", "LOGIN"):
-            return Reply(504, "5.5.4", "Unrecognized authentication type")
-        return None
-
-    async def _auth_plain(self, initial: str | None) -> tuple[str, str] | None:
-        """RFC 4616: ``authzid NUL authcid NUL passwd``."""
-        response = await self._auth_response(_PROMPT_EMPTY, initial)
-        if response is None:
-            return None
-        parts = response.split(b"\0")
-        if len(parts) != 3:
-            raise CommandError(Reply(501, "5.5.2", "Malformed PLAIN response"))
-        authzid, username, password = (_utf8(part) for part in parts)
-        if authzid and authzid != username:
-            raise CommandError(Reply(535, "5.7.8", "Authorization identity not allowed"))
-        return username, password
-
-    async def _auth_login(self, initial: str | None) -> tuple[str, str] | None:
-        username = await self._auth_response(_PROMPT_USERNAME, initial)
-        if username is None:
-            return None
-        password = await self._auth_response(_PROMPT_PASSWORD, None)
-        if password is None:
-            return None
-        return _utf8(username), _utf8(password)
-
-    async def _auth_response(self, prompt: Reply, initial: str | None) -> bytes | None:
-        """One decoded client response (RFC 4954 4); ``None`` if the client left."""
-        if initial is None:
-            self.conn.write(prompt.encode())
-            event = await self._next_event(self._config.idle_timeout_seconds)
-            if event is None:
-                return None
-            if isinstance(event, LineError):
-                raise CommandError(event.reply)
-            assert isinstance(event, CommandLine)
-            initial = event.text.strip(" ")
-        if initial == "*":
-            raise CommandError(Reply(501, "5.0.0", "Authentication cancelled"))
-        if initial == "=":
-            return b""
-        try:
-            return base64.b64decode(initial, validate=True)
-        except (binascii.Error, ValueError):
-            raise CommandError(Reply(501, "5.5.2", "Invalid base64 data")) from None
-
-    async def _mail(self, arg: str) -> bool:
-        line = f"MAIL {arg}"
-        if self._session.ehlo_name is None:
-            await self._reply(_BAD_SEQUENCE_EHLO, line)
-            return False
-        if self._envelope.mail_from is not None:
-            await self._reply(Reply(503, "5.5.1", "Nested MAIL command"), line)
-            return False
-        if self._config.auth_enabled and self._session.authenticated_as is None:
-            await self._reply(Reply(530, "5.7.0", "Authentication required"), line)
-            return False
-        try:
-            address, params = parse_path(arg, "FROM")
-        except CommandError as exc:
-            await self._reply(exc.reply, line)
-            return False
-        if params and not self._esmtp:
-            await self._reply(Reply(555, "5.5.4", "Parameters need EHLO"), line)
-            return False
-        if int(params.get("SIZE", "0")) > self._config.max_message_bytes:
-            reply = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
-            await self._reply(reply, line)
-            return False
-        envelope = Envelope(mail_params=params, smtputf8="SMTPUTF8" in params)
-        reply = await self._ask(
-            self._handler.on_mail(self._session, envelope, address), _LOCAL_ERROR
-        )
-        if reply.is_positive:
-            envelope.mail_from = address
-            self._envelope = envelope
-        await self._reply(reply, line)
-        return False
-
-    async def _rcpt(self, arg: str) -> bool:
-        line = f"RCPT {arg}"
-        envelope = self._envelope
-        if envelope.mail_from is None:
-            await self._reply(_NEED_MAIL, line)
-            return False
-        try:
-            address, _ = parse_path(arg, "TO", smtputf8=envelope.smtputf8)
-        except CommandError as exc:
-            await self._reply(exc.reply, line)
-            return False
-        if len(envelope.rcpt_tos) >= self._config.max_recipients:
-            await self._reply(Reply(452, "4.5.3", "Too many recipients"), line)
-            return False
-        reply = await self._ask(
-            self._handler.on_rcpt(self._session, envelope, address), _LOCAL_ERROR
-        )
-        if reply.is_positive:
-            envelope.rcpt_tos.append(address)
-        await self._reply(reply, line)
-        return False
-
-    async def _data(self, arg: str) -> bool:
-        envelope = self._envelope
-        if arg:
-            await self._reply(Reply(501, "5.5.4", "Syntax: DATA"), "DATA")
-            return False
-        if envelope.mail_from is None:
-            await self._reply(_NEED_MAIL, "DATA")
-            return False
-        if not envelope.rcpt_tos:
-            await self._reply(Reply(554, "5.5.1", "No valid recipients"), "DATA")
-            return False
-        self.conn.write(Reply(354, "", "End data with <CR><LF>.<CR><LF>").encode())
-        self._reader.start_data()
-        event = await self._next_event(self._config.data_timeout_seconds)
-        if event is None:
-            return True
-        self._envelope = Envelope()
-        if isinstance(event, MessageRejected):
-            await self._reply(event.reply, "DATA")
-            return False
-        assert isinstance(event, MessageBody)
-        reply = await self._ask(
-            self._handler.on_data(self._session, envelope, event.body), _LOCAL_ERROR
-        )
-        logger.debug("session %s: DATA -> %d", self._session.id, reply.code)
-        await self._reply(reply, "DATA")
-        return False
-
-    async def _rset(self, arg: str) -> bool:
-        if arg:
-            await self._reply(Reply(501, "5.5.4", "Syntax: RSET"), "RSET")
-            return False
-        self._envelope = Envelope()
-        await self._reply(_OK, "RSET")
-        return False
-
-    async def _noop(self, arg: str) -> bool:
-        await self._reply(_OK, "NOOP")
-        return False
-
-    async def _quit(self, arg: str) -> bool:
-        await self._reply(Reply(221, "2.0.0", f"{self._config.hostname} closing connection"), "")
-        return True
-
-    async def _vrfy(self, arg: str) -> bool:
-        if not arg:
-            await self._reply(Reply(501, "5.5.4", "Syntax: VRFY address"), "VRFY")
-            return False
-        text = "Cannot VRFY user, but will accept message and attempt delivery"
-        await self._reply(Reply(252, "2.5.2", text), "VRFY")
-        return False
-
-    async def _help(self, arg: str) -> bool:
-        await self._reply(Reply(214, "2.0.0", "See RFC 5321"), "HELP")
-        return False
-
-
-def _utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CommandError(Reply(501, "5.5.2", "Credentials are not UTF-8")) from None
