@@ -46,7 +46,7 @@ SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
 HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
-CREDENTIAL_CACHE_SECONDS = 300.0
+CREDENTIAL_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,31 +59,37 @@ class Account:
 
 
 class CredentialCache:
-    """Recently verified credentials, so a reconnecting client skips scrypt.
+    """Recently verified credentials and their account, so a reconnecting client
+    skips scrypt and the store.
 
-    Holds a keyed digest of the password, never the password itself.
+    Holds a keyed digest of the password, never the password itself. Entries
+    live ``ttl_seconds``, which bounds how long a removed user or a changed
+    domain list goes unnoticed.
     """
 
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._key = secrets.token_bytes(32)
-        self._entries: dict[str, tuple[bytes, float]] = {}
+        self._entries: dict[str, tuple[bytes, Account, float]] = {}
 
     def _digest(self, username: str, password: str) -> bytes:
         data = f"{username}\0{password}".encode()
         return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
 
-    def hit(self, username: str, password: str, now: float) -> bool:
+    def hit(self, username: str, password: str, now: float) -> Account | None:
+        """The account of these credentials if they were verified recently."""
         entry = self._entries.get(username)
-        if entry is None or entry[1] < now:
-            return False
-        return secrets.compare_digest(entry[0], self._digest(username, password))
+        if entry is None or entry[2] < now:
+            return None
+        if not secrets.compare_digest(entry[0], self._digest(username, password)):
+            return None
+        return entry[1]
 
-    def remember(self, username: str, password: str, now: float) -> None:
+    def remember(self, username: str, password: str, account: Account, now: float) -> None:
         if len(self._entries) >= self._max:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[username] = (self._digest(username, password), now + self._ttl)
+        self._entries[username] = (self._digest(username, password), account, now + self._ttl)
 
 
 class SubmissionHandler:
@@ -133,18 +139,19 @@ class SubmissionHandler:
         return AUTH_OK
 
     async def _authenticate(self, username: str, password: str, now: float) -> Account | None:
+        cached = self._credentials.hit(username, password, now)
+        if cached is not None:
+            return cached
         user = await self._store.get_smtp_user(username)
-        if user is None:
+        if user is None or not await verify_password_async(password, user.password_hash):
             return None
-        if not self._credentials.hit(username, password, now):
-            if not await verify_password_async(password, user.password_hash):
-                return None
-            self._credentials.remember(username, password, now)
         tenant = await self._store.get_tenant_by_id(user.tenant_id)
         if tenant is None:
             return None
         domains = await self._store.list_domains(tenant.id)
-        return Account(tenant, username, frozenset(d.name.lower() for d in domains))
+        account = Account(tenant, username, frozenset(d.name.lower() for d in domains))
+        self._credentials.remember(username, password, account, now)
+        return account
 
     async def on_mail(self, session: Session, envelope: Envelope, address: str) -> Reply:
         account = _account(session)

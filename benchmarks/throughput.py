@@ -1,0 +1,410 @@
+"""End-to-end benchmark: submission → DKIM-signed delivery to a loopback sink.
+
+For each store backend it provisions a tenant with an RSA-2048 DKIM key,
+starts the engine (``--layout split``: one ``--role submission`` and one
+``--role delivery`` process on the same store, so both cores work;
+``--layout single``: one process with both roles), serves ``--domains``
+recipient domains from a DNS server on loopback (each domain its own MX
+host name, so each is its own site, all resolving to 127.0.0.2), and
+receives on Postfix's ``smtp-sink`` at 127.0.0.2 (the same C sink the peers'
+Postfix benchmark uses; ``--sink harness`` uses the Python test sink
+instead). ``benchmarks.smtp_load`` submits ``--messages`` single-recipient
+messages over ``--clients`` connections, one message per connection
+(smtp-source's default).
+
+Per run it prints accepted msgs/s (until the last 250), delivered msgs/s
+(N / time until the sink has the N-th message, like the peers' script) and
+p50/p99 of accept → delivery, from each message's Reception and Delivery
+records in the store. Medians of ``--runs`` runs go in a table.
+
+    python -m benchmarks.throughput [--messages N] [--clients C] [--sizes 2048,20480]
+        [--backends sqlite,postgres] [--domains 1000] [--runs 3] [--layout split|single]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import uvloop
+
+from benchmarks.accept import (
+    BenchError,
+    EngineProcess,
+    _toml_string,
+    database,
+    provision,
+    wait_quiet,
+)
+from benchmarks.smtp_load import LoadSpec, run_load
+from engine.store import open_store
+from tests.harness.dns_server import ThreadedDnsServer, Zones
+from tests.harness.smtp_sink import ThreadedSmtpSink
+
+SINK_HOST = "127.0.0.2"
+SENDER = "bench@bench.test"
+
+
+@dataclass(frozen=True)
+class Options:
+    messages: int
+    clients: int
+    sizes: tuple[int, ...]
+    backends: tuple[str, ...]
+    domains: int
+    runs: int
+    layout: str
+    sink: str
+    settle_seconds: float
+    keep: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    backend: str
+    size: int
+    run: int
+    accepted_per_second: float
+    delivered_per_second: float
+    p50_seconds: float
+    p99_seconds: float
+    delivered: int
+
+
+def recipient_domains(count: int) -> tuple[str, ...]:
+    return tuple(f"d{i}.rcpt.test" for i in range(count))
+
+
+def zones_for(domains: tuple[str, ...]) -> Zones:
+    zones = Zones(default_ttl=3600)
+    for domain in domains:
+        zones.add_mx(domain, [(10, f"mx.{domain}")])
+        zones.add_a(f"mx.{domain}", [SINK_HOST])
+    return zones
+
+
+def write_config(directory: Path, url: str, dns: tuple[str, int], sink_port: int) -> Path:
+    data = directory / "var"
+    path = directory / "penguin.toml"
+    path.write_text(
+        f"""\
+[engine]
+data_dir = {_toml_string(str(data))}
+hostname = "bench.localhost"
+node_id = "bench"
+
+[database]
+url = {_toml_string(url)}
+
+[dns]
+nameservers = ["{dns[0]}:{dns[1]}"]
+
+[delivery]
+port = {sink_port}
+idle_poll_seconds = 0.05
+
+[sources.default]
+address = "127.0.0.1"
+ehlo_hostname = "bench.localhost"
+
+[submission]
+listen = ["127.0.0.1:0"]
+allow_plaintext_auth_on_loopback = true
+max_sessions = 2000
+max_commands = 10000000
+
+[admin]
+listen = "127.0.0.1:0"
+
+[records]
+json_log = ""
+
+[logging]
+level = "WARNING"
+"""
+    )
+    return path
+
+
+class Sink:
+    """Where delivered mail lands: Postfix's smtp-sink, or the Python harness sink."""
+
+    def __init__(self, kind: str) -> None:
+        self._harness: ThreadedSmtpSink | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        if kind == "harness":
+            self._harness = ThreadedSmtpSink(SINK_HOST, 0)
+            self._harness.start()
+            self.port = self._harness.address[1]
+        else:
+            self.port = _free_port(SINK_HOST)
+
+    def arm(self, expect: int) -> None:
+        """Ready to count ``expect`` new messages."""
+        if self._harness is not None:
+            self._harness.inbox.clear()
+            return
+        self._process = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-M", str(expect), f"{SINK_HOST}:{self.port}", "1024"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_listening(SINK_HOST, self.port)
+
+    def wait(self, expect: int, timeout: float) -> float:
+        """Block until the sink has ``expect`` messages; the time it happened."""
+        if self._harness is not None:
+            self._harness.wait_for_count(expect, timeout)
+        else:
+            assert self._process is not None
+            self._process.wait(timeout)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        if self._harness is not None:
+            self._harness.stop()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"sink not listening on {host}:{port}")
+
+
+async def _latencies(url: str, since_seq: int) -> list[float]:
+    """Accept → delivery seconds of every message delivered after ``since_seq``."""
+    store = open_store(url)
+    try:
+        received: dict[str, float] = {}
+        delivered: dict[str, float] = {}
+        seq = since_seq
+        while page := await store.records_after(seq, 5000):
+            seq = page[-1][0]
+            for _, record in page:
+                stamp = datetime.fromisoformat(record["timestamp"]).timestamp()
+                if record["type"] == "Reception":
+                    received[record["id"]] = stamp
+                elif record["type"] == "Delivery":
+                    delivered[record["id"]] = stamp
+        return sorted(delivered[i] - received[i] for i in delivered if i in received)
+    finally:
+        await store.close()
+
+
+async def _last_seq(url: str) -> int:
+    store = open_store(url)
+    try:
+        return await store.last_record_seq()
+    finally:
+        await store.close()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(fraction * len(values)))]
+
+
+@contextmanager
+def engines(config: Path, directory: Path, layout: str) -> Iterator[tuple[str, int]]:
+    """The engine processes of ``layout``; yields the submission address."""
+    roles = ("submission", "delivery") if layout == "split" else ("all",)
+    started: list[EngineProcess] = []
+    try:
+        address: tuple[str, int] | None = None
+        for role in roles:
+            workdir = directory / role
+            workdir.mkdir(exist_ok=True)
+            engine = EngineProcess(config, workdir, role=role)
+            started.append(engine)
+            found = engine.start()
+            address = address or found
+        assert address is not None
+        yield address
+    finally:
+        for engine in started:
+            engine.stop()
+
+
+def one_run(
+    options: Options,
+    url: str,
+    address: tuple[str, int],
+    credentials: tuple[str, str],
+    sink: Sink,
+    size: int,
+    run: int,
+    backend: str,
+) -> Run:
+    domains = recipient_domains(options.domains)
+    wait_quiet(options.settle_seconds)
+    seq = asyncio.run(_last_seq(url))
+    sink.arm(options.messages)
+    spec = LoadSpec(
+        address[0],
+        address[1],
+        credentials[0],
+        credentials[1],
+        options.messages,
+        clients=options.clients,
+        size=size,
+        mode="conn",
+        sender=SENDER,
+        recipient_domains=domains,
+    )
+    started = time.perf_counter()
+    result = uvloop.run(run_load(spec))
+    if result.failed:
+        raise BenchError(f"{result.failed} submissions failed: {dict(result.errors)}")
+    finished = sink.wait(options.messages, timeout=1800)
+    latencies = asyncio.run(_latencies(url, seq))
+    deadline = time.monotonic() + 30
+    while len(latencies) < options.messages and time.monotonic() < deadline:
+        time.sleep(0.5)
+        latencies = asyncio.run(_latencies(url, seq))
+    row = Run(
+        backend=backend,
+        size=size,
+        run=run,
+        accepted_per_second=result.rate,
+        delivered_per_second=options.messages / (finished - started),
+        p50_seconds=_percentile(latencies, 0.5),
+        p99_seconds=_percentile(latencies, 0.99),
+        delivered=len(latencies),
+    )
+    print(
+        f"{backend} {size} B run {run}: accepted {row.accepted_per_second:.0f}/s, delivered "
+        f"{row.delivered_per_second:.0f}/s end to end, p50 {row.p50_seconds:.3f} s, "
+        f"p99 {row.p99_seconds:.3f} s ({row.delivered} Delivery records)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return row
+
+
+def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Sink) -> list[Run]:
+    directory = Path(tempfile.mkdtemp(prefix=f"penguin-throughput-{backend}-"))
+    rows: list[Run] = []
+    try:
+        with database(backend, directory) as url:
+            config = write_config(directory, url, dns, sink.port)
+            credentials = provision(config)
+            with engines(config, directory, options.layout) as address:
+                for run in range(1, options.runs + 1):
+                    for size in options.sizes:
+                        rows.append(
+                            one_run(options, url, address, credentials, sink, size, run, backend)
+                        )
+    finally:
+        if not options.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[Run], options: Options) -> str:
+    groups: dict[tuple[str, int], list[Run]] = {}
+    for row in rows:
+        groups.setdefault((row.backend, row.size), []).append(row)
+    lines = [
+        "| backend | size | layout | domains | runs | accepted msgs/s | delivered msgs/s "
+        "| p50 accept→delivery | p99 accept→delivery |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (backend, size), group in groups.items():
+        lines.append(
+            f"| {backend} | {size} | {options.layout} | {options.domains} | {len(group)} "
+            f"| {statistics.median(r.accepted_per_second for r in group):.0f} "
+            f"| **{statistics.median(r.delivered_per_second for r in group):.0f}** "
+            f"| {statistics.median(r.p50_seconds for r in group):.3f} s "
+            f"| {statistics.median(r.p99_seconds for r in group):.3f} s |"
+        )
+    return "\n".join(lines)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_options(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description="end-to-end delivered msgs/s with DKIM and durability on",
+    )
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--sizes", default="2048,20480")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layout", choices=("split", "single"), default="split")
+    parser.add_argument(
+        "--sink",
+        choices=("smtp-sink", "harness"),
+        default="smtp-sink" if shutil.which("smtp-sink") else "harness",
+    )
+    parser.add_argument("--settle", type=float, default=120.0)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    return Options(
+        messages=args.messages,
+        clients=args.clients,
+        sizes=tuple(int(s) for s in _csv(args.sizes)),
+        backends=_csv(args.backends),
+        domains=args.domains,
+        runs=args.runs,
+        layout=args.layout,
+        sink=args.sink,
+        settle_seconds=args.settle,
+        keep=args.keep,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    rows: list[Run] = []
+    sink = Sink(options.sink)
+    try:
+        with ThreadedDnsServer(zones_for(recipient_domains(options.domains))) as dns:
+            for backend in options.backends:
+                rows += bench_backend(backend, options, dns.address, sink)
+    except BenchError as exc:
+        print(f"throughput: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+        if rows:
+            print(table(rows, options))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
