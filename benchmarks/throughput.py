@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import shutil
 import statistics
 import subprocess
@@ -159,6 +160,7 @@ class Sink:
             ["smtp-sink", "-u", "nobody", "-M", str(expect), f"{SINK_HOST}:{self.port}", "1024"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_many_open_files,
         )
         _wait_listening(SINK_HOST, self.port)
 
@@ -177,6 +179,11 @@ class Sink:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+
+
+def _many_open_files() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _free_port(host: str) -> int:

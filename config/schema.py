@@ -138,7 +138,10 @@ class DeliverySettings:
         10, "Connections open at once per lane (source x site).", min=1, max=1000
     )
     idle_timeout_seconds: float = setting(
-        60.0, "An idle connection kept for reuse is closed after this long.", min=0, max=3600
+        5.0,
+        "An idle connection kept for reuse is closed after this long (Postfix keeps 2 s).",
+        min=0,
+        max=3600,
     )
     tls: str = setting(
         "opportunistic",

@@ -50,6 +50,7 @@ Settled = tuple[Settlement, Record]
 
 
 QUEUE_GAUGE_SECONDS = 5.0
+HOUSEKEEPING_SECONDS = 1.0
 
 
 class DeliveryService:
@@ -98,7 +99,7 @@ class DeliveryService:
         settler = asyncio.create_task(self._settler.run(), name="settle")
         try:
             async with asyncio.TaskGroup() as attempts:
-                attempts.create_task(self._gauge_queue(), name="queue-gauge")
+                attempts.create_task(self._housekeeping(), name="housekeeping")
                 await self._claim_loop(attempts)
         finally:
             self._settler.close()
@@ -243,15 +244,23 @@ class DeliveryService:
     def _written(self, batch: list[Settled]) -> None:
         self._record_log.write([r for _, r in batch])
 
-    async def _gauge_queue(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Every second: close idle connections; every few seconds: the queue gauge."""
+        next_gauge = 0.0
         while not self._stopping.is_set():
             try:
-                counts: dict[str, int] = {}
-                for row in await self._store.queue_summary():
-                    counts[row.state.value] = counts.get(row.state.value, 0) + row.count
-                for state in MessageState:
-                    metrics.QUEUE_DEPTH.labels(state.value).set(counts.get(state.value, 0))
+                await self._deliverer.sweep()
+                if time.monotonic() >= next_gauge:
+                    next_gauge = time.monotonic() + QUEUE_GAUGE_SECONDS
+                    await self._gauge_queue()
             except Exception:
-                log.exception("cannot read queue depth")
+                log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), QUEUE_GAUGE_SECONDS)
+                await asyncio.wait_for(self._stopping.wait(), HOUSEKEEPING_SECONDS)
+
+    async def _gauge_queue(self) -> None:
+        counts: dict[str, int] = {}
+        for row in await self._store.queue_summary():
+            counts[row.state.value] = counts.get(row.state.value, 0) + row.count
+        for state in MessageState:
+            metrics.QUEUE_DEPTH.labels(state.value).set(counts.get(state.value, 0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 import uvloop
@@ -22,7 +23,17 @@ log = logging.getLogger(__name__)
 def run(settings: Settings, role: Role = Role.ALL, config_file: str = "<config>") -> int:
     """Run until SIGTERM/SIGINT; the process exit status."""
     configure_logging(settings.logging.level)
+    raise_open_file_limit()
     return uvloop.run(_serve(Engine(settings, role, config_file)))
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit: an MTA holds many sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("open file limit raised from %d to %d", soft, target)
 
 
 async def _serve(engine: Engine) -> int:

@@ -49,6 +49,10 @@ class Deliverer(Protocol):
         """Try to deliver once; the report says how it went."""
         ...
 
+    async def sweep(self) -> None:
+        """Close idle connections that have outlived their idle timeout."""
+        ...
+
     async def close(self) -> None:
         """Close idle connections and stop background work."""
         ...
