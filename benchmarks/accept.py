@@ -3,7 +3,8 @@
 For each store backend (SQLite; PostgreSQL in a fresh database that is
 dropped afterwards) it makes a temporary directory and config, provisions a
 tenant, a sending domain and SMTP credentials through ``engine.cli``, starts
-``engine.cli run`` as a subprocess and waits for ``engine ready``. Then
+``engine.cli run --role submission`` as a subprocess (so nothing is delivered
+while it accepts) and waits for ``engine ready``. Then
 ``benchmarks.smtp_load`` (in this process, so apart from the engine) submits
 ``--messages`` messages over ``--clients`` connections for every size and mode,
 ``--runs`` times, interleaved (run 1 of every case, then run 2, ...) so slow

@@ -4,8 +4,9 @@ For each store backend it provisions a tenant with an RSA-2048 DKIM key,
 starts the engine (``--layout split``: one ``--role submission`` and one
 ``--role delivery`` process on the same store, so both cores work;
 ``--layout single``: one process with both roles), serves ``--domains``
-recipient domains from a DNS server on loopback (each domain its own MX
-host name, so each is its own site, all resolving to 127.0.0.2), and
+recipient domains from a DNS server on loopback (``--sites shared``: all on
+one MX host, so one site, as a provider hosts many domains; ``per-domain``:
+each its own MX host and site), all resolving to 127.0.0.2, and
 receives on Postfix's ``smtp-sink`` at 127.0.0.2 (the same C sink the peers'
 Postfix benchmark uses; ``--sink harness`` uses the Python test sink
 instead). ``benchmarks.smtp_load`` submits ``--messages`` single-recipient
@@ -67,6 +68,7 @@ class Options:
     runs: int
     layout: str
     sink: str
+    sites: str
     settle_seconds: float
     keep: bool
 
@@ -87,11 +89,14 @@ def recipient_domains(count: int) -> tuple[str, ...]:
     return tuple(f"d{i}.rcpt.test" for i in range(count))
 
 
-def zones_for(domains: tuple[str, ...]) -> Zones:
+def zones_for(domains: tuple[str, ...], shared_mx: bool) -> Zones:
+    """Each domain's MX: one shared host (one site, as a provider hosts many
+    domains) or a host of its own (a site per domain)."""
     zones = Zones(default_ttl=3600)
     for domain in domains:
-        zones.add_mx(domain, [(10, f"mx.{domain}")])
-        zones.add_a(f"mx.{domain}", [SINK_HOST])
+        host = "mx.rcpt.test" if shared_mx else f"mx.{domain}"
+        zones.add_mx(domain, [(10, host)])
+        zones.add_a(host, [SINK_HOST])
     return zones
 
 
@@ -378,6 +383,12 @@ def parse_options(argv: list[str] | None) -> Options:
         choices=("smtp-sink", "harness"),
         default="smtp-sink" if shutil.which("smtp-sink") else "harness",
     )
+    parser.add_argument(
+        "--sites",
+        choices=("shared", "per-domain"),
+        default="shared",
+        help="all domains on one MX host set (one site), or each domain its own MX host",
+    )
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
@@ -390,6 +401,7 @@ def parse_options(argv: list[str] | None) -> Options:
         runs=args.runs,
         layout=args.layout,
         sink=args.sink,
+        sites=args.sites,
         settle_seconds=args.settle,
         keep=args.keep,
     )
@@ -400,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Run] = []
     sink = Sink(options.sink)
     try:
-        with ThreadedDnsServer(zones_for(recipient_domains(options.domains))) as dns:
+        with ThreadedDnsServer(
+            zones_for(recipient_domains(options.domains), options.sites == "shared")
+        ) as dns:
             for backend in options.backends:
                 rows += bench_backend(backend, options, dns.address, sink)
     except BenchError as exc:
