@@ -11,7 +11,7 @@ Migrations are numbered, forward-only SQL files under ``migrations/<backend>/``.
 
 Invariants: ``accept`` is one transaction and durable when it returns;
 a message is claimable when it is ``queued`` and due, or ``leased`` with an
-expired lease; ``release`` and ``finish`` only succeed for the lease owner.
+expired lease; a settlement only applies for the lease owner.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engine.model import (
-    MessageState,
     QueueCount,
     QueuedMessage,
     SendingDomain,
@@ -108,18 +107,6 @@ class Store(Protocol):
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
         """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
-        ...
-
-    async def release(
-        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
-    ) -> bool:
-        """Return a leased message to the queue, due at ``due_at``."""
-        ...
-
-    async def finish(
-        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
-    ) -> bool:
-        """Move a leased message to a final state (delivered, bounced, ...)."""
         ...
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:

@@ -57,7 +57,7 @@ TENANT_ROLE = "penguin_tenant"
 
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
-    " due_at = coalesce(s.due_at, m.due_at), last_error = s.error,"
+    " due_at = s.due_at, last_error = s.error,"
     " lease_owner = NULL, lease_expires = NULL"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
     "  $5::double precision[], $6::text[]) AS s(id, owner, state, attempts, due_at, error)"
@@ -323,20 +323,6 @@ class PostgresStore:
             limit,
         )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
-
-    async def release(
-        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
-    ) -> bool:
-        """Return a leased message to the queue, due at ``due_at``."""
-        row = (message_id, owner, MessageState.QUEUED.value, attempts, due_at, error)
-        return await self._settle([row], []) == 1
-
-    async def finish(
-        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
-    ) -> bool:
-        """Move a leased message to a final state (delivered, bounced, ...)."""
-        row = (message_id, owner, state.value, attempts, None, error)  # due_at unchanged
-        return await self._settle([row], []) == 1
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction; return how many applied."""

@@ -35,8 +35,8 @@ DOMAIN_COLUMNS = (
 )
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
-SettledRow = tuple[str, str, str, int, float | None, str | None]
-"""One settled message: (id, owner, state, attempts, due_at, error); due_at None keeps it."""
+SettledRow = tuple[str, str, str, int, float, str | None]
+"""One settled message: (id, owner, state, attempts, due_at, error)."""
 
 
 def message_row(m: QueuedMessage) -> tuple[object, ...]:

@@ -54,7 +54,7 @@ BUSY_TIMEOUT_SECONDS = 30.0
 _CHUNK = 500  # bound on "?" parameters in one IN (...) list
 
 _SETTLE_SQL = (
-    "UPDATE messages SET state = ?3, attempts = ?4, due_at = coalesce(?5, due_at),"
+    "UPDATE messages SET state = ?3, attempts = ?4, due_at = ?5,"
     " last_error = ?6, lease_owner = NULL, lease_expires = NULL"
     " WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2"
 )
@@ -301,20 +301,6 @@ class SqliteStore:
             return sorted(claimed, key=lambda m: (m.due_at, m.id))
 
         return await self._write(update)
-
-    async def release(
-        self, message_id: str, owner: str, due_at: float, attempts: int, error: str | None
-    ) -> bool:
-        """Return a leased message to the queue, due at ``due_at``."""
-        row = (message_id, owner, MessageState.QUEUED.value, attempts, due_at, error)
-        return await self._settle([row], []) == 1
-
-    async def finish(
-        self, message_id: str, owner: str, state: MessageState, attempts: int, error: str | None
-    ) -> bool:
-        """Move a leased message to a final state (delivered, bounced, ...)."""
-        row = (message_id, owner, state.value, attempts, None, error)  # due_at unchanged
-        return await self._settle([row], []) == 1
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction; return how many applied."""

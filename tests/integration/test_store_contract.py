@@ -259,6 +259,20 @@ async def test_claim_respects_due_time_order_and_limit(store: Store) -> None:
     assert [m.id for m in await store.claim("w1", T0 + 40, 60.0, 10)] == [msgs[3].id]
 
 
+async def settle_one(
+    store: Store,
+    message_id: str,
+    owner: str,
+    state: MessageState,
+    attempts: int,
+    due_at: float,
+    error: str | None,
+) -> bool:
+    """One settlement, no records; whether it applied."""
+    settlement = Settlement(message_id, owner, state, attempts, due_at, error)
+    return await store.settle([settlement], []) == 1
+
+
 async def test_expired_lease_returns_message_to_queue(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     [m] = await enqueue(store, acme.id, [T0])
@@ -269,18 +283,18 @@ async def test_expired_lease_returns_message_to_queue(store: Store) -> None:
 
     [again] = await store.claim("w2", T0 + 160, 60.0, 10)
     assert (again.id, again.lease_owner, again.lease_expires) == (m.id, "w2", T0 + 220)
-    assert not await store.release(m.id, "w1", T0 + 500, 1, "late")
-    assert await store.release(m.id, "w2", T0 + 500, 1, "421 try later")
+    assert not await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 500, "late")
+    assert await settle_one(store, m.id, "w2", MessageState.QUEUED, 1, T0 + 500, "421 try later")
 
 
-async def test_release_and_finish_only_for_the_owner(store: Store) -> None:
+async def test_settlements_apply_only_for_the_lease_owner(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     [m] = await enqueue(store, acme.id, [T0])
     await store.claim("w1", T0, 60.0, 1)
 
-    assert not await store.release(m.id, "w2", T0 + 300, 1, "x")
-    assert not await store.finish(m.id, "w2", MessageState.DELIVERED, 1, None)
-    assert await store.release(m.id, "w1", T0 + 300, 1, "421 busy")
+    assert not await settle_one(store, m.id, "w2", MessageState.QUEUED, 1, T0 + 300, "x")
+    assert not await settle_one(store, m.id, "w2", MessageState.DELIVERED, 1, T0, None)
+    assert await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 300, "421 busy")
     released = await store.get_message(m.id)
     assert released is not None
     assert (released.state, released.due_at, released.attempts) == (
@@ -293,11 +307,11 @@ async def test_release_and_finish_only_for_the_owner(store: Store) -> None:
         None,
         "421 busy",
     )
-    assert not await store.release(m.id, "w1", T0 + 300, 1, None)
+    assert not await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 300, None)
     assert await store.claim("w1", T0 + 299, 60.0, 1) == []
 
     await store.claim("w1", T0 + 300, 60.0, 1)
-    assert await store.finish(m.id, "w1", MessageState.DELIVERED, 2, None)
+    assert await settle_one(store, m.id, "w1", MessageState.DELIVERED, 2, T0, None)
     finished = await store.get_message(m.id)
     assert finished is not None
     assert (finished.state, finished.attempts, finished.lease_owner) == (
@@ -305,7 +319,7 @@ async def test_release_and_finish_only_for_the_owner(store: Store) -> None:
         2,
         None,
     )
-    assert not await store.finish(m.id, "w1", MessageState.BOUNCED, 3, None)
+    assert not await settle_one(store, m.id, "w1", MessageState.BOUNCED, 3, T0, None)
     assert await store.claim("w1", T0 + 10_000, 60.0, 10) == []
 
 
@@ -317,9 +331,9 @@ async def test_queue_summary(store: Store) -> None:
     claimed = await store.claim("w1", T0, 60.0, 5)
     for m in claimed:
         if m.queue == queue_b:
-            await store.finish(m.id, "w1", MessageState.BOUNCED, 1, "550 no such user")
+            await settle_one(store, m.id, "w1", MessageState.BOUNCED, 1, T0, "550 no such user")
         elif m.id == "s-2":
-            await store.release(m.id, "w1", T0 + 60, 1, None)
+            await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 60, None)
 
     assert await store.queue_summary() == [
         QueueCount(queue_a, MessageState.LEASED, 2, T0, None),
@@ -412,11 +426,11 @@ async def test_settle_of_nothing_still_stores_records(store: Store) -> None:
     assert await store.list_records("gone") == [note.to_json()]
 
 
-async def test_finish_keeps_the_due_time(store: Store) -> None:
+async def test_a_final_settlement_clears_the_lease(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     [m] = await enqueue(store, acme.id, [T0 + 7])
     await store.claim("w1", T0 + 7, 60.0, 1)
-    assert await store.finish(m.id, "w1", MessageState.EXPIRED, 4, "too old")
+    assert await settle_one(store, m.id, "w1", MessageState.EXPIRED, 4, T0 + 7, "too old")
     assert await store.get_message(m.id) == replace(
         m, state=MessageState.EXPIRED, attempts=4, last_error="too old"
     )
