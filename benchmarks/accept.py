@@ -51,6 +51,7 @@ from typing import Any, cast
 import uvloop
 
 from benchmarks.smtp_load import MODES, LoadResult, LoadSpec, Mode, run_load
+from tests.harness.processes import child_pids
 
 BACKENDS = ("sqlite", "postgres")
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -81,6 +82,7 @@ class Options:
     max_foreign_seconds: float
     attempts: int
     keep: bool
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def write_config(directory: Path, database_url: str, options: Options) -> Path:
 data_dir = {_toml_string(str(data))}
 hostname = "bench.localhost"
 node_id = "bench"
+processes = {options.processes}
 
 [database]
 url = {_toml_string(database_url)}
@@ -190,6 +193,10 @@ class EngineProcess:
         assert self._process is not None
         return self._process.pid
 
+    def pids(self) -> set[int]:
+        """The engine process and its workers (``engine.processes``)."""
+        return {self.pid, *child_pids(self.pid)}
+
     def start(self, timeout: float = 120.0) -> tuple[str, int] | None:
         """Start and wait for ``engine ready``; the submission address, if it has one."""
         with self._stdout.open("wb") as out, self._stderr.open("wb") as err:
@@ -228,9 +235,15 @@ class EngineProcess:
         return text[-2000:]
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU of the engine process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User plus system CPU of the engine process and its workers so far."""
+        jiffies = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            jiffies += int(fields[11]) + int(fields[12])
+        return jiffies / CLOCK_TICKS
 
     def stop(self, timeout: float = 60.0) -> None:
         process = self._process
@@ -307,7 +320,7 @@ def measure(
     A run is disturbed when other processes used more than ``max_foreign_seconds``
     of CPU meanwhile.
     """
-    ours, skip_postgres = {os.getpid(), engine.pid}, backend == "postgres"
+    ours, skip_postgres = {os.getpid(), *engine.pids()}, backend == "postgres"
     before = stored_messages(config)
     foreign0 = foreign_cpu_seconds(ours, skip_postgres)
     engine0, own0, machine0 = engine.cpu_seconds(), _own_cpu_seconds(), _machine_jiffies()
@@ -473,6 +486,9 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--attempts", type=int, default=4, help="tries per disturbed run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="engine processes (engine.processes; 0 = per CPU)"
+    )
     args = parser.parse_args(argv)
     backends, modes = _csv(args.backends), _csv(args.modes)
     for name, chosen, allowed in (("backend", backends, BACKENDS), ("mode", modes, MODES)):
@@ -492,6 +508,7 @@ def parse_options(argv: list[str] | None) -> Options:
         max_foreign_seconds=args.max_foreign,
         attempts=max(1, args.attempts),
         keep=args.keep,
+        processes=args.processes,
     )
 
 

@@ -72,6 +72,7 @@ class Options:
     sites: str
     settle_seconds: float
     keep: bool
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ def zones_for(domains: tuple[str, ...], shared_mx: bool) -> Zones:
     return zones
 
 
-def write_config(directory: Path, url: str, dns: tuple[str, int], sink_port: int) -> Path:
+def write_config(
+    directory: Path, url: str, dns: tuple[str, int], sink_port: int, processes: int
+) -> Path:
     data = directory / "var"
     path = directory / "penguin.toml"
     path.write_text(
@@ -110,6 +113,7 @@ def write_config(directory: Path, url: str, dns: tuple[str, int], sink_port: int
 data_dir = {_toml_string(str(data))}
 hostname = "bench.localhost"
 node_id = "bench"
+processes = {processes}
 
 [database]
 url = {_toml_string(url)}
@@ -329,7 +333,7 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
     rows: list[Run] = []
     try:
         with database(backend, directory) as url:
-            config = write_config(directory, url, dns, sink.port)
+            config = write_config(directory, url, dns, sink.port, options.processes)
             credentials = provision(config)
             with engines(config, directory, options.layout) as address:
                 for run in range(1, options.runs + 1):
@@ -388,6 +392,9 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="processes per engine role (engine.processes)"
+    )
     args = parser.parse_args(argv)
     return Options(
         messages=args.messages,
@@ -401,6 +408,7 @@ def parse_options(argv: list[str] | None) -> Options:
         sites=args.sites,
         settle_seconds=args.settle,
         keep=args.keep,
+        processes=args.processes,
     )
 
 

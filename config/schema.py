@@ -52,6 +52,14 @@ class EngineSettings:
     shutdown_grace_seconds: float = setting(
         10.0, "On SIGTERM, how long in-flight sessions may finish before being cut.", min=0, max=600
     )
+    processes: int = setting(
+        1,
+        "Engine processes `penguin run` starts; they share the listeners and the store, "
+        "and each runs this role's services. 0 means one per CPU. Per-process limits "
+        "(submission.max_sessions, delivery connection limits) apply in each process.",
+        min=0,
+        max=256,
+    )
 
 
 @dataclass(frozen=True)

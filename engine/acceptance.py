@@ -1,9 +1,10 @@
 """Turn one accepted transaction into a submission: pure acceptance logic.
 
-In: the tenant, the envelope, the raw message (CRLF line ends), the set of
-suppressed recipients, ``now`` and a submission id. Out: a ``Submission``
-(body stored once, one ``QueuedMessage`` per recipient) and its records
-(Reception for each recipient, Suppressed for suppressed ones).
+In: the tenant, the envelope, the raw message (CRLF line ends), ``now`` and
+a submission id. Out: a ``Submission`` (body stored once, one
+``QueuedMessage`` per recipient) and its Reception records. ``suppress``
+then takes the tenant's suppressed recipients out of the queue with a
+Suppressed record each (the spool looks them up once per group commit).
 
 The body gets what Postfix's cleanup adds: a ``Received`` trace header
 (RFC 5321 §4.4), and ``Message-ID`` and ``Date`` when missing (RFC 5322
@@ -16,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate, getaddresses
 
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
@@ -160,12 +161,11 @@ def plan_submission(
     recipients: Sequence[str],
     raw: bytes,
     fields: Sequence[HeaderField],
-    suppressed: set[str],
     submission_id: str,
     now: float,
     reception: Reception,
 ) -> tuple[Submission, list[Record]]:
-    """The submission to store and its records; suppressed recipients are not queued."""
+    """The submission to store, every recipient queued, and their Reception records."""
     campaign = campaign_name(header_value(fields, "x-campaign"))
     body = build_body(raw, fields, submission_id, now, reception)
     headers = {n: v for n in TRACE_HEADERS if (v := header_value(fields, n)) is not None}
@@ -175,7 +175,6 @@ def plan_submission(
     for index, recipient in enumerate(recipients, start=1):
         domain = domain_of(recipient)
         queue = queue_name(campaign, tenant.name, domain)
-        is_suppressed = recipient.lower() in suppressed
         message = QueuedMessage(
             id=f"{submission_id}-{index}",
             submission_id=submission_id,
@@ -185,36 +184,32 @@ def plan_submission(
             sender=sender,
             recipient=recipient,
             domain=domain,
-            state=MessageState.SUPPRESSED if is_suppressed else MessageState.QUEUED,
+            state=MessageState.QUEUED,
             due_at=now,
             created_at=now,
         )
         messages.append(message)
-        record_types = [RecordType.RECEPTION]
-        if is_suppressed:
-            record_types.append(RecordType.SUPPRESSED)
-        for record_type in record_types:
-            records.append(
-                Record(
-                    type=record_type,
-                    timestamp=now,
-                    tenant_id=tenant.id,
-                    id=message.id,
-                    sender=sender,
-                    recipient=recipient,
-                    queue=queue,
-                    size=len(body),
-                    created=now,
-                    peer_address=(reception.ehlo_name, reception.peer_host),
-                    meta=meta,
-                    headers=headers,
-                    reception_protocol=reception.protocol,
-                    nodeid=reception.nodeid,
-                    tls_cipher=reception.tls_cipher,
-                    tls_protocol_version=reception.tls_version,
-                    session_id=reception.session_id,
-                )
+        records.append(
+            Record(
+                type=RecordType.RECEPTION,
+                timestamp=now,
+                tenant_id=tenant.id,
+                id=message.id,
+                sender=sender,
+                recipient=recipient,
+                queue=queue,
+                size=len(body),
+                created=now,
+                peer_address=(reception.ehlo_name, reception.peer_host),
+                meta=meta,
+                headers=headers,
+                reception_protocol=reception.protocol,
+                nodeid=reception.nodeid,
+                tls_cipher=reception.tls_cipher,
+                tls_protocol_version=reception.tls_version,
+                session_id=reception.session_id,
             )
+        )
     submission = Submission(
         id=submission_id,
         tenant_id=tenant.id,
@@ -223,3 +218,22 @@ def plan_submission(
         created_at=now,
     )
     return submission, records
+
+
+def suppress(
+    submission: Submission, records: Sequence[Record], suppressed: set[str]
+) -> tuple[Submission, list[Record]]:
+    """The submission with its ``suppressed`` recipients (lower-cased) not queued, and
+    a Suppressed record after each one's Reception."""
+    hit = {m.id for m in submission.messages if m.recipient.lower() in suppressed}
+    if not hit:
+        return submission, list(records)
+    messages = tuple(
+        replace(m, state=MessageState.SUPPRESSED) if m.id in hit else m for m in submission.messages
+    )
+    out: list[Record] = []
+    for record in records:
+        out.append(record)
+        if record.type is RecordType.RECEPTION and record.id in hit:
+            out.append(replace(record, type=RecordType.SUPPRESSED))
+    return replace(submission, messages=messages), out

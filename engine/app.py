@@ -45,11 +45,21 @@ from smtp_out.session import ClientSettings, TlsMode
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 1024
+
 
 class Role(enum.StrEnum):
     ALL = "all"
     SUBMISSION = "submission"
     DELIVERY = "delivery"
+
+    @property
+    def submits(self) -> bool:
+        return self is not Role.DELIVERY
+
+    @property
+    def delivers(self) -> bool:
+        return self is not Role.SUBMISSION
 
 
 def node_id(settings: Settings) -> str:
@@ -85,6 +95,57 @@ def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
         raise ConfigError(config_file, "delivery.bounce_rules_file", str(exc)) from exc
 
 
+def tls_files(settings: Settings) -> tuple[Path, Path]:
+    """The submission certificate and key; a self-signed pair is made when none is set."""
+    sub = settings.submission
+    if sub.tls_cert:
+        return Path(sub.tls_cert), Path(sub.tls_key)
+    tls_dir = Path(settings.engine.data_dir) / "tls"
+    cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+    ensure_self_signed(cert, key, settings.engine.hostname)
+    return cert, key
+
+
+def bind_listeners(listen: list[str]) -> list[socket.socket]:
+    """Bound, listening, non-blocking TCP sockets for ``host:port`` entries."""
+    sockets: list[socket.socket] = []
+    try:
+        for text in listen:
+            host, port = parse_host_port(text)
+            for family, kind, proto, _, address in socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+                sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def prepare(settings: Settings, role: Role) -> None:
+    """What a first start creates: the data directory, the secret, the schema and, for
+    submission, the certificate. Done once before several engine processes start."""
+    Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
+    load_or_create_secret(secret_path(settings.engine))
+    store = open_store(settings.database.url)
+    try:
+        applied = await store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+    finally:
+        await store.close()
+    if role.submits:
+        tls_files(settings)
+
+
 @dataclass
 class Engine:
     """All services of one engine process."""
@@ -93,6 +154,9 @@ class Engine:
     role: Role = Role.ALL
     config_file: str = "<config>"
     clock: Clock = field(default_factory=SystemClock)
+    submission_sockets: list[socket.socket] | None = None
+    """Listening sockets bound by a parent process; None binds ``submission.listen``."""
+    serve_admin: bool = True
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     _store: Store | None = None
     _record_log: RecordLog | None = None
@@ -114,11 +178,12 @@ class Engine:
         if applied:
             log.info("applied migrations %s", applied)
         self._record_log = RecordLog(settings.records.json_log)
-        if self.role in (Role.ALL, Role.DELIVERY):
+        if self.role.delivers:
             self._start_delivery(Sealer(secret), classifier)
-        if self.role in (Role.ALL, Role.SUBMISSION):
+        if self.role.submits:
             await self._start_submission()
-            await self._start_admin()
+            if self.serve_admin:
+                await self._start_admin()
         return self.addresses
 
     def _start_delivery(self, sealer: Sealer, classifier: BounceClassifier) -> None:
@@ -159,11 +224,7 @@ class Engine:
         if self._delivery is not None:
             self._spool.on_accepted.append(self._delivery.wake)
         self._tasks.append(asyncio.create_task(self._spool.run(), name="spool"))
-        cert, key = sub.tls_cert, sub.tls_key
-        if not cert:
-            data_dir = Path(settings.engine.data_dir)
-            cert, key = str(data_dir / "tls" / "cert.pem"), str(data_dir / "tls" / "key.pem")
-            ensure_self_signed(Path(cert), Path(key), settings.engine.hostname)
+        cert, key = tls_files(settings)
         handler = SubmissionHandler(
             store=self._store,
             spool=self._spool,
@@ -183,17 +244,19 @@ class Engine:
             max_commands=sub.max_commands,
             idle_timeout_seconds=sub.idle_timeout_seconds,
             data_timeout_seconds=sub.data_timeout_seconds,
-            tls_context=server_context(Path(cert), Path(key)),
+            tls_context=server_context(cert, key),
             require_tls_for_auth=True,
             allow_plaintext_auth_on_loopback=sub.allow_plaintext_auth_on_loopback,
             auth_enabled=True,
             max_sessions=sub.max_sessions,
         )
+        sockets = self.submission_sockets
+        if sockets is None:
+            sockets = bind_listeners(sub.listen)
         bound = []
-        for text in sub.listen:
-            host, port = parse_host_port(text)
+        for sock in sockets:
             server = SmtpServer(config, handler)
-            bound.append(await server.start(host, port))
+            bound.append(await server.start(sock=sock))
             self._servers.append(server)
         self.addresses["submission"] = bound
 

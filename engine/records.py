@@ -89,6 +89,8 @@ class Record:
     tls_peer_subject_name: str | None = None
     session_id: str | None = None
     feedback_report: dict[str, Any] | None = None
+    _json_line: str | None = field(default=None, init=False, repr=False, compare=False)
+    """``to_json_line``'s result, kept: the store and the record log both need it."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict with KumoMTA's field names."""
@@ -125,7 +127,11 @@ class Record:
         }
 
     def to_json_line(self) -> str:
-        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+        line = self._json_line
+        if line is None:
+            line = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+            object.__setattr__(self, "_json_line", line)  # a cache on a frozen record
+        return line
 
 
 def parse_enhanced_code(text: str) -> tuple[int, int, int] | None:

@@ -2,20 +2,38 @@
 
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
 ``engine.shutdown_grace_seconds``, drain the spool and exit 0.
+
+With ``engine.processes`` above 1, the process started is a supervisor: it
+prepares what a first start creates, binds the submission listeners and
+forks that many workers, which accept on the shared sockets and share the
+store. It prints the addresses and ``engine ready`` once every worker is
+serving, forwards SIGTERM/SIGINT to the workers and exits 0 when they all
+have. A worker that dies unexpectedly stops the others (exit 1, so systemd
+restarts the service); a supervisor that dies takes its workers with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
+import json
 import logging
+import os
 import resource
 import signal
+import socket
+import sys
+from collections.abc import Callable
 
 import uvloop
 
 from config import Settings
-from engine.app import Engine, Role
+from engine.app import Engine, Role, bind_listeners, prepare
 from engine.logs import configure_logging
+
+Addresses = dict[str, list[tuple[str, int]]]
+_PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +42,10 @@ def run(settings: Settings, role: Role = Role.ALL, config_file: str = "<config>"
     """Run until SIGTERM/SIGINT; the process exit status."""
     configure_logging(settings.logging.level)
     raise_open_file_limit()
-    return uvloop.run(_serve(Engine(settings, role, config_file)))
+    processes = settings.engine.processes or os.cpu_count() or 1
+    if processes == 1:
+        return uvloop.run(_serve(Engine(settings, role, config_file), _print_ready))
+    return _supervise(settings, role, config_file, processes)
 
 
 def raise_open_file_limit() -> None:
@@ -36,17 +57,21 @@ def raise_open_file_limit() -> None:
         log.info("open file limit raised from %d to %d", soft, target)
 
 
-async def _serve(engine: Engine) -> int:
+def _print_ready(addresses: Addresses) -> None:
+    for name, bound in addresses.items():
+        for host, port in bound:
+            print(f"{name} listening on {host}:{port}", flush=True)
+    print("engine ready", flush=True)
+
+
+async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        addresses = await engine.start()
-        for name, bound in addresses.items():
-            for host, port in bound:
-                print(f"{name} listening on {host}:{port}", flush=True)
-        print("engine ready", flush=True)
+        announce(await engine.start())
+        gc.freeze()  # start-up objects live as long as the process: keep them out of GC scans
         stopping = asyncio.create_task(stop.wait())
         failure = asyncio.create_task(engine.wait_for_failure())
         await asyncio.wait([stopping, failure], return_when=asyncio.FIRST_COMPLETED)
@@ -61,3 +86,106 @@ async def _serve(engine: Engine) -> int:
         await engine.stop()
     log.info("stopped")
     return status
+
+
+def _supervise(settings: Settings, role: Role, config_file: str, processes: int) -> int:
+    uvloop.run(prepare(settings, role))
+    sockets = bind_listeners(settings.submission.listen) if role.submits else []
+    ready_read, ready_write = os.pipe()
+    workers: dict[int, int] = {}
+    for index in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_read)
+            os._exit(_work(settings, role, config_file, sockets, index, ready_write))
+        workers[pid] = index
+    os.close(ready_write)
+    addresses: Addresses = {}
+    if sockets:
+        addresses["submission"] = [_address(sock) for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    reports = _read_reports(ready_read)
+    if len(reports) == processes:
+        for report in reports:
+            for name, bound in report.items():
+                addresses.setdefault(name, [(host, port) for host, port in bound])
+        _print_ready(addresses)
+        log.info("%d engine processes serving", processes)
+    else:
+        log.error("%d of %d engine processes failed to start", processes - len(reports), processes)
+        forward(signal.SIGTERM, None)
+    status = 0 if len(reports) == processes else 1
+    while workers:
+        pid, wait_status = os.waitpid(-1, 0)
+        if pid not in workers:
+            continue
+        index = workers.pop(pid)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code != 0 or not stopping:
+            log.error("engine process %d (pid %d) exited with status %d", index, pid, code)
+            status = 1
+            if not stopping:
+                forward(signal.SIGTERM, None)
+    log.info("stopped")
+    return status
+
+
+def _work(
+    settings: Settings,
+    role: Role,
+    config_file: str,
+    sockets: list[socket.socket],
+    index: int,
+    ready_write: int,
+) -> int:
+    """A forked worker's life; its exit status."""
+    _die_with_parent()
+
+    def report(addresses: Addresses) -> None:
+        with os.fdopen(ready_write, "w") as pipe:
+            pipe.write(json.dumps(addresses) + "\n")
+
+    status = 1
+    try:
+        engine = Engine(
+            settings, role, config_file, submission_sockets=sockets, serve_admin=index == 0
+        )
+        status = uvloop.run(_serve(engine, report))
+    except BaseException:
+        log.exception("engine process %d failed", index)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return status
+
+
+def _read_reports(ready_read: int) -> list[Addresses]:
+    """Each worker's addresses, until every worker has reported or exited."""
+    with os.fdopen(ready_read) as pipe:
+        return [json.loads(line) for line in pipe if line.strip()]
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the supervisor dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Final, cast
 
@@ -55,14 +56,20 @@ class SmtpServer:
     def session_count(self) -> int:
         return len(self._sessions)
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on ``host:port`` (0 = any free port); returns the bound address."""
+    async def start(
+        self, host: str = "", port: int = 0, *, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Listen on ``host:port`` (0 = any free port), or accept on the bound ``sock``
+        (shared by several engine processes); returns the bound address."""
         if self._listener is not None:
             raise RuntimeError("server already started")
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True
-        )
+        if sock is not None:
+            self._listener = await loop.create_server(lambda: _Connection(self), sock=sock)
+        else:
+            self._listener = await loop.create_server(
+                lambda: _Connection(self), host, port, reuse_address=True
+            )
         bound = self._listener.sockets[0].getsockname()
         logger.info("SMTP listening on %s:%d", bound[0], bound[1])
         return str(bound[0]), int(bound[1])
@@ -182,11 +189,23 @@ class _Connection(asyncio.Protocol):
             self._writable = asyncio.get_running_loop().create_future()
             await self._writable
 
-    async def wait_readable(self) -> None:
-        if self._inbox or self.eof:
-            return
-        self._readable = asyncio.get_running_loop().create_future()
-        await self._readable
+    async def wait_for_input(self, timeout_seconds: float) -> None:
+        # One timer handle per wait: asyncio.timeout costs several times more per read.
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout_seconds, self._time_out)
+        try:
+            await self.flush()
+            if self._inbox or self.eof:
+                return
+            self._readable = loop.create_future()
+            await self._readable
+        finally:
+            timer.cancel()
+
+    def _time_out(self) -> None:
+        for waiter in (self._writable, self._readable):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(TimeoutError())
 
     async def start_tls(self, context: ssl.SSLContext, handshake_seconds: float) -> None:
         self._send_now()

@@ -133,12 +133,15 @@ class Connection(Protocol):
     @property
     def tls(self) -> bool: ...
     def wake(self) -> None:
-        """End a pending ``wait_readable`` (the listener calls it when stopping)."""
+        """End a pending ``wait_for_input`` (the listener calls it when stopping)."""
 
     def take_input(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     async def flush(self) -> None: ...
-    async def wait_readable(self) -> None: ...
+    async def wait_for_input(self, timeout_seconds: float) -> None:
+        """Send what is written, then wait for input or its end; ``TimeoutError``
+        when neither sending nor input completes within ``timeout_seconds``."""
+
     async def start_tls(self, context: ssl.SSLContext, handshake_seconds: float) -> None: ...
     async def close(self) -> None: ...
 
@@ -268,9 +271,7 @@ class SmtpSession:
                 return None
             if idle and self._server.stopping:
                 raise _Shutdown
-            async with asyncio.timeout(wait_seconds):
-                await self.conn.flush()
-                await self.conn.wait_readable()
+            await self.conn.wait_for_input(wait_seconds)
 
     async def _reply(self, reply: Reply, command: str) -> None:
         self.conn.write(reply.encode())

@@ -174,14 +174,12 @@ class SubmissionHandler:
             return HEADER_FROM_REFUSED
         now = self._clock.now()
         submission_id = new_submission_id(now, self._rng)
-        suppressed = await self._store.suppressed(account.tenant.id, envelope.rcpt_tos)
         submission, records = plan_submission(
             tenant=account.tenant,
             sender=envelope.mail_from,
             recipients=envelope.rcpt_tos,
             raw=body,
             fields=fields,
-            suppressed=suppressed,
             submission_id=submission_id,
             now=now,
             reception=self._reception(session, account),

@@ -6,17 +6,23 @@ call runs on one dedicated thread that owns the only connection; the event
 loop awaits it through ``run_in_executor``.
 
 Writes take the write lock up front (``BEGIN IMMEDIATE``) so a transaction
-never fails half-way on lock upgrade; another process on the same file (the
-CLI next to ``penguin run``) makes us wait up to the busy timeout, after
-which the call fails with ``StoreError``. Constraint failures become
+never fails half-way on lock upgrade. Engine processes sharing the file
+(``engine.processes``, or a ``--role`` split) first queue on an exclusive
+``flock`` of ``PATH-writer.lock``: the kernel wakes the next writer the
+moment the lock is free, where SQLite's own busy handler polls with sleeps
+of up to 100 ms. Any other process on the same file (the CLI next to
+``penguin run``) makes us wait up to the busy timeout, after which the call
+fails with ``StoreError``. Constraint failures become
 ``Conflict`` (a unique name is taken) or ``NotFound`` (unknown tenant).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -370,9 +376,24 @@ class SqliteStore:
         return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that also holds the file's writer lock descriptor."""
+
+    writer_lock_fd: int = -1
+
+    def close(self) -> None:
+        super().close()
+        if self.writer_lock_fd >= 0:
+            os.close(self.writer_lock_fd)
+            self.writer_lock_fd = -1
+
+
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, factory=_Connection
+    )
     try:
+        conn.writer_lock_fd = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -385,14 +406,21 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+    lock_fd = conn.writer_lock_fd if isinstance(conn, _Connection) else -1
+    if lock_fd >= 0:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if lock_fd >= 0:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
     return result
 
 

@@ -31,20 +31,21 @@ def write_config(
     nameserver: tuple[str, int] = ("127.0.0.1", 9),
     delivery: str = "",
     tables: str = "",
+    engine: str = "",
 ) -> Path:
     """A config for one test: everything under ``tmp_path``, ephemeral ports.
 
     DNS goes to ``nameserver`` (by default a loopback port nobody answers),
     so no test ever resolves or reaches a real mail server. ``extra`` is
-    appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``;
-    ``tables`` (whole TOML tables) goes at the end.
+    appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``,
+    ``engine`` to ``[engine]``; ``tables`` (whole TOML tables) goes at the end.
     """
     data = tmp_path / "var"
     url = database_url or f"sqlite:{data / 'penguin.db'}"
     path = tmp_path / "penguin.toml"
     path.write_text(
         f'[engine]\ndata_dir = "{data}"\nhostname = "mta.penguin.test"\nnode_id = "e2e"\n'
-        "shutdown_grace_seconds = 10\n"
+        f"shutdown_grace_seconds = 10\n{engine}\n"
         f'[database]\nurl = "{url}"\n'
         f'[records]\njson_log = "{data / "records.jsonl"}"\n'
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'

@@ -1,13 +1,16 @@
 """Engine processes deliver to a loopback sink through a test DNS server.
 
 Covers the whole path (SMTP submission → queue → DKIM-signed delivery),
-at-least-once delivery across a SIGKILL, and two delivery processes sharing
-one PostgreSQL store without duplicates.
+at-least-once delivery across a SIGKILL, two delivery processes sharing
+one PostgreSQL store without duplicates, and ``engine.processes`` workers
+sharing one listener and one store under a supervisor.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +30,14 @@ from tests.e2e.conftest import (
     penguin,
     penguin_lines,
     provision,
+    read_records,
     start_engine,
     submit,
     wait_for,
     write_config,
 )
 from tests.harness.dns_server import ThreadedDnsServer, Zones
+from tests.harness.processes import child_pids, exited
 from tests.harness.smtp_sink import ThreadedSmtpSink
 
 MX_ADDRESS = "127.0.0.2"
@@ -45,10 +50,13 @@ class Receivers:
     dns: ThreadedDnsServer
     sink: ThreadedSmtpSink
 
-    def config(self, tmp_path: Path, database_url: str = "", delivery: str = "") -> Path:
+    def config(
+        self, tmp_path: Path, database_url: str = "", delivery: str = "", engine: str = ""
+    ) -> Path:
         return write_config(
             tmp_path,
             database_url,
+            engine=engine,
             nameserver=self.dns.address,
             delivery=f"port = {self.sink.address[1]}\nlease_seconds = 5\n{delivery}",
             tables=(
@@ -202,3 +210,71 @@ def test_two_delivery_processes_share_postgres_without_duplicates(
     records = penguin_lines(config, "records", "tail", "-n", "1000")
     nodes = {r["nodeid"] for r in records if r["type"] == "Delivery"}
     assert nodes == {"e2e", "e2e-two"}
+
+
+def worker_pids(supervisor: EngineProcess) -> set[int]:
+    assert supervisor.process is not None
+    return child_pids(supervisor.process.pid)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_worker_processes_share_listener_and_store(
+    tmp_path: Path,
+    receivers: Receivers,
+    engine_factory: list[EngineProcess],
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    config = receivers.config(tmp_path, url, engine="processes = 2")
+    account = provision(config)
+    engine = start_engine(engine_factory, config)
+    workers = worker_pids(engine)
+    assert len(workers) == 2
+
+    recipients = submit_load(engine, account, 120)
+    receivers.sink.wait_for_count(len(recipients), timeout=90)
+
+    def settled() -> bool:
+        summary = penguin(config, "queue", "summary")
+        return {r["state"] for r in summary} == {"delivered"}
+
+    wait_for(settled, timeout=30, what="every message settled as delivered")
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    assert set(counts) == set(recipients)
+    assert max(counts.values()) == 1
+    records = read_records(config)
+    for kind in ("Reception", "Delivery"):
+        assert sorted(r["recipient"] for r in records if r["type"] == kind) == sorted(recipients)
+    metrics = urllib.request.urlopen(
+        f"http://{engine.admin[0]}:{engine.admin[1]}/metrics", timeout=10
+    ).read()
+    assert b"penguin_accepted_messages_total" in metrics
+
+    assert engine.terminate() == 0
+    assert exited(workers)
+
+
+def test_a_dead_worker_stops_the_engine(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(tmp_path, engine="processes = 2")
+    engine = start_engine(engine_factory, config)
+    workers = worker_pids(engine)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    assert engine.process is not None
+    assert engine.process.wait(timeout=30) == 1
+    wait_for(lambda: exited(workers), what="every worker stopped")
+    assert "exited with status -9" in "".join(engine.output)
+
+
+def test_killed_supervisor_takes_its_workers(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(tmp_path, engine="processes = 2")
+    engine = start_engine(engine_factory, config)
+    workers = worker_pids(engine)
+    assert len(workers) == 2
+    engine.kill()
+    wait_for(lambda: exited(workers), what="workers killed with their supervisor")

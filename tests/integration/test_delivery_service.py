@@ -80,7 +80,6 @@ class World:
             recipients=recipients,
             raw=raw,
             fields=parse_header_fields(raw),
-            suppressed=set(),
             submission_id=submission_id,
             now=self.clock.now(),
             reception=RX,

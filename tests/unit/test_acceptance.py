@@ -11,6 +11,7 @@ from engine.acceptance import (
     parse_header_fields,
     plan_submission,
     queue_name,
+    suppress,
 )
 from engine.model import MessageState, Tenant
 from engine.records import RecordType
@@ -96,17 +97,20 @@ def test_submission_ids_sort_by_time_and_are_unique() -> None:
 
 def test_plan_makes_one_message_per_recipient() -> None:
     fields = parse_header_fields(RAW)
-    submission, records = plan_submission(
+    planned, planned_records = plan_submission(
         tenant=TENANT,
         sender="bounce@news.acme.test",
         recipients=["a@Example.com", "b@example.org", "Gone@example.com"],
         raw=RAW,
         fields=fields,
-        suppressed={"gone@example.com"},
         submission_id="sid",
         now=NOW,
         reception=RX,
     )
+    assert {m.state for m in planned.messages} == {MessageState.QUEUED}
+    assert {r.type for r in planned_records} == {RecordType.RECEPTION}
+    assert suppress(planned, planned_records, set()) == (planned, planned_records)
+    submission, records = suppress(planned, planned_records, {"gone@example.com"})
     assert [m.id for m in submission.messages] == ["sid-1", "sid-2", "sid-3"]
     assert [m.queue for m in submission.messages] == [
         "spring_sale:acme@example.com",
@@ -143,7 +147,6 @@ def test_body_gets_trace_headers_and_loses_x_campaign() -> None:
         recipients=["a@example.com"],
         raw=RAW,
         fields=fields,
-        suppressed=set(),
         submission_id="sid",
         now=NOW,
         reception=RX,
@@ -168,7 +171,6 @@ def test_existing_message_id_and_date_are_kept() -> None:
         recipients=["r@y.test"],
         raw=raw,
         fields=parse_header_fields(raw),
-        suppressed=set(),
         submission_id="sid",
         now=NOW,
         reception=RX,

@@ -7,7 +7,7 @@ from typing import cast
 import pytest
 
 from engine.group_commit import GroupCommitClosed
-from engine.model import Submission
+from engine.model import MessageState, QueuedMessage, Submission
 from engine.record_log import RecordLog
 from engine.records import Record, RecordType
 from engine.spool import Spool
@@ -17,15 +17,23 @@ from engine.store import Store
 class SlowStore:
     """Commits take a moment, as a disk flush does; counts transactions."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, suppressions: frozenset[str] = frozenset()) -> None:
         self.transactions: list[tuple[list[str], int]] = []
         self.fail = fail
+        self.suppressions = suppressions
+        self.suppression_queries: list[tuple[int, list[str]]] = []
+        self.accepted: list[Submission] = []
+
+    async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
+        self.suppression_queries.append((tenant_id, list(addresses)))
+        return {a.lower() for a in addresses} & self.suppressions
 
     async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
         await asyncio.sleep(0.01)
         if self.fail:
             raise OSError("disk full")
         self.transactions.append(([s.id for s in submissions], len(records)))
+        self.accepted.extend(submissions)
 
 
 def submission(n: int) -> Submission:
@@ -78,3 +86,51 @@ async def test_records_without_waiters_and_closing(tmp_path: Path) -> None:
     assert store.transactions == [([], 2)]
     with pytest.raises(GroupCommitClosed):
         await spool.commit(submission(3), [])
+
+
+def addressed(n: int, tenant_id: int, recipient: str) -> tuple[Submission, list[Record]]:
+    message = QueuedMessage(
+        id=f"s{n}-1",
+        submission_id=f"s{n}",
+        tenant_id=tenant_id,
+        queue="q",
+        campaign="",
+        sender="news@acme.test",
+        recipient=recipient,
+        domain=recipient.rpartition("@")[2],
+        state=MessageState.QUEUED,
+        due_at=0.0,
+        created_at=0.0,
+    )
+    sub = Submission(id=f"s{n}", tenant_id=tenant_id, body=b"x", messages=(message,), created_at=0)
+    rec = Record(type=RecordType.RECEPTION, timestamp=0.0, id=message.id, recipient=recipient)
+    return sub, [rec]
+
+
+async def test_suppression_is_checked_once_per_tenant_and_batch(tmp_path: Path) -> None:
+    store = SlowStore(suppressions=frozenset({"gone@example.com"}))
+    log = RecordLog(str(tmp_path / "records.jsonl"))
+    spool = Spool(cast(Store, store), log, batch_max=64)
+    recipients = ["a@example.com", "Gone@example.com", "gone@example.com", "b@example.com"]
+    items = [addressed(n, 1 + n % 2, rcpt) for n, rcpt in enumerate(recipients)]
+    writer = asyncio.create_task(spool.run())
+    await asyncio.gather(*(spool.commit(sub, recs) for sub, recs in items))
+    spool.close()
+    await writer
+    log.close()
+    assert sorted(store.suppression_queries) == [
+        (1, ["a@example.com", "gone@example.com"]),
+        (2, ["Gone@example.com", "b@example.com"]),
+    ]
+    states = {m.recipient: m.state for s in store.accepted for m in s.messages}
+    assert states == {
+        "a@example.com": MessageState.QUEUED,
+        "Gone@example.com": MessageState.SUPPRESSED,
+        "gone@example.com": MessageState.SUPPRESSED,
+        "b@example.com": MessageState.QUEUED,
+    }
+    lines = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [(r["recipient"], r["type"]) for r in lines if r["type"] == "Suppressed"] == [
+        ("Gone@example.com", "Suppressed"),
+        ("gone@example.com", "Suppressed"),
+    ]
