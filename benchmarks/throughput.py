@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -73,6 +73,7 @@ class Options:
     settle_seconds: float
     keep: bool
     processes: int = 1
+    warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,9 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
             config = write_config(directory, url, dns, sink.port, options.processes)
             credentials = provision(config)
             with engines(config, directory, options.layout) as address:
+                if options.warmup:
+                    warm = replace(options, messages=options.warmup)
+                    one_run(warm, url, address, credentials, sink, options.sizes[0], 0, backend)
                 for run in range(1, options.runs + 1):
                     for size in options.sizes:
                         rows.append(
@@ -393,6 +397,12 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="messages sent first and not measured (DNS, credential and connection caches)",
+    )
+    parser.add_argument(
         "--processes", type=int, default=1, help="processes per engine role (engine.processes)"
     )
     args = parser.parse_args(argv)
@@ -409,6 +419,7 @@ def parse_options(argv: list[str] | None) -> Options:
         settle_seconds=args.settle,
         keep=args.keep,
         processes=args.processes,
+        warmup=args.warmup,
     )
 
 

@@ -201,6 +201,14 @@ class DeliverySettings:
     claim_batch: int = setting(
         128, "Most messages claimed from the store in one query.", min=1, max=10000
     )
+    signing_threads: int = setting(
+        2,
+        "Threads per engine process that DKIM-sign; the RSA and Ed25519 operations run "
+        "outside Python's lock, so signing uses other cores while the process goes on. "
+        "0 signs on the event loop.",
+        min=0,
+        max=64,
+    )
     idle_poll_seconds: float = setting(
         0.25, "When nothing is due, how often the store is asked again.", min=0.01, max=60
     )

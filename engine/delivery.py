@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from config import Settings
 from engine import metrics
 from engine.acceptance import from_domains, parse_header_fields
 from engine.clock import Clock
+from engine.dkim_keys import DkimPrivateKey
 from engine.dkim_sign import DkimSigner
 from engine.domain_keys import SigningKeys
 from engine.group_commit import GroupCommit
@@ -84,6 +87,10 @@ class DeliveryService:
         self._settler: GroupCommit[Settled] = GroupCommit(
             "settle", self._write, settings.database.commit_batch_max, self._written
         )
+        threads = self._tuning.signing_threads
+        self._signing_pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="penguin-dkim") if threads else None
+        )
 
     def wake(self) -> None:
         """New work may be due: claim now rather than at the next poll."""
@@ -104,6 +111,8 @@ class DeliveryService:
         finally:
             self._settler.close()
             await settler
+            if self._signing_pool is not None:
+                self._signing_pool.shutdown(wait=False)
 
     async def _claim_loop(self, attempts: asyncio.TaskGroup) -> None:
         while not self._stopping.is_set():
@@ -125,14 +134,17 @@ class DeliveryService:
         self, messages: Sequence[QueuedMessage], attempts: asyncio.TaskGroup
     ) -> None:
         bodies = await self._store.get_bodies(sorted({m.submission_id for m in messages}))
-        signed: dict[str, bytes] = {}
+        signed: dict[str, asyncio.Future[bytes]] = {}
         for message in messages:
             await self._slots.acquire()
             self._in_flight += 1
             attempts.create_task(self._attempt(message, bodies, signed))
 
     async def _attempt(
-        self, message: QueuedMessage, bodies: dict[str, bytes], signed: dict[str, bytes]
+        self,
+        message: QueuedMessage,
+        bodies: dict[str, bytes],
+        signed: dict[str, asyncio.Future[bytes]],
     ) -> None:
         try:
             settled = await self._attempt_once(message, bodies, signed)
@@ -150,20 +162,23 @@ class DeliveryService:
                 self._wakeup.set()
 
     async def _attempt_once(
-        self, message: QueuedMessage, bodies: dict[str, bytes], signed: dict[str, bytes]
+        self,
+        message: QueuedMessage,
+        bodies: dict[str, bytes],
+        signed: dict[str, asyncio.Future[bytes]],
     ) -> Settled:
         now = self._clock.now()
         context = RecordContext(self._nodeid, await self._tenant(message.tenant_id))
         if is_past_max_age(message, now, self._settings.retry):
             metrics.DELIVERIES.labels("expired", "").inc()
             return expire_unattempted(message, owner=self._owner, now=now, context=context)
-        data = signed.get(message.submission_id)
-        if data is None:
+        signing = signed.get(message.submission_id)
+        if signing is None:
             body = bodies.get(message.submission_id)
             if body is None:
                 raise LookupError(f"body of submission {message.submission_id} is missing")
-            data = await self._sign(body, now)
-            signed[message.submission_id] = data
+            signing = signed[message.submission_id] = asyncio.ensure_future(self._sign(body, now))
+        data = await asyncio.shield(signing)
         started = time.perf_counter()
         report = await self._deliverer.deliver(
             OutboundMessage(
@@ -196,15 +211,30 @@ class DeliveryService:
         if domain is None:
             log.warning("no DKIM key for From domain %s; sending unsigned", domains)
             return body
-        started = time.perf_counter()
-        data = self._signer.sign(
+        sign = functools.partial(
+            self._timed_sign,
             body,
             domain.name,
             domain.selector,
             domain.algorithm,
             self._keys.private_key(domain),
-            now=now,
+            now,
         )
+        if self._signing_pool is None:
+            return sign()
+        return await asyncio.get_running_loop().run_in_executor(self._signing_pool, sign)
+
+    def _timed_sign(
+        self,
+        body: bytes,
+        domain: str,
+        selector: str,
+        algorithm: str,
+        key: DkimPrivateKey,
+        now: float,
+    ) -> bytes:
+        started = time.perf_counter()
+        data = self._signer.sign(body, domain, selector, algorithm, key, now=now)
         metrics.DKIM_SIGN_SECONDS.observe(time.perf_counter() - started)
         return data
 

@@ -252,9 +252,16 @@ class MxResolver:
 
     async def _mx_route(self, domain: str, records: list[tuple[int, str]]) -> Route:
         names = sorted({host for _, host in records})
-        async with asyncio.TaskGroup() as group:
-            tasks = {host: group.create_task(self._addresses(host)) for host in names}
-        found = {host: task.result() for host, task in tasks.items()}
+        cached = {host: self._cached_addresses(host) for host in names}
+        found = {host: addresses for host, addresses in cached.items() if addresses is not None}
+        if len(found) < len(names):
+            async with asyncio.TaskGroup() as group:
+                tasks = {
+                    host: group.create_task(self._addresses(host))
+                    for host in names
+                    if host not in found
+                }
+            found.update((host, task.result()) for host, task in tasks.items())
         hosts = [
             MxHost(name=host, preference=preference, addresses=found[host].addresses)
             for preference, host in order_by_preference(records, self._rng)
@@ -265,14 +272,18 @@ class MxResolver:
         why = "; ".join(f"{host}: {found[host].failure or 'no A/AAAA records'}" for host in names)
         return _temporary(domain, f"no MX host of {canonical_host(domain)} has an address ({why})")
 
+    def _cached_addresses(self, name: str) -> _Addresses | None:
+        """``name``'s addresses when both lookups are cached (no task, no await)."""
+        now = self._clock.now()
+        v4 = self._cache.get((name, dns.rdatatype.A), now)
+        v6 = self._cache.get((name, dns.rdatatype.AAAA), now)
+        return None if v4 is None or v6 is None else _addresses_of(v4, v6)
+
     async def _addresses(self, name: str) -> _Addresses:
         async with asyncio.TaskGroup() as group:
             v4 = group.create_task(self._lookup(name, dns.rdatatype.A))
             v6 = group.create_task(self._lookup(name, dns.rdatatype.AAAA))
-        lookups = (v4.result(), v6.result())
-        addresses = [rdata.to_text() for lookup in lookups for rdata in lookup.records]
-        failures = [lookup.reason for lookup in lookups if lookup.status is _Status.FAILURE]
-        return _Addresses(addresses=addresses, failure=failures[0] if failures else None)
+        return _addresses_of(v4.result(), v6.result())
 
     async def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Lookup:
         """One query through the cache, shared by concurrent callers."""
@@ -353,3 +364,10 @@ def _permanent(domain: str, reason: str) -> DnsFailure:
 
 def _temporary(domain: str, reason: str) -> DnsFailure:
     return DnsFailure(domain=domain, permanent=False, classification=DNS_FAILURE, reason=reason)
+
+
+def _addresses_of(v4: _Lookup, v6: _Lookup) -> _Addresses:
+    lookups = (v4, v6)
+    addresses = [rdata.to_text() for lookup in lookups for rdata in lookup.records]
+    failures = [lookup.reason for lookup in lookups if lookup.status is _Status.FAILURE]
+    return _Addresses(addresses=addresses, failure=failures[0] if failures else None)

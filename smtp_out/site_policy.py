@@ -72,9 +72,23 @@ def site_limits(
 class SitePolicy:
     """``site_limits`` for the sites of the pool, named as ``smtp_out.site`` names them."""
 
-    def __init__(self, defaults: SiteLimits, overrides: Mapping[str, ProviderSettings]) -> None:
+    def __init__(
+        self,
+        defaults: SiteLimits,
+        overrides: Mapping[str, ProviderSettings],
+        max_cached: int = 100_000,
+    ) -> None:
         self.defaults = defaults
         self._overrides = dict(overrides)
+        self._max_cached = max_cached
+        self._cached: dict[str, SiteLimits] = {}
 
     def limits(self, site: str) -> SiteLimits:
-        return site_limits(site_hosts(site), self._overrides, self.defaults)
+        """The site's limits, worked out once per site (the settings do not change)."""
+        found = self._cached.get(site)
+        if found is None:
+            found = site_limits(site_hosts(site), self._overrides, self.defaults)
+            if len(self._cached) >= self._max_cached:
+                self._cached.clear()
+            self._cached[site] = found
+        return found
