@@ -106,14 +106,21 @@ class Store(Protocol):
     async def claim(
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
-        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        """Lease up to ``limit`` due messages to ``owner``, oldest due first.
+
+        Like ``settle``, it returns without waiting for the disk: a claim lost
+        to a power cut only leaves the message queued (no process crash loses it).
+        """
         ...
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction.
 
         Each settlement applies only if its owner still holds the lease;
-        returns how many applied. Records are stored regardless.
+        returns how many applied. Records are stored regardless. The commit
+        does not wait for the disk (only ``accept`` does): a settlement lost
+        to a power cut leaves the lease to expire and the attempt is made
+        again, which keeps delivery at least once and costs no flush.
         """
         ...
 

@@ -9,10 +9,12 @@ it that tenant's rows only.
 Delivery workers in any number of processes share the queue: ``claim`` locks
 due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
 ``settle`` applies a batch of attempt results as one ``UPDATE ... FROM
-unnest(...)`` over per-column arrays. ``migrate`` holds an advisory lock, so
-processes starting together apply each migration once. Unique violations
-become ``Conflict``, foreign-key violations (unknown tenant) ``NotFound``,
-other server errors ``StoreError``.
+unnest(...)`` over per-column arrays; claims and settlements do not wait for
+the WAL flush (only acceptance must be on disk before its reply).
+``migrate`` holds an advisory lock, so processes starting together apply
+each migration once. Unique violations become ``Conflict``, foreign-key
+violations (unknown tenant) ``NotFound``, other server errors
+``StoreError``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ from engine.store.rows import (
 
 MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
 TENANT_ROLE = "penguin_tenant"
+
+_NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
+"""Claims and settlements commit without waiting for the WAL flush (see ``Store.settle``)."""
 
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
@@ -310,18 +315,22 @@ class PostgresStore:
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
         """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
-        rows = await self._fetch(
-            "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2"
-            " WHERE id IN (SELECT id FROM messages"
-            "  WHERE (state = 'queued' AND due_at <= $3)"
-            "   OR (state = 'leased' AND lease_expires <= $3)"
-            "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {MESSAGE_COLUMNS}",
-            owner,
-            now + lease_seconds,
-            now,
-            limit,
-        )
+        pool = await self._get_pool()
+        with _translated("claim"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                rows = await conn.fetch(
+                    "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2"
+                    " WHERE id IN (SELECT id FROM messages"
+                    "  WHERE (state = 'queued' AND due_at <= $3)"
+                    "   OR (state = 'leased' AND lease_expires <= $3)"
+                    "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                    f" RETURNING {MESSAGE_COLUMNS}",
+                    owner,
+                    now + lease_seconds,
+                    now,
+                    limit,
+                )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
@@ -334,6 +343,7 @@ class PostgresStore:
         pool = await self._get_pool()
         with _translated("settlement"):
             async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
                 status = await conn.execute(_SETTLE_SQL, *columns)
                 await _insert_records(conn, records)
         return _row_count(status)

@@ -5,15 +5,18 @@ returns), foreign keys on. The stdlib ``sqlite3`` module blocks, so every
 call runs on one dedicated thread that owns the only connection; the event
 loop awaits it through ``run_in_executor``.
 
-Writes take the write lock up front (``BEGIN IMMEDIATE``) so a transaction
-never fails half-way on lock upgrade. Engine processes sharing the file
-(``engine.processes``, or a ``--role`` split) first queue on an exclusive
-``flock`` of ``PATH-writer.lock``: the kernel wakes the next writer the
-moment the lock is free, where SQLite's own busy handler polls with sleeps
-of up to 100 ms. Any other process on the same file (the CLI next to
-``penguin run``) makes us wait up to the busy timeout, after which the call
-fails with ``StoreError``. Constraint failures become
-``Conflict`` (a unique name is taken) or ``NotFound`` (unknown tenant).
+Acceptance commits are on disk when they return; claims and settlements
+commit with ``synchronous = NORMAL`` (WAL: no flush; a process crash loses
+nothing, a power cut at most repeats an attempt). Writes take the write lock
+up front (``BEGIN IMMEDIATE``) so a transaction never fails half-way on lock
+upgrade. Engine processes sharing the file (``engine.processes``, or a
+``--role`` split) first queue on an exclusive ``flock`` of
+``PATH-writer.lock``: the kernel wakes the next writer the moment the lock is free,
+where SQLite's own busy handler polls with sleeps of up to 100 ms. Any other
+process on the same file (the CLI next to ``penguin run``) makes us wait up
+to the busy timeout, after which the call fails with ``StoreError``.
+Constraint failures become ``Conflict`` (a unique name is taken) or
+``NotFound`` (unknown tenant).
 """
 
 from __future__ import annotations
@@ -82,8 +85,10 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, subject)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], subject: str = "row") -> T:
-        return await self._run(lambda conn: _transaction(conn, fn), subject)
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], subject: str = "row", *, flush: bool = True
+    ) -> T:
+        return await self._run(lambda conn: _transaction(conn, fn, flush=flush), subject)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], subject: str) -> T:
         try:
@@ -306,7 +311,7 @@ class SqliteStore:
             claimed = [_message(row) for row in conn.execute(sql, params).fetchall()]
             return sorted(claimed, key=lambda m: (m.due_at, m.id))
 
-        return await self._write(update)
+        return await self._write(update, flush=False)
 
     async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
         """Apply attempt results and their records in one transaction; return how many applied."""
@@ -318,7 +323,7 @@ class SqliteStore:
             _insert_records(conn, records)
             return changed
 
-        return await self._write(update, "settlement")
+        return await self._write(update, "settlement", flush=False)
 
     async def get_body(self, submission_id: str) -> bytes | None:
         def select(conn: sqlite3.Connection) -> bytes | None:
@@ -405,10 +410,16 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+def _transaction(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, flush: bool = True
+) -> T:
+    """``fn`` in a write transaction. ``flush=False`` commits without waiting for the disk
+    (``synchronous = NORMAL`` for this commit: safe from a process crash, not a power cut)."""
     lock_fd = conn.writer_lock_fd if isinstance(conn, _Connection) else -1
     if lock_fd >= 0:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    if not flush:
+        conn.execute("PRAGMA synchronous = NORMAL")
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -419,6 +430,8 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
                 conn.execute("ROLLBACK")
             raise
     finally:
+        if not flush:
+            conn.execute("PRAGMA synchronous = FULL")
         if lock_fd >= 0:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
     return result
