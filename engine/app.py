@@ -261,7 +261,7 @@ class Engine:
         self.addresses["submission"] = bound
 
     async def _start_admin(self) -> None:
-        self._http = HttpServer(create_app(metrics.REGISTRY))
+        self._http = HttpServer(create_app(metrics.served_registry()))
         host, port = parse_host_port(self.settings.admin.listen)
         self.addresses["admin"] = [await self._http.start(host, port)]
 

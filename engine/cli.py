@@ -12,9 +12,11 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
@@ -41,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.handler is None:
+            processes = settings.engine.processes or os.cpu_count() or 1
+            if processes > 1:
+                _share_metrics_between_workers(settings)
             from engine.app import Role
             from engine.runner import run
 
-            return run(settings, Role(args.role), _config_path(args) or "config/penguin.toml")
+            config_file = _config_path(args) or "config/penguin.toml"
+            return run(settings, Role(args.role), config_file, processes)
         result, text = args.handler(settings, args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -71,6 +77,18 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(_config_path(args))
+
+
+def _share_metrics_between_workers(settings: Settings) -> None:
+    """With several engine processes, metrics go to files that ``/metrics`` adds up.
+
+    Must run before ``prometheus_client`` is imported; the directory is
+    emptied, as values of an earlier run would otherwise be counted.
+    """
+    directory = Path(settings.engine.data_dir) / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,13 +3,33 @@
 Names follow Prometheus conventions (``penguin_`` prefix, ``_total`` for
 counters, base units). Label sets are small and bounded: outcome kinds,
 states, and the site (one per MX rollup).
+
+With several engine processes (``engine.processes``), ``penguin run`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before this module is imported: every worker
+then keeps its values in files there, and ``/metrics`` (served by one
+worker) adds them up.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def served_registry() -> CollectorRegistry:
+    """What ``/metrics`` shows: this process's metrics, or every worker's."""
+    if SHARED_DIR_ENV not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
 
 ACCEPTED = Counter(
     "penguin_accepted_messages_total",
@@ -34,11 +54,13 @@ QUEUE_DEPTH = Gauge(
     "Messages in the store by state.",
     ["state"],
     registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
 )
 OPEN_CONNECTIONS = Gauge(
     "penguin_smtp_connections_open",
     "Outgoing SMTP connections currently open.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 DKIM_SIGN_SECONDS = Histogram(
     "penguin_dkim_sign_seconds",

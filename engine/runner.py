@@ -27,8 +27,10 @@ import sys
 from collections.abc import Callable
 
 import uvloop
+from prometheus_client.multiprocess import mark_process_dead
 
 from config import Settings
+from engine import metrics
 from engine.app import Engine, Role, bind_listeners, prepare
 from engine.logs import configure_logging
 
@@ -38,11 +40,12 @@ _PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings, role: Role = Role.ALL, config_file: str = "<config>") -> int:
-    """Run until SIGTERM/SIGINT; the process exit status."""
+def run(
+    settings: Settings, role: Role = Role.ALL, config_file: str = "<config>", processes: int = 1
+) -> int:
+    """Run ``processes`` engine processes until SIGTERM/SIGINT; the exit status."""
     configure_logging(settings.logging.level)
     raise_open_file_limit()
-    processes = settings.engine.processes or os.cpu_count() or 1
     if processes == 1:
         return uvloop.run(_serve(Engine(settings, role, config_file), _print_ready))
     return _supervise(settings, role, config_file, processes)
@@ -131,6 +134,8 @@ def _supervise(settings: Settings, role: Role, config_file: str, processes: int)
         if pid not in workers:
             continue
         index = workers.pop(pid)
+        if metrics.SHARED_DIR_ENV in os.environ:
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]
         code = os.waitstatus_to_exitcode(wait_status)
         if code != 0 or not stopping:
             log.error("engine process %d (pid %d) exited with status %d", index, pid, code)

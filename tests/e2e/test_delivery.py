@@ -249,8 +249,11 @@ def test_worker_processes_share_listener_and_store(
     metrics = urllib.request.urlopen(
         f"http://{engine.admin[0]}:{engine.admin[1]}/metrics", timeout=10
     ).read()
-    assert b"penguin_accepted_messages_total" in metrics
-
+    assert b"penguin_accepted_messages_total 120.0" in metrics, "metrics of every worker"
+    assert (
+        b'penguin_delivery_attempts_total{outcome="delivered",site="mx.receiver.test"} 120.0'
+        in metrics
+    )
     assert engine.terminate() == 0
     assert exited(workers)
 
