@@ -15,6 +15,7 @@ restarts the service); a supervisor that dies takes its workers with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import json
@@ -118,7 +119,8 @@ def _supervise(settings: Settings, role: Role, config_file: str, processes: int)
         nonlocal stopping
         stopping = True
         for pid in workers:
-            os.kill(pid, signum)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)

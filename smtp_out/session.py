@@ -316,9 +316,7 @@ class SmtpSession:
         return outcome
 
     async def _send_data(self, data: bytes) -> Outcome:
-        for chunk in stuff(data):
-            if chunk:
-                send_bytes(self._protocol, chunk, "dot", "DATA")
+        send_bytes(self._protocol, [chunk for chunk in stuff(data) if chunk], "dot", "DATA")
         timeout = self._settings.data_timeout_seconds
         reply = await read_reply(self._protocol, "dot", "DATA", timeout)
         if 300 <= reply.code < 400:

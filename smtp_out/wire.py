@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Sequence
 from typing import cast
 
 from aiosmtplib.errors import SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError
@@ -93,6 +94,12 @@ class ReplyProtocol(SMTPProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.mark_closed()
+
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """``write`` for several buffers, handed to the socket together (one ``writev``)."""
+        if self.transport is None or self.transport.is_closing():
+            raise SMTPServerDisconnected("Connection lost")
+        cast(asyncio.WriteTransport, self.transport).writelines(chunks)
 
     def mark_closed(self) -> None:
         """Record the end of the connection (idempotent)."""
@@ -185,10 +192,16 @@ def malformed(stage: str, command: str, exc: SMTPResponseException) -> WireFailu
     return WireFailure(stage, SmtpReply(451, "4.5.0", f"malformed reply ({detail})", command))
 
 
-def send_bytes(protocol: ReplyProtocol, data: bytes, stage: str, command: str) -> None:
-    """Queue ``data`` on the connection, or ``WireFailure`` if it is gone."""
+def send_bytes(
+    protocol: ReplyProtocol, data: bytes | Sequence[bytes], stage: str, command: str
+) -> None:
+    """Queue ``data`` (or its chunks, in one write) on the connection, or ``WireFailure``
+    if it is gone."""
     try:
-        protocol.write(data)
+        if isinstance(data, bytes):
+            protocol.write(data)
+        else:
+            protocol.write_chunks(data)
     except (SMTPServerDisconnected, OSError) as exc:
         raise dropped(stage, command, exc) from exc
 

@@ -23,6 +23,7 @@ import dns.rdatatype
 import pytest
 
 from config.loader import parse_settings
+from engine import metrics
 from engine.acceptance import Reception, parse_header_fields, plan_submission
 from engine.app import client_settings
 from engine.bounce_classify import BounceClassifier
@@ -113,7 +114,8 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    signing_threads = getattr(request, "param", 2)
     clock = FakeClock(time.time())
     store = SqliteStore(str(tmp_path / "penguin.db"))
     await store.migrate()
@@ -144,6 +146,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 "data_timeout_seconds": 1.5,
                 "command_timeout_seconds": 2,
                 "idle_poll_seconds": 0.05,
+                "signing_threads": signing_threads,
             },
             "sources": {"default": {"address": SOURCE_ADDRESS, "ehlo_hostname": "mta1.test"}},
             "retry": {"first_retry_seconds": 600, "max_age_seconds": 7200, "jitter": 0.1},
@@ -199,6 +202,10 @@ def dkim_dns(server: tuple[str, int]) -> Callable[..., bytes]:
     return lookup
 
 
+def signings() -> float:
+    return metrics.REGISTRY.get_sample_value("penguin_dkim_sign_seconds_count") or 0.0
+
+
 def signed_headers(data: bytes) -> list[str]:
     """The ``h=`` list of the first DKIM-Signature field."""
     field = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"").replace(b" ", b"")
@@ -207,10 +214,13 @@ def signed_headers(data: bytes) -> list[str]:
     return match.group(1).decode().lower().split(":")
 
 
+@pytest.mark.parametrize("world", [2, 0], indirect=True, ids=["signing-threads", "on-the-loop"])
 @pytest.mark.parametrize("domain", ["rsa.acme.test", "ed.acme.test"])
 async def test_delivered_copies_carry_a_valid_dkim_signature(world: World, domain: str) -> None:
+    signed_before = signings()
     sid = await world.submit(["a@example.com", "b@example.org"], domain)
     received = await world.sink.wait_for_count(2, timeout=15)
+    assert signings() - signed_before == 1, "one signing per submission, for all its recipients"
     lookup = dkim_dns(world.dns.address)
     for message in received:
         verified = await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
