@@ -22,6 +22,8 @@ Rules:
   most ``idle_timeout_seconds``; otherwise it is closed.
 - Waiters are served first come, first served; there are at most
   ``max_waiters`` per lane, each waits at most ``wait_timeout_seconds``.
+  A waiter's slot comes with the freshest idle session, so a session kept
+  for a waiter is never taken for a spare one and closed.
 - A session- or site-scope outcome shrinks the site's window to 1; any
   other outcome lets it grow by one (Postfix ``qmgr_feedback.c``).
 - A host whose STARTTLS failed is remembered for
@@ -100,7 +102,8 @@ class _Idle:
 class _LaneState:
     busy: int = 0
     idle: deque[_Idle] = field(default_factory=deque)
-    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    waiters: deque[asyncio.Future[SmtpSession | None]] = field(default_factory=deque)
+    """Each gets its slot, with the idle session to reuse (if any) handed over with it."""
 
     @property
     def unused(self) -> bool:
@@ -155,19 +158,19 @@ class ConnectionPool:
             return await self._slot(lane, state)
         if len(state.waiters) >= self._settings.max_waiters:
             return Congested(f"{len(state.waiters)} deliveries already wait for a connection")
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        granted: asyncio.Future[SmtpSession | None] = asyncio.get_running_loop().create_future()
         state.waiters.append(granted)
         seconds = self._settings.wait_timeout_seconds
         try:
             async with asyncio.timeout(seconds):
-                await granted
+                session = await granted
         except TimeoutError:
-            self._withdraw(lane, state, granted)
+            await self._withdraw(lane, state, granted)
             return Congested(f"no connection slot free within {seconds:g} s")
         except BaseException:
-            self._withdraw(lane, state, granted)
+            await self._withdraw(lane, state, granted)
             raise
-        return await self._slot(lane, state)
+        return Slot(lane, session)
 
     async def release(self, slot: Slot, session: SmtpSession | None) -> None:
         """Give the slot back, keeping ``session`` idle if it may be reused."""
@@ -224,22 +227,37 @@ class ConnectionPool:
         return stale
 
     def _wake(self, state: _LaneState, site: str) -> None:
-        """Hand free slots to waiters, first come first served."""
+        """Hand free slots to waiters, first come first served, each with the freshest
+        idle session: one kept for a waiter is never counted as spare and closed."""
         while state.waiters and state.busy < self.window(site):
             granted = state.waiters.popleft()
             if not granted.done():
                 state.busy += 1
-                granted.set_result(None)
+                granted.set_result(self._take_idle(state))
 
-    def _withdraw(self, lane: Lane, state: _LaneState, granted: asyncio.Future[None]) -> None:
+    def _take_idle(self, state: _LaneState) -> SmtpSession | None:
+        """The freshest idle session, if it may be reused now (stale ones wait for
+        ``_drop_stale``)."""
+        if not state.idle:
+            return None
+        idle = state.idle[-1]
+        if idle.since <= self._clock.now() - self._settings.idle_timeout_seconds:
+            return None
+        if not idle.session.usable:
+            return None
+        state.idle.pop()
+        return idle.session
+
+    async def _withdraw(
+        self, lane: Lane, state: _LaneState, granted: asyncio.Future[SmtpSession | None]
+    ) -> None:
         """A waiter gives up: leave the queue, or hand back the slot it was just given."""
         if granted.done() and not granted.cancelled():
-            state.busy -= 1
-            self._wake(state, lane[1])
-        else:
-            granted.cancel()
-            if granted in state.waiters:
-                state.waiters.remove(granted)
+            await self.release(Slot(lane, None), granted.result())
+            return
+        granted.cancel()
+        if granted in state.waiters:
+            state.waiters.remove(granted)
         if state.unused:
             del self._lanes[lane]
 

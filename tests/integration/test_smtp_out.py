@@ -394,6 +394,17 @@ async def test_waiters_share_the_connection_limit(world: World) -> None:
     assert sink.inbox.connections == 1
 
 
+async def test_busy_lanes_reuse_their_connections(world: World) -> None:
+    sink = await world.sink()
+    client = dataclasses.replace(FAST, connection_limit=3)
+    deliverer = world.deliverer(client, max_deliveries=20)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(deliverer.deliver(message(n=n))) for n in range(60)]
+    for task in tasks:
+        delivered(task.result())
+    assert sink.inbox.connections == 3, "each connection carries max_deliveries messages"
+
+
 async def test_waiter_timeout_is_transient(world: World) -> None:
     await world.sink(slow_seconds=1.0)
     client = ClientSettings(connection_limit=1, wait_timeout_seconds=0.1)
