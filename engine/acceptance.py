@@ -14,6 +14,7 @@ The body gets what Postfix's cleanup adds: a ``Received`` trace header
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -125,11 +126,17 @@ def queue_name(campaign: str, tenant: str, domain: str) -> str:
     return f"{campaign}:{tenant}@{domain}" if campaign else f"{tenant}@{domain}"
 
 
+@functools.lru_cache(maxsize=4)
+def date_header_value(second: int) -> str:
+    """RFC 5322 date-time in GMT for a POSIX second (kept: many messages share one)."""
+    return formatdate(second, usegmt=True)
+
+
 def build_body(
     raw: bytes, fields: Sequence[HeaderField], submission_id: str, now: float, rx: Reception
 ) -> bytes:
     """The stored body: trace and missing headers prepended, X-Campaign removed."""
-    date = formatdate(now, usegmt=True)
+    date = date_header_value(int(now))
     tls = f" ({rx.tls_version} {rx.tls_cipher})" if rx.tls_version else ""
     added = [
         f"Received: from {rx.ehlo_name} ([{rx.peer_host}])\r\n"

@@ -94,6 +94,10 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict with KumoMTA's field names."""
+        timestamp = rfc3339(self.timestamp)
+        created = None
+        if self.created is not None:
+            created = timestamp if self.created == self.timestamp else rfc3339(self.created)
         peer = None
         if self.peer_address is not None:
             peer = {"name": self.peer_address[0], "addr": self.peer_address[1]}
@@ -108,8 +112,8 @@ class Record:
             "size": self.size,
             "response": self.response.to_json() if self.response else None,
             "peer_address": peer,
-            "timestamp": rfc3339(self.timestamp),
-            "created": rfc3339(self.created) if self.created is not None else None,
+            "timestamp": timestamp,
+            "created": created,
             "num_attempts": self.num_attempts,
             "bounce_classification": self.bounce_classification,
             "egress_pool": self.egress_pool,
