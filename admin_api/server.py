@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -29,7 +30,12 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on ``host:port`` (0 = any free port); the bound address."""
+        """Listen on ``host:port`` (0 = any free port); the bound address.
+
+        The socket is bound here, so an address in use is an ``OSError`` for the
+        caller rather than uvicorn's exit."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
         config = uvicorn.Config(
             self._app,
             host=host,
@@ -40,7 +46,7 @@ class HttpServer:
             loop="none",
         )
         self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(), name="admin-http")
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="admin-http")
         async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
             while not self._server.started:
                 if self._task.done():

@@ -106,23 +106,39 @@ def tls_files(settings: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
-def bind_listeners(listen: list[str]) -> list[socket.socket]:
-    """Bound, listening, non-blocking TCP sockets for ``host:port`` entries."""
+def bind_listeners(settings: Settings, config_file: str) -> list[socket.socket]:
+    """Bound, listening, non-blocking TCP sockets for ``submission.listen``; an address
+    that cannot be bound is a ``ConfigError`` naming it."""
     sockets: list[socket.socket] = []
     try:
-        for text in listen:
+        for text in settings.submission.listen:
             host, port = parse_host_port(text)
-            for family, kind, proto, _, address in socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            ):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-                sock.listen(LISTEN_BACKLOG)
-                sock.setblocking(False)
+            try:
+                sockets.extend(_listening_sockets(host, port))
+            except OSError as exc:
+                problem = f"cannot listen on {text}: {exc.strerror or exc}"
+                raise ConfigError(config_file, "submission.listen", problem) from exc
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -252,7 +268,7 @@ class Engine:
         )
         sockets = self.submission_sockets
         if sockets is None:
-            sockets = bind_listeners(sub.listen)
+            sockets = bind_listeners(settings, self.config_file)
         bound = []
         for sock in sockets:
             server = SmtpServer(config, handler)
@@ -262,8 +278,13 @@ class Engine:
 
     async def _start_admin(self) -> None:
         self._http = HttpServer(create_app(metrics.served_registry()))
-        host, port = parse_host_port(self.settings.admin.listen)
-        self.addresses["admin"] = [await self._http.start(host, port)]
+        text = self.settings.admin.listen
+        host, port = parse_host_port(text)
+        try:
+            self.addresses["admin"] = [await self._http.start(host, port)]
+        except OSError as exc:
+            problem = f"cannot listen on {text}: {exc.strerror or exc}"
+            raise ConfigError(self.config_file, "admin.listen", problem) from exc
 
     async def wait_for_failure(self) -> str:
         """Returns the name of the first service task that ends by itself (a defect)."""

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import uvloop
 from prometheus_client.multiprocess import mark_process_dead
 
-from config import Settings
+from config import ConfigError, Settings
 from engine import metrics
 from engine.app import Engine, Role, bind_listeners, prepare
 from engine.logs import configure_logging
@@ -98,7 +98,7 @@ async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
 
 def _supervise(settings: Settings, role: Role, config_file: str, processes: int) -> int:
     uvloop.run(prepare(settings, role))
-    sockets = bind_listeners(settings.submission.listen) if role.submits else []
+    sockets = bind_listeners(settings, config_file) if role.submits else []
     ready_read, ready_write = os.pipe()
     workers: dict[int, int] = {}
     for index in range(processes):
@@ -173,6 +173,8 @@ def _work(
             settings, role, config_file, submission_sockets=sockets, serve_admin=index == 0
         )
         status = uvloop.run(_serve(engine, report))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
     except BaseException:
         log.exception("engine process %d failed", index)
     finally:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import smtplib
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import (
+    PENGUIN,
     Account,
     EngineProcess,
     client_tls,
@@ -171,9 +175,6 @@ def test_wrong_password_gets_535(running: tuple[EngineProcess, Account]) -> None
 def test_cli_config_check_reports_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[submission]\nmax_recipients = -1\n")
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "engine.cli", "config", "check", str(bad)],
         capture_output=True,
@@ -184,3 +185,22 @@ def test_cli_config_check_reports_bad_files(tmp_path: Path) -> None:
     assert f"{bad}: submission.max_recipients: expected at least 1" in done.stderr
     good = write_config(tmp_path)
     assert penguin(good, "config", "check")["ok"] is True
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("key", ["submission.listen", "admin.listen"])
+def test_an_address_in_use_is_a_config_error(tmp_path: Path, key: str, processes: int) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    config = write_config(tmp_path, engine=f"processes = {processes}")
+    text = config.read_text()
+    if key == "admin.listen":
+        config.write_text(text.replace('listen = "127.0.0.1:0"', f'listen = "{address}"'))
+    else:
+        config.write_text(text.replace('listen = ["127.0.0.1:0"]', f'listen = ["{address}"]'))
+    with taken:
+        done = subprocess.run(
+            [*PENGUIN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert f"config error: {config}: {key}: cannot listen on {address}" in done.stderr
