@@ -60,6 +60,14 @@ class EngineSettings:
         min=0,
         max=256,
     )
+    delivery_processes: int = setting(
+        0,
+        "With role all: workers that only deliver, while the `processes` workers then only "
+        "accept (the split layout in one command; on two cores 1 + 1 delivers the most). "
+        "0 means every worker does both.",
+        min=0,
+        max=256,
+    )
 
 
 @dataclass(frozen=True)

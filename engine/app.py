@@ -14,7 +14,9 @@ grace deadline, drains the writers and closes the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import functools
 import logging
 import os
 import random
@@ -95,6 +97,19 @@ def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
         raise ConfigError(config_file, "delivery.bounce_rules_file", str(exc)) from exc
 
 
+def accepted_pipe() -> tuple[int, int]:
+    """A non-blocking pipe for ``Engine.accepted_pipe``, made before the workers fork."""
+    readable, writable = os.pipe()
+    os.set_blocking(readable, False)
+    os.set_blocking(writable, False)
+    return readable, writable
+
+
+def _signal(writable: int) -> None:
+    with contextlib.suppress(BlockingIOError):  # a full pipe already says it
+        os.write(writable, b"\0")
+
+
 def tls_files(settings: Settings) -> tuple[Path, Path]:
     """The submission certificate and key; a self-signed pair is made when none is set."""
     sub = settings.submission
@@ -146,7 +161,7 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def prepare(settings: Settings, role: Role) -> None:
+async def prepare(settings: Settings, *, certificate: bool) -> None:
     """What a first start creates: the data directory, the secret, the schema and, for
     submission, the certificate. Done once before several engine processes start."""
     Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
@@ -158,7 +173,7 @@ async def prepare(settings: Settings, role: Role) -> None:
             log.info("applied migrations %s", applied)
     finally:
         await store.close()
-    if role.submits:
+    if certificate:
         tls_files(settings)
 
 
@@ -173,6 +188,9 @@ class Engine:
     submission_sockets: list[socket.socket] | None = None
     """Listening sockets bound by a parent process; None binds ``submission.listen``."""
     serve_admin: bool = True
+    accepted_pipe: tuple[int, int] | None = None
+    """A pipe shared with sibling processes: submission writes a byte after each
+    commit, delivery wakes when one arrives (instead of at its next poll)."""
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     _store: Store | None = None
     _record_log: RecordLog | None = None
@@ -231,6 +249,9 @@ class Engine:
             owner=f"{node_id(settings)}:{os.getpid()}",
         )
         self._tasks.append(asyncio.create_task(self._delivery.run(), name="delivery"))
+        if self.accepted_pipe is not None:
+            readable = self.accepted_pipe[0]
+            asyncio.get_running_loop().add_reader(readable, self._woken, readable)
 
     async def _start_submission(self) -> None:
         assert self._store is not None and self._record_log is not None
@@ -239,6 +260,8 @@ class Engine:
         self._spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
         if self._delivery is not None:
             self._spool.on_accepted.append(self._delivery.wake)
+        if self.accepted_pipe is not None:
+            self._spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         self._tasks.append(asyncio.create_task(self._spool.run(), name="spool"))
         cert, key = tls_files(settings)
         handler = SubmissionHandler(
@@ -276,6 +299,14 @@ class Engine:
             self._servers.append(server)
         self.addresses["submission"] = bound
 
+    def _woken(self, readable: int) -> None:
+        try:
+            os.read(readable, 4096)
+        except BlockingIOError:
+            return  # a sibling took the bytes; it wakes its own delivery
+        if self._delivery is not None:
+            self._delivery.wake()
+
     async def _start_admin(self) -> None:
         self._http = HttpServer(create_app(metrics.served_registry()))
         text = self.settings.admin.listen
@@ -312,6 +343,8 @@ class Engine:
                 pass
             except Exception:
                 log.exception("service %s failed", task.get_name())
+        if self.accepted_pipe is not None and self._delivery is not None:
+            asyncio.get_running_loop().remove_reader(self.accepted_pipe[0])
         if self._deliverer is not None:
             await self._deliverer.close()
         if self._record_log is not None:

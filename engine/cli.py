@@ -44,13 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         if args.handler is None:
             processes = settings.engine.processes or os.cpu_count() or 1
-            if processes > 1:
+            delivering = settings.engine.delivery_processes if args.role == "all" else 0
+            if processes + delivering > 1:
                 _share_metrics_between_workers(settings)
             from engine.app import Role
-            from engine.runner import run
+            from engine.runner import run, worker_roles
 
             config_file = _config_path(args) or "config/penguin.toml"
-            return run(settings, Role(args.role), config_file, processes)
+            roles = worker_roles(Role(args.role), processes, delivering)
+            return run(settings, roles, config_file)
         result, text = args.handler(settings, args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

@@ -3,13 +3,15 @@
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
 ``engine.shutdown_grace_seconds``, drain the spool and exit 0.
 
-With ``engine.processes`` above 1, the process started is a supervisor: it
-prepares what a first start creates, binds the submission listeners and
-forks that many workers, which accept on the shared sockets and share the
-store. It prints the addresses and ``engine ready`` once every worker is
-serving, forwards SIGTERM/SIGINT to the workers and exits 0 when they all
-have. A worker that dies unexpectedly stops the others (exit 1, so systemd
-restarts the service); a supervisor that dies takes its workers with it.
+With more than one engine process (``engine.processes``, plus
+``engine.delivery_processes`` delivering-only workers for role all), the
+process started is a supervisor: it prepares what a first start creates,
+binds the submission listeners and forks the workers, which accept on the
+shared sockets and share the store. It prints the addresses and ``engine
+ready`` once every worker is serving, forwards SIGTERM/SIGINT to the workers
+and exits 0 when they all have. A worker that dies unexpectedly stops the
+others (exit 1, so systemd restarts the service); a supervisor that dies
+takes its workers with it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from config import ConfigError, Settings
 from engine import metrics
-from engine.app import Engine, Role, bind_listeners, prepare
+from engine.app import Engine, Role, accepted_pipe, bind_listeners, prepare
 from engine.logs import configure_logging
 
 Addresses = dict[str, list[tuple[str, int]]]
@@ -44,15 +46,21 @@ runs the cycle collector every message or two; reference counting frees the rest
 log = logging.getLogger(__name__)
 
 
-def run(
-    settings: Settings, role: Role = Role.ALL, config_file: str = "<config>", processes: int = 1
-) -> int:
-    """Run ``processes`` engine processes until SIGTERM/SIGINT; the exit status."""
+def worker_roles(role: Role, processes: int, delivery_processes: int = 0) -> list[Role]:
+    """The role of each engine process: ``processes`` of ``role``, or with
+    ``delivery_processes`` (role all only) that many delivering and the rest accepting."""
+    if role is Role.ALL and delivery_processes > 0:
+        return [Role.SUBMISSION] * processes + [Role.DELIVERY] * delivery_processes
+    return [role] * processes
+
+
+def run(settings: Settings, roles: list[Role], config_file: str = "<config>") -> int:
+    """Run one engine process per role in ``roles`` until SIGTERM/SIGINT; the exit status."""
     configure_logging(settings.logging.level)
     raise_open_file_limit()
-    if processes == 1:
-        return uvloop.run(_serve(Engine(settings, role, config_file), _print_ready))
-    return _supervise(settings, role, config_file, processes)
+    if len(roles) == 1:
+        return uvloop.run(_serve(Engine(settings, roles[0], config_file), _print_ready))
+    return _supervise(settings, roles, config_file)
 
 
 def raise_open_file_limit() -> None:
@@ -96,16 +104,31 @@ async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
     return status
 
 
-def _supervise(settings: Settings, role: Role, config_file: str, processes: int) -> int:
-    uvloop.run(prepare(settings, role))
-    sockets = bind_listeners(settings, config_file) if role.submits else []
+def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
+    processes = len(roles)
+    submitting = [index for index, role in enumerate(roles) if role.submits]
+    uvloop.run(prepare(settings, certificate=bool(submitting)))
+    sockets = bind_listeners(settings, config_file) if submitting else []
+    accepted = accepted_pipe() if submitting and len(submitting) < processes else None
     ready_read, ready_write = os.pipe()
     workers: dict[int, int] = {}
-    for index in range(processes):
+    for index, role in enumerate(roles):
         pid = os.fork()
         if pid == 0:
-            os.close(ready_read)
-            os._exit(_work(settings, role, config_file, sockets, index, ready_write))
+            status = 1
+            try:  # a worker never returns into the supervisor's code
+                os.close(ready_read)
+                worker = Engine(
+                    settings,
+                    role,
+                    config_file,
+                    submission_sockets=sockets if role.submits else None,
+                    serve_admin=bool(submitting) and index == submitting[0],
+                    accepted_pipe=accepted,
+                )
+                status = _work(worker, index, ready_write)
+            finally:
+                os._exit(status)
         workers[pid] = index
     os.close(ready_write)
     addresses: Addresses = {}
@@ -130,7 +153,7 @@ def _supervise(settings: Settings, role: Role, config_file: str, processes: int)
             for name, bound in report.items():
                 addresses.setdefault(name, [(host, port) for host, port in bound])
         _print_ready(addresses)
-        log.info("%d engine processes serving", processes)
+        log.info("%d engine processes serving: %s", processes, ", ".join(roles))
     else:
         log.error("%d of %d engine processes failed to start", processes - len(reports), processes)
         forward(signal.SIGTERM, None)
@@ -152,14 +175,7 @@ def _supervise(settings: Settings, role: Role, config_file: str, processes: int)
     return status
 
 
-def _work(
-    settings: Settings,
-    role: Role,
-    config_file: str,
-    sockets: list[socket.socket],
-    index: int,
-    ready_write: int,
-) -> int:
+def _work(engine: Engine, index: int, ready_write: int) -> int:
     """A forked worker's life; its exit status."""
     _die_with_parent()
 
@@ -169,9 +185,6 @@ def _work(
 
     status = 1
     try:
-        engine = Engine(
-            settings, role, config_file, submission_sockets=sockets, serve_admin=index == 0
-        )
         status = uvloop.run(_serve(engine, report))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

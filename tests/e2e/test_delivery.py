@@ -281,3 +281,22 @@ def test_killed_supervisor_takes_its_workers(
     assert len(workers) == 2
     engine.kill()
     wait_for(lambda: exited(workers), what="workers killed with their supervisor")
+
+
+def test_split_workers_in_one_command_wake_delivery_on_acceptance(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(
+        tmp_path,
+        delivery="idle_poll_seconds = 60\n",
+        engine="processes = 1\ndelivery_processes = 1",
+    )
+    account = provision(config)
+    engine = start_engine(engine_factory, config)
+    assert len(worker_pids(engine)) == 2
+    assert "2 engine processes serving: submission, delivery" in "".join(engine.output)
+    recipients = submit_load(engine, account, 30)
+    receivers.sink.wait_for_count(len(recipients), timeout=20)  # well before the 60 s poll
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    assert set(counts) == set(recipients)
+    assert engine.terminate() == 0
