@@ -74,6 +74,7 @@ class Options:
     keep: bool
     processes: int = 1
     warmup: int = 0
+    delivery_processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def zones_for(domains: tuple[str, ...], shared_mx: bool) -> Zones:
 
 
 def write_config(
-    directory: Path, url: str, dns: tuple[str, int], sink_port: int, processes: int
+    directory: Path, url: str, dns: tuple[str, int], sink_port: int, options: Options
 ) -> Path:
     data = directory / "var"
     path = directory / "penguin.toml"
@@ -114,7 +115,8 @@ def write_config(
 data_dir = {_toml_string(str(data))}
 hostname = "bench.localhost"
 node_id = "bench"
-processes = {processes}
+processes = {options.processes}
+delivery_processes = {options.delivery_processes}
 
 [database]
 url = {_toml_string(url)}
@@ -334,7 +336,7 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
     rows: list[Run] = []
     try:
         with database(backend, directory) as url:
-            config = write_config(directory, url, dns, sink.port, options.processes)
+            config = write_config(directory, url, dns, sink.port, options)
             credentials = provision(config)
             with engines(config, directory, options.layout) as address:
                 if options.warmup:
@@ -351,6 +353,15 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
     return rows
 
 
+def layout_label(options: Options) -> str:
+    """The layout as run: two commands, or one with its worker counts."""
+    if options.layout == "split":
+        return "split"
+    if options.delivery_processes:
+        return f"single, {options.processes} + {options.delivery_processes} delivery processes"
+    return f"single, {options.processes} process{'es' if options.processes > 1 else ''}"
+
+
 def table(rows: list[Run], options: Options) -> str:
     groups: dict[tuple[str, int], list[Run]] = {}
     for row in rows:
@@ -362,7 +373,7 @@ def table(rows: list[Run], options: Options) -> str:
     ]
     for (backend, size), group in groups.items():
         lines.append(
-            f"| {backend} | {size} | {options.layout} | {options.domains} | {len(group)} "
+            f"| {backend} | {size} | {layout_label(options)} | {options.domains} | {len(group)} "
             f"| {statistics.median(r.accepted_per_second for r in group):.0f} "
             f"| **{statistics.median(r.delivered_per_second for r in group):.0f}** "
             f"| {statistics.median(r.p50_seconds for r in group):.3f} s "
@@ -397,6 +408,12 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
+        "--delivery-processes",
+        type=int,
+        default=0,
+        help="engine.delivery_processes (with --layout single: the split layout in one command)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=1000,
@@ -420,6 +437,7 @@ def parse_options(argv: list[str] | None) -> Options:
         keep=args.keep,
         processes=args.processes,
         warmup=args.warmup,
+        delivery_processes=args.delivery_processes,
     )
 
 
