@@ -174,6 +174,20 @@ def test_sigkill_during_delivery_loses_nothing(
     wait_for(settled, timeout=30, what="every message settled as delivered")
 
 
+def delivered_once(config: Path, receivers: Receivers, recipients: list[str]) -> None:
+    """Every recipient reached the sink exactly once and is settled as delivered."""
+    receivers.sink.wait_for_count(len(recipients), timeout=90)
+
+    def settled() -> bool:
+        summary = penguin(config, "queue", "summary")
+        return {r["state"] for r in summary} == {"delivered"}
+
+    wait_for(settled, timeout=30, what="every message settled as delivered")
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    assert set(counts) == set(recipients)
+    assert max(counts.values()) == 1
+
+
 def test_two_delivery_processes_share_postgres_without_duplicates(
     tmp_path: Path,
     receivers: Receivers,
@@ -197,16 +211,7 @@ def test_two_delivery_processes_share_postgres_without_duplicates(
     start_engine(engine_factory, other, "delivery")
     submitter = start_engine(engine_factory, config, "submission")
     recipients = submit_load(submitter, account, 240)
-    receivers.sink.wait_for_count(len(recipients), timeout=90)
-
-    def settled() -> bool:
-        summary = penguin(config, "queue", "summary")
-        return {r["state"] for r in summary} == {"delivered"}
-
-    wait_for(settled, timeout=30, what="every message settled as delivered")
-    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
-    assert set(counts) == set(recipients)
-    assert max(counts.values()) == 1
+    delivered_once(config, receivers, recipients)
     records = penguin_lines(config, "records", "tail", "-n", "1000")
     nodes = {r["nodeid"] for r in records if r["type"] == "Delivery"}
     assert nodes == {"e2e", "e2e-two"}
@@ -233,16 +238,7 @@ def test_worker_processes_share_listener_and_store(
     assert len(workers) == 2
 
     recipients = submit_load(engine, account, 120)
-    receivers.sink.wait_for_count(len(recipients), timeout=90)
-
-    def settled() -> bool:
-        summary = penguin(config, "queue", "summary")
-        return {r["state"] for r in summary} == {"delivered"}
-
-    wait_for(settled, timeout=30, what="every message settled as delivered")
-    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
-    assert set(counts) == set(recipients)
-    assert max(counts.values()) == 1
+    delivered_once(config, receivers, recipients)
     records = read_records(config)
     for kind in ("Reception", "Delivery"):
         assert sorted(r["recipient"] for r in records if r["type"] == kind) == sorted(recipients)
