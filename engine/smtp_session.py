@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import secrets
 import ssl
@@ -315,20 +316,9 @@ class SmtpSession:
         self._session.ehlo_name = arg
         self._esmtp = esmtp
         self._envelope = Envelope()
-        lines = [self._config.hostname]
-        if esmtp:
-            lines += [
-                "PIPELINING",
-                f"SIZE {self._config.max_message_bytes}",
-                "8BITMIME",
-                "ENHANCEDSTATUSCODES",
-            ]
-            if self._config.tls_context is not None and not self.conn.tls:
-                lines.append("STARTTLS")
-            if self._auth_allowed():
-                lines.append("AUTH PLAIN LOGIN")
-            lines.append("SMTPUTF8")
-        await self._reply(Reply(250, "", "\n".join(lines)), verb)
+        starttls = esmtp and self._config.tls_context is not None and not self.conn.tls
+        auth = esmtp and self._auth_allowed()
+        await self._reply(_greeting(self._config, esmtp, starttls, auth), verb)
         return False
 
     async def _starttls(self, arg: str) -> bool:
@@ -544,7 +534,7 @@ class SmtpSession:
         return False
 
     async def _quit(self, arg: str) -> bool:
-        await self._reply(Reply(221, "2.0.0", f"{self._config.hostname} closing connection"), "")
+        await self._reply(_closing(self._config.hostname), "")
         return True
 
     async def _vrfy(self, arg: str) -> bool:
@@ -565,3 +555,27 @@ def _utf8(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(Reply(501, "5.5.2", "Credentials are not UTF-8")) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _greeting(config: ServerConfig, esmtp: bool, starttls: bool, auth: bool) -> Reply:
+    """The EHLO/HELO reply: one of a few, built once (``Reply`` keeps its encoding)."""
+    lines = [config.hostname]
+    if esmtp:
+        lines += [
+            "PIPELINING",
+            f"SIZE {config.max_message_bytes}",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if starttls:
+            lines.append("STARTTLS")
+        if auth:
+            lines.append("AUTH PLAIN LOGIN")
+        lines.append("SMTPUTF8")
+    return Reply(250, "", "\n".join(lines))
+
+
+@functools.lru_cache(maxsize=16)
+def _closing(hostname: str) -> Reply:
+    return Reply(221, "2.0.0", f"{hostname} closing connection")
