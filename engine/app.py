@@ -4,7 +4,10 @@ Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
 the SMTP deliverer. A process runs one or both roles: ``submission`` (the
 SMTP listener, the spool and the admin HTTP listener) and ``delivery``
-(claiming and delivering). Several processes may share one store.
+(claiming and delivering). Several processes may share one store; the
+workers ``engine.runner`` forks get their listening sockets, whether they
+serve the admin listener, and the pipe that wakes a sibling's delivery after
+each acceptance from the supervisor (``bind_listeners``, ``accepted_pipe``).
 
 ``Engine.start`` opens everything and returns the bound addresses;
 ``Engine.stop`` stops accepting, lets sessions and attempts finish to the
