@@ -36,13 +36,13 @@ from engine.domain_keys import SigningKeys
 from engine.group_commit import GroupCommit
 from engine.model import MessageState, QueuedMessage, Settlement
 from engine.record_log import RecordLog
-from engine.records import Record, RecordType, Response
+from engine.records import Record
 from engine.settling import (
     RecordContext,
     expire_unattempted,
     is_past_max_age,
-    message_record,
     settle_attempt,
+    shunt,
 )
 from engine.store import Store
 from engine.transport import Deliverer, OutboundMessage
@@ -239,22 +239,14 @@ class DeliveryService:
         return data
 
     def _shunt(self, message: QueuedMessage, exc: Exception) -> Settled:
-        now = self._clock.now()
-        error = f"{type(exc).__name__}: {exc}"
         tenant = self._tenants.get(message.tenant_id, str(message.tenant_id))
-        context = RecordContext(self._nodeid, tenant)
-        settlement = Settlement(
-            message.id, self._owner, MessageState.SHUNTED, message.attempts, now, error
-        )
-        record = message_record(
-            RecordType.SHUNTED,
+        return shunt(
             message,
-            now=now,
-            context=context,
-            num_attempts=message.attempts,
-            response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
+            owner=self._owner,
+            now=self._clock.now(),
+            error=f"{type(exc).__name__}: {exc}",
+            context=RecordContext(self._nodeid, tenant),
         )
-        return settlement, record
 
     async def _tenant(self, tenant_id: int) -> str:
         name = self._tenants.get(tenant_id)

@@ -118,6 +118,22 @@ def expire_unattempted(
     return settlement, record
 
 
+def shunt(
+    message: QueuedMessage, *, owner: str, now: float, error: str, context: RecordContext
+) -> tuple[Settlement, Record]:
+    """Park a message whose attempt broke the engine: kept, never retried by itself."""
+    settlement = Settlement(message.id, owner, MessageState.SHUNTED, message.attempts, now, error)
+    record = message_record(
+        RecordType.SHUNTED,
+        message,
+        now=now,
+        context=context,
+        num_attempts=message.attempts,
+        response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
+    )
+    return settlement, record
+
+
 def message_record(
     record_type: RecordType,
     message: QueuedMessage,

@@ -6,7 +6,13 @@ from config.schema import RetrySettings
 from engine.model import MessageState, QueuedMessage
 from engine.outcome import Outcome, OutcomeKind, Scope, SmtpReply
 from engine.records import RecordType
-from engine.settling import RecordContext, expire_unattempted, is_past_max_age, settle_attempt
+from engine.settling import (
+    RecordContext,
+    expire_unattempted,
+    is_past_max_age,
+    settle_attempt,
+    shunt,
+)
 from engine.transport import AttemptReport
 
 T0 = 1_800_000_000.0
@@ -126,3 +132,15 @@ def test_a_message_past_its_age_expires_without_an_attempt() -> None:
     assert settlement.state is MessageState.EXPIRED and settlement.attempts == 3
     assert record.type is RecordType.EXPIRATION
     assert record.bounce_classification == "MessageExpired"
+
+
+def test_shunted_message_is_parked_with_its_error() -> None:
+    broken = message(attempts=2)
+    settlement, record = shunt(
+        broken, owner="n1:1", now=T0 + 5, error="KeyError: 'd'", context=CONTEXT
+    )
+    assert settlement.state is MessageState.SHUNTED and settlement.attempts == 2
+    assert settlement.owner == "n1:1" and settlement.error == "KeyError: 'd'"
+    assert record.type is RecordType.SHUNTED and record.num_attempts == 2
+    assert record.response is not None and record.response.code == 451
+    assert record.response.content == "KeyError: 'd'"
