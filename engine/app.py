@@ -167,17 +167,30 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket]:
 async def prepare(settings: Settings, *, certificate: bool) -> None:
     """What a first start creates: the data directory, the secret, the schema and, for
     submission, the certificate. Done once before several engine processes start."""
+    engine_secret(settings)
+    store = await migrated_store(settings)
+    await store.close()
+    if certificate:
+        tls_files(settings)
+
+
+def engine_secret(settings: Settings) -> bytes:
+    """The engine secret, made (with the data directory) at the first start."""
     Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
-    load_or_create_secret(secret_path(settings.engine))
+    return load_or_create_secret(secret_path(settings.engine))
+
+
+async def migrated_store(settings: Settings) -> Store:
+    """The store of ``database.url``, its pending migrations applied."""
     store = open_store(settings.database.url)
     try:
         applied = await store.migrate()
-        if applied:
-            log.info("applied migrations %s", applied)
-    finally:
+    except BaseException:
         await store.close()
-    if certificate:
-        tls_files(settings)
+        raise
+    if applied:
+        log.info("applied migrations %s", applied)
+    return store
 
 
 @dataclass
@@ -207,13 +220,9 @@ class Engine:
     async def start(self) -> dict[str, list[tuple[str, int]]]:
         """Open the store, migrate, start this role's services; the bound addresses."""
         settings = self.settings
-        Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
-        secret = load_or_create_secret(secret_path(settings.engine))
+        secret = engine_secret(settings)
         classifier = bounce_classifier(settings, self.config_file)
-        self._store = open_store(settings.database.url)
-        applied = await self._store.migrate()
-        if applied:
-            log.info("applied migrations %s", applied)
+        self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.records.json_log)
         if self.role.delivers:
             self._start_delivery(Sealer(secret), classifier)
