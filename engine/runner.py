@@ -152,8 +152,8 @@ def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
         for report in reports:
             for name, bound in report.items():
                 addresses.setdefault(name, [(host, port) for host, port in bound])
-        _print_ready(addresses)
         log.info("%d engine processes serving: %s", processes, ", ".join(roles))
+        _print_ready(addresses)
     else:
         log.error("%d of %d engine processes failed to start", processes - len(reports), processes)
         forward(signal.SIGTERM, None)
