@@ -121,7 +121,11 @@ class _Connection(asyncio.Protocol):
         self._writing_paused = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+        self.lost: asyncio.Future[None] = self._loop.create_future()
         self.eof = False
         self.tls = False
 
@@ -144,6 +148,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self.lost.done():
             self.lost.set_result(None)
         self.wake()
@@ -186,13 +193,17 @@ class _Connection(asyncio.Protocol):
     async def flush(self) -> None:
         self._send_now()
         if self._writing_paused and not self.lost.done():
-            self._writable = asyncio.get_running_loop().create_future()
+            self._writable = self._loop.create_future()
             await self._writable
 
     async def wait_for_input(self, timeout_seconds: float) -> None:
-        # One timer handle per wait: asyncio.timeout costs several times more per read.
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout_seconds, self._time_out)
+        # One timer per connection, re-armed only when it fires early or must fire
+        # sooner: a timer handle per read costs more than the read itself.
+        loop = self._loop
+        deadline = loop.time() + timeout_seconds
+        self._deadline = deadline
+        if self._timer is None or self._timer_due > deadline:
+            self._arm(deadline)
         try:
             await self.flush()
             if self._inbox or self.eof:
@@ -200,9 +211,22 @@ class _Connection(asyncio.Protocol):
             self._readable = loop.create_future()
             await self._readable
         finally:
-            timer.cancel()
+            self._deadline = None
 
-    def _time_out(self) -> None:
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._on_timer)
+        self._timer_due = due
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:  # not waiting: the next wait arms a new timer
+            return
+        if deadline > self._timer_due:  # the wait began after the timer was armed
+            self._arm(deadline)
+            return
         for waiter in (self._writable, self._readable):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(TimeoutError())

@@ -503,6 +503,19 @@ async def test_idle_timeout_closes_with_421(serve: Serve, connect: Connect) -> N
     assert await client.closed()
 
 
+async def test_idle_timeout_counts_from_the_last_command(serve: Serve, connect: Connect) -> None:
+    run = await serve(idle_timeout_seconds=1.0)
+    client = await connect(run.port)
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        await asyncio.sleep(0.6)  # a slow client, each pause within the timeout
+        await client.command("NOOP", "250")
+    last_command = loop.time()
+    await client.expect("421 4.4.2")
+    assert loop.time() - last_command >= 0.9
+    assert await client.closed()
+
+
 async def test_data_timeout_closes_with_421(serve: Serve, connect: Connect) -> None:
     run = await serve(data_timeout_seconds=0.2)
     client = await connect(run.port)
