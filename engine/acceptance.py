@@ -28,6 +28,12 @@ CAMPAIGN_HEADER = b"x-campaign"
 _CAMPAIGN_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_CAMPAIGN_LENGTH = 64
 TRACE_HEADERS = ("subject", "message-id")
+_ATOM_ADDRESS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+"
+_PLAIN_FROM = re.compile(
+    rf"(?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~. -]*<({_ATOM_ADDRESS})>|({_ATOM_ADDRESS}))"
+)
+"""A From of one ASCII address with an optional unquoted display name: the
+common case, read without ``email.utils`` (anything else goes through it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,10 @@ def from_domains(fields: Sequence[HeaderField]) -> list[str] | None:
     values = [f.value for f in fields if f.name.lower() == "from"]
     if len(values) != 1:
         return None
+    plain = _PLAIN_FROM.fullmatch(values[0])
+    if plain is not None:
+        address = plain[1] or plain[2]
+        return [address.rpartition("@")[2].lower().rstrip(".")]
     addresses = [addr for _, addr in getaddresses(values) if addr]
     if not addresses or any("@" not in a for a in addresses):
         return None

@@ -1,4 +1,5 @@
 import random
+from email.utils import getaddresses
 
 import pytest
 
@@ -65,6 +66,44 @@ def test_header_parsing_tolerates_broken_input() -> None:
     ],
 )
 def test_from_domains(raw: bytes, expected: list[str] | None) -> None:
+    assert from_domains(parse_header_fields(raw)) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bench <bench@bench.test>",
+        "J. Smith <j@Example.COM.>",
+        "Name<n@x.test>",
+        "<a@b.test>",
+        "a!b@x.test",
+        "user%other@x.test",
+        "john.doe+tag@sub.example.org",
+        "x@y",
+        '"Smith, J" <j@x.test>',
+        "joe (comment) <joe@x.test>",
+        "joe@x.test (Joe)",
+        "Group: a@b.test;",
+        "@a:user@b.test",
+        "<@a:user@b.test>",
+        "x <y@z.test> trailing",
+        "Ünicode <u@x.test>",
+        "u@bücher.de",
+        "<>",
+        "a@b@c.test",
+        "a <<b@c.test>",
+        '"q"@x.test',
+        "a@[192.0.2.1]",
+    ],
+)
+def test_from_domains_reads_every_form_as_the_email_package_does(value: str) -> None:
+    addresses = [address for _, address in getaddresses([value]) if address]
+    expected = (
+        [a.rpartition("@")[2].lower().rstrip(".") for a in addresses]
+        if addresses and all("@" in a for a in addresses)
+        else None
+    )
+    raw = f"From: {value}\r\n\r\n".encode()
     assert from_domains(parse_header_fields(raw)) == expected
 
 
