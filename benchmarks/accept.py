@@ -137,6 +137,9 @@ processes = {options.processes}
 [database]
 url = {_toml_string(database_url)}
 
+[admin]
+listen = "127.0.0.1:0"
+
 [submission]
 listen = ["127.0.0.1:0"]
 allow_plaintext_auth_on_loopback = {"false" if options.tls else "true"}
@@ -512,8 +515,14 @@ def parse_options(argv: list[str] | None) -> Options:
     )
 
 
+def unwind_on_sigterm() -> None:
+    """Let SIGTERM unwind like Ctrl-C, so the engines and databases started are removed."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
+    unwind_on_sigterm()
     rows: list[RunRow] = []
     try:
         for backend in options.backends:

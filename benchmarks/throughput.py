@@ -48,6 +48,7 @@ from benchmarks.accept import (
     _toml_string,
     database,
     provision,
+    unwind_on_sigterm,
     wait_quiet,
 )
 from benchmarks.smtp_load import LoadSpec, run_load
@@ -443,6 +444,7 @@ def parse_options(argv: list[str] | None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
+    unwind_on_sigterm()
     rows: list[Run] = []
     sink = Sink(options.sink)
     try:
