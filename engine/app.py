@@ -182,7 +182,7 @@ def engine_secret(settings: Settings) -> bytes:
 
 async def migrated_store(settings: Settings) -> Store:
     """The store of ``database.url``, its pending migrations applied."""
-    store = open_store(settings.database.url)
+    store = open_store(settings.database.url, settings.database.pool_size)
     try:
         applied = await store.migrate()
     except BaseException:

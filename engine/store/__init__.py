@@ -149,12 +149,13 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str) -> Store:
-    """The store for a ``database.url``: ``sqlite:PATH`` or ``postgresql://...``."""
+def open_store(url: str, pool_size: int = 10) -> Store:
+    """The store for a ``database.url``: ``sqlite:PATH`` or ``postgresql://...``
+    (with at most ``pool_size`` connections)."""
     if url.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, pool_size)
     if url.startswith("sqlite:"):
         from engine.store.sqlite import SqliteStore
 

@@ -1,4 +1,4 @@
-"""PostgreSQL only: row-level security per tenant, and claims shared by processes."""
+"""PostgreSQL only: row-level security per tenant, claims shared by processes, the pool."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from config.loader import parse_settings
+from engine.app import migrated_store
 from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Suppression
 from engine.records import Record, RecordType
 from engine.store.postgres import PostgresStore
@@ -131,3 +133,13 @@ async def test_concurrent_claims_never_lease_a_message_twice(
 
     assert len(leased) == 60
     assert len(set(leased)) == len(leased)
+
+
+async def test_the_engine_store_has_the_configured_pool_size(postgres_url: str) -> None:
+    settings = parse_settings({"database": {"url": postgres_url, "pool_size": 3}})
+    store = await migrated_store(settings)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.pool_size == 3
+    finally:
+        await store.close()
