@@ -8,6 +8,9 @@ SMTP listener, the spool and the admin HTTP listener) and ``delivery``
 workers ``engine.runner`` forks get their listening sockets, whether they
 serve the admin listener, and the pipe that wakes a sibling's delivery after
 each acceptance from the supervisor (``bind_listeners``, ``accepted_pipe``).
+A process that accepts without delivering also announces new mail through
+the store, and each delivering process watches for it (PostgreSQL
+``NOTIFY``/``LISTEN``; other processes on SQLite find it at their next poll).
 
 ``Engine.start`` opens everything and returns the bound addresses;
 ``Engine.stop`` stops accepting, lets sessions and attempts finish to the
@@ -216,6 +219,7 @@ class Engine:
     _delivery: DeliveryService | None = None
     _deliverer: SmtpDeliverer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _watch: asyncio.Task[None] | None = None
 
     async def start(self) -> dict[str, list[tuple[str, int]]]:
         """Open the store, migrate, start this role's services; the bound addresses."""
@@ -261,6 +265,9 @@ class Engine:
             owner=f"{node_id(settings)}:{os.getpid()}",
         )
         self._tasks.append(asyncio.create_task(self._delivery.run(), name="delivery"))
+        self._watch = asyncio.create_task(
+            self._store.watch_accepted(self._delivery.wake), name="watch accepted"
+        )
         if self.accepted_pipe is not None:
             readable = self.accepted_pipe[0]
             asyncio.get_running_loop().add_reader(readable, self._woken, readable)
@@ -272,6 +279,8 @@ class Engine:
         self._spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
         if self._delivery is not None:
             self._spool.on_accepted.append(self._delivery.wake)
+        else:
+            self._spool.on_accepted.append(self._store.announce_accepted)
         if self.accepted_pipe is not None:
             self._spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         self._tasks.append(asyncio.create_task(self._spool.run(), name="spool"))
@@ -355,6 +364,9 @@ class Engine:
                 pass
             except Exception:
                 log.exception("service %s failed", task.get_name())
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         if self.accepted_pipe is not None and self._delivery is not None:
             asyncio.get_running_loop().remove_reader(self.accepted_pipe[0])
         if self._deliverer is not None:

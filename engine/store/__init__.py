@@ -16,7 +16,7 @@ expired lease; a settlement only applies for the lease owner.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from engine.model import (
@@ -59,6 +59,16 @@ class Store(Protocol):
     async def schema_version(self) -> int: ...
 
     async def close(self) -> None: ...
+
+    # Telling other processes about new mail.
+    def announce_accepted(self) -> None:
+        """Let delivery in other processes know new messages are queued (no waiting)."""
+        ...
+
+    async def watch_accepted(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a process announces new messages; runs until
+        cancelled, or returns at once when the store cannot carry announcements."""
+        ...
 
     # Tenants, domains, users, suppressions.
     async def create_tenant(self, name: str, now: float) -> Tenant: ...

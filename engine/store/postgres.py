@@ -10,7 +10,9 @@ Delivery workers in any number of processes share the queue: ``claim`` locks
 due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
 ``settle`` applies a batch of attempt results as one ``UPDATE ... FROM
 unnest(...)`` over per-column arrays; claims and settlements do not wait for
-the WAL flush (only acceptance must be on disk before its reply).
+the WAL flush (only acceptance must be on disk before its reply). Submission
+processes announce new mail with ``NOTIFY penguin_accepted``; delivery
+processes ``LISTEN`` on a connection of their own and claim at once.
 ``migrate`` holds an advisory lock, so processes starting together apply
 each migration once. Unique violations become ``Conflict``, foreign-key
 violations (unknown tenant) ``NotFound``, other server errors
@@ -22,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -54,7 +57,12 @@ from engine.store.rows import (
     settled_row,
 )
 
+logger = logging.getLogger(__name__)
+
 MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
+ACCEPTED_CHANNEL = "penguin_accepted"
+"""The ``NOTIFY`` channel of new mail; the payload is empty."""
+ANNOUNCE_INTERVAL_SECONDS = 0.05
 TENANT_ROLE = "penguin_tenant"
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
@@ -78,6 +86,10 @@ class PostgresStore:
         self.pool_size = pool_size
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
+        self._announcing: asyncio.Task[None] | None = None
+        self._announce_again = False
+        self.watch_retry_seconds = 5.0
+        """Pause before listening again after losing the connection."""
 
     async def _get_pool(self) -> Any:
         if self._pool is None:
@@ -153,9 +165,55 @@ class PostgresStore:
         return int(row[0])
 
     async def close(self) -> None:
+        if self._announcing is not None:
+            await asyncio.wait({self._announcing})
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    # Telling other processes about new mail.
+
+    def announce_accepted(self) -> None:
+        """``NOTIFY`` the delivery processes: at once when none was sent in the last
+        ``ANNOUNCE_INTERVAL_SECONDS``, else one at the end of that interval for
+        every announcement asked meanwhile (a few notifications a second under load)."""
+        if self._announcing is not None:
+            self._announce_again = True
+            return
+        self._announcing = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        try:
+            again = True
+            while again:
+                self._announce_again = False
+                await self._execute(f"NOTIFY {ACCEPTED_CHANNEL}")
+                await asyncio.sleep(ANNOUNCE_INTERVAL_SECONDS)
+                again = self._announce_again
+        except (StoreError, OSError, asyncpg.InterfaceError) as exc:
+            logger.warning("announcing new mail failed (delivery polls meanwhile): %s", exc)
+        finally:
+            self._announcing = None
+
+    async def watch_accepted(self, wake: Callable[[], None]) -> None:
+        """``LISTEN`` on a connection of its own; reconnects after losing it, and
+        wakes once on each (re)connection for what was announced meanwhile."""
+        while True:
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                logger.warning("cannot listen for new mail (delivery polls meanwhile): %s", exc)
+                await asyncio.sleep(self.watch_retry_seconds)
+                continue
+            try:
+                await _listen_until_lost(conn, wake)
+            except (OSError, asyncpg.PostgresError) as exc:
+                logger.warning("listening for new mail failed: %s", exc)
+            finally:
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await conn.close(timeout=self.watch_retry_seconds)
+            logger.warning("lost the connection listening for new mail; reconnecting")
+            await asyncio.sleep(self.watch_retry_seconds)
 
     # Tenants, domains, users, suppressions.
 
@@ -392,6 +450,19 @@ class PostgresStore:
                     limit,
                 )
         return [message_from_row(row) for row in rows]
+
+
+async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_lost(_: object) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    conn.add_termination_listener(on_lost)
+    await conn.add_listener(ACCEPTED_CHANNEL, lambda *_: wake())
+    wake()
+    await lost
 
 
 @contextlib.contextmanager

@@ -116,6 +116,12 @@ class SqliteStore:
     async def schema_version(self) -> int:
         return await self._run(_schema_version)
 
+    def announce_accepted(self) -> None:
+        """Nothing to carry it: other processes find new mail by polling."""
+
+    async def watch_accepted(self, wake: Callable[[], None]) -> None:
+        """Returns at once: SQLite has no notifications between processes."""
+
     async def close(self) -> None:
         if self._closed:
             return

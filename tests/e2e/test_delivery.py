@@ -2,7 +2,8 @@
 
 Covers the whole path (SMTP submission → queue → DKIM-signed delivery),
 at-least-once delivery across a SIGKILL, two delivery processes sharing
-one PostgreSQL store without duplicates, and ``engine.processes`` workers
+one PostgreSQL store without duplicates, delivery woken by acceptance in
+another process (PostgreSQL ``NOTIFY``), and ``engine.processes`` workers
 sharing one listener and one store under a supervisor.
 """
 
@@ -215,6 +216,22 @@ def test_two_delivery_processes_share_postgres_without_duplicates(
     records = penguin_lines(config, "records", "tail", "-n", "1000")
     nodes = {r["nodeid"] for r in records if r["type"] == "Delivery"}
     assert nodes == {"e2e", "e2e-two"}
+
+
+def test_delivery_in_another_process_is_woken_through_postgres(
+    tmp_path: Path,
+    receivers: Receivers,
+    engine_factory: list[EngineProcess],
+    postgres_url: str,
+) -> None:
+    config = receivers.config(tmp_path, postgres_url, delivery="idle_poll_seconds = 60\n")
+    account = provision(config)
+    start_engine(engine_factory, config, "delivery")
+    submitter = start_engine(engine_factory, config, "submission")
+    recipients = submit_load(submitter, account, 30)
+    receivers.sink.wait_for_count(len(recipients), timeout=20)  # well before the 60 s poll
+    counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
+    assert set(counts) == set(recipients)
 
 
 def worker_pids(supervisor: EngineProcess) -> set[int]:

@@ -143,3 +143,33 @@ async def test_the_engine_store_has_the_configured_pool_size(postgres_url: str) 
         assert store.pool_size == 3
     finally:
         await store.close()
+
+
+async def test_new_mail_announced_by_one_process_wakes_delivery_in_another(
+    postgres_url: str,
+) -> None:
+    submitting = PostgresStore(postgres_url, pool_size=2)
+    delivering = PostgresStore(postgres_url, pool_size=2)
+    delivering.watch_retry_seconds = 0.05
+    wakes = asyncio.Queue[None]()
+    watch = asyncio.create_task(delivering.watch_accepted(lambda: wakes.put_nowait(None)))
+    try:
+        async with asyncio.timeout(10):
+            await wakes.get()  # listening; this first wake covers anything announced before
+            submitting.announce_accepted()
+            await wakes.get()
+            terminated = await submitting._fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+            )
+            assert [row[0] for row in terminated] == [True]
+            await wakes.get()  # listening again after the lost connection
+            submitting.announce_accepted()
+            await wakes.get()
+        assert wakes.empty()
+        assert not watch.done()
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await submitting.close()
+        await delivering.close()
