@@ -158,10 +158,14 @@ async def test_new_mail_announced_by_one_process_wakes_delivery_in_another(
             await wakes.get()  # listening; this first wake covers anything announced before
             submitting.announce_accepted()
             await wakes.get()
-            terminated = await submitting._fetch(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
-            )
+            admin = await asyncpg.connect(postgres_url)
+            try:
+                terminated = await admin.fetch(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+                )
+            finally:
+                await admin.close()
             assert [row[0] for row in terminated] == [True]
             await wakes.get()  # listening again after the lost connection
             submitting.announce_accepted()
