@@ -57,12 +57,13 @@ from engine.store.rows import (
     settled_row,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
 ACCEPTED_CHANNEL = "penguin_accepted"
 """The ``NOTIFY`` channel of new mail; the payload is empty."""
 ANNOUNCE_INTERVAL_SECONDS = 0.05
+"""Least time between two notifications; announcements asked meanwhile make one."""
 TENANT_ROLE = "penguin_tenant"
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
@@ -191,7 +192,7 @@ class PostgresStore:
                 await asyncio.sleep(ANNOUNCE_INTERVAL_SECONDS)
                 again = self._announce_again
         except (StoreError, OSError, asyncpg.InterfaceError) as exc:
-            logger.warning("announcing new mail failed (delivery polls meanwhile): %s", exc)
+            log.warning("announcing new mail failed (delivery polls meanwhile): %s", exc)
         finally:
             self._announcing = None
 
@@ -202,17 +203,17 @@ class PostgresStore:
             try:
                 conn = await asyncpg.connect(self.url)
             except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("cannot listen for new mail (delivery polls meanwhile): %s", exc)
+                log.warning("cannot listen for new mail (delivery polls meanwhile): %s", exc)
                 await asyncio.sleep(self.watch_retry_seconds)
                 continue
             try:
                 await _listen_until_lost(conn, wake)
             except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("listening for new mail failed: %s", exc)
+                log.warning("listening for new mail failed: %s", exc)
             finally:
                 with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await conn.close(timeout=self.watch_retry_seconds)
-            logger.warning("lost the connection listening for new mail; reconnecting")
+            log.warning("lost the connection listening for new mail; reconnecting")
             await asyncio.sleep(self.watch_retry_seconds)
 
     # Tenants, domains, users, suppressions.
