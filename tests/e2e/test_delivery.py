@@ -226,12 +226,14 @@ def test_delivery_in_another_process_is_woken_through_postgres(
 ) -> None:
     config = receivers.config(tmp_path, postgres_url, delivery="idle_poll_seconds = 60\n")
     account = provision(config)
-    start_engine(engine_factory, config, "delivery")
+    delivery = start_engine(engine_factory, config, "delivery")
     submitter = start_engine(engine_factory, config, "submission")
     recipients = submit_load(submitter, account, 30)
     receivers.sink.wait_for_count(len(recipients), timeout=20)  # well before the 60 s poll
     counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
     assert set(counts) == set(recipients)
+    assert submitter.terminate() == 0
+    assert delivery.terminate() == 0
 
 
 def worker_pids(supervisor: EngineProcess) -> set[int]:
