@@ -1,4 +1,5 @@
-"""PostgreSQL only: row-level security per tenant, claims shared by processes, the pool."""
+"""PostgreSQL only: row-level security per tenant, claims shared by processes, the pool,
+and new mail announced to delivery in other processes."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ async def test_the_engine_store_has_the_configured_pool_size(postgres_url: str) 
         await store.close()
 
 
-async def test_new_mail_announced_by_one_process_wakes_delivery_in_another(
+async def test_new_mail_announced_through_one_store_wakes_a_watcher_on_another(
     postgres_url: str,
 ) -> None:
     submitting = PostgresStore(postgres_url, pool_size=2)
