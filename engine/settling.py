@@ -98,38 +98,54 @@ def expire_unattempted(
     message: QueuedMessage, *, owner: str, now: float, context: RecordContext
 ) -> tuple[Settlement, Record]:
     """Expire a claimed message that is already past its maximum age."""
-    settlement = Settlement(
-        message.id,
-        owner,
-        MessageState.EXPIRED,
-        message.attempts,
-        now,
-        str(EXPIRED_RESPONSE.content),
-    )
-    record = message_record(
-        RecordType.EXPIRATION,
+    return _settle_unattempted(
         message,
+        MessageState.EXPIRED,
+        RecordType.EXPIRATION,
+        EXPIRED_RESPONSE,
+        owner=owner,
         now=now,
         context=context,
-        num_attempts=message.attempts,
-        response=EXPIRED_RESPONSE,
         bounce_classification="MessageExpired",
     )
-    return settlement, record
 
 
 def shunt(
     message: QueuedMessage, *, owner: str, now: float, error: str, context: RecordContext
 ) -> tuple[Settlement, Record]:
     """Park a message whose attempt broke the engine: kept, never retried by itself."""
-    settlement = Settlement(message.id, owner, MessageState.SHUNTED, message.attempts, now, error)
-    record = message_record(
+    return _settle_unattempted(
+        message,
+        MessageState.SHUNTED,
         RecordType.SHUNTED,
+        Response(code=451, enhanced_code=(4, 3, 0), content=error),
+        owner=owner,
+        now=now,
+        context=context,
+    )
+
+
+def _settle_unattempted(
+    message: QueuedMessage,
+    state: MessageState,
+    record_type: RecordType,
+    response: Response,
+    *,
+    owner: str,
+    now: float,
+    context: RecordContext,
+    **fields: Any,
+) -> tuple[Settlement, Record]:
+    """End a claimed message without an attempt: its settlement and its record."""
+    settlement = Settlement(message.id, owner, state, message.attempts, now, response.content)
+    record = message_record(
+        record_type,
         message,
         now=now,
         context=context,
         num_attempts=message.attempts,
-        response=Response(code=451, enhanced_code=(4, 3, 0), content=error),
+        response=response,
+        **fields,
     )
     return settlement, record
 
