@@ -241,6 +241,16 @@ def worker_pids(supervisor: EngineProcess) -> set[int]:
     return child_pids(supervisor.process.pid)
 
 
+def start_two_workers(
+    engine_factory: list[EngineProcess], config: Path
+) -> tuple[EngineProcess, set[int]]:
+    """A supervisor of ``engine.processes = 2`` and its two workers' pids."""
+    engine = start_engine(engine_factory, config)
+    workers = worker_pids(engine)
+    assert len(workers) == 2
+    return engine, workers
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_worker_processes_share_listener_and_store(
     tmp_path: Path,
@@ -252,9 +262,7 @@ def test_worker_processes_share_listener_and_store(
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
     config = receivers.config(tmp_path, url, engine="processes = 2")
     account = provision(config)
-    engine = start_engine(engine_factory, config)
-    workers = worker_pids(engine)
-    assert len(workers) == 2
+    engine, workers = start_two_workers(engine_factory, config)
 
     recipients = submit_load(engine, account, 120)
     delivered_once(config, receivers, recipients)
@@ -277,8 +285,7 @@ def test_a_dead_worker_stops_the_engine(
     tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
 ) -> None:
     config = receivers.config(tmp_path, engine="processes = 2")
-    engine = start_engine(engine_factory, config)
-    workers = worker_pids(engine)
+    engine, workers = start_two_workers(engine_factory, config)
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     assert engine.process is not None
@@ -291,9 +298,7 @@ def test_killed_supervisor_takes_its_workers(
     tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
 ) -> None:
     config = receivers.config(tmp_path, engine="processes = 2")
-    engine = start_engine(engine_factory, config)
-    workers = worker_pids(engine)
-    assert len(workers) == 2
+    engine, workers = start_two_workers(engine_factory, config)
     engine.kill()
     wait_for(lambda: exited(workers), what="workers killed with their supervisor")
 
