@@ -318,7 +318,7 @@ class SmtpSession:
         self._envelope = Envelope()
         starttls = esmtp and self._config.tls_context is not None and not self.conn.tls
         auth = esmtp and self._auth_allowed()
-        await self._reply(_greeting(self._config, esmtp, starttls, auth), verb)
+        await self._reply(_ehlo_reply(self._config, esmtp, starttls, auth), verb)
         return False
 
     async def _starttls(self, arg: str) -> bool:
@@ -558,7 +558,7 @@ def _utf8(data: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _greeting(config: ServerConfig, esmtp: bool, starttls: bool, auth: bool) -> Reply:
+def _ehlo_reply(config: ServerConfig, esmtp: bool, starttls: bool, auth: bool) -> Reply:
     """The EHLO/HELO reply: one of a few, built once (``Reply`` keeps its encoding)."""
     lines = [config.hostname]
     if esmtp:
