@@ -99,6 +99,16 @@ class SmtpHandler(Protocol):
         """Take the message (CRLF line ends, dot-unstuffed); 250 only once it is durable."""
         ...
 
-    async def on_rejection(self, session: Session, command: str, reply: Reply) -> None:
-        """Told of every 4xx/5xx reply the server sends, for Rejection records."""
+    async def on_rejection(
+        self,
+        session: Session,
+        command: str,
+        reply: Reply,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        """Told of each 4xx/5xx reply the server sends, for Rejection records: with
+        the envelope sender of the refused MAIL or transaction (``""`` for the null
+        sender) and the recipient of a refused RCPT, where known."""
         ...

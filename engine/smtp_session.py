@@ -11,7 +11,8 @@ In: a ``ServerConfig`` (validated once, immutable), the handler and the
 connection, via the ``Listener`` that owns the session. Out: replies on the
 wire, handler calls, and ``handler.on_rejection`` for every 4xx/5xx reply
 except the 421s sent while the process is tearing down connections (at the end
-of ``SmtpServer.stop``'s grace period).
+of ``SmtpServer.stop``'s grace period) and the ``503 Need MAIL`` replies that
+follow a refused MAIL: a refused transaction is reported once, by its MAIL.
 
 Invariants:
 
@@ -185,6 +186,7 @@ class SmtpSession:
         )
         self._envelope = Envelope()
         self._esmtp = False
+        self._mail_refused = False
         self._commands = 0
         self._awaiting_command = False
         self._verbs: dict[str, Callable[[str], Awaitable[bool]]] = {
@@ -274,11 +276,20 @@ class SmtpSession:
                 raise _Shutdown
             await self.conn.wait_for_input(wait_seconds)
 
-    async def _reply(self, reply: Reply, command: str) -> None:
+    async def _reply(
+        self,
+        reply: Reply,
+        command: str,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
         self.conn.write(reply.encode())
         if reply.code >= 400:
             try:
-                await self._handler.on_rejection(self._session, command, reply)
+                await self._handler.on_rejection(
+                    self._session, command, reply, sender=sender, recipient=recipient
+                )
             except Exception:
                 logger.exception("session %s: on_rejection failed", self._session.id)
 
@@ -316,6 +327,7 @@ class SmtpSession:
         self._session.ehlo_name = arg
         self._esmtp = esmtp
         self._envelope = Envelope()
+        self._mail_refused = False
         starttls = esmtp and self._config.tls_context is not None and not self.conn.tls
         auth = esmtp and self._auth_allowed()
         await self._reply(_ehlo_reply(self._config, esmtp, starttls, auth), verb)
@@ -347,6 +359,7 @@ class SmtpSession:
         session.ehlo_name = session.authenticated_as = session.auth_context = None
         self._esmtp = False
         self._envelope = Envelope()
+        self._mail_refused = False
         ssl_object = self.conn.transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject):
             cipher = ssl_object.cipher()
@@ -439,28 +452,28 @@ class SmtpSession:
             raise CommandError(Reply(501, "5.5.2", "Invalid base64 data")) from None
 
     async def _mail(self, arg: str) -> bool:
-        line = f"MAIL {arg}"
+        reply, sender = await self._mail_reply(arg)
+        self._mail_refused = self._envelope.mail_from is None
+        await self._reply(reply, f"MAIL {arg}", sender=sender)
+        return False
+
+    async def _mail_reply(self, arg: str) -> tuple[Reply, str | None]:
+        """The reply to MAIL and the sender it names (None when unreadable); a
+        positive reply begins the transaction."""
         if self._session.ehlo_name is None:
-            await self._reply(_BAD_SEQUENCE_EHLO, line)
-            return False
+            return _BAD_SEQUENCE_EHLO, None
         if self._envelope.mail_from is not None:
-            await self._reply(Reply(503, "5.5.1", "Nested MAIL command"), line)
-            return False
-        if self._config.auth_enabled and self._session.authenticated_as is None:
-            await self._reply(Reply(530, "5.7.0", "Authentication required"), line)
-            return False
+            return Reply(503, "5.5.1", "Nested MAIL command"), None
         try:
             address, params = parse_path(arg, "FROM")
         except CommandError as exc:
-            await self._reply(exc.reply, line)
-            return False
+            return exc.reply, None
+        if self._config.auth_enabled and self._session.authenticated_as is None:
+            return Reply(530, "5.7.0", "Authentication required"), address
         if params and not self._esmtp:
-            await self._reply(Reply(555, "5.5.4", "Parameters need EHLO"), line)
-            return False
+            return Reply(555, "5.5.4", "Parameters need EHLO"), address
         if int(params.get("SIZE", "0")) > self._config.max_message_bytes:
-            reply = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
-            await self._reply(reply, line)
-            return False
+            return Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), address
         envelope = Envelope(mail_params=params, smtputf8="SMTPUTF8" in params)
         reply = await self._ask(
             self._handler.on_mail(self._session, envelope, address), _LOCAL_ERROR
@@ -468,41 +481,51 @@ class SmtpSession:
         if reply.is_positive:
             envelope.mail_from = address
             self._envelope = envelope
-        await self._reply(reply, line)
-        return False
+        return reply, address
+
+    async def _need_mail(self, command: str) -> None:
+        """503: no transaction; unreported after a refused MAIL, which was."""
+        if self._mail_refused:
+            self.conn.write(_NEED_MAIL.encode())
+        else:
+            await self._reply(_NEED_MAIL, command)
 
     async def _rcpt(self, arg: str) -> bool:
         line = f"RCPT {arg}"
         envelope = self._envelope
-        if envelope.mail_from is None:
-            await self._reply(_NEED_MAIL, line)
+        sender = envelope.mail_from
+        if sender is None:
+            await self._need_mail(line)
             return False
         try:
             address, _ = parse_path(arg, "TO", smtputf8=envelope.smtputf8)
         except CommandError as exc:
-            await self._reply(exc.reply, line)
+            await self._reply(exc.reply, line, sender=sender)
             return False
         if len(envelope.rcpt_tos) >= self._config.max_recipients:
-            await self._reply(Reply(452, "4.5.3", "Too many recipients"), line)
+            reply = Reply(452, "4.5.3", "Too many recipients")
+            await self._reply(reply, line, sender=sender, recipient=address)
             return False
         reply = await self._ask(
             self._handler.on_rcpt(self._session, envelope, address), _LOCAL_ERROR
         )
         if reply.is_positive:
             envelope.rcpt_tos.append(address)
-        await self._reply(reply, line)
+        await self._reply(reply, line, sender=sender, recipient=address)
         return False
 
     async def _data(self, arg: str) -> bool:
         envelope = self._envelope
+        sender = envelope.mail_from
         if arg:
-            await self._reply(Reply(501, "5.5.4", "Syntax: DATA"), "DATA")
+            await self._reply(Reply(501, "5.5.4", "Syntax: DATA"), "DATA", sender=sender)
             return False
-        if envelope.mail_from is None:
-            await self._reply(_NEED_MAIL, "DATA")
+        if sender is None:
+            await self._need_mail("DATA")
             return False
         if not envelope.rcpt_tos:
-            await self._reply(Reply(554, "5.5.1", "No valid recipients"), "DATA")
+            reply = Reply(554, "5.5.1", "No valid recipients")
+            await self._reply(reply, "DATA", sender=sender)
             return False
         self.conn.write(Reply(354, "", "End data with <CR><LF>.<CR><LF>").encode())
         self._reader.start_data()
@@ -511,14 +534,14 @@ class SmtpSession:
             return True
         self._envelope = Envelope()
         if isinstance(event, MessageRejected):
-            await self._reply(event.reply, "DATA")
+            await self._reply(event.reply, "DATA", sender=sender)
             return False
         assert isinstance(event, MessageBody)
         reply = await self._ask(
             self._handler.on_data(self._session, envelope, event.body), _LOCAL_ERROR
         )
         logger.debug("session %s: DATA -> %d", self._session.id, reply.code)
-        await self._reply(reply, "DATA")
+        await self._reply(reply, "DATA", sender=sender)
         return False
 
     async def _rset(self, arg: str) -> bool:
@@ -526,6 +549,7 @@ class SmtpSession:
             await self._reply(Reply(501, "5.5.4", "Syntax: RSET"), "RSET")
             return False
         self._envelope = Envelope()
+        self._mail_refused = False
         await self._reply(_OK, "RSET")
         return False
 

@@ -199,12 +199,22 @@ class SubmissionHandler:
         )
         return Reply(250, "2.0.0", f"Ok: queued as {submission_id}")
 
-    async def on_rejection(self, session: Session, command: str, reply: Reply) -> None:
+    async def on_rejection(
+        self,
+        session: Session,
+        command: str,
+        reply: Reply,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
         account = _account(session)
         record = Record(
             type=RecordType.REJECTION,
             timestamp=self._clock.now(),
             tenant_id=account.tenant.id if account else None,
+            sender=sender,
+            recipient=recipient,
             response=Response(
                 code=reply.code,
                 content=reply.text,

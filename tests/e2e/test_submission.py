@@ -97,7 +97,7 @@ def test_without_auth_every_recipient_is_refused(running: tuple[EngineProcess, A
         code, _ = client.mail("anyone@example.net")
         assert code == 530
         code, _ = client.rcpt("victim@example.com")
-        assert code in (503, 530)
+        assert code == 503
     summary = penguin(engine.config, "queue", "summary")
     assert not any("example.net" in r["queue"] for r in summary)
 
@@ -105,11 +105,39 @@ def test_without_auth_every_recipient_is_refused(running: tuple[EngineProcess, A
         return any(
             r["type"] == "Rejection"
             and r["response"]["code"] == 530
+            and r["sender"] == "anyone@example.net"
             and r["peer_address"]["name"] == "stranger.example"
             for r in read_records(engine.config)
         )
 
     wait_for(rejected, what="a Rejection record for the unauthenticated MAIL")
+
+
+def test_a_refused_pipelined_transaction_is_recorded_once(
+    running: tuple[EngineProcess, Account],
+) -> None:
+    engine, account = running
+    with smtplib.SMTP(*engine.submission, local_hostname="pipeliner.example", timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.login(account.username, account.password)
+        client.send(b"MAIL FROM:<ceo@bank.example>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n")
+        assert [client.getreply()[0] for _ in range(3)] == [550, 503, 503]
+        client.rset()
+        code, _ = client.rcpt("b@example.com")
+        assert code == 503
+
+    def refusals() -> list[tuple[str, str | None, str | None, int]]:
+        return [
+            (r["response"]["command"], r["sender"], r["recipient"], r["response"]["code"])
+            for r in read_records(engine.config)
+            if r["type"] == "Rejection" and r["peer_address"]["name"] == "pipeliner.example"
+        ]
+
+    wait_for(lambda: len(refusals()) >= 2, what="the Rejection records of the session")
+    assert refusals() == [
+        ("MAIL FROM:<ceo@bank.example>", "ceo@bank.example", None, 550),
+        ("RCPT TO:<b@example.com>", None, None, 503),
+    ]
 
 
 def test_auth_is_not_offered_before_tls(running: tuple[EngineProcess, Account]) -> None:

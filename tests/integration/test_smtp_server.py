@@ -102,11 +102,14 @@ class Delivered:
 
 @dataclass
 class RecordingHandler:
-    """Accepts alice/s3cret; refuses recipients named nobody@; records everything."""
+    """Accepts alice/s3cret; refuses senders named refused@ and recipients named
+    nobody@; records everything."""
 
     refuse_connect: Reply | None = None
     delivered: list[Delivered] = field(default_factory=list)
     rejections: list[tuple[str, Reply]] = field(default_factory=list)
+    rejected_envelopes: list[tuple[str | None, str | None]] = field(default_factory=list)
+    """The (sender, recipient) told with each of ``rejections``."""
     mail_calls: list[str] = field(default_factory=list)
 
     async def on_connect(self, session: Session) -> Reply | None:
@@ -120,6 +123,8 @@ class RecordingHandler:
 
     async def on_mail(self, session: Session, envelope: Envelope, address: str) -> Reply:
         self.mail_calls.append(address)
+        if address.startswith("refused@"):
+            return Reply(550, "5.7.1", "Sender refused")
         return Reply(250, "2.1.0", "Sender OK")
 
     async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
@@ -139,8 +144,17 @@ class RecordingHandler:
         )
         return Reply(250, "2.0.0", "Queued")
 
-    async def on_rejection(self, session: Session, command: str, reply: Reply) -> None:
+    async def on_rejection(
+        self,
+        session: Session,
+        command: str,
+        reply: Reply,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
         self.rejections.append((command, reply))
+        self.rejected_envelopes.append((sender, recipient))
 
 
 @dataclass
@@ -397,6 +411,69 @@ async def test_pipelined_transaction_in_one_write(serve: Serve, connect: Connect
     assert message.mail_from == ""
     assert message.rcpt_tos == ["b@y.example", "c@y.example"]
     assert message.body == b"Subject: x\r\n\r\n.stuffed\r\n"
+
+
+async def test_a_refused_pipelined_transaction_is_reported_once(
+    serve: Serve, connect: Connect
+) -> None:
+    run = await serve()
+    client = await connect(run.port)
+    await client.command("EHLO client.test", "250 ")
+    await client.send(
+        "MAIL FROM:<refused@x.example>\r\nRCPT TO:<b@y.example>\r\n"
+        "RCPT TO:<c@y.example>\r\nDATA\r\n"
+    )
+    for prefix in ("550 5.7.1", "503 5.5.1", "503 5.5.1", "503 5.5.1"):
+        await client.expect(prefix)
+    await client.command("NOOP", "250 2.0.0")
+    assert run.handler.rejections == [
+        ("MAIL FROM:<refused@x.example>", Reply(550, "5.7.1", "Sender refused"))
+    ]
+    assert run.handler.rejected_envelopes == [("refused@x.example", None)]
+
+    await client.command("RSET", "250 2.0.0")
+    await client.command("RCPT TO:<b@y.example>", "503 5.5.1")
+    await client.send("MAIL FROM:<refused@x.example>\r\nDATA\r\n")
+    await client.expect("550 5.7.1")
+    await client.expect("503 5.5.1")
+    await client.send(
+        "MAIL FROM:<>\r\nRCPT TO:<nobody@y.example>\r\nRCPT TO:<@r.example:b@y.example>\r\n"
+        "DATA\r\nRSET\r\nDATA\r\n"
+    )
+    for prefix in ("250 2.1.0", "550 5.1.1", "501 5.1.3", "554 5.5.1", "250 2.0.0", "503 5.5.1"):
+        await client.expect(prefix)
+    assert [command for command, _ in run.handler.rejections] == [
+        "MAIL FROM:<refused@x.example>",
+        "RCPT TO:<b@y.example>",
+        "MAIL FROM:<refused@x.example>",
+        "RCPT TO:<nobody@y.example>",
+        "RCPT TO:<@r.example:b@y.example>",
+        "DATA",
+        "DATA",
+    ]
+    assert run.handler.rejected_envelopes == [
+        ("refused@x.example", None),
+        (None, None),
+        ("refused@x.example", None),
+        ("", "nobody@y.example"),
+        ("", None),
+        ("", None),
+        (None, None),
+    ]
+
+
+async def test_unauthenticated_mail_is_reported_with_its_sender(
+    serve: Serve, connect: Connect
+) -> None:
+    run = await serve(auth_enabled=True, allow_plaintext_auth_on_loopback=True)
+    client = await connect(run.port)
+    await client.command("EHLO client.test", "250 ")
+    await client.send("MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n")
+    for prefix in ("530 5.7.0", "503 5.5.1", "503 5.5.1"):
+        await client.expect(prefix)
+    assert [command for command, _ in run.handler.rejections] == ["MAIL FROM:<a@x.example>"]
+    assert run.handler.rejected_envelopes == [("a@x.example", None)]
+    assert run.handler.mail_calls == []
 
 
 SEQUENCE = [
