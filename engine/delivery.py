@@ -8,7 +8,8 @@ JSON record log.
 Each claimed message runs as a task of the service's TaskGroup, at most
 ``delivery.max_in_flight`` at once. A message is signed once per
 submission in a claimed batch (the copies of one submission are
-identical), with the key of its header From domain. An unexpected error
+identical), with the key of its header From domain if that is a sending
+domain of the message's tenant (never another tenant's key). An unexpected error
 while handling a message never drops it: the message is parked as
 ``shunted`` with the error and a record (Mailman's shunt queue). Stopping
 lets in-flight attempts finish to a deadline; what is cut off keeps its
@@ -177,7 +178,9 @@ class DeliveryService:
             body = bodies.get(message.submission_id)
             if body is None:
                 raise LookupError(f"body of submission {message.submission_id} is missing")
-            signing = signed[message.submission_id] = asyncio.ensure_future(self._sign(body, now))
+            signing = signed[message.submission_id] = asyncio.ensure_future(
+                self._sign(body, message.tenant_id, now)
+            )
         data = await asyncio.shield(signing)
         started = time.perf_counter()
         report = await self._deliverer.deliver(
@@ -204,12 +207,13 @@ class DeliveryService:
             context=context,
         )
 
-    async def _sign(self, body: bytes, now: float) -> bytes:
-        """``body`` signed by its From domain's key; unsigned if that domain has none."""
+    async def _sign(self, body: bytes, tenant_id: int, now: float) -> bytes:
+        """``body`` signed by its From domain's key; unsigned if that domain is not
+        one of the tenant's sending domains."""
         domains = from_domains(parse_header_fields(body))
         domain = await self._keys.domain(domains[0]) if domains else None
-        if domain is None:
-            log.warning("no DKIM key for From domain %s; sending unsigned", domains)
+        if domain is None or domain.tenant_id != tenant_id:
+            log.warning("no DKIM key of the tenant for From domain %s; sending unsigned", domains)
             return body
         sign = functools.partial(
             self._timed_sign,

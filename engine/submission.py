@@ -6,6 +6,14 @@ then refused), MAIL FROM and header From on the tenant's sending domains,
 recipients free of relay tricks, and the message handed to the spool; the
 ``250`` goes out only once the spool has committed. Without AUTH nothing is
 relayed (530 5.7.0 for every RCPT): never an open relay.
+
+A null sender (``MAIL FROM:<>``: a delivery status notice from an MTA that
+relays through the account) may send only to the tenant's own sending
+domains, and its header From is not held to them: a notice's From names the
+reporting host (``MAILER-DAEMON@its hostname``). Delivery signs it only when
+that From domain is one of the tenant's; the engine itself never answers a
+notice with another. Every refusal becomes one Rejection record with the
+envelope it refused.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ from engine.acceptance import (
     parse_header_fields,
     plan_submission,
 )
-from engine.address_policy import recipient_problem, sender_problem
+from engine.address_policy import (
+    NULL_SENDER,
+    null_sender_recipient_problem,
+    recipient_problem,
+    sender_problem,
+)
 from engine.auth_throttle import AuthThrottle
 from engine.clock import Clock
 from engine.model import Tenant
@@ -160,8 +173,11 @@ class SubmissionHandler:
         return sender_problem(address, account.domains) or SENDER_OK
 
     async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
-        if _account(session) is None:
+        account = _account(session)
+        if account is None:
             return AUTH_REQUIRED
+        if envelope.mail_from == NULL_SENDER:
+            return null_sender_recipient_problem(address, account.domains) or RECIPIENT_OK
         return recipient_problem(address) or RECIPIENT_OK
 
     async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
@@ -169,9 +185,10 @@ class SubmissionHandler:
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
         fields = parse_header_fields(body)
-        domains = from_domains(fields)
-        if not domains or any(d not in account.domains for d in domains):
-            return HEADER_FROM_REFUSED
+        if envelope.mail_from != NULL_SENDER:
+            domains = from_domains(fields)
+            if not domains or any(d not in account.domains for d in domains):
+                return HEADER_FROM_REFUSED
         now = self._clock.now()
         submission_id = new_submission_id(now, self._rng)
         submission, records = plan_submission(
