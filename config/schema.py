@@ -142,9 +142,11 @@ class SubmissionSettings:
 class DeliverySettings:
     port: int = setting(25, "TCP port of remote MX hosts (tests use another).", min=1, max=65535)
     lease_seconds: float = setting(
-        300.0,
-        "How long a worker holds a claimed message before it returns to the queue.",
-        min=5,
+        60.0,
+        "How long a claimed message stays with its process without a renewal. A running "
+        "attempt renews the lease every third of this, however long it takes, so only the "
+        "messages of a process that died return to the queue, this long after it died.",
+        min=1,
         max=86400,
     )
     max_deliveries_per_connection: int = setting(

@@ -19,6 +19,7 @@ Glossary (one vocabulary across the code base):
 - **attempt**: one try at delivering a message; **outcome**: its result.
 - **record**: a typed log event (Reception, Delivery, Bounce, ...), the
   machine interface of the engine.
-- **lease**: a claim on a message by a delivery worker, until a deadline; an
-  expired lease returns the message to the queue.
+- **lease**: a claim on a message by a delivery worker, until a deadline that
+  the running attempt keeps renewing, named by the claim's **lease token**;
+  an expired lease returns the message to the queue.
 """

@@ -2,8 +2,17 @@
 
 In: due messages leased from the store (``claim``; several processes share
 one store). Out: one settlement and one record per attempt, group-committed
-through ``store.settle`` (``engine.group_commit``), then appended to the
-JSON record log.
+through ``store.settle`` (``engine.group_commit``); the records of the
+settlements that applied are then appended to the JSON record log.
+
+A lease lasts while its attempt runs: every third of ``delivery.lease_seconds``
+one ``store.renew`` extends the leases of all messages in flight, so only
+the messages of a process that died return to the queue. Each claim leases
+under a token of its own and a settlement names it, so an attempt whose
+lease expired anyway (the process stalled past it) and was claimed by
+another process changes nothing; when this process claims one of its own
+running messages again, the running attempt adopts the new lease instead of
+a second attempt starting.
 
 Each claimed message runs as a task of the service's TaskGroup, at most
 ``delivery.max_in_flight`` at once. A message is signed once per
@@ -55,6 +64,7 @@ Settled = tuple[Settlement, Record]
 
 QUEUE_GAUGE_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 1.0
+RENEWALS_PER_LEASE = 3
 
 
 class DeliveryService:
@@ -84,9 +94,11 @@ class DeliveryService:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(self._tuning.max_in_flight)
         self._in_flight = 0
+        self._leases: dict[str, str] = {}
+        """The lease token of each message in flight, by message id."""
         self._tenants: dict[int, str] = {}
         self._settler: GroupCommit[Settled] = GroupCommit(
-            "settle", self._write, settings.database.commit_batch_max, self._written
+            "settle", self._write, settings.database.commit_batch_max
         )
         threads = self._tuning.signing_threads
         self._signing_pool = (
@@ -105,11 +117,14 @@ class DeliveryService:
     async def run(self) -> None:
         """Claim and deliver until ``stop``."""
         settler = asyncio.create_task(self._settler.run(), name="settle")
+        renewer = asyncio.create_task(self._renew_leases(), name="renew leases")
         try:
             async with asyncio.TaskGroup() as attempts:
                 attempts.create_task(self._housekeeping(), name="housekeeping")
                 await self._claim_loop(attempts)
         finally:
+            renewer.cancel()
+            await asyncio.wait({renewer})
             self._settler.close()
             await settler
             if self._signing_pool is not None:
@@ -132,8 +147,15 @@ class DeliveryService:
                 await asyncio.wait_for(self._wakeup.wait(), self._tuning.idle_poll_seconds)
 
     async def _dispatch(
-        self, messages: Sequence[QueuedMessage], attempts: asyncio.TaskGroup
+        self, claimed: Sequence[QueuedMessage], attempts: asyncio.TaskGroup
     ) -> None:
+        messages: list[QueuedMessage] = []
+        for message in claimed:
+            assert message.lease_token is not None, "a claimed message carries its lease token"
+            if message.id not in self._leases:
+                messages.append(message)
+            # One of ours claimed again keeps its running attempt, under the new lease.
+            self._leases[message.id] = message.lease_token
         bodies = await self._store.get_bodies(sorted({m.submission_id for m in messages}))
         signed: dict[str, asyncio.Future[bytes]] = {}
         for message in messages:
@@ -157,6 +179,7 @@ class DeliveryService:
         except Exception:
             log.exception("message %s: settlement not stored; its lease will expire", message.id)
         finally:
+            del self._leases[message.id]
             self._in_flight -= 1
             self._slots.release()
             if self._in_flight == self._tuning.max_in_flight // 2:
@@ -172,7 +195,9 @@ class DeliveryService:
         context = RecordContext(self._nodeid, await self._tenant(message.tenant_id))
         if is_past_max_age(message, now, self._settings.retry):
             metrics.DELIVERIES.labels("expired", "").inc()
-            return expire_unattempted(message, owner=self._owner, now=now, context=context)
+            return expire_unattempted(
+                message, lease_token=self._leases[message.id], now=now, context=context
+            )
         signing = signed.get(message.submission_id)
         if signing is None:
             body = bodies.get(message.submission_id)
@@ -199,7 +224,7 @@ class DeliveryService:
         return settle_attempt(
             message,
             report,
-            owner=self._owner,
+            lease_token=self._leases[message.id],
             now=self._clock.now(),
             size=len(data),
             retry=self._settings.retry,
@@ -246,7 +271,7 @@ class DeliveryService:
         tenant = self._tenants.get(message.tenant_id, str(message.tenant_id))
         return shunt(
             message,
-            owner=self._owner,
+            lease_token=self._leases[message.id],
             now=self._clock.now(),
             error=f"{type(exc).__name__}: {exc}",
             context=RecordContext(self._nodeid, tenant),
@@ -265,10 +290,28 @@ class DeliveryService:
         return self._owner.partition(":")[0]
 
     async def _write(self, batch: list[Settled]) -> None:
-        await self._store.settle([s for s, _ in batch], [r for _, r in batch])
+        applied = await self._store.settle(batch)
+        self._record_log.write([r for s, r in batch if s.message_id in applied])
+        for settlement, _ in batch:
+            if settlement.message_id not in applied:
+                log.warning(
+                    "message %s: its lease was claimed again; this attempt's result is dropped",
+                    settlement.message_id,
+                )
 
-    def _written(self, batch: list[Settled]) -> None:
-        self._record_log.write([r for _, r in batch])
+    async def _renew_leases(self) -> None:
+        """Until cancelled: every third of a lease, extend the leases of the messages
+        in flight, all in one store call."""
+        lease = self._tuning.lease_seconds
+        while True:
+            await asyncio.sleep(lease / RENEWALS_PER_LEASE)
+            tokens = sorted(set(self._leases.values()))
+            if not tokens:
+                continue
+            try:
+                await self._store.renew(tokens, self._clock.now() + lease)
+            except Exception:
+                log.exception("renewing the leases of %d messages failed", len(self._leases))
 
     async def _housekeeping(self) -> None:
         """Every second: close idle connections; every few seconds: the queue gauge."""

@@ -33,11 +33,9 @@ class GroupCommit(Generic[T]):
         name: str,
         write: Callable[[list[T]], Awaitable[None]],
         batch_max: int,
-        after_write: Callable[[list[T]], None] | None = None,
     ) -> None:
         self._name = name
         self._write = write
-        self._after_write = after_write
         self._batch_max = batch_max
         self._pending: list[tuple[T, asyncio.Future[None] | None]] = []
         self._wakeup = asyncio.Event()
@@ -93,5 +91,3 @@ class GroupCommit(Generic[T]):
         for _, done in batch:
             if done is not None and not done.done():
                 done.set_result(None)
-        if self._after_write is not None:
-            self._after_write(items)

@@ -16,7 +16,8 @@ class MessageState(enum.StrEnum):
     QUEUED = "queued"
     """Waiting for its due time, then claimable by a delivery worker."""
     LEASED = "leased"
-    """Claimed by a worker until ``lease_expires``; afterwards claimable again."""
+    """Claimed by a worker until ``lease_expires``, which its running attempt keeps
+    renewing; claimable again only once it expired (its process died)."""
     DELIVERED = "delivered"
     BOUNCED = "bounced"
     EXPIRED = "expired"
@@ -86,6 +87,8 @@ class QueuedMessage:
     attempts: int = 0
     lease_owner: str | None = None
     lease_expires: float | None = None
+    lease_token: str | None = None
+    """Names the claim that leased the message; each claim draws a new one."""
     last_error: str | None = None
 
 
@@ -117,13 +120,14 @@ class QueueCount:
 class Settlement:
     """The end of one delivery attempt for a leased message.
 
-    Applied only while ``owner`` still holds the lease. ``state`` QUEUED
+    Applied only while the message is still leased under ``lease_token``: a
+    holder whose lease was claimed again changes nothing. ``state`` QUEUED
     returns the message to the queue, due at ``due_at``; a final state
     (delivered, bounced, expired, shunted) ends it.
     """
 
     message_id: str
-    owner: str
+    lease_token: str
     state: MessageState
     attempts: int
     due_at: float

@@ -7,6 +7,9 @@
   would fall past the maximum age → ``expired`` + Expiration record;
 - a message already past its maximum age when claimed expires without an
   attempt (Expiration, classification MessageExpired).
+
+Every settlement carries the lease token of the claim the attempt ran under,
+so the store applies it only while that claim still holds the message.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def settle_attempt(
     message: QueuedMessage,
     report: AttemptReport,
     *,
-    owner: str,
+    lease_token: str,
     now: float,
     size: int,
     retry: RetrySettings,
@@ -65,7 +68,7 @@ def settle_attempt(
             state, record_type, due = MessageState.EXPIRED, RecordType.EXPIRATION, now
         else:
             state, record_type = MessageState.QUEUED, RecordType.TRANSIENT_FAILURE
-    settlement = Settlement(message.id, owner, state, attempts, due, error)
+    settlement = Settlement(message.id, lease_token, state, attempts, due, error)
     record = message_record(
         record_type,
         message,
@@ -95,7 +98,7 @@ def settle_attempt(
 
 
 def expire_unattempted(
-    message: QueuedMessage, *, owner: str, now: float, context: RecordContext
+    message: QueuedMessage, *, lease_token: str, now: float, context: RecordContext
 ) -> tuple[Settlement, Record]:
     """Expire a claimed message that is already past its maximum age."""
     return _settle_unattempted(
@@ -103,7 +106,7 @@ def expire_unattempted(
         MessageState.EXPIRED,
         RecordType.EXPIRATION,
         EXPIRED_RESPONSE,
-        owner=owner,
+        lease_token=lease_token,
         now=now,
         context=context,
         bounce_classification="MessageExpired",
@@ -111,7 +114,7 @@ def expire_unattempted(
 
 
 def shunt(
-    message: QueuedMessage, *, owner: str, now: float, error: str, context: RecordContext
+    message: QueuedMessage, *, lease_token: str, now: float, error: str, context: RecordContext
 ) -> tuple[Settlement, Record]:
     """Park a message whose attempt broke the engine: kept, never retried by itself."""
     return _settle_unattempted(
@@ -119,7 +122,7 @@ def shunt(
         MessageState.SHUNTED,
         RecordType.SHUNTED,
         Response(code=451, enhanced_code=(4, 3, 0), content=error),
-        owner=owner,
+        lease_token=lease_token,
         now=now,
         context=context,
     )
@@ -131,13 +134,13 @@ def _settle_unattempted(
     record_type: RecordType,
     response: Response,
     *,
-    owner: str,
+    lease_token: str,
     now: float,
     context: RecordContext,
     **fields: Any,
 ) -> tuple[Settlement, Record]:
     """End a claimed message without an attempt: its settlement and its record."""
-    settlement = Settlement(message.id, owner, state, message.attempts, now, response.content)
+    settlement = Settlement(message.id, lease_token, state, message.attempts, now, response.content)
     record = message_record(
         record_type,
         message,

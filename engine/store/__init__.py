@@ -11,7 +11,10 @@ Migrations are numbered, forward-only SQL files under ``migrations/<backend>/``.
 
 Invariants: ``accept`` is one transaction and durable when it returns;
 a message is claimable when it is ``queued`` and due, or ``leased`` with an
-expired lease; a settlement only applies for the lease owner.
+expired lease; each claim leases under a new token, and only that token
+renews the lease or settles the message (a fencing token): a holder whose
+lease expired and was claimed again changes nothing, and its records are not
+stored.
 """
 
 from __future__ import annotations
@@ -118,19 +121,30 @@ class Store(Protocol):
     ) -> list[QueuedMessage]:
         """Lease up to ``limit`` due messages to ``owner``, oldest due first.
 
-        Like ``settle``, it returns without waiting for the disk: a claim lost
-        to a power cut only leaves the message queued (no process crash loses it).
+        The messages carry the ``lease_token`` this claim drew, new for every
+        claim. Like ``settle``, it returns without waiting for the disk: a
+        claim lost to a power cut only leaves the message queued (no process
+        crash loses it).
         """
         ...
 
-    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
-        """Apply attempt results and their records in one transaction.
+    async def renew(self, tokens: Sequence[str], until: float) -> int:
+        """Extend to ``until`` the leases still held under ``tokens``; return how many.
 
-        Each settlement applies only if its owner still holds the lease;
-        returns how many applied. Records are stored regardless. The commit
-        does not wait for the disk (only ``accept`` does): a settlement lost
-        to a power cut leaves the lease to expire and the attempt is made
-        again, which keeps delivery at least once and costs no flush.
+        A message claimed again since (under another token) or settled is left
+        alone. Commits without waiting for the disk, like ``claim``.
+        """
+        ...
+
+    async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
+        """Apply attempt results, each with its record, in one transaction.
+
+        A settlement applies only while its message is leased under its
+        ``lease_token``; its record is stored only if it applied. Returns the
+        ids of the messages whose settlement applied. The commit does not wait
+        for the disk (only ``accept`` does): a settlement lost to a power cut
+        leaves the lease to expire and the attempt is made again, which keeps
+        delivery at least once and costs no flush.
         """
         ...
 

@@ -9,8 +9,8 @@ it that tenant's rows only.
 Delivery workers in any number of processes share the queue: ``claim`` locks
 due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
 ``settle`` applies a batch of attempt results as one ``UPDATE ... FROM
-unnest(...)`` over per-column arrays; claims and settlements do not wait for
-the WAL flush (only acceptance must be on disk before its reply). Submission
+unnest(...)`` over per-column arrays; claims, renewals and settlements do not
+wait for the WAL flush (only acceptance must be on disk before its reply). Submission
 processes announce new mail with ``NOTIFY penguin_accepted``; delivery
 processes ``LISTEN`` on a connection of their own and claim at once.
 ``migrate`` holds an advisory lock, so processes starting together apply
@@ -50,9 +50,9 @@ from engine.store.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     RECORD_FIELDS,
-    SettledRow,
     message_from_row,
     message_row,
+    new_lease_token,
     record_row,
     settled_row,
 )
@@ -67,15 +67,16 @@ ANNOUNCE_INTERVAL_SECONDS = 0.05
 TENANT_ROLE = "penguin_tenant"
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
-"""Claims and settlements commit without waiting for the WAL flush (see ``Store.settle``)."""
+"""Claims, renewals and settlements commit without waiting for the WAL flush (``Store.settle``)."""
 
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
     " due_at = s.due_at, last_error = s.error,"
-    " lease_owner = NULL, lease_expires = NULL"
+    " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
-    "  $5::double precision[], $6::text[]) AS s(id, owner, state, attempts, due_at, error)"
-    " WHERE m.id = s.id AND m.state = 'leased' AND m.lease_owner = s.owner"
+    "  $5::double precision[], $6::text[]) AS s(id, token, state, attempts, due_at, error)"
+    " WHERE m.id = s.id AND m.state = 'leased' AND m.lease_token = s.token"
+    " RETURNING m.id"
 )
 
 
@@ -373,13 +374,14 @@ class PostgresStore:
     async def claim(
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
-        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        """Lease up to ``limit`` due messages to ``owner`` under a new token, oldest due first."""
         pool = await self._get_pool()
         with _translated("claim"):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(_NO_FLUSH)
                 rows = await conn.fetch(
-                    "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2"
+                    "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2,"
+                    " lease_token = $5"
                     " WHERE id IN (SELECT id FROM messages"
                     "  WHERE (state = 'queued' AND due_at <= $3)"
                     "   OR (state = 'leased' AND lease_expires <= $3)"
@@ -389,23 +391,38 @@ class PostgresStore:
                     now + lease_seconds,
                     now,
                     limit,
+                    new_lease_token(),
                 )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
 
-    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
-        """Apply attempt results and their records in one transaction; return how many applied."""
-        return await self._settle([settled_row(s) for s in settlements], records)
+    async def renew(self, tokens: Sequence[str], until: float) -> int:
+        """Extend to ``until`` the leases still held under ``tokens``; return how many."""
+        if not tokens:
+            return 0
+        pool = await self._get_pool()
+        with _translated("lease"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                status = await conn.execute(
+                    "UPDATE messages SET lease_expires = $1"
+                    " WHERE state = 'leased' AND lease_token = ANY($2::text[])",
+                    until,
+                    sorted(set(tokens)),
+                )
+        return _row_count(status)
 
-    async def _settle(self, rows: Sequence[SettledRow], records: Sequence[Record]) -> int:
-        """One statement over per-column arrays, then the records, in one transaction."""
+    async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
+        """One statement over per-column arrays, then the records of the settlements
+        that applied, in one transaction; return the ids of their messages."""
+        rows = [settled_row(settlement) for settlement, _ in settled]
         columns = [[row[i] for row in rows] for i in range(6)]  # $1..$6 of _SETTLE_SQL
         pool = await self._get_pool()
         with _translated("settlement"):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(_NO_FLUSH)
-                status = await conn.execute(_SETTLE_SQL, *columns)
-                await _insert_records(conn, records)
-        return _row_count(status)
+                applied = {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *columns)}
+                await _insert_records(conn, [r for s, r in settled if s.message_id in applied])
+        return applied
 
     async def get_body(self, submission_id: str) -> bytes | None:
         row = await self._fetchrow("SELECT data FROM bodies WHERE id = $1", submission_id)

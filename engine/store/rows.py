@@ -1,11 +1,13 @@
 """Row shapes shared by both store backends: how values map to table columns.
 
 Pure conversions between the model and the tuples the drivers bind, so the
-SQLite and PostgreSQL stores agree on column order by construction.
+SQLite and PostgreSQL stores agree on column order by construction; and the
+lease tokens both draw for their claims.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,16 +29,18 @@ MESSAGE_FIELDS = (
     "attempts",
     "lease_owner",
     "lease_expires",
+    "lease_token",
     "last_error",
 )
 MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
+LEASE_TOKEN_BYTES = 16
 DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
 )
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
 SettledRow = tuple[str, str, str, int, float, str | None]
-"""One settled message: (id, owner, state, attempts, due_at, error)."""
+"""One settled message: (id, lease_token, state, attempts, due_at, error)."""
 
 
 def message_row(m: QueuedMessage) -> tuple[object, ...]:
@@ -56,6 +60,7 @@ def message_row(m: QueuedMessage) -> tuple[object, ...]:
         m.attempts,
         m.lease_owner,
         m.lease_expires,
+        m.lease_token,
         m.last_error,
     )
 
@@ -68,9 +73,14 @@ def message_from_row(row: Mapping[str, Any]) -> QueuedMessage:
 
 
 def settled_row(s: Settlement) -> SettledRow:
-    return (s.message_id, s.owner, s.state.value, s.attempts, s.due_at, s.error)
+    return (s.message_id, s.lease_token, s.state.value, s.attempts, s.due_at, s.error)
 
 
 def record_row(r: Record) -> tuple[object, ...]:
     """A record as bound to ``RECORD_FIELDS``."""
     return (r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line())
+
+
+def new_lease_token() -> str:
+    """A token for one claim: random, so no two claims of any process share one."""
+    return secrets.token_hex(LEASE_TOKEN_BYTES)

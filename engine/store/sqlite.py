@@ -5,8 +5,8 @@ returns), foreign keys on. The stdlib ``sqlite3`` module blocks, so every
 call runs on one dedicated thread that owns the only connection; the event
 loop awaits it through ``run_in_executor``.
 
-Acceptance commits are on disk when they return; claims and settlements
-commit with ``synchronous = NORMAL`` (WAL: no flush; a process crash loses
+Acceptance commits are on disk when they return; claims, renewals and
+settlements commit with ``synchronous = NORMAL`` (WAL: no flush; a process crash loses
 nothing, a power cut at most repeats an attempt). Writes take the write lock
 up front (``BEGIN IMMEDIATE``) so a transaction never fails half-way on lock
 upgrade. Engine processes sharing the file (``engine.processes``, or a
@@ -50,9 +50,10 @@ from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
     MESSAGE_COLUMNS,
-    SettledRow,
+    MESSAGE_FIELDS,
     message_from_row,
     message_row,
+    new_lease_token,
     record_row,
     settled_row,
 )
@@ -63,9 +64,9 @@ BUSY_TIMEOUT_SECONDS = 30.0
 _CHUNK = 500  # bound on "?" parameters in one IN (...) list
 
 _SETTLE_SQL = (
-    "UPDATE messages SET state = ?3, attempts = ?4, due_at = ?5,"
-    " last_error = ?6, lease_owner = NULL, lease_expires = NULL"
-    " WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2"
+    "UPDATE messages SET state = ?3, attempts = ?4, due_at = ?5, last_error = ?6,"
+    " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
+    " WHERE id = ?1 AND state = 'leased' AND lease_token = ?2"
 )
 
 
@@ -259,7 +260,7 @@ class SqliteStore:
             )
             conn.executemany(
                 f"INSERT INTO messages ({MESSAGE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f" VALUES ({', '.join('?' * len(MESSAGE_FIELDS))})",
                 messages,
             )
             _insert_records(conn, records)
@@ -302,16 +303,17 @@ class SqliteStore:
     async def claim(
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
-        """Lease up to ``limit`` due messages to ``owner``, oldest due first."""
+        """Lease up to ``limit`` due messages to ``owner`` under a new token, oldest due first."""
         sql = (
-            "UPDATE messages SET state = 'leased', lease_owner = ?, lease_expires = ?"
+            "UPDATE messages SET state = 'leased', lease_owner = ?, lease_expires = ?,"
+            " lease_token = ?"
             " WHERE id IN (SELECT id FROM messages"
             "  WHERE (state = 'queued' AND due_at <= ?)"
             "   OR (state = 'leased' AND lease_expires <= ?)"
             "  ORDER BY due_at LIMIT ?)"
             f" RETURNING {MESSAGE_COLUMNS}"
         )
-        params = (owner, now + lease_seconds, now, now, limit)
+        params = (owner, now + lease_seconds, new_lease_token(), now, now, limit)
 
         def update(conn: sqlite3.Connection) -> list[QueuedMessage]:
             claimed = [_message(row) for row in conn.execute(sql, params).fetchall()]
@@ -319,15 +321,39 @@ class SqliteStore:
 
         return await self._write(update, flush=False)
 
-    async def settle(self, settlements: Sequence[Settlement], records: Sequence[Record]) -> int:
-        """Apply attempt results and their records in one transaction; return how many applied."""
-        return await self._settle([settled_row(s) for s in settlements], records)
+    async def renew(self, tokens: Sequence[str], until: float) -> int:
+        """Extend to ``until`` the leases still held under ``tokens``; return how many."""
+        wanted = sorted(set(tokens))
 
-    async def _settle(self, rows: Sequence[SettledRow], records: Sequence[Record]) -> int:
         def update(conn: sqlite3.Connection) -> int:
-            changed = conn.executemany(_SETTLE_SQL, rows).rowcount
+            renewed = 0
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    "UPDATE messages SET lease_expires = ?"
+                    f" WHERE state = 'leased' AND lease_token IN ({marks})"
+                )
+                renewed += conn.execute(sql, (until, *chunk)).rowcount
+            return renewed
+
+        if not wanted:
+            return 0
+        return await self._write(update, "lease", flush=False)
+
+    async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
+        """Apply attempt results in one transaction, storing the records of those that
+        applied; return the ids of their messages."""
+        rows = [(settled_row(settlement), record) for settlement, record in settled]
+
+        def update(conn: sqlite3.Connection) -> set[str]:
+            applied: set[str] = set()
+            records: list[Record] = []
+            for row, record in rows:
+                if conn.execute(_SETTLE_SQL, row).rowcount == 1:
+                    applied.add(row[0])
+                    records.append(record)
             _insert_records(conn, records)
-            return changed
+            return applied
 
         return await self._write(update, "settlement", flush=False)
 

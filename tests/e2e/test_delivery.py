@@ -1,7 +1,9 @@
 """Engine processes deliver to a loopback sink through a test DNS server.
 
 Covers the whole path (SMTP submission → queue → DKIM-signed delivery),
-at-least-once delivery across a SIGKILL, two delivery processes sharing
+at-least-once delivery across a SIGKILL, exactly one copy when a receiver
+answers the final dot after the lease would have run out, two delivery
+processes sharing
 one PostgreSQL store without duplicates, delivery woken by acceptance in
 another process (PostgreSQL ``NOTIFY``), and ``engine.processes`` workers
 sharing one listener and one store under a supervisor.
@@ -52,14 +54,19 @@ class Receivers:
     sink: ThreadedSmtpSink
 
     def config(
-        self, tmp_path: Path, database_url: str = "", delivery: str = "", engine: str = ""
+        self,
+        tmp_path: Path,
+        database_url: str = "",
+        delivery: str = "",
+        engine: str = "",
+        lease_seconds: float = 5,
     ) -> Path:
         return write_config(
             tmp_path,
             database_url,
             engine=engine,
             nameserver=self.dns.address,
-            delivery=f"port = {self.sink.address[1]}\nlease_seconds = 5\n{delivery}",
+            delivery=f"port = {self.sink.address[1]}\nlease_seconds = {lease_seconds}\n{delivery}",
             tables=(
                 f'[sources.default]\naddress = "{SOURCE_ADDRESS}"\n'
                 'ehlo_hostname = "mta1.penguin.test"\n'
@@ -187,6 +194,29 @@ def delivered_once(config: Path, receivers: Receivers, recipients: list[str]) ->
     counts = collections.Counter(r for m in receivers.sink.messages for r in m.rcpt_tos)
     assert set(counts) == set(recipients)
     assert max(counts.values()) == 1
+
+
+def test_an_attempt_outlasting_the_lease_keeps_its_message(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    lease = 2.0
+    receivers.sink.sink.slow_seconds = 3.5  # the reply to the final dot comes after the lease
+    config = receivers.config(tmp_path, lease_seconds=lease)
+    account = provision(config)
+    engine = start_engine(engine_factory, config)
+    recipients = [f"slow{n}@{DOMAINS[n % len(DOMAINS)]}" for n in range(4)]
+    queue_id = submit(engine.submission, account, recipients)
+
+    delivered_once(config, receivers, recipients)
+    assert [receivers.sink.attempts_for(r) for r in recipients] == [1] * len(recipients)
+    message_ids = [m["id"] for m in penguin(config, "queue", "show", queue_id)]
+    assert len(message_ids) == len(recipients)
+    stored = penguin_lines(config, "records", "tail", "-n", "100")
+    for records in (stored, read_records(config)):
+        deliveries = collections.Counter(r["id"] for r in records if r["type"] == "Delivery")
+        assert deliveries == dict.fromkeys(message_ids, 1)
+    assert all(m["attempts"] == 1 for m in penguin(config, "queue", "show", queue_id))
+    assert engine.terminate() == 0
 
 
 def test_two_delivery_processes_share_postgres_without_duplicates(

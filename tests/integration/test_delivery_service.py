@@ -115,7 +115,7 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 @pytest.fixture
 async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
-    signing_threads = getattr(request, "param", 2)
+    tuning: dict[str, float] = getattr(request, "param", {})  # [delivery] settings
     clock = FakeClock(time.time())
     store = SqliteStore(str(tmp_path / "penguin.db"))
     await store.migrate()
@@ -146,7 +146,8 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
                 "data_timeout_seconds": 1.5,
                 "command_timeout_seconds": 2,
                 "idle_poll_seconds": 0.05,
-                "signing_threads": signing_threads,
+                "signing_threads": 2,
+                **tuning,
             },
             "sources": {"default": {"address": SOURCE_ADDRESS, "ehlo_hostname": "mta1.test"}},
             "retry": {"first_retry_seconds": 600, "max_age_seconds": 7200, "jitter": 0.1},
@@ -214,7 +215,12 @@ def signed_headers(data: bytes) -> list[str]:
     return match.group(1).decode().lower().split(":")
 
 
-@pytest.mark.parametrize("world", [2, 0], indirect=True, ids=["signing-threads", "on-the-loop"])
+@pytest.mark.parametrize(
+    "world",
+    [{"signing_threads": 2}, {"signing_threads": 0}],
+    indirect=True,
+    ids=["signing-threads", "on-the-loop"],
+)
 @pytest.mark.parametrize("domain", ["rsa.acme.test", "ed.acme.test"])
 async def test_delivered_copies_carry_a_valid_dkim_signature(world: World, domain: str) -> None:
     signed_before = signings()
@@ -374,3 +380,53 @@ async def test_a_message_that_breaks_the_engine_is_parked_not_dropped(world: Wor
     assert message is not None and message.last_error and "SealError" in message.last_error
     healthy = await world.submit(["fine@example.com"], "ed.acme.test")
     await world.wait_state(f"{healthy}-1", MessageState.DELIVERED)
+
+
+async def test_a_running_attempt_keeps_its_message_when_its_lease_runs_out(world: World) -> None:
+    """The lease runs out on the clock while the receiver is slow to answer the final
+    dot, and the service claims the message again: the running attempt keeps it."""
+    world.sink.slow_seconds = 1.0  # under the 1.5 s DATA timeout
+    sid = await world.submit(["slow@example.com"])
+    message_id = f"{sid}-1"
+    await wait_for(lambda: _sync(world.sink.attempts_for("slow@example.com") == 1), "the RCPT")
+    leased = await world.store.get_message(message_id)
+    assert leased is not None and leased.lease_expires is not None
+    expires = leased.lease_expires
+    world.clock.advance(expires - world.clock.now())
+    world.service.wake()
+    await wait_for(lambda: _leased_after(world, message_id, expires), "a new claim")
+
+    await world.wait_state(message_id, MessageState.DELIVERED)
+    assert world.sink.attempts_for("slow@example.com") == 1
+    assert world.sink.count_for("slow@example.com") == 1
+    records = await world.records(message_id)
+    assert [r["type"] for r in records] == ["Reception", "Delivery"]
+
+
+async def _leased_after(world: World, message_id: str, expires: float) -> bool:
+    message = await world.store.get_message(message_id)
+    assert message is not None
+    return message.lease_expires is not None and message.lease_expires > expires
+
+
+@pytest.mark.parametrize("world", [{"lease_seconds": 1}], indirect=True)
+async def test_a_running_attempt_renews_its_lease(world: World) -> None:
+    """While the receiver is slow to answer the final dot, the lease is renewed from
+    the clock, so another process finds nothing to claim when the first lease ends."""
+    world.sink.slow_seconds = 1.0  # under the 1.5 s DATA timeout
+    sid = await world.submit(["slow@example.com"])
+    message_id = f"{sid}-1"
+    await wait_for(lambda: _sync(world.sink.attempts_for("slow@example.com") == 1), "the RCPT")
+    leased = await world.store.get_message(message_id)
+    assert leased is not None and leased.lease_expires is not None
+    expires = leased.lease_expires
+    world.clock.advance(0.5)
+    await wait_for(lambda: _leased_after(world, message_id, expires), "a renewal")
+    renewed = await world.store.get_message(message_id)
+    assert renewed is not None
+    assert renewed.lease_token == leased.lease_token
+    assert renewed.lease_expires == world.clock.now() + 1
+    assert await world.store.claim("n2:1", expires, 1.0, 10) == []
+
+    await world.wait_state(message_id, MessageState.DELIVERED)
+    assert world.sink.count_for("slow@example.com") == 1

@@ -51,7 +51,7 @@ async def test_a_writer_waits_for_the_file_writer_lock(sqlite_store: SqliteStore
     assert await sqlite_store.get_message(m.id) is not None
 
 
-async def test_claims_and_settlements_leave_acceptance_durable(
+async def test_claims_renewals_and_settlements_leave_acceptance_durable(
     sqlite_store: SqliteStore,
 ) -> None:
     tenant = await sqlite_store.create_tenant("acme", T0)
@@ -60,5 +60,9 @@ async def test_claims_and_settlements_leave_acceptance_durable(
     claimed = await sqlite_store.claim("w1", T0, 60, 10)
     assert len(claimed) == 2
     assert await synchronous_mode(sqlite_store) == FULL
-    assert await sqlite_store.settle([], []) == 0
+    assert await sqlite_store.settle([]) == set()
+    assert await synchronous_mode(sqlite_store) == FULL
+    [token] = {m.lease_token for m in claimed}
+    assert token is not None
+    assert await sqlite_store.renew([token], T0 + 120) == 2
     assert await synchronous_mode(sqlite_store) == FULL

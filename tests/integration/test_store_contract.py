@@ -243,6 +243,12 @@ async def test_records_are_listed_oldest_first(store: Store) -> None:
     assert await store.list_records("unknown") == []
 
 
+def lease_token(m: QueuedMessage) -> str:
+    """The token a claimed message was leased under."""
+    assert m.lease_token is not None
+    return m.lease_token
+
+
 async def test_claim_respects_due_time_order_and_limit(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     msgs = await enqueue(store, acme.id, [T0 + 10, T0 + 30, T0 + 20, T0 + 40])
@@ -252,25 +258,31 @@ async def test_claim_respects_due_time_order_and_limit(store: Store) -> None:
     assert [m.id for m in first] == [msgs[0].id, msgs[2].id]
     assert all(m.state is MessageState.LEASED for m in first)
     assert all(m.lease_owner == "w1" and m.lease_expires == now + 60.0 for m in first)
+    assert first[0].lease_token and first[0].lease_token == first[1].lease_token
 
     second = await store.claim("w1", now, 60.0, 10)
     assert [m.id for m in second] == [msgs[1].id]
+    assert lease_token(second[0]) != lease_token(first[0]), "a new token for every claim"
     assert await store.claim("w1", now, 60.0, 10) == []
     assert [m.id for m in await store.claim("w1", T0 + 40, 60.0, 10)] == [msgs[3].id]
 
 
+def outcome_record(m: QueuedMessage, record_type: RecordType = RecordType.DELIVERY) -> Record:
+    return Record(record_type, T0 + 20, m.tenant_id, id=m.id, num_attempts=1)
+
+
 async def settle_one(
     store: Store,
-    message_id: str,
-    owner: str,
+    m: QueuedMessage,
+    token: str,
     state: MessageState,
     attempts: int,
     due_at: float,
     error: str | None,
 ) -> bool:
-    """One settlement, no records; whether it applied."""
-    settlement = Settlement(message_id, owner, state, attempts, due_at, error)
-    return await store.settle([settlement], []) == 1
+    """One settlement of ``m`` under ``token``, with a record; whether it applied."""
+    settlement = Settlement(m.id, token, state, attempts, due_at, error)
+    return await store.settle([(settlement, outcome_record(m))]) == {m.id}
 
 
 async def test_expired_lease_returns_message_to_queue(store: Store) -> None:
@@ -283,18 +295,68 @@ async def test_expired_lease_returns_message_to_queue(store: Store) -> None:
 
     [again] = await store.claim("w2", T0 + 160, 60.0, 10)
     assert (again.id, again.lease_owner, again.lease_expires) == (m.id, "w2", T0 + 220)
-    assert not await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 500, "late")
-    assert await settle_one(store, m.id, "w2", MessageState.QUEUED, 1, T0 + 500, "421 try later")
+    late = lease_token(leased)
+    assert not await settle_one(store, m, late, MessageState.QUEUED, 1, T0 + 500, "late")
+    current = lease_token(again)
+    assert await settle_one(store, m, current, MessageState.QUEUED, 1, T0 + 500, "421 later")
 
 
-async def test_settlements_apply_only_for_the_lease_owner(store: Store) -> None:
+async def test_a_claim_after_an_expired_lease_fences_off_the_old_holder(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     [m] = await enqueue(store, acme.id, [T0])
-    await store.claim("w1", T0, 60.0, 1)
+    [first] = await store.claim("w1", T0, 60.0, 1)
+    [second] = await store.claim("w1", T0 + 60, 60.0, 1)  # the same owner, after expiry
+    assert lease_token(second) != lease_token(first)
 
-    assert not await settle_one(store, m.id, "w2", MessageState.QUEUED, 1, T0 + 300, "x")
-    assert not await settle_one(store, m.id, "w2", MessageState.DELIVERED, 1, T0, None)
-    assert await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 300, "421 busy")
+    stale = Settlement(m.id, lease_token(first), MessageState.DELIVERED, 1, T0 + 70)
+    assert await store.settle([(stale, outcome_record(m))]) == set()
+    assert await store.get_message(m.id) == second
+    assert await store.list_records(m.id) == []
+
+    current = Settlement(m.id, lease_token(second), MessageState.DELIVERED, 1, T0 + 80)
+    assert await store.settle([(current, outcome_record(m))]) == {m.id}
+    assert await store.list_records(m.id) == [outcome_record(m).to_json()]
+    assert await store.settle([(stale, outcome_record(m))]) == set()
+    assert await store.list_records(m.id) == [outcome_record(m).to_json()]
+
+
+async def test_renew_extends_only_the_leases_held_under_its_tokens(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    msgs = await enqueue(store, acme.id, [T0, T0, T0 + 5, T0 + 6])
+    kept = await store.claim("w1", T0, 60.0, 2)
+    [lost] = await store.claim("w1", T0 + 5, 10.0, 1)
+    [other] = await store.claim("w2", T0 + 6, 10_000.0, 1)
+    [taken] = await store.claim("w3", T0 + 15, 10_000.0, 1)  # ``lost`` expired at T0 + 15
+    assert taken.id == lost.id
+    tokens = [lease_token(kept[0]), lease_token(lost)]
+
+    assert await store.renew(tokens, T0 + 100) == 2
+    for m in kept:
+        renewed = await store.get_message(m.id)
+        assert renewed is not None and renewed.lease_expires == T0 + 100
+    assert await store.get_message(taken.id) == taken
+    assert await store.get_message(other.id) == other
+    assert await store.claim("w4", T0 + 99, 60.0, 10) == []
+    assert {m.id for m in await store.claim("w4", T0 + 100, 60.0, 10)} == {
+        msgs[0].id,
+        msgs[1].id,
+    }
+
+    settlement = Settlement(taken.id, lease_token(taken), MessageState.DELIVERED, 1, T0 + 30)
+    assert await store.settle([(settlement, outcome_record(taken))]) == {taken.id}
+    assert await store.renew([lease_token(taken)], T0 + 200) == 0, "a settled lease is gone"
+    assert await store.renew([], T0 + 200) == 0
+
+
+async def test_settlements_apply_only_for_the_lease_holder(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    [m] = await enqueue(store, acme.id, [T0])
+    [leased] = await store.claim("w1", T0, 60.0, 1)
+    token = lease_token(leased)
+
+    assert not await settle_one(store, m, "forged", MessageState.QUEUED, 1, T0 + 300, "x")
+    assert not await settle_one(store, m, "forged", MessageState.DELIVERED, 1, T0, None)
+    assert await settle_one(store, m, token, MessageState.QUEUED, 1, T0 + 300, "421 busy")
     released = await store.get_message(m.id)
     assert released is not None
     assert (released.state, released.due_at, released.attempts) == (
@@ -302,24 +364,29 @@ async def test_settlements_apply_only_for_the_lease_owner(store: Store) -> None:
         T0 + 300,
         1,
     )
-    assert (released.lease_owner, released.lease_expires, released.last_error) == (
-        None,
-        None,
-        "421 busy",
-    )
-    assert not await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 300, None)
+    assert (
+        released.lease_owner,
+        released.lease_expires,
+        released.lease_token,
+        released.last_error,
+    ) == (None, None, None, "421 busy")
+    assert not await settle_one(store, m, token, MessageState.QUEUED, 1, T0 + 300, None)
     assert await store.claim("w1", T0 + 299, 60.0, 1) == []
 
-    await store.claim("w1", T0 + 300, 60.0, 1)
-    assert await settle_one(store, m.id, "w1", MessageState.DELIVERED, 2, T0, None)
+    [again] = await store.claim("w1", T0 + 300, 60.0, 1)
+    assert not await settle_one(store, m, token, MessageState.DELIVERED, 2, T0, None)
+    assert await settle_one(store, m, lease_token(again), MessageState.DELIVERED, 2, T0, None)
     finished = await store.get_message(m.id)
     assert finished is not None
-    assert (finished.state, finished.attempts, finished.lease_owner) == (
+    assert (finished.state, finished.attempts, finished.lease_owner, finished.lease_token) == (
         MessageState.DELIVERED,
         2,
         None,
+        None,
     )
-    assert not await settle_one(store, m.id, "w1", MessageState.BOUNCED, 3, T0, None)
+    again_token = lease_token(again)
+    assert not await settle_one(store, m, again_token, MessageState.BOUNCED, 3, T0, None)
+    assert [r["type"] for r in await store.list_records(m.id)] == ["Delivery", "Delivery"]
     assert await store.claim("w1", T0 + 10_000, 60.0, 10) == []
 
 
@@ -331,9 +398,11 @@ async def test_queue_summary(store: Store) -> None:
     claimed = await store.claim("w1", T0, 60.0, 5)
     for m in claimed:
         if m.queue == queue_b:
-            await settle_one(store, m.id, "w1", MessageState.BOUNCED, 1, T0, "550 no such user")
+            bounced = MessageState.BOUNCED
+            assert await settle_one(store, m, lease_token(m), bounced, 1, T0, "550 no such user")
         elif m.id == "s-2":
-            await settle_one(store, m.id, "w1", MessageState.QUEUED, 1, T0 + 60, None)
+            queued = MessageState.QUEUED
+            assert await settle_one(store, m, lease_token(m), queued, 1, T0 + 60, None)
 
     assert await store.queue_summary() == [
         QueueCount(queue_a, MessageState.LEASED, 2, T0, None),
@@ -370,29 +439,39 @@ async def test_tenant_messages_are_isolated(store: Store) -> None:
     assert await store.tenant_messages(beta.id + 100, 10) == []
 
 
-async def test_settle_applies_a_mixed_batch_for_lease_owners_only(store: Store) -> None:
+async def test_settle_applies_a_mixed_batch_for_lease_holders_only(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     msgs = await enqueue(store, acme.id, [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4])
-    await store.claim("w1", T0, 10.0, 10)  # msgs[0]; its lease expires at T0 + 10
-    await store.claim("w1", T0 + 5, 10_000.0, 10)  # msgs[1:]
+    [expiring] = await store.claim("w1", T0, 10.0, 10)  # msgs[0]; expires at T0 + 10
+    held = await store.claim("w1", T0 + 5, 10_000.0, 10)  # msgs[1:]
     [stolen] = await store.claim("w2", T0 + 10, 10_000.0, 10)
-    assert stolen.id == msgs[0].id
+    assert stolen.id == expiring.id == msgs[0].id
+    token = lease_token(held[0])
 
-    delivered, requeued, bounced, wrong_owner = msgs[1:]
-    settlements = [
-        Settlement(delivered.id, "w1", MessageState.DELIVERED, 1, T0 + 20),
-        Settlement(requeued.id, "w1", MessageState.QUEUED, 1, T0 + 900, "421 busy"),
-        Settlement(bounced.id, "w1", MessageState.BOUNCED, 1, T0 + 20, "550 no such user"),
-        Settlement(wrong_owner.id, "w9", MessageState.DELIVERED, 1, T0 + 20),
-        Settlement(stolen.id, "w1", MessageState.DELIVERED, 1, T0 + 20),
+    delivered, requeued, bounced, forged = msgs[1:]
+    settled = [
+        (
+            Settlement(delivered.id, token, MessageState.DELIVERED, 1, T0 + 20),
+            outcome_record(delivered),
+        ),
+        (
+            Settlement(requeued.id, token, MessageState.QUEUED, 1, T0 + 900, "421 busy"),
+            outcome_record(requeued, RecordType.TRANSIENT_FAILURE),
+        ),
+        (
+            Settlement(bounced.id, token, MessageState.BOUNCED, 1, T0 + 20, "550 no such user"),
+            outcome_record(bounced, RecordType.BOUNCE),
+        ),
+        (
+            Settlement(forged.id, "forged", MessageState.DELIVERED, 1, T0 + 20),
+            outcome_record(forged),
+        ),
+        (
+            Settlement(stolen.id, lease_token(expiring), MessageState.DELIVERED, 1, T0 + 20),
+            outcome_record(stolen),
+        ),
     ]
-    records = [
-        Record(RecordType.DELIVERY, T0 + 20, acme.id, id=delivered.id, num_attempts=1),
-        Record(RecordType.TRANSIENT_FAILURE, T0 + 20, acme.id, id=requeued.id, num_attempts=1),
-        Record(RecordType.BOUNCE, T0 + 20, acme.id, id=bounced.id, num_attempts=1),
-        Record(RecordType.DELIVERY, T0 + 20, acme.id, id=stolen.id, num_attempts=1),
-    ]
-    assert await store.settle(settlements, records) == 3
+    assert await store.settle(settled) == {delivered.id, requeued.id, bounced.id}
 
     assert await store.get_message(delivered.id) == replace(
         delivered, state=MessageState.DELIVERED, attempts=1, due_at=T0 + 20
@@ -407,30 +486,35 @@ async def test_settle_applies_a_mixed_batch_for_lease_owners_only(store: Store) 
     assert await store.get_message(requeued.id) == replace(
         requeued, state=MessageState.QUEUED, attempts=1, due_at=T0 + 900, last_error="421 busy"
     )
-    kept = await store.get_message(wrong_owner.id)
+    kept = await store.get_message(forged.id)
     assert kept is not None
-    assert (kept.state, kept.lease_owner, kept.attempts) == (MessageState.LEASED, "w1", 0)
+    assert (kept.state, kept.lease_token, kept.attempts) == (MessageState.LEASED, token, 0)
     assert await store.get_message(stolen.id) == stolen
 
-    for record in records:
-        assert record.id is not None
-        assert await store.list_records(record.id) == [record.to_json()]
+    for settlement, record in settled[:3]:
+        assert await store.list_records(settlement.message_id) == [record.to_json()]
+    for settlement, _ in settled[3:]:
+        assert await store.list_records(settlement.message_id) == []
     assert await store.claim("w3", T0 + 899, 60.0, 10) == []
     assert [m.id for m in await store.claim("w3", T0 + 900, 60.0, 10)] == [requeued.id]
 
 
-async def test_settle_of_nothing_still_stores_records(store: Store) -> None:
+async def test_a_settlement_of_nothing_stores_nothing(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
-    note = Record(RecordType.ADMIN_BOUNCE, T0, acme.id, id="gone")
-    assert await store.settle([], [note]) == 0
-    assert await store.list_records("gone") == [note.to_json()]
+    [m] = await enqueue(store, acme.id, [T0])
+    assert await store.settle([]) == set()
+    unclaimed = Settlement(m.id, "never-claimed", MessageState.DELIVERED, 1, T0)
+    assert await store.settle([(unclaimed, outcome_record(m))]) == set()
+    assert await store.get_message(m.id) == m
+    assert await store.list_records(m.id) == []
 
 
 async def test_a_final_settlement_clears_the_lease(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     [m] = await enqueue(store, acme.id, [T0 + 7])
-    await store.claim("w1", T0 + 7, 60.0, 1)
-    assert await settle_one(store, m.id, "w1", MessageState.EXPIRED, 4, T0 + 7, "too old")
+    [leased] = await store.claim("w1", T0 + 7, 60.0, 1)
+    expired = MessageState.EXPIRED
+    assert await settle_one(store, m, lease_token(leased), expired, 4, T0 + 7, "too old")
     assert await store.get_message(m.id) == replace(
         m, state=MessageState.EXPIRED, attempts=4, last_error="too old"
     )

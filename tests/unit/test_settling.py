@@ -37,6 +37,7 @@ def message(attempts: int = 0, created_at: float = T0) -> QueuedMessage:
         created_at=created_at,
         attempts=attempts,
         lease_owner="n1:1",
+        lease_token="t1",
     )
 
 
@@ -99,7 +100,7 @@ def test_outcome_decides_state_record_and_due_time(
     settlement, record = settle_attempt(
         message(attempts),
         report(kind, code, "5.1.1" if code >= 500 else "4.2.0", "InvalidRecipient"),
-        owner="n1:1",
+        lease_token="t1",
         now=now,
         size=2048,
         retry=RETRY,
@@ -128,7 +129,7 @@ def test_a_message_past_its_age_expires_without_an_attempt() -> None:
     old = message(attempts=3)
     assert is_past_max_age(old, T0 + 86400, RETRY)
     assert not is_past_max_age(old, T0 + 86399, RETRY)
-    settlement, record = expire_unattempted(old, owner="n1:1", now=T0 + 86400, context=CONTEXT)
+    settlement, record = expire_unattempted(old, lease_token="t1", now=T0 + 86400, context=CONTEXT)
     assert settlement.state is MessageState.EXPIRED and settlement.attempts == 3
     assert record.type is RecordType.EXPIRATION
     assert record.bounce_classification == "MessageExpired"
@@ -137,10 +138,10 @@ def test_a_message_past_its_age_expires_without_an_attempt() -> None:
 def test_shunted_message_is_parked_with_its_error() -> None:
     broken = message(attempts=2)
     settlement, record = shunt(
-        broken, owner="n1:1", now=T0 + 5, error="KeyError: 'd'", context=CONTEXT
+        broken, lease_token="t1", now=T0 + 5, error="KeyError: 'd'", context=CONTEXT
     )
     assert settlement.state is MessageState.SHUNTED and settlement.attempts == 2
-    assert settlement.owner == "n1:1" and settlement.error == "KeyError: 'd'"
+    assert settlement.lease_token == "t1" and settlement.error == "KeyError: 'd'"
     assert record.type is RecordType.SHUNTED and record.num_attempts == 2
     assert record.response is not None and record.response.code == 451
     assert record.response.content == "KeyError: 'd'"
