@@ -196,11 +196,12 @@ class _Connection(asyncio.Protocol):
             self._writable = self._loop.create_future()
             await self._writable
 
-    async def wait_for_input(self, timeout_seconds: float) -> None:
+    async def wait_for_input(self, deadline: float) -> None:
         # One timer per connection, re-armed only when it fires early or must fire
         # sooner: a timer handle per read costs more than the read itself.
         loop = self._loop
-        deadline = loop.time() + timeout_seconds
+        if loop.time() >= deadline:
+            raise TimeoutError
         self._deadline = deadline
         if self._timer is None or self._timer_due > deadline:
             self._arm(deadline)
