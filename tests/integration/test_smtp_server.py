@@ -7,8 +7,11 @@ import base64
 import contextlib
 import datetime
 import ipaddress
+import shutil
 import smtplib
+import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.smtp_policy import Envelope, Reply, Session
-from engine.smtp_server import ServerConfig, SmtpServer
+from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 
 USER, PASSWORD = "alice", "s3cret"
 DEADLINE = 5.0
@@ -582,6 +585,18 @@ async def test_a_trickled_data_body_is_cut_at_the_deadline(serve: Serve, connect
     assert run.handler.delivered == []
 
 
+def listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on ``port``: Send-Q in ``ss -ltn``."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is needed to read a listening socket's backlog")
+    shown = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    [line] = shown.splitlines()
+    return int(line.split()[2])
+
+
 def test_a_trickled_command_line_is_cut_under_uvloop() -> None:
     async def scenario() -> float:
         server = SmtpServer(replace(BASE, idle_timeout_seconds=1.0), RecordingHandler())
@@ -597,6 +612,30 @@ def test_a_trickled_command_line_is_cut_under_uvloop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         elapsed = runner.run(scenario())
     assert 0.9 <= elapsed < 3.0
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+@pytest.mark.parametrize("bound_by_caller", [False, True])
+def test_listen_backlog(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], bound_by_caller: bool
+) -> None:
+    async def backlog() -> int:
+        server = SmtpServer(BASE, RecordingHandler())
+        if bound_by_caller:
+            sock = socket.create_server(("127.0.0.1", 0), backlog=LISTEN_BACKLOG)
+            sock.setblocking(False)
+            _, port = await server.start(sock=sock)
+        else:
+            _, port = await server.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(listen_backlog, port)
+        finally:
+            await server.stop(1.0)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        shown = runner.run(backlog())
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert shown == min(LISTEN_BACKLOG, somaxconn)
 
 
 async def test_max_commands(serve: Serve, connect: Connect) -> None:
