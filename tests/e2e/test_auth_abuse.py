@@ -75,23 +75,30 @@ def test_parallel_attempts_check_no_more_passwords_than_the_limit(
     )
     account = provision(config)
     engine = start_engine(engine_factory, config)
-    ready = threading.Barrier(PARALLEL)
 
-    def guess(index: int) -> int:
-        with smtplib.SMTP(*engine.submission, timeout=60, source_address=ATTACKER) as client:
-            client.starttls(context=client_tls())
-            client.ehlo()
-            client.user, client.password = account.username, f"guess{index}"
-            ready.wait(timeout=60)
-            try:
-                code, _ = client.auth("PLAIN", client.auth_plain)
-            except smtplib.SMTPAuthenticationError as exc:
-                return exc.smtp_code
-        return code
+    def together(passwords: list[str], source: tuple[str, int]) -> list[int]:
+        """AUTH with each password on its own connection, all sent at once."""
+        ready = threading.Barrier(len(passwords))
 
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        codes = list(pool.map(guess, range(PARALLEL)))
+        def login(password: str) -> int:
+            with smtplib.SMTP(*engine.submission, timeout=60, source_address=source) as client:
+                client.starttls(context=client_tls())
+                client.ehlo()
+                client.user, client.password = account.username, password
+                ready.wait(timeout=60)
+                try:
+                    code, _ = client.auth("PLAIN", client.auth_plain)
+                except smtplib.SMTPAuthenticationError as exc:
+                    return exc.smtp_code
+            return code
 
+        with ThreadPoolExecutor(len(passwords)) as pool:
+            return list(pool.map(login, passwords))
+
+    # Attempts beyond the limit wait for those in flight: valid ones all succeed.
+    assert together([account.password] * 20, BYSTANDER) == [235] * 20
+
+    codes = together([f"guess{i}" for i in range(PARALLEL)], ATTACKER)
     # Every 535 is a password checked; the others were refused unchecked.
     assert codes.count(535) == 5
     assert codes.count(454) == PARALLEL - 5
