@@ -122,7 +122,10 @@ class SubmissionSettings:
         1000, "Concurrent sessions; beyond it new clients get 421.", min=1, max=100000
     )
     idle_timeout_seconds: float = setting(
-        300.0, "Close a session idle this long between commands.", min=1, max=3600
+        300.0,
+        "Time allowed for each command line, from when the server waits for it to its end.",
+        min=1,
+        max=3600,
     )
     data_timeout_seconds: float = setting(
         600.0, "Time allowed to receive the whole DATA body.", min=1, max=3600

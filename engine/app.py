@@ -42,7 +42,7 @@ from engine.delivery import DeliveryService
 from engine.domain_keys import SigningKeys
 from engine.record_log import RecordLog
 from engine.sealing import Sealer, load_or_create_secret, secret_path
-from engine.smtp_server import ServerConfig, SmtpServer
+from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 from engine.spool import Spool
 from engine.store import Store, open_store
 from engine.submission import SubmissionHandler
@@ -52,8 +52,6 @@ from smtp_out.dns import MxResolver
 from smtp_out.session import ClientSettings, TlsMode
 
 log = logging.getLogger(__name__)
-
-LISTEN_BACKLOG = 1024
 
 
 class Role(enum.StrEnum):

@@ -18,6 +18,8 @@ Invariants:
   finish until the deadline, then cancels them.
 - Unread input above ``_READ_HIGH_WATER`` pauses reading (backpressure); a
   paused writer makes ``flush`` wait.
+- The listening socket's backlog is ``LISTEN_BACKLOG``, also on a socket bound
+  by the caller (asyncio would listen on it again with its default of 100).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from typing import Final, cast
 from engine.smtp_policy import Reply, SmtpHandler
 from engine.smtp_session import SHUTTING_DOWN, ServerConfig, SmtpSession
 
-__all__ = ["ServerConfig", "SmtpServer"]
+__all__ = ["LISTEN_BACKLOG", "ServerConfig", "SmtpServer"]
 
 logger = logging.getLogger(__name__)
 
+LISTEN_BACKLOG: Final = 1024
+"""Connections the kernel queues before they are accepted (capped by somaxconn)."""
 _READ_HIGH_WATER: Final = 256 * 1024
 """Unread input above which the socket stops being read (backpressure)."""
 _CLOSE_WAIT_SECONDS: Final = 5.0
@@ -65,10 +69,12 @@ class SmtpServer:
             raise RuntimeError("server already started")
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._listener = await loop.create_server(lambda: _Connection(self), sock=sock)
+            self._listener = await loop.create_server(
+                lambda: _Connection(self), sock=sock, backlog=LISTEN_BACKLOG
+            )
         else:
             self._listener = await loop.create_server(
-                lambda: _Connection(self), host, port, reuse_address=True
+                lambda: _Connection(self), host, port, reuse_address=True, backlog=LISTEN_BACKLOG
             )
         bound = self._listener.sockets[0].getsockname()
         logger.info("SMTP listening on %s:%d", bound[0], bound[1])
@@ -196,11 +202,12 @@ class _Connection(asyncio.Protocol):
             self._writable = self._loop.create_future()
             await self._writable
 
-    async def wait_for_input(self, timeout_seconds: float) -> None:
+    async def wait_for_input(self, deadline: float) -> None:
         # One timer per connection, re-armed only when it fires early or must fire
         # sooner: a timer handle per read costs more than the read itself.
         loop = self._loop
-        deadline = loop.time() + timeout_seconds
+        if loop.time() >= deadline:
+            raise TimeoutError
         self._deadline = deadline
         if self._timer is None or self._timer_due > deadline:
             self._arm(deadline)

@@ -25,9 +25,12 @@ Invariants:
 - STARTTLS drops every octet received after the command before the handshake
   (RFC 3207 4.2, the CVE-2011-0411 class); after it the session forgets EHLO,
   the transaction and any AUTH (RFC 3207 4.2).
-- Waiting for the client is bounded: ``idle_timeout_seconds`` per wait for a
-  command, ``data_timeout_seconds`` per wait inside DATA (RFC 5321
-  4.5.3.2.7, 4.5.3.2.5); on expiry the client gets ``421 4.4.2``.
+- Waiting for the client is bounded by deadlines, not by timeouts per read: a
+  command line (or AUTH response) must be complete ``idle_timeout_seconds``
+  after the session starts waiting for it, a DATA body
+  ``data_timeout_seconds`` after the 354 (RFC 5321 4.5.3.2.7, 4.5.3.2.5), so
+  a client trickling octets cannot hold a session; on expiry the client gets
+  ``421 4.4.2``.
 - While the listener is stopping, a session idle between transactions gets
   ``421 4.3.2`` and ends; one cancelled while waiting for a command gets the
   same 421 unreported.
@@ -92,7 +95,9 @@ class ServerConfig:
     max_commands: int = 10_000
     """Command lines per connection before 421 4.7.0."""
     idle_timeout_seconds: float = 300.0
+    """Deadline for a whole command line, from when the session waits for it."""
     data_timeout_seconds: float = 180.0
+    """Deadline for a whole DATA body, from the 354."""
     tls_context: ssl.SSLContext | None = None
     """Server-side context; STARTTLS is offered only when set."""
     require_tls_for_auth: bool = True
@@ -140,9 +145,9 @@ class Connection(Protocol):
     def take_input(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     async def flush(self) -> None: ...
-    async def wait_for_input(self, timeout_seconds: float) -> None:
+    async def wait_for_input(self, deadline: float) -> None:
         """Send what is written, then wait for input or its end; ``TimeoutError``
-        when neither sending nor input completes within ``timeout_seconds``."""
+        when neither sending nor input completes by ``deadline`` (event loop time)."""
 
     async def start_tls(self, context: ssl.SSLContext, handshake_seconds: float) -> None: ...
     async def close(self) -> None: ...
@@ -260,7 +265,9 @@ class SmtpSession:
         return event
 
     async def _next_event(self, wait_seconds: float, *, idle: bool = False) -> Event | None:
-        """The reader's next event, reading as needed; ``None`` at end of input."""
+        """The reader's next event, read within ``wait_seconds`` from now however the
+        input trickles in; ``None`` at end of input."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             event = self._reader.next_event()
             if event is not None:
@@ -274,7 +281,7 @@ class SmtpSession:
                 return None
             if idle and self._server.stopping:
                 raise _Shutdown
-            await self.conn.wait_for_input(wait_seconds)
+            await self.conn.wait_for_input(deadline)
 
     async def _reply(
         self,

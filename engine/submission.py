@@ -39,7 +39,7 @@ from engine.address_policy import (
     recipient_problem,
     sender_problem,
 )
-from engine.auth_throttle import AuthThrottle
+from engine.auth_throttle import Admission, AuthThrottle, client_key
 from engine.clock import Clock
 from engine.model import Tenant
 from engine.passwords import verify_password_async
@@ -60,6 +60,8 @@ RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
 HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
 CREDENTIAL_CACHE_SECONDS = 60.0
+ADMISSION_WAIT_SECONDS = 30.0
+"""Longest an AUTH waits for attempts in flight to end before it is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,29 +129,53 @@ class SubmissionHandler:
         self._nodeid = nodeid
         self._rng = rng or random.Random()
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
+        self._attempt_ended_event = asyncio.Event()
 
     async def on_connect(self, session: Session) -> Reply | None:
-        if self._throttle.decision(session.peer_host, self._clock.now()).refuse:
+        if self._throttle.refuses(client_key(session.peer_host), self._clock.now()):
             return CLIENT_REFUSED
         return None
 
     async def on_auth(self, session: Session, username: str, password: str) -> Reply:
-        now = self._clock.now()
-        decision = self._throttle.decision(session.peer_host, now)
-        if decision.refuse:
+        client = client_key(session.peer_host)
+        if not await self._admitted(client):
             return AUTH_REFUSED
-        account = await self._authenticate(username, password, now)
+        try:
+            account = await self._authenticate(username, password, self._clock.now())
+        except BaseException:
+            self._throttle.release(client)
+            self._attempt_ended()
+            raise
         if account is None:
-            self._throttle.record_failure(session.peer_host, now)
-            delay = self._throttle.decision(session.peer_host, now).delay_seconds
+            delay = self._throttle.record_failure(client, username, self._clock.now())
+            self._attempt_ended()
             log.info("AUTH failed session=%s peer=%s", session.id, session.peer_host)
             if delay > 0:
                 await asyncio.sleep(delay)
             return AUTH_FAILED
-        self._throttle.record_success(session.peer_host, now)
+        self._throttle.record_success(client, username)
+        self._attempt_ended()
         session.authenticated_as = username
         session.auth_context = account
         return AUTH_OK
+
+    async def _admitted(self, client: str) -> bool:
+        """Whether the attempt may check its password, holding a throttle slot if so;
+        waits while attempts in flight fill the limit."""
+        try:
+            async with asyncio.timeout(ADMISSION_WAIT_SECONDS):
+                while True:
+                    admission = self._throttle.admit(client, self._clock.now())
+                    if admission is not Admission.WAIT:
+                        return admission is Admission.CHECK
+                    await self._attempt_ended_event.wait()
+        except TimeoutError:
+            return False
+
+    def _attempt_ended(self) -> None:
+        """Wake the attempts waiting for a throttle slot."""
+        ended, self._attempt_ended_event = self._attempt_ended_event, asyncio.Event()
+        ended.set()
 
     async def _authenticate(self, username: str, password: str, now: float) -> Account | None:
         cached = self._credentials.hit(username, password, now)

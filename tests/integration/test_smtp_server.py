@@ -7,8 +7,11 @@ import base64
 import contextlib
 import datetime
 import ipaddress
+import shutil
 import smtplib
+import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.smtp_policy import Envelope, Reply, Session
-from engine.smtp_server import ServerConfig, SmtpServer
+from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 
 USER, PASSWORD = "alice", "s3cret"
 DEADLINE = 5.0
@@ -603,6 +606,113 @@ async def test_data_timeout_closes_with_421(serve: Serve, connect: Connect) -> N
     await client.expect("421 4.4.2")
     assert await client.closed()
     assert run.handler.delivered == []
+
+
+async def trickle(client: Client, data: bytes, interval: float) -> None:
+    """Send ``data`` one octet every ``interval`` seconds, until done or closed."""
+    with contextlib.suppress(ConnectionError):
+        for octet in data:
+            await client.send(bytes([octet]))
+            await asyncio.sleep(interval)
+
+
+async def cut_after(client: Client, data: bytes) -> float:
+    """Trickle ``data`` until the 421 4.4.2 and the close; the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sender = asyncio.create_task(trickle(client, data, 0.3))
+    try:
+        await client.expect("421 4.4.2")
+        elapsed = loop.time() - started
+        assert await client.closed()
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    return elapsed
+
+
+async def test_a_trickled_command_line_is_cut_at_the_deadline(
+    serve: Serve, connect: Connect
+) -> None:
+    run = await serve(idle_timeout_seconds=1.0)
+    client = await connect(run.port)
+    elapsed = await cut_after(client, b"NOOP " + b"x" * 100)
+    assert 0.9 <= elapsed < 3.0
+
+
+async def test_a_trickled_auth_response_is_cut_at_the_deadline(
+    serve: Serve, connect: Connect
+) -> None:
+    run = await serve(idle_timeout_seconds=1.0, auth_enabled=True, require_tls_for_auth=False)
+    client = await connect(run.port)
+    await client.command("EHLO client.test", "250 ")
+    await client.command("AUTH LOGIN", "334 ")
+    elapsed = await cut_after(client, b64(USER).encode() * 10)
+    assert 0.9 <= elapsed < 3.0
+
+
+async def test_a_trickled_data_body_is_cut_at_the_deadline(serve: Serve, connect: Connect) -> None:
+    run = await serve(data_timeout_seconds=1.0)
+    client = await connect(run.port)
+    await client.send("EHLO c.test\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n")
+    for prefix in ("250 ", "250 2.1.0", "250 2.1.5", "354 "):
+        await client.expect(prefix)
+    elapsed = await cut_after(client, b"line\r\n" * 20)
+    assert 0.9 <= elapsed < 3.0
+    assert run.handler.delivered == []
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on ``port``: Send-Q in ``ss -ltn``."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is needed to read a listening socket's backlog")
+    shown = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    [line] = shown.splitlines()
+    return int(line.split()[2])
+
+
+def test_a_trickled_command_line_is_cut_under_uvloop() -> None:
+    async def scenario() -> float:
+        server = SmtpServer(replace(BASE, idle_timeout_seconds=1.0), RecordingHandler())
+        _, port = await server.start("127.0.0.1", 0)
+        client = await Client.connect(port)
+        try:
+            await client.expect("220 mx.test ESMTP")
+            return await cut_after(client, b"NOOP " + b"x" * 100)
+        finally:
+            await client.close()
+            await server.stop(1.0)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        elapsed = runner.run(scenario())
+    assert 0.9 <= elapsed < 3.0
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+@pytest.mark.parametrize("bound_by_caller", [False, True])
+def test_listen_backlog(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], bound_by_caller: bool
+) -> None:
+    async def backlog() -> int:
+        server = SmtpServer(BASE, RecordingHandler())
+        if bound_by_caller:
+            sock = socket.create_server(("127.0.0.1", 0), backlog=LISTEN_BACKLOG)
+            sock.setblocking(False)
+            _, port = await server.start(sock=sock)
+        else:
+            _, port = await server.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(listen_backlog, port)
+        finally:
+            await server.stop(1.0)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        shown = runner.run(backlog())
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert shown == min(LISTEN_BACKLOG, somaxconn)
 
 
 async def test_max_commands(serve: Serve, connect: Connect) -> None:

@@ -1,9 +1,11 @@
 import pytest
 
-from engine.auth_throttle import AuthThrottle, ThrottleDecision
+from engine.auth_throttle import Admission, AuthThrottle, client_key
 
 IP = "192.0.2.1"
 OTHER = "198.51.100.9"
+OWN = "acme-k3j9xq2a"
+VICTIM = "globex-p0q8r7s6"
 
 
 def _throttle(**overrides: float) -> AuthThrottle:
@@ -24,27 +26,41 @@ def _throttle(**overrides: float) -> AuthThrottle:
     )
 
 
+def _fail(throttle: AuthThrottle, client: str, username: str, now: float) -> float:
+    """One admitted attempt that fails; the delay before its reply."""
+    assert throttle.admit(client, now) is Admission.CHECK
+    return throttle.record_failure(client, username, now)
+
+
+def _succeed(throttle: AuthThrottle, client: str, username: str, now: float) -> None:
+    assert throttle.admit(client, now) is Admission.CHECK
+    throttle.record_success(client, username)
+
+
+# (failures so far, delay before the reply to the last, admission of the next attempt)
 @pytest.mark.parametrize(
-    ("failures", "expected"),
+    ("failures", "delay", "admission"),
     [
-        (0, ThrottleDecision(False, 0.0)),
-        (1, ThrottleDecision(False, 0.0)),
-        (2, ThrottleDecision(False, 0.0)),
-        (3, ThrottleDecision(False, 1.0)),
-        (4, ThrottleDecision(False, 2.0)),
-        (5, ThrottleDecision(False, 4.0)),
-        (6, ThrottleDecision(False, 8.0)),
-        (7, ThrottleDecision(False, 10.0)),
-        (8, ThrottleDecision(True, 0.0)),
-        (20, ThrottleDecision(True, 0.0)),
+        (1, 0.0, Admission.CHECK),
+        (2, 0.0, Admission.CHECK),
+        (3, 1.0, Admission.CHECK),
+        (4, 2.0, Admission.CHECK),
+        (5, 4.0, Admission.CHECK),
+        (6, 8.0, Admission.CHECK),
+        (7, 10.0, Admission.CHECK),
+        (8, 10.0, Admission.REFUSE),
     ],
 )
-def test_decision_by_failure_count(failures: int, expected: ThrottleDecision) -> None:
+def test_delay_and_admission_by_failure_count(
+    failures: int, delay: float, admission: Admission
+) -> None:
     throttle = _throttle()
-    for i in range(failures):
-        throttle.record_failure(IP, 1000.0 + i)
-    assert throttle.decision(IP, 1000.0 + failures) == expected
-    assert throttle.decision(OTHER, 1000.0 + failures) == ThrottleDecision(False, 0.0)
+    delays = [_fail(throttle, IP, VICTIM, 1000.0 + i) for i in range(failures)]
+    now = 1000.0 + failures
+    assert delays[-1] == delay
+    assert throttle.admit(IP, now) is admission
+    assert throttle.refuses(IP, now) is (admission is Admission.REFUSE)
+    assert throttle.admit(OTHER, now) is Admission.CHECK
 
 
 # (failure times, now, expected count): a failure at t counts while now - t < window (600).
@@ -62,27 +78,103 @@ def test_decision_by_failure_count(failures: int, expected: ThrottleDecision) ->
 def test_window(times: list[float], now: float, count: int) -> None:
     throttle = _throttle()
     for t in times:
-        throttle.record_failure(IP, t)
+        _fail(throttle, IP, VICTIM, t)
     assert throttle.failures(IP, now) == count
 
 
 def test_refusal_ends_when_failures_leave_the_window() -> None:
     throttle = _throttle(delay_after=1, refuse_after=3, window_seconds=60.0)
     for t in (0.0, 1.0, 2.0):
-        throttle.record_failure(IP, t)
-    assert throttle.decision(IP, 30.0).refuse
-    assert throttle.decision(IP, 60.5) == ThrottleDecision(False, 2.0)
-    assert throttle.decision(IP, 62.0) == ThrottleDecision(False, 0.0)
+        _fail(throttle, IP, VICTIM, t)
+    assert throttle.admit(IP, 30.0) is Admission.REFUSE
+    assert throttle.admit(IP, 60.5) is Admission.CHECK
+    assert throttle.record_failure(IP, VICTIM, 60.5) == 4.0
+    assert throttle.admit(IP, 60.9) is Admission.REFUSE
+    assert throttle.admit(IP, 61.5) is Admission.CHECK
 
 
-def test_success_clears() -> None:
-    throttle = _throttle()
-    for t in range(8):
-        throttle.record_failure(IP, float(t))
-        throttle.record_failure(OTHER, float(t))
-    throttle.record_success(IP, 9.0)
-    assert throttle.decision(IP, 9.0) == ThrottleDecision(False, 0.0)
-    assert throttle.decision(OTHER, 9.0).refuse
+@pytest.mark.parametrize(("parallel", "checked"), [(3, 3), (8, 8), (60, 8)])
+def test_attempts_in_flight_take_slots(parallel: int, checked: int) -> None:
+    throttle = _throttle(refuse_after=8)
+    admissions = [throttle.admit(IP, 5.0) for _ in range(parallel)]
+    assert admissions == [Admission.CHECK] * checked + [Admission.WAIT] * (parallel - checked)
+    assert throttle.in_flight(IP) == checked
+    assert not throttle.refuses(IP, 5.0)
+    for _ in range(checked):
+        throttle.record_failure(IP, VICTIM, 6.0)
+    assert throttle.in_flight(IP) == 0
+    expected = Admission.REFUSE if checked == 8 else Admission.CHECK
+    assert throttle.admit(IP, 6.0) is expected
+    assert throttle.admit(OTHER, 6.0) is Admission.CHECK
+
+
+@pytest.mark.parametrize("end", ["success", "release"])
+def test_an_attempt_ending_without_failure_frees_its_slot(end: str) -> None:
+    throttle = _throttle(refuse_after=2, delay_after=1)
+    assert [throttle.admit(IP, 1.0) for _ in range(3)] == [
+        Admission.CHECK,
+        Admission.CHECK,
+        Admission.WAIT,
+    ]
+    if end == "success":
+        throttle.record_success(IP, OWN)
+    else:
+        throttle.release(IP)
+    assert throttle.in_flight(IP) == 1
+    assert throttle.admit(IP, 1.0) is Admission.CHECK
+    assert throttle.failures(IP, 1.0) == 0
+
+
+def test_a_success_clears_only_failures_naming_its_username() -> None:
+    throttle = _throttle(refuse_after=8)
+    for t in range(3):
+        _fail(throttle, IP, OWN, float(t))  # the client's own typos
+    for t in range(3, 6):
+        _fail(throttle, IP, VICTIM, float(t))
+    _fail(throttle, OTHER, OWN, 6.0)
+    _succeed(throttle, IP, OWN, 7.0)
+    assert throttle.failures(IP, 7.0) == 3
+    assert throttle.failures(OTHER, 7.0) == 1
+
+
+def test_a_success_never_clears_failures_naming_another_username() -> None:
+    throttle = _throttle(refuse_after=8)
+    for t in range(7):
+        _fail(throttle, IP, VICTIM, float(t))
+    _succeed(throttle, IP, OWN, 7.0)
+    assert throttle.failures(IP, 7.0) == 7
+    _fail(throttle, IP, VICTIM, 8.0)
+    assert throttle.admit(IP, 9.0) is Admission.REFUSE
+    assert throttle.refuses(IP, 9.0)
+
+
+def test_guesses_interleaved_with_valid_logins_stop_at_the_limit() -> None:
+    throttle = _throttle(refuse_after=10)
+    guesses = 0
+    for t in range(60):
+        if throttle.admit(IP, float(t)) is Admission.CHECK:
+            throttle.record_success(IP, OWN)
+        if throttle.admit(IP, float(t)) is Admission.CHECK:
+            throttle.record_failure(IP, VICTIM, float(t))
+            guesses += 1
+    assert guesses == 10
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:a:b:c:d", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("::1", "::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_client_key(host: str, key: str) -> None:
+    assert client_key(host) == key
 
 
 @pytest.mark.parametrize(
@@ -97,29 +189,27 @@ def test_success_clears() -> None:
 )
 def test_delay_shape(base: float, maximum: float, failures: int, delay: float) -> None:
     throttle = _throttle(base_delay=base, max_delay=maximum)
-    for t in range(failures):
-        throttle.record_failure(IP, float(t))
-    assert throttle.decision(IP, 10.0) == ThrottleDecision(False, delay)
+    delays = [_fail(throttle, IP, VICTIM, float(t)) for t in range(failures)]
+    assert delays[-1] == delay
 
 
 def test_huge_refuse_after_does_not_overflow() -> None:
     throttle = AuthThrottle(delay_after=0, refuse_after=5000, window_seconds=1e9)
-    for t in range(4000):
-        throttle.record_failure(IP, float(t))
-    assert throttle.decision(IP, 5000.0) == ThrottleDecision(False, 10.0)
+    delays = [_fail(throttle, IP, VICTIM, float(t)) for t in range(4000)]
+    assert delays[-1] == 10.0
 
 
-def test_per_ip_memory_is_bounded() -> None:
+def test_per_client_memory_is_bounded() -> None:
     throttle = _throttle(refuse_after=4, delay_after=2)
     for t in range(1000):
-        throttle.record_failure(IP, float(t) / 100)
+        throttle.record_failure(IP, f"user{t}", float(t) / 100)
     assert throttle.failures(IP, 10.0) == 4
 
 
-def test_tracked_ips_are_capped_evicting_oldest() -> None:
+def test_tracked_clients_are_capped_evicting_oldest() -> None:
     throttle = AuthThrottle(delay_after=1, refuse_after=2, window_seconds=1e6, max_tracked=3)
     for i, ip in enumerate(["a", "b", "c", "a", "d"]):
-        throttle.record_failure(ip, float(i))
+        throttle.record_failure(ip, VICTIM, float(i))
     assert len(throttle) == 3
     assert throttle.failures("b", 5.0) == 0
     assert throttle.failures("a", 5.0) == 2
@@ -127,16 +217,16 @@ def test_tracked_ips_are_capped_evicting_oldest() -> None:
     assert throttle.failures("d", 5.0) == 1
 
 
-def test_expired_ips_are_pruned() -> None:
+def test_expired_clients_are_pruned() -> None:
     throttle = _throttle(window_seconds=60.0)
     for i in range(100):
-        throttle.record_failure(f"10.0.0.{i}", float(i) / 10)
+        _fail(throttle, f"10.0.0.{i}", VICTIM, float(i) / 10)
     assert len(throttle) == 100
-    throttle.record_failure(IP, 65.0)
+    _fail(throttle, IP, VICTIM, 65.0)
     assert len(throttle) == 50
-    throttle.record_failure(IP, 70.0)
+    _fail(throttle, IP, VICTIM, 70.0)
     assert len(throttle) == 1
-    throttle.record_success(IP, 71.0)
+    _succeed(throttle, IP, VICTIM, 71.0)
     assert len(throttle) == 0
 
 
