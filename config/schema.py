@@ -134,7 +134,18 @@ class SubmissionSettings:
         3, "Failed AUTHs from one client IP before replies are slowed.", min=1, max=1000
     )
     auth_failure_refuse_after: int = setting(
-        10, "Failed AUTHs from one client IP before it is refused.", min=1, max=10000
+        10,
+        "Failed AUTHs from one client IP before it is refused; also the failed AUTHs "
+        "naming one username, from any clients, before guesses at it are paced.",
+        min=1,
+        max=10000,
+    )
+    auth_failure_max_delay_seconds: float = setting(
+        10.0,
+        "Longest wait before answering a failed AUTH, and the time each failed guess "
+        "at a paced username holds its turn.",
+        min=1,
+        max=60,
     )
     auth_failure_window_seconds: float = setting(
         900.0, "How long a failed AUTH counts against its client IP.", min=1, max=86400

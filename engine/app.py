@@ -291,6 +291,7 @@ class Engine:
                 delay_after=sub.auth_failure_delay_after,
                 refuse_after=sub.auth_failure_refuse_after,
                 window_seconds=sub.auth_failure_window_seconds,
+                max_delay=sub.auth_failure_max_delay_seconds,
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),

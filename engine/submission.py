@@ -138,20 +138,24 @@ class SubmissionHandler:
 
     async def on_auth(self, session: Session, username: str, password: str) -> Reply:
         client = client_key(session.peer_host)
-        if not await self._admitted(client):
+        if not await self._admitted(client, username):
             return AUTH_REFUSED
         try:
             account = await self._authenticate(username, password, self._clock.now())
         except BaseException:
-            self._throttle.release(client)
+            self._throttle.release(client, username)
             self._attempt_ended()
             raise
         if account is None:
             delay = self._throttle.record_failure(client, username, self._clock.now())
             self._attempt_ended()
             log.info("AUTH failed session=%s peer=%s", session.id, session.peer_host)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            try:
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            finally:
+                self._throttle.end_turn(username)
+                self._attempt_ended()
             return AUTH_FAILED
         self._throttle.record_success(client, username)
         self._attempt_ended()
@@ -159,13 +163,13 @@ class SubmissionHandler:
         session.auth_context = account
         return AUTH_OK
 
-    async def _admitted(self, client: str) -> bool:
+    async def _admitted(self, client: str, username: str) -> bool:
         """Whether the attempt may check its password, holding a throttle slot if so;
-        waits while attempts in flight fill the limit."""
+        waits while attempts in flight fill the limit or a paced username's turn is taken."""
         try:
             async with asyncio.timeout(ADMISSION_WAIT_SECONDS):
                 while True:
-                    admission = self._throttle.admit(client, self._clock.now())
+                    admission = self._throttle.admit(client, username, self._clock.now())
                     if admission is not Admission.WAIT:
                         return admission is Admission.CHECK
                     await self._attempt_ended_event.wait()

@@ -1,5 +1,6 @@
 """AUTH failures from one client IP are slowed, then refused; attempts in flight
-count, and a valid login clears no failures naming another username."""
+count, a valid login clears no failures naming another username, and guesses at
+one username from many client IPs are paced."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_failures_are_slowed_then_refused(
 ) -> None:
     config = write_config(
         tmp_path,
-        extra="auth_failure_delay_after = 2\nauth_failure_refuse_after = 4\n",
+        extra="auth_failure_delay_after = 2\nauth_failure_refuse_after = 4\n"
+        "auth_failure_max_delay_seconds = 2\n",
     )
     account = provision(config)
     engine = start_engine(engine_factory, config)
@@ -71,7 +73,8 @@ def test_parallel_attempts_check_no_more_passwords_than_the_limit(
 ) -> None:
     config = write_config(
         tmp_path,
-        extra="auth_failure_delay_after = 5\nauth_failure_refuse_after = 5\n",
+        extra="auth_failure_delay_after = 5\nauth_failure_refuse_after = 5\n"
+        "auth_failure_max_delay_seconds = 1\n",
     )
     account = provision(config)
     engine = start_engine(engine_factory, config)
@@ -109,7 +112,8 @@ def test_a_valid_login_buys_no_guesses_at_another_account(
 ) -> None:
     config = write_config(
         tmp_path,
-        extra="auth_failure_delay_after = 4\nauth_failure_refuse_after = 4\n",
+        extra="auth_failure_delay_after = 4\nauth_failure_refuse_after = 4\n"
+        "auth_failure_max_delay_seconds = 1\n",
     )
     own = provision(config)
     victim = provision(config, tenant="globex", domain="mail.globex.test")
@@ -124,4 +128,27 @@ def test_a_valid_login_buys_no_guesses_at_another_account(
     assert set(guesses[4:]) == {421}
     assert logins[:4] == [235] * 4
     assert set(logins[4:]) == {421}
+    assert attempt(engine, victim.username, victim.password, BYSTANDER) == 235
+
+
+def test_guesses_at_one_username_from_many_clients_are_paced(
+    tmp_path: Path, engine_factory: list[EngineProcess]
+) -> None:
+    config = write_config(
+        tmp_path,
+        extra="auth_failure_delay_after = 3\nauth_failure_refuse_after = 3\n"
+        "auth_failure_max_delay_seconds = 2\n",
+    )
+    victim = provision(config)
+    engine = start_engine(engine_factory, config)
+
+    timings = []
+    for i in range(5):  # each guess from a client IP of its own
+        started = time.monotonic()
+        assert attempt(engine, victim.username, "guess", (f"127.0.1.{i + 1}", 0)) == 535
+        timings.append(time.monotonic() - started)
+    # From the third failure naming the username on, each guess holds its turn 2 s,
+    # although no client IP has more than one failure.
+    assert min(timings[2:]) >= 2.0
+    # Paced, not locked: the owner still logs in.
     assert attempt(engine, victim.username, victim.password, BYSTANDER) == 235

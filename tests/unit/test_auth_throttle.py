@@ -28,12 +28,14 @@ def _throttle(**overrides: float) -> AuthThrottle:
 
 def _fail(throttle: AuthThrottle, client: str, username: str, now: float) -> float:
     """One admitted attempt that fails; the delay before its reply."""
-    assert throttle.admit(client, now) is Admission.CHECK
-    return throttle.record_failure(client, username, now)
+    assert throttle.admit(client, username, now) is Admission.CHECK
+    delay = throttle.record_failure(client, username, now)
+    throttle.end_turn(username)
+    return delay
 
 
 def _succeed(throttle: AuthThrottle, client: str, username: str, now: float) -> None:
-    assert throttle.admit(client, now) is Admission.CHECK
+    assert throttle.admit(client, username, now) is Admission.CHECK
     throttle.record_success(client, username)
 
 
@@ -58,9 +60,9 @@ def test_delay_and_admission_by_failure_count(
     delays = [_fail(throttle, IP, VICTIM, 1000.0 + i) for i in range(failures)]
     now = 1000.0 + failures
     assert delays[-1] == delay
-    assert throttle.admit(IP, now) is admission
+    assert throttle.admit(IP, VICTIM, now) is admission
     assert throttle.refuses(IP, now) is (admission is Admission.REFUSE)
-    assert throttle.admit(OTHER, now) is Admission.CHECK
+    assert throttle.admit(OTHER, OWN, now) is Admission.CHECK
 
 
 # (failure times, now, expected count): a failure at t counts while now - t < window (600).
@@ -85,18 +87,18 @@ def test_window(times: list[float], now: float, count: int) -> None:
 def test_refusal_ends_when_failures_leave_the_window() -> None:
     throttle = _throttle(delay_after=1, refuse_after=3, window_seconds=60.0)
     for t in (0.0, 1.0, 2.0):
-        _fail(throttle, IP, VICTIM, t)
-    assert throttle.admit(IP, 30.0) is Admission.REFUSE
-    assert throttle.admit(IP, 60.5) is Admission.CHECK
+        _fail(throttle, IP, f"user{t}", t)
+    assert throttle.admit(IP, VICTIM, 30.0) is Admission.REFUSE
+    assert throttle.admit(IP, VICTIM, 60.5) is Admission.CHECK
     assert throttle.record_failure(IP, VICTIM, 60.5) == 4.0
-    assert throttle.admit(IP, 60.9) is Admission.REFUSE
-    assert throttle.admit(IP, 61.5) is Admission.CHECK
+    assert throttle.admit(IP, VICTIM, 60.9) is Admission.REFUSE
+    assert throttle.admit(IP, VICTIM, 61.5) is Admission.CHECK
 
 
 @pytest.mark.parametrize(("parallel", "checked"), [(3, 3), (8, 8), (60, 8)])
 def test_attempts_in_flight_take_slots(parallel: int, checked: int) -> None:
     throttle = _throttle(refuse_after=8)
-    admissions = [throttle.admit(IP, 5.0) for _ in range(parallel)]
+    admissions = [throttle.admit(IP, VICTIM, 5.0) for _ in range(parallel)]
     assert admissions == [Admission.CHECK] * checked + [Admission.WAIT] * (parallel - checked)
     assert throttle.in_flight(IP) == checked
     assert not throttle.refuses(IP, 5.0)
@@ -104,14 +106,14 @@ def test_attempts_in_flight_take_slots(parallel: int, checked: int) -> None:
         throttle.record_failure(IP, VICTIM, 6.0)
     assert throttle.in_flight(IP) == 0
     expected = Admission.REFUSE if checked == 8 else Admission.CHECK
-    assert throttle.admit(IP, 6.0) is expected
-    assert throttle.admit(OTHER, 6.0) is Admission.CHECK
+    assert throttle.admit(IP, VICTIM, 6.0) is expected
+    assert throttle.admit(OTHER, OWN, 6.0) is Admission.CHECK
 
 
 @pytest.mark.parametrize("end", ["success", "release"])
 def test_an_attempt_ending_without_failure_frees_its_slot(end: str) -> None:
     throttle = _throttle(refuse_after=2, delay_after=1)
-    assert [throttle.admit(IP, 1.0) for _ in range(3)] == [
+    assert [throttle.admit(IP, VICTIM, 1.0) for _ in range(3)] == [
         Admission.CHECK,
         Admission.CHECK,
         Admission.WAIT,
@@ -119,9 +121,9 @@ def test_an_attempt_ending_without_failure_frees_its_slot(end: str) -> None:
     if end == "success":
         throttle.record_success(IP, OWN)
     else:
-        throttle.release(IP)
+        throttle.release(IP, VICTIM)
     assert throttle.in_flight(IP) == 1
-    assert throttle.admit(IP, 1.0) is Admission.CHECK
+    assert throttle.admit(IP, VICTIM, 1.0) is Admission.CHECK
     assert throttle.failures(IP, 1.0) == 0
 
 
@@ -144,7 +146,7 @@ def test_a_success_never_clears_failures_naming_another_username() -> None:
     _succeed(throttle, IP, OWN, 7.0)
     assert throttle.failures(IP, 7.0) == 7
     _fail(throttle, IP, VICTIM, 8.0)
-    assert throttle.admit(IP, 9.0) is Admission.REFUSE
+    assert throttle.admit(IP, VICTIM, 9.0) is Admission.REFUSE
     assert throttle.refuses(IP, 9.0)
 
 
@@ -152,9 +154,9 @@ def test_guesses_interleaved_with_valid_logins_stop_at_the_limit() -> None:
     throttle = _throttle(refuse_after=10)
     guesses = 0
     for t in range(60):
-        if throttle.admit(IP, float(t)) is Admission.CHECK:
+        if throttle.admit(IP, VICTIM, float(t)) is Admission.CHECK:
             throttle.record_success(IP, OWN)
-        if throttle.admit(IP, float(t)) is Admission.CHECK:
+        if throttle.admit(IP, VICTIM, float(t)) is Admission.CHECK:
             throttle.record_failure(IP, VICTIM, float(t))
             guesses += 1
     assert guesses == 10
@@ -245,3 +247,45 @@ def test_expired_clients_are_pruned() -> None:
 def test_rejects_bad_parameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AuthThrottle(**kwargs)  # type: ignore[arg-type]
+
+
+def test_guesses_from_many_clients_at_one_username_are_paced() -> None:
+    throttle = _throttle(delay_after=3, refuse_after=4, max_delay=10.0)
+    clients = [f"203.0.113.{i}" for i in range(1, 40)]
+    # Below the limit, guesses from fresh clients are answered at once.
+    assert [_fail(throttle, client, VICTIM, 1.0) for client in clients[:3]] == [0.0] * 3
+    # The guess that reaches the limit, and every later one, holds the turn for max_delay.
+    assert throttle.admit(clients[3], VICTIM, 2.0) is Admission.CHECK
+    assert throttle.record_failure(clients[3], VICTIM, 2.0) == 10.0
+    assert throttle.username_failures(VICTIM, 2.0) == 4
+    # While that turn is held, no other client's guess at the username is checked.
+    assert [throttle.admit(client, VICTIM, 3.0) for client in clients[4:]] == [
+        Admission.WAIT
+    ] * len(clients[4:])
+    # Other usernames, and the clients themselves, are not held back.
+    assert throttle.admit(clients[4], OWN, 3.0) is Admission.CHECK
+    throttle.end_turn(VICTIM)
+    # One turn at a time: the next client is checked, the one after waits.
+    assert throttle.admit(clients[5], VICTIM, 12.0) is Admission.CHECK
+    assert throttle.admit(clients[6], VICTIM, 12.0) is Admission.WAIT
+
+
+def test_a_paced_username_is_never_locked_against_its_owner() -> None:
+    throttle = _throttle(delay_after=3, refuse_after=4, window_seconds=600.0)
+    for i in range(50):
+        if throttle.admit(f"203.0.113.{i}", VICTIM, float(i)) is Admission.CHECK:
+            throttle.record_failure(f"203.0.113.{i}", VICTIM, float(i))
+            throttle.end_turn(VICTIM)
+    assert throttle.username_failures(VICTIM, 60.0) == 4  # the most kept per username
+    # The owner's attempt is checked when no guess holds the turn, and a success is not delayed.
+    assert throttle.admit(OTHER, VICTIM, 60.0) is Admission.CHECK
+    throttle.record_success(OTHER, VICTIM)
+    assert throttle.admit(OTHER, VICTIM, 61.0) is Admission.CHECK
+    throttle.release(OTHER, VICTIM)
+    # A success does not clear the username's failures: the pacing holds.
+    assert throttle.admit(IP, VICTIM, 62.0) is Admission.CHECK
+    assert throttle.record_failure(IP, VICTIM, 62.0) == 10.0
+    # Pacing ends when the failures leave the window.
+    throttle.end_turn(VICTIM)
+    assert throttle.username_failures(VICTIM, 700.0) == 0
+    assert _fail(throttle, "198.18.0.1", VICTIM, 700.0) == 0.0
