@@ -147,8 +147,8 @@ def _check_references(settings: Settings, file: str) -> None:
     if bool(sub.tls_cert) != bool(sub.tls_key):
         raise ConfigError(file, "submission.tls_key", "tls_cert and tls_key go together")
     url = settings.database.url
-    if not url.startswith(("sqlite:", "postgresql://", "postgres://")):
-        raise ConfigError(file, "database.url", "expected sqlite:PATH or postgresql://...")
+    if url and not url.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise ConfigError(file, "database.url", "expected empty, sqlite:PATH or postgresql://...")
 
 
 def _check_providers(settings: Settings, file: str) -> None:

@@ -9,6 +9,7 @@ a test. Nothing here reads files or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 MIB = 1024 * 1024
@@ -39,7 +40,11 @@ def section(cls: type, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    data_dir: str = setting("var", "Directory for the SQLite file, keys, certificates and logs.")
+    data_dir: str = setting(
+        "var",
+        "Directory (relative to the working directory, or absolute) for the SQLite file, "
+        "the record log, the engine secret and the self-signed certificate.",
+    )
     node_id: str = setting("", "Name of this node in records; empty means the host name.")
     hostname: str = setting(
         "localhost", "Host name in SMTP banners and Received headers; a FQDN in production."
@@ -73,8 +78,9 @@ class EngineSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = setting(
-        "sqlite:var/penguin.db",
-        "Store location: sqlite:PATH (relative to the working directory) or postgresql://...",
+        "",
+        "Store location: sqlite:PATH (a relative PATH is relative to the working directory) "
+        "or postgresql://...; empty means sqlite:<data_dir>/penguin.db.",
     )
     pool_size: int = setting(10, "PostgreSQL connection pool size.", min=1, max=200)
     commit_batch_max: int = setting(
@@ -286,8 +292,11 @@ class ListenerSettings:
 @dataclass(frozen=True)
 class RecordsSettings:
     json_log: str = setting(
-        "var/records.jsonl", "JSON-lines file every log record is appended to; empty disables."
+        "",
+        "JSON-lines file every log record is appended to (a relative path is relative to "
+        "the working directory); empty means <data_dir>/records.jsonl.",
     )
+    json_log_enabled: bool = setting(True, "Write the JSON-lines file; false writes none.")
 
 
 @dataclass(frozen=True)
@@ -362,3 +371,14 @@ class Settings:
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
+
+    def database_url(self) -> str:
+        """``database.url``, or the SQLite file in ``engine.data_dir`` when it is empty."""
+        return self.database.url or f"sqlite:{PurePath(self.engine.data_dir, 'penguin.db')}"
+
+    def record_log_path(self) -> str:
+        """``records.json_log``, or ``<data_dir>/records.jsonl`` when it is empty; empty
+        when the file is turned off."""
+        if not self.records.json_log_enabled:
+            return ""
+        return self.records.json_log or str(PurePath(self.engine.data_dir, "records.jsonl"))

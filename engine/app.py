@@ -185,7 +185,7 @@ def engine_secret(settings: Settings) -> bytes:
 
 async def migrated_store(settings: Settings) -> Store:
     """The store of ``database.url``, its pending migrations applied."""
-    store = open_store(settings.database.url, settings.database.pool_size)
+    store = open_store(settings.database_url(), settings.database.pool_size)
     try:
         applied = await store.migrate()
     except BaseException:
@@ -227,7 +227,7 @@ class Engine:
         secret = engine_secret(settings)
         classifier = bounce_classifier(settings, self.config_file)
         self._store = await migrated_store(settings)
-        self._record_log = RecordLog(settings.records.json_log)
+        self._record_log = RecordLog(settings.record_log_path())
         if self.role.delivers:
             self._start_delivery(Sealer(secret), classifier)
         if self.role.submits:

@@ -185,7 +185,7 @@ def _store_command(handler: StoreHandler) -> Handler:
 
     def run(settings: Settings, args: argparse.Namespace) -> tuple[Output | None, str]:
         async def body() -> tuple[Output | None, str]:
-            store = open_store(settings.database.url, settings.database.pool_size)
+            store = open_store(settings.database_url(), settings.database.pool_size)
             try:
                 await store.migrate()
                 return await handler(store, settings, args)

@@ -85,6 +85,7 @@ class EngineProcess:
 
     config: Path
     role: str = "all"
+    cwd: Path | None = None
     process: subprocess.Popen[str] | None = None
     submission: tuple[str, int] = ("", 0)
     admin: tuple[str, int] = ("", 0)
@@ -99,6 +100,7 @@ class EngineProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            cwd=self.cwd,
         )
         threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
         deadline = time.monotonic() + READY_TIMEOUT

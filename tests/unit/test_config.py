@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,39 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(path)
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("raw", "database_url", "record_log"),
+    [
+        ({}, "sqlite:var/penguin.db", "var/records.jsonl"),
+        (
+            {"engine": {"data_dir": "/srv/penguin"}},
+            "sqlite:/srv/penguin/penguin.db",
+            "/srv/penguin/records.jsonl",
+        ),
+        (
+            {
+                "engine": {"data_dir": "/srv/penguin"},
+                "database": {"url": "sqlite:db/x.db"},
+                "records": {"json_log": "/var/log/penguin.jsonl"},
+            },
+            "sqlite:db/x.db",
+            "/var/log/penguin.jsonl",
+        ),
+        (
+            {"database": {"url": "postgresql://u@h/db"}, "records": {"json_log_enabled": False}},
+            "postgresql://u@h/db",
+            "",
+        ),
+    ],
+)
+def test_store_and_record_log_default_to_the_data_dir(
+    raw: dict[str, Any], database_url: str, record_log: str
+) -> None:
+    settings = parse_settings(raw)
+    assert settings.database_url() == database_url
+    assert settings.record_log_path() == record_log
 
 
 def test_integers_are_accepted_for_floats() -> None:
