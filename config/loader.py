@@ -188,6 +188,13 @@ def _check_references(settings: Settings, file: str) -> None:
     _check_host_name(settings.engine.hostname, file, "engine.hostname")
     if not settings.engine.data_dir:
         raise ConfigError(file, "engine.data_dir", "expected a directory, got ''")
+    engine = settings.engine
+    if engine.restart_delay_max_seconds < engine.restart_delay_seconds:
+        raise ConfigError(
+            file,
+            "engine.restart_delay_max_seconds",
+            "expected at least engine.restart_delay_seconds",
+        )
     _check_sources(settings, file)
     _check_providers(settings, file)
     sub = settings.submission

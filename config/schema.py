@@ -73,6 +73,26 @@ class EngineSettings:
         min=0,
         max=256,
     )
+    restart_delay_seconds: float = setting(
+        1.0,
+        "With several engine processes, a worker that dies is restarted after this long, "
+        "doubling with each further crash within crash_window_seconds.",
+        min=0.01,
+        max=600,
+    )
+    restart_delay_max_seconds: float = setting(
+        30.0, "Cap on the delay before a worker is restarted.", min=0.01, max=3600
+    )
+    crash_limit: int = setting(
+        5,
+        "Worker crashes within crash_window_seconds that stop the whole service "
+        "(exit 1, the other workers stopped); 1 stops it at the first crash.",
+        min=1,
+        max=1000,
+    )
+    crash_window_seconds: float = setting(
+        60.0, "How long a worker crash counts towards crash_limit.", min=1, max=86400
+    )
 
 
 @dataclass(frozen=True)

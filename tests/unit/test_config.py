@@ -77,6 +77,11 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ('[engine]\nhostname = "mta..example"\n', "engine.hostname", "host name"),
         ('[engine]\ndata_dir = ""\n', "engine.data_dir", "expected a directory"),
         ('[engine]\ndata_dir = "a\\u0000b"\n', "engine.data_dir", "no NUL character"),
+        (
+            "[engine]\nrestart_delay_seconds = 10\nrestart_delay_max_seconds = 5\n",
+            "engine.restart_delay_max_seconds",
+            "at least engine.restart_delay_seconds",
+        ),
         ("[pools.default]\nsources = []\n", "pools.default.sources", "at least one source"),
         ('[sources.x]\naddress = "mta.example"\n', "sources.x.address", "an IP address"),
         ('[sources.x]\nehlo_hostname = "a b"\n', "sources.x.ehlo_hostname", "host name"),
