@@ -26,7 +26,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import TLS_MODES, Settings
+from config.schema import TLS_MODES, EngineSettings, Settings
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -185,16 +185,7 @@ def _check_references(settings: Settings, file: str) -> None:
         except ValueError as exc:
             raise ConfigError(file, key, str(exc)) from None
         _check_ip_address(host, file, key)
-    _check_host_name(settings.engine.hostname, file, "engine.hostname")
-    if not settings.engine.data_dir:
-        raise ConfigError(file, "engine.data_dir", "expected a directory, got ''")
-    engine = settings.engine
-    if engine.restart_delay_max_seconds < engine.restart_delay_seconds:
-        raise ConfigError(
-            file,
-            "engine.restart_delay_max_seconds",
-            "expected at least engine.restart_delay_seconds",
-        )
+    _check_engine(settings.engine, file)
     _check_sources(settings, file)
     _check_providers(settings, file)
     sub = settings.submission
@@ -210,6 +201,18 @@ def _check_references(settings: Settings, file: str) -> None:
     if url and not (sqlite_path(url) or url.startswith(("postgresql://", "postgres://"))):
         problem = f"expected empty, sqlite:PATH or postgresql://..., got {redacted_url(url)!r}"
         raise ConfigError(file, "database.url", problem)
+
+
+def _check_engine(engine: EngineSettings, file: str) -> None:
+    _check_host_name(engine.hostname, file, "engine.hostname")
+    if not engine.data_dir:
+        raise ConfigError(file, "engine.data_dir", "expected a directory, got ''")
+    if engine.restart_delay_max_seconds < engine.restart_delay_seconds:
+        raise ConfigError(
+            file,
+            "engine.restart_delay_max_seconds",
+            "expected at least engine.restart_delay_seconds",
+        )
 
 
 def _check_sources(settings: Settings, file: str) -> None:

@@ -147,6 +147,7 @@ class _Supervisor:
     def run(self) -> int:
         """Until every worker has stopped; the exit status."""
         schedule = RestartSchedule(RestartPolicy.of(self.settings.engine))
+        listening = [_address(sock) for sock in self.sockets]
         wakeup = os.pipe()  # a signal ends the wait for workers at once
         for fd in wakeup:
             os.set_blocking(fd, False)
@@ -157,7 +158,7 @@ class _Supervisor:
         for index in range(len(self.roles)):
             self._spawn(index, (ready_read, ready_write), wakeup)
         os.close(ready_write)
-        self._announce(_read_reports(ready_read))
+        self._announce(_read_reports(ready_read), listening)
         while self.workers or (not self.stopping and schedule.next_due() is not None):
             self._wait(schedule.next_due(), wakeup[0])
             for pid, wait_status in _ended_children(len(self.workers)):
@@ -169,7 +170,7 @@ class _Supervisor:
         log.info("stopped")
         return self.status
 
-    def _announce(self, reports: list[Addresses]) -> None:
+    def _announce(self, reports: list[Addresses], listening: list[tuple[str, int]]) -> None:
         processes = len(self.roles)
         if len(reports) < processes:
             failed = processes - len(reports)
@@ -177,9 +178,7 @@ class _Supervisor:
             self.status = 1
             self._stop(signal.SIGTERM)
             return
-        addresses: Addresses = {}
-        if self.sockets:
-            addresses["submission"] = [_address(sock) for sock in self.sockets]
+        addresses: Addresses = {"submission": listening} if listening else {}
         for report in reports:
             for name, bound in report.items():
                 addresses.setdefault(name, [(host, port) for host, port in bound])
