@@ -143,7 +143,7 @@ max_commands = 10000000
 listen = "127.0.0.1:0"
 
 [records]
-json_log = ""
+json_log_enabled = false
 
 [logging]
 level = "WARNING"

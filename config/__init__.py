@@ -1,6 +1,21 @@
 """Configuration: the TOML schema, loading, validation and the shipped example."""
 
-from config.loader import DEFAULT_CONFIG, ConfigError, load_settings, parse_host_port
+from config.loader import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    load_settings,
+    parse_host_port,
+    redacted_url,
+    sqlite_path,
+)
 from config.schema import Settings
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "Settings", "load_settings", "parse_host_port"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "parse_host_port",
+    "redacted_url",
+    "sqlite_path",
+]

@@ -1,8 +1,12 @@
 """Load and validate a TOML config file into ``Settings``.
 
 Every key is checked against ``config.schema``: unknown keys, wrong types,
-values out of bounds and broken cross-references fail with a ``ConfigError``
-naming the file, the dotted key and what was expected.
+values out of bounds (NaN and infinities included), malformed host names and
+addresses and broken cross-references fail with a ``ConfigError`` naming the
+file, the dotted key and what was expected; so does a file that cannot be
+read or is not UTF-8 TOML. Nothing else escapes ``load_settings``.
+This is pure validation of the file: whether the paths, certificates and
+database it names are usable is checked by ``engine.preflight``.
 
 Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
 added to the shipped ones; a table with a shipped name overrides only the
@@ -12,15 +16,25 @@ keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
+import re
+import stat
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import TLS_MODES, Settings
+from config.schema import TLS_MODES, EngineSettings, Settings
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+"""RFC 1123 host name syntax (letters, digits, hyphens; labels of 1-63 octets); IDNs as A-labels."""
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
 
 
 class ConfigError(Exception):
@@ -36,14 +50,30 @@ class ConfigError(Exception):
 def load_settings(path: str | Path | None = None) -> Settings:
     """Settings from ``path`` (the shipped default config when None)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
+    text = _read_text(file)
     try:
-        with file.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(str(file), "-", "file not found") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(str(file), "-", "not valid TOML: nested too deeply") from None
     return parse_settings(raw, str(file))
+
+
+def _read_text(file: Path) -> str:
+    try:
+        if not stat.S_ISREG(file.stat().st_mode):
+            raise ConfigError(str(file), "-", "expected a regular file")
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(file), "-", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(file), "-", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        problem = f"expected UTF-8 text, got byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError(str(file), "-", problem) from None
 
 
 def parse_settings(raw: dict[str, Any], file: str = "<config>") -> Settings:
@@ -99,6 +129,10 @@ def _scalar(hint: Any, value: Any, meta: Any, file: str, key: str) -> Any:
         value, ok = float(value), True
     if not ok:
         raise ConfigError(file, key, f"expected {expected.__name__}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(file, key, f"expected a finite number, got {value!r}")
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(file, key, f"expected no NUL character, got {value!r}")
     low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
     if low is not None and value < low:
         raise ConfigError(file, key, f"expected at least {low}, got {value!r}")
@@ -117,9 +151,26 @@ def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, in
             raise ValueError(f"expected host:port, got {text!r}")
         host, port = text, str(default_port)
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected host:port, got {text!r}")
     return host, int(port)
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:PATH`` (or ``sqlite://PATH``) URL; None for other schemes."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = url.removeprefix("sqlite:")
+    return path[2:] if path.startswith("//") else path
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (user info or ``password=`` parameter) shown as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        url = f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+    return _PASSWORD_PARAMETER.sub(r"\1***", url)
 
 
 def _check_references(settings: Settings, file: str) -> None:
@@ -128,14 +179,14 @@ def _check_references(settings: Settings, file: str) -> None:
     for name in ("admin", "bounce", "tracking"):
         _check_address(getattr(settings, name).listen, file, f"{name}.listen")
     for i, text in enumerate(settings.dns.nameservers):
+        key = f"dns.nameservers[{i}]"
         try:
-            parse_host_port(text, default_port=53)
+            host, _ = parse_host_port(text, default_port=53)
         except ValueError as exc:
-            raise ConfigError(file, f"dns.nameservers[{i}]", str(exc)) from None
-    for pool_name, pool in settings.pools.items():
-        for source in pool.sources:
-            if source not in settings.sources:
-                raise ConfigError(file, f"pools.{pool_name}.sources", f"unknown source {source!r}")
+            raise ConfigError(file, key, str(exc)) from None
+        _check_ip_address(host, file, key)
+    _check_engine(settings.engine, file)
+    _check_sources(settings, file)
     _check_providers(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
@@ -147,8 +198,34 @@ def _check_references(settings: Settings, file: str) -> None:
     if bool(sub.tls_cert) != bool(sub.tls_key):
         raise ConfigError(file, "submission.tls_key", "tls_cert and tls_key go together")
     url = settings.database.url
-    if not url.startswith(("sqlite:", "postgresql://", "postgres://")):
-        raise ConfigError(file, "database.url", "expected sqlite:PATH or postgresql://...")
+    if url and not (sqlite_path(url) or url.startswith(("postgresql://", "postgres://"))):
+        problem = f"expected empty, sqlite:PATH or postgresql://..., got {redacted_url(url)!r}"
+        raise ConfigError(file, "database.url", problem)
+
+
+def _check_engine(engine: EngineSettings, file: str) -> None:
+    _check_host_name(engine.hostname, file, "engine.hostname")
+    if not engine.data_dir:
+        raise ConfigError(file, "engine.data_dir", "expected a directory, got ''")
+    if engine.restart_delay_max_seconds < engine.restart_delay_seconds:
+        raise ConfigError(
+            file,
+            "engine.restart_delay_max_seconds",
+            "expected at least engine.restart_delay_seconds",
+        )
+
+
+def _check_sources(settings: Settings, file: str) -> None:
+    for name, source in settings.sources.items():
+        _check_ip_address(source.address, file, f"sources.{name}.address")
+        _check_host_name(source.ehlo_hostname, file, f"sources.{name}.ehlo_hostname")
+    for pool_name, pool in settings.pools.items():
+        key = f"pools.{pool_name}.sources"
+        if not pool.sources:
+            raise ConfigError(file, key, "expected at least one source")
+        for source_name in pool.sources:
+            if source_name not in settings.sources:
+                raise ConfigError(file, key, f"unknown source {source_name!r}")
 
 
 def _check_providers(settings: Settings, file: str) -> None:
@@ -167,3 +244,19 @@ def _check_address(text: str, file: str, key: str) -> None:
         parse_host_port(text)
     except ValueError as exc:
         raise ConfigError(file, key, str(exc)) from None
+
+
+def _check_host_name(name: str, file: str, key: str) -> None:
+    if not _HOST_NAME.fullmatch(name):
+        problem = (
+            "expected a host name of ASCII letters, digits, hyphens and dots "
+            f"(an IDN as its xn-- form), got {name!r}"
+        )
+        raise ConfigError(file, key, problem)
+
+
+def _check_ip_address(text: str, file: str, key: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(file, key, f"expected an IP address, got {text!r}") from None

@@ -9,6 +9,7 @@ a test. Nothing here reads files or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 MIB = 1024 * 1024
@@ -39,7 +40,11 @@ def section(cls: type, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    data_dir: str = setting("var", "Directory for the SQLite file, keys, certificates and logs.")
+    data_dir: str = setting(
+        "var",
+        "Directory (relative to the working directory, or absolute) for the SQLite file, "
+        "the record log, the engine secret and the self-signed certificate.",
+    )
     node_id: str = setting("", "Name of this node in records; empty means the host name.")
     hostname: str = setting(
         "localhost", "Host name in SMTP banners and Received headers; a FQDN in production."
@@ -68,13 +73,34 @@ class EngineSettings:
         min=0,
         max=256,
     )
+    restart_delay_seconds: float = setting(
+        1.0,
+        "With several engine processes, a worker that dies is restarted after this long, "
+        "doubling with each further crash within crash_window_seconds.",
+        min=0.01,
+        max=600,
+    )
+    restart_delay_max_seconds: float = setting(
+        30.0, "Cap on the delay before a worker is restarted.", min=0.01, max=3600
+    )
+    crash_limit: int = setting(
+        5,
+        "Worker crashes within crash_window_seconds that stop the whole service "
+        "(exit 1, the other workers stopped); 1 stops it at the first crash.",
+        min=1,
+        max=1000,
+    )
+    crash_window_seconds: float = setting(
+        60.0, "How long a worker crash counts towards crash_limit.", min=1, max=86400
+    )
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = setting(
-        "sqlite:var/penguin.db",
-        "Store location: sqlite:PATH (relative to the working directory) or postgresql://...",
+        "",
+        "Store location: sqlite:PATH (a relative PATH is relative to the working directory) "
+        "or postgresql://...; empty means sqlite:<data_dir>/penguin.db.",
     )
     pool_size: int = setting(10, "PostgreSQL connection pool size.", min=1, max=200)
     commit_batch_max: int = setting(
@@ -302,8 +328,11 @@ class ListenerSettings:
 @dataclass(frozen=True)
 class RecordsSettings:
     json_log: str = setting(
-        "var/records.jsonl", "JSON-lines file every log record is appended to; empty disables."
+        "",
+        "JSON-lines file every log record is appended to (a relative path is relative to "
+        "the working directory); empty means <data_dir>/records.jsonl.",
     )
+    json_log_enabled: bool = setting(True, "Write the JSON-lines file; false writes none.")
 
 
 @dataclass(frozen=True)
@@ -378,3 +407,14 @@ class Settings:
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
+
+    def database_url(self) -> str:
+        """``database.url``, or the SQLite file in ``engine.data_dir`` when it is empty."""
+        return self.database.url or f"sqlite:{PurePath(self.engine.data_dir, 'penguin.db')}"
+
+    def record_log_path(self) -> str:
+        """``records.json_log``, or ``<data_dir>/records.jsonl`` when it is empty; empty
+        when the file is turned off."""
+        if not self.records.json_log_enabled:
+            return ""
+        return self.records.json_log or str(PurePath(self.engine.data_dir, "records.jsonl"))

@@ -36,10 +36,11 @@ from config import ConfigError, Settings, parse_host_port
 from config.schema import DeliverySettings
 from engine import metrics
 from engine.auth_throttle import AuthThrottle
-from engine.bounce_classify import BounceClassifier, RuleFileError, load_rules
+from engine.bounce_classify import BounceClassifier
 from engine.clock import Clock, SystemClock
 from engine.delivery import DeliveryService
 from engine.domain_keys import SigningKeys
+from engine.preflight import operator_rules, tls_paths
 from engine.record_log import RecordLog
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
@@ -92,13 +93,7 @@ def client_settings(delivery: DeliverySettings) -> ClientSettings:
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
     """The classifier with the operator's rules first; a bad rule file is a config error."""
-    path = settings.delivery.bounce_rules_file
-    if not path:
-        return BounceClassifier()
-    try:
-        return BounceClassifier(load_rules(Path(path)))
-    except (OSError, RuleFileError) as exc:
-        raise ConfigError(config_file, "delivery.bounce_rules_file", str(exc)) from exc
+    return BounceClassifier(operator_rules(settings, config_file))
 
 
 def accepted_pipe() -> tuple[int, int]:
@@ -116,12 +111,9 @@ def _signal(writable: int) -> None:
 
 def tls_files(settings: Settings) -> tuple[Path, Path]:
     """The submission certificate and key; a self-signed pair is made when none is set."""
-    sub = settings.submission
-    if sub.tls_cert:
-        return Path(sub.tls_cert), Path(sub.tls_key)
-    tls_dir = Path(settings.engine.data_dir) / "tls"
-    cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
-    ensure_self_signed(cert, key, settings.engine.hostname)
+    cert, key = tls_paths(settings)
+    if not settings.submission.tls_cert:
+        ensure_self_signed(cert, key, settings.engine.hostname)
     return cert, key
 
 
@@ -183,7 +175,7 @@ def engine_secret(settings: Settings) -> bytes:
 
 async def migrated_store(settings: Settings) -> Store:
     """The store of ``database.url``, its pending migrations applied."""
-    store = open_store(settings.database.url, settings.database.pool_size)
+    store = open_store(settings.database_url(), settings.database.pool_size)
     try:
         applied = await store.migrate()
     except BaseException:
@@ -225,7 +217,7 @@ class Engine:
         secret = engine_secret(settings)
         classifier = bounce_classifier(settings, self.config_file)
         self._store = await migrated_store(settings)
-        self._record_log = RecordLog(settings.records.json_log)
+        self._record_log = RecordLog(settings.record_log_path())
         if self.role.delivers:
             self._start_delivery(Sealer(secret), classifier)
         if self.role.submits:

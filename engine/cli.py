@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from config import ConfigError, Settings, load_settings
+from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
 from config.example import render_example
 from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
 from engine.model import MessageState, SendingDomain, SmtpUser, Suppression
 from engine.passwords import generate_password, generate_username, hash_password
+from engine.preflight import check_environment
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.store import Conflict, NotFound, Store, StoreError, open_store
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.handler is None:
+            config_file = _config_path(args) or str(DEFAULT_CONFIG)
+            submits = args.role != "delivery"
+            asyncio.run(check_environment(settings, config_file, submission=submits))
             processes = settings.engine.processes or os.cpu_count() or 1
             delivering = settings.engine.delivery_processes if args.role == "all" else 0
             if processes + delivering > 1:
@@ -50,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
             from engine.app import Role
             from engine.runner import run, worker_roles
 
-            config_file = _config_path(args) or "config/penguin.toml"
             roles = worker_roles(Role(args.role), processes, delivering)
             return run(settings, roles, config_file)
         result, text = args.handler(settings, args)
@@ -73,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
-    path: str | None = args.config or os.environ.get("PENGUIN_CONFIG")
+    """The file to load: ``config check FILE``'s, else ``--config``, else ``$PENGUIN_CONFIG``."""
+    path: str | None = (
+        getattr(args, "file", None) or args.config or os.environ.get("PENGUIN_CONFIG")
+    )
     return path
 
 
@@ -185,7 +191,7 @@ def _store_command(handler: StoreHandler) -> Handler:
 
     def run(settings: Settings, args: argparse.Namespace) -> tuple[Output | None, str]:
         async def body() -> tuple[Output | None, str]:
-            store = open_store(settings.database.url, settings.database.pool_size)
+            store = open_store(settings.database_url(), settings.database.pool_size)
             try:
                 await store.migrate()
                 return await handler(store, settings, args)
@@ -198,10 +204,14 @@ def _store_command(handler: StoreHandler) -> Handler:
 
 
 def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    path = args.file or args.config or os.environ.get("PENGUIN_CONFIG")
-    checked = load_settings(path) if args.file else settings
+    """The file is valid (``main`` loaded it) and what it names is usable."""
+    path = _config_path(args)
+    asyncio.run(check_environment(settings, path or str(DEFAULT_CONFIG)))
+    shown = dataclasses.asdict(settings)
+    for table in ("database", "redis"):
+        shown[table]["url"] = redacted_url(shown[table]["url"])
     source = path or "the shipped default config"
-    return {"ok": True, "file": source, "settings": dataclasses.asdict(checked)}, f"{source}: ok"
+    return {"ok": True, "file": source, "settings": shown}, f"{source}: ok"
 
 
 def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:

@@ -9,9 +9,12 @@ process started is a supervisor: it prepares what a first start creates,
 binds the submission listeners and forks the workers, which accept on the
 shared sockets and share the store. It prints the addresses and ``engine
 ready`` once every worker is serving, forwards SIGTERM/SIGINT to the workers
-and exits 0 when they all have. A worker that dies unexpectedly stops the
-others (exit 1, so systemd restarts the service); a supervisor that dies
-takes its workers with it.
+and exits 0 when they all have. A worker that fails to start stops the
+others (exit 1). A worker that dies later is logged (pid, exit status or
+signal) and forked again on the same sockets after a delay that grows with
+repeated crashes; too many crashes in a short window stop the others (exit
+1, so systemd restarts the service); the decisions are ``engine.restarts``'.
+A supervisor that dies takes its workers with it.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import logging
 import os
 import resource
+import select
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import uvloop
 from prometheus_client.multiprocess import mark_process_dead
@@ -36,6 +43,7 @@ from config import ConfigError, Settings
 from engine import metrics
 from engine.app import Engine, Role, accepted_pipe, bind_listeners, prepare
 from engine.logs import configure_logging
+from engine.restarts import RestartPolicy, RestartSchedule
 
 Addresses = dict[str, list[tuple[str, int]]]
 _PR_SET_PDEATHSIG = 1
@@ -105,84 +113,200 @@ async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
 
 
 def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
-    processes = len(roles)
     submitting = [index for index, role in enumerate(roles) if role.submits]
     uvloop.run(prepare(settings, certificate=bool(submitting)))
     sockets = bind_listeners(settings, config_file) if submitting else []
-    accepted = accepted_pipe() if submitting and len(submitting) < processes else None
-    ready_read, ready_write = os.pipe()
-    workers: dict[int, int] = {}
-    for index, role in enumerate(roles):
+    accepted = accepted_pipe() if submitting and len(submitting) < len(roles) else None
+    admin = submitting[0] if submitting else None
+    return _Supervisor(settings, roles, config_file, sockets, accepted, admin).run()
+
+
+@dataclass
+class _Worker:
+    index: int
+    pidfd: int
+    """Readable once the process has ended (Linux ``pidfd_open``)."""
+
+
+@dataclass
+class _Supervisor:
+    """Forks one worker per role, restarts those that die, forwards SIGTERM/SIGINT."""
+
+    settings: Settings
+    roles: list[Role]
+    config_file: str
+    sockets: list[socket.socket]
+    accepted: tuple[int, int] | None
+    admin: int | None
+    """The index of the worker that serves the admin listener."""
+    workers: dict[int, _Worker] = field(default_factory=dict)
+    """Running workers by pid."""
+    stopping: bool = False
+    status: int = 0
+
+    def run(self) -> int:
+        """Until every worker has stopped; the exit status."""
+        schedule = RestartSchedule(RestartPolicy.of(self.settings.engine))
+        listening = [_address(sock) for sock in self.sockets]
+        wakeup = os.pipe()  # a signal ends the wait for workers at once
+        for fd in wakeup:
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wakeup[1], warn_on_full_buffer=False)
+        for signum in _FORWARDED:
+            signal.signal(signum, self._forward)
+        ready_read, ready_write = os.pipe()
+        for index in range(len(self.roles)):
+            self._spawn(index, (ready_read, ready_write), wakeup)
+        os.close(ready_write)
+        self._announce(_read_reports(ready_read), listening)
+        while self.workers or (not self.stopping and schedule.next_due() is not None):
+            self._wait(schedule.next_due(), wakeup[0])
+            for pid, wait_status in _ended_children(len(self.workers)):
+                self._ended(pid, wait_status, schedule)
+            if not self.stopping:
+                for index in schedule.due(time.monotonic()):
+                    self._spawn(index, None, wakeup)
+        self._close_sockets()
+        log.info("stopped")
+        return self.status
+
+    def _announce(self, reports: list[Addresses], listening: list[tuple[str, int]]) -> None:
+        processes = len(self.roles)
+        if len(reports) < processes:
+            failed = processes - len(reports)
+            log.error("%d of %d engine processes failed to start", failed, processes)
+            self.status = 1
+            self._stop(signal.SIGTERM)
+            return
+        addresses: Addresses = {"submission": listening} if listening else {}
+        for report in reports:
+            for name, bound in report.items():
+                addresses.setdefault(name, [(host, port) for host, port in bound])
+        log.info("%d engine processes serving: %s", processes, ", ".join(self.roles))
+        _print_ready(addresses)
+
+    def _spawn(self, index: int, ready: tuple[int, int] | None, wakeup: tuple[int, int]) -> None:
+        """Fork worker ``index``; it reports its addresses on ``ready``'s pipe, else in the log."""
+        role = self.roles[index]
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)  # no forwarding mid-fork
         pid = os.fork()
         if pid == 0:
             status = 1
             try:  # a worker never returns into the supervisor's code
-                os.close(ready_read)
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                for fd in [*wakeup, *(worker.pidfd for worker in self.workers.values())]:
+                    os.close(fd)
+                report: Callable[[Addresses], None] = functools.partial(_log_serving, index)
+                if ready is not None:
+                    os.close(ready[0])
+                    report = functools.partial(_report_on_pipe, ready[1])
                 worker = Engine(
-                    settings,
+                    self.settings,
                     role,
-                    config_file,
-                    submission_sockets=sockets if role.submits else None,
-                    serve_admin=bool(submitting) and index == submitting[0],
-                    accepted_pipe=accepted,
+                    self.config_file,
+                    submission_sockets=self.sockets if role.submits else None,
+                    serve_admin=index == self.admin,
+                    accepted_pipe=self.accepted,
                 )
-                status = _work(worker, index, ready_write)
+                status = _work(worker, index, report)
             finally:
                 os._exit(status)
-        workers[pid] = index
-    os.close(ready_write)
-    addresses: Addresses = {}
-    if sockets:
-        addresses["submission"] = [_address(sock) for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    stopping = False
+        self.workers[pid] = _Worker(index, os.pidfd_open(pid))
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if ready is None:
+            log.info("engine process %d restarted (pid %d)", index, pid)
 
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in workers:
+    def _wait(self, until: float | None, wakeup: int) -> None:
+        """Until a worker ends, a signal comes or it is ``until`` (monotonic)."""
+        poller = select.poll()
+        for fd in [wakeup, *(worker.pidfd for worker in self.workers.values())]:
+            poller.register(fd, select.POLLIN)
+        timeout = None if until is None else max(0.0, until - time.monotonic()) * 1000
+        poller.poll(timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(wakeup, 4096)
+
+    def _ended(self, pid: int, wait_status: int, schedule: RestartSchedule) -> None:
+        worker = self.workers.pop(pid, None)
+        if worker is None:
+            return
+        os.close(worker.pidfd)
+        if metrics.SHARED_DIR_ENV in os.environ:
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        how = _how_it_ended(wait_status)
+        if self.stopping:
+            if os.waitstatus_to_exitcode(wait_status) != 0:
+                log.error("engine process %d (pid %d) %s", worker.index, pid, how)
+                self.status = 1
+            return
+        delay = schedule.crashed(worker.index, time.monotonic())
+        if delay is None:
+            policy = schedule.policy
+            log.error(
+                "engine process %d (pid %d) %s: %d crashes within %g s, stopping the engine",
+                worker.index,
+                pid,
+                how,
+                policy.crash_limit,
+                policy.crash_window_seconds,
+            )
+            self.status = 1
+            self._stop(signal.SIGTERM)
+        else:
+            log.error(
+                "engine process %d (pid %d) %s; restarting it in %g s",
+                worker.index,
+                pid,
+                how,
+                delay,
+            )
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        self._stop(signal.Signals(signum))
+
+    def _stop(self, signum: signal.Signals) -> None:
+        """Stop listening here and send ``signum`` to every worker."""
+        self.stopping = True
+        self._close_sockets()
+        for pid in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    reports = _read_reports(ready_read)
-    if len(reports) == processes:
-        for report in reports:
-            for name, bound in report.items():
-                addresses.setdefault(name, [(host, port) for host, port in bound])
-        log.info("%d engine processes serving: %s", processes, ", ".join(roles))
-        _print_ready(addresses)
-    else:
-        log.error("%d of %d engine processes failed to start", processes - len(reports), processes)
-        forward(signal.SIGTERM, None)
-    status = 0 if len(reports) == processes else 1
-    while workers:
-        pid, wait_status = os.waitpid(-1, 0)
-        if pid not in workers:
-            continue
-        index = workers.pop(pid)
-        if metrics.SHARED_DIR_ENV in os.environ:
-            mark_process_dead(pid)  # type: ignore[no-untyped-call]
-        code = os.waitstatus_to_exitcode(wait_status)
-        if code != 0 or not stopping:
-            log.error("engine process %d (pid %d) exited with status %d", index, pid, code)
-            status = 1
-            if not stopping:
-                forward(signal.SIGTERM, None)
-    log.info("stopped")
-    return status
+    def _close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
 
 
-def _work(engine: Engine, index: int, ready_write: int) -> int:
+_FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ended_children(children: int) -> list[tuple[int, int]]:
+    """The pid and wait status of each of at most ``children`` that have ended, reaped."""
+    ended = []
+    for _ in range(children):
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ended.append((pid, wait_status))
+    return ended
+
+
+def _how_it_ended(wait_status: int) -> str:
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code < 0:
+        return f"was killed by signal {-code} ({signal.Signals(-code).name})"
+    return f"exited with status {code}"
+
+
+def _work(engine: Engine, index: int, report: Callable[[Addresses], None]) -> int:
     """A forked worker's life; its exit status."""
     _die_with_parent()
-
-    def report(addresses: Addresses) -> None:
-        with os.fdopen(ready_write, "w") as pipe:
-            pipe.write(json.dumps(addresses) + "\n")
-
     status = 1
     try:
         status = uvloop.run(_serve(engine, report))
@@ -194,6 +318,15 @@ def _work(engine: Engine, index: int, ready_write: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return status
+
+
+def _report_on_pipe(ready_write: int, addresses: Addresses) -> None:
+    with os.fdopen(ready_write, "w") as pipe:
+        pipe.write(json.dumps(addresses) + "\n")
+
+
+def _log_serving(index: int, addresses: Addresses) -> None:
+    log.info("engine process %d serving again: %s", index, json.dumps(addresses))
 
 
 def _read_reports(ready_read: int) -> list[Addresses]:

@@ -29,6 +29,8 @@ from engine.sealing import write_private_file
 
 VALIDITY = datetime.timedelta(days=3650)
 _BACKDATE = datetime.timedelta(minutes=5)
+_COMMON_NAME_MAX = 64
+"""ub-common-name (RFC 5280 Appendix A.1); the whole host name is in subjectAltName."""
 
 
 class TlsCertError(Exception):
@@ -71,7 +73,8 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
 def _self_signed(
     key: ec.EllipticCurvePrivateKey, hostname: str, now: datetime.datetime
 ) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    common_name = hostname if len(hostname) <= _COMMON_NAME_MAX else hostname.split(".")[0]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from config import sqlite_path
 from engine.model import (
     QueueCount,
     QueuedMessage,
@@ -180,11 +181,9 @@ def open_store(url: str, pool_size: int = 10) -> Store:
         from engine.store.postgres import PostgresStore
 
         return PostgresStore(url, pool_size)
-    if url.startswith("sqlite:"):
+    path = sqlite_path(url)
+    if path is not None:
         from engine.store.sqlite import SqliteStore
 
-        path = url.removeprefix("sqlite:")
-        if path.startswith("//"):
-            path = path[2:]
         return SqliteStore(path)
     raise ValueError(f"unsupported database url scheme: {url.split(':', 1)[0]!r}")

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.harness.processes import child_pids
+
 READY_TIMEOUT = 30.0
 PENGUIN = (sys.executable, "-m", "engine.cli")
 
@@ -85,6 +87,7 @@ class EngineProcess:
 
     config: Path
     role: str = "all"
+    cwd: Path | None = None
     process: subprocess.Popen[str] | None = None
     submission: tuple[str, int] = ("", 0)
     admin: tuple[str, int] = ("", 0)
@@ -99,6 +102,7 @@ class EngineProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            cwd=self.cwd,
         )
         threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -160,6 +164,21 @@ def start_engine(engines: list[EngineProcess], config: Path, role: str = "all") 
     engines.append(engine)
     engine.start()
     return engine
+
+
+def worker_pids(supervisor: EngineProcess) -> set[int]:
+    assert supervisor.process is not None
+    return child_pids(supervisor.process.pid)
+
+
+def start_two_workers(
+    engine_factory: list[EngineProcess], config: Path
+) -> tuple[EngineProcess, set[int]]:
+    """A supervisor of ``engine.processes = 2`` and its two workers' pids."""
+    engine = start_engine(engine_factory, config)
+    workers = worker_pids(engine)
+    assert len(workers) == 2
+    return engine, workers
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:

@@ -6,14 +6,13 @@ answers the final dot after the lease would have run out, two delivery
 processes sharing
 one PostgreSQL store without duplicates, delivery woken by acceptance in
 another process (PostgreSQL ``NOTIFY``), and ``engine.processes`` workers
-sharing one listener and one store under a supervisor.
+sharing one listener and one store under a supervisor (its restarts:
+``test_supervisor.py``).
 """
 
 from __future__ import annotations
 
 import collections
-import os
-import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,12 +34,14 @@ from tests.e2e.conftest import (
     provision,
     read_records,
     start_engine,
+    start_two_workers,
     submit,
     wait_for,
+    worker_pids,
     write_config,
 )
 from tests.harness.dns_server import ThreadedDnsServer, Zones
-from tests.harness.processes import child_pids, exited
+from tests.harness.processes import exited
 from tests.harness.smtp_sink import ThreadedSmtpSink
 
 MX_ADDRESS = "127.0.0.2"
@@ -266,21 +267,6 @@ def test_delivery_in_another_process_is_woken_through_postgres(
     assert delivery.terminate() == 0
 
 
-def worker_pids(supervisor: EngineProcess) -> set[int]:
-    assert supervisor.process is not None
-    return child_pids(supervisor.process.pid)
-
-
-def start_two_workers(
-    engine_factory: list[EngineProcess], config: Path
-) -> tuple[EngineProcess, set[int]]:
-    """A supervisor of ``engine.processes = 2`` and its two workers' pids."""
-    engine = start_engine(engine_factory, config)
-    workers = worker_pids(engine)
-    assert len(workers) == 2
-    return engine, workers
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_worker_processes_share_listener_and_store(
     tmp_path: Path,
@@ -309,19 +295,6 @@ def test_worker_processes_share_listener_and_store(
     )
     assert engine.terminate() == 0
     assert exited(workers)
-
-
-def test_a_dead_worker_stops_the_engine(
-    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
-) -> None:
-    config = receivers.config(tmp_path, engine="processes = 2")
-    engine, workers = start_two_workers(engine_factory, config)
-    victim = min(workers)
-    os.kill(victim, signal.SIGKILL)
-    assert engine.process is not None
-    assert engine.process.wait(timeout=30) == 1
-    wait_for(lambda: exited(workers), what="every worker stopped")
-    assert "exited with status -9" in "".join(engine.output)
 
 
 def test_killed_supervisor_takes_its_workers(

@@ -1,8 +1,9 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import ConfigError, load_settings, redacted_url
 from config.example import render_example
 from config.loader import DEFAULT_CONFIG, parse_host_port, parse_settings
 from config.schema import Settings
@@ -65,6 +66,33 @@ def test_values_override_defaults(tmp_path: Path) -> None:
             "at least",
         ),
         ('[submission]\ntls_cert = "/x.pem"\n', "submission.tls_key", "go together"),
+        ("[retry]\nfirst_retry_seconds = nan\n", "retry.first_retry_seconds", "finite number"),
+        ("[submission]\nidle_timeout_seconds = nan\n", "submission.idle_timeout_seconds", "finite"),
+        ("[submission]\nidle_timeout_seconds = inf\n", "submission.idle_timeout_seconds", "finite"),
+        ("[retry]\njitter = -inf\n", "retry.jitter", "finite number"),
+        ('[engine]\nhostname = "mta example.com"\n', "engine.hostname", "host name of ASCII"),
+        ('[engine]\nhostname = ""\n', "engine.hostname", "host name of ASCII"),
+        ('[engine]\nhostname = "café.example"\n', "engine.hostname", "xn-- form"),
+        ('[engine]\nhostname = "-mta.example"\n', "engine.hostname", "host name"),
+        ('[engine]\nhostname = "mta..example"\n', "engine.hostname", "host name"),
+        ('[engine]\ndata_dir = ""\n', "engine.data_dir", "expected a directory"),
+        ('[engine]\ndata_dir = "a\\u0000b"\n', "engine.data_dir", "no NUL character"),
+        (
+            "[engine]\nrestart_delay_seconds = 10\nrestart_delay_max_seconds = 5\n",
+            "engine.restart_delay_max_seconds",
+            "at least engine.restart_delay_seconds",
+        ),
+        ("[pools.default]\nsources = []\n", "pools.default.sources", "at least one source"),
+        ('[sources.x]\naddress = "mta.example"\n', "sources.x.address", "an IP address"),
+        ('[sources.x]\nehlo_hostname = "a b"\n', "sources.x.ehlo_hostname", "host name"),
+        ('[dns]\nnameservers = ["ns.example:53"]\n', "dns.nameservers[0]", "an IP address"),
+        ('[dns]\nnameservers = ["127.0.0.1:\u0665\u0663"]\n', "dns.nameservers[0]", "host:port"),
+        ('[database]\nurl = "sqlite:"\n', "database.url", "sqlite:PATH"),
+        (
+            '[database]\nurl = "mysql://u:secret@db/x"\n',
+            "database.url",
+            "got 'mysql://u:***@db/x'",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(
@@ -80,13 +108,82 @@ def test_bad_values_name_file_key_and_expectation(
     assert str(path) in str(err.value) and key in str(err.value)
 
 
-def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "broken.toml"
-    path.write_text("[engine\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"[engine\n", "not valid TOML"),
+        (b'[engine]\nhostname = "caf\xc3\xa9 \xff"\n', "expected UTF-8 text, got byte 0xff"),
+        (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    ],
+)
+def test_unreadable_files_are_config_errors(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
         load_settings(path)
+    assert (err.value.file, err.value.key) == (str(path), "-")
+    assert problem in err.value.problem
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="expected a regular file"):
+        load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "database_url", "record_log"),
+    [
+        ({}, "sqlite:var/penguin.db", "var/records.jsonl"),
+        (
+            {"engine": {"data_dir": "/srv/penguin"}},
+            "sqlite:/srv/penguin/penguin.db",
+            "/srv/penguin/records.jsonl",
+        ),
+        (
+            {
+                "engine": {"data_dir": "/srv/penguin"},
+                "database": {"url": "sqlite:db/x.db"},
+                "records": {"json_log": "/var/log/penguin.jsonl"},
+            },
+            "sqlite:db/x.db",
+            "/var/log/penguin.jsonl",
+        ),
+        (
+            {"database": {"url": "postgresql://u@h/db"}, "records": {"json_log_enabled": False}},
+            "postgresql://u@h/db",
+            "",
+        ),
+    ],
+)
+def test_store_and_record_log_default_to_the_data_dir(
+    raw: dict[str, Any], database_url: str, record_log: str
+) -> None:
+    settings = parse_settings(raw)
+    assert settings.database_url() == database_url
+    assert settings.record_log_path() == record_log
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u:secret@db.example:5432/penguin",
+            "postgresql://u:***@db.example:5432/penguin",
+        ),
+        ("postgresql://u:p@ss:w@rd@127.0.0.1/x", "postgresql://u:***@127.0.0.1/x"),
+        (
+            "postgresql://u@127.0.0.1/x?password=secret&sslmode=off",
+            "postgresql://u@127.0.0.1/x?password=***&sslmode=off",
+        ),
+        ("postgresql://u@127.0.0.1/x", "postgresql://u@127.0.0.1/x"),
+        ("sqlite:var/penguin.db", "sqlite:var/penguin.db"),
+        ("redis://:secret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ],
+)
+def test_redacted_url_hides_the_password(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
 
 
 def test_integers_are_accepted_for_floats() -> None:

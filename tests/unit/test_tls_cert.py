@@ -116,3 +116,13 @@ def test_client_rejects_certificate_for_other_name(tmp_path: Path) -> None:
     client = ssl.create_default_context(cafile=str(cert_path))
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(server, client, "other.example.net")
+
+
+def test_a_host_name_longer_than_a_common_name_is_in_the_alt_names(tmp_path: Path) -> None:
+    hostname = "a" * 60 + ".example.com"
+    cert_path, key_path = _paths(tmp_path)
+    ensure_self_signed(cert_path, key_path, hostname)
+    cert = _load_cert(cert_path)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [hostname]
+    assert cert.subject.rfc4514_string() == "CN=" + "a" * 60
