@@ -28,6 +28,7 @@ from engine.acceptance import (
 from engine.address_policy import recipient_problem, sender_problem
 from engine.auth_throttle import AuthThrottle
 from engine.clock import Clock
+from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.passwords import verify_password_async
 from engine.records import Record, RecordType, Response, parse_enhanced_code
@@ -168,7 +169,10 @@ class SubmissionHandler:
         account = _account(session)
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
-        fields = parse_header_fields(body)
+        try:
+            fields = parse_header_fields(body)
+        except MalformedHeader as exc:
+            return Reply(550, "5.6.0", f"Malformed header field: {exc}")
         domains = from_domains(fields)
         if not domains or any(d not in account.domains for d in domains):
             return HEADER_FROM_REFUSED
