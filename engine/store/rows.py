@@ -6,7 +6,7 @@ SQLite and PostgreSQL stores agree on column order by construction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import MessageState, QueuedMessage, Settlement
@@ -74,3 +74,10 @@ def settled_row(s: Settlement) -> SettledRow:
 def record_row(r: Record) -> tuple[object, ...]:
     """A record as bound to ``RECORD_FIELDS``."""
     return (r.tenant_id, r.id, r.type.value, r.timestamp, r.to_json_line())
+
+
+def records_about(records: Sequence[Record], message_ids: Iterable[str]) -> list[Record]:
+    """Those of ``records`` about one of ``message_ids``: an operator's action that
+    changed nothing leaves no record."""
+    wanted = set(message_ids)
+    return [r for r in records if r.id in wanted]
