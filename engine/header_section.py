@@ -66,12 +66,8 @@ class Field:
     start: int
     colon: int
     end: int
-    """Offsets of the name's first octet, of the colon, and just past the last line end."""
-
-    @property
-    def obsolete(self) -> bool:
-        """Whether white space stands between the name and the colon (RFC 5322 §4.5)."""
-        return self.colon != self.start + len(self.name)
+    """Offsets of the name's first octet, of the colon (after the name unless white
+    space stands between them, RFC 5322 §4.5), and just past the last line end."""
 
 
 @dataclass(frozen=True, slots=True)
