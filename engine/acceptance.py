@@ -6,10 +6,17 @@ a submission id. Out: a ``Submission`` (body stored once, one
 then takes the tenant's suppressed recipients out of the queue with a
 Suppressed record each (the spool looks them up once per group commit).
 
+The header section is read by ``engine.header_section``, as the DKIM signer
+reads it: a message with a line that is part of no header field raises
+``MalformedHeader`` and is not accepted, so whatever is accepted can be signed.
+
 The body gets what Postfix's cleanup adds: a ``Received`` trace header
 (RFC 5321 §4.4), and ``Message-ID`` and ``Date`` when missing (RFC 5322
 §3.6). ``X-Campaign`` is removed; its value names the scheduled queue
 ``campaign:tenant@domain`` (KumoMTA naming; ``tenant@domain`` without one).
+White space between a field name and its colon, obsolete syntax that RFC 5322
+§4 reads but forbids sending, is dropped (``Subject : x`` goes out as
+``Subject: x``, which every DKIM verifier parses alike).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate, getaddresses
 
+from engine.header_section import parse_header_section
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
 from engine.records import Record, RecordType
 
@@ -44,6 +52,8 @@ class HeaderField:
     value: str
     start: int
     end: int
+    colon: int
+    """Offset of the colon: after the name, or after white space (RFC 5322 §4.5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,33 +76,22 @@ def new_submission_id(now: float, rng: random.Random) -> str:
     return f"{int(now * 1000):012x}{rng.getrandbits(64):016x}"
 
 
-def header_block_end(raw: bytes) -> int:
-    """Offset just past the header block's terminating blank line (or len(raw))."""
-    if raw.startswith(b"\r\n"):
-        return 2
-    end = raw.find(b"\r\n\r\n")
-    return len(raw) if end < 0 else end + 4
-
-
 def parse_header_fields(raw: bytes) -> list[HeaderField]:
-    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3)."""
-    block_end = header_block_end(raw)
-    fields: list[HeaderField] = []
-    pos = 0
-    while pos < block_end:
-        line_end = raw.find(b"\r\n", pos, block_end)
-        if line_end < 0 or line_end == pos:
-            break
-        end = line_end + 2
-        while end < block_end and raw[end : end + 1] in (b" ", b"\t"):
-            next_end = raw.find(b"\r\n", end, block_end)
-            end = block_end if next_end < 0 else next_end + 2
-        name, sep, value = raw[pos:end].partition(b":")
-        if sep and name and b" " not in name.strip():
-            text = value.decode("utf-8", "replace").replace("\r\n", "").strip()
-            fields.append(HeaderField(name.decode("ascii", "replace").strip(), text, pos, end))
-        pos = end
-    return fields
+    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3).
+
+    Raises ``MalformedHeader`` when a line of the header section is part of no
+    field: the message cannot be signed, so it is not accepted.
+    """
+    return [
+        HeaderField(
+            f.name.decode("ascii"),
+            f.value.decode("utf-8", "replace").replace("\r\n", "").strip(),
+            f.start,
+            f.end,
+            f.colon,
+        )
+        for f in parse_header_section(raw).fields()
+    ]
 
 
 def header_value(fields: Iterable[HeaderField], name: str) -> str | None:
@@ -145,7 +144,8 @@ def date_header_value(second: int) -> str:
 def build_body(
     raw: bytes, fields: Sequence[HeaderField], submission_id: str, now: float, rx: Reception
 ) -> bytes:
-    """The stored body: trace and missing headers prepended, X-Campaign removed."""
+    """The stored body: trace and missing headers prepended, X-Campaign removed, and
+    white space before a colon dropped (obsolete syntax is read, not sent: RFC 5322 §4)."""
     date = date_header_value(int(now))
     tls = f" ({rx.tls_version} {rx.tls_cipher})" if rx.tls_version else ""
     added = [
@@ -159,16 +159,28 @@ def build_body(
     if "date" not in names:
         added.append(f"Date: {date}\r\n")
     prefix = "".join(added).encode("utf-8")
-    campaign_spans = [(f.start, f.end) for f in fields if f.name.lower() == "x-campaign"]
-    if not campaign_spans:
+    edits = _rewrites(fields)
+    if not edits:
         return prefix + raw
     parts = [prefix]
     pos = 0
-    for start, end in campaign_spans:
-        parts.append(raw[pos:start])
+    for start, end, replacement in edits:
+        parts += (raw[pos:start], replacement)
         pos = end
     parts.append(raw[pos:])
     return b"".join(parts)
+
+
+def _rewrites(fields: Sequence[HeaderField]) -> list[tuple[int, int, bytes]]:
+    """(start, end, replacement) in the raw message: each X-Campaign field goes, and
+    the white space between a name and its colon."""
+    rewrites = []
+    for f in fields:
+        if f.name.lower() == "x-campaign":
+            rewrites.append((f.start, f.end, b""))
+        elif f.colon != f.start + len(f.name):
+            rewrites.append((f.start, f.colon + 1, f"{f.name}:".encode("ascii")))
+    return rewrites
 
 
 def plan_submission(

@@ -22,13 +22,18 @@ from typing import Any
 from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
 from config.example import render_example
 from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
-from engine.model import MessageState, SendingDomain, SmtpUser, Suppression
+from engine.model import MessageState, QueuedMessage, SendingDomain, SmtpUser, Suppression
 from engine.passwords import generate_password, generate_username, hash_password
 from engine.preflight import check_environment
+from engine.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
+from engine.records import Record
 from engine.sealing import Sealer, load_or_create_secret, secret_path
+from engine.settling import RecordContext
 from engine.store import Conflict, NotFound, Store, StoreError, open_store
 
 Output = dict[str, Any] | list[Any]
+_PAGE = 1000
+"""Shunted messages requeued per transaction by ``queue requeue --all-shunted``."""
 
 
 class CommandError(Exception):
@@ -179,6 +184,17 @@ def _parser() -> argparse.ArgumentParser:
     leaf(queue_sub, "show", _store_command(_queue_show), "one message or submission").add_argument(
         "id"
     )
+    shunted = leaf(queue_sub, "shunted", _store_command(_queue_shunted), "parked messages")
+    shunted.add_argument("-n", "--limit", type=int, default=1000, help="messages to list")
+    requeue = leaf(
+        queue_sub, "requeue", _store_command(_queue_requeue), "queue shunted messages again"
+    )
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="a message, or a submission's shunted messages")
+    which.add_argument("--all-shunted", action="store_true", help="every shunted message")
+    leaf(
+        queue_sub, "delete", _store_command(_queue_delete), "remove queued or shunted messages"
+    ).add_argument("id", help="a message, or a submission's queued and shunted messages")
     return parser
 
 
@@ -425,6 +441,102 @@ async def _queue_show(
             lines.append(f"    last error: {m.last_error}")
         lines += [f"    {_record_line(r)}" for r in records]
     return (data[0] if message else data), "\n".join(lines)
+
+
+async def _queue_shunted(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    messages = await store.list_shunted(args.limit)
+    lines = [
+        f"{m.id}  queue={m.queue}  to={m.recipient}  attempts={m.attempts}"
+        f"  shunted={_iso(m.due_at)}\n    error: {m.last_error or '-'}"
+        for m in messages
+    ]
+    return [dataclasses.asdict(m) for m in messages], "\n".join(lines) or "no shunted messages"
+
+
+async def _queue_requeue(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    now = time.time()
+    records = _AdminRecords(store, settings, now)
+    if args.all_shunted:
+        requeued = await _requeue_all_shunted(store, records, now)
+    else:
+        messages = await _chosen(store, args.id, REQUEUEABLE, "shunted")
+        batch = [await records.requeue(m) for m in messages]
+        requeued = await store.requeue_shunted([m.id for m in messages], now, batch)
+    if requeued:
+        store.announce_accepted()
+    text = "\n".join(f"{i} requeued" for i in requeued) or "no shunted messages"
+    return {"requeued": requeued}, text
+
+
+async def _requeue_all_shunted(store: Store, records: _AdminRecords, now: float) -> list[str]:
+    """Requeue, a page at a time, every message shunted before ``now``, each once; the ids.
+
+    Every page requeues at least one message not requeued before, or ends the loop.
+    """
+    requeued: dict[str, None] = {}
+    while True:
+        listed = await store.list_shunted(_PAGE)
+        page = [m for m in listed if m.due_at <= now and m.id not in requeued]
+        batch = [await records.requeue(m) for m in page]
+        done = await store.requeue_shunted([m.id for m in page], now, batch)
+        if not done:
+            return list(requeued)
+        requeued.update(dict.fromkeys(done))
+
+
+async def _queue_delete(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    now = time.time()
+    records = _AdminRecords(store, settings, now)
+    messages = await _chosen(store, args.id, REMOVABLE, "queued or shunted")
+    batch = [await records.removal(m) for m in messages]
+    removed = await store.remove_messages([m.id for m in messages], batch)
+    return {"removed": removed}, "\n".join(f"{i} removed" for i in removed) or "nothing removed"
+
+
+async def _chosen(
+    store: Store, message_or_submission: str, states: frozenset[MessageState], wanted: str
+) -> list[QueuedMessage]:
+    """The messages in ``states`` of a message id or a submission id."""
+    message = await store.get_message(message_or_submission)
+    messages = [message] if message else await store.list_submission(message_or_submission)
+    if not messages:
+        raise NotFound(f"no message or submission {message_or_submission!r}")
+    chosen = [m for m in messages if m.state in states]
+    if not chosen:
+        found = ", ".join(sorted({m.state.value for m in messages}))
+        raise CommandError(f"{message_or_submission}: nothing {wanted} (found: {found})")
+    return chosen
+
+
+class _AdminRecords:
+    """The records of an operator's actions at ``now``, with each tenant's name."""
+
+    def __init__(self, store: Store, settings: Settings, now: float) -> None:
+        from engine.app import node_id
+
+        self._store = store
+        self._now = now
+        self._nodeid = node_id(settings)
+        self._tenants: dict[int, str] = {}
+
+    async def requeue(self, message: QueuedMessage) -> Record:
+        return requeue_record(message, now=self._now, context=await self._context(message))
+
+    async def removal(self, message: QueuedMessage) -> Record:
+        return removal_record(message, now=self._now, context=await self._context(message))
+
+    async def _context(self, message: QueuedMessage) -> RecordContext:
+        name = self._tenants.get(message.tenant_id)
+        if name is None:
+            tenant = await self._store.get_tenant_by_id(message.tenant_id)
+            name = self._tenants[message.tenant_id] = tenant.name if tenant else ""
+        return RecordContext(self._nodeid, name)
 
 
 def _iso(ts: float) -> str:

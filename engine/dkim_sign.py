@@ -24,11 +24,13 @@ this DKIM-Signature field with an empty ``b=`` and no final CRLF (§3.7):
 RSASSA-PKCS1-v1_5 with SHA-256 for RSA, and for Ed25519 the PureEdDSA
 signature of the SHA-256 digest of that input (RFC 8463 §3).
 
-Message parsing follows what verifiers do: a line ends at LF, with one CR
-before it removed; the header section ends at the first empty line; a body
-that does not end in a line break is canonicalized as if it did, as it will
-be on the wire (RFC 5321 §4.1.1.4), so its last line loses trailing
-whitespace like every other line.
+The header section is read by ``engine.header_section``, the reading that
+acceptance applies before it answers 250, so whatever was accepted can be
+signed; white space before a field's colon (RFC 5322 §4.5) is not part of
+its relaxed form (RFC 6376 §3.4.2). A line ends at LF, with one CR before
+it removed, as verifiers read it; a body that does not end in a line break
+is canonicalized as if it did, as it will be on the wire (RFC 5321
+§4.1.1.4), so its last line loses trailing whitespace like every other line.
 
 Everything here is pure: CPU only, no clock, no I/O beyond the injected loader.
 """
@@ -37,13 +39,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Callable, Iterable
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
+from engine import header_section
 from engine.dkim_keys import ALGORITHMS, DkimKeyError, DkimPrivateKey, load_private_key
 
 SIGNED_FIELDS: Final = frozenset(
@@ -75,7 +77,6 @@ _SIGNATURE_ALGORITHM: Final = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256
 _CRLF: Final = b"\r\n"
 _FOLD: Final = b"\r\n "
 _FIELD: Final = b"DKIM-Signature:"
-_FIELD_LINE = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):(.*)$", re.MULTILINE)
 _PKCS1V15: Final = padding.PKCS1v15()
 _PREHASHED_SHA256: Final = utils.Prehashed(hashes.SHA256())
 
@@ -190,37 +191,14 @@ class DkimSigner:
 def parse_header_section(message: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
     """The header fields as (lower-case name, unfolded value), and where the body starts.
 
-    The header section ends at the first empty line (RFC 5322 §2.1); without
-    one, the whole message is header and the body is empty. An mbox ``From ``
-    line is skipped; any other line that is neither a field nor a
-    continuation raises :class:`DkimSignError`.
+    Read by :func:`engine.header_section.parse_header_section`, as acceptance
+    reads them; a line that is part of no field raises :class:`DkimSignError`.
     """
-    end, body_start = _header_end(message)
-    block = message[:end].replace(_CRLF, b"\n")
-    if block[:1] in (b" ", b"\t"):
-        raise DkimSignError("header section starts with a continuation line")
-    block = block.replace(b"\n ", b" ").replace(b"\n\t", b"\t")
-    found = _FIELD_LINE.findall(block)
-    if len(found) != block.count(b"\n") + (not block.endswith(b"\n")):
-        for line in block.split(b"\n"):
-            if line and not _FIELD_LINE.match(line) and not line.startswith(b"From "):
-                raise DkimSignError("malformed line in the header section")
-    return [(name.lower(), value) for name, value in found], body_start
-
-
-def _header_end(message: bytes) -> tuple[int, int]:
-    """(end of the header section, start of the body): the first empty line splits them."""
-    if message.startswith(b"\n"):
-        return 0, 1
-    if message.startswith(_CRLF):
-        return 0, 2
-    crlf = message.find(b"\n\r\n")
-    lf = message.find(b"\n\n", 0, len(message) if crlf < 0 else crlf + 1)
-    if lf >= 0:
-        return lf + 1, lf + 2
-    if crlf >= 0:
-        return crlf + 1, crlf + 3
-    return len(message), len(message)
+    try:
+        section = header_section.parse_header_section(message)
+    except header_section.MalformedHeader as exc:
+        raise DkimSignError(f"malformed header section: {exc}") from exc
+    return section.unfolded(), section.body_start
 
 
 def signed_fields(

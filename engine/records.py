@@ -35,6 +35,8 @@ class RecordType(enum.StrEnum):
     SUPPRESSED = "Suppressed"
     SHUNTED = "Shunted"
     """Parked after an unexpected local error; waits for an operator."""
+    ADMIN_REQUEUE = "AdminRequeue"
+    """An operator put a shunted message back in its queue (Postfix ``postsuper -r``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from engine.address_policy import (
 )
 from engine.auth_throttle import Admission, AuthThrottle, client_key
 from engine.clock import Clock
+from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.passwords import verify_password_async
 from engine.records import Record, RecordType, Response, parse_enhanced_code
@@ -214,7 +215,10 @@ class SubmissionHandler:
         account = _account(session)
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
-        fields = parse_header_fields(body)
+        try:
+            fields = parse_header_fields(body)
+        except MalformedHeader as exc:
+            return Reply(550, "5.6.0", f"Malformed header field: {exc}")
         if envelope.mail_from != NULL_SENDER:
             domains = from_domains(fields)
             if not domains or any(d not in account.domains for d in domains):

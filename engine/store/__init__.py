@@ -173,6 +173,27 @@ class Store(Protocol):
         """A tenant's messages, newest first; isolated by RLS on PostgreSQL."""
         ...
 
+    # Operators' hands on the queue (Postfix ``postsuper``).
+    async def list_shunted(self, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` shunted messages, the longest parked first."""
+        ...
+
+    async def requeue_shunted(
+        self, message_ids: Sequence[str], now: float, records: Sequence[Record]
+    ) -> list[str]:
+        """Queue those of ``message_ids`` that are shunted again, due at ``now``, their
+        attempts and last error kept, and store the ``records`` about them, in one
+        transaction; returns the ids requeued, sorted."""
+        ...
+
+    async def remove_messages(
+        self, message_ids: Sequence[str], records: Sequence[Record]
+    ) -> list[str]:
+        """Remove those of ``message_ids`` that are queued or shunted, and the bodies
+        no message needs any more, and store the ``records`` about them, in one
+        transaction; returns the ids removed, sorted."""
+        ...
+
 
 def open_store(url: str, pool_size: int = 10) -> Store:
     """The store for a ``database.url``: ``sqlite:PATH`` or ``postgresql://...``

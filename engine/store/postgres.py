@@ -54,6 +54,7 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     record_row,
+    records_about,
     settled_row,
 )
 
@@ -468,6 +469,55 @@ class PostgresStore:
                     limit,
                 )
         return [message_from_row(row) for row in rows]
+
+    # Operators' hands on the queue.
+
+    async def list_shunted(self, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` shunted messages, the longest parked first."""
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE state = 'shunted'"
+            " ORDER BY due_at, id LIMIT $1",
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def requeue_shunted(
+        self, message_ids: Sequence[str], now: float, records: Sequence[Record]
+    ) -> list[str]:
+        """Queue the shunted ones of ``message_ids`` again, due at ``now``, with their records."""
+        pool = await self._get_pool()
+        with _translated("requeue"):
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "UPDATE messages SET state = 'queued', due_at = $2"
+                    " WHERE state = 'shunted' AND id = ANY($1::text[]) RETURNING id",
+                    sorted(set(message_ids)),
+                    now,
+                )
+                done = sorted(str(row[0]) for row in rows)
+                await _insert_records(conn, records_about(records, done))
+        return done
+
+    async def remove_messages(
+        self, message_ids: Sequence[str], records: Sequence[Record]
+    ) -> list[str]:
+        """Remove the queued or shunted ones of ``message_ids``, and unneeded bodies."""
+        pool = await self._get_pool()
+        with _translated("removal"):
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "DELETE FROM messages WHERE state IN ('queued', 'shunted')"
+                    " AND id = ANY($1::text[]) RETURNING id, submission_id",
+                    sorted(set(message_ids)),
+                )
+                await conn.execute(
+                    "DELETE FROM bodies WHERE id = ANY($1::text[]) AND NOT EXISTS"
+                    " (SELECT 1 FROM messages WHERE submission_id = bodies.id)",
+                    sorted({str(row[1]) for row in rows}),
+                )
+                removed = sorted(str(row[0]) for row in rows)
+                await _insert_records(conn, records_about(records, removed))
+        return removed
 
 
 async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:

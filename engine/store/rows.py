@@ -8,7 +8,7 @@ lease tokens both draw for their claims.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import MessageState, QueuedMessage, Settlement
@@ -84,3 +84,10 @@ def record_row(r: Record) -> tuple[object, ...]:
 def new_lease_token() -> str:
     """A token for one claim: random, so no two claims of any process share one."""
     return secrets.token_hex(LEASE_TOKEN_BYTES)
+
+
+def records_about(records: Sequence[Record], message_ids: Iterable[str]) -> list[Record]:
+    """Those of ``records`` about one of ``message_ids``: an operator's action that
+    changed nothing leaves no record."""
+    wanted = set(message_ids)
+    return [r for r in records if r.id in wanted]

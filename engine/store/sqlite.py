@@ -55,6 +55,7 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     record_row,
+    records_about,
     settled_row,
 )
 
@@ -411,6 +412,67 @@ class SqliteStore:
             " ORDER BY created_at DESC, id DESC LIMIT ?"
         )
         return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
+
+    # Operators' hands on the queue.
+
+    async def list_shunted(self, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` shunted messages, the longest parked first."""
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE state = 'shunted'"
+            " ORDER BY due_at, id LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (limit,)))
+
+    async def requeue_shunted(
+        self, message_ids: Sequence[str], now: float, records: Sequence[Record]
+    ) -> list[str]:
+        """Queue the shunted ones of ``message_ids`` again, due at ``now``, with their records."""
+        wanted = sorted(set(message_ids))
+
+        def update(conn: sqlite3.Connection) -> list[str]:
+            done: list[str] = []
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "UPDATE messages SET state = 'queued', due_at = ?"
+                    f" WHERE state = 'shunted' AND id IN ({marks}) RETURNING id",
+                    (now, *chunk),
+                )
+                done += [row[0] for row in rows]
+            _insert_records(conn, records_about(records, done))
+            return sorted(done)
+
+        return await self._write(update, "requeue")
+
+    async def remove_messages(
+        self, message_ids: Sequence[str], records: Sequence[Record]
+    ) -> list[str]:
+        """Remove the queued or shunted ones of ``message_ids``, and unneeded bodies."""
+        wanted = sorted(set(message_ids))
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            removed: list[str] = []
+            submissions: set[str] = set()
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "DELETE FROM messages WHERE state IN ('queued', 'shunted')"
+                    f" AND id IN ({marks}) RETURNING id, submission_id",
+                    chunk,
+                ).fetchall()
+                removed += [row[0] for row in rows]
+                submissions.update(row[1] for row in rows)
+            for chunk in _chunks(sorted(submissions), _CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                conn.execute(
+                    f"DELETE FROM bodies WHERE id IN ({marks}) AND NOT EXISTS"
+                    " (SELECT 1 FROM messages WHERE submission_id = bodies.id)",
+                    chunk,
+                )
+            _insert_records(conn, records_about(records, removed))
+            return sorted(removed)
+
+        return await self._write(delete, "removal")
 
 
 class _Connection(sqlite3.Connection):

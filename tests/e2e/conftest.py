@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.query
+import dns.rdatatype
 import pytest
 
+from tests.harness.dns_server import ThreadedDnsServer, Zones
 from tests.harness.processes import child_pids
+from tests.harness.smtp_sink import ThreadedSmtpSink
 
 READY_TIMEOUT = 30.0
 PENGUIN = (sys.executable, "-m", "engine.cli")
@@ -252,3 +257,62 @@ def submit(
         code, reply = client.data(body or message(sender))
         assert code == 250, reply
     return reply.decode().rsplit(" ", 1)[-1]
+
+
+MX_ADDRESS = "127.0.0.2"
+SOURCE_ADDRESS = "127.0.0.5"
+DOMAINS = ("example.com", "example.org", "example.net")
+
+
+@dataclass
+class Receivers:
+    """A DNS server and an SMTP sink on loopback: where delivery goes in these tests."""
+
+    dns: ThreadedDnsServer
+    sink: ThreadedSmtpSink
+
+    def config(
+        self,
+        tmp_path: Path,
+        database_url: str = "",
+        delivery: str = "",
+        engine: str = "",
+        lease_seconds: float = 5,
+    ) -> Path:
+        return write_config(
+            tmp_path,
+            database_url,
+            engine=engine,
+            nameserver=self.dns.address,
+            delivery=f"port = {self.sink.address[1]}\nlease_seconds = {lease_seconds}\n{delivery}",
+            tables=(
+                f'[sources.default]\naddress = "{SOURCE_ADDRESS}"\n'
+                'ehlo_hostname = "mta1.penguin.test"\n'
+            ),
+        )
+
+    def publish(self, account: Account) -> None:
+        for record in account.dns_records:
+            if record["type"] == "TXT":
+                self.dns.zones.add_txt(record["name"].rstrip("."), record["value"])
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    zones = Zones()
+    for domain in DOMAINS:
+        zones.add_mx(domain, [(10, "mx.receiver.test")])
+    zones.add_a("mx.receiver.test", [MX_ADDRESS])
+    with ThreadedDnsServer(zones) as dns_server, ThreadedSmtpSink(MX_ADDRESS, 0) as sink:
+        yield Receivers(dns_server, sink)
+
+
+def dkim_lookup(server: tuple[str, int]) -> Callable[..., bytes]:
+    """dkimpy's TXT lookup, answered by the test DNS server."""
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
+        response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
+        return b"".join(b"".join(r.strings) for rrset in response.answer for r in rrset)
+
+    return lookup

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import collections
 import urllib.request
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
-import dns.message
-import dns.query
-import dns.rdatatype
 import pytest
 
 from tests.e2e.conftest import (
+    DOMAINS,
+    SOURCE_ADDRESS,
     Account,
     EngineProcess,
+    Receivers,
+    dkim_lookup,
     message,
     penguin,
     penguin_lines,
@@ -38,65 +37,8 @@ from tests.e2e.conftest import (
     submit,
     wait_for,
     worker_pids,
-    write_config,
 )
-from tests.harness.dns_server import ThreadedDnsServer, Zones
 from tests.harness.processes import exited
-from tests.harness.smtp_sink import ThreadedSmtpSink
-
-MX_ADDRESS = "127.0.0.2"
-SOURCE_ADDRESS = "127.0.0.5"
-DOMAINS = ("example.com", "example.org", "example.net")
-
-
-@dataclass
-class Receivers:
-    dns: ThreadedDnsServer
-    sink: ThreadedSmtpSink
-
-    def config(
-        self,
-        tmp_path: Path,
-        database_url: str = "",
-        delivery: str = "",
-        engine: str = "",
-        lease_seconds: float = 5,
-    ) -> Path:
-        return write_config(
-            tmp_path,
-            database_url,
-            engine=engine,
-            nameserver=self.dns.address,
-            delivery=f"port = {self.sink.address[1]}\nlease_seconds = {lease_seconds}\n{delivery}",
-            tables=(
-                f'[sources.default]\naddress = "{SOURCE_ADDRESS}"\n'
-                'ehlo_hostname = "mta1.penguin.test"\n'
-            ),
-        )
-
-    def publish(self, account: Account) -> None:
-        for record in account.dns_records:
-            if record["type"] == "TXT":
-                self.dns.zones.add_txt(record["name"].rstrip("."), record["value"])
-
-
-@pytest.fixture
-def receivers() -> Iterator[Receivers]:
-    zones = Zones()
-    for domain in DOMAINS:
-        zones.add_mx(domain, [(10, "mx.receiver.test")])
-    zones.add_a("mx.receiver.test", [MX_ADDRESS])
-    with ThreadedDnsServer(zones) as dns_server, ThreadedSmtpSink(MX_ADDRESS, 0) as sink:
-        yield Receivers(dns_server, sink)
-
-
-def dkim_lookup(server: tuple[str, int]) -> Callable[..., bytes]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
-        response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
-        return b"".join(b"".join(r.strings) for rrset in response.answer for r in rrset)
-
-    return lookup
 
 
 @pytest.mark.parametrize("algo", ["rsa", "ed25519"])

@@ -439,6 +439,98 @@ async def test_tenant_messages_are_isolated(store: Store) -> None:
     assert await store.tenant_messages(beta.id + 100, 10) == []
 
 
+async def shunt_all(store: Store, msgs: list[QueuedMessage], at: list[float]) -> None:
+    """Claim ``msgs`` and settle each as shunted at its time in ``at``."""
+    claimed = await store.claim("w1", max(m.due_at for m in msgs), 60.0, len(msgs))
+    tokens = {c.id: c.lease_token for c in claimed}
+    for m, when in zip(msgs, at, strict=True):
+        token = tokens[m.id]
+        assert token is not None
+        assert await settle_one(store, m, token, MessageState.SHUNTED, 2, when, f"boom {m.id}")
+
+
+async def settle_claimed(
+    store: Store, claimed: list[QueuedMessage], message_id: str, state: MessageState, due: float
+) -> None:
+    """Settle the claimed message ``message_id`` under its lease token."""
+    [m] = [c for c in claimed if c.id == message_id]
+    assert m.lease_token is not None
+    error = None if state is MessageState.DELIVERED else "boom"
+    assert await settle_one(store, m, m.lease_token, state, 1, due, error)
+
+
+async def test_shunted_messages_are_listed_longest_parked_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    msgs = await enqueue(store, acme.id, [T0, T0, T0, T0])
+    await shunt_all(store, msgs[:3], [T0 + 10, T0 + 5, T0 + 20])
+    listed = await store.list_shunted(10)
+    assert [m.id for m in listed] == [msgs[1].id, msgs[0].id, msgs[2].id]
+    assert listed[0] == replace(
+        msgs[1], state=MessageState.SHUNTED, attempts=2, due_at=T0 + 5, last_error="boom s1-0"
+    )
+    assert [m.id for m in await store.list_shunted(2)] == [msgs[1].id, msgs[0].id]
+
+
+async def test_requeue_shunted_queues_only_shunted_messages_with_their_records(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    shunted, other_shunted, queued, delivered = await enqueue(store, acme.id, [T0] * 4)
+    await shunt_all(store, [shunted, other_shunted], [T0 + 1, T0 + 1])
+    claimed = await store.claim("w1", T0, 60.0, 10)
+    await settle_claimed(store, claimed, delivered.id, MessageState.DELIVERED, T0)
+    await settle_claimed(store, claimed, queued.id, MessageState.QUEUED, T0 + 50)
+    ids = [shunted.id, queued.id, delivered.id, "ghost"]
+    before = {i: await store.list_records(i) for i in ids}
+    records = [Record(RecordType.ADMIN_REQUEUE, T0 + 9, acme.id, id=i) for i in ids]
+
+    assert await store.requeue_shunted(ids, T0 + 9, records) == [shunted.id]
+    assert await store.get_message(shunted.id) == replace(
+        shunted, attempts=2, due_at=T0 + 9, last_error=f"boom {shunted.id}"
+    )
+    assert await store.list_records(shunted.id) == [*before[shunted.id], records[0].to_json()]
+    for untouched in (queued.id, delivered.id, "ghost"):
+        assert await store.list_records(untouched) == before[untouched]
+    assert [m.id for m in await store.list_shunted(10)] == [other_shunted.id]
+    assert await store.requeue_shunted(ids, T0 + 10, records) == []
+    assert [m.id for m in await store.claim("w2", T0 + 9, 60.0, 10)] == [shunted.id]
+
+
+async def test_remove_messages_takes_queued_and_shunted_ones_and_unneeded_bodies(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    kept_body = [message("a", n, acme.id) for n in range(2)]
+    await store.accept(
+        [
+            submission("a", acme.id, kept_body),
+            submission("b", acme.id, [message("b", 0, acme.id, due_at=T0 + 500)]),
+            submission("c", acme.id, [message("c", 0, acme.id)]),
+        ],
+        [],
+    )
+    claimed = await store.claim("w1", T0, 60.0, 10)  # a-0, a-1 and c-0; b-0 is not due
+    await settle_claimed(store, claimed, "a-0", MessageState.SHUNTED, T0)
+    await settle_claimed(store, claimed, "a-1", MessageState.DELIVERED, T0)
+    ids = ["a-0", "a-1", "b-0", "c-0", "ghost"]
+    before = {i: await store.list_records(i) for i in ids}
+    records = [Record(RecordType.ADMIN_BOUNCE, T0 + 9, acme.id, id=i) for i in ids]
+
+    assert await store.remove_messages(ids, records) == ["a-0", "b-0"]
+    assert await store.get_message("a-0") is None
+    assert await store.get_message("b-0") is None
+    assert await store.get_body("b") is None
+    assert await store.get_body("a") is not None  # a-1 is kept, and its body
+    assert [m.state for m in await store.list_submission("a")] == [MessageState.DELIVERED]
+    leased = await store.get_message("c-0")
+    assert leased is not None and leased.state is MessageState.LEASED
+    assert await store.list_records("a-0") == [*before["a-0"], records[0].to_json()]
+    assert await store.list_records("b-0") == [records[2].to_json()]
+    for untouched in ("a-1", "c-0", "ghost"):
+        assert await store.list_records(untouched) == before[untouched]
+    assert await store.remove_messages(ids, records) == []
+
+
 async def test_settle_applies_a_mixed_batch_for_lease_holders_only(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     msgs = await enqueue(store, acme.id, [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4])

@@ -14,6 +14,7 @@ from engine.acceptance import (
     queue_name,
     suppress,
 )
+from engine.header_section import MalformedHeader
 from engine.model import MessageState, Tenant
 from engine.records import RecordType
 
@@ -48,11 +49,31 @@ def test_header_fields_are_unfolded_with_spans() -> None:
     assert RAW[campaign.start : campaign.end] == b"X-Campaign: spring sale!\r\n"
 
 
-def test_header_parsing_tolerates_broken_input() -> None:
-    assert parse_header_fields(b"") == []
-    assert parse_header_fields(b"no colon here\r\n\r\nbody") == []
-    assert [f.name for f in parse_header_fields(b"From: a@b.c")] == []
-    assert [f.name for f in parse_header_fields(b"From: a@b.c\r\n")] == ["From"]
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        (b"", []),
+        (b"\r\nbody\r\n", []),
+        (b"From: a@b.c", ["From"]),
+        (b"From: a@b.c\r\n", ["From"]),
+        (b"From : a@b.c\r\nSubject\t:x\r\n\r\n", ["From", "Subject"]),
+    ],
+)
+def test_header_field_names(raw: bytes, names: list[str]) -> None:
+    assert [f.name for f in parse_header_fields(raw)] == names
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"no colon here\r\n\r\nbody", "line 1 has no colon"),
+        (b"From: a@b.c\r\nSub ject: x\r\n\r\n", "line 2 has white space inside its field name"),
+        ("From: a@b.c\r\nSübject: x\r\n\r\n".encode(), "line 2 has a field name that is not"),
+    ],
+)
+def test_a_line_that_is_no_field_is_refused(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedHeader, match=reason):
+        parse_header_fields(raw)
 
 
 @pytest.mark.parametrize(
@@ -217,3 +238,22 @@ def test_existing_message_id_and_date_are_kept() -> None:
     assert submission.body.count(b"Message-ID:") == 1
     assert submission.body.count(b"Date:") == 1
     assert submission.body.endswith(raw)
+
+
+def test_white_space_before_a_colon_is_read_and_dropped() -> None:
+    raw = b"From : a@x.test\r\nSubject\t : hi\r\nX-Campaign  : spring\r\nTo: r@y.test\r\n\r\nb\r\n"
+    fields = parse_header_fields(raw)
+    assert from_domains(fields) == ["x.test"]
+    assert header_value(fields, "subject") == "hi"
+    submission, _ = plan_submission(
+        tenant=TENANT,
+        sender="a@x.test",
+        recipients=["r@y.test"],
+        raw=raw,
+        fields=fields,
+        submission_id="sid",
+        now=NOW,
+        reception=RX,
+    )
+    assert submission.messages[0].queue == "spring:acme@y.test"
+    assert submission.body.endswith(b"From: a@x.test\r\nSubject: hi\r\nTo: r@y.test\r\n\r\nb\r\n")
