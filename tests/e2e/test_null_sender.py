@@ -10,21 +10,19 @@ answers a failed notice with nothing but a record.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dkim
-import dns.message
-import dns.query
-import dns.rdatatype
 import pytest
 
 from tests.e2e.conftest import (
     Account,
     EngineProcess,
     client_tls,
+    dkim_lookup,
     penguin,
     provision,
     read_records,
@@ -118,15 +116,6 @@ def arrived(world: World, recipient: str) -> ReceivedMessage:
 
 def records_of(world: World, queue: str) -> list[dict[str, Any]]:
     return [r for r in read_records(world.engine.config) if (r["id"] or "").startswith(queue)]
-
-
-def dkim_lookup(server: tuple[str, int]) -> Callable[..., bytes]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
-        response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
-        return b"".join(b"".join(r.strings) for rrset in response.answer for r in rrset)
-
-    return lookup
 
 
 def test_a_postfix_notice_reaches_the_tenant_with_an_empty_return_path(world: World) -> None:

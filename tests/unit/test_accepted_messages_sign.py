@@ -18,28 +18,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.acceptance import Reception, from_domains, parse_header_fields, plan_submission
+from engine.acceptance import from_domains, parse_header_fields, plan_submission
 from engine.dkim_keys import generate_key, load_private_key
 from engine.dkim_sign import DkimSigner, DkimSignError
 from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.smtp_wire import MessageBody, MessageRejected, SmtpReader
 from smtp_out.wire import stuff
+from tests.unit.test_acceptance import RX
 from tests.unit.test_dkim_sign import DOMAIN, NOW, SELECTOR, dns_for
 
 TENANT = Tenant(id=1, name="acme", created_at=NOW)
 SENDING_DOMAINS = frozenset({DOMAIN})
-RX = Reception(
-    protocol="ESMTPSA",
-    peer_host="127.0.0.1",
-    ehlo_name="client.test",
-    session_id="s1",
-    username="acme-user",
-    tls_version=None,
-    tls_cipher=None,
-    hostname="mta.penguin.test",
-    nodeid="n1",
-)
 PAIRS = {"rsa": generate_key("rsa"), "ed25519": generate_key("ed25519")}
 PROPERTY = settings(
     max_examples=150,
