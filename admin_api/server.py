@@ -1,6 +1,6 @@
 """uvicorn embedded in the engine's event loop, without its signal handling.
 
-The engine owns SIGTERM/SIGINT (``engine.runner``); this server only starts,
+The engine owns SIGTERM/SIGINT (``engine.runtime.runner``); this server only starts,
 reports its bound address and stops when told.
 """
 

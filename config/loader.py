@@ -6,7 +6,7 @@ addresses and broken cross-references fail with a ``ConfigError`` naming the
 file, the dotted key and what was expected; so does a file that cannot be
 read or is not UTF-8 TOML. Nothing else escapes ``load_settings``.
 This is pure validation of the file: whether the paths, certificates and
-database it names are usable is checked by ``engine.preflight``.
+database it names are usable is checked by ``engine.runtime.preflight``.
 
 Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
 added to the shipped ones; a table with a shipped name overrides only the

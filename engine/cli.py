@@ -21,15 +21,15 @@ from typing import Any
 
 from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
 from config.example import render_example
-from engine.dkim_keys import default_selector, dns_records, generate_key, render_instructions
+from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
+from engine.delivery.settling import RecordContext
+from engine.dkim.keys import default_selector, dns_records, generate_key, render_instructions
 from engine.model import MessageState, QueuedMessage, SendingDomain, SmtpUser, Suppression
-from engine.passwords import generate_password, generate_username, hash_password
-from engine.preflight import check_environment
-from engine.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
-from engine.records import Record
+from engine.records.record import Record
+from engine.runtime.preflight import check_environment
 from engine.sealing import Sealer, load_or_create_secret, secret_path
-from engine.settling import RecordContext
 from engine.store import Conflict, NotFound, Store, StoreError, open_store
+from engine.submission.passwords import generate_password, generate_username, hash_password
 
 Output = dict[str, Any] | list[Any]
 _PAGE = 1000
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             delivering = settings.engine.delivery_processes if args.role == "all" else 0
             if processes + delivering > 1:
                 _share_metrics_between_workers(settings)
-            from engine.app import Role
-            from engine.runner import run, worker_roles
+            from engine.runtime.app import Role
+            from engine.runtime.runner import run, worker_roles
 
             roles = worker_roles(Role(args.role), processes, delivering)
             return run(settings, roles, config_file)
@@ -518,7 +518,7 @@ class _AdminRecords:
     """The records of an operator's actions at ``now``, with each tenant's name."""
 
     def __init__(self, store: Store, settings: Settings, now: float) -> None:
-        from engine.app import node_id
+        from engine.runtime.app import node_id
 
         self._store = store
         self._now = now

@@ -1,6 +1,6 @@
 """The SMTP deliverer: one attempt at one message, from its domain to an outcome.
 
-Owns ``SmtpDeliverer``, the production ``engine.transport.Deliverer``: it
+Owns ``SmtpDeliverer``, the production ``engine.delivery.transport.Deliverer``: it
 resolves the recipient's domain (``smtp_out.dns``), picks the source from
 the message's egress pool (round-robin), takes a connection slot on the lane
 (source x site, ``smtp_out.pool``), and runs the transaction on a reused or
@@ -36,10 +36,10 @@ import itertools
 from collections.abc import Iterator, Mapping
 
 from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
-from engine.bounce_classify import BounceClassifier, outcome_for_reply
 from engine.clock import Clock
-from engine.outcome import Outcome, Scope, SmtpReply
-from engine.transport import AttemptReport, OutboundMessage
+from engine.delivery.bounce_classify import BounceClassifier, outcome_for_reply
+from engine.delivery.outcome import Outcome, Scope, SmtpReply
+from engine.delivery.transport import AttemptReport, OutboundMessage
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
 from smtp_out.pool import Congested, ConnectionPool, Lane
 from smtp_out.session import (

@@ -41,7 +41,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from engine.clock import Clock
-from engine.outcome import Outcome, Scope
+from engine.delivery.outcome import Outcome, Scope
 from smtp_out.feedback import ConcurrencyWindow
 from smtp_out.session import ClientSettings, SmtpSession
 from smtp_out.site_policy import SitePolicy

@@ -8,7 +8,7 @@ SMTP settings not yet in ``config``.
 In: a ``Peer`` (MX host name, address, port), a ``Source`` (address to bind,
 EHLO name), ``ClientSettings``, and one ``OutboundMessage`` per ``send``.
 Out: an ``Outcome`` for every attempt, made by
-``engine.bounce_classify.outcome_for_reply`` from the reply and the stage
+``engine.delivery.bounce_classify.outcome_for_reply`` from the reply and the stage
 that it answers. Local failures arrive as synthesised replies
 (``smtp_out.wire``); those after the greeting concern this connection, so
 their scope is at least ``SESSION``. Results are values, never exceptions.
@@ -48,9 +48,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from engine.bounce_classify import BounceClassifier, outcome_for_reply
-from engine.outcome import Outcome, Scope, SmtpReply
-from engine.transport import OutboundMessage
+from engine.delivery.bounce_classify import BounceClassifier, outcome_for_reply
+from engine.delivery.outcome import Outcome, Scope, SmtpReply
+from engine.delivery.transport import OutboundMessage
 from smtp_out.wire import (
     ConnectionGauge,
     ReplyProtocol,

@@ -7,7 +7,7 @@ synthesised reply, the conversion of aiosmtplib responses into
 ``SmtpReply`` (enhanced status codes split off, RFC 3463), and ``stuff``
 (dot-stuffing, RFC 5321 §4.5.2).
 
-In: bytes to send, a stage name (``engine.bounce_classify.STAGE_SCOPES``)
+In: bytes to send, a stage name (``engine.delivery.bounce_classify.STAGE_SCOPES``)
 and a timeout per read. Out: ``SmtpReply`` values, or ``WireFailure`` whose
 reply reads like a remote one:
 
@@ -41,8 +41,8 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from prometheus_client import Gauge
 
-from engine.metrics import OPEN_CONNECTIONS
-from engine.outcome import SmtpReply
+from engine.delivery.outcome import SmtpReply
+from engine.records.metrics import OPEN_CONNECTIONS
 
 CLOSE_TIMEOUT_SECONDS = 5.0
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")

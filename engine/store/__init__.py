@@ -33,7 +33,7 @@ from engine.model import (
     Suppression,
     Tenant,
 )
-from engine.records import Record
+from engine.records.record import Record
 
 
 class StoreError(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import MessageState, QueuedMessage, Settlement
-from engine.records import Record
+from engine.records.record import Record
 
 MESSAGE_FIELDS = (
     "id",

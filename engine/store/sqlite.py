@@ -44,7 +44,7 @@ from engine.model import (
     Suppression,
     Tenant,
 )
-from engine.records import Record
+from engine.records.record import Record
 from engine.store import Conflict, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (

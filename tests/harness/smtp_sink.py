@@ -25,7 +25,7 @@ and :class:`Behaviour`. Whole-server modes are constructor flags: STARTTLS
 The server is written on asyncio streams rather than aiosmtpd, which has no
 seam for refusing at the greeting, breaking STARTTLS, or dropping the
 connection part-way through DATA; it is also a second implementation of the
-protocol, independent of ``engine.smtp_server``.
+protocol, independent of ``engine.smtp.server``.
 
 Invariants: nothing is recorded unless 250 was sent for it; ``stop`` closes
 every connection, so no transport outlives the sink; every read has a

@@ -3,7 +3,7 @@
 Owns :func:`make_tls_pair`, which writes a fresh key and self-signed
 certificate for ``localhost`` (subjectAltName ``localhost`` and ``127.0.0.1``)
 into a directory the caller owns (a pytest ``tmp_path``), using the engine's
-own generator (:mod:`engine.tls_cert`), and returns a server context that
+own generator (:mod:`engine.smtp.tls_cert`), and returns a server context that
 presents it and a client context that trusts exactly that certificate.
 
 Invariant: nothing outside the given directory is written; the client context
@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.tls_cert import ensure_self_signed, server_context
+from engine.smtp.tls_cert import ensure_self_signed, server_context
 
 HOSTNAME = "localhost"
 

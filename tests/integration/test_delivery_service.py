@@ -23,18 +23,18 @@ import dns.rdatatype
 import pytest
 
 from config.loader import parse_settings
-from engine import metrics
-from engine.acceptance import Reception, parse_header_fields, plan_submission
-from engine.app import client_settings
-from engine.bounce_classify import BounceClassifier
 from engine.clock import FakeClock
-from engine.delivery import DeliveryService
-from engine.dkim_keys import generate_key
-from engine.domain_keys import SigningKeys
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.service import DeliveryService
+from engine.dkim.keys import generate_key
+from engine.dkim.signing_keys import SigningKeys
 from engine.model import MessageState, SendingDomain, Tenant
-from engine.record_log import RecordLog
+from engine.records import metrics
+from engine.records.log import RecordLog
+from engine.runtime.app import client_settings
 from engine.sealing import Sealer
 from engine.store.sqlite import SqliteStore
+from engine.submission.acceptance import Reception, parse_header_fields, plan_submission
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
 from tests.harness.dns_server import DnsServer, Zones

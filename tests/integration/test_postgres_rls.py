@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from config.loader import parse_settings
-from engine.app import migrated_store
 from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Suppression
-from engine.records import Record, RecordType
+from engine.records.record import Record, RecordType
+from engine.runtime.app import migrated_store
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres

@@ -16,9 +16,9 @@ import pytest
 
 from config import ConfigError, Settings
 from config.loader import parse_settings
-from engine.preflight import check_environment
+from engine.runtime.preflight import check_environment
 from engine.sealing import load_or_create_secret
-from engine.tls_cert import ensure_self_signed
+from engine.smtp.tls_cert import ensure_self_signed
 
 CONFIG = "/etc/penguin/penguin.toml"
 

@@ -14,11 +14,11 @@ from typing import Unpack
 import pytest
 
 from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
-from engine.bounce_classify import BounceClassifier
 from engine.clock import FakeClock
-from engine.metrics import REGISTRY
-from engine.outcome import OutcomeKind, Scope
-from engine.transport import AttemptReport, OutboundMessage
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.outcome import OutcomeKind, Scope
+from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.records.metrics import REGISTRY
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
 from smtp_out.session import ClientSettings

@@ -1,4 +1,4 @@
-"""engine.smtp_server against real clients on 127.0.0.1: smtplib and raw streams."""
+"""engine.smtp.server against real clients on 127.0.0.1: smtplib and raw streams."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from engine.smtp_policy import Envelope, Reply, Session
-from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
+from engine.smtp.handler import Envelope, Reply, Session
+from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 
 USER, PASSWORD = "alice", "s3cret"
 DEADLINE = 5.0

@@ -18,7 +18,7 @@ from engine.model import (
     Submission,
     Suppression,
 )
-from engine.records import Record, RecordType
+from engine.records.record import Record, RecordType
 from engine.store import Conflict, NotFound, Store, open_store
 from engine.store.migrations import Backend, migration_files
 

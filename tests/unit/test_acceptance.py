@@ -3,7 +3,10 @@ from email.utils import getaddresses
 
 import pytest
 
-from engine.acceptance import (
+from engine.header_section import MalformedHeader
+from engine.model import MessageState, Tenant
+from engine.records.record import RecordType
+from engine.submission.acceptance import (
     Reception,
     campaign_name,
     from_domains,
@@ -14,9 +17,6 @@ from engine.acceptance import (
     queue_name,
     suppress,
 )
-from engine.header_section import MalformedHeader
-from engine.model import MessageState, Tenant
-from engine.records import RecordType
 
 NOW = 1_800_000_000.0
 TENANT = Tenant(id=7, name="acme", created_at=NOW)

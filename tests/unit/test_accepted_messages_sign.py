@@ -4,7 +4,7 @@ Messages are drawn by Hypothesis from header lines of every kind: fields,
 fields in the obsolete syntax (white space before the colon), folded ones,
 and lines that are part of no field (no colon, a space, a control or a
 non-ASCII octet in the name). Each goes through what the submission server
-does: the SMTP reader's DATA checks (``engine.smtp_wire``), the header
+does: the SMTP reader's DATA checks (``engine.smtp.reader``), the header
 section (``parse_header_fields``, refused with 550 5.6.0 when malformed), the
 header From check, then ``plan_submission``. Accepted bodies are signed by
 ``DkimSigner`` and checked by dkimpy; the signed copy, made transparent as
@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.acceptance import from_domains, parse_header_fields, plan_submission
-from engine.dkim_keys import generate_key, load_private_key
-from engine.dkim_sign import DkimSigner, DkimSignError
+from engine.dkim.keys import generate_key, load_private_key
+from engine.dkim.signer import DkimSigner, DkimSignError
 from engine.header_section import MalformedHeader
 from engine.model import Tenant
-from engine.smtp_wire import MessageBody, MessageRejected, SmtpReader
+from engine.smtp.reader import MessageBody, MessageRejected, SmtpReader
+from engine.submission.acceptance import from_domains, parse_header_fields, plan_submission
 from smtp_out.wire import stuff
 from tests.unit.test_acceptance import RX
 from tests.unit.test_dkim_sign import DOMAIN, NOW, SELECTOR, dns_for

@@ -1,6 +1,7 @@
 import pytest
 
-from engine.address_policy import (
+from engine.smtp.handler import Reply
+from engine.submission.address_policy import (
     BAD_DOMAIN,
     NULL_SENDER_RECIPIENT_REFUSED,
     ROUTING_REFUSED,
@@ -9,7 +10,6 @@ from engine.address_policy import (
     recipient_problem,
     sender_problem,
 )
-from engine.smtp_policy import Reply
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.auth_throttle import Admission, AuthThrottle, client_key
+from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
 
 IP = "192.0.2.1"
 OTHER = "198.51.100.9"

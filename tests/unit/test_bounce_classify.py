@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.bounce_classify import (
+from engine.delivery.bounce_classify import (
     BUILTIN_RULES,
     BUILTIN_TABLE,
     BounceClassifier,
@@ -14,7 +14,7 @@ from engine.bounce_classify import (
     outcome_for_reply,
     parse_rules,
 )
-from engine.outcome import OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import OutcomeKind, Scope, SmtpReply
 
 CLASSIFIER = BounceClassifier([])
 

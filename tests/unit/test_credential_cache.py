@@ -1,5 +1,5 @@
 from engine.model import Tenant
-from engine.submission import Account, CredentialCache
+from engine.submission.handler import Account, CredentialCache
 
 ACCOUNT = Account(Tenant(1, "acme", 0.0), "acme-user", frozenset({"acme.test"}))
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from engine.dkim_keys import (
+from engine.dkim.keys import (
     DkimKeyError,
     DkimKeyPair,
     DnsRecord,

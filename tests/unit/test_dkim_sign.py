@@ -10,8 +10,8 @@ import dkim
 import pytest
 from dkim.canonicalization import Relaxed
 
-from engine.dkim_keys import DkimKeyError, DkimKeyPair, generate_key, load_private_key
-from engine.dkim_sign import (
+from engine.dkim.keys import DkimKeyError, DkimKeyPair, generate_key, load_private_key
+from engine.dkim.signer import (
     LINE_MAX,
     DkimSigner,
     DkimSignError,

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from engine.passwords import (
+from engine.submission.passwords import (
     generate_password,
     generate_username,
     hash_password,

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
+from engine.delivery.settling import RecordContext
 from engine.model import MessageState, QueuedMessage
-from engine.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
-from engine.records import Record
-from engine.settling import RecordContext
+from engine.records.record import Record
 
 NOW = 1_800_000_000.0
 MESSAGE = QueuedMessage(

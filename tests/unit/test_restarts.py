@@ -8,7 +8,7 @@ import pytest
 
 from config.schema import EngineSettings
 from engine.clock import FakeClock
-from engine.restarts import RestartPolicy, RestartSchedule
+from engine.runtime.restarts import RestartPolicy, RestartSchedule
 
 POLICY = RestartPolicy(
     first_delay_seconds=1.0, max_delay_seconds=5.0, crash_limit=5, crash_window_seconds=60.0

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import pytest
 
 from config.schema import RetrySettings
-from engine.retry import RetryPolicy, is_expired, next_due, retry_delay
+from engine.delivery.retry import RetryPolicy, is_expired, next_due, retry_delay
 
 MINUTE = 60.0
 HOUR = 3600.0

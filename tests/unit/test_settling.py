@@ -3,17 +3,17 @@ import random
 import pytest
 
 from config.schema import RetrySettings
-from engine.model import MessageState, QueuedMessage
-from engine.outcome import Outcome, OutcomeKind, Scope, SmtpReply
-from engine.records import RecordType
-from engine.settling import (
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.settling import (
     RecordContext,
     expire_unattempted,
     is_past_max_age,
     settle_attempt,
     shunt,
 )
-from engine.transport import AttemptReport
+from engine.delivery.transport import AttemptReport
+from engine.model import MessageState, QueuedMessage
+from engine.records.record import RecordType
 
 T0 = 1_800_000_000.0
 RETRY = RetrySettings(

@@ -4,7 +4,7 @@ import pytest
 
 from config.schema import ProviderSettings, Settings
 from engine.clock import FakeClock
-from engine.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
 from smtp_out.pool import ConnectionPool
 from smtp_out.session import ClientSettings, TlsMode
 from smtp_out.site import site_name

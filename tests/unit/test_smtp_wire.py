@@ -1,11 +1,11 @@
-"""The pure SMTP reader and command parsers (engine.smtp_wire)."""
+"""The pure SMTP reader and command parsers (engine.smtp.reader)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.smtp_policy import Reply
-from engine.smtp_wire import (
+from engine.smtp.handler import Reply
+from engine.smtp.reader import (
     CommandError,
     CommandLine,
     Event,

@@ -6,12 +6,12 @@ from typing import cast
 
 import pytest
 
-from engine.group_commit import GroupCommitClosed
 from engine.model import MessageState, QueuedMessage, Submission
-from engine.record_log import RecordLog
-from engine.records import Record, RecordType
-from engine.spool import Spool
+from engine.records.log import RecordLog
+from engine.records.record import Record, RecordType
 from engine.store import Store
+from engine.store.group_commit import GroupCommitClosed
+from engine.submission.spool import Spool
 
 
 class SlowStore:

@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from engine.tls_cert import TlsCertError, ensure_self_signed, server_context
+from engine.smtp.tls_cert import TlsCertError, ensure_self_signed, server_context
 
 
 def _paths(tmp_path: Path) -> tuple[Path, Path]:

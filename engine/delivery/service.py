@@ -2,7 +2,7 @@
 
 In: due messages leased from the store (``claim``; several processes share
 one store). Out: one settlement and one record per attempt, group-committed
-through ``store.settle`` (``engine.group_commit``); the records of the
+through ``store.settle`` (``engine.store.group_commit``); the records of the
 settlements that applied are then appended to the JSON record log.
 
 A lease lasts while its attempt runs: every third of ``delivery.lease_seconds``
@@ -37,25 +37,25 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from config import Settings
-from engine import metrics
-from engine.acceptance import from_domains, parse_header_fields
 from engine.clock import Clock
-from engine.dkim_keys import DkimPrivateKey
-from engine.dkim_sign import DkimSigner
-from engine.domain_keys import SigningKeys
-from engine.group_commit import GroupCommit
-from engine.model import MessageState, QueuedMessage, Settlement
-from engine.record_log import RecordLog
-from engine.records import Record
-from engine.settling import (
+from engine.delivery.settling import (
     RecordContext,
     expire_unattempted,
     is_past_max_age,
     settle_attempt,
     shunt,
 )
+from engine.delivery.transport import Deliverer, OutboundMessage
+from engine.dkim.keys import DkimPrivateKey
+from engine.dkim.signer import DkimSigner
+from engine.dkim.signing_keys import SigningKeys
+from engine.model import MessageState, QueuedMessage, Settlement
+from engine.records import metrics
+from engine.records.log import RecordLog
+from engine.records.record import Record
 from engine.store import Store
-from engine.transport import Deliverer, OutboundMessage
+from engine.store.group_commit import GroupCommit
+from engine.submission.acceptance import from_domains, parse_header_fields
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from engine.delivery.settling import RecordContext, message_record
 from engine.model import MessageState, QueuedMessage
-from engine.records import Record, RecordType, Response
-from engine.settling import RecordContext, message_record
+from engine.records.record import Record, RecordType, Response
 
 REQUEUEABLE: Final = frozenset({MessageState.SHUNTED})
 REMOVABLE: Final = frozenset({MessageState.QUEUED, MessageState.SHUNTED})

@@ -2,7 +2,7 @@
 
 Owns the bounce category vocabulary (KumoMTA's names, built on PowerMTA's
 17 categories; ``compat.md``), the built-in rule table, the operator rule
-file, and the step from one SMTP reply to an :class:`~engine.outcome.Outcome`.
+file, and the step from one SMTP reply to an :class:`~engine.delivery.outcome.Outcome`.
 smtp_out uses it for replies to its commands; bounce_in uses it for the
 status and diagnostic code of a DSN. Pure, except :func:`load_rules`, which
 reads the rule file.
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from engine.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
 
 
 class Category(enum.StrEnum):

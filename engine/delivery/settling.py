@@ -3,7 +3,7 @@
 - delivered → ``delivered`` + Delivery record;
 - permanent → ``bounced`` + Bounce record;
 - transient → back to ``queued``, due after the backoff (doubling with
-  jitter, ``engine.retry``) + TransientFailure record; when the next try
+  jitter, ``engine.delivery.retry``) + TransientFailure record; when the next try
   would fall past the maximum age → ``expired`` + Expiration record;
 - a message already past its maximum age when claimed expires without an
   attempt (Expiration, classification MessageExpired).
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.schema import RetrySettings
+from engine.delivery.outcome import OutcomeKind
+from engine.delivery.retry import is_expired, retry_delay
+from engine.delivery.transport import AttemptReport
 from engine.model import MessageState, QueuedMessage, Settlement
-from engine.outcome import OutcomeKind
-from engine.records import Record, RecordType, Response, parse_enhanced_code
-from engine.retry import is_expired, retry_delay
-from engine.transport import AttemptReport
+from engine.records.record import Record, RecordType, Response, parse_enhanced_code
 
 EXPIRED_RESPONSE = Response(
     code=551, enhanced_code=(5, 4, 7), content="Delivery time expired", command=None

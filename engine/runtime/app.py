@@ -5,7 +5,7 @@ for ``database.url``, the system clock, the TLS certificate, the listeners,
 the SMTP deliverer. A process runs one or both roles: ``submission`` (the
 SMTP listener, the spool and the admin HTTP listener) and ``delivery``
 (claiming and delivering). Several processes may share one store; the
-workers ``engine.runner`` forks get their listening sockets, whether they
+workers ``engine.runtime.runner`` forks get their listening sockets, whether they
 serve the admin listener, and the pipe that wakes a sibling's delivery after
 each acceptance from the supervisor (``bind_listeners``, ``accepted_pipe``).
 A process that accepts without delivering also announces new mail through
@@ -34,20 +34,20 @@ from admin_api.app import create_app
 from admin_api.server import HttpServer
 from config import ConfigError, Settings, parse_host_port
 from config.schema import DeliverySettings
-from engine import metrics
-from engine.auth_throttle import AuthThrottle
-from engine.bounce_classify import BounceClassifier
 from engine.clock import Clock, SystemClock
-from engine.delivery import DeliveryService
-from engine.domain_keys import SigningKeys
-from engine.preflight import operator_rules, tls_paths
-from engine.record_log import RecordLog
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.service import DeliveryService
+from engine.dkim.signing_keys import SigningKeys
+from engine.records import metrics
+from engine.records.log import RecordLog
+from engine.runtime.preflight import operator_rules, tls_paths
 from engine.sealing import Sealer, load_or_create_secret, secret_path
-from engine.smtp_server import LISTEN_BACKLOG, ServerConfig, SmtpServer
-from engine.spool import Spool
+from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
+from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
-from engine.submission import SubmissionHandler
-from engine.tls_cert import ensure_self_signed, server_context
+from engine.submission.auth_throttle import AuthThrottle
+from engine.submission.handler import SubmissionHandler
+from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
 from smtp_out.session import ClientSettings, TlsMode

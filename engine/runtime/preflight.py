@@ -32,9 +32,9 @@ import asyncpg
 from cryptography import x509
 
 from config import ConfigError, Settings, redacted_url, sqlite_path
-from engine.bounce_classify import Rule, RuleFileError, load_rules
+from engine.delivery.bounce_classify import Rule, RuleFileError, load_rules
 from engine.sealing import SecretFileError, load_or_create_secret, secret_path
-from engine.tls_cert import server_context
+from engine.smtp.tls_cert import server_context
 
 DATABASE_TIMEOUT_SECONDS = 5.0
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -1,6 +1,6 @@
 """The seam between the SMTP server and what it serves.
 
-``engine.smtp_server`` speaks the protocol (RFC 5321 dialogue, STARTTLS, AUTH
+``engine.smtp.server`` speaks the protocol (RFC 5321 dialogue, STARTTLS, AUTH
 mechanics, DATA framing, limits); an ``SmtpHandler`` decides what to accept.
 The submission service and, later, bounce_in each provide a handler.
 

@@ -2,14 +2,14 @@
 
 Sending domains are looked up in the store and cached for ``ttl_seconds``
 (so a rotated selector is picked up without a restart); private keys are
-unsealed and parsed once per (domain, selector) by ``engine.dkim_sign.KeyCache``.
+unsealed and parsed once per (domain, selector) by ``engine.dkim.signer.KeyCache``.
 """
 
 from __future__ import annotations
 
 from engine.clock import Clock
-from engine.dkim_keys import DkimPrivateKey
-from engine.dkim_sign import KeyCache
+from engine.dkim.keys import DkimPrivateKey
+from engine.dkim.signer import KeyCache
 from engine.model import SendingDomain
 from engine.sealing import Sealer
 from engine.store import Store

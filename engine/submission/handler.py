@@ -1,6 +1,6 @@
 """The submission service: the SMTP handler tenants' clients talk to.
 
-Decides, for ``engine.smtp_server``, who may submit and what: AUTH against
+Decides, for ``engine.smtp.server``, who may submit and what: AUTH against
 the tenant's SMTP users (scrypt hashes; failures from one client IP slowed,
 then refused), MAIL FROM and header From on the tenant's sending domains,
 recipients free of relay tricks, and the message handed to the spool; the
@@ -25,29 +25,29 @@ import random
 import secrets
 from dataclasses import dataclass
 
-from engine import metrics
-from engine.acceptance import (
+from engine.clock import Clock
+from engine.header_section import MalformedHeader
+from engine.model import Tenant
+from engine.records import metrics
+from engine.records.record import Record, RecordType, Response, parse_enhanced_code
+from engine.smtp.handler import Envelope, Reply, Session
+from engine.store import Store
+from engine.submission.acceptance import (
     Reception,
     from_domains,
     new_submission_id,
     parse_header_fields,
     plan_submission,
 )
-from engine.address_policy import (
+from engine.submission.address_policy import (
     NULL_SENDER,
     null_sender_recipient_problem,
     recipient_problem,
     sender_problem,
 )
-from engine.auth_throttle import Admission, AuthThrottle, client_key
-from engine.clock import Clock
-from engine.header_section import MalformedHeader
-from engine.model import Tenant
-from engine.passwords import verify_password_async
-from engine.records import Record, RecordType, Response, parse_enhanced_code
-from engine.smtp_policy import Envelope, Reply, Session
-from engine.spool import Spool
-from engine.store import Store
+from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
+from engine.submission.passwords import verify_password_async
+from engine.submission.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from email.utils import formatdate, getaddresses
 
 from engine.header_section import parse_header_section
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
-from engine.records import Record, RecordType
+from engine.records.record import Record, RecordType
 
 CAMPAIGN_HEADER = b"x-campaign"
 _CAMPAIGN_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

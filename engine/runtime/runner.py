@@ -13,7 +13,7 @@ and exits 0 when they all have. A worker that fails to start stops the
 others (exit 1). A worker that dies later is logged (pid, exit status or
 signal) and forked again on the same sockets after a delay that grows with
 repeated crashes; too many crashes in a short window stop the others (exit
-1, so systemd restarts the service); the decisions are ``engine.restarts``'.
+1, so systemd restarts the service); the decisions are ``engine.runtime.restarts``'.
 A supervisor that dies takes its workers with it.
 """
 
@@ -40,10 +40,10 @@ import uvloop
 from prometheus_client.multiprocess import mark_process_dead
 
 from config import ConfigError, Settings
-from engine import metrics
-from engine.app import Engine, Role, accepted_pipe, bind_listeners, prepare
-from engine.logs import configure_logging
-from engine.restarts import RestartPolicy, RestartSchedule
+from engine.records import metrics
+from engine.records.logs import configure_logging
+from engine.runtime.app import Engine, Role, accepted_pipe, bind_listeners, prepare
+from engine.runtime.restarts import RestartPolicy, RestartSchedule
 
 Addresses = dict[str, list[tuple[str, int]]]
 _PR_SET_PDEATHSIG = 1

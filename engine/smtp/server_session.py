@@ -2,9 +2,9 @@
 
 Owns one connection's command sequencing, limits and timeouts, the STARTTLS
 switch and the AUTH PLAIN / LOGIN exchanges (RFC 4954, RFC 4616), driven by
-``engine.smtp_wire``'s pure reader (bytes in, events out). What to accept is
-asked of an ``SmtpHandler`` (``engine.smtp_policy``); this module never decides
-policy. It owns no socket: ``engine.smtp_server`` gives it a ``Connection``
+``engine.smtp.reader``'s pure reader (bytes in, events out). What to accept is
+asked of an ``SmtpHandler`` (``engine.smtp.handler``); this module never decides
+policy. It owns no socket: ``engine.smtp.server`` gives it a ``Connection``
 (buffered input, batched output) and runs ``SmtpSession.run`` as a task.
 
 In: a ``ServerConfig`` (validated once, immutable), the handler and the
@@ -51,8 +51,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
-from engine.smtp_policy import Envelope, Reply, Session, SmtpHandler
-from engine.smtp_wire import (
+from engine.smtp.handler import Envelope, Reply, Session, SmtpHandler
+from engine.smtp.reader import (
     CommandError,
     CommandLine,
     Event,
@@ -131,7 +131,7 @@ class ServerConfig:
 
 
 class Connection(Protocol):
-    """The transport glue a session talks through (``engine.smtp_server``)."""
+    """The transport glue a session talks through (``engine.smtp.server``)."""
 
     @property
     def transport(self) -> asyncio.Transport: ...

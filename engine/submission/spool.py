@@ -1,10 +1,10 @@
 """The spool: durable acceptance of submissions, group-committed.
 
 Sessions hand a submission and its records to ``Spool.commit`` and wait for
-the store to commit them (``engine.group_commit``). Records without a
+the store to commit them (``engine.store.group_commit``). Records without a
 submission (Rejection) ride along in the next batch without a waiter. Each
 batch asks the store once per tenant which recipients are suppressed
-(``engine.acceptance.suppress``), not once per message. The JSON record log
+(``engine.submission.acceptance.suppress``), not once per message. The JSON record log
 is written after the commit, so it never shows a record the store does not
 have.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from engine.acceptance import suppress
-from engine.group_commit import GroupCommit
 from engine.model import Submission
-from engine.record_log import RecordLog
-from engine.records import Record
+from engine.records.log import RecordLog
+from engine.records.record import Record
 from engine.store import Store
+from engine.store.group_commit import GroupCommit
+from engine.submission.acceptance import suppress
 
 Accepted = tuple[Submission | None, Sequence[Record]]
 

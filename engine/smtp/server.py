@@ -1,13 +1,13 @@
-"""The SMTP listener: asyncio sockets around ``engine.smtp_session``'s dialogue.
+"""The SMTP listener: asyncio sockets around ``engine.smtp.server_session``'s dialogue.
 
 Owns the listening socket, the transport glue of each connection (input
 buffering, output batching, flow control, the STARTTLS switch) and one
 ``SmtpSession`` task per connection. The dialogue itself (RFC 5321, STARTTLS,
-AUTH) and ``ServerConfig`` live in ``engine.smtp_session``; ``ServerConfig`` is
+AUTH) and ``ServerConfig`` live in ``engine.smtp.server_session``; ``ServerConfig`` is
 re-exported here.
 
 In: a ``ServerConfig`` (validated once, immutable) and an ``SmtpHandler``
-(``engine.smtp_policy``). Out: connections handed to sessions, and a ``421``
+(``engine.smtp.handler``). Out: connections handed to sessions, and a ``421``
 without ``handler.on_rejection`` to connections refused while the process is
 over ``max_sessions`` or stopping.
 
@@ -30,8 +30,8 @@ import socket
 import ssl
 from typing import Final, cast
 
-from engine.smtp_policy import Reply, SmtpHandler
-from engine.smtp_session import SHUTTING_DOWN, ServerConfig, SmtpSession
+from engine.smtp.handler import Reply, SmtpHandler
+from engine.smtp.server_session import SHUTTING_DOWN, ServerConfig, SmtpSession
 
 __all__ = ["LISTEN_BACKLOG", "ServerConfig", "SmtpServer"]
 

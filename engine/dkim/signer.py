@@ -4,7 +4,7 @@ Owns:
 
 * :class:`KeyCache`: (domain, selector) → parsed private key. A key is parsed
   once, from the PEM that the injected loader returns (the loader unseals it,
-  see ``engine.sealing``); parsing reuses :func:`engine.dkim_keys.load_private_key`.
+  see ``engine.sealing``); parsing reuses :func:`engine.dkim.keys.load_private_key`.
   Rotation is a new selector, so old and new keys are usable side by side.
 * :class:`DkimSigner`: message bytes in, the ``DKIM-Signature`` header field
   out (:meth:`DkimSigner.signature_header`), or the signed message
@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from engine import header_section
-from engine.dkim_keys import ALGORITHMS, DkimKeyError, DkimPrivateKey, load_private_key
+from engine.dkim.keys import ALGORITHMS, DkimKeyError, DkimPrivateKey, load_private_key
 
 SIGNED_FIELDS: Final = frozenset(
     {

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from engine.acceptance import domain_of
-from engine.smtp_policy import Reply
+from engine.smtp.handler import Reply
+from engine.submission.acceptance import domain_of
 
 _LABEL = r"(?!-)[A-Za-z0-9\u0080-\U0010ffff-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+\.?$")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.outcome import Outcome
+from engine.delivery.outcome import Outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.records import Record
+from engine.records.record import Record
 
 log = logging.getLogger(__name__)
 

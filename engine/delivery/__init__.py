@@ -1,0 +1,14 @@
+"""Delivery orchestration: claim, sign, hand to a deliverer, settle.
+
+Owns the delivery service (``service``), the seam to whatever sends bytes
+(``transport.Deliverer``, implemented by ``smtp_out``), attempt outcomes
+(``outcome``) and their bounce classification (``bounce_classify``), what an
+outcome does to a message (``settling``, ``retry``) and the operator's hand
+on the queue (``queue_admin``).
+
+May import: ``engine.store``, ``engine.dkim``, ``engine.records``, the core.
+Never ``smtp_out``: the composition root injects the deliverer.
+
+Invariants: a message is settled only by the holder of its lease; an
+unexpected error parks it as shunted, never drops it.
+"""
