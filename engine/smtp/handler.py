@@ -14,36 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An SMTP reply: ``code``, enhanced status code ``"x.y.z"`` and text."""
-
-    code: int
-    enhanced: str
-    text: str
-    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
-    """``encode``'s result, kept: most replies are constants sent again and again."""
-
-    def encode(self) -> bytes:
-        """The reply as wire bytes; multi-line when ``text`` has newlines."""
-        wire = self._wire
-        if wire is None:
-            lines = self.text.split("\n")
-            out = []
-            for i, line in enumerate(lines):
-                sep = " " if i == len(lines) - 1 else "-"
-                prefix = (
-                    f"{self.code}{sep}{self.enhanced} " if self.enhanced else f"{self.code}{sep}"
-                )
-                out.append(f"{prefix}{line}\r\n")
-            wire = "".join(out).encode("utf-8")
-            object.__setattr__(self, "_wire", wire)  # a cache on a frozen reply
-        return wire
-
-    @property
-    def is_positive(self) -> bool:
-        return self.code < 400
+from engine.smtp.reply import Reply
 
 
 @dataclass(slots=True)

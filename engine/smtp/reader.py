@@ -57,7 +57,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from engine.smtp.handler import Reply
+from engine.smtp.reply import Reply
 
 __all__ = [
     "CommandError",

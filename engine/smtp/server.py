@@ -30,7 +30,8 @@ import socket
 import ssl
 from typing import Final, cast
 
-from engine.smtp.handler import Reply, SmtpHandler
+from engine.smtp.handler import SmtpHandler
+from engine.smtp.reply import Reply
 from engine.smtp.server_session import SHUTTING_DOWN, ServerConfig, SmtpSession
 
 __all__ = ["LISTEN_BACKLOG", "ServerConfig", "SmtpServer"]

@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
-from engine.smtp.handler import Envelope, Reply, Session, SmtpHandler
+from engine.smtp.handler import Envelope, Session, SmtpHandler
 from engine.smtp.reader import (
     CommandError,
     CommandLine,
@@ -63,6 +63,7 @@ from engine.smtp.reader import (
     parse_command,
     parse_path,
 )
+from engine.smtp.reply import Reply
 
 __all__ = ["SHUTTING_DOWN", "Connection", "Listener", "ServerConfig", "SmtpSession"]
 

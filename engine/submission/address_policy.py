@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from engine.smtp.handler import Reply
+from engine.smtp.reply import Reply
 from engine.submission.acceptance import domain_of
 
 _LABEL = r"(?!-)[A-Za-z0-9\u0080-\U0010ffff-]{1,63}(?<!-)"

@@ -30,7 +30,8 @@ from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.records import metrics
 from engine.records.record import Record, RecordType, Response, parse_enhanced_code
-from engine.smtp.handler import Envelope, Reply, Session
+from engine.smtp.handler import Envelope, Session
+from engine.smtp.reply import Reply
 from engine.store import Store
 from engine.submission.acceptance import (
     Reception,

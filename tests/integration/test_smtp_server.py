@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from engine.smtp.handler import Envelope, Reply, Session
+from engine.smtp.handler import Envelope, Session
+from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 
 USER, PASSWORD = "alice", "s3cret"

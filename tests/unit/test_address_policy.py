@@ -1,6 +1,6 @@
 import pytest
 
-from engine.smtp.handler import Reply
+from engine.smtp.reply import Reply
 from engine.submission.address_policy import (
     BAD_DOMAIN,
     NULL_SENDER_RECIPIENT_REFUSED,

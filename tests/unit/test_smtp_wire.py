@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from engine.smtp.handler import Reply
 from engine.smtp.reader import (
     CommandError,
     CommandLine,
@@ -16,6 +15,7 @@ from engine.smtp.reader import (
     parse_command,
     parse_path,
 )
+from engine.smtp.reply import Reply
 
 MAX = 1000
 

@@ -1,0 +1,103 @@
+"""The SMTP vocabulary both sides speak: replies, enhanced status codes, stages.
+
+One reply type for the server (what it sends), the client (what it receives),
+the bounce classifier, log records and DSN parsing: :class:`Reply`. Its
+enhanced status code (RFC 3463, ``class.subject.detail``) is read by one
+parser, :func:`parse_enhanced_code`. :class:`Stage` names the command a reply
+answers (or the moment of the session, for the greeting and a connection
+that failed).
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Stage(enum.StrEnum):
+    """What a reply answers: a command, or a moment of the session."""
+
+    CONNECT = "connect"
+    """Opening the connection (no reply: a failure to connect)."""
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    HELO = "helo"
+    LHLO = "lhlo"
+    STARTTLS = "starttls"
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    """The reply to ``DATA`` itself (354 or a refusal)."""
+    DOT = "dot"
+    """The reply to the end of the message (``<CRLF>.<CRLF>``)."""
+    BDAT = "bdat"
+    RSET = "rset"
+    NOOP = "noop"
+    QUIT = "quit"
+
+
+class EnhancedCode(NamedTuple):
+    """An enhanced status code (RFC 3463): ``5.7.1`` is ``(5, 7, 1)``."""
+
+    klass: int
+    subject: int
+    detail: int
+
+    def __str__(self) -> str:
+        return f"{self.klass}.{self.subject}.{self.detail}"
+
+
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})")
+
+
+def parse_enhanced_code(text: str) -> EnhancedCode | None:
+    """``"5.7.1"`` as ``EnhancedCode(5, 7, 1)``; None when ``text`` is not one
+    (RFC 3463 §2: class 2, 4 or 5, subject and detail of one to three digits)."""
+    match = _ENHANCED.fullmatch(text.strip())
+    if match is None:
+        return None
+    return EnhancedCode(int(match[1]), int(match[2]), int(match[3]))
+
+
+def split_enhanced_code(line: str) -> tuple[EnhancedCode | None, str]:
+    """A reply line's leading enhanced code, if any, and the text after it."""
+    head, _, rest = line.partition(" ")
+    code = parse_enhanced_code(head)
+    return (code, rest) if code is not None else (None, line)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply: ``code``, enhanced status code ``"x.y.z"`` (``""`` when
+    none) and text."""
+
+    code: int
+    enhanced: str
+    text: str
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """``encode``'s result, kept: most replies are constants sent again and again."""
+
+    def encode(self) -> bytes:
+        """The reply as wire bytes; multi-line when ``text`` has newlines."""
+        wire = self._wire
+        if wire is None:
+            lines = self.text.split("\n")
+            out = []
+            for i, line in enumerate(lines):
+                sep = " " if i == len(lines) - 1 else "-"
+                prefix = (
+                    f"{self.code}{sep}{self.enhanced} " if self.enhanced else f"{self.code}{sep}"
+                )
+                out.append(f"{prefix}{line}\r\n")
+            wire = "".join(out).encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # a cache on a frozen reply
+        return wire
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
