@@ -21,6 +21,8 @@ from typing import NamedTuple
 class Stage(enum.StrEnum):
     """What a reply answers: a command, or a moment of the session."""
 
+    DNS = "dns"
+    """Finding the destination's hosts (no reply: a failure to resolve)."""
     CONNECT = "connect"
     """Opening the connection (no reply: a failure to connect)."""
     GREETING = "greeting"
@@ -52,33 +54,41 @@ class EnhancedCode(NamedTuple):
         return f"{self.klass}.{self.subject}.{self.detail}"
 
 
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})")
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|\Z)")
+"""An enhanced status code and the whitespace after it (RFC 3463 §2: class 2, 4
+or 5, subject and detail of one to three digits)."""
 
 
 def parse_enhanced_code(text: str) -> EnhancedCode | None:
-    """``"5.7.1"`` as ``EnhancedCode(5, 7, 1)``; None when ``text`` is not one
-    (RFC 3463 §2: class 2, 4 or 5, subject and detail of one to three digits)."""
-    match = _ENHANCED.fullmatch(text.strip())
-    if match is None:
+    """``"5.7.1"`` as ``EnhancedCode(5, 7, 1)``; None when ``text`` (stripped)
+    is not one."""
+    text = text.strip()
+    match = _ENHANCED.match(text)
+    if match is None or match.end() != len(text):
         return None
     return EnhancedCode(int(match[1]), int(match[2]), int(match[3]))
 
 
 def split_enhanced_code(line: str) -> tuple[EnhancedCode | None, str]:
-    """A reply line's leading enhanced code, if any, and the text after it."""
-    head, _, rest = line.partition(" ")
-    code = parse_enhanced_code(head)
-    return (code, rest) if code is not None else (None, line)
+    """A reply line's leading enhanced code, if any, and the rest of the line
+    after the code and the whitespace that follows it."""
+    match = _ENHANCED.match(line)
+    if match is None:
+        return None, line
+    return EnhancedCode(int(match[1]), int(match[2]), int(match[3])), line[match.end() :]
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
     """An SMTP reply: ``code``, enhanced status code ``"x.y.z"`` (``""`` when
-    none) and text."""
+    none), text, and the ``stage`` it answers where that matters (the client's
+    replies; the server's go without one)."""
 
     code: int
     enhanced: str
     text: str
+    stage: Stage | None = None
+    """Not part of the wire bytes."""
     _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
     """``encode``'s result, kept: most replies are constants sent again and again."""
 
@@ -101,3 +111,12 @@ class Reply:
     @property
     def is_positive(self) -> bool:
         return self.code < 400
+
+    @property
+    def enhanced_code(self) -> EnhancedCode | None:
+        return parse_enhanced_code(self.enhanced)
+
+    def __str__(self) -> str:
+        """One line, e.g. ``550 5.1.1 no such user``."""
+        middle = f" {self.enhanced}" if self.enhanced else ""
+        return f"{self.code}{middle} {self.text}"
