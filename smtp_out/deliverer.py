@@ -37,9 +37,11 @@ from collections.abc import Iterator, Mapping
 
 from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
 from engine.clock import Clock
-from engine.delivery.bounce_classify import BounceClassifier, outcome_for_reply
-from engine.delivery.outcome import Outcome, Scope, SmtpReply
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.outcome import CONNECTION_SCOPES, Outcome
+from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.smtp.reply import Reply, Stage
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
 from smtp_out.pool import Congested, ConnectionPool, Lane
 from smtp_out.session import (
@@ -55,7 +57,6 @@ from smtp_out.site_policy import SiteLimits, SitePolicy
 from smtp_out.wire import ConnectionGauge
 
 SWEEP_INTERVAL_SECONDS = 1.0
-_CONNECTION_SCOPES = (Scope.SESSION, Scope.SITE)
 
 
 class SmtpDeliverer:
@@ -120,8 +121,8 @@ class SmtpDeliverer:
         lane: Lane = (source.name, route.site)
         slot = await self._pool.checkout(lane)
         if isinstance(slot, Congested):
-            reply = SmtpReply(451, "4.4.5", slot.reason, "connect")
-            outcome = outcome_for_reply(reply, self._classifier, "connect")
+            reply = Reply(451, "4.4.5", slot.reason, Stage.CONNECT)
+            outcome = outcome_for_reply(reply, self._classifier)
             return self._report(outcome, route, source)
         kept: SmtpSession | None = None
         try:
@@ -156,7 +157,7 @@ class SmtpDeliverer:
         if reused is not None:
             outcome = await self._send(reused, message, lane)
             last = self._report(outcome, route, source, reused.peer, reused)
-            if outcome.scope not in _CONNECTION_SCOPES:
+            if outcome.scope not in CONNECTION_SCOPES:
                 return reused, last
             await reused.close()
         for peer in self._peers(route, source):
@@ -167,14 +168,13 @@ class SmtpDeliverer:
                 continue
             outcome = await self._send(opened, message, lane)
             last = self._report(outcome, route, source, peer, opened)
-            if outcome.scope not in _CONNECTION_SCOPES:
+            if outcome.scope not in CONNECTION_SCOPES:
                 return opened, last
             await opened.close()
         if last is None:
             text = f"no MX address reachable from source {source.name} ({source.address})"
-            outcome = outcome_for_reply(
-                SmtpReply(451, "4.4.4", text, "connect"), self._classifier, "connect"
-            )
+            reply = Reply(451, "4.4.4", text, Stage.CONNECT)
+            outcome = outcome_for_reply(reply, self._classifier)
             last = self._report(outcome, route, source)
         return None, last
 
@@ -219,10 +219,10 @@ class SmtpDeliverer:
 
     def _dns_outcome(self, failure: DnsFailure) -> Outcome:
         if failure.permanent:
-            reply = SmtpReply(550, "5.1.2", failure.reason, "DNS")
+            reply = Reply(550, "5.1.2", failure.reason, Stage.DNS)
         else:
-            reply = SmtpReply(451, "4.4.3", failure.reason, "DNS")
-        outcome = outcome_for_reply(reply, self._classifier, "connect")
+            reply = Reply(451, "4.4.3", failure.reason, Stage.DNS)
+        outcome = outcome_for_reply(reply, self._classifier)
         return dataclasses.replace(outcome, classification=failure.classification)
 
     @staticmethod

@@ -8,8 +8,8 @@ SMTP settings not yet in ``config``.
 In: a ``Peer`` (MX host name, address, port), a ``Source`` (address to bind,
 EHLO name), ``ClientSettings``, and one ``OutboundMessage`` per ``send``.
 Out: an ``Outcome`` for every attempt, made by
-``engine.delivery.bounce_classify.outcome_for_reply`` from the reply and the stage
-that it answers. Local failures arrive as synthesised replies
+``engine.delivery.reply_outcome.outcome_for_reply`` from the reply, which
+carries the stage it answers. Local failures arrive as synthesised replies
 (``smtp_out.wire``); those after the greeting concern this connection, so
 their scope is at least ``SESSION``. Results are values, never exceptions.
 
@@ -48,9 +48,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from engine.delivery.bounce_classify import BounceClassifier, outcome_for_reply
-from engine.delivery.outcome import Outcome, Scope, SmtpReply
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.outcome import CONNECTION_SCOPES, Outcome, Scope
+from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import OutboundMessage
+from engine.smtp.reply import Reply, Stage
 from smtp_out.wire import (
     ConnectionGauge,
     ReplyProtocol,
@@ -66,9 +68,8 @@ from smtp_out.wire import (
 
 UNBOUND_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
 _UNSAFE = re.compile(r"[\x00-\x20\x7f<>]")
-_CONNECTION_SCOPES = (Scope.SESSION, Scope.SITE)
-_STEPS = (("mail", "MAIL FROM", (250,)), ("rcpt", "RCPT TO", (250, 251)), ("data", "DATA", (354,)))
-"""Stage, command name and the good reply codes of the commands before the data."""
+_STEPS = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
+"""Stage and the good reply codes of the commands before the data."""
 
 
 class TlsMode(enum.StrEnum):
@@ -136,10 +137,9 @@ class OpenFailure:
 class _Refused(Exception):
     """The server answered the greeting or EHLO, but refuses the session."""
 
-    def __init__(self, reply: SmtpReply, stage: str) -> None:
+    def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))
         self.reply = reply
-        self.stage = stage
 
 
 class SmtpSession:
@@ -169,18 +169,18 @@ class SmtpSession:
         """In step with the server and still connected: may carry another message."""
         return not self._broken and self._protocol.is_connected
 
-    def outcome(self, reply: SmtpReply, stage: str) -> Outcome:
+    def outcome(self, reply: Reply) -> Outcome:
         """The outcome of a remote reply; a 421 or a connection-scope one breaks the session."""
-        outcome = outcome_for_reply(reply, self._classifier, stage)
-        if reply.code == 421 or outcome.scope in _CONNECTION_SCOPES:
+        outcome = outcome_for_reply(reply, self._classifier)
+        if reply.code == 421 or outcome.scope in CONNECTION_SCOPES:
             self._broken = True
         return outcome
 
     def local_outcome(self, failure: WireFailure) -> Outcome:
         """The outcome of a local failure: it concerns this connection at least."""
         self._broken = True
-        outcome = outcome_for_reply(failure.reply, self._classifier, failure.stage)
-        if outcome.scope not in _CONNECTION_SCOPES:
+        outcome = outcome_for_reply(failure.reply, self._classifier)
+        if outcome.scope not in CONNECTION_SCOPES:
             outcome = dataclasses.replace(outcome, scope=Scope.SESSION)
         return outcome
 
@@ -200,7 +200,7 @@ class SmtpSession:
         """
         if polite and self.usable:
             try:
-                send_bytes(self._protocol, b"QUIT\r\n", "quit", "QUIT")
+                send_bytes(self._protocol, b"QUIT\r\n", Stage.QUIT)
             except WireFailure:
                 polite = False
         self._broken = True
@@ -217,22 +217,22 @@ class SmtpSession:
         else:
             failed = await self._one_by_one(mail_line, rcpt_line)
         if failed is not None:
-            return await self._reset_after(*failed)
+            return await self._reset_after(failed)
         return await self._send_data(message.data)
 
-    async def _pipelined(self, mail_line: bytes, rcpt_line: bytes) -> tuple[SmtpReply, str] | None:
+    async def _pipelined(self, mail_line: bytes, rcpt_line: bytes) -> Reply | None:
         """MAIL, RCPT, DATA in one write (RFC 2920); the first failed reply, if any.
 
         A 421 or a lost connection ends the reading: what was refused before
         it is the outcome, the session is over.
         """
         commands = b"\r\n".join((mail_line, rcpt_line, b"DATA\r\n"))
-        send_bytes(self._protocol, commands, "mail", "MAIL FROM")
+        send_bytes(self._protocol, commands, Stage.MAIL)
         timeout = self._settings.command_timeout_seconds
-        failed: tuple[SmtpReply, str] | None = None
-        for stage, command, good in _STEPS:
+        failed: Reply | None = None
+        for stage, good in _STEPS:
             try:
-                reply = await read_reply(self._protocol, stage, command, timeout)
+                reply = await read_reply(self._protocol, stage, timeout)
             except WireFailure:
                 if failed is None:
                     raise
@@ -240,52 +240,49 @@ class SmtpSession:
                 return failed
             if reply.code == 421:
                 self._broken = True
-                return failed or (reply, stage)
+                return failed or reply
             if failed is None and reply.code not in good:
-                failed = self._unexpected(reply, stage, expected=good[0])
+                failed = self._unexpected(reply, expected=good[0])
         if failed is not None and reply.code == 354:
             try:
-                send_bytes(self._protocol, b".\r\n", "dot", "DATA")
-                await read_reply(self._protocol, "dot", "DATA", timeout)
+                send_bytes(self._protocol, b".\r\n", Stage.DOT)
+                await read_reply(self._protocol, Stage.DOT, timeout)
             except WireFailure:
                 self._broken = True
         return failed
 
-    async def _one_by_one(self, mail_line: bytes, rcpt_line: bytes) -> tuple[SmtpReply, str] | None:
+    async def _one_by_one(self, mail_line: bytes, rcpt_line: bytes) -> Reply | None:
         timeout = self._settings.command_timeout_seconds
-        for line, (stage, command, good) in zip(
-            (mail_line, rcpt_line, b"DATA"), _STEPS, strict=True
-        ):
-            reply = await self._command(line, stage, command, timeout)
+        for line, (stage, good) in zip((mail_line, rcpt_line, b"DATA"), _STEPS, strict=True):
+            reply = await self._command(line, stage, timeout)
             if reply.code not in good:
-                return self._unexpected(reply, stage, expected=good[0])
+                return self._unexpected(reply, expected=good[0])
         return None
 
     @staticmethod
-    def _unexpected(reply: SmtpReply, stage: str, *, expected: int) -> tuple[SmtpReply, str]:
+    def _unexpected(reply: Reply, *, expected: int) -> Reply:
         """A failure reply as is; a success code where another was due is out of step."""
         if 200 <= reply.code < 400:
             text = f"unexpected reply {reply.code} where {expected} was due: {reply.text}"
-            raise WireFailure(stage, SmtpReply(451, "4.5.0", text, reply.command))
-        return reply, stage
+            raise WireFailure(Reply(451, "4.5.0", text, reply.stage))
+        return reply
 
     def _refusal(self, message: OutboundMessage) -> Outcome | None:
         """A permanent failure decided before anything is sent, if any."""
         for address, stage, bad_syntax in (
-            (message.sender, "mail", "5.1.7"),
-            (message.recipient, "rcpt", "5.1.3"),
+            (message.sender, Stage.MAIL, "5.1.7"),
+            (message.recipient, Stage.RCPT, "5.1.3"),
         ):
-            command = "MAIL FROM" if stage == "mail" else "RCPT TO"
             if _UNSAFE.search(address):
                 text = "address cannot be sent in an SMTP command"
-                return self.outcome(SmtpReply(553, bad_syntax, text, command), stage)
+                return self.outcome(Reply(553, bad_syntax, text, stage))
             if not address.isascii() and "smtputf8" not in self.extensions:
                 text = "non-ASCII address not permitted: the server does not offer SMTPUTF8"
-                return self.outcome(SmtpReply(553, "5.6.7", text, command), stage)
+                return self.outcome(Reply(553, "5.6.7", text, stage))
         limit = self._size_limit()
         if limit is not None and len(message.data) > limit:
             text = f"message size exceeds fixed maximum message size of {limit} octets"
-            return self.outcome(SmtpReply(552, "5.3.4", text, "MAIL FROM"), "mail")
+            return self.outcome(Reply(552, "5.3.4", text, Stage.MAIL))
         return None
 
     def _size_limit(self) -> int | None:
@@ -302,13 +299,13 @@ class SmtpSession:
             params.append("SMTPUTF8")
         return " ".join(params).encode()
 
-    async def _reset_after(self, reply: SmtpReply, stage: str) -> Outcome:
+    async def _reset_after(self, reply: Reply) -> Outcome:
         """The outcome of a transaction that failed before its data; RSET if it goes on."""
-        outcome = self.outcome(reply, stage)
+        outcome = self.outcome(reply)
         if not self._broken:
             timeout = self._settings.command_timeout_seconds
             try:
-                reset = await self._command(b"RSET", "rset", "RSET", timeout)
+                reset = await self._command(b"RSET", Stage.RSET, timeout)
             except WireFailure:
                 self._broken = True
             else:
@@ -316,16 +313,16 @@ class SmtpSession:
         return outcome
 
     async def _send_data(self, data: bytes) -> Outcome:
-        send_bytes(self._protocol, [chunk for chunk in stuff(data) if chunk], "dot", "DATA")
+        send_bytes(self._protocol, [chunk for chunk in stuff(data) if chunk], Stage.DOT)
         timeout = self._settings.data_timeout_seconds
-        reply = await read_reply(self._protocol, "dot", "DATA", timeout)
+        reply = await read_reply(self._protocol, Stage.DOT, timeout)
         if 300 <= reply.code < 400:
-            raise WireFailure("dot", SmtpReply(451, "4.5.0", f"unexpected reply {reply}", "DATA"))
-        return self.outcome(reply, "dot")
+            raise WireFailure(Reply(451, "4.5.0", f"unexpected reply {reply}", Stage.DOT))
+        return self.outcome(reply)
 
-    async def _command(self, line: bytes, stage: str, command: str, seconds: float) -> SmtpReply:
-        send_bytes(self._protocol, line + b"\r\n", stage, command)
-        return await read_reply(self._protocol, stage, command, seconds)
+    async def _command(self, line: bytes, stage: Stage, seconds: float) -> Reply:
+        send_bytes(self._protocol, line + b"\r\n", stage)
+        return await read_reply(self._protocol, stage, seconds)
 
 
 async def open_session(
@@ -347,7 +344,7 @@ async def open_session(
         raise
     if refused is not None:
         await close_protocol(protocol, abort=True)
-        return OpenFailure(outcome_for_reply(refused, classifier, "connect"))
+        return OpenFailure(outcome_for_reply(refused, classifier))
     session = SmtpSession(protocol, peer, source, settings, classifier)
     in_tls = False
     try:
@@ -358,12 +355,12 @@ async def open_session(
             in_tls = False
         if settings.tls is TlsMode.REQUIRED and session.tls_version is None:
             text = "TLS is required and the server does not offer STARTTLS"
-            raise _Refused(SmtpReply(451, "4.7.10", text, "STARTTLS"), "starttls")
+            raise _Refused(Reply(451, "4.7.10", text, Stage.STARTTLS))
     except WireFailure as failure:
         await close_protocol(protocol, abort=True)
         return OpenFailure(session.local_outcome(failure), tls_broken=in_tls)
     except _Refused as refusal:
-        outcome = session.outcome(refusal.reply, refusal.stage)
+        outcome = session.outcome(refusal.reply)
         await session.close(polite=True)
         return OpenFailure(outcome)
     except BaseException:
@@ -378,7 +375,7 @@ async def _connect(
     peer: Peer,
     source: Source,
     settings: ClientSettings,
-) -> SmtpReply | None:
+) -> Reply | None:
     """The synthesised reply of a failed connection, or None once connected."""
     timeout = settings.connect_timeout_seconds
     try:
@@ -387,19 +384,20 @@ async def _connect(
                 lambda: protocol, peer.address, peer.port, local_addr=source.bind_address
             )
     except TimeoutError:
-        return SmtpReply(451, "4.4.1", f"connection timed out after {timeout:g} s", "connect")
+        text = f"connection timed out after {timeout:g} s"
+        return Reply(451, "4.4.1", text, Stage.CONNECT)
     except ConnectionRefusedError:
-        return SmtpReply(451, "4.4.1", "connection refused", "connect")
+        return Reply(451, "4.4.1", "connection refused", Stage.CONNECT)
     except OSError as exc:
-        return SmtpReply(451, "4.4.1", f"cannot connect: {exc.strerror or exc}", "connect")
+        return Reply(451, "4.4.1", f"cannot connect: {exc.strerror or exc}", Stage.CONNECT)
     return None
 
 
 async def _greet(session: SmtpSession, protocol: ReplyProtocol, settings: ClientSettings) -> None:
     timeout = settings.greeting_timeout_seconds
-    greeting = await read_reply(protocol, "greeting", "connect", timeout)
+    greeting = await read_reply(protocol, Stage.GREETING, timeout)
     if greeting.code != 220:
-        raise _Refused(greeting, "greeting")
+        raise _Refused(greeting)
     await _hello(session, protocol, settings)
 
 
@@ -407,20 +405,20 @@ async def _hello(session: SmtpSession, protocol: ReplyProtocol, settings: Client
     """EHLO, or HELO when EHLO gets a 5xx (RFC 5321 §4.1.4)."""
     name = session.source.ehlo_hostname
     timeout = settings.ehlo_timeout_seconds
-    send_bytes(protocol, f"EHLO {name}\r\n".encode(), "ehlo", "EHLO")
-    response = await read_response(protocol, "ehlo", "EHLO", timeout)
+    send_bytes(protocol, f"EHLO {name}\r\n".encode(), Stage.EHLO)
+    response = await read_response(protocol, Stage.EHLO, timeout)
     if response.code == 250:
         session.extensions = _keywords(response.message)
         return
-    reply = reply_from_response(response, "EHLO")
+    reply = reply_from_response(response, Stage.EHLO)
     if 500 <= reply.code < 600 and reply.code != 521:
-        send_bytes(protocol, f"HELO {name}\r\n".encode(), "helo", "HELO")
-        reply = await read_reply(protocol, "helo", "HELO", timeout)
+        send_bytes(protocol, f"HELO {name}\r\n".encode(), Stage.HELO)
+        reply = await read_reply(protocol, Stage.HELO, timeout)
         if reply.code == 250:
             session.extensions = {}
             return
-        raise _Refused(reply, "helo")
-    raise _Refused(reply, "ehlo")
+        raise _Refused(reply)
+    raise _Refused(reply)
 
 
 def _keywords(ehlo_text: str) -> dict[str, str]:
@@ -443,7 +441,7 @@ async def _start_tls(
     refusal = await start_tls(protocol, _sni(session.peer.host), timeout)
     if refusal is not None:
         if refusal.code == 421 or settings.tls is TlsMode.REQUIRED:
-            raise _Refused(refusal, "starttls")
+            raise _Refused(refusal)
         return
     ssl_object = protocol.ssl_object()
     if ssl_object is not None:

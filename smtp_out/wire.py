@@ -4,12 +4,12 @@ Owns ``ReplyProtocol`` (aiosmtplib's low-level ``SMTPProtocol``, adapted for
 pipelining), the helpers ``send_bytes``/``read_response``/``read_reply`` that
 turn every local or network failure into a ``WireFailure`` carrying a
 synthesised reply, the conversion of aiosmtplib responses into
-``SmtpReply`` (enhanced status codes split off, RFC 3463), and ``stuff``
-(dot-stuffing, RFC 5321 §4.5.2).
+``engine.smtp.reply.Reply`` (enhanced status codes split off, RFC 3463), and
+``stuff`` (dot-stuffing, RFC 5321 §4.5.2).
 
-In: bytes to send, a stage name (``engine.delivery.bounce_classify.STAGE_SCOPES``)
-and a timeout per read. Out: ``SmtpReply`` values, or ``WireFailure`` whose
-reply reads like a remote one:
+In: bytes to send, the ``Stage`` they belong to and a timeout per read. Out:
+``Reply`` values stamped with their stage, or ``WireFailure`` whose reply reads
+like a remote one:
 
 - no reply in time: ``451 4.4.2 timed out waiting for the reply to CMD``;
 - connection closed, reset or unwritable: ``451 4.4.2 connection dropped``;
@@ -30,7 +30,6 @@ the protocol that the connection is gone.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections.abc import Sequence
 from typing import cast
@@ -41,11 +40,10 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from prometheus_client import Gauge
 
-from engine.delivery.outcome import SmtpReply
 from engine.records.metrics import OPEN_CONNECTIONS
+from engine.smtp.reply import Reply, Stage, split_enhanced_code
 
 CLOSE_TIMEOUT_SECONDS = 5.0
-_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
 
 class ConnectionGauge:
@@ -69,11 +67,11 @@ class ConnectionGauge:
 
 
 class WireFailure(Exception):
-    """The dialogue broke locally (timeout, drop, garbage); ``reply`` says how."""
+    """The dialogue broke locally (timeout, drop, garbage); ``reply`` says how, and at
+    which stage."""
 
-    def __init__(self, stage: str, reply: SmtpReply) -> None:
+    def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))
-        self.stage = stage
         self.reply = reply
 
 
@@ -170,31 +168,30 @@ def _abort(transport: asyncio.BaseTransport) -> None:
     cast(asyncio.WriteTransport, transport).abort()
 
 
-def reply_from_response(response: SMTPResponse, command: str) -> SmtpReply:
-    """An aiosmtplib response as an ``SmtpReply``, the enhanced code split off each line."""
+def reply_from_response(response: SMTPResponse, stage: Stage) -> Reply:
+    """An aiosmtplib response as a ``Reply`` to ``stage``, the enhanced code split off
+    each line."""
     lines = response.message.split("\n")
-    match = _ENHANCED.match(lines[0])
-    enhanced = match.group(1) if match else None
+    enhanced, _ = split_enhanced_code(lines[0])
     texts = []
     for line in lines:
-        found = _ENHANCED.match(line)
-        texts.append(line[found.end() :] if found and found.group(1) == enhanced else line)
-    return SmtpReply(response.code, enhanced, " ".join(t for t in texts if t), command)
+        found, rest = split_enhanced_code(line)
+        texts.append(rest if found is not None and found == enhanced else line)
+    text = " ".join(t for t in texts if t)
+    return Reply(response.code, "" if enhanced is None else str(enhanced), text, stage)
 
 
-def dropped(stage: str, command: str, exc: BaseException | None = None) -> WireFailure:
+def dropped(stage: Stage, exc: BaseException | None = None) -> WireFailure:
     detail = f": {exc}" if exc is not None and str(exc) else ""
-    return WireFailure(stage, SmtpReply(451, "4.4.2", f"connection dropped{detail}", command))
+    return WireFailure(Reply(451, "4.4.2", f"connection dropped{detail}", stage))
 
 
-def malformed(stage: str, command: str, exc: SMTPResponseException) -> WireFailure:
+def malformed(stage: Stage, exc: SMTPResponseException) -> WireFailure:
     detail = " ".join(exc.message.split())[:200]
-    return WireFailure(stage, SmtpReply(451, "4.5.0", f"malformed reply ({detail})", command))
+    return WireFailure(Reply(451, "4.5.0", f"malformed reply ({detail})", stage))
 
 
-def send_bytes(
-    protocol: ReplyProtocol, data: bytes | Sequence[bytes], stage: str, command: str
-) -> None:
+def send_bytes(protocol: ReplyProtocol, data: bytes | Sequence[bytes], stage: Stage) -> None:
     """Queue ``data`` (or its chunks, in one write) on the connection, or ``WireFailure``
     if it is gone."""
     try:
@@ -203,29 +200,25 @@ def send_bytes(
         else:
             protocol.write_chunks(data)
     except (SMTPServerDisconnected, OSError) as exc:
-        raise dropped(stage, command, exc) from exc
+        raise dropped(stage, exc) from exc
 
 
-async def read_response(
-    protocol: ReplyProtocol, stage: str, command: str, seconds: float
-) -> SMTPResponse:
+async def read_response(protocol: ReplyProtocol, stage: Stage, seconds: float) -> SMTPResponse:
     """The next reply as aiosmtplib parsed it, or ``WireFailure``."""
     try:
         return await protocol.read_response(timeout=seconds)
     except SMTPTimeoutError as exc:
-        text = f"timed out waiting for the reply to {command} after {seconds:g} s"
-        raise WireFailure(stage, SmtpReply(451, "4.4.2", text, command)) from exc
+        text = f"timed out waiting for the reply to {stage.command} after {seconds:g} s"
+        raise WireFailure(Reply(451, "4.4.2", text, stage)) from exc
     except SMTPResponseException as exc:
-        raise malformed(stage, command, exc) from exc
+        raise malformed(stage, exc) from exc
     except (SMTPServerDisconnected, OSError) as exc:
-        raise dropped(stage, command, exc) from exc
+        raise dropped(stage, exc) from exc
 
 
-async def read_reply(
-    protocol: ReplyProtocol, stage: str, command: str, seconds: float
-) -> SmtpReply:
+async def read_reply(protocol: ReplyProtocol, stage: Stage, seconds: float) -> Reply:
     """The next reply, or ``WireFailure``."""
-    return reply_from_response(await read_response(protocol, stage, command, seconds), command)
+    return reply_from_response(await read_response(protocol, stage, seconds), stage)
 
 
 def _opportunistic_context() -> ssl.SSLContext:
@@ -241,7 +234,7 @@ OPPORTUNISTIC_TLS = _opportunistic_context()
 
 async def start_tls(
     protocol: ReplyProtocol, server_hostname: str | None, seconds: float
-) -> SmtpReply | None:
+) -> Reply | None:
     """STARTTLS and the handshake: None once encrypted, the reply if the server refused.
 
     A failed handshake is a ``WireFailure`` (``451 4.7.5``), and the
@@ -251,12 +244,12 @@ async def start_tls(
         await protocol.start_tls(OPPORTUNISTIC_TLS, server_hostname, timeout=seconds)
     except SMTPResponseException as exc:
         if exc.code == SMTPStatus.invalid_response:
-            raise malformed("starttls", "STARTTLS", exc) from exc
-        return reply_from_response(SMTPResponse(exc.code, exc.message), "STARTTLS")
+            raise malformed(Stage.STARTTLS, exc) from exc
+        return reply_from_response(SMTPResponse(exc.code, exc.message), Stage.STARTTLS)
     except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
         protocol.mark_tls_failed()
         text = f"TLS handshake failed: {exc}"
-        raise WireFailure("starttls", SmtpReply(451, "4.7.5", text, "STARTTLS")) from exc
+        raise WireFailure(Reply(451, "4.7.5", text, Stage.STARTTLS)) from exc
     return None
 
 

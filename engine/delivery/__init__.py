@@ -2,11 +2,13 @@
 
 Owns the delivery service (``service``), the seam to whatever sends bytes
 (``transport.Deliverer``, implemented by ``smtp_out``), attempt outcomes
-(``outcome``) and their bounce classification (``bounce_classify``), what an
-outcome does to a message (``settling``, ``retry``) and the operator's hand
-on the queue (``queue_admin``).
+(``outcome``), the outcome an SMTP reply means (``reply_outcome``) and its
+bounce classification (``bounce_classify``), what an outcome does to a
+message (``settling``, ``retry``) and the operator's hand on the queue
+(``queue_admin``).
 
-May import: ``engine.store``, ``engine.dkim``, ``engine.records``, the core.
+May import: ``engine.store``, ``engine.dkim``, ``engine.records``,
+``engine.smtp`` (the reply vocabulary), the core.
 Never ``smtp_out``: the composition root injects the deliverer.
 
 Invariants: a message is settled only by the holder of its lease; an

@@ -1,11 +1,11 @@
-"""Bounce classification: which category a failure reply falls in, and its outcome.
+"""Bounce classification: which category a failure reply falls in.
 
 Owns the bounce category vocabulary (KumoMTA's names, built on PowerMTA's
-17 categories; ``compat.md``), the built-in rule table, the operator rule
-file, and the step from one SMTP reply to an :class:`~engine.delivery.outcome.Outcome`.
-smtp_out uses it for replies to its commands; bounce_in uses it for the
-status and diagnostic code of a DSN. Pure, except :func:`load_rules`, which
-reads the rule file.
+17 categories; ``compat.md``), the built-in rule table and the operator rule
+file. The classifier reads an :class:`~engine.smtp.reply.Reply`: smtp_out's
+replies to its commands (through ``engine.delivery.reply_outcome``); bounce_in
+will hand it the status and diagnostic code of a DSN. Pure, except
+:func:`load_rules`, which reads the rule file.
 
 Classification, first match wins:
 
@@ -27,26 +27,6 @@ case; operator patterns are used as written (add ``(?i)`` to ignore case).
 A category describes the cause, not the finality: a 4xx "User unknown" is
 InvalidRecipient and still transient. Whoever acts on a category (e.g.
 suppression) looks at the outcome kind too.
-
-Outcome (:func:`outcome_for_reply`), after Postfix ``smtp_trouble.c`` and
-``smtp_proto.c``. Kind: 2xx delivered, 4xx transient, 5xx permanent, except
-TooManyRecipients, which is transient even on 5xx (the recipient goes in the
-next transaction). Any other code is a protocol error of the peer: transient,
-scope session. Scope by the command the reply answers::
-
-    stage                              4xx        5xx / 2xx
-    connect, greeting, ehlo, helo,     site       site
-      lhlo
-    starttls, auth                     session    site
-    mail                               message    message
-    rcpt                               recipient  recipient
-    data, dot, bdat                    message    message
-    rset, noop, quit                   session    session
-    any stage, code 421                site       -
-
-A 421 means the server is closing the channel, whatever command it
-answered. MAIL FROM is message scope as in Postfix (``smtp_mesg_fail``): its
-refusal concerns this message's sender, not other messages to the site.
 """
 
 from __future__ import annotations
@@ -59,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.smtp.reply import EnhancedCode, Reply
 
 
 class Category(enum.StrEnum):
@@ -447,8 +427,6 @@ _BY_SUBJECT: Final[dict[int, Category]] = {
 }
 """Enhanced status subject to category, where the subject alone is unambiguous."""
 
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})")
-
 
 class BounceClassifier:
     """Operator rules, then the built-in table, then the status codes."""
@@ -456,20 +434,18 @@ class BounceClassifier:
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self._rules: tuple[Rule, ...] = (*rules, *BUILTIN_RULES)
 
-    def classify(self, reply: SmtpReply) -> str:
+    def classify(self, reply: Reply) -> str:
         subject = " ".join(str(reply).split())
         for rule in self._rules:
             if rule.pattern.search(subject):
                 return rule.category
-        return _by_enhanced(reply.enhanced) or _by_code(reply.code)
+        return _by_enhanced(reply.enhanced_code) or _by_code(reply.code)
 
 
-def _by_enhanced(enhanced: str | None) -> Category | None:
-    match = _ENHANCED.fullmatch(enhanced.strip()) if enhanced else None
-    if match is None or match[1] == "2":
+def _by_enhanced(enhanced: EnhancedCode | None) -> Category | None:
+    if enhanced is None or enhanced.klass == 2:
         return None
-    subject, detail = int(match[2]), int(match[3])
-    return _BY_STATUS.get((subject, detail)) or _BY_SUBJECT.get(subject)
+    return _BY_STATUS.get((enhanced.subject, enhanced.detail)) or _BY_SUBJECT.get(enhanced.subject)
 
 
 def _by_code(code: int) -> Category:
@@ -541,62 +517,3 @@ def load_rules(path: Path) -> list[Rule]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleFileError(f"{path}: cannot read rule file: {exc}") from exc
     return parse_rules(text, str(path))
-
-
-# Outcome of a reply
-
-
-class _StageScopes(NamedTuple):
-    soft: Scope
-    hard: Scope
-
-
-_SITE = _StageScopes(Scope.SITE, Scope.SITE)
-_SESSION_THEN_SITE = _StageScopes(Scope.SESSION, Scope.SITE)
-_MESSAGE = _StageScopes(Scope.MESSAGE, Scope.MESSAGE)
-_RECIPIENT = _StageScopes(Scope.RECIPIENT, Scope.RECIPIENT)
-_SESSION = _StageScopes(Scope.SESSION, Scope.SESSION)
-
-STAGE_SCOPES: Final[dict[str, _StageScopes]] = {
-    "connect": _SITE,
-    "greeting": _SITE,
-    "ehlo": _SITE,
-    "helo": _SITE,
-    "lhlo": _SITE,
-    "starttls": _SESSION_THEN_SITE,
-    "auth": _SESSION_THEN_SITE,
-    "mail": _MESSAGE,
-    "rcpt": _RECIPIENT,
-    "data": _MESSAGE,
-    "dot": _MESSAGE,
-    "bdat": _MESSAGE,
-    "rset": _SESSION,
-    "noop": _SESSION,
-    "quit": _SESSION,
-}
-"""Scope of a failure by the command it answered (case-insensitive): (4xx, 5xx)."""
-
-
-def outcome_for_reply(reply: SmtpReply, classifier: BounceClassifier, stage: str) -> Outcome:
-    """The outcome a reply at ``stage`` means (see the module docstring for the table).
-
-    Raises ``ValueError`` for a stage not in :data:`STAGE_SCOPES` (a bug of the caller).
-    """
-    scopes = STAGE_SCOPES.get(stage.lower())
-    if scopes is None:
-        raise ValueError(f"unknown SMTP stage {stage!r}; expected one of {sorted(STAGE_SCOPES)}")
-    code = reply.code
-    if 200 <= code < 300:
-        return Outcome(OutcomeKind.DELIVERED, scopes.hard, reply, _C.UNCATEGORIZED)
-    if not 400 <= code < 600:
-        return Outcome(OutcomeKind.TRANSIENT, Scope.SESSION, reply, _C.PROTOCOL_ERRORS)
-    category = classifier.classify(reply)
-    if code < 500 or category == _C.TOO_MANY_RECIPIENTS:
-        kind = OutcomeKind.TRANSIENT
-        scope = scopes.soft
-    else:
-        kind = OutcomeKind.PERMANENT
-        scope = scopes.hard
-    if code == 421:
-        scope = Scope.SITE
-    return Outcome(kind, scope, reply, category)

@@ -3,13 +3,18 @@
 An attempt ends in an ``Outcome`` per recipient: its kind (delivered,
 transient, permanent), its scope (what the failure concerns: the session,
 the whole site, the message, or just this recipient; Postfix
-``smtp_trouble.c``), the reply it rests on and its bounce classification.
+``smtp_trouble.c``), the reply it rests on (an ``engine.smtp.reply.Reply``
+with the stage it answers) and its bounce classification.
+:func:`engine.delivery.reply_outcome.outcome_for_reply` makes one from a reply.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
+
+from engine.smtp.reply import Reply
 
 
 class OutcomeKind(enum.StrEnum):
@@ -31,24 +36,14 @@ class Scope(enum.StrEnum):
     """This recipient only."""
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpReply:
-    """A reply received from a remote server (or synthesised for a local failure)."""
-
-    code: int
-    enhanced: str | None
-    text: str
-    command: str | None = None
-
-    def __str__(self) -> str:
-        middle = f" {self.enhanced}" if self.enhanced else ""
-        return f"{self.code}{middle} {self.text}"
+CONNECTION_SCOPES: Final = frozenset({Scope.SESSION, Scope.SITE})
+"""Scopes of a failure that condemn the connection it came on: it is not used again."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: OutcomeKind
     scope: Scope
-    reply: SmtpReply
+    reply: Reply
     classification: str
     """A bounce category name (``compat.md``), e.g. InvalidRecipient."""

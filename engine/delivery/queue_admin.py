@@ -15,13 +15,12 @@ from typing import Final
 
 from engine.delivery.settling import RecordContext, message_record
 from engine.model import MessageState, QueuedMessage
-from engine.records.record import Record, RecordType, Response
+from engine.records.record import Record, RecordType
+from engine.smtp.reply import Reply
 
 REQUEUEABLE: Final = frozenset({MessageState.SHUNTED})
 REMOVABLE: Final = frozenset({MessageState.QUEUED, MessageState.SHUNTED})
-REMOVED_RESPONSE: Final = Response(
-    code=551, enhanced_code=(5, 7, 1), content="Removed from the queue by an operator"
-)
+REMOVED_RESPONSE: Final = Reply(551, "5.7.1", "Removed from the queue by an operator")
 
 
 def requeue_record(message: QueuedMessage, *, now: float, context: RecordContext) -> Record:

@@ -23,11 +23,10 @@ from engine.delivery.outcome import OutcomeKind
 from engine.delivery.retry import is_expired, retry_delay
 from engine.delivery.transport import AttemptReport
 from engine.model import MessageState, QueuedMessage, Settlement
-from engine.records.record import Record, RecordType, Response, parse_enhanced_code
+from engine.records.record import Record, RecordType
+from engine.smtp.reply import Reply
 
-EXPIRED_RESPONSE = Response(
-    code=551, enhanced_code=(5, 4, 7), content="Delivery time expired", command=None
-)
+EXPIRED_RESPONSE = Reply(551, "5.4.7", "Delivery time expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +76,8 @@ def settle_attempt(
         num_attempts=attempts,
         site=report.site,
         size=size,
-        response=Response(
-            code=reply.code,
-            enhanced_code=parse_enhanced_code(reply.enhanced or ""),
-            content=reply.text,
-            command=reply.command,
-        ),
+        response=reply,
+        command=None if reply.stage is None else reply.stage.command,
         peer_address=(
             (report.peer_name or "", report.peer_address or "") if report.peer_address else None
         ),
@@ -121,7 +116,7 @@ def shunt(
         message,
         MessageState.SHUNTED,
         RecordType.SHUNTED,
-        Response(code=451, enhanced_code=(4, 3, 0), content=error),
+        Reply(451, "4.3.0", error),
         lease_token=lease_token,
         now=now,
         context=context,
@@ -132,7 +127,7 @@ def _settle_unattempted(
     message: QueuedMessage,
     state: MessageState,
     record_type: RecordType,
-    response: Response,
+    response: Reply,
     *,
     lease_token: str,
     now: float,
@@ -140,7 +135,7 @@ def _settle_unattempted(
     **fields: Any,
 ) -> tuple[Settlement, Record]:
     """End a claimed message without an attempt: its settlement and its record."""
-    settlement = Settlement(message.id, lease_token, state, message.attempts, now, response.content)
+    settlement = Settlement(message.id, lease_token, state, message.attempts, now, response.text)
     record = message_record(
         record_type,
         message,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.smtp.reply import Reply
+
 RECORD_VERSION = 1
 
 
@@ -39,26 +41,19 @@ class RecordType(enum.StrEnum):
     """An operator put a shunted message back in its queue (Postfix ``postsuper -r``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An SMTP reply as sent or received: ``550 5.7.1 text`` to ``command``."""
-
-    code: int
-    content: str
-    enhanced_code: tuple[int, int, int] | None = None
-    command: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        enhanced = None
-        if self.enhanced_code is not None:
-            cls, subject, detail = self.enhanced_code
-            enhanced = {"class": cls, "subject": subject, "detail": detail}
-        return {
-            "code": self.code,
-            "enhanced_code": enhanced,
-            "content": self.content,
-            "command": self.command,
-        }
+def response_json(reply: Reply, command: str | None) -> dict[str, Any]:
+    """KumoMTA's ``response`` object: ``reply`` and the ``command`` it answered."""
+    code = reply.enhanced_code
+    return {
+        "code": reply.code,
+        "enhanced_code": (
+            None
+            if code is None
+            else {"class": code.klass, "subject": code.subject, "detail": code.detail}
+        ),
+        "content": reply.text,
+        "command": command,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +69,10 @@ class Record:
     queue: str | None = None
     site: str | None = None
     size: int | None = None
-    response: Response | None = None
+    response: Reply | None = None
+    """The reply sent or received, written as KumoMTA's ``response`` object."""
+    command: str | None = None
+    """The command ``response`` answered (``response.command`` in the JSON)."""
     peer_address: tuple[str, str] | None = None
     created: float | None = None
     num_attempts: int = 0
@@ -103,6 +101,9 @@ class Record:
         peer = None
         if self.peer_address is not None:
             peer = {"name": self.peer_address[0], "addr": self.peer_address[1]}
+        response = None
+        if self.response is not None:
+            response = response_json(self.response, self.command)
         return {
             "type": self.type.value,
             "version": RECORD_VERSION,
@@ -112,7 +113,7 @@ class Record:
             "queue": self.queue,
             "site": self.site,
             "size": self.size,
-            "response": self.response.to_json() if self.response else None,
+            "response": response,
             "peer_address": peer,
             "timestamp": timestamp,
             "created": created,
@@ -138,14 +139,6 @@ class Record:
             line = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
             object.__setattr__(self, "_json_line", line)  # a cache on a frozen record
         return line
-
-
-def parse_enhanced_code(text: str) -> tuple[int, int, int] | None:
-    """``"5.7.1"`` as ``(5, 7, 1)``; None when not an enhanced status code."""
-    parts = text.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return None
-    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def rfc3339(ts: float) -> str:

@@ -1,9 +1,11 @@
 """SMTP, the protocol (RFC 5321): what both our server and our client speak.
 
-Owns the reply vocabulary (``handler.Reply``), the pure framing reader
-(``reader``: bytes in, events out), the server dialogue (``server_session``),
-the asyncio listener around it (``server``), the handler seam a service plugs
-into (``handler``) and the listener's self-signed certificate (``tls_cert``).
+Owns the reply vocabulary (``reply``: the one ``Reply`` type, enhanced status
+codes and their parser, the ``Stage`` a reply answers), the pure framing
+reader (``reader``: bytes in, events out), the server dialogue
+(``server_session``), the asyncio listener around it (``server``), the handler
+seam a service plugs into (``handler``) and the listener's self-signed
+certificate (``tls_cert``).
 
 May import: ``config``, ``engine.clock``, ``engine.sealing``. Never a service
 (submission, delivery, store): services plug in through ``SmtpHandler``.

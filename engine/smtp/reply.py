@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class Stage(enum.StrEnum):
@@ -41,6 +41,23 @@ class Stage(enum.StrEnum):
     RSET = "rset"
     NOOP = "noop"
     QUIT = "quit"
+
+    @property
+    def command(self) -> str:
+        """The command as log records name it: ``MAIL FROM``, ``RCPT TO``,
+        ``DATA`` (for the final dot too), or ``connect`` and ``DNS`` for the
+        moments before any command."""
+        return _COMMANDS[self]
+
+
+_COMMANDS: Final[dict[Stage, str]] = {stage: stage.value.upper() for stage in Stage} | {
+    Stage.DNS: "DNS",
+    Stage.CONNECT: "connect",
+    Stage.GREETING: "connect",
+    Stage.MAIL: "MAIL FROM",
+    Stage.RCPT: "RCPT TO",
+    Stage.DOT: "DATA",
+}
 
 
 class EnhancedCode(NamedTuple):

@@ -29,7 +29,7 @@ from engine.clock import Clock
 from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.records import metrics
-from engine.records.record import Record, RecordType, Response, parse_enhanced_code
+from engine.records.record import Record, RecordType
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
@@ -267,12 +267,8 @@ class SubmissionHandler:
             tenant_id=account.tenant.id if account else None,
             sender=sender,
             recipient=recipient,
-            response=Response(
-                code=reply.code,
-                content=reply.text,
-                enhanced_code=parse_enhanced_code(reply.enhanced),
-                command=command,
-            ),
+            response=reply,
+            command=command,
             peer_address=(session.ehlo_name or "", session.peer_host),
             meta={"tenant": account.tenant.name} if account else {},
             reception_protocol="ESMTP",

@@ -19,6 +19,7 @@ from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
 from engine.delivery.transport import AttemptReport, OutboundMessage
 from engine.records.metrics import REGISTRY
+from engine.smtp.reply import Stage
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
 from smtp_out.session import ClientSettings
@@ -277,7 +278,7 @@ async def test_permfail_is_permanent_invalid_recipient(world: World) -> None:
     assert report.outcome.kind is OutcomeKind.PERMANENT
     assert report.outcome.scope is Scope.RECIPIENT
     assert report.outcome.classification == "InvalidRecipient"
-    assert report.outcome.reply.command == "RCPT TO"
+    assert report.outcome.reply.stage is Stage.RCPT
 
 
 async def test_421_closes_the_connection(world: World) -> None:

@@ -11,10 +11,9 @@ from engine.delivery.bounce_classify import (
     Rule,
     RuleFileError,
     load_rules,
-    outcome_for_reply,
     parse_rules,
 )
-from engine.delivery.outcome import OutcomeKind, Scope, SmtpReply
+from engine.smtp.reply import Reply
 
 CLASSIFIER = BounceClassifier([])
 
@@ -443,7 +442,7 @@ REPLIES = [
 def test_classify_real_world_replies(
     code: int, enhanced: str | None, text: str, expected: str
 ) -> None:
-    assert CLASSIFIER.classify(SmtpReply(code, enhanced, text)) == expected
+    assert CLASSIFIER.classify(Reply(code, enhanced or "", text)) == expected
 
 
 def test_the_table_has_enough_real_world_replies() -> None:
@@ -461,14 +460,14 @@ def test_every_builtin_rule_decides_some_reply() -> None:
     """A rule no reply reaches is shadowed by an earlier one, or untested."""
     decided = set()
     for code, enhanced, text, _ in REPLIES:
-        subject = " ".join(str(SmtpReply(code, enhanced, text)).split())
+        subject = " ".join(str(Reply(code, enhanced or "", text)).split())
         first = next((i for i, r in enumerate(BUILTIN_RULES) if r.pattern.search(subject)), None)
         decided.add(first)
     assert [BUILTIN_TABLE[i].regex for i in range(len(BUILTIN_TABLE)) if i not in decided] == []
 
 
 def test_operator_rules_override_builtin_rules() -> None:
-    reply = SmtpReply(550, "5.1.1", "<someone@example.org>: user does not exist")
+    reply = Reply(550, "5.1.1", "<someone@example.org>: user does not exist")
     assert CLASSIFIER.classify(reply) == "InvalidRecipient"
     classifier = BounceClassifier(
         [
@@ -477,14 +476,14 @@ def test_operator_rules_override_builtin_rules() -> None:
         ]
     )
     assert classifier.classify(reply) == "SpamBlock"
-    other = SmtpReply(550, None, "no thanks, example.org")
+    other = Reply(550, "", "no thanks, example.org")
     assert classifier.classify(other) == "ExampleOrgQuirk"
-    assert classifier.classify(SmtpReply(552, "5.2.2", "Mailbox full")) == "QuotaIssues"
+    assert classifier.classify(Reply(552, "5.2.2", "Mailbox full")) == "QuotaIssues"
 
 
 def test_rule_subject_has_no_enhanced_code_when_absent() -> None:
     classifier = BounceClassifier([Rule("Odd", re.compile(r"^550 Odd$"))])
-    assert classifier.classify(SmtpReply(550, None, "Odd")) == "Odd"
+    assert classifier.classify(Reply(550, "", "Odd")) == "Odd"
 
 
 RULE_FILE = """
@@ -504,8 +503,8 @@ def test_load_rules_and_use_them(tmp_path: Path) -> None:
     rules = load_rules(path)
     assert [rule.category for rule in rules] == ["SpamBlock", "AcmeGateway"]
     classifier = BounceClassifier(rules)
-    assert classifier.classify(SmtpReply(554, "5.7.1", "ACME-42 rejected")) == "AcmeGateway"
-    assert classifier.classify(SmtpReply(550, None, "BLOCKED BY CUSTOMRBL")) == "SpamBlock"
+    assert classifier.classify(Reply(554, "5.7.1", "ACME-42 rejected")) == "AcmeGateway"
+    assert classifier.classify(Reply(550, "", "BLOCKED BY CUSTOMRBL")) == "SpamBlock"
 
 
 def test_empty_rule_file_has_no_rules() -> None:
@@ -560,63 +559,3 @@ def test_rule_file_error_names_the_path(tmp_path: Path) -> None:
     path.write_text('[[rule]]\ncategory = "X"\npattern = "["\n')
     with pytest.raises(RuleFileError, match=r"rules\.toml: rule 1: pattern"):
         load_rules(path)
-
-
-T, P, D = OutcomeKind.TRANSIENT, OutcomeKind.PERMANENT, OutcomeKind.DELIVERED
-SITE, SESSION, MESSAGE, RECIPIENT = Scope.SITE, Scope.SESSION, Scope.MESSAGE, Scope.RECIPIENT
-
-
-@pytest.mark.parametrize(
-    ("stage", "code", "enhanced", "text", "kind", "scope", "category"),
-    [
-        ("connect", 554, None, "No SMTP service here", P, SITE, "Uncategorized"),
-        ("greeting", 421, "4.7.0", "Try again later", T, SITE, "PolicyRelated"),
-        ("ehlo", 550, "5.7.1", "Helo command rejected", P, SITE, "BadConfiguration"),
-        ("helo", 451, None, "Temporary local problem", T, SITE, "TransientFailure"),
-        ("starttls", 454, "4.7.0", "TLS not available", T, SESSION, "PolicyRelated"),
-        ("starttls", 554, "5.7.0", "TLS not available", P, SITE, "PolicyRelated"),
-        ("auth", 454, "4.7.0", "Temporary authentication failure", T, SESSION, "PolicyRelated"),
-        ("auth", 535, "5.7.8", "Credentials invalid", P, SITE, "AuthenticationFailed"),
-        ("mail", 550, "5.1.8", "Bad sender", P, MESSAGE, "InvalidSender"),
-        ("MAIL", 451, "4.3.0", "Try later", T, MESSAGE, "TransientFailure"),
-        ("mail", 421, "4.7.0", "Too many connections", T, SITE, "PolicyRelated"),
-        ("rcpt", 550, "5.1.1", "User unknown", P, RECIPIENT, "InvalidRecipient"),
-        ("rcpt", 452, "4.2.2", "Over quota", T, RECIPIENT, "QuotaIssues"),
-        ("rcpt", 452, "4.5.3", "Too many recipients", T, RECIPIENT, "TooManyRecipients"),
-        ("rcpt", 550, "5.5.3", "Too many recipients", T, RECIPIENT, "TooManyRecipients"),
-        ("rcpt", 421, "4.4.2", "Timeout exceeded", T, SITE, "BadConnection"),
-        ("rcpt", 250, "2.1.5", "Ok", D, RECIPIENT, "Uncategorized"),
-        ("data", 554, "5.7.1", "Spam detected", P, MESSAGE, "SpamContent"),
-        ("data", 451, "4.3.0", "Try later", T, MESSAGE, "TransientFailure"),
-        ("dot", 250, "2.0.0", "Ok: queued as 4ABC", D, MESSAGE, "Uncategorized"),
-        ("dot", 552, "5.3.4", "Message too big", P, MESSAGE, "ContentRelated"),
-        ("bdat", 421, None, "Closing", T, SITE, "TransientFailure"),
-        ("rset", 500, "5.5.1", "Unknown command", P, SESSION, "ProtocolErrors"),
-        ("rcpt", 354, None, "Go ahead", T, SESSION, "ProtocolErrors"),
-        ("data", 999, None, "What", T, SESSION, "ProtocolErrors"),
-    ],
-)
-def test_outcome_for_reply(
-    stage: str,
-    code: int,
-    enhanced: str | None,
-    text: str,
-    kind: OutcomeKind,
-    scope: Scope,
-    category: str,
-) -> None:
-    reply = SmtpReply(code, enhanced, text)
-    outcome = outcome_for_reply(reply, CLASSIFIER, stage)
-    assert (outcome.kind, outcome.scope, outcome.classification) == (kind, scope, category)
-    assert outcome.reply is reply
-
-
-def test_operator_too_many_recipients_rule_is_transient() -> None:
-    classifier = BounceClassifier([Rule("TooManyRecipients", re.compile("limit reached"))])
-    outcome = outcome_for_reply(SmtpReply(550, None, "limit reached"), classifier, "rcpt")
-    assert (outcome.kind, outcome.scope) == (T, RECIPIENT)
-
-
-def test_outcome_for_unknown_stage_is_a_bug() -> None:
-    with pytest.raises(ValueError, match="unknown SMTP stage 'vrfy'"):
-        outcome_for_reply(SmtpReply(550, None, "x"), CLASSIFIER, "vrfy")

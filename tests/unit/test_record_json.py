@@ -6,12 +6,13 @@ import random
 from pathlib import Path
 
 from config.schema import RetrySettings
-from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.delivery.queue_admin import removal_record
 from engine.delivery.settling import RecordContext, expire_unattempted, settle_attempt, shunt
 from engine.delivery.transport import AttemptReport
 from engine.model import MessageState, QueuedMessage
-from engine.records.record import Record, RecordType, Response, parse_enhanced_code
+from engine.records.record import Record, RecordType
+from engine.smtp.reply import Reply, Stage
 
 GOLDEN = Path(__file__).parent / "golden" / "records.jsonl"
 T0 = 1_800_000_000.0
@@ -36,14 +37,14 @@ MESSAGE = QueuedMessage(
     lease_token="t1",
 )
 ATTEMPTS = [
-    (OutcomeKind.DELIVERED, SmtpReply(250, "2.0.0", "Ok: queued as 42", "DATA"), "Uncategorized"),
-    (OutcomeKind.PERMANENT, SmtpReply(550, "5.1.1", "user unknown", "RCPT TO"), "InvalidRecipient"),
-    (OutcomeKind.TRANSIENT, SmtpReply(421, None, "busy", "connect"), "TransientFailure"),
-    (OutcomeKind.PERMANENT, SmtpReply(550, "5.1.2", "no such domain", "DNS"), "DNSFailure"),
+    (OutcomeKind.DELIVERED, Reply(250, "2.0.0", "Ok: queued as 42", Stage.DOT), "Uncategorized"),
+    (OutcomeKind.PERMANENT, Reply(550, "5.1.1", "user unknown", Stage.RCPT), "InvalidRecipient"),
+    (OutcomeKind.TRANSIENT, Reply(421, "", "busy", Stage.GREETING), "TransientFailure"),
+    (OutcomeKind.PERMANENT, Reply(550, "5.1.2", "no such domain", Stage.DNS), "DNSFailure"),
 ]
 
 
-def attempt_record(kind: OutcomeKind, reply: SmtpReply, classification: str) -> Record:
+def attempt_record(kind: OutcomeKind, reply: Reply, classification: str) -> Record:
     report = AttemptReport(
         outcome=Outcome(kind, Scope.RECIPIENT, reply, classification),
         site="mx.example.com",
@@ -73,12 +74,8 @@ def rejection_record() -> Record:
         timestamp=T0,
         tenant_id=3,
         sender="a@x.example",
-        response=Response(
-            code=530,
-            content="Authentication required",
-            enhanced_code=parse_enhanced_code("5.7.0"),
-            command="MAIL FROM:<a@x.example>",
-        ),
+        response=Reply(530, "5.7.0", "Authentication required"),
+        command="MAIL FROM:<a@x.example>",
         peer_address=("client.test", "127.0.0.1"),
         reception_protocol="ESMTP",
         nodeid="n1",

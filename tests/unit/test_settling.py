@@ -3,7 +3,7 @@ import random
 import pytest
 
 from config.schema import RetrySettings
-from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.delivery.settling import (
     RecordContext,
     expire_unattempted,
@@ -14,6 +14,7 @@ from engine.delivery.settling import (
 from engine.delivery.transport import AttemptReport
 from engine.model import MessageState, QueuedMessage
 from engine.records.record import RecordType
+from engine.smtp.reply import Reply, Stage
 
 T0 = 1_800_000_000.0
 RETRY = RetrySettings(
@@ -43,7 +44,7 @@ def message(attempts: int = 0, created_at: float = T0) -> QueuedMessage:
 
 def report(kind: OutcomeKind, code: int, enhanced: str, category: str) -> AttemptReport:
     return AttemptReport(
-        outcome=Outcome(kind, Scope.RECIPIENT, SmtpReply(code, enhanced, "text", "RCPT"), category),
+        outcome=Outcome(kind, Scope.RECIPIENT, Reply(code, enhanced, "text", Stage.RCPT), category),
         site="mx.example.com",
         peer_name="mx.example.com",
         peer_address="127.0.0.2",
@@ -144,4 +145,4 @@ def test_shunted_message_is_parked_with_its_error() -> None:
     assert settlement.lease_token == "t1" and settlement.error == "KeyError: 'd'"
     assert record.type is RecordType.SHUNTED and record.num_attempts == 2
     assert record.response is not None and record.response.code == 451
-    assert record.response.content == "KeyError: 'd'"
+    assert record.to_json()["response"]["content"] == "KeyError: 'd'"

@@ -4,7 +4,8 @@ import pytest
 
 from config.schema import ProviderSettings, Settings
 from engine.clock import FakeClock
-from engine.delivery.outcome import Outcome, OutcomeKind, Scope, SmtpReply
+from engine.delivery.outcome import Outcome, OutcomeKind, Scope
+from engine.smtp.reply import Reply, Stage
 from smtp_out.pool import ConnectionPool
 from smtp_out.session import ClientSettings, TlsMode
 from smtp_out.site import site_name
@@ -136,9 +137,9 @@ def test_pool_window_is_the_site_connection_limit() -> None:
     pool = ConnectionPool(ClientSettings(), SitePolicy(DEFAULTS, overrides), FakeClock())
     assert pool.window("mx.slow.test") == 2
     assert pool.window("mx.other.test") == 10
-    reply = SmtpReply(421, "4.7.0", "try later", "connect")
+    reply = Reply(421, "4.7.0", "try later", Stage.CONNECT)
     failed = Outcome(OutcomeKind.TRANSIENT, Scope.SITE, reply, "Throttled")
-    delivered = Outcome(OutcomeKind.DELIVERED, Scope.MESSAGE, SmtpReply(250, None, "ok"), "")
+    delivered = Outcome(OutcomeKind.DELIVERED, Scope.MESSAGE, Reply(250, "", "ok"), "")
     pool.record(("default", "mx.slow.test"), failed)
     assert pool.window("mx.slow.test") == 1
     for _ in range(3):
