@@ -98,3 +98,22 @@ def test_stage_is_part_of_the_value_but_not_of_the_wire() -> None:
 )
 def test_reply_enhanced_code(reply: Reply, code: EnhancedCode | None) -> None:
     assert reply.enhanced_code == code
+
+
+@pytest.mark.parametrize(
+    ("stage", "command"),
+    [
+        (Stage.DNS, "DNS"),
+        (Stage.CONNECT, "connect"),
+        (Stage.GREETING, "connect"),
+        (Stage.EHLO, "EHLO"),
+        (Stage.STARTTLS, "STARTTLS"),
+        (Stage.MAIL, "MAIL FROM"),
+        (Stage.RCPT, "RCPT TO"),
+        (Stage.DATA, "DATA"),
+        (Stage.DOT, "DATA"),
+        (Stage.RSET, "RSET"),
+    ],
+)
+def test_stage_names_its_command_as_records_do(stage: Stage, command: str) -> None:
+    assert stage.command == command
