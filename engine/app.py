@@ -40,6 +40,7 @@ from engine.bounce_classify import BounceClassifier
 from engine.clock import Clock, SystemClock
 from engine.delivery import DeliveryService
 from engine.domain_keys import SigningKeys
+from engine.node import node_id
 from engine.preflight import operator_rules, tls_paths
 from engine.record_log import RecordLog
 from engine.sealing import Sealer, load_or_create_secret, secret_path
@@ -67,10 +68,6 @@ class Role(enum.StrEnum):
     @property
     def delivers(self) -> bool:
         return self is not Role.SUBMISSION
-
-
-def node_id(settings: Settings) -> str:
-    return settings.engine.node_id or socket.gethostname()
 
 
 def client_settings(delivery: DeliverySettings) -> ClientSettings:
