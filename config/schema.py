@@ -343,8 +343,7 @@ class ListenerSettings:
 class RecordsSettings:
     json_log: str = setting(
         "",
-        "JSON-lines file every log record is appended to; empty means "
-        "<data_dir>/records.jsonl.",
+        "JSON-lines file every log record is appended to; empty means <data_dir>/records.jsonl.",
         path=True,
     )
     json_log_enabled: bool = setting(True, "Write the JSON-lines file; false writes none.")
