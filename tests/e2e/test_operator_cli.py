@@ -7,6 +7,7 @@ import asyncio
 import importlib.metadata
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from engine.cli import main
 from engine.store import open_store
-from tests.e2e.conftest import PENGUIN, penguin, penguin_lines, write_config
+from tests.e2e.conftest import PENGUIN, penguin_lines, write_config
 from tests.integration.test_store_contract import message, submission
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,17 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     return status, out, err
 
 
+def in_process(capsys: pytest.CaptureFixture[str], config: Path) -> Callable[..., Any]:
+    """Runs a command with ``--config config --json`` in this process; its parsed output."""
+
+    def command(*args: str) -> Any:
+        status, out, err = run_main(capsys, *args, "--config", str(config), "--json")
+        assert status == 0, err
+        return json.loads(out)
+
+    return command
+
+
 def cli_json(*args: str, cwd: Path | None = None) -> Any:
     done = cli(*args, cwd=cwd)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -42,13 +54,7 @@ def cli_json(*args: str, cwd: Path | None = None) -> Any:
 def test_global_options_go_before_or_after_the_command(tmp_path: Path) -> None:
     config = str(write_config(tmp_path))
     created = cli_json("--json", "--config", config, "tenant", "create", "acme")
-    listings = [
-        cli_json("--json", "--config", config, "tenant", "list"),
-        cli_json("--config", config, "tenant", "list", "--json"),
-        cli_json("--json", "tenant", "list", "--config", config),
-        cli_json("tenant", "list", "--config", config, "--json"),
-    ]
-    assert listings == [[created]] * 4
+    assert cli_json("tenant", "list", "--config", config, "--json") == [created]
     text = cli("--config", config, "tenant", "list")
     assert (text.returncode, text.stdout) == (0, f"{created['id']}\tacme\n")
 
@@ -61,13 +67,11 @@ def test_version() -> None:
     )
 
 
-def test_every_command_and_group_has_help() -> None:
-    done = cli("tenant")
-    assert done.returncode == 2
-    assert "remove" in done.stdout and "tenants" in done.stdout
-    done = cli("suppression", "list", "--help")
-    assert done.returncode == 0
-    assert "the tenant" in done.stdout and "start after this address" in done.stdout
+def test_a_command_group_alone_shows_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_main(capsys, "tenant")
+    assert status == 2
+    assert "tenants: the platform's customers" in out
+    assert all(command in out for command in ("create", "list", "remove"))
 
 
 def test_the_store_is_found_from_any_working_directory(tmp_path: Path) -> None:
@@ -88,13 +92,7 @@ def test_the_store_is_found_from_any_working_directory(tmp_path: Path) -> None:
 def test_provisioning_from_tenant_to_suppression_and_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = str(write_config(tmp_path))
-
-    def command(*args: str) -> Any:
-        status, out, err = run_main(capsys, *args, "--config", config, "--json")
-        assert status == 0, err
-        return json.loads(out)
-
+    command = in_process(capsys, write_config(tmp_path))
     tenant = command("tenant", "create", "acme")
     added = command("domain", "add", "acme", "News.Acme.Test", "--algo", "ed25519")
     assert (added["domain"], added["algorithm"]) == ("news.acme.test", "ed25519")
@@ -164,9 +162,12 @@ def test_a_failed_command_says_why(
     assert error in json.loads(out)["error"]
 
 
-def test_a_tenant_with_queued_mail_is_removed_only_by_force(tmp_path: Path) -> None:
+def test_a_tenant_with_queued_mail_is_removed_only_by_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(tmp_path)
-    tenant = penguin(config, "tenant", "create", "acme")
+    command = in_process(capsys, config)
+    tenant = command("tenant", "create", "acme")
     queued = [message("s1", n, tenant["id"]) for n in range(2)]
 
     async def enqueue() -> None:
@@ -178,17 +179,17 @@ def test_a_tenant_with_queued_mail_is_removed_only_by_force(tmp_path: Path) -> N
 
     asyncio.run(enqueue())
 
-    refused = cli("tenant", "remove", "acme", "--config", str(config))
-    assert refused.returncode == 1
-    assert refused.stderr == (
+    status, _, err = run_main(capsys, "tenant", "remove", "acme", "--config", str(config))
+    assert status == 1
+    assert err == (
         "error: tenant 'acme' still has 2 messages queued, being delivered or shunted; "
         "wait for it, or pass --force to remove its queued and shunted messages first\n"
     )
-    assert penguin(config, "tenant", "list") == [tenant]
+    assert command("tenant", "list") == [tenant]
 
-    removed = penguin(config, "tenant", "remove", "acme", "--force")
+    removed = command("tenant", "remove", "acme", "--force")
     assert removed == {"tenant": tenant, "removed": sorted(m.id for m in queued)}
-    assert penguin(config, "tenant", "list") == []
-    assert penguin(config, "queue", "summary") == []
+    assert command("tenant", "list") == []
+    assert command("queue", "summary") == []
     records = penguin_lines(config, "records", "tail")
     assert [(r["type"], r["id"]) for r in records] == [("AdminBounce", m.id) for m in queued]
