@@ -18,6 +18,8 @@ def render_example() -> str:
     lines = [
         "# PenguinMails engine configuration.",
         "# Generated from config/schema.py by `penguin config example`; every key is optional.",
+        "# Relative paths are relative to the directory of this file when it is loaded with",
+        "# --config (or PENGUIN_CONFIG); with no config file, to the working directory.",
     ]
     defaults = Settings()
     for table in dataclasses.fields(Settings):

@@ -8,6 +8,12 @@ read or is not UTF-8 TOML. Nothing else escapes ``load_settings``.
 This is pure validation of the file: whether the paths, certificates and
 database it names are usable is checked by ``engine.runtime.preflight``.
 
+Relative paths (the schema's ``path`` fields and a ``sqlite:PATH`` database
+URL, set or left at their default) are made absolute against the directory
+of the file loaded, so every command sees the same store from any working
+directory. The shipped default config, used when no file is given, keeps
+them relative to the working directory.
+
 Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
 added to the shipped ones; a table with a shipped name overrides only the
 keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
@@ -48,7 +54,8 @@ class ConfigError(Exception):
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Settings from ``path`` (the shipped default config when None)."""
+    """Settings from ``path``, its relative paths made relative to its directory; the
+    shipped default config, relative paths kept, when None."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
     text = _read_text(file)
     try:
@@ -57,7 +64,29 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
     except RecursionError:
         raise ConfigError(str(file), "-", "not valid TOML: nested too deeply") from None
-    return parse_settings(raw, str(file))
+    settings = parse_settings(raw, str(file))
+    return settings if path is None else anchored(settings, file.absolute().parent)
+
+
+def anchored(settings: Settings, base: Path) -> Settings:
+    """``settings`` with each relative path (``path`` fields, ``sqlite:PATH``) under ``base``."""
+    tables: dict[str, Any] = {}
+    for table in dataclasses.fields(settings):
+        value = getattr(settings, table.name)
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            continue
+        paths = {
+            f.name: str(base / getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("path") and getattr(value, f.name)
+        }
+        if paths:
+            tables[table.name] = dataclasses.replace(value, **paths)
+    database = settings.database
+    store_file = sqlite_path(database.url)
+    if store_file:
+        tables["database"] = dataclasses.replace(database, url=f"sqlite:{base / store_file}")
+    return dataclasses.replace(settings, **tables)
 
 
 def _read_text(file: Path) -> str:

@@ -1,9 +1,15 @@
 """The configuration schema: every setting, its default, bounds and meaning.
 
 One frozen dataclass per TOML table. Each field carries ``doc`` and optional
-``min``/``max``/``choices`` in its metadata; ``config.loader`` validates a
-file against this schema and ``config/penguin.toml`` is checked against it by
-a test. Nothing here reads files or the environment.
+``min``/``max``/``choices`` in its metadata, and ``path`` when it names a
+file or directory; ``config.loader`` validates a file against this schema and
+``config/penguin.toml`` is checked against it by a test. Nothing here reads
+files or the environment.
+
+Paths: a relative path (``path`` fields, a ``sqlite:PATH`` database URL) is
+relative to the directory of the config file it was loaded from, whether
+the file sets it or leaves the default; with no config file (the shipped
+defaults), to the working directory.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    path: bool = False,
 ) -> Any:
-    """A schema field: its default, its documentation and its bounds."""
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices}
+    """A schema field: its default, its documentation, its bounds; ``path`` when it
+    names a file or directory (relative to the config file's directory)."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "path": path}
     if isinstance(default, list | dict):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -42,8 +50,9 @@ def section(cls: type, doc: str) -> Any:
 class EngineSettings:
     data_dir: str = setting(
         "var",
-        "Directory (relative to the working directory, or absolute) for the SQLite file, "
-        "the record log, the engine secret and the self-signed certificate.",
+        "Directory for the SQLite file, the record log, the engine secret and the "
+        "self-signed certificate (relative paths: see the top of this file).",
+        path=True,
     )
     node_id: str = setting("", "Name of this node in records; empty means the host name.")
     hostname: str = setting(
@@ -53,6 +62,7 @@ class EngineSettings:
         "",
         "File holding the engine secret that seals DKIM private keys (mode 0600); "
         "empty means <data_dir>/secret.key, generated at first start.",
+        path=True,
     )
     shutdown_grace_seconds: float = setting(
         10.0, "On SIGTERM, how long in-flight sessions may finish before being cut.", min=0, max=600
@@ -99,8 +109,8 @@ class EngineSettings:
 class DatabaseSettings:
     url: str = setting(
         "",
-        "Store location: sqlite:PATH (a relative PATH is relative to the working directory) "
-        "or postgresql://...; empty means sqlite:<data_dir>/penguin.db.",
+        "Store location: sqlite:PATH or postgresql://...; empty means "
+        "sqlite:<data_dir>/penguin.db.",
     )
     pool_size: int = setting(10, "PostgreSQL connection pool size.", min=1, max=200)
     commit_batch_max: int = setting(
@@ -131,9 +141,11 @@ class SubmissionSettings:
         ["127.0.0.1:2587"], "Addresses (host:port) of the SMTP submission listener."
     )
     tls_cert: str = setting(
-        "", "PEM certificate chain for STARTTLS; empty means a self-signed one in data_dir."
+        "",
+        "PEM certificate chain for STARTTLS; empty means a self-signed one in data_dir.",
+        path=True,
     )
-    tls_key: str = setting("", "PEM private key for tls_cert.")
+    tls_key: str = setting("", "PEM private key for tls_cert.", path=True)
     allow_plaintext_auth_on_loopback: bool = setting(
         False, "Allow AUTH without TLS for clients connecting from 127.0.0.0/8 or ::1."
     )
@@ -263,7 +275,9 @@ class DeliverySettings:
         0.25, "When nothing is due, how often the store is asked again.", min=0.01, max=60
     )
     bounce_rules_file: str = setting(
-        "", "TOML file of operator bounce classification rules, tried before the built-in ones."
+        "",
+        "TOML file of operator bounce classification rules, tried before the built-in ones.",
+        path=True,
     )
 
 
@@ -329,8 +343,8 @@ class ListenerSettings:
 class RecordsSettings:
     json_log: str = setting(
         "",
-        "JSON-lines file every log record is appended to (a relative path is relative to "
-        "the working directory); empty means <data_dir>/records.jsonl.",
+        "JSON-lines file every log record is appended to; empty means <data_dir>/records.jsonl.",
+        path=True,
     )
     json_log_enabled: bool = setting(True, "Write the JSON-lines file; false writes none.")
 

@@ -1,8 +1,10 @@
 """The ``penguin`` command line: run the engine and administer it.
 
-Every command takes ``--config`` (or ``PENGUIN_CONFIG``) and ``--json``.
-Commands that touch the store open it directly, so they work whether or not
-the engine is running (SQLite WAL and PostgreSQL both allow it).
+Every command takes ``--config`` (or ``PENGUIN_CONFIG``) and ``--json``,
+before or after the command. Commands that touch the store open it directly,
+so they work whether or not the engine is running (SQLite WAL and PostgreSQL
+both allow it). Tenants, sending domains, SMTP users and suppressions are
+handled by ``engine.provisioning``; the commands here only parse and print.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.metadata
 import json
 import os
 import shutil
@@ -21,15 +24,21 @@ from typing import Any
 
 from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
 from config.example import render_example
-from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
-from engine.delivery.settling import RecordContext
-from engine.dkim.keys import default_selector, dns_records, generate_key, render_instructions
-from engine.model import MessageState, QueuedMessage, SendingDomain, SmtpUser, Suppression
-from engine.records.record import Record
+from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
+from engine.model import MessageState, QueuedMessage
+from engine.node import node_id
 from engine.runtime.preflight import check_environment
-from engine.sealing import Sealer, load_or_create_secret, secret_path
-from engine.store import Conflict, NotFound, Store, StoreError, open_store
-from engine.submission.passwords import generate_password, generate_username, hash_password
+from engine.provisioning import (
+    DkimKeySpec,
+    DomainRecords,
+    Provisioning,
+    ProvisioningError,
+    TenantHasMail,
+)
+from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
+from engine.records.record import Record
+from engine.delivery.settling import RecordContext
+from engine.store import NotFound, Store, StoreError, open_store
 
 Output = dict[str, Any] | list[Any]
 _PAGE = 1000
@@ -41,10 +50,10 @@ class CommandError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
-        parser.print_help()
+        getattr(args, "group", parser).print_help()
         return 2
     try:
         settings = _settings(args)
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
-    except (CommandError, StoreError) as exc:
+    except (CommandError, ProvisioningError, StoreError) as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(exc)}))
         else:
@@ -104,102 +113,190 @@ def _share_metrics_between_workers(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", help="config file (default: $PENGUIN_CONFIG or the shipped one)"
+def build_parser() -> argparse.ArgumentParser:
+    """Every command; ``--config`` and ``--json`` go before or after the command."""
+    parser = argparse.ArgumentParser(
+        prog="penguin",
+        description="PenguinMails sending engine: run it and administer its store.",
+        epilog="--config and --json may also follow the command: penguin tenant list --json",
     )
-    common.add_argument("--json", action="store_true", help="print JSON")
-    parser = argparse.ArgumentParser(prog="penguin", description="PenguinMails sending engine")
-    groups = parser.add_subparsers(title="commands")
+    _global_options(parser, default=None)
+    parser.add_argument("--version", action="version", version=f"penguin {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, default=argparse.SUPPRESS)  # keeps what came before the command
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def leaf(sub: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text)
-        p.set_defaults(handler=handler)
-        return p
+    def group(name: str, help_text: str) -> Leaf:
+        group_parser = commands.add_parser(name, help=help_text, description=help_text)
+        group_parser.set_defaults(group=group_parser)
+        return _leaves(group_parser.add_subparsers(title="commands", metavar="COMMAND"), common)
 
-    run = leaf(groups, "run", None, "run the engine in the foreground")
+    run = _leaves(commands, common)("run", None, "run the engine in the foreground")
     run.add_argument(
         "--role",
         choices=("all", "submission", "delivery"),
         default="all",
         help="services of this process (default all); several processes may share a store",
     )
+    _config_commands(group("config", "check or print the configuration"))
+    leaf = group("db", "database maintenance")
+    leaf("migrate", _store_command(_db_migrate), "apply migrations")
+    _tenant_commands(group("tenant", "tenants: the platform's customers"))
+    _domain_commands(group("domain", "sending domains and their DKIM keys"))
+    _smtp_user_commands(group("smtp-user", "SMTP submission credentials of tenants"))
+    _suppression_commands(group("suppression", "tenants' suppression lists"))
+    _records_commands(group("records", "log records"))
+    _queue_commands(group("queue", "the message queue"))
+    return parser
 
-    config = groups.add_parser("config", help="check or print the configuration")
-    config_sub = config.add_subparsers()
-    check = leaf(config_sub, "check", _config_check, "validate a config file")
-    check.add_argument("file", nargs="?", help="file to check (default: --config)")
-    leaf(config_sub, "example", _config_example, "print the documented default config")
 
-    db = groups.add_parser("db", help="database maintenance")
-    leaf(db.add_subparsers(), "migrate", _store_command(_db_migrate), "apply migrations")
+Leaf = Callable[[str, Any, str], argparse.ArgumentParser]
+"""Adds a command: its name, its handler and its help; returns its parser."""
 
-    tenant = groups.add_parser("tenant", help="tenants")
-    tenant_sub = tenant.add_subparsers()
-    leaf(tenant_sub, "create", _store_command(_tenant_create), "create a tenant").add_argument(
-        "name"
+
+def _leaves(commands: Any, common: argparse.ArgumentParser) -> Leaf:
+    def leaf(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    return leaf
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help="config file (default: $PENGUIN_CONFIG, else the shipped one); relative paths "
+        "in it are relative to its directory",
     )
-    leaf(tenant_sub, "list", _store_command(_tenant_list), "list tenants")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="print JSON instead of text",
+    )
 
-    domain = groups.add_parser("domain", help="sending domains")
-    domain_sub = domain.add_subparsers()
-    add = leaf(domain_sub, "add", _store_command(_domain_add), "add a sending domain")
-    add.add_argument("tenant")
-    add.add_argument("domain")
-    add.add_argument("--algo", choices=("rsa", "ed25519"), default="rsa")
-    add.add_argument("--bits", type=int, default=2048, help="RSA key size")
-    add.add_argument("--selector", help="DKIM selector (default: pmYYYYMM)")
-    rotate = leaf(domain_sub, "rotate", _store_command(_domain_rotate), "new DKIM key")
-    rotate.add_argument("domain")
-    rotate.add_argument("--algo", choices=("rsa", "ed25519"), default="rsa")
-    rotate.add_argument("--bits", type=int, default=2048, help="RSA key size")
-    rotate.add_argument("--selector", help="new DKIM selector (default: pmYYYYMM)")
-    records = leaf(domain_sub, "records", _store_command(_domain_records), "DNS to publish")
-    records.add_argument("domain")
-    leaf(domain_sub, "list", _store_command(_domain_list), "list domains").add_argument("tenant")
 
-    user = groups.add_parser("smtp-user", help="SMTP credentials")
-    leaf(
-        user.add_subparsers(), "create", _store_command(_smtp_user_create), "new credentials"
-    ).add_argument("tenant")
+def _version() -> str:
+    try:
+        return importlib.metadata.version("penguinmails")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
-    suppression = groups.add_parser("suppression", help="suppression lists")
-    sadd = leaf(suppression.add_subparsers(), "add", _store_command(_suppression_add), "suppress")
-    sadd.add_argument("tenant")
-    sadd.add_argument("address")
-    sadd.add_argument("--reason", default="manual")
 
-    records = groups.add_parser("records", help="log records")
-    tail = leaf(records.add_subparsers(), "tail", _store_command(_records_tail), "show records")
+def _config_commands(leaf: Leaf) -> None:
+    check = leaf("check", _config_check, "validate a config file and what it names")
+    check.add_argument("file", nargs="?", help="the file to check (default: --config)")
+    leaf("example", _config_example, "print the documented default config")
+
+
+def _tenant_commands(leaf: Leaf) -> None:
+    create = leaf("create", _provisioning_command(_tenant_create), "create a tenant")
+    create.add_argument("name", help="the tenant's name, unique")
+    leaf("list", _provisioning_command(_tenant_list), "list tenants")
+    remove = leaf(
+        "remove",
+        _provisioning_command(_tenant_remove),
+        "remove a tenant with its domains, SMTP users, suppressions and delivered mail "
+        "(refused while it has mail to deliver)",
+    )
+    remove.add_argument("name", help="the tenant to remove")
+    remove.add_argument(
+        "--force",
+        action="store_true",
+        help="first remove its queued and shunted messages (an AdminBounce record each)",
+    )
+
+
+def _key_options(command: argparse.ArgumentParser, selector_help: str) -> None:
+    command.add_argument(
+        "--algo", choices=("rsa", "ed25519"), default="rsa", help="DKIM key type (default rsa)"
+    )
+    command.add_argument(
+        "--bits", type=int, default=RSA_DEFAULT_BITS, help="RSA key size, 1024 to 4096"
+    )
+    command.add_argument("--selector", help=selector_help)
+
+
+def _domain_commands(leaf: Leaf) -> None:
+    add = leaf("add", _provisioning_command(_domain_add), "add a sending domain with a DKIM key")
+    add.add_argument("tenant", help="the tenant that sends from it")
+    add.add_argument("domain", help="the domain in the header From, e.g. news.acme.test")
+    _key_options(add, "DKIM selector (default: pm + year and month, e.g. pm202611)")
+    rotate = leaf("rotate", _provisioning_command(_domain_rotate), "give a domain a new DKIM key")
+    rotate.add_argument("domain", help="the sending domain")
+    _key_options(rotate, "the new key's selector (default: pm + year and month)")
+    records = leaf("records", _provisioning_command(_domain_records), "DNS records to publish")
+    records.add_argument("domain", help="the sending domain")
+    listing = leaf("list", _provisioning_command(_domain_list), "list a tenant's domains")
+    listing.add_argument("tenant", help="the tenant")
+    remove = leaf("remove", _provisioning_command(_domain_remove), "remove a sending domain")
+    remove.add_argument("domain", help="the sending domain")
+
+
+def _smtp_user_commands(leaf: Leaf) -> None:
+    create = leaf(
+        "create", _provisioning_command(_smtp_user_create), "new credentials for a tenant"
+    )
+    create.add_argument("tenant", help="the tenant")
+    listing = leaf("list", _provisioning_command(_smtp_user_list), "list a tenant's SMTP users")
+    listing.add_argument("tenant", help="the tenant")
+    remove = leaf("remove", _provisioning_command(_smtp_user_remove), "remove an SMTP user")
+    remove.add_argument("username", help="the username to remove")
+
+
+def _suppression_commands(leaf: Leaf) -> None:
+    add = leaf("add", _provisioning_command(_suppression_add), "suppress an address")
+    add.add_argument("tenant", help="the tenant whose list it goes on")
+    add.add_argument("address", help="the recipient address (any case)")
+    add.add_argument("--reason", default="manual", help="why (default manual)")
+    listing = leaf("list", _provisioning_command(_suppression_list), "list a tenant's suppressions")
+    listing.add_argument("tenant", help="the tenant")
+    listing.add_argument(
+        "-n", "--limit", type=int, default=1000, help="addresses to list (default 1000)"
+    )
+    listing.add_argument(
+        "--after", default="", metavar="ADDRESS", help="start after this address (next page)"
+    )
+    remove = leaf("remove", _provisioning_command(_suppression_remove), "unsuppress an address")
+    remove.add_argument("tenant", help="the tenant")
+    remove.add_argument("address", help="the suppressed address")
+
+
+def _records_commands(leaf: Leaf) -> None:
+    tail = leaf("tail", _store_command(_records_tail), "show the latest records")
     tail.add_argument("-n", "--lines", type=int, default=20, help="records to show first")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     tail.add_argument(
         "--poll", type=float, default=0.5, help="seconds between looks for new records"
     )
 
-    queue = groups.add_parser("queue", help="the message queue")
-    queue_sub = queue.add_subparsers()
-    leaf(queue_sub, "summary", _store_command(_queue_summary), "messages by queue and state")
-    leaf(queue_sub, "show", _store_command(_queue_show), "one message or submission").add_argument(
-        "id"
-    )
-    shunted = leaf(queue_sub, "shunted", _store_command(_queue_shunted), "parked messages")
+
+def _queue_commands(leaf: Leaf) -> None:
+    leaf("summary", _store_command(_queue_summary), "messages by queue and state")
+    show = leaf("show", _store_command(_queue_show), "one message or submission")
+    show.add_argument("id", help="a message id, or a submission's (the queue id of its 250)")
+    shunted = leaf("shunted", _store_command(_queue_shunted), "parked messages")
     shunted.add_argument("-n", "--limit", type=int, default=1000, help="messages to list")
-    requeue = leaf(
-        queue_sub, "requeue", _store_command(_queue_requeue), "queue shunted messages again"
-    )
+    requeue = leaf("requeue", _store_command(_queue_requeue), "queue shunted messages again")
     which = requeue.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="a message, or a submission's shunted messages")
     which.add_argument("--all-shunted", action="store_true", help="every shunted message")
-    leaf(
-        queue_sub, "delete", _store_command(_queue_delete), "remove queued or shunted messages"
-    ).add_argument("id", help="a message, or a submission's queued and shunted messages")
-    return parser
+    delete = leaf("delete", _store_command(_queue_delete), "remove queued or shunted messages")
+    delete.add_argument("id", help="a message, or a submission's queued and shunted messages")
 
 
 Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
 StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
+
+
+ProvisioningHandler = Callable[
+    [Provisioning, Settings, argparse.Namespace], Awaitable[tuple[Output, str]]
+]
 
 
 def _store_command(handler: StoreHandler) -> Handler:
@@ -217,6 +314,19 @@ def _store_command(handler: StoreHandler) -> Handler:
         return asyncio.run(body())
 
     return run
+
+
+def _provisioning_command(handler: ProvisioningHandler) -> Handler:
+    """Run ``handler`` with the provisioning service on a migrated store."""
+
+    async def run(
+        store: Store, settings: Settings, args: argparse.Namespace
+    ) -> tuple[Output | None, str]:
+        return await handler(
+            Provisioning(store, settings, nodeid=node_id(settings)), settings, args
+        )
+
+    return _store_command(run)
 
 
 def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
@@ -243,138 +353,153 @@ async def _db_migrate(
 
 
 async def _tenant_create(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    try:
-        tenant = await store.create_tenant(args.name, time.time())
-    except Conflict:
-        raise CommandError(f"tenant {args.name!r} exists") from None
+    tenant = await p.create_tenant(args.name)
     return dataclasses.asdict(tenant), f"tenant {tenant.name} created (id {tenant.id})"
 
 
 async def _tenant_list(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    tenants = await store.list_tenants()
+    tenants = await p.list_tenants()
     lines = [f"{t.id}\t{t.name}" for t in tenants] or ["no tenants"]
     return [dataclasses.asdict(t) for t in tenants], "\n".join(lines)
 
 
-async def _require_tenant(store: Store, name: str) -> int:
-    tenant = await store.get_tenant(name)
-    if tenant is None:
-        raise CommandError(f"no tenant named {name!r}")
-    return tenant.id
+async def _tenant_remove(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    try:
+        removal = await p.remove_tenant(args.name, force=args.force)
+    except TenantHasMail as exc:
+        if exc.forced:
+            raise
+        hint = "wait for it, or pass --force to remove its queued and shunted messages first"
+        raise CommandError(f"{exc}; {hint}") from exc
+    data = {"tenant": dataclasses.asdict(removal.tenant), "removed": removal.removed_messages}
+    text = f"tenant {removal.tenant.name} removed"
+    if removal.removed_messages:
+        text += f", and {len(removal.removed_messages)} queued or shunted messages"
+    return data, text
 
 
-def _domain_dns(settings: Settings, domain: SendingDomain) -> tuple[dict[str, Any], str]:
-    records = dns_records(
-        domain.name,
-        domain.selector,
-        (domain.algorithm, domain.public_key_b64),
-        return_path_domain=f"bounces.{domain.name}",
-        engine_hostname=settings.engine.hostname,
-    )
+def _domain_dns(records: DomainRecords) -> tuple[dict[str, Any], str]:
     data = {
-        "domain": domain.name,
-        "selector": domain.selector,
-        "algorithm": domain.algorithm,
-        "dns_records": [dataclasses.asdict(r) for r in records],
+        "domain": records.domain.name,
+        "selector": records.domain.selector,
+        "algorithm": records.domain.algorithm,
+        "dns_records": [dataclasses.asdict(r) for r in records.dns_records],
     }
-    return data, render_instructions(records)
+    return data, render_instructions(records.dns_records)
 
 
-def _keyed_domain(
-    settings: Settings, args: argparse.Namespace, name: str, tenant_id: int, now: float
-) -> SendingDomain:
-    """``name`` with a new DKIM key pair, its private half sealed."""
-    key = generate_key(args.algo, bits=args.bits) if args.algo == "rsa" else generate_key("ed25519")
-    sealer = Sealer(load_or_create_secret(secret_path(settings.engine)))
-    return SendingDomain(
-        tenant_id=tenant_id,
-        name=name,
-        selector=args.selector or default_selector(now),
-        algorithm=key.algorithm,
-        private_key_sealed=sealer.seal(key.private_pem),
-        public_key_b64=key.public_b64,
-        created_at=now,
-    )
+def _key_spec(args: argparse.Namespace) -> DkimKeySpec:
+    return DkimKeySpec(args.algo, args.bits, args.selector)
 
 
 async def _domain_add(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    name = args.domain.lower().rstrip(".")
-    tenant_id = await _require_tenant(store, args.tenant)
-    domain = _keyed_domain(settings, args, name, tenant_id, time.time())
-    try:
-        domain = await store.add_domain(domain)
-    except Conflict:
-        raise CommandError(f"domain {name!r} is already registered") from None
-    data, text = _domain_dns(settings, domain)
-    return data, f"domain {name} added for tenant {args.tenant}\n\n{text}"
+    added = await p.add_domain(args.tenant, args.domain, _key_spec(args))
+    data, text = _domain_dns(added)
+    return data, f"domain {added.domain.name} added for tenant {args.tenant}\n\n{text}"
 
 
 async def _domain_rotate(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    name = args.domain.lower().rstrip(".")
-    current = await store.get_domain(name)
-    if current is None:
-        raise CommandError(f"no sending domain {name!r}")
-    rotated = _keyed_domain(settings, args, name, current.tenant_id, time.time())
-    if rotated.selector == current.selector:
-        raise CommandError(f"selector {rotated.selector!r} is in use; pass --selector")
-    await store.rotate_domain_key(rotated)
-    data, text = _domain_dns(settings, rotated)
-    data["previous_selector"] = current.selector
+    rotated = await p.rotate_domain(args.domain, _key_spec(args))
+    data, text = _domain_dns(rotated)
+    data["previous_selector"] = rotated.previous_selector
+    name, previous = rotated.domain.name, rotated.previous_selector
     note = (
-        f"domain {name} now signs with selector {rotated.selector} (engines pick it up within"
-        f" a minute).\nKeep {current.selector}._domainkey.{name} published until mail signed"
+        f"domain {name} now signs with selector {rotated.domain.selector} (engines pick it up"
+        f" within a minute).\nKeep {previous}._domainkey.{name} published until mail signed"
         " with it has been delivered (the queue's maximum age).\n\n"
     )
     return data, note + text
 
 
 async def _domain_records(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    domain = await store.get_domain(args.domain.lower().rstrip("."))
-    if domain is None:
-        raise CommandError(f"no sending domain {args.domain!r}")
-    return _domain_dns(settings, domain)
+    return _domain_dns(await p.domain_records(args.domain))
 
 
 async def _domain_list(
-    store: Store, settings: Settings, args: argparse.Namespace
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    domains = await store.list_domains(await _require_tenant(store, args.tenant))
+    domains = await p.list_domains(args.tenant)
     rows = [{"name": d.name, "selector": d.selector, "algorithm": d.algorithm} for d in domains]
     lines = [f"{r['name']}\t{r['selector']}\t{r['algorithm']}" for r in rows] or ["no domains"]
     return rows, "\n".join(lines)
 
 
-async def _smtp_user_create(
-    store: Store, settings: Settings, args: argparse.Namespace
+async def _domain_remove(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    tenant_id = await _require_tenant(store, args.tenant)
-    username, password = generate_username(args.tenant), generate_password()
-    await store.add_smtp_user(SmtpUser(tenant_id, username, hash_password(password), time.time()))
-    data = {"tenant": args.tenant, "username": username, "password": password}
+    removed = await p.remove_domain(args.domain)
+    data = {"domain": removed.name, "selector": removed.selector}
     text = (
-        f"username: {username}\npassword: {password}\n"
+        f"domain {removed.name} removed; engines stop accepting and signing mail from it"
+        " within a minute, and mail from it still queued then goes out unsigned.\n"
+        f"Unpublish {removed.selector}._domainkey.{removed.name} once that mail has gone."
+    )
+    return data, text
+
+
+async def _smtp_user_create(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    user = await p.create_smtp_user(args.tenant)
+    data = {"tenant": user.tenant, "username": user.username, "password": user.password}
+    text = (
+        f"username: {user.username}\npassword: {user.password}\n"
         "The password is shown only now; store it safely."
     )
     return data, text
 
 
-async def _suppression_add(
-    store: Store, settings: Settings, args: argparse.Namespace
+async def _smtp_user_list(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    tenant_id = await _require_tenant(store, args.tenant)
-    address = args.address.lower()
-    await store.add_suppression(Suppression(tenant_id, address, args.reason, time.time()))
-    return {"tenant": args.tenant, "address": address}, f"{address} suppressed"
+    users = await p.list_smtp_users(args.tenant)
+    rows = [{"username": u.username, "created_at": u.created_at} for u in users]
+    lines = [f"{u.username}\tcreated {_iso(u.created_at)}" for u in users] or ["no SMTP users"]
+    return rows, "\n".join(lines)
+
+
+async def _smtp_user_remove(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    await p.remove_smtp_user(args.username)
+    text = f"SMTP user {args.username} removed (a running engine refuses it within a minute)"
+    return {"username": args.username, "removed": True}, text
+
+
+async def _suppression_add(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    added = await p.add_suppression(args.tenant, args.address, args.reason)
+    return {"tenant": args.tenant, "address": added.address}, f"{added.address} suppressed"
+
+
+async def _suppression_list(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    listed = await p.list_suppressions(args.tenant, after=args.after, limit=args.limit)
+    rows = [{"address": s.address, "reason": s.reason, "created_at": s.created_at} for s in listed]
+    lines = [f"{s.address}\t{s.reason}\t{_iso(s.created_at)}" for s in listed]
+    return rows, "\n".join(lines) or "no suppressions"
+
+
+async def _suppression_remove(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    await p.remove_suppression(args.tenant, args.address)
+    address = args.address.strip().lower()
+    return {"tenant": args.tenant, "address": address, "removed": True}, f"{address} unsuppressed"
 
 
 async def _records_tail(
@@ -518,8 +643,6 @@ class _AdminRecords:
     """The records of an operator's actions at ``now``, with each tenant's name."""
 
     def __init__(self, store: Store, settings: Settings, now: float) -> None:
-        from engine.runtime.app import node_id
-
         self._store = store
         self._now = now
         self._nodeid = node_id(settings)

@@ -41,6 +41,7 @@ from engine.dkim.signing_keys import SigningKeys
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.runtime.preflight import operator_rules, tls_paths
+from engine.node import node_id
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 from engine.smtp.tls_cert import ensure_self_signed, server_context
@@ -67,10 +68,6 @@ class Role(enum.StrEnum):
     @property
     def delivers(self) -> bool:
         return self is not Role.SUBMISSION
-
-
-def node_id(settings: Settings) -> str:
-    return settings.engine.node_id or socket.gethostname()
 
 
 def client_settings(delivery: DeliverySettings) -> ClientSettings:

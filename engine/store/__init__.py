@@ -19,11 +19,12 @@ stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    MessageState,
     QueueCount,
     QueuedMessage,
     SendingDomain,
@@ -41,7 +42,8 @@ class StoreError(Exception):
 
     StoreError
      ├── Conflict        (a unique name is taken: tenant, domain, SMTP user)
-     └── NotFound        (a named parent does not exist)
+     ├── NotFound        (a named parent does not exist)
+     └── InUse           (a tenant to remove still has messages to deliver)
     """
 
 
@@ -51,6 +53,14 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class InUse(StoreError):
+    """A tenant still has ``pending`` messages queued, leased or shunted."""
+
+    def __init__(self, message: str, pending: int) -> None:
+        super().__init__(message)
+        self.pending = pending
 
 
 class Store(Protocol):
@@ -193,6 +203,45 @@ class Store(Protocol):
         no message needs any more, and store the ``records`` about them, in one
         transaction; returns the ids removed, sorted."""
         ...
+
+    # Provisioning: listings and removals (``engine.provisioning``).
+    async def tenant_messages_in(
+        self, tenant_id: int, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        """Up to ``limit`` of a tenant's messages in ``states``, the oldest first."""
+        ...
+
+    async def remove_tenant(self, tenant_id: int) -> bool:
+        """Remove the tenant with its sending domains, SMTP users, suppressions and
+        finished messages and their bodies, in one transaction; its records stay.
+        While it has messages queued, leased or shunted, raises ``InUse`` and changes
+        nothing. False when there is no such tenant."""
+        ...
+
+    async def remove_domain(self, name: str) -> bool:
+        """Remove the sending domain ``name`` and its DKIM key; False if absent."""
+        ...
+
+    async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
+        """A tenant's SMTP users, by username."""
+        ...
+
+    async def remove_smtp_user(self, username: str) -> bool:
+        """Remove the SMTP user ``username``; False if absent."""
+        ...
+
+    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+        """Up to ``limit`` of a tenant's suppressions with an address above ``after``
+        (``""`` for the first page), by address."""
+        ...
+
+    async def remove_suppression(self, tenant_id: int, address: str) -> bool:
+        """Remove (tenant, address), the address compared case-insensitively; False if absent."""
+        ...
+
+
+PENDING_STATES = frozenset({MessageState.QUEUED, MessageState.LEASED, MessageState.SHUNTED})
+"""States of a message not finished: a tenant holding one cannot be removed."""
 
 
 def open_store(url: str, pool_size: int = 10) -> Store:

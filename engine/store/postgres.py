@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -43,7 +43,7 @@ from engine.model import (
     Tenant,
 )
 from engine.records.record import Record
-from engine.store import Conflict, NotFound, StoreError
+from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
@@ -518,6 +518,95 @@ class PostgresStore:
                 removed = sorted(str(row[0]) for row in rows)
                 await _insert_records(conn, records_about(records, removed))
         return removed
+
+    # Provisioning: listings and removals.
+
+    async def tenant_messages_in(
+        self, tenant_id: int, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        """Up to ``limit`` of a tenant's messages in ``states``, the oldest first."""
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1"
+            " AND state = ANY($2::text[]) ORDER BY created_at, id LIMIT $3",
+            tenant_id,
+            sorted(state.value for state in states),
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def remove_tenant(self, tenant_id: int) -> bool:
+        """Remove the tenant and what it owns but its records; ``InUse`` while it has
+        messages to deliver.
+
+        The tenant's row is locked first: a submission committing meanwhile either
+        came before (and is counted) or waits for the lock and then fails on the
+        foreign key.
+        """
+        pool = await self._get_pool()
+        with _translated("tenant"):
+            async with pool.acquire() as conn, conn.transaction():
+                found = await conn.fetchrow(
+                    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE", tenant_id
+                )
+                if found is None:
+                    return False
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM messages WHERE tenant_id = $1"
+                    " AND state = ANY($2::text[])",
+                    tenant_id,
+                    sorted(state.value for state in PENDING_STATES),
+                )
+                if count:
+                    raise InUse(f"{count} messages queued, leased or shunted", int(count))
+                for table in (
+                    "messages",
+                    "bodies",
+                    "suppressions",
+                    "smtp_users",
+                    "sending_domains",
+                ):
+                    await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
+                await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
+        return True
+
+    async def remove_domain(self, name: str) -> bool:
+        status = await self._execute(
+            "DELETE FROM sending_domains WHERE name = $1", name, subject="domain"
+        )
+        return _row_count(status) == 1
+
+    async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
+        rows = await self._fetch(
+            "SELECT id, tenant_id, username, password_hash, created_at"
+            " FROM smtp_users WHERE tenant_id = $1 ORDER BY username",
+            tenant_id,
+        )
+        return [SmtpUser(**dict(row)) for row in rows]
+
+    async def remove_smtp_user(self, username: str) -> bool:
+        status = await self._execute(
+            "DELETE FROM smtp_users WHERE username = $1", username, subject="SMTP user"
+        )
+        return _row_count(status) == 1
+
+    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+        rows = await self._fetch(
+            "SELECT tenant_id, address, reason, created_at FROM suppressions"
+            " WHERE tenant_id = $1 AND address > $2 ORDER BY address LIMIT $3",
+            tenant_id,
+            after,
+            limit,
+        )
+        return [Suppression(**dict(row)) for row in rows]
+
+    async def remove_suppression(self, tenant_id: int, address: str) -> bool:
+        status = await self._execute(
+            "DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2",
+            tenant_id,
+            address.lower(),
+            subject="suppression",
+        )
+        return _row_count(status) == 1
 
 
 async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:

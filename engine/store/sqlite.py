@@ -27,7 +27,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +45,7 @@ from engine.model import (
     Tenant,
 )
 from engine.records.record import Record
-from engine.store import Conflict, NotFound, StoreError
+from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
@@ -473,6 +473,71 @@ class SqliteStore:
             return sorted(removed)
 
         return await self._write(delete, "removal")
+
+    # Provisioning: listings and removals.
+
+    async def tenant_messages_in(
+        self, tenant_id: int, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        """Up to ``limit`` of a tenant's messages in ``states``, the oldest first."""
+        wanted = sorted(state.value for state in states)
+        if not wanted:
+            return []
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?"
+            f" AND state IN ({', '.join('?' * len(wanted))}) ORDER BY created_at, id LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (tenant_id, *wanted, limit)))
+
+    async def remove_tenant(self, tenant_id: int) -> bool:
+        """Remove the tenant and what it owns but its records; ``InUse`` while it has
+        messages to deliver."""
+        pending = sorted(state.value for state in PENDING_STATES)
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            count = conn.execute(
+                "SELECT count(*) FROM messages WHERE tenant_id = ?"
+                f" AND state IN ({', '.join('?' * len(pending))})",
+                (tenant_id, *pending),
+            ).fetchone()[0]
+            if count:
+                raise InUse(f"{count} messages queued, leased or shunted", count)
+            for table in ("messages", "bodies", "suppressions", "smtp_users", "sending_domains"):
+                conn.execute(f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
+            return conn.execute("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount == 1
+
+        return await self._write(delete, "tenant")
+
+    async def remove_domain(self, name: str) -> bool:
+        sql = "DELETE FROM sending_domains WHERE name = ?"
+        return await self._write(lambda conn: conn.execute(sql, (name,)).rowcount == 1, "domain")
+
+    async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
+        sql = (
+            "SELECT id, tenant_id, username, password_hash, created_at"
+            " FROM smtp_users WHERE tenant_id = ? ORDER BY username"
+        )
+        return await self._run(lambda conn: _all(conn, SmtpUser, sql, (tenant_id,)))
+
+    async def remove_smtp_user(self, username: str) -> bool:
+        sql = "DELETE FROM smtp_users WHERE username = ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (username,)).rowcount == 1, "SMTP user"
+        )
+
+    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+        sql = (
+            "SELECT tenant_id, address, reason, created_at FROM suppressions"
+            " WHERE tenant_id = ? AND address > ? ORDER BY address LIMIT ?"
+        )
+        return await self._run(lambda conn: _all(conn, Suppression, sql, (tenant_id, after, limit)))
+
+    async def remove_suppression(self, tenant_id: int, address: str) -> bool:
+        sql = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?"
+        params = (tenant_id, address.lower())
+        return await self._write(
+            lambda conn: conn.execute(sql, params).rowcount == 1, "suppression"
+        )
 
 
 class _Connection(sqlite3.Connection):

@@ -19,7 +19,7 @@ from engine.model import (
     Suppression,
 )
 from engine.records.record import Record, RecordType
-from engine.store import Conflict, NotFound, Store, open_store
+from engine.store import Conflict, InUse, NotFound, Store, open_store
 from engine.store.migrations import Backend, migration_files
 
 T0 = 1_700_000_000.0
@@ -646,3 +646,143 @@ async def test_records_after_pages_through_the_log(store: Store) -> None:
     assert [data for _, data in await store.records_after(seqs[2], 10)] == [
         r.to_json() for r in records[3:]
     ]
+
+
+async def test_smtp_users_are_listed_by_tenant_and_removed_by_name(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    second = await store.add_smtp_user(SmtpUser(acme.id, "acme-b", "$h2", T0 + 1))
+    first = await store.add_smtp_user(SmtpUser(acme.id, "acme-a", "$h1", T0))
+    other = await store.add_smtp_user(SmtpUser(beta.id, "beta-a", "$h3", T0))
+    assert await store.list_smtp_users(acme.id) == [first, second]
+    assert await store.list_smtp_users(beta.id) == [other]
+
+    assert await store.remove_smtp_user("acme-a") is True
+    assert await store.remove_smtp_user("acme-a") is False
+    assert await store.get_smtp_user("acme-a") is None
+    assert await store.list_smtp_users(acme.id) == [second]
+    assert await store.list_smtp_users(beta.id) == [other]
+
+
+async def test_suppressions_are_paged_by_address_and_removed(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    for address in ("carol@example.com", "Alice@Example.com", "bob@example.com"):
+        await store.add_suppression(Suppression(acme.id, address, "bounce", T0))
+    await store.add_suppression(Suppression(beta.id, "alice@example.com", "complaint", T0))
+
+    first = await store.list_suppressions(acme.id, "", 2)
+    assert first == [
+        Suppression(acme.id, "alice@example.com", "bounce", T0),
+        Suppression(acme.id, "bob@example.com", "bounce", T0),
+    ]
+    rest = await store.list_suppressions(acme.id, first[-1].address, 2)
+    assert [s.address for s in rest] == ["carol@example.com"]
+    assert await store.list_suppressions(acme.id, rest[-1].address, 2) == []
+
+    assert await store.remove_suppression(acme.id, "ALICE@example.com") is True
+    assert await store.remove_suppression(acme.id, "alice@example.com") is False
+    assert await store.suppressed(acme.id, ["alice@example.com"]) == set()
+    assert await store.suppressed(beta.id, ["alice@example.com"]) == {"alice@example.com"}
+
+
+async def test_a_removed_domain_is_gone_and_its_name_free(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_domain(SendingDomain(acme.id, "acme.example", "s1", "rsa", b"k", "P", T0))
+    kept = await store.add_domain(SendingDomain(acme.id, "b.example", "s1", "rsa", b"k", "P", T0))
+
+    assert await store.remove_domain("acme.example") is True
+    assert await store.remove_domain("acme.example") is False
+    assert await store.get_domain("acme.example") is None
+    assert await store.list_domains(acme.id) == [kept]
+    moved = await store.add_domain(
+        SendingDomain(beta.id, "acme.example", "s2", "ed25519", b"k2", "Q", T0)
+    )
+    assert await store.get_domain("acme.example") == moved
+
+
+async def test_tenant_messages_in_states_oldest_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    older = message("a", 0, acme.id, created_at=T0)
+    newer = message("b", 0, acme.id, created_at=T0 + 5, due_at=T0 - 5)  # claimed first
+    later = message("c", 0, acme.id, created_at=T0 + 9)
+    await store.accept(
+        [
+            submission("c", acme.id, [later]),
+            submission("b", acme.id, [newer]),
+            submission("a", acme.id, [older]),
+            submission("x", beta.id, [message("x", 0, beta.id)]),
+        ],
+        [],
+    )
+    await shunt_all(store, [newer], [T0 + 1])
+    queued = {MessageState.QUEUED}
+    both = {MessageState.QUEUED, MessageState.SHUNTED}
+    assert [m.id for m in await store.tenant_messages_in(acme.id, both, 10)] == [
+        "a-0",
+        "b-0",
+        "c-0",
+    ]
+    assert [m.id for m in await store.tenant_messages_in(acme.id, both, 2)] == ["a-0", "b-0"]
+    assert [m.id for m in await store.tenant_messages_in(acme.id, queued, 10)] == ["a-0", "c-0"]
+    assert await store.tenant_messages_in(acme.id, set(), 10) == []
+    assert [m.id for m in await store.tenant_messages_in(beta.id, both, 10)] == ["x-0"]
+
+
+@pytest.mark.parametrize("state", [MessageState.QUEUED, MessageState.LEASED, MessageState.SHUNTED])
+async def test_a_tenant_with_messages_to_deliver_is_not_removed(
+    store: Store, state: MessageState
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    await store.add_domain(SendingDomain(acme.id, "acme.example", "s1", "rsa", b"k", "P", T0))
+    [pending] = await enqueue(store, acme.id, [T0])
+    if state is MessageState.LEASED:
+        await store.claim("w1", T0, 60.0, 10)
+    if state is MessageState.SHUNTED:
+        await shunt_all(store, [pending], [T0 + 1])
+    with pytest.raises(InUse) as refused:
+        await store.remove_tenant(acme.id)
+    assert refused.value.pending == 1
+    assert await store.get_tenant("acme") == acme
+    assert await store.get_domain("acme.example") is not None
+    stored = await store.get_message(pending.id)
+    assert stored is not None and stored.state is state
+
+
+async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    for tenant in (acme, beta):
+        name = tenant.name
+        await store.add_domain(SendingDomain(tenant.id, f"{name}.example", "s", "rsa", b"", "", T0))
+        await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
+        await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
+    done = message("a", 0, acme.id)
+    kept = message("b", 0, beta.id)
+    await store.accept(
+        [submission("a", acme.id, [done]), submission("b", beta.id, [kept])],
+        [reception(done), reception(kept)],
+    )
+    claimed = await store.claim("w1", T0, 60.0, 10)
+    await settle_claimed(store, claimed, done.id, MessageState.DELIVERED, T0)
+    await settle_claimed(store, claimed, kept.id, MessageState.DELIVERED, T0)
+
+    assert await store.remove_tenant(acme.id) is True
+    assert await store.get_tenant("acme") is None
+    assert await store.list_tenants() == [beta]
+    assert await store.get_domain("acme.example") is None
+    assert await store.get_smtp_user("acme-relay") is None
+    assert await store.list_suppressions(acme.id, "", 10) == []
+    assert await store.get_message(done.id) is None
+    assert await store.get_body("a") is None
+    assert [r["type"] for r in await store.list_records(done.id)] == ["Reception", "Delivery"]
+    assert await store.remove_tenant(acme.id) is False
+
+    assert await store.get_domain("beta.example") is not None
+    assert await store.get_smtp_user("beta-relay") is not None
+    assert len(await store.list_suppressions(beta.id, "", 10)) == 1
+    assert await store.get_message(kept.id) is not None
+    assert await store.get_body("b") is not None
+    assert await store.create_tenant("acme", T0 + 1) != acme

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,71 @@ def test_store_and_record_log_default_to_the_data_dir(
     settings = parse_settings(raw)
     assert settings.database_url() == database_url
     assert settings.record_log_path() == record_log
+
+
+def path_fields() -> list[tuple[str, str]]:
+    """(table, key) of every schema setting that names a file or directory."""
+    defaults = Settings()
+    return [
+        (table.name, f.name)
+        for table in dataclasses.fields(Settings)
+        if dataclasses.is_dataclass(value := getattr(defaults, table.name))
+        for f in dataclasses.fields(value)
+        if f.metadata.get("path")
+    ]
+
+
+def test_relative_paths_are_relative_to_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = path_fields()
+    assert {("engine", "data_dir"), ("records", "json_log")} <= set(fields)
+    tables: dict[str, list[str]] = {}
+    for table, key in fields:
+        tables.setdefault(table, []).append(f'{key} = "rel/{key}"')
+    text = "".join(f"[{table}]\n" + "\n".join(keys) + "\n" for table, keys in tables.items())
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "penguin.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings("etc/penguin.toml")
+    base = tmp_path / "etc"
+    for table, key in fields:
+        assert getattr(getattr(settings, table), key) == str(base / "rel" / key), key
+    assert settings.database_url() == f"sqlite:{base / 'rel/data_dir/penguin.db'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "database_url", "data_dir"),
+    [
+        ("", "sqlite:{base}/var/penguin.db", "{base}/var"),
+        ('[database]\nurl = "sqlite:db/p.db"\n', "sqlite:{base}/db/p.db", "{base}/var"),
+        ('[database]\nurl = "sqlite://db/p.db"\n', "sqlite:{base}/db/p.db", "{base}/var"),
+        ('[database]\nurl = "sqlite:/srv/p.db"\n', "sqlite:/srv/p.db", "{base}/var"),
+        ('[engine]\ndata_dir = "/srv/penguin"\n', "sqlite:/srv/penguin/penguin.db", "/srv/penguin"),
+        (
+            '[database]\nurl = "postgresql://u@h/db"\n',
+            "postgresql://u@h/db",
+            "{base}/var",
+        ),
+    ],
+)
+def test_defaults_and_absolute_paths_under_a_config_file(
+    tmp_path: Path, text: str, database_url: str, data_dir: str
+) -> None:
+    config = tmp_path / "penguin.toml"
+    config.write_text(text)
+    settings = load_settings(config)
+    assert settings.database_url() == database_url.format(base=tmp_path)
+    assert settings.engine.data_dir == data_dir.format(base=tmp_path)
+    assert settings.engine.secret_file == ""
+    assert settings.records.json_log == ""
+
+
+def test_without_a_config_file_paths_stay_relative_to_the_working_directory() -> None:
+    settings = load_settings()
+    assert settings.engine.data_dir == "var"
+    assert settings.database_url() == "sqlite:var/penguin.db"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,65 @@
+"""Provisioning: the tenants, their sending domains, SMTP users and suppressions.
+
+Owns one service, ``Provisioning``, that the ``penguin`` CLI uses now and the
+admin API will use: creating, listing and removing tenants; adding, listing,
+rotating and removing sending domains (a new DKIM key each time, its private
+half sealed with the engine secret, and the DNS records to publish);
+creating, listing and removing SMTP users (generated username and password,
+stored as a scrypt hash); adding, listing and removing suppressions.
+
+In: names as an operator or a tenant types them. Out: model values
+(``engine.model``) and small result types; failures as the
+``ProvisioningError`` tree of ``engine.provisioning.errors``, never a store
+or key error.
+
+May import ``config``, ``engine.model``, ``engine.store`` (the interface),
+``engine.dkim_keys``, ``engine.sealing``, ``engine.passwords``,
+``engine.queue_admin``, ``engine.settling`` and ``engine.clock``; never an
+edge (``smtp_out``, ``admin_api``, ...) nor the composition root
+(``engine.app``, ``engine.cli``).
+
+Invariants:
+
+- a DKIM private key is sealed before it reaches the store and is never
+  returned; a password is returned once, by ``create_smtp_user``, and stored
+  only as its hash;
+- domain names are stored lower-case without a final dot, suppressed
+  addresses lower-case; a domain or selector that cannot be published in DNS
+  is refused before a key is made;
+- a tenant is removed only while it has no message to deliver (queued,
+  being delivered or shunted); with ``force`` its queued and shunted
+  messages are removed first, each with an AdminBounce record, as
+  ``penguin queue delete`` does. Its records stay in the log.
+"""
+
+from engine.provisioning.errors import (
+    AlreadyExists,
+    Invalid,
+    ProvisioningError,
+    SecretUnusable,
+    StoreFailed,
+    TenantHasMail,
+    Unknown,
+)
+from engine.provisioning.service import (
+    DkimKeySpec,
+    DomainRecords,
+    NewSmtpUser,
+    Provisioning,
+    TenantRemoval,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "DkimKeySpec",
+    "DomainRecords",
+    "Invalid",
+    "NewSmtpUser",
+    "Provisioning",
+    "ProvisioningError",
+    "SecretUnusable",
+    "StoreFailed",
+    "TenantHasMail",
+    "TenantRemoval",
+    "Unknown",
+]

@@ -1,0 +1,52 @@
+"""The errors of provisioning: one tree, store and key errors translated at the boundary.
+
+::
+
+    ProvisioningError
+     ├── Unknown          (no tenant, sending domain, SMTP user or suppression of that name)
+     ├── AlreadyExists    (a tenant, sending domain or SMTP user of that name exists)
+     ├── Invalid          (a value that cannot be used: a domain or selector not valid
+     │                     in DNS, an RSA key size out of range, a selector in use)
+     ├── TenantHasMail    (the tenant to remove still has messages to deliver)
+     ├── SecretUnusable   (the engine secret that seals DKIM keys cannot be read or made)
+     └── StoreFailed      (the store failed: unreachable, locked too long, ...)
+
+Every message names the thing concerned and can be shown to an operator as
+it is; none holds a password or a key.
+"""
+
+from __future__ import annotations
+
+
+class ProvisioningError(Exception):
+    """Base of the provisioning errors."""
+
+
+class Unknown(ProvisioningError):
+    pass
+
+
+class AlreadyExists(ProvisioningError):
+    pass
+
+
+class Invalid(ProvisioningError):
+    pass
+
+
+class TenantHasMail(ProvisioningError):
+    """``pending`` messages are still to deliver; ``forced`` when the queued and
+    shunted ones were removed already (so what is left is being delivered)."""
+
+    def __init__(self, message: str, *, pending: int, forced: bool) -> None:
+        super().__init__(message)
+        self.pending = pending
+        self.forced = forced
+
+
+class SecretUnusable(ProvisioningError):
+    pass
+
+
+class StoreFailed(ProvisioningError):
+    pass

@@ -1,0 +1,344 @@
+"""The provisioning service: tenants, sending domains, SMTP users, suppressions.
+
+One ``Provisioning`` per store; it is stateless apart from the sealer it
+makes the first time a key is sealed (so commands that seal nothing never
+create the engine secret). Each method is one or a few store calls; their
+errors are translated into ``engine.provisioning.errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from config import Settings
+from engine.clock import Clock, SystemClock
+from engine.dkim.keys import (
+    RSA_DEFAULT_BITS,
+    DkimKeyError,
+    DkimKeyPair,
+    DnsRecord,
+    default_selector,
+    dns_records,
+    generate_key,
+)
+from engine.model import SendingDomain, SmtpUser, Suppression, Tenant
+from engine.submission.passwords import generate_password, generate_username, hash_password
+from engine.provisioning.errors import (
+    AlreadyExists,
+    Invalid,
+    SecretUnusable,
+    StoreFailed,
+    TenantHasMail,
+    Unknown,
+)
+from engine.delivery.queue_admin import REMOVABLE, removal_record
+from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
+from engine.delivery.settling import RecordContext
+from engine.store import Conflict, InUse, NotFound, Store, StoreError
+
+REMOVAL_PAGE = 1000
+"""Messages removed per transaction when a tenant is removed with ``force``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKeySpec:
+    """The DKIM key to make: ``rsa`` (of ``bits``) or ``ed25519``, published under
+    ``selector`` (None: ``pm`` + the current year and month)."""
+
+    algorithm: str = "rsa"
+    bits: int = RSA_DEFAULT_BITS
+    selector: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecords:
+    """A sending domain and the DNS records to publish for it; after a rotation,
+    the selector it signed with before."""
+
+    domain: SendingDomain
+    dns_records: list[DnsRecord]
+    previous_selector: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSmtpUser:
+    """Credentials just made: the only time the password is known."""
+
+    tenant: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRemoval:
+    """A removed tenant, and the ids of its queued and shunted messages removed with it."""
+
+    tenant: Tenant
+    removed_messages: list[str]
+
+
+class Provisioning:
+    """Tenants and what they own, on ``store``.
+
+    ``settings`` gives the engine's host name (in the DNS records) and the
+    engine secret's file; ``sealer`` may be passed by a process that holds one
+    already. ``nodeid`` names this node in the records of removed messages.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        nodeid: str,
+        sealer: Sealer | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._nodeid = nodeid
+        self._sealer = sealer
+        self._clock = clock or SystemClock()
+
+    # Tenants.
+
+    async def create_tenant(self, name: str) -> Tenant:
+        if not name.strip():
+            raise Invalid("a tenant needs a name")
+        with _translated(f"tenant {name!r}"):
+            return await self._store.create_tenant(name, self._clock.now())
+
+    async def list_tenants(self) -> list[Tenant]:
+        with _translated("tenants"):
+            return await self._store.list_tenants()
+
+    async def tenant(self, name: str) -> Tenant:
+        with _translated(f"tenant {name!r}"):
+            tenant = await self._store.get_tenant(name)
+        if tenant is None:
+            raise Unknown(f"no tenant named {name!r}")
+        return tenant
+
+    async def remove_tenant(self, name: str, *, force: bool = False) -> TenantRemoval:
+        """Remove tenant ``name`` with its domains, SMTP users, suppressions and
+        finished messages; ``TenantHasMail`` while it has messages to deliver.
+        With ``force``, its queued and shunted messages are removed first."""
+        tenant = await self.tenant(name)
+        removed = await self._remove_pending(tenant) if force else []
+        try:
+            with _translated(f"tenant {name!r}"):
+                if not await self._store.remove_tenant(tenant.id):
+                    raise Unknown(f"no tenant named {name!r}")
+        except InUse as exc:
+            message = _has_mail(name, exc.pending, removed, forced=force)
+            raise TenantHasMail(message, pending=exc.pending, forced=force) from exc
+        return TenantRemoval(tenant, removed)
+
+    async def _remove_pending(self, tenant: Tenant) -> list[str]:
+        """Remove the tenant's queued and shunted messages that exist now, a page at
+        a time, with an AdminBounce record each; the ids removed.
+
+        Every page removes at least one message accepted before the start, or ends
+        the loop, so mail accepted meanwhile cannot keep it going.
+        """
+        started = self._clock.now()
+        context = RecordContext(self._nodeid, tenant.name)
+        removed: list[str] = []
+        while True:
+            with _translated(f"tenant {tenant.name!r}"):
+                listed = await self._store.tenant_messages_in(tenant.id, REMOVABLE, REMOVAL_PAGE)
+                page = [m for m in listed if m.created_at <= started]
+                now = self._clock.now()
+                records = [removal_record(m, now=now, context=context) for m in page]
+                done = await self._store.remove_messages([m.id for m in page], records)
+            if not done:
+                return removed
+            removed += done
+
+    # Sending domains.
+
+    async def add_domain(
+        self, tenant: str, domain: str, key: DkimKeySpec | None = None
+    ) -> DomainRecords:
+        """Add ``domain`` to ``tenant`` with a new DKIM key; the records to publish."""
+        name = _domain_name(domain)
+        owner = await self.tenant(tenant)
+        spec = key or DkimKeySpec()
+        keyed, records = self._keyed(owner.id, name, spec, self._selector(spec))
+        with _translated(f"domain {name!r}"):
+            added = await self._store.add_domain(keyed)
+        return DomainRecords(added, records)
+
+    async def list_domains(self, tenant: str) -> list[SendingDomain]:
+        owner = await self.tenant(tenant)
+        with _translated(f"tenant {tenant!r}"):
+            return await self._store.list_domains(owner.id)
+
+    async def domain(self, domain: str) -> SendingDomain:
+        name = _domain_name(domain)
+        with _translated(f"domain {name!r}"):
+            found = await self._store.get_domain(name)
+        if found is None:
+            raise Unknown(f"no sending domain {name!r}")
+        return found
+
+    async def domain_records(self, domain: str) -> DomainRecords:
+        """The DNS records to publish for ``domain``'s current key."""
+        found = await self.domain(domain)
+        return DomainRecords(found, self._records(found.name, found.selector, found))
+
+    async def rotate_domain(self, domain: str, key: DkimKeySpec | None = None) -> DomainRecords:
+        """Give ``domain`` a new DKIM key under a new selector; engines sign with it
+        once their cache of the domain expires (``engine.domain_keys``)."""
+        current = await self.domain(domain)
+        spec = key or DkimKeySpec()
+        selector = self._selector(spec)
+        if selector == current.selector:
+            raise Invalid(f"selector {selector!r} is in use; choose another")
+        keyed, records = self._keyed(current.tenant_id, current.name, spec, selector)
+        with _translated(f"domain {current.name!r}"):
+            if not await self._store.rotate_domain_key(keyed):
+                raise Unknown(f"no sending domain {current.name!r}")
+        return DomainRecords(keyed, records, previous_selector=current.selector)
+
+    async def remove_domain(self, domain: str) -> SendingDomain:
+        """Remove ``domain`` and its key; the domain as it was."""
+        found = await self.domain(domain)
+        with _translated(f"domain {found.name!r}"):
+            if not await self._store.remove_domain(found.name):
+                raise Unknown(f"no sending domain {found.name!r}")
+        return found
+
+    def _selector(self, spec: DkimKeySpec) -> str:
+        return spec.selector or default_selector(self._clock.now())
+
+    def _keyed(
+        self, tenant_id: int, name: str, spec: DkimKeySpec, selector: str
+    ) -> tuple[SendingDomain, list[DnsRecord]]:
+        """``name`` with a new key pair under ``selector``, its private half sealed,
+        and its DNS records."""
+        self._records(name, selector, (spec.algorithm, ""))  # refuses bad names before keygen
+        try:
+            key = generate_key(spec.algorithm, spec.bits)
+        except DkimKeyError as exc:
+            raise Invalid(str(exc)) from exc
+        domain = SendingDomain(
+            tenant_id=tenant_id,
+            name=name,
+            selector=selector,
+            algorithm=key.algorithm,
+            private_key_sealed=self._sealing().seal(key.private_pem),
+            public_key_b64=key.public_b64,
+            created_at=self._clock.now(),
+        )
+        return domain, self._records(name, selector, key)
+
+    def _records(
+        self, name: str, selector: str, key: SendingDomain | DkimKeyPair | tuple[str, str]
+    ) -> list[DnsRecord]:
+        if isinstance(key, SendingDomain):
+            key = (key.algorithm, key.public_key_b64)
+        try:
+            return dns_records(
+                name,
+                selector,
+                key,
+                return_path_domain=f"bounces.{name}",
+                engine_hostname=self._settings.engine.hostname,
+            )
+        except ValueError as exc:
+            raise Invalid(f"domain {name!r}, selector {selector!r}: {exc}") from exc
+
+    def _sealing(self) -> Sealer:
+        if self._sealer is None:
+            path = secret_path(self._settings.engine)
+            try:
+                self._sealer = Sealer(load_or_create_secret(path))
+            except (SecretFileError, OSError) as exc:
+                raise SecretUnusable(f"engine secret {path}: {exc}") from exc
+        return self._sealer
+
+    # SMTP users.
+
+    async def create_smtp_user(self, tenant: str) -> NewSmtpUser:
+        """New credentials for ``tenant``: a generated username and password."""
+        owner = await self.tenant(tenant)
+        username, password = generate_username(owner.name), generate_password()
+        user = SmtpUser(owner.id, username, hash_password(password), self._clock.now())
+        with _translated(f"SMTP user {username!r}"):
+            await self._store.add_smtp_user(user)
+        return NewSmtpUser(owner.name, username, password)
+
+    async def list_smtp_users(self, tenant: str) -> list[SmtpUser]:
+        owner = await self.tenant(tenant)
+        with _translated(f"tenant {tenant!r}"):
+            return await self._store.list_smtp_users(owner.id)
+
+    async def remove_smtp_user(self, username: str) -> None:
+        """Remove ``username``; a running engine refuses it within a minute
+        (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
+        with _translated(f"SMTP user {username!r}"):
+            if not await self._store.remove_smtp_user(username):
+                raise Unknown(f"no SMTP user {username!r}")
+
+    # Suppressions.
+
+    async def add_suppression(self, tenant: str, address: str, reason: str) -> Suppression:
+        """Suppress ``address`` for ``tenant`` (again, with this reason, if it was)."""
+        owner = await self.tenant(tenant)
+        suppression = Suppression(owner.id, _address(address), reason, self._clock.now())
+        with _translated(f"suppression of {suppression.address!r}"):
+            await self._store.add_suppression(suppression)
+        return suppression
+
+    async def list_suppressions(
+        self, tenant: str, *, after: str = "", limit: int = 1000
+    ) -> list[Suppression]:
+        """Up to ``limit`` of ``tenant``'s suppressions, by address, from after ``after``."""
+        owner = await self.tenant(tenant)
+        with _translated(f"tenant {tenant!r}"):
+            return await self._store.list_suppressions(owner.id, after.lower(), limit)
+
+    async def remove_suppression(self, tenant: str, address: str) -> None:
+        owner = await self.tenant(tenant)
+        wanted = _address(address)
+        with _translated(f"suppression of {wanted!r}"):
+            if not await self._store.remove_suppression(owner.id, wanted):
+                raise Unknown(f"{wanted!r} is not suppressed for tenant {tenant!r}")
+
+
+@contextlib.contextmanager
+def _translated(subject: str) -> Iterator[None]:
+    """The store's errors as provisioning errors about ``subject``."""
+    try:
+        yield
+    except Conflict as exc:
+        raise AlreadyExists(f"{subject} exists") from exc
+    except NotFound as exc:
+        raise Unknown(f"{subject}: {exc}") from exc
+    except InUse:
+        raise
+    except StoreError as exc:
+        raise StoreFailed(str(exc)) from exc
+
+
+def _domain_name(domain: str) -> str:
+    return domain.strip().lower().rstrip(".")
+
+
+def _address(address: str) -> str:
+    wanted = address.strip().lower()
+    if not wanted:
+        raise Invalid("an address is needed")
+    return wanted
+
+
+def _has_mail(name: str, pending: int, removed: list[str], *, forced: bool) -> str:
+    if forced:
+        return (
+            f"tenant {name!r}: removed {len(removed)} queued or shunted messages, but "
+            f"{pending} are being delivered; try again once their attempts have ended"
+        )
+    return f"tenant {name!r} still has {pending} messages queued, being delivered or shunted"
