@@ -24,10 +24,11 @@ from typing import Any
 
 from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
 from config.example import render_example
+from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
+from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.model import MessageState, QueuedMessage
 from engine.node import node_id
-from engine.runtime.preflight import check_environment
 from engine.provisioning import (
     DkimKeySpec,
     DomainRecords,
@@ -35,9 +36,8 @@ from engine.provisioning import (
     ProvisioningError,
     TenantHasMail,
 )
-from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
 from engine.records.record import Record
-from engine.delivery.settling import RecordContext
+from engine.runtime.preflight import check_environment
 from engine.store import NotFound, Store, StoreError, open_store
 
 Output = dict[str, Any] | list[Any]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from config import Settings
 from engine.clock import Clock, SystemClock
+from engine.delivery.queue_admin import REMOVABLE, removal_record
+from engine.delivery.settling import RecordContext
 from engine.dkim.keys import (
     RSA_DEFAULT_BITS,
     DkimKeyError,
@@ -24,7 +26,6 @@ from engine.dkim.keys import (
     generate_key,
 )
 from engine.model import SendingDomain, SmtpUser, Suppression, Tenant
-from engine.submission.passwords import generate_password, generate_username, hash_password
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -33,10 +34,9 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
-from engine.delivery.queue_admin import REMOVABLE, removal_record
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
-from engine.delivery.settling import RecordContext
 from engine.store import Conflict, InUse, NotFound, Store, StoreError
+from engine.submission.passwords import generate_password, generate_username, hash_password
 
 REMOVAL_PAGE = 1000
 """Messages removed per transaction when a tenant is removed with ``force``."""

@@ -38,10 +38,10 @@ from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
 from engine.dkim.signing_keys import SigningKeys
+from engine.node import node_id
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.runtime.preflight import operator_rules, tls_paths
-from engine.node import node_id
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 from engine.smtp.tls_cert import ensure_self_signed, server_context

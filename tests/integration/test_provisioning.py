@@ -14,7 +14,6 @@ from config.schema import EngineSettings
 from engine.clock import FakeClock
 from engine.dkim.keys import load_private_key, public_b64
 from engine.model import MessageState, Suppression
-from engine.submission.passwords import verify_password
 from engine.provisioning import (
     AlreadyExists,
     DkimKeySpec,
@@ -27,6 +26,7 @@ from engine.provisioning import (
 )
 from engine.sealing import Sealer, load_or_create_secret
 from engine.store import Store, open_store
+from engine.submission.passwords import verify_password
 from tests.integration.test_store_contract import message, settle_claimed, shunt_all, submission
 
 NOW = 1_800_000_000.0  # 2027-01-15
