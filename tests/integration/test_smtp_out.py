@@ -21,8 +21,6 @@ from engine.delivery.transport import AttemptReport, OutboundMessage
 from engine.records.metrics import REGISTRY
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
-from smtp_out.session import ClientSettings
-from smtp_out.wire import stuff
 from tests.harness.dns_server import DnsServer, Zones
 from tests.harness.smtp_sink import SinkOptions, SmtpSink
 from tests.harness.tlsutil import make_tls_pair
@@ -31,7 +29,7 @@ DOMAIN = "example.test"
 MX1, MX2 = "mx1.example.test", "mx2.example.test"
 SINK_ADDRESS, SECOND_ADDRESS, DEAD_ADDRESS = "127.0.0.2", "127.0.0.3", "127.0.0.9"
 BODY = b"From: a@sender.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n.dot line\r\nbody\r\n"
-FAST = ClientSettings(
+FAST = DeliverySettings(
     connect_timeout_seconds=2,
     greeting_timeout_seconds=2,
     ehlo_timeout_seconds=2,
@@ -60,14 +58,16 @@ class World:
 
     def deliverer(
         self,
-        client: ClientSettings = FAST,
+        delivery: DeliverySettings = FAST,
         *,
         sources: dict[str, str] | None = None,
         max_deliveries: int = 100,
     ) -> SmtpDeliverer:
         named = sources or {"default": "0.0.0.0"}
         deliverer = SmtpDeliverer(
-            delivery=DeliverySettings(port=self.port, max_deliveries_per_connection=max_deliveries),
+            delivery=dataclasses.replace(
+                delivery, port=self.port, max_deliveries_per_connection=max_deliveries
+            ),
             sources={
                 name: SourceSettings(address=address, ehlo_hostname=f"{name}.sender.test")
                 for name, address in named.items()
@@ -76,7 +76,6 @@ class World:
             resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
             classifier=BounceClassifier(),
             clock=self.clock,
-            client=client,
         )
         self.deliverers.append(deliverer)
         return deliverer
@@ -333,7 +332,7 @@ async def test_disconnect_in_data_is_transient(world: World) -> None:
 
 async def test_stall_is_transient_after_the_data_timeout(world: World) -> None:
     await world.sink()
-    client = ClientSettings(data_timeout_seconds=0.3, command_timeout_seconds=2)
+    client = DeliverySettings(data_timeout_seconds=0.3, command_timeout_seconds=2)
     report = await world.deliverer(client).deliver(message("stall"))
     assert report.outcome.kind is OutcomeKind.TRANSIENT
     assert report.outcome.scope is Scope.SESSION
@@ -385,7 +384,7 @@ async def test_non_ascii_address_without_smtputf8_is_permanent(world: World) -> 
 
 async def test_waiters_share_the_connection_limit(world: World) -> None:
     sink = await world.sink(slow_seconds=0.3)
-    client = ClientSettings(connection_limit=1, wait_timeout_seconds=5)
+    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=5)
     deliverer = world.deliverer(client)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(deliverer.deliver(message("slow", n=n))) for n in range(3)]
@@ -407,7 +406,7 @@ async def test_busy_lanes_reuse_their_connections(world: World) -> None:
 
 async def test_waiter_timeout_is_transient(world: World) -> None:
     await world.sink(slow_seconds=1.0)
-    client = ClientSettings(connection_limit=1, wait_timeout_seconds=0.1)
+    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=0.1)
     deliverer = world.deliverer(client)
     delivered(await deliverer.deliver(message()))
     async with asyncio.TaskGroup() as group:
@@ -430,20 +429,6 @@ async def test_failing_site_gets_one_connection_until_it_answers(world: World) -
     assert deliverer.window(site) == 2
 
 
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (b"", b".\r\n"),
-        (b"a\r\n", b"a\r\n.\r\n"),
-        (b"a", b"a\r\n.\r\n"),
-        (b".a\r\n.\r\n", b"..a\r\n..\r\n.\r\n"),
-        (b"a\r\n..b\r\n", b"a\r\n...b\r\n.\r\n"),
-    ],
-)
-def test_stuff(data: bytes, expected: bytes) -> None:
-    assert b"".join(stuff(data)) == expected
-
-
 OTHER_DOMAIN, OTHER_MX = "other.test", "mx.other.test"
 
 
@@ -452,13 +437,14 @@ def site_deliverer(
 ) -> SmtpDeliverer:
     """``world.deliverer()`` with ``[providers.NAME]`` overrides."""
     deliverer = SmtpDeliverer(
-        delivery=DeliverySettings(port=world.port, max_deliveries_per_connection=max_deliveries),
+        delivery=dataclasses.replace(
+            FAST, port=world.port, max_deliveries_per_connection=max_deliveries
+        ),
         sources={"default": SourceSettings(address="0.0.0.0", ehlo_hostname="d.sender.test")},
         pools={"default": PoolSettings()},
         resolver=MxResolver([world.dns.address], 2.0, world.clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=world.clock,
-        client=FAST,
         providers=providers,
     )
     world.deliverers.append(deliverer)
