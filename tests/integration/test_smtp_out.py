@@ -209,6 +209,76 @@ async def _batching_server(reader: asyncio.StreamReader, writer: asyncio.StreamW
         await writer.wait_closed()
 
 
+async def test_a_reply_while_idle_retires_the_connection_unused(world: World) -> None:
+    spoke = asyncio.Event()
+    server = await asyncio.start_server(lambda r, w: _idle_talker(r, w, spoke), SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        deliverer = world.deliverer()
+        delivered(await deliverer.deliver(message()))
+        assert deliverer.idle_connections == 1
+        spoke.set()
+        async with asyncio.timeout(5):
+            while deliverer.idle_connections:
+                await asyncio.sleep(0.01)
+                await deliverer.sweep()
+        delivered(await deliverer.deliver(message(n=2)))
+        assert deliverer.window(MX1) == FAST.connection_limit, "no failure was counted"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _idle_talker(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spoke: asyncio.Event
+) -> None:
+    """Accepts one message per connection, then says 421 (once told) and stays open."""
+    writer.write(b"220 talker.test ESMTP\r\n")
+    try:
+        await reader.readline()
+        writer.write(b"250-talker.test\r\n250 PIPELINING\r\n")
+        await reader.readuntil(b"DATA\r\n")
+        writer.write(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 2.0.0 queued\r\n")
+        await spoke.wait()
+        writer.write(b"421 4.4.2 idle for too long\r\n")
+        await reader.read()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_trickled_reply_times_out_at_its_deadline(world: World) -> None:
+    server = await asyncio.start_server(_trickler, SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        deliverer = world.deliverer(dataclasses.replace(FAST, greeting_timeout_seconds=0.3))
+        async with asyncio.timeout(5):
+            report = await deliverer.deliver(message())
+        assert report.outcome.kind is OutcomeKind.TRANSIENT
+        text = "timed out waiting for the reply to the greeting after 0.3 s"
+        assert report.outcome.reply.text == text
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _trickler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A greeting that never ends, one octet every 20 ms."""
+    try:
+        for octet in itertools.cycle(b"220-still greeting\r\n"):
+            writer.write(bytes([octet]))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
 async def test_starttls_when_offered(world: World, tmp_path: Path) -> None:
     sink = await world.sink(tls=make_tls_pair(tmp_path).server)
     report = await world.deliverer().deliver(message())
