@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from config.schema import DeliverySettings
@@ -25,6 +26,7 @@ from engine.delivery.transport import OutboundMessage
 from smtp_out.client_session import ClientSession, OpenFailure, Peer, Source, open_session
 from smtp_out.connection import ConnectionGauge
 from smtp_out.settings import ClientSettings
+from tests.harness.smtp_sink import SmtpSink
 from tests.harness.tlsutil import make_tls_pair
 
 HOST = "127.0.0.1"
@@ -176,3 +178,49 @@ async def test_size_limit_and_smtputf8(aiosmtpd: StartServer) -> None:
     delivered(await session.send(message("jos\u00e9@example.test")))
     await session.close()
     assert [r.rcpt_tos for r in recorder.received] == [["jos\u00e9@example.test"]]
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_starttls_and_broken_tls_on_both_event_loops(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], tmp_path: Path
+) -> None:
+    """The engine runs on uvloop, the other tests on asyncio's loop: the TLS switch and
+    the count of open connections after a failed handshake hold on both."""
+    context = make_tls_pair(tmp_path).server
+
+    async def scenario() -> tuple[str | None, OpenFailure, int]:
+        gauge = ConnectionGauge()
+        recorder = Recorder(pipelining=True)
+        loop = asyncio.get_running_loop()
+        good = await loop.create_server(
+            lambda: SMTP(recorder, hostname="aiosmtpd.test", loop=loop, tls_context=context),
+            HOST,
+            0,
+        )
+        broken = SmtpSink(broken_tls=True)
+        _, broken_port = await broken.start(HOST, 0)
+        try:
+            session = await session_to(good.sockets[0].getsockname()[1], gauge, starttls=True)
+            delivered(await session.send(message()))
+            await session.close()
+            failed = await open_session(
+                Peer("localhost", HOST, broken_port),
+                Source("default", "0.0.0.0", "client.sender.test"),
+                SETTINGS,
+                BounceClassifier(),
+                gauge,
+                starttls=True,
+            )
+            assert isinstance(failed, OpenFailure)
+            return session.tls_version, failed, gauge.value
+        finally:
+            good.close()
+            await good.wait_closed()
+            await broken.stop()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        version, failed, still_open = runner.run(scenario())
+    assert version is not None
+    assert failed.tls_broken
+    assert (failed.outcome.reply.code, failed.outcome.reply.enhanced) == (451, "4.7.5")
+    assert still_open == 0
