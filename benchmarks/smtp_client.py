@@ -286,7 +286,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", help="git revision of the client called 'today'")
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--per-connection", type=int, default=100)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--runs", type=int, default=3)

@@ -81,6 +81,9 @@ class Connection(asyncio.Protocol):
         self._inbox_size = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.eof = False
         """The peer closed, or the connection broke or was closed."""
@@ -137,13 +140,37 @@ class Connection(asyncio.Protocol):
         """Until there is input or ``eof``; ``TimeoutError`` at ``deadline`` (loop time)."""
         if self._inbox or self.eof:
             return
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_at(deadline, _expire, waiter)
+        # One timer per connection, re-armed only when it fires before the deadline
+        # or must fire sooner: a timer per wait costs more than the wait itself.
+        if self._loop.time() >= deadline:
+            raise TimeoutError
+        if self._timer is None or self._timer_due > deadline:
+            self._arm(deadline)
+        self._deadline = deadline
+        self._waiter = self._loop.create_future()
         try:
-            await waiter
+            await self._waiter
         finally:
-            timer.cancel()
             self._waiter = None
+            self._deadline = None
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._on_timer)
+        self._timer_due = due
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:  # not waiting: the next wait arms a new timer
+            return
+        if deadline > self._timer_due:  # the wait began after the timer was armed
+            self._arm(deadline)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, seconds: float
@@ -216,6 +243,9 @@ class Connection(asyncio.Protocol):
 
     def _gone(self, exc: Exception | None) -> None:
         self.eof = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if exc is not None and self.error is None:
             self.error = exc
         if self._transport is not None and not self._lost.done():
@@ -227,8 +257,3 @@ class Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
