@@ -20,7 +20,7 @@ time (user + system). Runs are interleaved (each run of each client in turn)
 so that load from elsewhere on the machine spreads over all of them; the
 table shows medians of ``--runs``.
 
-    python -m benchmarks.smtp_client --baseline REV [--messages 3000] [--runs 3]
+    python -m benchmarks.smtp_client --baseline REV [--messages 5000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--baseline", help="git revision of the client called 'today'")
     parser.add_argument("--clients", default=",".join(CLIENTS))
-    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--per-connection", type=int, default=100)
     parser.add_argument("--size", type=int, default=2048)

@@ -90,11 +90,11 @@ _GOOD: Final[Mapping[Stage, tuple[int, ...]]] = {
 """The replies that let a transaction go on, by the command they answer."""
 _WAITED_FOR: Final[Mapping[Stage, str]] = {
     Stage.GREETING: "the greeting",
-    Stage.MAIL: "MAIL FROM",
-    Stage.RCPT: "RCPT TO",
-    Stage.DOT: "the end of data",
+    Stage.MAIL: "the reply to MAIL FROM",
+    Stage.RCPT: "the reply to RCPT TO",
+    Stage.DOT: "the reply to the end of data",
 }
-"""What a timeout waited for, when it is not the command's name in capitals."""
+"""What a timeout waited for, when it is not the reply to the command named by the stage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +297,8 @@ class ClientDialogue:
     def timed_out(self, seconds: float) -> Event:
         """No reply came in time: the event that ends the dialogue."""
         stage = self.awaiting or self._last
-        what = _WAITED_FOR.get(stage, stage.upper())
-        text = f"timed out waiting for the reply to {what} after {seconds:g} s"
+        what = _WAITED_FOR.get(stage) or f"the reply to {stage.upper()}"
+        text = f"timed out waiting for {what} after {seconds:g} s"
         return self._interrupted(Reply(451, "4.4.2", text))
 
     def connection_lost(self, detail: str = "") -> Event:

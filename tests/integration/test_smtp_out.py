@@ -259,7 +259,7 @@ async def test_a_trickled_reply_times_out_at_its_deadline(world: World) -> None:
         async with asyncio.timeout(5):
             report = await deliverer.deliver(message())
         assert report.outcome.kind is OutcomeKind.TRANSIENT
-        text = "timed out waiting for the reply to the greeting after 0.3 s"
+        text = "timed out waiting for the greeting after 0.3 s"
         assert report.outcome.reply.text == text
     finally:
         server.close()
