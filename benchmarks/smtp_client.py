@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         SINK_HOST, sink.port, args.messages, args.connections, args.per_connection, args.size
     )
     results: list[Result] = []
+    load_before = os.getloadavg()[0]
     try:
         with baseline(args.baseline) as snapshot:
             for run in range(args.runs):
@@ -331,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sink.close()
     print(table(results, clients, spec, args.runs))
+    print(f"\nload average (1 min): {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     return 0
 
 
