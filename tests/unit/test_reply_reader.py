@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from engine.smtp.reply import Reply
 from engine.smtp.reply_reader import MAX_LINE_OCTETS, MAX_REPLY_OCTETS, MalformedReply, ReplyReader
 
-PROPERTY = settings(max_examples=200, deadline=None, derandomize=True)
+PROPERTY = settings(max_examples=100, deadline=None, derandomize=True)
 
 
 def read_all(*chunks: bytes) -> list[Reply]:
