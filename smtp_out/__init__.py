@@ -1,6 +1,7 @@
 """smtp_out: outgoing delivery to recipients' MX hosts.
 
-Owns DNS/MX resolution and caching, SMTP client sessions and connection
-reuse, TLS policy, and the classification of remote replies into bounce
-categories. Imports only ``config`` and the ``engine`` core types.
+Owns DNS/MX resolution and caching, SMTP client sessions (``client_session``
+drives ``engine.smtp.client``'s pure dialogue over ``connection``'s socket)
+and connection reuse, and TLS policy. Imports only ``config`` and ``engine``
+(protocol, core types, the delivery seam and outcomes).
 """

@@ -4,7 +4,7 @@ Owns ``SmtpDeliverer``, the production ``engine.delivery.transport.Deliverer``: 
 resolves the recipient's domain (``smtp_out.dns``), picks the source from
 the message's egress pool (round-robin), takes a connection slot on the lane
 (source x site, ``smtp_out.pool``), and runs the transaction on a reused or
-new session (``smtp_out.session``). The site's ``[providers.NAME]`` override, if
+new session (``smtp_out.client_session``). The site's ``[providers.NAME]`` override, if
 one matches its MX hosts, sets the lane's deliveries per connection,
 connection limit and TLS policy (``smtp_out.site_policy``).
 
@@ -42,19 +42,12 @@ from engine.delivery.outcome import CONNECTION_SCOPES, Outcome
 from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import AttemptReport, OutboundMessage
 from engine.smtp.reply import Reply, Stage
+from smtp_out.client_session import ClientSession, OpenFailure, Peer, Source, open_session
+from smtp_out.connection import ConnectionGauge
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
 from smtp_out.pool import Congested, ConnectionPool, Lane
-from smtp_out.session import (
-    ClientSettings,
-    OpenFailure,
-    Peer,
-    SmtpSession,
-    Source,
-    TlsMode,
-    open_session,
-)
+from smtp_out.settings import ClientSettings, TlsMode
 from smtp_out.site_policy import SiteLimits, SitePolicy
-from smtp_out.wire import ConnectionGauge
 
 SWEEP_INTERVAL_SECONDS = 1.0
 
@@ -71,11 +64,10 @@ class SmtpDeliverer:
         resolver: RouteResolver,
         classifier: BounceClassifier,
         clock: Clock,
-        client: ClientSettings | None = None,
         providers: Mapping[str, ProviderSettings] = {},
     ) -> None:
         self._port = delivery.port
-        self._settings = client if client is not None else ClientSettings()
+        self._settings = ClientSettings.from_delivery(delivery)
         self._resolver = resolver
         self._classifier = classifier
         self._clock = clock
@@ -124,7 +116,7 @@ class SmtpDeliverer:
             reply = Reply(451, "4.4.5", slot.reason, Stage.CONNECT)
             outcome = outcome_for_reply(reply, self._classifier)
             return self._report(outcome, route, source)
-        kept: SmtpSession | None = None
+        kept: ClientSession | None = None
         try:
             kept, report = await self._attempt(message, route, source, lane, slot.session)
         finally:
@@ -150,8 +142,8 @@ class SmtpDeliverer:
         route: MxRoute,
         source: Source,
         lane: Lane,
-        reused: SmtpSession | None,
-    ) -> tuple[SmtpSession | None, AttemptReport]:
+        reused: ClientSession | None,
+    ) -> tuple[ClientSession | None, AttemptReport]:
         """The session to keep (if any) and the report of the attempt."""
         last: AttemptReport | None = None
         if reused is not None:
@@ -178,21 +170,27 @@ class SmtpDeliverer:
             last = self._report(outcome, route, source)
         return None, last
 
-    async def _open(self, peer: Peer, source: Source, lane: Lane) -> SmtpSession | OpenFailure:
+    async def _open(self, peer: Peer, source: Source, lane: Lane) -> ClientSession | OpenFailure:
         """A new session to ``peer`` under the TLS policy of the lane's site."""
         mode = self._pool.policy.limits(lane[1]).tls
-        settings = self._settings
-        if mode is not settings.tls:
-            settings = dataclasses.replace(settings, tls=mode)
-        tls = mode is TlsMode.REQUIRED or (
+        required = mode is TlsMode.REQUIRED
+        starttls = required or (
             mode is TlsMode.OPPORTUNISTIC and not self._pool.tls_memory.broken(peer.host)
         )
-        opened = await open_session(peer, source, settings, self._classifier, self._gauge, tls=tls)
+        opened = await open_session(
+            peer,
+            source,
+            self._settings,
+            self._classifier,
+            self._gauge,
+            starttls=starttls,
+            require_tls=required,
+        )
         if isinstance(opened, OpenFailure) and opened.tls_broken and mode is TlsMode.OPPORTUNISTIC:
             self._pool.tls_memory.remember(peer.host)
         return opened
 
-    async def _send(self, session: SmtpSession, message: OutboundMessage, lane: Lane) -> Outcome:
+    async def _send(self, session: ClientSession, message: OutboundMessage, lane: Lane) -> Outcome:
         try:
             outcome = await session.send(message)
         except BaseException:
@@ -231,7 +229,7 @@ class SmtpDeliverer:
         route: MxRoute,
         source: Source,
         peer: Peer | None = None,
-        session: SmtpSession | None = None,
+        session: ClientSession | None = None,
     ) -> AttemptReport:
         return AttemptReport(
             outcome=outcome,

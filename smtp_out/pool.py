@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 
 from engine.clock import Clock
 from engine.delivery.outcome import Outcome, Scope
+from smtp_out.client_session import ClientSession
 from smtp_out.feedback import ConcurrencyWindow
-from smtp_out.session import ClientSettings, SmtpSession
+from smtp_out.settings import ClientSettings
 from smtp_out.site_policy import SitePolicy
 
 Lane = tuple[str, str]
@@ -82,7 +83,7 @@ class Slot:
     """The right to one connection on a lane, with an idle session to reuse if any."""
 
     lane: Lane
-    session: SmtpSession | None
+    session: ClientSession | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class Congested:
 
 @dataclass(slots=True)
 class _Idle:
-    session: SmtpSession
+    session: ClientSession
     since: float
 
 
@@ -102,7 +103,7 @@ class _Idle:
 class _LaneState:
     busy: int = 0
     idle: deque[_Idle] = field(default_factory=deque)
-    waiters: deque[asyncio.Future[SmtpSession | None]] = field(default_factory=deque)
+    waiters: deque[asyncio.Future[ClientSession | None]] = field(default_factory=deque)
     """Each gets its slot, with the idle session to reuse (if any) handed over with it."""
 
     @property
@@ -158,7 +159,7 @@ class ConnectionPool:
             return await self._slot(lane, state)
         if len(state.waiters) >= self._settings.max_waiters:
             return Congested(f"{len(state.waiters)} deliveries already wait for a connection")
-        granted: asyncio.Future[SmtpSession | None] = asyncio.get_running_loop().create_future()
+        granted: asyncio.Future[ClientSession | None] = asyncio.get_running_loop().create_future()
         state.waiters.append(granted)
         seconds = self._settings.wait_timeout_seconds
         try:
@@ -172,7 +173,7 @@ class ConnectionPool:
             raise
         return Slot(lane, session)
 
-    async def release(self, slot: Slot, session: SmtpSession | None) -> None:
+    async def release(self, slot: Slot, session: ClientSession | None) -> None:
         """Give the slot back, keeping ``session`` idle if it may be reused."""
         state = self._lanes[slot.lane]
         state.busy -= 1
@@ -194,7 +195,7 @@ class ConnectionPool:
 
     async def close_idle(self, *, expired_only: bool = False) -> None:
         """Close idle sessions: all of them, or only those idle too long or no longer usable."""
-        stale: list[SmtpSession] = []
+        stale: list[ClientSession] = []
         for lane, state in list(self._lanes.items()):
             stale.extend(self._drop_stale(state, everything=not expired_only))
             if state.unused:
@@ -213,10 +214,10 @@ class ConnectionPool:
         await _close_all(stale)
         return Slot(lane, session)
 
-    def _drop_stale(self, state: _LaneState, *, everything: bool) -> list[SmtpSession]:
+    def _drop_stale(self, state: _LaneState, *, everything: bool) -> list[ClientSession]:
         oldest = self._clock.now() - self._settings.idle_timeout_seconds
         keep: deque[_Idle] = deque()
-        stale: list[SmtpSession] = []
+        stale: list[ClientSession] = []
         for idle in state.idle:
             fresh = idle.since > oldest and idle.session.usable
             if fresh and not everything:
@@ -235,7 +236,7 @@ class ConnectionPool:
                 state.busy += 1
                 granted.set_result(self._take_idle(state))
 
-    def _take_idle(self, state: _LaneState) -> SmtpSession | None:
+    def _take_idle(self, state: _LaneState) -> ClientSession | None:
         """The freshest idle session, if it may be reused now (stale ones wait for
         ``_drop_stale``)."""
         if not state.idle:
@@ -249,7 +250,7 @@ class ConnectionPool:
         return idle.session
 
     async def _withdraw(
-        self, lane: Lane, state: _LaneState, granted: asyncio.Future[SmtpSession | None]
+        self, lane: Lane, state: _LaneState, granted: asyncio.Future[ClientSession | None]
     ) -> None:
         """A waiter gives up: leave the queue, or hand back the slot it was just given."""
         if granted.done() and not granted.cancelled():
@@ -262,6 +263,6 @@ class ConnectionPool:
             del self._lanes[lane]
 
 
-async def _close_all(sessions: list[SmtpSession]) -> None:
+async def _close_all(sessions: list[ClientSession]) -> None:
     if sessions:
         await asyncio.gather(*(session.close() for session in sessions))

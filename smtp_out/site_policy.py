@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from config.schema import ProviderSettings
-from smtp_out.session import TlsMode
+from smtp_out.settings import TlsMode
 from smtp_out.site import canonical_host, site_hosts
 
 

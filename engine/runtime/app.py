@@ -33,7 +33,6 @@ from pathlib import Path
 from admin_api.app import create_app
 from admin_api.server import HttpServer
 from config import ConfigError, Settings, parse_host_port
-from config.schema import DeliverySettings
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
@@ -51,7 +50,6 @@ from engine.submission.handler import SubmissionHandler
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
-from smtp_out.session import ClientSettings, TlsMode
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +66,6 @@ class Role(enum.StrEnum):
     @property
     def delivers(self) -> bool:
         return self is not Role.SUBMISSION
-
-
-def client_settings(delivery: DeliverySettings) -> ClientSettings:
-    """The SMTP client's settings from the ``[delivery]`` table."""
-    return ClientSettings(
-        connect_timeout_seconds=delivery.connect_timeout_seconds,
-        greeting_timeout_seconds=delivery.greeting_timeout_seconds,
-        ehlo_timeout_seconds=delivery.ehlo_timeout_seconds,
-        command_timeout_seconds=delivery.command_timeout_seconds,
-        data_timeout_seconds=delivery.data_timeout_seconds,
-        connection_limit=delivery.connection_limit,
-        idle_timeout_seconds=delivery.idle_timeout_seconds,
-        max_waiters=delivery.max_waiters,
-        wait_timeout_seconds=delivery.wait_timeout_seconds,
-        tls=TlsMode(delivery.tls),
-        broken_tls_memory_seconds=delivery.broken_tls_memory_seconds,
-        max_addresses_per_attempt=delivery.max_addresses_per_attempt,
-    )
 
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
@@ -239,7 +219,6 @@ class Engine:
             resolver=resolver,
             classifier=classifier,
             clock=self.clock,
-            client=client_settings(settings.delivery),
             providers=settings.providers,
         )
         self._delivery = DeliveryService(

@@ -5,7 +5,10 @@ codes and their parser, the ``Stage`` a reply answers), the pure framing
 reader (``reader``: bytes in, events out), the server dialogue
 (``server_session``), the asyncio listener around it (``server``), the handler
 seam a service plugs into (``handler``) and the listener's self-signed
-certificate (``tls_cert``).
+certificate (``tls_cert``);
+and the client's side: the reply reader (``reply_reader``: bytes in, replies
+out) and the client dialogue (``client``: replies in, commands and events
+out), both without I/O (the asyncio adapter is ``smtp_out``).
 
 May import: ``config``, ``engine.clock``, ``engine.sealing``. Never a service
 (submission, delivery, store): services plug in through ``SmtpHandler``.

@@ -31,7 +31,6 @@ from engine.dkim.signing_keys import SigningKeys
 from engine.model import MessageState, SendingDomain, Tenant
 from engine.records import metrics
 from engine.records.log import RecordLog
-from engine.runtime.app import client_settings
 from engine.sealing import Sealer
 from engine.store.sqlite import SqliteStore
 from engine.submission.acceptance import Reception, parse_header_fields, plan_submission
@@ -160,7 +159,6 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         resolver=MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=clock,
-        client=client_settings(settings.delivery),
     )
     log_path = tmp_path / "records.jsonl"
     record_log = RecordLog(str(log_path))

@@ -22,8 +22,6 @@ from engine.records.metrics import REGISTRY
 from engine.smtp.reply import Stage
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
-from smtp_out.session import ClientSettings
-from smtp_out.wire import stuff
 from tests.harness.dns_server import DnsServer, Zones
 from tests.harness.smtp_sink import SinkOptions, SmtpSink
 from tests.harness.tlsutil import make_tls_pair
@@ -32,7 +30,7 @@ DOMAIN = "example.test"
 MX1, MX2 = "mx1.example.test", "mx2.example.test"
 SINK_ADDRESS, SECOND_ADDRESS, DEAD_ADDRESS = "127.0.0.2", "127.0.0.3", "127.0.0.9"
 BODY = b"From: a@sender.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n.dot line\r\nbody\r\n"
-FAST = ClientSettings(
+FAST = DeliverySettings(
     connect_timeout_seconds=2,
     greeting_timeout_seconds=2,
     ehlo_timeout_seconds=2,
@@ -61,14 +59,16 @@ class World:
 
     def deliverer(
         self,
-        client: ClientSettings = FAST,
+        delivery: DeliverySettings = FAST,
         *,
         sources: dict[str, str] | None = None,
         max_deliveries: int = 100,
     ) -> SmtpDeliverer:
         named = sources or {"default": "0.0.0.0"}
         deliverer = SmtpDeliverer(
-            delivery=DeliverySettings(port=self.port, max_deliveries_per_connection=max_deliveries),
+            delivery=dataclasses.replace(
+                delivery, port=self.port, max_deliveries_per_connection=max_deliveries
+            ),
             sources={
                 name: SourceSettings(address=address, ehlo_hostname=f"{name}.sender.test")
                 for name, address in named.items()
@@ -77,7 +77,6 @@ class World:
             resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
             classifier=BounceClassifier(),
             clock=self.clock,
-            client=client,
         )
         self.deliverers.append(deliverer)
         return deliverer
@@ -211,6 +210,76 @@ async def _batching_server(reader: asyncio.StreamReader, writer: asyncio.StreamW
         await writer.wait_closed()
 
 
+async def test_a_reply_while_idle_retires_the_connection_unused(world: World) -> None:
+    spoke = asyncio.Event()
+    server = await asyncio.start_server(lambda r, w: _idle_talker(r, w, spoke), SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        deliverer = world.deliverer()
+        delivered(await deliverer.deliver(message()))
+        assert deliverer.idle_connections == 1
+        spoke.set()
+        async with asyncio.timeout(5):
+            while deliverer.idle_connections:
+                await asyncio.sleep(0.01)
+                await deliverer.sweep()
+        delivered(await deliverer.deliver(message(n=2)))
+        assert deliverer.window(MX1) == FAST.connection_limit, "no failure was counted"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _idle_talker(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spoke: asyncio.Event
+) -> None:
+    """Accepts one message per connection, then says 421 (once told) and stays open."""
+    writer.write(b"220 talker.test ESMTP\r\n")
+    try:
+        await reader.readline()
+        writer.write(b"250-talker.test\r\n250 PIPELINING\r\n")
+        await reader.readuntil(b"DATA\r\n")
+        writer.write(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 2.0.0 queued\r\n")
+        await spoke.wait()
+        writer.write(b"421 4.4.2 idle for too long\r\n")
+        await reader.read()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_trickled_reply_times_out_at_its_deadline(world: World) -> None:
+    server = await asyncio.start_server(_trickler, SINK_ADDRESS, 0)
+    world.port = server.sockets[0].getsockname()[1]
+    try:
+        deliverer = world.deliverer(dataclasses.replace(FAST, greeting_timeout_seconds=0.3))
+        async with asyncio.timeout(5):
+            report = await deliverer.deliver(message())
+        assert report.outcome.kind is OutcomeKind.TRANSIENT
+        text = "timed out waiting for the greeting after 0.3 s"
+        assert report.outcome.reply.text == text
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _trickler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A greeting that never ends, one octet every 20 ms."""
+    try:
+        for octet in itertools.cycle(b"220-still greeting\r\n"):
+            writer.write(bytes([octet]))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
 async def test_starttls_when_offered(world: World, tmp_path: Path) -> None:
     sink = await world.sink(tls=make_tls_pair(tmp_path).server)
     report = await world.deliverer().deliver(message())
@@ -334,7 +403,7 @@ async def test_disconnect_in_data_is_transient(world: World) -> None:
 
 async def test_stall_is_transient_after_the_data_timeout(world: World) -> None:
     await world.sink()
-    client = ClientSettings(data_timeout_seconds=0.3, command_timeout_seconds=2)
+    client = DeliverySettings(data_timeout_seconds=0.3, command_timeout_seconds=2)
     report = await world.deliverer(client).deliver(message("stall"))
     assert report.outcome.kind is OutcomeKind.TRANSIENT
     assert report.outcome.scope is Scope.SESSION
@@ -386,7 +455,7 @@ async def test_non_ascii_address_without_smtputf8_is_permanent(world: World) -> 
 
 async def test_waiters_share_the_connection_limit(world: World) -> None:
     sink = await world.sink(slow_seconds=0.3)
-    client = ClientSettings(connection_limit=1, wait_timeout_seconds=5)
+    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=5)
     deliverer = world.deliverer(client)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(deliverer.deliver(message("slow", n=n))) for n in range(3)]
@@ -408,7 +477,7 @@ async def test_busy_lanes_reuse_their_connections(world: World) -> None:
 
 async def test_waiter_timeout_is_transient(world: World) -> None:
     await world.sink(slow_seconds=1.0)
-    client = ClientSettings(connection_limit=1, wait_timeout_seconds=0.1)
+    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=0.1)
     deliverer = world.deliverer(client)
     delivered(await deliverer.deliver(message()))
     async with asyncio.TaskGroup() as group:
@@ -431,20 +500,6 @@ async def test_failing_site_gets_one_connection_until_it_answers(world: World) -
     assert deliverer.window(site) == 2
 
 
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (b"", b".\r\n"),
-        (b"a\r\n", b"a\r\n.\r\n"),
-        (b"a", b"a\r\n.\r\n"),
-        (b".a\r\n.\r\n", b"..a\r\n..\r\n.\r\n"),
-        (b"a\r\n..b\r\n", b"a\r\n...b\r\n.\r\n"),
-    ],
-)
-def test_stuff(data: bytes, expected: bytes) -> None:
-    assert b"".join(stuff(data)) == expected
-
-
 OTHER_DOMAIN, OTHER_MX = "other.test", "mx.other.test"
 
 
@@ -453,13 +508,14 @@ def site_deliverer(
 ) -> SmtpDeliverer:
     """``world.deliverer()`` with ``[providers.NAME]`` overrides."""
     deliverer = SmtpDeliverer(
-        delivery=DeliverySettings(port=world.port, max_deliveries_per_connection=max_deliveries),
+        delivery=dataclasses.replace(
+            FAST, port=world.port, max_deliveries_per_connection=max_deliveries
+        ),
         sources={"default": SourceSettings(address="0.0.0.0", ehlo_hostname="d.sender.test")},
         pools={"default": PoolSettings()},
         resolver=MxResolver([world.dns.address], 2.0, world.clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=world.clock,
-        client=FAST,
         providers=providers,
     )
     world.deliverers.append(deliverer)

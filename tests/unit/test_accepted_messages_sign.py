@@ -22,9 +22,9 @@ from engine.dkim.keys import generate_key, load_private_key
 from engine.dkim.signer import DkimSigner, DkimSignError
 from engine.header_section import MalformedHeader
 from engine.model import Tenant
+from engine.smtp.client import stuff
 from engine.smtp.reader import MessageBody, MessageRejected, SmtpReader
 from engine.submission.acceptance import from_domains, parse_header_fields, plan_submission
-from smtp_out.wire import stuff
 from tests.unit.test_acceptance import RX
 from tests.unit.test_dkim_sign import DOMAIN, NOW, SELECTOR, dns_for
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from config.schema import ProviderSettings, Settings
+from config.schema import DeliverySettings, ProviderSettings, Settings
 from engine.clock import FakeClock
 from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.smtp.reply import Reply, Stage
 from smtp_out.pool import ConnectionPool
-from smtp_out.session import ClientSettings, TlsMode
+from smtp_out.settings import ClientSettings, TlsMode
 from smtp_out.site import site_name
 from smtp_out.site_policy import SiteLimits, SitePolicy, site_limits
 
@@ -134,7 +134,11 @@ def test_policy_reads_site_names() -> None:
 
 def test_pool_window_is_the_site_connection_limit() -> None:
     overrides = {"slow": ProviderSettings(mx_suffixes=[".slow.test"], connection_limit=2)}
-    pool = ConnectionPool(ClientSettings(), SitePolicy(DEFAULTS, overrides), FakeClock())
+    pool = ConnectionPool(
+        ClientSettings.from_delivery(DeliverySettings()),
+        SitePolicy(DEFAULTS, overrides),
+        FakeClock(),
+    )
     assert pool.window("mx.slow.test") == 2
     assert pool.window("mx.other.test") == 10
     reply = Reply(421, "4.7.0", "try later", Stage.CONNECT)
