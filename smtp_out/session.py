@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from engine.delivery.bounce_classify import BounceClassifier, outcome_for_reply
 from engine.delivery.outcome import Outcome, Scope, SmtpReply
 from engine.delivery.transport import OutboundMessage
+from engine.scheduler.sources import Source
 from smtp_out.wire import (
     ConnectionGauge,
     ReplyProtocol,
@@ -64,7 +65,6 @@ from smtp_out.wire import (
     stuff,
 )
 
-UNBOUND_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
 _UNSAFE = re.compile(r"[\x00-\x20\x7f<>]")
 _CONNECTION_SCOPES = (Scope.SESSION, Scope.SITE)
 _STEPS = (("mail", "MAIL FROM", (250,)), ("rcpt", "RCPT TO", (250, 251)), ("data", "DATA", (354,)))
@@ -112,17 +112,6 @@ class Peer:
     """The MX host name (SNI, records)."""
     address: str
     port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    name: str
-    address: str
-    ehlo_hostname: str
-
-    @property
-    def bind_address(self) -> tuple[str, int] | None:
-        return None if self.address in UNBOUND_ADDRESSES else (self.address, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,13 @@ from config.schema import DeliverySettings
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
+from engine.delivery.transform import IDENTITY
 from engine.dkim.signing_keys import SigningKeys
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.runtime.preflight import operator_rules, tls_paths
+from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.sources import SourceRotation
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
 from engine.smtp.tls_cert import ensure_self_signed, server_context
@@ -237,8 +240,6 @@ class Engine:
         )
         self._deliverer = SmtpDeliverer(
             delivery=settings.delivery,
-            sources=settings.sources,
-            pools=settings.pools,
             resolver=resolver,
             classifier=classifier,
             clock=self.clock,
@@ -247,7 +248,11 @@ class Engine:
         )
         self._delivery = DeliveryService(
             store=self._store,
+            scheduler=DueOrderScheduler(
+                self._store, SourceRotation(settings.sources, settings.pools)
+            ),
             deliverer=self._deliverer,
+            transform=IDENTITY,
             keys=SigningKeys(self._store, sealer, self.clock),
             settings=settings,
             clock=self.clock,

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "engine.dkim": 2,
     "engine.submission": 2,
     "engine.delivery": 2,
+    "engine.scheduler": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }
