@@ -2,9 +2,10 @@
 
 In: batches of messages leased from the store, each with the source it goes
 out from, as the scheduler picks them (``engine.scheduler.Scheduler``;
-several processes share one store). Out: one settlement and one record per attempt, group-committed
-through ``store.settle`` (``engine.store.group_commit``); the records of the
-settlements that applied are then appended to the JSON record log.
+several processes share one store). Out: one settlement and one record per
+attempt, group-committed through ``store.settle``
+(``engine.store.group_commit``); the records of the settlements that applied
+are then appended to the JSON record log.
 
 A lease lasts while its attempt runs: every third of ``delivery.lease_seconds``
 one ``store.renew`` extends the leases of all messages in flight, so only
