@@ -96,13 +96,15 @@ async def _new_connection(spec: Spec, data: bytes) -> tuple[Send, Callable[[], A
     from engine.delivery.bounce_classify import BounceClassifier
     from engine.delivery.outcome import OutcomeKind
     from engine.delivery.transport import OutboundMessage
-    from smtp_out.client_session import OpenFailure, Peer, Source, open_session
+    from engine.scheduler.sources import Source
+    from smtp_out.client_session import OpenFailure, Peer, open_session
     from smtp_out.connection import ConnectionGauge
     from smtp_out.settings import ClientSettings
 
+    source = Source("default", "0.0.0.0", "client.sender.test")
     opened = await open_session(
         Peer("sink.test", spec.host, spec.port),
-        Source("default", "0.0.0.0", "client.sender.test"),
+        source,
         ClientSettings.from_delivery(DeliverySettings()),
         BounceClassifier(),
         ConnectionGauge(),
@@ -111,7 +113,7 @@ async def _new_connection(spec: Spec, data: bytes) -> tuple[Send, Callable[[], A
     if isinstance(opened, OpenFailure):
         raise RuntimeError(str(opened.outcome))
     session = opened
-    message = OutboundMessage("m", SENDER, "rcpt@sink.test", "sink.test", data)
+    message = OutboundMessage("m", SENDER, "rcpt@sink.test", "sink.test", source, data)
 
     async def send() -> bool:
         outcome = await session.send(message)
@@ -125,7 +127,8 @@ async def _today_connection(spec: Spec, data: bytes) -> tuple[Send, Callable[[],
     wire: Any = importlib.import_module("smtp_out.wire")
     from engine.delivery.bounce_classify import BounceClassifier
     from engine.delivery.outcome import OutcomeKind
-    from engine.delivery.transport import OutboundMessage
+
+    transport: Any = importlib.import_module("engine.delivery.transport")
 
     opened = await session_module.open_session(
         session_module.Peer("sink.test", spec.host, spec.port),
@@ -138,7 +141,7 @@ async def _today_connection(spec: Spec, data: bytes) -> tuple[Send, Callable[[],
     if isinstance(opened, session_module.OpenFailure):
         raise RuntimeError(str(opened.outcome))
     session = opened
-    message = OutboundMessage("m", SENDER, "rcpt@sink.test", "sink.test", data)
+    message = transport.OutboundMessage("m", SENDER, "rcpt@sink.test", "sink.test", data)
 
     async def send() -> bool:
         outcome = await session.send(message)

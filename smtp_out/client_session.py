@@ -35,12 +35,12 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import CONNECTION_SCOPES, Outcome, Scope
 from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import OutboundMessage
+from engine.scheduler.sources import Source
 from engine.smtp.client import (
     Broken,
     ClientDialogue,
@@ -54,9 +54,6 @@ from engine.smtp.reply import Reply, Stage
 from smtp_out.connection import OPPORTUNISTIC_TLS, Connection, ConnectionGauge
 from smtp_out.settings import ClientSettings
 
-UNBOUND_ADDRESSES: Final = frozenset({"", "0.0.0.0", "::"})
-"""The command a reply answers, as outcomes name it, where it is not the stage in capitals."""
-
 
 @dataclass(frozen=True, slots=True)
 class Peer:
@@ -64,17 +61,6 @@ class Peer:
     """The MX host name (SNI, records)."""
     address: str
     port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    name: str
-    address: str
-    ehlo_hostname: str
-
-    @property
-    def bind_address(self) -> tuple[str, int] | None:
-        return None if self.address in UNBOUND_ADDRESSES else (self.address, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,16 @@
 """The SMTP deliverer: one attempt at one message, from its domain to an outcome.
 
 Owns ``SmtpDeliverer``, the production ``engine.delivery.transport.Deliverer``: it
-resolves the recipient's domain (``smtp_out.dns``), picks the source from
-the message's egress pool (round-robin), takes a connection slot on the lane
-(source x site, ``smtp_out.pool``), and runs the transaction on a reused or
+resolves the recipient's domain (``smtp_out.dns``), takes a connection slot
+on the lane (the message's source, chosen by the engine's scheduler, x
+site, ``smtp_out.pool``), and runs the transaction on a reused or
 new session (``smtp_out.client_session``). The site's ``[providers.NAME]`` override, if
 one matches its MX hosts, sets the lane's deliveries per connection,
 connection limit and TLS policy (``smtp_out.site_policy``).
 
 In: an ``OutboundMessage``. Out: an ``AttemptReport`` with the outcome and
 what the records need (site, peer, source, TLS). Never raises for remote
-trouble; an unknown egress pool is a local defect and raises ``LookupError``.
+trouble.
 
 Order of trial (RFC 5321 §5.1, Postfix ``smtp_connect.c``):
 
@@ -35,14 +35,15 @@ import ipaddress
 import itertools
 from collections.abc import Iterator, Mapping
 
-from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
+from config.schema import DeliverySettings, ProviderSettings
 from engine.clock import Clock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import CONNECTION_SCOPES, Outcome
 from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.scheduler.sources import Source
 from engine.smtp.reply import Reply, Stage
-from smtp_out.client_session import ClientSession, OpenFailure, Peer, Source, open_session
+from smtp_out.client_session import ClientSession, OpenFailure, Peer, open_session
 from smtp_out.connection import ConnectionGauge
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
 from smtp_out.pool import Congested, ConnectionPool, Lane
@@ -59,8 +60,6 @@ class SmtpDeliverer:
         self,
         *,
         delivery: DeliverySettings,
-        sources: Mapping[str, SourceSettings],
-        pools: Mapping[str, PoolSettings],
         resolver: RouteResolver,
         classifier: BounceClassifier,
         clock: Clock,
@@ -71,17 +70,6 @@ class SmtpDeliverer:
         self._resolver = resolver
         self._classifier = classifier
         self._clock = clock
-        self._sources = {
-            name: Source(name, source.address, source.ehlo_hostname)
-            for name, source in sources.items()
-        }
-        self._rotations: dict[str, Iterator[Source]] = {}
-        for pool_name, pool in pools.items():
-            missing = [name for name in pool.sources if name not in self._sources]
-            if missing or not pool.sources:
-                raise ValueError(f"pool {pool_name!r}: unknown or no sources {missing!r}")
-            members = [self._sources[name] for name in pool.sources]
-            self._rotations[pool_name] = itertools.cycle(members)
         defaults = SiteLimits(
             max_deliveries_per_connection=delivery.max_deliveries_per_connection,
             connection_limit=self._settings.connection_limit,
@@ -109,7 +97,7 @@ class SmtpDeliverer:
         route = await self._resolver.resolve(message.domain)
         if isinstance(route, DnsFailure):
             return AttemptReport(outcome=self._dns_outcome(route))
-        source = self._next_source(message.pool)
+        source = message.source
         lane: Lane = (source.name, route.site)
         slot = await self._pool.checkout(lane)
         if isinstance(slot, Congested):
@@ -208,12 +196,6 @@ class SmtpDeliverer:
             if family is None or _family(address) == family
         )
         return itertools.islice(peers, self._settings.max_addresses_per_attempt)
-
-    def _next_source(self, pool: str) -> Source:
-        rotation = self._rotations.get(pool)
-        if rotation is None:
-            raise LookupError(f"unknown egress pool {pool!r}")
-        return next(rotation)
 
     def _dns_outcome(self, failure: DnsFailure) -> Outcome:
         if failure.permanent:

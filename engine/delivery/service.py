@@ -1,9 +1,11 @@
-"""The delivery service: claim, sign, hand to the deliverer, settle.
+"""The delivery service: ask the scheduler, transform, sign, hand to the deliverer, settle.
 
-In: due messages leased from the store (``claim``; several processes share
-one store). Out: one settlement and one record per attempt, group-committed
-through ``store.settle`` (``engine.store.group_commit``); the records of the
-settlements that applied are then appended to the JSON record log.
+In: batches of messages leased from the store, each with the source it goes
+out from, as the scheduler picks them (``engine.scheduler.Scheduler``;
+several processes share one store). Out: one settlement and one record per
+attempt, group-committed through ``store.settle``
+(``engine.store.group_commit``); the records of the settlements that applied
+are then appended to the JSON record log.
 
 A lease lasts while its attempt runs: every third of ``delivery.lease_seconds``
 one ``store.renew`` extends the leases of all messages in flight, so only
@@ -15,10 +17,12 @@ running messages again, the running attempt adopts the new lease instead of
 a second attempt starting.
 
 Each claimed message runs as a task of the service's TaskGroup, at most
-``delivery.max_in_flight`` at once. A message is signed once per
-submission in a claimed batch (the copies of one submission are
-identical), with the key of its header From domain if that is a sending
-domain of the message's tenant (never another tenant's key). An unexpected error
+``delivery.max_in_flight`` at once. Before signing, the message transform
+(``engine.delivery.transform``) gives the envelope sender and body of each
+copy; while it is not per-recipient, a submission in a claimed batch is
+transformed and signed once and its copies share the result. The body is
+signed with the key of its header From domain if that is a sending domain of
+the message's tenant (never another tenant's key). An unexpected error
 while handling a message never drops it: the message is parked as
 ``shunted`` with the error and a record (Mailman's shunt queue). Stopping
 lets in-flight attempts finish to a deadline; what is cut off keeps its
@@ -45,6 +49,7 @@ from engine.delivery.settling import (
     settle_attempt,
     shunt,
 )
+from engine.delivery.transform import MessageTransform, Transformed
 from engine.delivery.transport import Deliverer, OutboundMessage
 from engine.dkim.keys import DkimPrivateKey
 from engine.dkim.signer import DkimSigner
@@ -53,6 +58,7 @@ from engine.model import MessageState, QueuedMessage, Settlement
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
+from engine.scheduler import Dispatch, Scheduler
 from engine.store import Store
 from engine.store.group_commit import GroupCommit
 from engine.submission.acceptance import from_domains, parse_header_fields
@@ -72,7 +78,9 @@ class DeliveryService:
         self,
         *,
         store: Store,
+        scheduler: Scheduler,
         deliverer: Deliverer,
+        transform: MessageTransform,
         keys: SigningKeys,
         settings: Settings,
         clock: Clock,
@@ -81,7 +89,9 @@ class DeliveryService:
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
+        self._scheduler = scheduler
         self._deliverer = deliverer
+        self._transform = transform
         self._keys = keys
         self._signer = DkimSigner()
         self._settings = settings
@@ -134,43 +144,45 @@ class DeliveryService:
         while not self._stopping.is_set():
             self._wakeup.clear()
             free = self._tuning.max_in_flight - self._in_flight
-            claimed: list[QueuedMessage] = []
+            batch: Sequence[Dispatch] = ()
             if free > 0:
-                limit = min(free, self._tuning.claim_batch)
-                now = self._clock.now()
-                lease = self._settings.delivery.lease_seconds
-                claimed = await self._store.claim(self._owner, now, lease, limit)
-            if claimed:
-                await self._dispatch(claimed, attempts)
+                batch = await self._scheduler.next_batch(
+                    owner=self._owner,
+                    now=self._clock.now(),
+                    lease_seconds=self._tuning.lease_seconds,
+                    limit=min(free, self._tuning.claim_batch),
+                )
+            if batch:
+                await self._dispatch(batch, attempts)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._tuning.idle_poll_seconds)
 
-    async def _dispatch(
-        self, claimed: Sequence[QueuedMessage], attempts: asyncio.TaskGroup
-    ) -> None:
-        messages: list[QueuedMessage] = []
-        for message in claimed:
+    async def _dispatch(self, batch: Sequence[Dispatch], attempts: asyncio.TaskGroup) -> None:
+        starting: list[Dispatch] = []
+        for dispatch in batch:
+            message = dispatch.message
             assert message.lease_token is not None, "a claimed message carries its lease token"
             if message.id not in self._leases:
-                messages.append(message)
+                starting.append(dispatch)
             # One of ours claimed again keeps its running attempt, under the new lease.
             self._leases[message.id] = message.lease_token
-        bodies = await self._store.get_bodies(sorted({m.submission_id for m in messages}))
-        signed: dict[str, asyncio.Future[bytes]] = {}
-        for message in messages:
+        bodies = await self._store.get_bodies(sorted({d.message.submission_id for d in starting}))
+        prepared: dict[str, asyncio.Future[Transformed]] = {}
+        for dispatch in starting:
             await self._slots.acquire()
             self._in_flight += 1
-            attempts.create_task(self._attempt(message, bodies, signed))
+            attempts.create_task(self._attempt(dispatch, bodies, prepared))
 
     async def _attempt(
         self,
-        message: QueuedMessage,
+        dispatch: Dispatch,
         bodies: dict[str, bytes],
-        signed: dict[str, asyncio.Future[bytes]],
+        prepared: dict[str, asyncio.Future[Transformed]],
     ) -> None:
+        message = dispatch.message
         try:
-            settled = await self._attempt_once(message, bodies, signed)
+            settled = await self._attempt_once(dispatch, bodies, prepared)
         except Exception as exc:
             log.exception("message %s: unexpected error, parked as shunted", message.id)
             settled = self._shunt(message, exc)
@@ -187,10 +199,11 @@ class DeliveryService:
 
     async def _attempt_once(
         self,
-        message: QueuedMessage,
+        dispatch: Dispatch,
         bodies: dict[str, bytes],
-        signed: dict[str, asyncio.Future[bytes]],
+        prepared: dict[str, asyncio.Future[Transformed]],
     ) -> Settled:
+        message = dispatch.message
         now = self._clock.now()
         context = RecordContext(self._nodeid, await self._tenant(message.tenant_id))
         if is_past_max_age(message, now, self._settings.retry):
@@ -198,22 +211,23 @@ class DeliveryService:
             return expire_unattempted(
                 message, lease_token=self._leases[message.id], now=now, context=context
             )
-        signing = signed.get(message.submission_id)
-        if signing is None:
+        copy = message.id if self._transform.per_recipient else message.submission_id
+        preparing = prepared.get(copy)
+        if preparing is None:
             body = bodies.get(message.submission_id)
             if body is None:
                 raise LookupError(f"body of submission {message.submission_id} is missing")
-            signing = signed[message.submission_id] = asyncio.ensure_future(
-                self._sign(body, message.tenant_id, now)
-            )
-        data = await asyncio.shield(signing)
+            preparing = prepared[copy] = asyncio.ensure_future(self._prepare(message, body, now))
+        outgoing = await asyncio.shield(preparing)
+        data = outgoing.body
         started = time.perf_counter()
         report = await self._deliverer.deliver(
             OutboundMessage(
                 id=message.id,
-                sender=message.sender,
+                sender=outgoing.sender,
                 recipient=message.recipient,
                 domain=message.domain,
+                source=dispatch.source,
                 data=data,
                 tenant=context.tenant,
             )
@@ -231,6 +245,13 @@ class DeliveryService:
             rng=self._rng,
             context=context,
         )
+
+    async def _prepare(self, message: QueuedMessage, body: bytes, now: float) -> Transformed:
+        """The sender and signed body that go out for ``message`` (and, unless the
+        transform is per-recipient, for the other copies of its submission)."""
+        transformed = self._transform.apply(message, body)
+        signed = await self._sign(transformed.body, message.tenant_id, now)
+        return Transformed(transformed.sender, signed)
 
     async def _sign(self, body: bytes, tenant_id: int, now: float) -> bytes:
         """``body`` signed by its From domain's key; unsigned if that domain is not

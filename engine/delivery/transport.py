@@ -1,11 +1,12 @@
 """The seam between the engine's delivery service and the SMTP client.
 
 The engine claims messages, signs them and hands each one to a
-``Deliverer`` (``smtp_out.deliverer.SmtpDeliverer`` in production), which
+``Deliverer`` (``smtp_out.deliverer.SmtpDeliverer`` in production) with
+the source the scheduler chose for it (``engine.scheduler``); the deliverer
 resolves the destination, picks or opens a connection on the lane
-(source x site) and returns an ``AttemptReport``: the outcome plus what the
-records need (site, peer, source, TLS). A deliverer never raises for remote
-trouble; exceptions mean a local defect.
+(that source x site) and returns an ``AttemptReport``: the outcome plus what
+the records need (site, peer, source, TLS). A deliverer never raises for
+remote trouble; exceptions mean a local defect.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.delivery.outcome import Outcome
+from engine.scheduler.sources import Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +26,11 @@ class OutboundMessage:
     sender: str
     recipient: str
     domain: str
+    source: Source
+    """Where it goes out from: the local address to bind and the EHLO name."""
     data: bytes = field(repr=False)
     """The message with CRLF line ends, not dot-stuffed."""
     tenant: str = ""
-    pool: str = "default"
 
 
 @dataclass(frozen=True, slots=True)

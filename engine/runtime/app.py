@@ -2,19 +2,25 @@
 
 Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
-the SMTP deliverer. A process runs one or both roles: ``submission`` (the
-SMTP listener, the spool and the admin HTTP listener) and ``delivery``
-(claiming and delivering). Several processes may share one store; the
-workers ``engine.runtime.runner`` forks get their listening sockets, whether they
-serve the admin listener, and the pipe that wakes a sibling's delivery after
-each acceptance from the supervisor (``bind_listeners``, ``accepted_pipe``).
-A process that accepts without delivering also announces new mail through
-the store, and each delivering process watches for it (PostgreSQL
-``NOTIFY``/``LISTEN``; other processes on SQLite find it at their next poll).
+the scheduler, the message transform, the SMTP deliverer. A process runs one
+or both roles, each a service (``engine.service.Service``,
+``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
+with the admin HTTP listener, ``admin``) and ``delivery`` (claiming and
+delivering); ``Engine.services`` adds more. Several processes may share one
+store; the workers ``engine.runtime.runner`` forks get their listening
+sockets, whether they serve the admin listener, and the pipe that wakes a
+sibling's delivery after each acceptance from the supervisor
+(``bind_listeners``, ``accepted_pipe``). A process that accepts without
+delivering also announces new mail through the store, and each delivering
+process watches for it (PostgreSQL ``NOTIFY``/``LISTEN``; other processes on
+SQLite find it at their next poll).
 
-``Engine.start`` opens everything and returns the bound addresses;
-``Engine.stop`` stops accepting, lets sessions and attempts finish to the
-grace deadline, drains the writers and closes the store.
+``Engine.start`` opens the store and starts the services in order (delivery,
+submission, admin, the added ones), returning the bound addresses;
+``Engine.health`` is what the admin listener's ``/healthz`` reports;
+``Engine.stop`` stops the services in the reverse order, each given the grace
+deadline (listeners stop accepting and let sessions finish, delivery lets
+attempts finish), then closes the record log and the store.
 """
 
 from __future__ import annotations
@@ -31,18 +37,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from admin_api.app import create_app
-from admin_api.server import HttpServer
 from config import ConfigError, Settings, parse_host_port
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
+from engine.delivery.transform import IDENTITY
 from engine.dkim.signing_keys import SigningKeys
 from engine.node import node_id
 from engine.records import metrics
 from engine.records.log import RecordLog
+from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
+from engine.runtime.roles import DeliveryRole, SubmissionRole
+from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.sources import SourceRotation
 from engine.sealing import Sealer, load_or_create_secret, secret_path
-from engine.smtp.server import LISTEN_BACKLOG, ServerConfig, SmtpServer
+from engine.service import Address, Health, Service
+from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
@@ -177,33 +188,40 @@ class Engine:
     accepted_pipe: tuple[int, int] | None = None
     """A pipe shared with sibling processes: submission writes a byte after each
     commit, delivery wakes when one arrives (instead of at its next poll)."""
-    addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    """Services this process runs besides its role's, started after them."""
+    addresses: dict[str, list[Address]] = field(default_factory=dict)
     _store: Store | None = None
     _record_log: RecordLog | None = None
-    _spool: Spool | None = None
-    _servers: list[SmtpServer] = field(default_factory=list)
-    _http: HttpServer | None = None
-    _delivery: DeliveryService | None = None
-    _deliverer: SmtpDeliverer | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _watch: asyncio.Task[None] | None = None
+    _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
-    async def start(self) -> dict[str, list[tuple[str, int]]]:
+    async def start(self) -> dict[str, list[Address]]:
         """Open the store, migrate, start this role's services; the bound addresses."""
         settings = self.settings
         secret = engine_secret(settings)
         classifier = bounce_classifier(settings, self.config_file)
         self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.record_log_path())
-        if self.role.delivers:
-            self._start_delivery(Sealer(secret), classifier)
+        delivery = self._delivery(Sealer(secret), classifier) if self.role.delivers else None
+        composed: list[Service] = []
+        if delivery is not None:
+            composed.append(delivery)
         if self.role.submits:
-            await self._start_submission()
+            composed.append(self._submission(delivery))
             if self.serve_admin:
-                await self._start_admin()
+                composed.append(self._admin())
+        for service in [*composed, *self.services]:
+            bound = await service.start()
+            self._started.append((service, asyncio.create_task(service.run(), name=service.name)))
+            if bound:
+                self.addresses[service.name] = bound
         return self.addresses
 
-    def _start_delivery(self, sealer: Sealer, classifier: BounceClassifier) -> None:
+    def health(self) -> dict[str, Health]:
+        """The health of each started service, by name."""
+        return {service.name: service.health() for service, _ in self._started}
+
+    def _delivery(self, sealer: Sealer, classifier: BounceClassifier) -> DeliveryRole:
         assert self._store is not None and self._record_log is not None
         settings = self.settings
         resolver = MxResolver(
@@ -212,48 +230,44 @@ class Engine:
             self.clock,
             random.Random(),
         )
-        self._deliverer = SmtpDeliverer(
+        deliverer = SmtpDeliverer(
             delivery=settings.delivery,
-            sources=settings.sources,
-            pools=settings.pools,
             resolver=resolver,
             classifier=classifier,
             clock=self.clock,
             providers=settings.providers,
         )
-        self._delivery = DeliveryService(
+        delivery = DeliveryService(
             store=self._store,
-            deliverer=self._deliverer,
+            scheduler=DueOrderScheduler(
+                self._store, SourceRotation(settings.sources, settings.pools)
+            ),
+            deliverer=deliverer,
+            transform=IDENTITY,
             keys=SigningKeys(self._store, sealer, self.clock),
             settings=settings,
             clock=self.clock,
             record_log=self._record_log,
             owner=f"{node_id(settings)}:{os.getpid()}",
         )
-        self._tasks.append(asyncio.create_task(self._delivery.run(), name="delivery"))
-        self._watch = asyncio.create_task(
-            self._store.watch_accepted(self._delivery.wake), name="watch accepted"
-        )
-        if self.accepted_pipe is not None:
-            readable = self.accepted_pipe[0]
-            asyncio.get_running_loop().add_reader(readable, self._woken, readable)
+        accepted = self.accepted_pipe[0] if self.accepted_pipe is not None else None
+        return DeliveryRole(delivery, deliverer, self._store, accepted)
 
-    async def _start_submission(self) -> None:
+    def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None
         settings = self.settings
         sub = settings.submission
-        self._spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
-        if self._delivery is not None:
-            self._spool.on_accepted.append(self._delivery.wake)
+        spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
+        if delivery is not None:
+            spool.on_accepted.append(delivery.wake)
         else:
-            self._spool.on_accepted.append(self._store.announce_accepted)
+            spool.on_accepted.append(self._store.announce_accepted)
         if self.accepted_pipe is not None:
-            self._spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
-        self._tasks.append(asyncio.create_task(self._spool.run(), name="spool"))
+            spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
         handler = SubmissionHandler(
             store=self._store,
-            spool=self._spool,
+            spool=spool,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -280,64 +294,43 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        bound = []
-        for sock in sockets:
-            server = SmtpServer(config, handler)
-            bound.append(await server.start(sock=sock))
-            self._servers.append(server)
-        self.addresses["submission"] = bound
+        return SubmissionRole(config, handler, spool, sockets)
 
-    def _woken(self, readable: int) -> None:
-        try:
-            os.read(readable, 4096)
-        except BlockingIOError:
-            return  # a sibling took the bytes; it wakes its own delivery
-        if self._delivery is not None:
-            self._delivery.wake()
-
-    async def _start_admin(self) -> None:
-        self._http = HttpServer(create_app(metrics.served_registry()))
+    def _admin(self) -> HttpService:
         text = self.settings.admin.listen
-        host, port = parse_host_port(text)
         try:
-            self.addresses["admin"] = [await self._http.start(host, port)]
+            sock = listening_socket(*parse_host_port(text))
         except OSError as exc:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
+        return HttpService("admin", create_app(metrics.served_registry(), self.health), sock)
 
     async def wait_for_failure(self) -> str:
-        """Returns the name of the first service task that ends by itself (a defect)."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        """Returns the name of the first service whose work ends by itself (a defect)."""
+        done, _ = await asyncio.wait(
+            [task for _, task in self._started], return_when=asyncio.FIRST_COMPLETED
+        )
         return next(iter(done)).get_name()
 
     async def stop(self) -> None:
-        """Graceful stop: listeners, then delivery (to the grace deadline), writers, store."""
+        """Graceful stop, the services in the reverse order of their start (listeners
+        first, delivery last), each given the grace; then the writers and the store."""
         grace = self.settings.engine.shutdown_grace_seconds
-        await asyncio.gather(*(s.stop(grace) for s in self._servers))
-        self._servers.clear()
-        if self._http is not None:
-            await self._http.stop()
-        if self._delivery is not None:
-            self._delivery.stop()
-        if self._spool is not None:
-            self._spool.close()
-        done, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else ((), ())
-        for task in pending:
-            task.cancel()
-        for task in [*done, *pending]:
+        for service, task in reversed(self._started):
+            try:
+                await service.stop(grace)
+            except Exception:
+                log.exception("stopping service %s failed", service.name)
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                task.cancel()
             try:
                 await task
             except asyncio.CancelledError:
                 pass
             except Exception:
-                log.exception("service %s failed", task.get_name())
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
-        if self.accepted_pipe is not None and self._delivery is not None:
-            asyncio.get_running_loop().remove_reader(self.accepted_pipe[0])
-        if self._deliverer is not None:
-            await self._deliverer.close()
+                log.exception("service %s failed", service.name)
+        self._started.clear()
         if self._record_log is not None:
             self._record_log.close()
         if self._store is not None:

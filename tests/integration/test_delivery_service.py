@@ -11,7 +11,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,17 @@ from config.loader import parse_settings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
+from engine.delivery.transform import IDENTITY, MessageTransform, Transformed
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
-from engine.model import MessageState, SendingDomain, Tenant
+from engine.model import MessageState, QueuedMessage, SendingDomain, Tenant
 from engine.records import metrics
 from engine.records.log import RecordLog
+from engine.scheduler import Dispatch, Scheduler
+from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.sources import Source, SourceRotation
 from engine.sealing import Sealer
+from engine.store import Store
 from engine.store.sqlite import SqliteStore
 from engine.submission.acceptance import Reception, parse_header_fields, plan_submission
 from smtp_out.deliverer import SmtpDeliverer
@@ -41,6 +46,7 @@ from tests.harness.smtp_sink import SmtpSink
 
 MX_ADDRESS = "127.0.0.2"
 SOURCE_ADDRESS = "127.0.0.10"
+SchedulerFactory = Callable[[Store, SourceRotation], Scheduler]
 RX = Reception(
     protocol="ESMTPSA",
     peer_host="127.0.0.1",
@@ -113,7 +119,29 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+def sources() -> dict[str, str]:
+    """The ``[sources.NAME]`` addresses, all in the default pool."""
+    return {"default": SOURCE_ADDRESS}
+
+
+@pytest.fixture
+def scheduler() -> SchedulerFactory:
+    return DueOrderScheduler
+
+
+@pytest.fixture
+def transform() -> MessageTransform:
+    return IDENTITY
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    sources: dict[str, str],
+    scheduler: SchedulerFactory,
+    transform: MessageTransform,
+) -> AsyncIterator[World]:
     tuning: dict[str, float] = getattr(request, "param", {})  # [delivery] settings
     clock = FakeClock(time.time())
     store = SqliteStore(str(tmp_path / "penguin.db"))
@@ -148,14 +176,16 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
                 "signing_threads": 2,
                 **tuning,
             },
-            "sources": {"default": {"address": SOURCE_ADDRESS, "ehlo_hostname": "mta1.test"}},
+            "sources": {
+                name: {"address": address, "ehlo_hostname": f"{name}.mta.test"}
+                for name, address in sources.items()
+            },
+            "pools": {"default": {"sources": list(sources)}},
             "retry": {"first_retry_seconds": 600, "max_age_seconds": 7200, "jitter": 0.1},
         }
     )
     deliverer = SmtpDeliverer(
         delivery=settings.delivery,
-        sources=settings.sources,
-        pools=settings.pools,
         resolver=MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=clock,
@@ -164,7 +194,9 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
     record_log = RecordLog(str(log_path))
     service = DeliveryService(
         store=store,
+        scheduler=scheduler(store, SourceRotation(settings.sources, settings.pools)),
         deliverer=deliverer,
+        transform=transform,
         keys=SigningKeys(store, sealer, clock),
         settings=settings,
         clock=clock,
@@ -428,3 +460,86 @@ async def test_a_running_attempt_renews_its_lease(world: World) -> None:
 
     await world.wait_state(message_id, MessageState.DELIVERED)
     assert world.sink.count_for("slow@example.com") == 1
+
+
+@pytest.mark.parametrize(
+    "sources", [{"first": "127.0.0.11", "second": "127.0.0.12"}], ids=["two-sources"]
+)
+async def test_the_sources_of_the_pool_take_turns(world: World) -> None:
+    sid = await world.submit([f"r{n}@example.com" for n in range(4)])
+    for n in range(1, 5):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+    peers = sorted(m.peer[0] for m in world.sink.messages)
+    assert peers == ["127.0.0.11", "127.0.0.11", "127.0.0.12", "127.0.0.12"]
+    for n in range(1, 5):
+        delivery = (await world.records(f"{sid}-{n}"))[-1]
+        name = {"127.0.0.11": "first", "127.0.0.12": "second"}[delivery["source_address"]]
+        copy = next(m for m in world.sink.messages if m.rcpt_tos == (f"r{n - 1}@example.com",))
+        assert (copy.peer[0], copy.ehlo) == (delivery["source_address"], f"{name}.mta.test")
+
+
+class SourceByDomain:
+    """A scheduler that sends each message from the source named after its domain."""
+
+    def __init__(self, store: Store, sources: Mapping[str, Source]) -> None:
+        self._store = store
+        self._sources = sources
+
+    async def next_batch(
+        self, *, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[Dispatch]:
+        claimed = await self._store.claim(owner, now, lease_seconds, limit)
+        return [Dispatch(message, self._sources[message.domain]) for message in claimed]
+
+
+def _by_domain(store: Store, _: SourceRotation) -> Scheduler:
+    return SourceByDomain(
+        store,
+        {
+            "example.com": Source("com", "127.0.0.21", "com.mta.test"),
+            "example.org": Source("org", "127.0.0.22", "org.mta.test"),
+        },
+    )
+
+
+@pytest.mark.parametrize("scheduler", [_by_domain], ids=["source-by-domain"])
+async def test_each_message_goes_out_from_the_source_its_scheduler_chose(world: World) -> None:
+    sid = await world.submit(["a@example.com", "b@example.org", "c@example.com"])
+    for n in range(1, 4):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+    peers = {m.rcpt_tos[0]: (m.peer[0], m.ehlo) for m in world.sink.messages}
+    assert peers == {
+        "a@example.com": ("127.0.0.21", "com.mta.test"),
+        "b@example.org": ("127.0.0.22", "org.mta.test"),
+        "c@example.com": ("127.0.0.21", "com.mta.test"),
+    }
+    sources = [(await world.records(f"{sid}-{n}"))[-1]["source_address"] for n in (1, 2, 3)]
+    assert sources == ["127.0.0.21", "127.0.0.22", "127.0.0.21"]
+
+
+class ReturnPathPerRecipient:
+    """A per-recipient transform: a VERP-style return path and a header naming the recipient."""
+
+    per_recipient = True
+
+    def apply(self, message: QueuedMessage, body: bytes) -> Transformed:
+        local, _, domain = message.recipient.partition("@")
+        header = f"X-Recipient: {message.recipient}\r\n".encode()
+        return Transformed(f"bounces+{local}={domain}@rsa.acme.test", header + body)
+
+
+@pytest.mark.parametrize("transform", [ReturnPathPerRecipient()], ids=["per-recipient"])
+async def test_a_per_recipient_transform_shapes_each_signed_copy(world: World) -> None:
+    signed_before = signings()
+    sid = await world.submit(["a@example.com", "b@example.org"])
+    for n in (1, 2):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+    assert signings() - signed_before == 2, "each recipient's copy signed on its own"
+    lookup = dkim_dns(world.dns.address)
+    for message in world.sink.messages:
+        [recipient] = message.rcpt_tos
+        local, _, domain = recipient.partition("@")
+        assert message.mail_from == f"bounces+{local}={domain}@rsa.acme.test"
+        header_section = message.data.split(b"\r\n\r\n", 1)[0]
+        assert f"\r\nX-Recipient: {recipient}\r\n".encode() in header_section
+        assert await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)

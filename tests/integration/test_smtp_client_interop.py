@@ -23,7 +23,8 @@ from config.schema import DeliverySettings
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.delivery.transport import OutboundMessage
-from smtp_out.client_session import ClientSession, OpenFailure, Peer, Source, open_session
+from engine.scheduler.sources import Source
+from smtp_out.client_session import ClientSession, OpenFailure, Peer, open_session
 from smtp_out.connection import ConnectionGauge
 from smtp_out.settings import ClientSettings
 from tests.harness.smtp_sink import SmtpSink
@@ -40,6 +41,8 @@ SETTINGS = ClientSettings.from_delivery(
     )
 )
 BODY = b"From: a@sender.test\r\nSubject: hi\r\n\r\n.leading dot\r\n..two\r\nend\r\n"
+
+SOURCE = Source("default", "0.0.0.0", "client.sender.test")
 
 
 @dataclass
@@ -116,14 +119,19 @@ async def aiosmtpd() -> AsyncIterator[StartServer]:
 
 def message(recipient: str = "user@example.test", data: bytes = BODY) -> OutboundMessage:
     return OutboundMessage(
-        id="m1", sender="bounces@sender.test", recipient=recipient, domain="example.test", data=data
+        id="m1",
+        sender="bounces@sender.test",
+        recipient=recipient,
+        domain="example.test",
+        source=SOURCE,
+        data=data,
     )
 
 
 async def session_to(port: int, gauge: ConnectionGauge, *, starttls: bool = False) -> ClientSession:
     opened = await open_session(
         Peer("localhost", HOST, port),
-        Source("default", "0.0.0.0", "client.sender.test"),
+        SOURCE,
         SETTINGS,
         BounceClassifier(),
         gauge,
@@ -205,7 +213,7 @@ def test_starttls_and_broken_tls_on_both_event_loops(
             await session.close()
             failed = await open_session(
                 Peer("localhost", HOST, broken_port),
-                Source("default", "0.0.0.0", "client.sender.test"),
+                SOURCE,
                 SETTINGS,
                 BounceClassifier(),
                 gauge,

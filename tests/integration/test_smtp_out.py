@@ -13,12 +13,13 @@ from typing import Unpack
 
 import pytest
 
-from config.schema import DeliverySettings, PoolSettings, ProviderSettings, SourceSettings
+from config.schema import DeliverySettings, ProviderSettings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
 from engine.delivery.transport import AttemptReport, OutboundMessage
 from engine.records.metrics import REGISTRY
+from engine.scheduler.sources import Source
 from engine.smtp.reply import Stage
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
@@ -29,6 +30,7 @@ from tests.harness.tlsutil import make_tls_pair
 DOMAIN = "example.test"
 MX1, MX2 = "mx1.example.test", "mx2.example.test"
 SINK_ADDRESS, SECOND_ADDRESS, DEAD_ADDRESS = "127.0.0.2", "127.0.0.3", "127.0.0.9"
+UNBOUND = Source("default", "0.0.0.0", "default.sender.test")
 BODY = b"From: a@sender.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n.dot line\r\nbody\r\n"
 FAST = DeliverySettings(
     connect_timeout_seconds=2,
@@ -61,19 +63,12 @@ class World:
         self,
         delivery: DeliverySettings = FAST,
         *,
-        sources: dict[str, str] | None = None,
         max_deliveries: int = 100,
     ) -> SmtpDeliverer:
-        named = sources or {"default": "0.0.0.0"}
         deliverer = SmtpDeliverer(
             delivery=dataclasses.replace(
                 delivery, port=self.port, max_deliveries_per_connection=max_deliveries
             ),
-            sources={
-                name: SourceSettings(address=address, ehlo_hostname=f"{name}.sender.test")
-                for name, address in named.items()
-            },
-            pools={"default": PoolSettings(sources=list(named))},
             resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
             classifier=BounceClassifier(),
             clock=self.clock,
@@ -102,12 +97,15 @@ async def world() -> AsyncIterator[World]:
         await server.stop()
 
 
-def message(local: str = "user", n: int = 1, data: bytes = BODY) -> OutboundMessage:
+def message(
+    local: str = "user", n: int = 1, data: bytes = BODY, source: Source = UNBOUND
+) -> OutboundMessage:
     return OutboundMessage(
         id=f"m{n}",
         sender="bounces@sender.test",
         recipient=f"{local}@{DOMAIN}",
         domain=DOMAIN,
+        source=source,
         data=data,
     )
 
@@ -433,16 +431,20 @@ async def test_null_mx_and_nxdomain_are_permanent_bad_domain(world: World, null_
     assert report.site is None
 
 
-async def test_source_address_bound_and_rotated(world: World) -> None:
+async def test_each_message_goes_out_from_its_source(world: World) -> None:
     sink = await world.sink()
-    deliverer = world.deliverer(sources={"a": "127.0.0.7", "b": "127.0.0.8"})
-    reports = [await deliverer.deliver(message(n=n)) for n in range(4)]
+    deliverer = world.deliverer()
+    a = Source("a", "127.0.0.7", "a.sender.test")
+    b = Source("b", "127.0.0.8", "b.sender.test")
+    reports = [await deliverer.deliver(message(n=n, source=s)) for n, s in enumerate([a, b, b, a])]
     for report in reports:
         delivered(report)
-    assert [r.source for r in reports] == ["a", "b", "a", "b"]
-    assert [m.peer[0] for m in sink.messages] == ["127.0.0.7", "127.0.0.8"] * 2
-    assert [m.ehlo for m in sink.messages] == ["a.sender.test", "b.sender.test"] * 2
-    assert sink.inbox.connections == 2
+    assert [r.source for r in reports] == ["a", "b", "b", "a"]
+    addresses = ["127.0.0.7", "127.0.0.8", "127.0.0.8", "127.0.0.7"]
+    assert [r.source_address for r in reports] == addresses
+    assert [m.peer[0] for m in sink.messages] == addresses
+    assert [m.ehlo for m in sink.messages] == [f"{s}.sender.test" for s in "abba"]
+    assert sink.inbox.connections == 2, "a lane per source, its connection reused"
 
 
 async def test_non_ascii_address_without_smtputf8_is_permanent(world: World) -> None:
@@ -511,8 +513,6 @@ def site_deliverer(
         delivery=dataclasses.replace(
             FAST, port=world.port, max_deliveries_per_connection=max_deliveries
         ),
-        sources={"default": SourceSettings(address="0.0.0.0", ehlo_hostname="d.sender.test")},
-        pools={"default": PoolSettings()},
         resolver=MxResolver([world.dns.address], 2.0, world.clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=world.clock,

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "engine.submission": 2,
     "engine.delivery": 2,
     "engine.provisioning": 2,
+    "engine.scheduler": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }

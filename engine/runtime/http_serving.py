@@ -1,0 +1,79 @@
+"""An ASGI application served by uvicorn inside the engine's event loop, as a ``Service``.
+
+The admin listener (``admin_api``) and, later, the tracking edge each build an
+ASGI application; the composition root serves it here, on a socket it bound
+beforehand (``listening_socket``) so that an address in use is an ``OSError``
+at binding rather than uvicorn's exit. uvicorn's signal handling is off: the
+engine owns SIGTERM/SIGINT (``engine.runtime.runner``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from engine.service import Address, Health
+
+AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
+"""An ASGI 3 application: ``await app(scope, receive, send)``."""
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (0 = any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpService:
+    """``Service``: ``app`` served on the listening ``sock``."""
+
+    def __init__(self, name: str, app: AsgiApp, sock: socket.socket) -> None:
+        self._name = name
+        self._sock = sock
+        self._server = _EmbeddedServer(
+            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="none")
+        )
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def start(self) -> list[Address]:
+        self._serving = asyncio.create_task(
+            self._server.serve(sockets=[self._sock]), name=f"{self._name} http"
+        )
+        async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+            while not self._server.started:
+                if self._serving.done():
+                    await self._serving
+                    raise OSError(f"{self._name}: the HTTP server did not start")
+                await asyncio.sleep(0.01)
+        host, port = self._sock.getsockname()[:2]
+        return [(str(host), int(port))]
+
+    async def run(self) -> None:
+        assert self._serving is not None, "started"
+        await self._serving
+
+    async def stop(self, grace_seconds: float) -> None:
+        self._server.should_exit = True
+
+    def health(self) -> Health:
+        serving = self._serving is not None and not self._serving.done()
+        if not serving or self._server.should_exit:
+            return Health(False, "not serving")
+        return Health(True)

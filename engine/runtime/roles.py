@@ -1,0 +1,121 @@
+"""The engine's built-in roles as services (``engine.service.Service``).
+
+``SubmissionRole``: the SMTP listeners, one per listening socket, and the
+spool they commit to; it listens until stopped, then lets the sessions
+finish to the grace deadline and drains the spool. ``DeliveryRole``: the
+delivery service, woken by the store's announcements and by the sibling
+processes' pipe; when it stops, in-flight attempts finish to the deadline,
+then the deliverer's idle connections close. The admin listener is an
+``engine.runtime.http_serving.HttpService``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from engine.delivery.service import DeliveryService
+from engine.delivery.transport import Deliverer
+from engine.service import Address, Health
+from engine.smtp.handler import SmtpHandler
+from engine.smtp.server import ServerConfig, SmtpServer
+from engine.store import Store
+from engine.submission.spool import Spool
+
+
+class SubmissionRole:
+    """``Service``: SMTP submission on ``sockets``, committed by ``spool``."""
+
+    name = "submission"
+
+    def __init__(
+        self, config: ServerConfig, handler: SmtpHandler, spool: Spool, sockets: list[socket.socket]
+    ) -> None:
+        self._spool = spool
+        self._listeners = [(SmtpServer(config, handler), sock) for sock in sockets]
+        self._running = False
+
+    async def start(self) -> list[Address]:
+        return [await server.start(sock=sock) for server, sock in self._listeners]
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await self._spool.run()
+        finally:
+            self._running = False
+
+    async def stop(self, grace_seconds: float) -> None:
+        await asyncio.gather(*(server.stop(grace_seconds) for server, _ in self._listeners))
+        self._spool.close()
+
+    def health(self) -> Health:
+        if not self._running:
+            return Health(False, "the spool is not running")
+        sessions = sum(server.session_count for server, _ in self._listeners)
+        return Health(True, f"{sessions} sessions")
+
+
+class DeliveryRole:
+    """``Service``: ``delivery`` through ``deliverer``, woken when ``store`` announces
+    new mail and when a byte arrives on ``accepted``, the readable end of the pipe
+    sibling processes write to after each acceptance."""
+
+    name = "delivery"
+
+    def __init__(
+        self,
+        delivery: DeliveryService,
+        deliverer: Deliverer,
+        store: Store,
+        accepted: int | None = None,
+    ) -> None:
+        self._delivery = delivery
+        self._deliverer = deliverer
+        self._store = store
+        self._accepted = accepted
+        self._watch: asyncio.Task[None] | None = None
+        self._running = False
+
+    async def start(self) -> list[Address]:
+        self._watch = asyncio.create_task(
+            self._store.watch_accepted(self._delivery.wake), name="watch accepted"
+        )
+        if self._accepted is not None:
+            asyncio.get_running_loop().add_reader(self._accepted, self._woken)
+        return []
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await self._delivery.run()
+        finally:
+            self._running = False
+            await self._close()
+
+    async def stop(self, grace_seconds: float) -> None:
+        self._delivery.stop()
+
+    def health(self) -> Health:
+        return Health(True) if self._running else Health(False, "not delivering")
+
+    def wake(self) -> None:
+        """New work may be due (``DeliveryService.wake``)."""
+        self._delivery.wake()
+
+    def _woken(self) -> None:
+        assert self._accepted is not None
+        try:
+            os.read(self._accepted, 4096)
+        except BlockingIOError:
+            return  # a sibling took the bytes; it wakes its own delivery
+        self._delivery.wake()
+
+    async def _close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        if self._accepted is not None:
+            asyncio.get_running_loop().remove_reader(self._accepted)
+        await self._deliverer.close()

@@ -1,0 +1,117 @@
+"""The composition root's services in one process: started, reported on ``/healthz``, stopped.
+
+Real parts: the engine of ``engine.runtime.app`` with its SQLite store, its
+SMTP and admin listeners on loopback; the added services are this test's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import parse_settings
+from engine.runtime.app import Engine
+from engine.service import Address, Health
+
+
+class StubService:
+    """A service whose health the test sets; it records its stop."""
+
+    def __init__(self, name: str, health: Health) -> None:
+        self.name = name
+        self.state = health
+        self.stopped_with: float | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> list[Address]:
+        return []
+
+    async def run(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self, grace_seconds: float) -> None:
+        self.stopped_with = grace_seconds
+        self._stop.set()
+
+    def health(self) -> Health:
+        return self.state
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    settings = parse_settings(
+        {
+            "engine": {"data_dir": str(tmp_path / "var"), "shutdown_grace_seconds": 5},
+            "submission": {"listen": ["127.0.0.1:0"]},
+            "admin": {"listen": "127.0.0.1:0"},
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+        }
+    )
+    engine = Engine(settings, services=[StubService("bounce intake", Health(True))])
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+def get(address: Address, path: str) -> tuple[int, Any]:
+    url = f"http://{address[0]}:{address[1]}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> None:
+    [admin] = engine.addresses["admin"]
+    status, body = await asyncio.to_thread(get, admin, "/healthz")
+    assert status == 200
+    assert body["status"] == "ok"
+    assert list(body["services"]) == ["delivery", "submission", "admin", "bounce intake"]
+    assert all(service["ok"] for service in body["services"].values())
+
+
+async def test_healthz_fails_while_one_service_is_unhealthy(engine: Engine) -> None:
+    [admin] = engine.addresses["admin"]
+    [stub] = engine.services
+    assert isinstance(stub, StubService)
+    stub.state = Health(False, "DSN parser queue full")
+    status, body = await asyncio.to_thread(get, admin, "/healthz")
+    assert status == 503
+    assert body["status"] == "failing"
+    assert body["services"]["bounce intake"] == {"ok": False, "detail": "DSN parser queue full"}
+    assert body["services"]["delivery"]["ok"] is True
+
+    stub.state = Health(True)
+    status, body = await asyncio.to_thread(get, admin, "/healthz")
+    assert (status, body["status"]) == (200, "ok")
+
+
+async def test_stop_gives_each_service_the_grace_and_closes_the_listeners(engine: Engine) -> None:
+    [submission] = engine.addresses["submission"]
+    [stub] = engine.services
+    assert isinstance(stub, StubService)
+    await engine.stop()
+    assert stub.stopped_with == 5
+    assert engine.health() == {}
+    with pytest.raises(OSError):
+        await asyncio.to_thread(smtplib.SMTP, *submission, timeout=5)
+
+
+async def test_a_service_whose_work_ends_is_reported_as_a_failure(engine: Engine) -> None:
+    [stub] = engine.services
+    assert isinstance(stub, StubService)
+    failure = asyncio.create_task(engine.wait_for_failure())
+    await stub.stop(0)
+    assert await asyncio.wait_for(failure, 10) == "bounce intake"
