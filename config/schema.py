@@ -109,14 +109,6 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
-class RedisSettings:
-    url: str = setting(
-        "", "Redis for limits shared by several engine processes; empty means in-process."
-    )
-    key_prefix: str = setting("penguin:", "Prefix of every Redis key the engine writes.")
-
-
-@dataclass(frozen=True)
 class DnsSettings:
     nameservers: list[str] = setting(
         [],
@@ -373,7 +365,6 @@ class Settings:
 
     engine: EngineSettings = section(EngineSettings, "Process-wide settings.")
     database: DatabaseSettings = section(DatabaseSettings, "The store.")
-    redis: RedisSettings = section(RedisSettings, "Shared limits.")
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
@@ -396,14 +387,6 @@ class Settings:
     admin: ListenerSettings = field(
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
         metadata={"doc": "Admin API and /metrics listener."},
-    )
-    bounce: ListenerSettings = field(
-        default_factory=lambda: ListenerSettings(listen="127.0.0.1:2525"),
-        metadata={"doc": "Inbound SMTP for bounces and feedback loops."},
-    )
-    tracking: ListenerSettings = field(
-        default_factory=lambda: ListenerSettings(listen="127.0.0.1:8080"),
-        metadata={"doc": "Tracking edge HTTP listener."},
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
