@@ -14,7 +14,8 @@ from typing import Any
 
 MIB = 1024 * 1024
 TLS_MODES = ("opportunistic", "required", "disabled")
-"""STARTTLS policies of outgoing SMTP (compat.md ``enable_tls``)."""
+"""STARTTLS policies of outgoing SMTP, after KumoMTA's ``enable_tls``
+(https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
 
 
 def setting(
@@ -343,7 +344,9 @@ def _default_pools() -> dict[str, PoolSettings]:
 
 
 def _default_providers() -> dict[str, ProviderSettings]:
-    """Per-connection limits seen in the field (compat.md); TLS left to [delivery]."""
+    """Messages per connection as in KumoMTA's shipped traffic-shaping rules
+    (https://docs.kumomta.com/userguide/configuration/trafficshaping/); TLS left to
+    [delivery]."""
     return {
         "google": ProviderSettings(
             mx_suffixes=[".google.com", ".googlemail.com"], max_deliveries_per_connection=50

@@ -72,7 +72,8 @@ _STEPS = (("mail", "MAIL FROM", (250,)), ("rcpt", "RCPT TO", (250, 251)), ("data
 
 
 class TlsMode(enum.StrEnum):
-    """``enable_tls`` of a lane (compat.md)."""
+    """``enable_tls`` of a lane, as in KumoMTA
+    (https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
 
     OPPORTUNISTIC = "opportunistic"
     REQUIRED = "required"

@@ -51,4 +51,4 @@ class Outcome:
     scope: Scope
     reply: SmtpReply
     classification: str
-    """A bounce category name (``compat.md``), e.g. InvalidRecipient."""
+    """A bounce category name (``engine.delivery.bounce_classify``), e.g. InvalidRecipient."""

@@ -241,7 +241,7 @@ def test_parse_host_port(text: str, default: int | None, expected: tuple[str, in
     assert parse_host_port(text, default) == expected
 
 
-def test_shipped_providers_follow_compat() -> None:
+def test_shipped_providers_follow_kumomta_shaping() -> None:
     sites = Settings().providers
     per_connection = {name: site.max_deliveries_per_connection for name, site in sites.items()}
     assert per_connection == {"google": 50, "yahoo": 20, "microsoft": 50, "apple": 5}
