@@ -2,8 +2,8 @@
 
 Owns the bounce category vocabulary (KumoMTA's names, built on PowerMTA's
 17 categories: https://docs.kumomta.com/reference/kumo/configure_bounce_classifier/),
-the built-in rule table, the operator rule
-file, and the step from one SMTP reply to an :class:`~engine.delivery.outcome.Outcome`.
+the built-in rule table, the operator rule file, and the step from one SMTP
+reply to an :class:`~engine.delivery.outcome.Outcome`.
 smtp_out uses it for replies to its commands; bounce_in uses it for the
 status and diagnostic code of a DSN. Pure, except :func:`load_rules`, which
 reads the rule file.
@@ -121,7 +121,7 @@ _E = TableEntry
 
 BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     # Provider-specific replies first: their wording would otherwise hit a generic rule.
-    # Gmail: "SMTP errors and codes", https://support.google.com/a/answer/3726730
+    # Gmail: Google's SMTP error reference, https://support.google.com/a/answer/3726730
     _E(
         _C.POLICY_RELATED,
         r"^421 4\.7\.28 ",
