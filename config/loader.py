@@ -205,8 +205,7 @@ def redacted_url(url: str) -> str:
 def _check_references(settings: Settings, file: str) -> None:
     for i, text in enumerate(settings.submission.listen):
         _check_address(text, file, f"submission.listen[{i}]")
-    for name in ("admin", "bounce", "tracking"):
-        _check_address(getattr(settings, name).listen, file, f"{name}.listen")
+    _check_address(settings.admin.listen, file, "admin.listen")
     for i, text in enumerate(settings.dns.nameservers):
         key = f"dns.nameservers[{i}]"
         try:

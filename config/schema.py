@@ -20,7 +20,8 @@ from typing import Any
 
 MIB = 1024 * 1024
 TLS_MODES = ("opportunistic", "required", "disabled")
-"""STARTTLS policies of outgoing SMTP (compat.md ``enable_tls``)."""
+"""STARTTLS policies of outgoing SMTP, after KumoMTA's ``enable_tls``
+(https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
 
 
 def setting(
@@ -116,14 +117,6 @@ class DatabaseSettings:
     commit_batch_max: int = setting(
         256, "Most submissions committed together in one group commit.", min=1, max=10000
     )
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    url: str = setting(
-        "", "Redis for limits shared by several engine processes; empty means in-process."
-    )
-    key_prefix: str = setting("penguin:", "Prefix of every Redis key the engine writes.")
 
 
 @dataclass(frozen=True)
@@ -365,7 +358,9 @@ def _default_pools() -> dict[str, PoolSettings]:
 
 
 def _default_providers() -> dict[str, ProviderSettings]:
-    """Per-connection limits seen in the field (compat.md); TLS left to [delivery]."""
+    """Messages per connection as in KumoMTA's shipped traffic-shaping rules
+    (https://docs.kumomta.com/userguide/configuration/trafficshaping/); TLS left to
+    [delivery]."""
     return {
         "google": ProviderSettings(
             mx_suffixes=[".google.com", ".googlemail.com"], max_deliveries_per_connection=50
@@ -387,7 +382,6 @@ class Settings:
 
     engine: EngineSettings = section(EngineSettings, "Process-wide settings.")
     database: DatabaseSettings = section(DatabaseSettings, "The store.")
-    redis: RedisSettings = section(RedisSettings, "Shared limits.")
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
@@ -410,14 +404,6 @@ class Settings:
     admin: ListenerSettings = field(
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
         metadata={"doc": "Admin API and /metrics listener."},
-    )
-    bounce: ListenerSettings = field(
-        default_factory=lambda: ListenerSettings(listen="127.0.0.1:2525"),
-        metadata={"doc": "Inbound SMTP for bounces and feedback loops."},
-    )
-    tracking: ListenerSettings = field(
-        default_factory=lambda: ListenerSettings(listen="127.0.0.1:8080"),
-        metadata={"doc": "Tracking edge HTTP listener."},
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")

@@ -334,8 +334,7 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
     path = _config_path(args)
     asyncio.run(check_environment(settings, path or str(DEFAULT_CONFIG)))
     shown = dataclasses.asdict(settings)
-    for table in ("database", "redis"):
-        shown[table]["url"] = redacted_url(shown[table]["url"])
+    shown["database"]["url"] = redacted_url(shown["database"]["url"])
     source = path or "the shipped default config"
     return {"ok": True, "file": source, "settings": shown}, f"{source}: ok"
 

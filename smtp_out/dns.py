@@ -5,7 +5,7 @@ hosts to connect to, and the cache of their answers.
 
 In: a domain name (the part after ``@``; IP literals are refused at
 submission and never reach here). Out: a ``Route``, which is a value, never an
-exception (STYLE.md rule 8):
+exception, like every delivery result:
 
 - ``MxRoute``: the domain's ``site`` (MX rollup, ``smtp_out.site``) and its
   hosts, ordered by preference, equal preferences shuffled with the injected

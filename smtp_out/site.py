@@ -1,6 +1,7 @@
 """The site of a destination: its MX rollup.
 
-A *site* (glossary, DESIGN.md) is the set of MX hosts a destination domain
+A *site* (KumoMTA's "site name", https://docs.kumomta.com/reference/queues/)
+is the set of MX hosts a destination domain
 delivers to, named canonically so that every domain hosted on the same MX set
 shares one site, and with it one connection limit and one rate (the ready
 queue is ``(source IP, site)``).

@@ -4,7 +4,8 @@ Owns ``site_limits``, the pure matcher, and ``SitePolicy``, which applies it
 to the site names the connection pool works with (``smtp_out.site``).
 
 In: the MX host names of a site, the overrides of ``[providers.NAME]``
-(``config.ProviderSettings``; a *provider* in DESIGN.md terms) and the limits
+(``config.ProviderSettings``; a *provider* as in KumoMTA's traffic shaping,
+https://docs.kumomta.com/userguide/configuration/trafficshaping/) and the limits
 that apply when nothing matches. Out: a ``SiteLimits``.
 
 Rules:

@@ -1,11 +1,12 @@
 """Bounce classification: which category a failure reply falls in.
 
 Owns the bounce category vocabulary (KumoMTA's names, built on PowerMTA's
-17 categories; ``compat.md``), the built-in rule table and the operator rule
-file. The classifier reads an :class:`~engine.smtp.reply.Reply`: smtp_out's
-replies to its commands (through ``engine.delivery.reply_outcome``); bounce_in
-will hand it the status and diagnostic code of a DSN. Pure, except
-:func:`load_rules`, which reads the rule file.
+17 categories: https://docs.kumomta.com/reference/kumo/configure_bounce_classifier/),
+the built-in rule table and the operator rule file. The classifier reads an
+:class:`~engine.smtp.reply.Reply`: smtp_out's replies to its commands (through
+``engine.delivery.reply_outcome``); bounce_in will hand it the status and
+diagnostic code of a DSN. Pure, except :func:`load_rules`, which reads the rule
+file.
 
 Classification, first match wins:
 
@@ -13,7 +14,8 @@ Classification, first match wins:
 2. the built-in table (:data:`BUILTIN_TABLE`): regexes for the replies of
    well-known providers and servers, each with the reason for its category;
 3. the enhanced status code (RFC 3463, with the later codes of the IANA
-   registry: RFC 4954, 5248, 7293, 7372, 7505): first by subject and
+   registry https://www.iana.org/assignments/smtp-enhanced-status-codes/:
+   RFC 4954, 5248, 7293, 7372, 7505): first by subject and
    detail, then by subject alone where the subject is unambiguous;
 4. the basic code (RFC 5321): 4xx is TransientFailure, 500-504 are
    ProtocolErrors, any other 5xx is Uncategorized.
@@ -99,7 +101,7 @@ _E = TableEntry
 
 BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     # Provider-specific replies first: their wording would otherwise hit a generic rule.
-    # Gmail
+    # Gmail: Google's SMTP error reference, https://support.google.com/a/answer/3726730
     _E(
         _C.POLICY_RELATED,
         r"^421 4\.7\.28 ",
@@ -140,7 +142,9 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         r"does not have a PTR record|\bPTR record setup|cannot find your (reverse )?hostname",
         "the sending IP lacks a (forward-confirmed) PTR record",
     ),
-    # Microsoft (Outlook.com, Exchange Online, Exchange Server)
+    # Microsoft (Outlook.com, Exchange Online, Exchange Server): Exchange Online NDRs,
+    # https://learn.microsoft.com/en-us/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online
+    # and the Outlook.com postmaster's troubleshooting page (S3140, RP-001, SC-001).
     _E(
         _C.SPAM_BLOCK,
         r"\bS31[45]0\b|part of their network is on our block list",
@@ -182,7 +186,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         r"RESOLVER\.RST\.",
         "Exchange: the recipient restricts who may send to it",
     ),
-    # Yahoo, AOL
+    # Yahoo, AOL: "SMTP Error Codes", https://senders.yahooinc.com/smtp-error-codes/
     _E(
         _C.SPAM_BLOCK,
         r"\[TSS?0?3\]|\[TSS09\]|\[BL2\d\]|permanently deferred",
@@ -199,7 +203,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         "Yahoo 5.7.9 means policy (content, reputation), not AUTH as in RFC 4954",
     ),
     _E(_C.INVALID_RECIPIENT, r"doesn't have an? \S+ account", "Yahoo: no such account"),
-    # Apple iCloud
+    # Apple iCloud: Apple's "Postmaster information for iCloud Mail" (CS01, HM08)
     _E(
         _C.POLICY_RELATED,
         r"\[(CS|HM)\d\d\]",

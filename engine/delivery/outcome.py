@@ -46,4 +46,4 @@ class Outcome:
     scope: Scope
     reply: Reply
     classification: str
-    """A bounce category name (``compat.md``), e.g. InvalidRecipient."""
+    """A bounce category name (``engine.delivery.bounce_classify``), e.g. InvalidRecipient."""

@@ -13,8 +13,10 @@ source (``rng``) are parameters.
   at or after expiry: the message expires now rather than wait for a try it
   will never get.
 
-The defaults (``config.schema.RetrySettings``) follow KumoMTA: first retry
-after 20 minutes, doubling, expiry after 7 days (``compat.md``).
+The defaults (``config.schema.RetrySettings``) follow KumoMTA's queue
+defaults: first retry after 20 minutes, doubling, expiry after 7 days
+(https://docs.kumomta.com/reference/kumo/make_queue_config/retry_interval/,
+https://docs.kumomta.com/reference/kumo/make_queue_config/max_age/).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 - delivered → ``delivered`` + Delivery record;
 - permanent → ``bounced`` + Bounce record;
 - transient → back to ``queued``, due after the backoff (doubling with
-  jitter, ``engine.delivery.retry``) + TransientFailure record; when the next try
-  would fall past the maximum age → ``expired`` + Expiration record;
+  jitter, ``engine.delivery.retry.next_due``) + TransientFailure record; when the
+  next try would fall past the maximum age → ``expired`` + Expiration record;
 - a message already past its maximum age when claimed expires without an
   attempt (Expiration, classification MessageExpired).
 
@@ -18,9 +18,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from config.schema import RetrySettings
 from engine.delivery.outcome import OutcomeKind
-from engine.delivery.retry import is_expired, retry_delay
+from engine.delivery.retry import RetryPolicy, is_expired, next_due
 from engine.delivery.transport import AttemptReport
 from engine.model import MessageState, QueuedMessage, Settlement
 from engine.records.record import Record, RecordType
@@ -45,7 +44,7 @@ def settle_attempt(
     lease_token: str,
     now: float,
     size: int,
-    retry: RetrySettings,
+    retry: RetryPolicy,
     rng: random.Random,
     context: RecordContext,
 ) -> tuple[Settlement, Record]:
@@ -59,14 +58,11 @@ def settle_attempt(
     elif outcome.kind is OutcomeKind.PERMANENT:
         state, record_type, due = MessageState.BOUNCED, RecordType.BOUNCE, now
     else:
-        delay = retry_delay(
-            attempts, retry.first_retry_seconds, retry.max_retry_seconds, retry.jitter, rng
-        )
-        due = now + delay
-        if is_expired(message.created_at, due, retry.max_age_seconds):
+        retry_at = next_due(message.created_at, now, attempts, retry, rng)
+        if retry_at is None:
             state, record_type, due = MessageState.EXPIRED, RecordType.EXPIRATION, now
         else:
-            state, record_type = MessageState.QUEUED, RecordType.TRANSIENT_FAILURE
+            state, record_type, due = MessageState.QUEUED, RecordType.TRANSIENT_FAILURE, retry_at
     settlement = Settlement(message.id, lease_token, state, attempts, due, error)
     record = message_record(
         record_type,
@@ -173,5 +169,5 @@ def message_record(
     )
 
 
-def is_past_max_age(message: QueuedMessage, now: float, retry: RetrySettings) -> bool:
+def is_past_max_age(message: QueuedMessage, now: float, retry: RetryPolicy) -> bool:
     return is_expired(message.created_at, now, retry.max_age_seconds)

@@ -1,7 +1,7 @@
 """Log records: the engine's typed, versioned, machine-readable events.
 
-Shaped like KumoMTA's log records (see ``shared/reference/compat.md``) so
-operators can move over: the same ``type`` names and field names. A record is
+Shaped like KumoMTA's log records (https://docs.kumomta.com/reference/log_record/)
+so operators can move over: the same ``type`` names and field names. A record is
 immutable; ``to_json`` gives the JSON object written to the store and to the
 JSON-lines file. Pure: timestamps are passed in.
 """

@@ -25,6 +25,7 @@ import pytest
 from tests.harness.dns_server import ThreadedDnsServer, Zones
 from tests.harness.processes import child_pids
 from tests.harness.smtp_sink import ThreadedSmtpSink
+from tests.harness.tlsutil import unverified_client_context
 
 READY_TIMEOUT = 30.0
 PENGUIN = (sys.executable, "-m", "engine.cli")
@@ -225,10 +226,7 @@ def provision(
 
 def client_tls() -> ssl.SSLContext:
     """Trusts the engine's self-signed certificate (tests only)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+    return unverified_client_context()
 
 
 def message(sender: str, subject: str = "hello", extra: str = "") -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import smtplib
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.store import open_store
 from tests.e2e.conftest import (
     EngineProcess,
     client_tls,
@@ -58,13 +60,25 @@ def test_sigkill_after_250_loses_nothing(
 
     assert len(set(accepted)) == CLIENTS * MESSAGES_PER_CLIENT
     restarted = start_engine(engine_factory, config, "submission")
-    for queue_id in accepted:
-        shown = penguin(config, "queue", "show", queue_id)
-        assert len(shown) == RECIPIENTS
-        assert {m["state"] for m in shown} == {"queued"}
+    states = asyncio.run(submission_states(database_url, accepted))
+    assert states == {queue_id: ["queued"] * RECIPIENTS for queue_id in accepted}
+    shown = penguin(config, "queue", "show", accepted[-1])
+    assert [m["state"] for m in shown] == ["queued"] * RECIPIENTS
     summary = penguin(config, "queue", "summary")
     assert sum(r["count"] for r in summary) == CLIENTS * MESSAGES_PER_CLIENT * RECIPIENTS
     assert restarted.terminate() == 0
+
+
+async def submission_states(database_url: str, queue_ids: list[str]) -> dict[str, list[str]]:
+    """The states of each submission's messages, read from the store."""
+    store = open_store(database_url)
+    try:
+        return {
+            queue_id: [m.state.value for m in await store.list_submission(queue_id)]
+            for queue_id in queue_ids
+        }
+    finally:
+        await store.close()
 
 
 def test_sigterm_lets_an_in_flight_session_finish(

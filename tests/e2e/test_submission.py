@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 
 from tests.e2e.conftest import (
@@ -61,6 +62,35 @@ def test_submission_queues_one_message_per_recipient(
     one = penguin(engine.config, "queue", "show", f"{queue_id}-1")
     assert one["recipient"] == "a@example.com"
     assert one["sender"] == f"news@{account.domain}"
+
+
+async def test_an_independent_client_submits_over_starttls_and_auth(
+    running: tuple[EngineProcess, Account],
+) -> None:
+    """aiosmtplib, a client we did not write: EHLO, STARTTLS, EHLO, AUTH, one transaction."""
+    engine, account = running
+    sender = f"news@{account.domain}"
+    recipients = ["interop1@example.com", "interop2@example.org"]
+    host, port = engine.submission
+    async with aiosmtplib.SMTP(
+        hostname=host, port=port, start_tls=False, local_hostname="aiosmtplib.test", timeout=30
+    ) as client:
+        await client.ehlo()
+        assert client.supports_extension("starttls")
+        assert not client.supports_extension("auth")
+        await client.starttls(tls_context=client_tls())
+        assert client.get_transport_info("cipher") is not None
+        await client.ehlo()
+        for keyword in ("auth", "pipelining", "8bitmime", "enhancedstatuscodes"):
+            assert client.supports_extension(keyword), keyword
+        await client.login(account.username, account.password)
+        refused, reply = await client.sendmail(sender, recipients, message(sender))
+    assert refused == {}
+    queue_id = reply.rsplit(" ", 1)[-1]
+    shown = penguin(engine.config, "queue", "show", queue_id)
+    assert sorted(m["recipient"] for m in shown) == recipients
+    assert {m["sender"] for m in shown} == {sender}
+    assert {m["state"] for m in shown} == {"queued"}
 
 
 def test_suppressed_recipient_is_accepted_but_not_queued(

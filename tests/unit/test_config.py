@@ -1,4 +1,6 @@
+import ast
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,40 @@ def test_shipped_config_is_the_rendered_schema() -> None:
 
 def test_shipped_config_loads_to_the_defaults() -> None:
     assert load_settings() == Settings()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_PACKAGES = ("config", "engine", "smtp_out", "bounce_in", "tracking_edge", "admin_api")
+
+
+def attributes_read() -> set[str]:
+    """Every attribute name the runtime code reads (``x.name``)."""
+    names: set[str] = set()
+    for package in RUNTIME_PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                    names.add(node.attr)
+    return names
+
+
+def settings_keys(table: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    """(dotted key, attribute name) of every table and setting under ``table``."""
+    for f in dataclasses.fields(table):
+        key = f"{prefix}{f.name}"
+        yield key, f.name
+        value = getattr(table, f.name)
+        item = f.metadata.get("item")
+        if item is not None:
+            yield from settings_keys(item(), f"{key}.*.")
+        elif dataclasses.is_dataclass(value):
+            yield from settings_keys(value, f"{key}.")
+
+
+def test_every_setting_is_read_by_the_code() -> None:
+    read = attributes_read()
+    unread = [key for key, name in settings_keys(Settings(), "") if name not in read]
+    assert not unread, f"settings nothing reads: {unread}"
 
 
 def test_every_setting_is_documented() -> None:
@@ -270,7 +306,7 @@ def test_parse_host_port(text: str, default: int | None, expected: tuple[str, in
     assert parse_host_port(text, default) == expected
 
 
-def test_shipped_providers_follow_compat() -> None:
+def test_shipped_providers_follow_kumomta_shaping() -> None:
     sites = Settings().providers
     per_connection = {name: site.max_deliveries_per_connection for name, site in sites.items()}
     assert per_connection == {"google": 50, "yahoo": 20, "microsoft": 50, "apple": 5}

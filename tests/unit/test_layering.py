@@ -1,4 +1,4 @@
-"""Imports go one way, package by package, with no exception by name (DESIGN.md):
+"""Imports go one way, package by package, with no exception by name:
 
     config <- core and protocol <- services <- edges <- composition
 

@@ -115,7 +115,7 @@ def test_next_due_applies_jitter() -> None:
     assert CREATED + 20 * MINUTE <= due < CREATED + 30 * MINUTE
 
 
-def test_config_defaults_follow_compat_and_fit_the_protocol() -> None:
+def test_config_defaults_follow_kumomta_and_fit_the_protocol() -> None:
     settings: RetryPolicy = RetrySettings()
     assert settings.first_retry_seconds == 20 * MINUTE
     assert settings.max_age_seconds == 7 * DAY

@@ -4,6 +4,7 @@ import pytest
 
 from config.schema import RetrySettings
 from engine.delivery.outcome import Outcome, OutcomeKind, Scope
+from engine.delivery.retry import next_due
 from engine.delivery.settling import (
     RecordContext,
     expire_unattempted,
@@ -146,3 +147,29 @@ def test_shunted_message_is_parked_with_its_error() -> None:
     assert record.type is RecordType.SHUNTED and record.num_attempts == 2
     assert record.response is not None and record.response.code == 451
     assert record.to_json()["response"]["content"] == "KeyError: 'd'"
+
+
+@pytest.mark.parametrize(("attempts", "age"), [(0, 5.0), (3, 3600.0), (9, 86400 - 3 * 3600.0)])
+def test_a_transient_failure_is_retried_when_the_retry_policy_says(
+    attempts: int, age: float
+) -> None:
+    retry = RetrySettings(
+        first_retry_seconds=1200, max_retry_seconds=28800, jitter=0.5, max_age_seconds=86400
+    )
+    settlement, _ = settle_attempt(
+        message(attempts),
+        report(OutcomeKind.TRANSIENT, 451, "4.2.0", "MailboxFull"),
+        lease_token="t1",
+        now=T0 + age,
+        size=2048,
+        retry=retry,
+        rng=random.Random(attempts),
+        context=CONTEXT,
+    )
+    due = next_due(T0, T0 + age, attempts + 1, retry, random.Random(attempts))
+    if due is None:
+        assert settlement.state is MessageState.EXPIRED
+        assert settlement.due_at == T0 + age
+    else:
+        assert settlement.state is MessageState.QUEUED
+        assert settlement.due_at == due

@@ -1,0 +1,139 @@
+"""One source of truth for settings: a runtime default equals the schema's.
+
+Runtime objects are built from ``config.schema`` values; where a constructor
+or function still has a default for a setting of the schema, it must be the
+schema's default, so code that leaves it out behaves as the shipped config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from config import schema
+from engine.runtime.runner import worker_roles
+from engine.smtp.server import SmtpServer
+from engine.smtp.server_session import ServerConfig
+from engine.store import open_store
+from engine.store.postgres import PostgresStore
+
+RUNTIME_PACKAGES = ("engine", "smtp_out", "bounce_in", "tracking_edge", "admin_api")
+
+BUILT_FROM: dict[Callable[..., Any], type] = {
+    ServerConfig: schema.SubmissionSettings,
+    open_store: schema.DatabaseSettings,
+    PostgresStore: schema.DatabaseSettings,
+    worker_roles: schema.EngineSettings,
+}
+"""Each runtime callable with defaults named like settings, and the table they come from."""
+
+NOT_SETTINGS = {
+    "engine.smtp.server.SmtpServer.start": "port: the port to listen on, 0 for any",
+}
+"""Callables whose parameters share a setting's name but are not that setting."""
+
+KNOWN_DRIFT: dict[tuple[Callable[..., Any], str], str] = {
+    (ServerConfig, "data_timeout_seconds"): "removed by the server rewrite",
+}
+"""Defaults that still differ from the schema's, each removed by work under way."""
+
+
+def dotted(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def schema_defaults(table: type) -> dict[str, Any]:
+    defaults = {}
+    for f in dataclasses.fields(table):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+SETTING_NAMES = {
+    name
+    for table in vars(schema).values()
+    if isinstance(table, type) and dataclasses.is_dataclass(table) and table is not schema.Settings
+    for name in schema_defaults(table)
+}
+
+
+def parameter_defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        parameters = inspect.signature(function).parameters
+    except ValueError:  # a class without a signature of its own (an exception type)
+        return {}
+    return {
+        name: p.default
+        for name, p in parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def runtime_callables() -> Iterator[tuple[str, Callable[..., Any]]]:
+    """Every class and function defined in the runtime packages, by dotted name."""
+    for package_name in RUNTIME_PACKAGES:
+        package = importlib.import_module(package_name)
+        modules = [package] + [
+            importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(package.__path__, f"{package_name}.")
+        ]
+        for module in modules:
+            for name, value in vars(module).items():
+                if getattr(value, "__module__", None) != module.__name__:
+                    continue
+                if inspect.isfunction(value):
+                    yield f"{module.__name__}.{name}", value
+                elif inspect.isclass(value):
+                    yield f"{module.__name__}.{name}", value
+                    for method_name, method in vars(value).items():
+                        if inspect.isfunction(method) and method_name != "__init__":
+                            yield f"{module.__name__}.{name}.{method_name}", method
+
+
+@pytest.mark.parametrize("function", list(BUILT_FROM), ids=dotted)
+def test_runtime_defaults_equal_the_schema_defaults(function: Callable[..., Any]) -> None:
+    table = BUILT_FROM[function]
+    expected = schema_defaults(table)
+    shared = {k: v for k, v in parameter_defaults(function).items() if k in expected}
+    assert shared, f"{dotted(function)} has no default named like a setting of {table.__name__}"
+    differing = {
+        key: (value, expected[key])
+        for key, value in shared.items()
+        if value != expected[key] and (function, key) not in KNOWN_DRIFT
+    }
+    assert not differing, f"{dotted(function)}: runtime default vs schema default: {differing}"
+
+
+def test_every_runtime_default_named_like_a_setting_is_checked() -> None:
+    checked = {dotted(function) for function in BUILT_FROM}
+    unchecked = sorted(
+        name
+        for name, function in runtime_callables()
+        if name not in checked
+        and name not in NOT_SETTINGS
+        and SETTING_NAMES & set(parameter_defaults(function))
+    )
+    assert not unchecked, f"defaults named like settings, not compared with the schema: {unchecked}"
+
+
+def test_each_known_drift_still_exists() -> None:
+    """Once a drift is gone, its allowance goes too."""
+    for function, key in KNOWN_DRIFT:
+        runtime = parameter_defaults(function)[key]
+        expected = schema_defaults(BUILT_FROM[function])[key]
+        assert runtime != expected, f"drop the allowance for {dotted(function)}.{key}"
+
+
+def test_the_discovery_sees_a_callable_with_setting_defaults() -> None:
+    found = dict(runtime_callables())
+    assert found["engine.smtp.server.SmtpServer.start"] is SmtpServer.start
+    assert "pool_size" in parameter_defaults(found["engine.store.open_store"])
