@@ -45,8 +45,8 @@ from engine.smtp.reply import Reply
 from engine.smtp.server_config import ServerConfig
 from engine.smtp.server_dialogue import (
     SHUTTING_DOWN,
+    Ask,
     Awaiting,
-    Close,
     NeedInput,
     Report,
     Send,
@@ -163,9 +163,9 @@ class SmtpServer:
         deadline = 0.0
         while True:
             action = dialogue.next_action()
-            if isinstance(action, Send):
+            if type(action) is Send:
                 conn.write(action.reply.encode())
-            elif isinstance(action, NeedInput):
+            elif type(action) is NeedInput:
                 if action.starts:
                     wait = (
                         config.data_timeout_seconds
@@ -184,19 +184,19 @@ class SmtpServer:
                         await conn.wait_for_input(deadline)
                     except TimeoutError:
                         dialogue.timed_out()
-            elif isinstance(action, StartTls):
-                await self._start_tls(dialogue, conn, action.dropped)
-            elif isinstance(action, Close):
-                return
-            else:
+            elif isinstance(action, Ask):
                 try:
                     answer = await action.call(handler)
                 except Exception:
-                    failed = "on_rejection" if isinstance(action, Report) else "handler"
+                    failed = "on_rejection" if type(action) is Report else "handler"
                     logger.exception("session %s: %s failed", dialogue.session.id, failed)
                     dialogue.handler_failed()
                 else:
                     dialogue.answer(answer)
+            elif isinstance(action, StartTls):
+                await self._start_tls(dialogue, conn, action.dropped)
+            else:
+                return  # Close
 
     async def _start_tls(self, dialogue: ServerDialogue, conn: _Connection, dropped: int) -> None:
         sid = dialogue.session.id

@@ -245,15 +245,12 @@ class Report(Ask):
 Action = Send | NeedInput | StartTls | Close | Ask
 
 CLOSE: Final = Close()
-_NEED_INPUT: Final = {
-    (phase, starts): NeedInput(awaiting, starts)
-    for phase, awaiting in (
-        (Phase.COMMAND, Awaiting.COMMAND),
-        (Phase.AUTH_RESPONSE, Awaiting.AUTH_RESPONSE),
-        (Phase.BODY, Awaiting.BODY),
-    )
-    for starts in (True, False)
-}
+_NEED_COMMAND: Final = (NeedInput(Awaiting.COMMAND, False), NeedInput(Awaiting.COMMAND, True))
+_NEED_AUTH_RESPONSE: Final = (
+    NeedInput(Awaiting.AUTH_RESPONSE, False),
+    NeedInput(Awaiting.AUTH_RESPONSE, True),
+)
+_NEED_BODY: Final = (NeedInput(Awaiting.BODY, False), NeedInput(Awaiting.BODY, True))
 
 
 class ServerDialogue:
@@ -349,7 +346,7 @@ class ServerDialogue:
             if waiting is not None:
                 return waiting
         action = actions.popleft()
-        if isinstance(action, Ask):
+        if type(action) is not Send and isinstance(action, Ask):
             self._asked = action
         return action
 
@@ -440,7 +437,9 @@ class ServerDialogue:
                 return None
             starts = not self._waiting
             self._waiting = self._blocked = True
-            return _NEED_INPUT[phase, starts]
+            if phase is Phase.COMMAND:
+                return _NEED_COMMAND[starts]
+            return _NEED_BODY[starts] if phase is Phase.BODY else _NEED_AUTH_RESPONSE[starts]
         self._waiting = False
         if phase is Phase.COMMAND:
             self._on_command(event)
