@@ -49,7 +49,6 @@ from engine.smtp.server_dialogue import (
     Awaiting,
     NeedInput,
     Report,
-    Send,
     ServerDialogue,
     StartTls,
 )
@@ -163,8 +162,8 @@ class SmtpServer:
         deadline = 0.0
         while True:
             action = dialogue.next_action()
-            if type(action) is Send:
-                conn.write(action.reply.encode())
+            if type(action) is Reply:
+                conn.write(action.encode())
             elif type(action) is NeedInput:
                 if action.starts:
                     wait = (

@@ -7,7 +7,7 @@ what happens goes in as calls (``receive`` bytes, ``receive_eof``, ``answer``
 a question, ``tls_started``, ``timed_out``, ``shutdown``) and what to do comes
 out of ``next_action``, one action at a time:
 
-- ``Send(reply)``: write the reply. Replies may be batched until the next
+- A ``Reply``: write it to the client. Replies may be batched until the next
   ``NeedInput``, ``StartTls`` or ``Close``.
 - ``NeedInput``: nothing complete is buffered; ``receive`` more bytes or
   ``receive_eof``. ``starts`` marks the start of a wait, where its deadline
@@ -87,7 +87,6 @@ __all__ = [
     "NeedInput",
     "Phase",
     "Report",
-    "Send",
     "ServerDialogue",
     "StartTls",
 ]
@@ -132,13 +131,6 @@ class Awaiting(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
-    """Write ``reply`` to the client."""
-
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
 class NeedInput:
     """More bytes are needed; ``starts`` when a new wait (and its deadline) begins."""
 
@@ -160,7 +152,11 @@ class Close:
 
 
 class Ask:
-    """A question for the handler; ``call`` it and ``answer`` with its result."""
+    """A question for the handler; ``call`` it and ``answer`` with its result.
+
+    Questions are values, never changed once made; they are not frozen
+    dataclasses only because one is made per command and those cost twice
+    as much to make."""
 
     __slots__ = ()
 
@@ -168,7 +164,7 @@ class Ask:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskConnect(Ask):
     """Greet the client (answer ``None``) or refuse it (a 421/554 reply)?"""
 
@@ -178,7 +174,7 @@ class AskConnect(Ask):
         return handler.on_connect(self.session)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskAuth(Ask):
     """Check credentials; 235 authenticates ``username``."""
 
@@ -190,7 +186,7 @@ class AskAuth(Ask):
         return handler.on_auth(self.session, self.username, self.password)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskMail(Ask):
     """Accept ``address`` as the sender of the transaction ``envelope`` begins?"""
 
@@ -202,7 +198,7 @@ class AskMail(Ask):
         return handler.on_mail(self.session, self.envelope, self.address)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskRcpt(Ask):
     """Accept ``address`` as a recipient of ``envelope``?"""
 
@@ -214,7 +210,7 @@ class AskRcpt(Ask):
         return handler.on_rcpt(self.session, self.envelope, self.address)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskData(Ask):
     """Take the message; 250 only once it is durable."""
 
@@ -226,7 +222,7 @@ class AskData(Ask):
         return handler.on_data(self.session, self.envelope, self.body)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Report(Ask):
     """Tell the handler of a 4xx/5xx reply just sent; answer ``None``."""
 
@@ -242,7 +238,7 @@ class Report(Ask):
         )
 
 
-Action = Send | NeedInput | StartTls | Close | Ask
+Action = Reply | NeedInput | StartTls | Close | Ask
 
 CLOSE: Final = Close()
 _NEED_COMMAND: Final = (NeedInput(Awaiting.COMMAND, False), NeedInput(Awaiting.COMMAND, True))
@@ -346,7 +342,7 @@ class ServerDialogue:
             if waiting is not None:
                 return waiting
         action = actions.popleft()
-        if type(action) is not Send and isinstance(action, Ask):
+        if type(action) is not Reply and isinstance(action, Ask):
             self._asked = action
         return action
 
@@ -469,7 +465,7 @@ class ServerDialogue:
         sender: str | None = None,
         recipient: str | None = None,
     ) -> None:
-        self._actions.append(Send(reply))
+        self._actions.append(reply)
         if reply.code >= 400:
             self._actions.append(Report(self.session, command, reply, sender, recipient))
 
@@ -483,7 +479,7 @@ class ServerDialogue:
             self._close()
             return
         self._phase = Phase.COMMAND
-        self._actions.append(Send(_greeting(self.config.hostname)))
+        self._actions.append(_greeting(self.config.hostname))
 
     def _on_command(self, event: Event) -> None:
         self._commands += 1
@@ -540,7 +536,7 @@ class ServerDialogue:
         elif arg:
             self._reply(Reply(501, "5.5.4", "Syntax: STARTTLS"), "STARTTLS")
         else:
-            self._actions.append(Send(_READY_FOR_TLS))
+            self._actions.append(_READY_FOR_TLS)
             self._actions.append(StartTls(self._reader.discard_pending()))
             self._phase = Phase.TLS
 
@@ -576,7 +572,7 @@ class ServerDialogue:
         return None
 
     def _prompt(self, prompt: Reply) -> None:
-        self._actions.append(Send(prompt))
+        self._actions.append(prompt)
         self._phase = Phase.AUTH_RESPONSE
 
     def _on_auth_response(self, event: Event) -> None:
@@ -656,7 +652,7 @@ class ServerDialogue:
     def _need_mail(self, command: str) -> None:
         """503: no transaction; unreported after a refused MAIL, which was."""
         if self._mail_refused:
-            self._actions.append(Send(_NEED_MAIL))
+            self._actions.append(_NEED_MAIL)
         else:
             self._reply(_NEED_MAIL, command)
 
@@ -695,7 +691,7 @@ class ServerDialogue:
         elif not envelope.rcpt_tos:
             self._reply(Reply(554, "5.5.1", "No valid recipients"), "DATA", sender=sender)
         else:
-            self._actions.append(Send(_START_DATA))
+            self._actions.append(_START_DATA)
             self._reader.start_data()
             self._phase = Phase.BODY
 
@@ -718,13 +714,13 @@ class ServerDialogue:
             return
         self._envelope = Envelope()
         self._mail_refused = False
-        self._actions.append(Send(_OK))
+        self._actions.append(_OK)
 
     def _noop(self, arg: str) -> None:
-        self._actions.append(Send(_OK))
+        self._actions.append(_OK)
 
     def _quit(self, arg: str) -> None:
-        self._actions.append(Send(_closing(self.config.hostname)))
+        self._actions.append(_closing(self.config.hostname))
         self._close()
 
     def _vrfy(self, arg: str) -> None:
@@ -732,10 +728,10 @@ class ServerDialogue:
             self._reply(Reply(501, "5.5.4", "Syntax: VRFY address"), "VRFY")
             return
         text = "Cannot VRFY user, but will accept message and attempt delivery"
-        self._actions.append(Send(Reply(252, "2.5.2", text)))
+        self._actions.append(Reply(252, "2.5.2", text))
 
     def _help(self, arg: str) -> None:
-        self._actions.append(Send(Reply(214, "2.0.0", "See RFC 5321")))
+        self._actions.append(Reply(214, "2.0.0", "See RFC 5321"))
 
 
 _VERBS: Final[dict[str, Callable[[ServerDialogue, str], None]]] = {

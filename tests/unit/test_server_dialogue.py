@@ -33,7 +33,6 @@ from engine.smtp.server_dialogue import (
     NeedInput,
     Phase,
     Report,
-    Send,
     ServerDialogue,
     StartTls,
 )
@@ -130,9 +129,9 @@ class Talk:
         """Perform actions until the dialogue waits for input or closes."""
         for _ in range(MAX_ACTIONS):
             action = self.dialogue.next_action()
-            if isinstance(action, Send):
+            if isinstance(action, Reply):
                 assert not self.closed
-                self.sent.append(action.reply)
+                self.sent.append(action)
             elif isinstance(action, NeedInput):
                 self.waits.append(action)
                 return action
@@ -393,7 +392,7 @@ def test_a_question_must_be_answered_before_the_next_action() -> None:
     talk = Talk.start(auth_enabled=False)
     dialogue = talk.dialogue
     dialogue.receive(b"EHLO c.test\r\nMAIL FROM:<a@x.example>\r\n")
-    assert isinstance(dialogue.next_action(), Send)
+    assert isinstance(dialogue.next_action(), Reply)
     with pytest.raises(RuntimeError):
         dialogue.answer(None)  # nothing is asked yet
     assert isinstance(dialogue.next_action(), AskMail)
@@ -402,7 +401,7 @@ def test_a_question_must_be_answered_before_the_next_action() -> None:
     with pytest.raises(RuntimeError):
         dialogue.next_action()
     dialogue.answer(Reply(250, "2.1.0", "Fine"))
-    assert dialogue.next_action() == Send(Reply(250, "2.1.0", "Fine"))
+    assert dialogue.next_action() == Reply(250, "2.1.0", "Fine")
     assert dialogue.envelope.mail_from == "a@x.example"
 
 
@@ -693,7 +692,7 @@ def test_octets_arriving_during_the_handshake_are_dropped() -> None:
     talk = Talk.start()
     talk.lines("EHLO client.test")
     talk.dialogue.receive(b"STARTTLS\r\n")
-    assert talk.dialogue.next_action() == Send(Reply(220, "2.0.0", "Ready to start TLS"))
+    assert talk.dialogue.next_action() == Reply(220, "2.0.0", "Ready to start TLS")
     assert talk.dialogue.next_action() == StartTls(0)
     talk.dialogue.receive(b"MAIL FROM:<evil@x.example>\r\n")
     with pytest.raises(RuntimeError):
