@@ -278,18 +278,12 @@ class Engine:
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
         )
-        config = ServerConfig(
-            hostname=settings.engine.hostname,
-            max_message_bytes=sub.max_message_bytes,
-            max_recipients=sub.max_recipients,
-            max_commands=sub.max_commands,
-            idle_timeout_seconds=sub.idle_timeout_seconds,
-            data_timeout_seconds=sub.data_timeout_seconds,
+        config = ServerConfig.from_settings(
+            settings.engine.hostname,
+            sub,
             tls_context=server_context(cert, key),
-            require_tls_for_auth=True,
-            allow_plaintext_auth_on_loopback=sub.allow_plaintext_auth_on_loopback,
             auth_enabled=True,
-            max_sessions=sub.max_sessions,
+            require_tls_for_auth=True,
         )
         sockets = self.submission_sockets
         if sockets is None:

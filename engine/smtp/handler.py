@@ -1,7 +1,8 @@
 """The seam between the SMTP server and what it serves.
 
-``engine.smtp.server`` speaks the protocol (RFC 5321 dialogue, STARTTLS, AUTH
-mechanics, DATA framing, limits); an ``SmtpHandler`` decides what to accept.
+``engine.smtp.server_dialogue`` speaks the protocol (RFC 5321 dialogue,
+STARTTLS, AUTH mechanics, DATA framing, limits) and ``engine.smtp.server``
+performs it on sockets; an ``SmtpHandler`` decides what to accept.
 The submission service and, later, bounce_in each provide a handler.
 
 A session is per connection (client address, TLS, authenticated identity); an

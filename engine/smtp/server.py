@@ -1,23 +1,32 @@
-"""The SMTP listener: asyncio sockets around ``engine.smtp.server_session``'s dialogue.
+"""The SMTP listener: asyncio sockets around ``engine.smtp.server_dialogue``.
 
 Owns the listening socket, the transport glue of each connection (input
-buffering, output batching, flow control, the STARTTLS switch) and one
-``SmtpSession`` task per connection. The dialogue itself (RFC 5321, STARTTLS,
-AUTH) and ``ServerConfig`` live in ``engine.smtp.server_session``; ``ServerConfig`` is
+buffering, output batching, flow control, deadlines, the STARTTLS switch) and
+one task per connection that performs what the pure ``ServerDialogue``
+asks for: it writes replies, feeds input, awaits the ``SmtpHandler``
+(``engine.smtp.handler``), runs the TLS handshake and closes. The dialogue
+itself (RFC 5321, STARTTLS, AUTH) lives in ``engine.smtp.server_dialogue`` and
+``ServerConfig`` in ``engine.smtp.server_config``; ``ServerConfig`` is
 re-exported here.
 
-In: a ``ServerConfig`` (validated once, immutable) and an ``SmtpHandler``
-(``engine.smtp.handler``). Out: connections handed to sessions, and a ``421``
-without ``handler.on_rejection`` to connections refused while the process is
-over ``max_sessions`` or stopping.
+In: a ``ServerConfig`` (validated once, immutable) and an ``SmtpHandler``.
+Out: connections served, and a ``421`` without ``handler.on_rejection`` to
+connections refused while the process is over ``max_sessions`` or stopping.
 
 Invariants:
 
+- Waiting for the client is bounded by deadlines, not by timeouts per read:
+  each wait the dialogue starts (``NeedInput.starts``) gets one deadline,
+  however the input trickles in; one timer per connection serves them all.
+- Replies are written to a batch that is sent when the task waits for input,
+  starts TLS or closes, so a pipelined group gets its replies in one write.
+- Input is taken only when the dialogue needs it, and unread input above
+  ``_READ_HIGH_WATER`` pauses reading (backpressure); a paused writer makes
+  ``flush`` wait. ``start_tls`` drops unread input (RFC 3207 4.2).
 - Every session task belongs to the server; ``stop`` stops accepting at once,
   sends ``421 4.3.2`` to sessions idle between transactions, lets the others
-  finish until the deadline, then cancels them.
-- Unread input above ``_READ_HIGH_WATER`` pauses reading (backpressure); a
-  paused writer makes ``flush`` wait.
+  finish until the deadline, then cancels them: one cancelled while waiting
+  for a command gets the same 421, unreported.
 - The listening socket's backlog is ``LISTEN_BACKLOG``, also on a socket bound
   by the caller (asyncio would listen on it again with its default of 100).
 """
@@ -26,13 +35,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 import ssl
 from typing import Final, cast
 
-from engine.smtp.handler import SmtpHandler
+from engine.smtp.handler import Session, SmtpHandler
 from engine.smtp.reply import Reply
-from engine.smtp.server_session import SHUTTING_DOWN, ServerConfig, SmtpSession
+from engine.smtp.server_config import ServerConfig
+from engine.smtp.server_dialogue import (
+    SHUTTING_DOWN,
+    Ask,
+    Awaiting,
+    NeedInput,
+    Report,
+    ServerDialogue,
+    StartTls,
+)
 
 __all__ = ["LISTEN_BACKLOG", "ServerConfig", "SmtpServer"]
 
@@ -45,6 +64,7 @@ _READ_HIGH_WATER: Final = 256 * 1024
 _CLOSE_WAIT_SECONDS: Final = 5.0
 
 _TOO_BUSY: Final = Reply(421, "4.3.2", "Too many connections, try again later")
+_INTERNAL_ERROR: Final = Reply(421, "4.3.0", "Local error, closing connection")
 
 
 class SmtpServer:
@@ -55,7 +75,7 @@ class SmtpServer:
         self.handler = handler
         self.stopping = False
         self._listener: asyncio.Server | None = None
-        self._sessions: dict[asyncio.Task[None], SmtpSession] = {}
+        self._sessions: dict[asyncio.Task[None], _Connection] = {}
 
     @property
     def session_count(self) -> int:
@@ -88,8 +108,8 @@ class SmtpServer:
             return
         self.stopping = True
         listener.close()
-        for session in self._sessions.values():
-            session.conn.wake()
+        for conn in self._sessions.values():
+            conn.wake()
         tasks = set(self._sessions)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
@@ -105,13 +125,109 @@ class SmtpServer:
             conn.transport.write((SHUTTING_DOWN if self.stopping else _TOO_BUSY).encode())
             conn.transport.close()
             return
-        session = SmtpSession(self, conn)
-        task = asyncio.get_running_loop().create_task(session.run())
-        self._sessions[task] = session
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._sessions[task] = conn
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._sessions.pop(task, None)
+
+    async def _serve(self, conn: _Connection) -> None:
+        """Perform the dialogue's actions on ``conn`` until it closes."""
+        dialogue = ServerDialogue(self.config, _new_session(conn.transport))
+        session = dialogue.session
+        logger.debug("session %s: connect from %s", session.id, session.peer_host)
+        try:
+            await self._converse(dialogue, conn)
+        except OSError as exc:
+            logger.debug("session %s: connection error: %s", session.id, exc)
+        except asyncio.CancelledError:
+            if dialogue.awaiting_command:
+                conn.write(SHUTTING_DOWN.encode())
+            raise
+        except Exception:
+            logger.exception("session %s: unexpected error", session.id)
+            conn.write(_INTERNAL_ERROR.encode())
+            try:
+                await self.handler.on_rejection(session, "", _INTERNAL_ERROR)
+            except Exception:
+                logger.exception("session %s: on_rejection failed", session.id)
+        finally:
+            await conn.close()
+            logger.debug("session %s: closed", session.id)
+
+    async def _converse(self, dialogue: ServerDialogue, conn: _Connection) -> None:
+        config, handler = self.config, self.handler
+        time = conn.loop.time
+        deadline = 0.0
+        while True:
+            action = dialogue.next_action()
+            if type(action) is Reply:
+                conn.write(action.encode())
+            elif type(action) is NeedInput:
+                if action.starts:
+                    wait = (
+                        config.data_timeout_seconds
+                        if action.awaiting is Awaiting.BODY
+                        else config.idle_timeout_seconds
+                    )
+                    deadline = time() + wait
+                data = conn.take_input()
+                if data:
+                    dialogue.receive(data)
+                elif conn.eof:
+                    await conn.flush()
+                    dialogue.receive_eof()
+                elif not (self.stopping and dialogue.shutdown()):
+                    try:
+                        await conn.wait_for_input(deadline)
+                    except TimeoutError:
+                        dialogue.timed_out()
+            elif isinstance(action, Ask):
+                try:
+                    answer = await action.call(handler)
+                except Exception:
+                    failed = "on_rejection" if type(action) is Report else "handler"
+                    logger.exception("session %s: %s failed", dialogue.session.id, failed)
+                    dialogue.handler_failed()
+                else:
+                    dialogue.answer(answer)
+            elif isinstance(action, StartTls):
+                await self._start_tls(dialogue, conn, action.dropped)
+            else:
+                return  # Close
+
+    async def _start_tls(self, dialogue: ServerDialogue, conn: _Connection, dropped: int) -> None:
+        sid = dialogue.session.id
+        if dropped:
+            logger.warning("session %s: dropped %d octets sent after STARTTLS", sid, dropped)
+        context = self.config.tls_context
+        assert context is not None  # STARTTLS is offered only with a context
+        try:
+            await conn.start_tls(context, self.config.idle_timeout_seconds)
+        except OSError as exc:
+            logger.info("session %s: TLS handshake failed: %s", sid, exc)
+            dialogue.tls_failed()
+            return
+        cipher = version = None
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject):
+            described = ssl_object.cipher()
+            cipher = described[0] if described else None
+            version = ssl_object.version()
+        dialogue.tls_started(cipher, version)
+
+
+def _new_session(transport: asyncio.Transport) -> Session:
+    peer = transport.get_extra_info("peername") or ("", 0)
+    local = transport.get_extra_info("sockname") or ("", 0)
+    return Session(
+        id=secrets.token_hex(5),
+        peer_host=str(peer[0]),
+        peer_port=int(peer[1]),
+        local_host=str(local[0]),
+        local_port=int(local[1]),
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -128,11 +244,11 @@ class _Connection(asyncio.Protocol):
         self._writing_paused = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
-        self.lost: asyncio.Future[None] = self._loop.create_future()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
         self.eof = False
         self.tls = False
 
@@ -200,13 +316,13 @@ class _Connection(asyncio.Protocol):
     async def flush(self) -> None:
         self._send_now()
         if self._writing_paused and not self.lost.done():
-            self._writable = self._loop.create_future()
+            self._writable = self.loop.create_future()
             await self._writable
 
     async def wait_for_input(self, deadline: float) -> None:
         # One timer per connection, re-armed only when it fires early or must fire
         # sooner: a timer handle per read costs more than the read itself.
-        loop = self._loop
+        loop = self.loop
         if loop.time() >= deadline:
             raise TimeoutError
         self._deadline = deadline
@@ -224,7 +340,7 @@ class _Connection(asyncio.Protocol):
     def _arm(self, due: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_at(due, self._on_timer)
+        self._timer = self.loop.call_at(due, self._on_timer)
         self._timer_due = due
 
     def _on_timer(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 from config import schema
 from engine.runtime.runner import worker_roles
 from engine.smtp.server import SmtpServer
-from engine.smtp.server_session import ServerConfig
+from engine.smtp.server_config import ServerConfig
 from engine.store import open_store
 from engine.store.postgres import PostgresStore
 
@@ -38,9 +38,7 @@ NOT_SETTINGS = {
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
-KNOWN_DRIFT: dict[tuple[Callable[..., Any], str], str] = {
-    (ServerConfig, "data_timeout_seconds"): "removed by the server rewrite",
-}
+KNOWN_DRIFT: dict[tuple[Callable[..., Any], str], str] = {}
 """Defaults that still differ from the schema's, each removed by work under way."""
 
 
@@ -106,9 +104,7 @@ def test_runtime_defaults_equal_the_schema_defaults(function: Callable[..., Any]
     shared = {k: v for k, v in parameter_defaults(function).items() if k in expected}
     assert shared, f"{dotted(function)} has no default named like a setting of {table.__name__}"
     differing = {
-        key: (value, expected[key])
-        for key, value in shared.items()
-        if value != expected[key] and (function, key) not in KNOWN_DRIFT
+        key: (value, expected[key]) for key, value in shared.items() if value != expected[key]
     }
     assert not differing, f"{dotted(function)}: runtime default vs schema default: {differing}"
 
@@ -123,14 +119,6 @@ def test_every_runtime_default_named_like_a_setting_is_checked() -> None:
         and SETTING_NAMES & set(parameter_defaults(function))
     )
     assert not unchecked, f"defaults named like settings, not compared with the schema: {unchecked}"
-
-
-def test_each_known_drift_still_exists() -> None:
-    """Once a drift is gone, its allowance goes too."""
-    for function, key in KNOWN_DRIFT:
-        runtime = parameter_defaults(function)[key]
-        expected = schema_defaults(BUILT_FROM[function])[key]
-        assert runtime != expected, f"drop the allowance for {dotted(function)}.{key}"
 
 
 def test_the_discovery_sees_a_callable_with_setting_defaults() -> None:
