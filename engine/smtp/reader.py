@@ -279,7 +279,9 @@ _QUOTED: Final = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
 _QUOTED_UTF8: Final = re.compile(
     rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8_NON_ASCII}]|\\[\x20-\x7e])*"'
 )
-_LDH_LABEL: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_LDH: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LDH_LABEL: Final = re.compile(_LDH)
+_LDH_DOMAIN: Final = re.compile(rf"{_LDH}(?:\.{_LDH})*")
 _ESMTP_KEYWORD: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _ESMTP_VALUE: Final = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 
@@ -325,6 +327,8 @@ def _bad_path(kind: str, text: str) -> CommandError:
 
 def _path_end(text: str) -> int:
     """Index of the ``>`` closing the path, skipping quoted strings; -1 if none."""
+    if '"' not in text:
+        return text.find(">")
     quoted = escaped = False
     for i, ch in enumerate(text):
         if escaped:
@@ -404,6 +408,8 @@ def _domain_ok(domain: str) -> bool:
         return _literal_ok(domain[1:-1])
     if not domain or len(domain) > _MAX_DOMAIN:
         return False
+    if domain.isascii():
+        return _LDH_DOMAIN.fullmatch(domain) is not None
     return all(_label_ok(label) for label in domain.split("."))
 
 

@@ -337,10 +337,29 @@ class ServerDialogue:
             raise RuntimeError(f"{type(self._asked).__name__} is not answered")
         self._blocked = False
         actions = self._actions
-        while not actions:
-            waiting = self._advance()
-            if waiting is not None:
-                return waiting
+        while not actions:  # handle buffered input until there is something to do
+            phase = self._phase
+            if phase is Phase.CLOSED:
+                return CLOSE
+            if phase is Phase.TLS:
+                raise RuntimeError("the TLS handshake is running")
+            event = self._reader.next_event()
+            if event is None:
+                if self._eof:
+                    self._close()
+                    break
+                starts = not self._waiting
+                self._waiting = self._blocked = True
+                if phase is Phase.COMMAND:
+                    return _NEED_COMMAND[starts]
+                return _NEED_BODY[starts] if phase is Phase.BODY else _NEED_AUTH_RESPONSE[starts]
+            self._waiting = False
+            if phase is Phase.COMMAND:
+                self._on_command(event)
+            elif phase is Phase.BODY:
+                self._on_body(event)
+            else:
+                self._on_auth_response(event)
         action = actions.popleft()
         if type(action) is not Reply and isinstance(action, Ask):
             self._asked = action
@@ -362,9 +381,10 @@ class ServerDialogue:
         """The handler's answer to the question ``next_action`` returned last.
         ``None`` to anything but ``AskConnect`` and ``Report`` counts as a failure."""
         asked = self._take_asked()
-        if type(asked) is Report:
+        kind = type(asked)
+        if kind is Report:
             return
-        if type(asked) is AskConnect:
+        if kind is AskConnect:
             self._connected(reply)
         else:
             self._resume(self._fallback if reply is None else reply)
@@ -419,32 +439,6 @@ class ServerDialogue:
 
     # Moving on
 
-    def _advance(self) -> NeedInput | Close | None:
-        """Handle the next buffered event, or say what is missing."""
-        phase = self._phase
-        if phase is Phase.CLOSED:
-            return CLOSE
-        if phase is Phase.TLS:
-            raise RuntimeError("the TLS handshake is running")
-        event = self._reader.next_event()
-        if event is None:
-            if self._eof:
-                self._close()
-                return None
-            starts = not self._waiting
-            self._waiting = self._blocked = True
-            if phase is Phase.COMMAND:
-                return _NEED_COMMAND[starts]
-            return _NEED_BODY[starts] if phase is Phase.BODY else _NEED_AUTH_RESPONSE[starts]
-        self._waiting = False
-        if phase is Phase.COMMAND:
-            self._on_command(event)
-        elif phase is Phase.BODY:
-            self._on_body(event)
-        else:
-            self._on_auth_response(event)
-        return None
-
     def _take_asked(self) -> Ask:
         asked = self._asked
         if asked is None:
@@ -461,7 +455,6 @@ class ServerDialogue:
         self,
         reply: Reply,
         command: str,
-        *,
         sender: str | None = None,
         recipient: str | None = None,
     ) -> None:
@@ -487,7 +480,7 @@ class ServerDialogue:
             self._reply(_TOO_MANY_COMMANDS, "")
             self._close()
             return
-        if not isinstance(event, CommandLine):
+        if type(event) is not CommandLine:
             assert isinstance(event, LineError)
             self._reply(event.reply, "")
             return
@@ -640,14 +633,14 @@ class ServerDialogue:
         return None
 
     def _mail_answered(self, reply: Reply) -> None:
-        if reply.is_positive:
+        if reply.code < 400:
             self._transaction.mail_from = self._subject
             self._envelope = self._transaction
         self._mail_replied(reply, self._command, self._subject)
 
     def _mail_replied(self, reply: Reply, command: str, sender: str | None) -> None:
         self._mail_refused = self._envelope.mail_from is None
-        self._reply(reply, command, sender=sender)
+        self._reply(reply, command, sender)
 
     def _need_mail(self, command: str) -> None:
         """503: no transaction; unreported after a refused MAIL, which was."""
@@ -666,30 +659,30 @@ class ServerDialogue:
         try:
             address, _ = parse_path(arg, "TO", smtputf8=envelope.smtputf8)
         except CommandError as exc:
-            self._reply(exc.reply, command, sender=sender)
+            self._reply(exc.reply, command, sender)
             return
         if len(envelope.rcpt_tos) >= self.config.max_recipients:
             reply = Reply(452, "4.5.3", "Too many recipients")
-            self._reply(reply, command, sender=sender, recipient=address)
+            self._reply(reply, command, sender, address)
             return
         self._command, self._subject = command, address
         self._ask(AskRcpt(self.session, envelope, address), self._rcpt_answered, _LOCAL_ERROR)
 
     def _rcpt_answered(self, reply: Reply) -> None:
         envelope = self._envelope
-        if reply.is_positive:
+        if reply.code < 400:
             envelope.rcpt_tos.append(self._subject)
-        self._reply(reply, self._command, sender=envelope.mail_from, recipient=self._subject)
+        self._reply(reply, self._command, envelope.mail_from, self._subject)
 
     def _data(self, arg: str) -> None:
         envelope = self._envelope
         sender = envelope.mail_from
         if arg:
-            self._reply(Reply(501, "5.5.4", "Syntax: DATA"), "DATA", sender=sender)
+            self._reply(Reply(501, "5.5.4", "Syntax: DATA"), "DATA", sender)
         elif sender is None:
             self._need_mail("DATA")
         elif not envelope.rcpt_tos:
-            self._reply(Reply(554, "5.5.1", "No valid recipients"), "DATA", sender=sender)
+            self._reply(Reply(554, "5.5.1", "No valid recipients"), "DATA", sender)
         else:
             self._actions.append(_START_DATA)
             self._reader.start_data()
@@ -699,14 +692,14 @@ class ServerDialogue:
         envelope = self._transaction = self._envelope
         self._envelope = Envelope()
         self._phase = Phase.COMMAND
-        if not isinstance(event, MessageBody):
+        if type(event) is not MessageBody:
             assert isinstance(event, MessageRejected)
-            self._reply(event.reply, "DATA", sender=envelope.mail_from)
+            self._reply(event.reply, "DATA", envelope.mail_from)
             return
         self._ask(AskData(self.session, envelope, event.body), self._data_answered, _LOCAL_ERROR)
 
     def _data_answered(self, reply: Reply) -> None:
-        self._reply(reply, "DATA", sender=self._transaction.mail_from)
+        self._reply(reply, "DATA", self._transaction.mail_from)
 
     def _rset(self, arg: str) -> None:
         if arg:
