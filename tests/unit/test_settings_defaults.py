@@ -38,9 +38,6 @@ NOT_SETTINGS = {
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
-KNOWN_DRIFT: dict[tuple[Callable[..., Any], str], str] = {}
-"""Defaults that still differ from the schema's, each removed by work under way."""
-
 
 def dotted(function: Callable[..., Any]) -> str:
     return f"{function.__module__}.{function.__qualname__}"
