@@ -32,6 +32,7 @@ from typing import Final, cast
 from prometheus_client import Gauge
 
 from engine.records.metrics import OPEN_CONNECTIONS
+from engine.smtp.deadline import DeadlineTimer
 from engine.smtp.reply import Reply
 
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
@@ -81,9 +82,7 @@ class Connection(asyncio.Protocol):
         self._inbox_size = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0
+        self._deadline = DeadlineTimer(self._loop, self._time_out)
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.eof = False
         """The peer closed, or the connection broke or was closed."""
@@ -140,34 +139,17 @@ class Connection(asyncio.Protocol):
         """Until there is input or ``eof``; ``TimeoutError`` at ``deadline`` (loop time)."""
         if self._inbox or self.eof:
             return
-        # One timer per connection, re-armed only when it fires before the deadline
-        # or must fire sooner: a timer per wait costs more than the wait itself.
         if self._loop.time() >= deadline:
             raise TimeoutError
-        if self._timer is None or self._timer_due > deadline:
-            self._arm(deadline)
-        self._deadline = deadline
+        self._deadline.start(deadline)
         self._waiter = self._loop.create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
-            self._deadline = None
+            self._deadline.stop()
 
-    def _arm(self, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_at(due, self._on_timer)
-        self._timer_due = due
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:  # not waiting: the next wait arms a new timer
-            return
-        if deadline > self._timer_due:  # the wait began after the timer was armed
-            self._arm(deadline)
-            return
+    def _time_out(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(TimeoutError())
@@ -243,9 +225,7 @@ class Connection(asyncio.Protocol):
 
     def _gone(self, exc: Exception | None) -> None:
         self.eof = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if exc is not None and self.error is None:
             self.error = exc
         if self._transport is not None and not self._lost.done():

@@ -40,6 +40,7 @@ import socket
 import ssl
 from typing import Final, cast
 
+from engine.smtp.deadline import DeadlineTimer
 from engine.smtp.handler import Session, SmtpHandler
 from engine.smtp.reply import Reply
 from engine.smtp.server_config import ServerConfig
@@ -245,9 +246,7 @@ class _Connection(asyncio.Protocol):
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0
+        self._deadline = DeadlineTimer(self.loop, self._time_out)
         self.lost: asyncio.Future[None] = self.loop.create_future()
         self.eof = False
         self.tls = False
@@ -271,9 +270,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if not self.lost.done():
             self.lost.set_result(None)
         self.wake()
@@ -320,14 +317,10 @@ class _Connection(asyncio.Protocol):
             await self._writable
 
     async def wait_for_input(self, deadline: float) -> None:
-        # One timer per connection, re-armed only when it fires early or must fire
-        # sooner: a timer handle per read costs more than the read itself.
         loop = self.loop
         if loop.time() >= deadline:
             raise TimeoutError
-        self._deadline = deadline
-        if self._timer is None or self._timer_due > deadline:
-            self._arm(deadline)
+        self._deadline.start(deadline)
         try:
             await self.flush()
             if self._inbox or self.eof:
@@ -335,22 +328,9 @@ class _Connection(asyncio.Protocol):
             self._readable = loop.create_future()
             await self._readable
         finally:
-            self._deadline = None
+            self._deadline.stop()
 
-    def _arm(self, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_at(due, self._on_timer)
-        self._timer_due = due
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:  # not waiting: the next wait arms a new timer
-            return
-        if deadline > self._timer_due:  # the wait began after the timer was armed
-            self._arm(deadline)
-            return
+    def _time_out(self) -> None:
         for waiter in (self._writable, self._readable):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(TimeoutError())
