@@ -9,7 +9,8 @@ the dialogue's actions (``server``), the handler seam a service plugs into
 (``handler``) and the listener's self-signed certificate (``tls_cert``). The
 client's side: the reply reader (``reply_reader``: bytes in, replies out) and
 the client dialogue (``client``: replies in, commands and events out), both
-without I/O (the asyncio adapter is ``smtp_out``).
+without I/O (the asyncio adapter is ``smtp_out``). Both sides' connections
+time their waits with one ``deadline.DeadlineTimer`` each.
 
 May import: ``config``, ``engine.clock``, ``engine.sealing``. Never a service
 (submission, delivery, store): services plug in through ``SmtpHandler``.
