@@ -437,7 +437,7 @@ class ServerDialogue:
         self._close()
         return True
 
-    # Moving on
+    # Inside
 
     def _take_asked(self) -> Ask:
         asked = self._asked
