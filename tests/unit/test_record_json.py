@@ -10,32 +10,16 @@ from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.delivery.queue_admin import removal_record
 from engine.delivery.settling import RecordContext, expire_unattempted, settle_attempt, shunt
 from engine.delivery.transport import AttemptReport
-from engine.model import MessageState, QueuedMessage
 from engine.records.record import Record, RecordType
 from engine.smtp.reply import Reply, Stage
+from tests.unit.test_settling import T0, message
 
 GOLDEN = Path(__file__).parent / "golden" / "records.jsonl"
-T0 = 1_800_000_000.0
 RETRY = RetrySettings(
     first_retry_seconds=1200, max_retry_seconds=28800, jitter=0.0, max_age_seconds=86400
 )
 CONTEXT = RecordContext(nodeid="n1", tenant="acme")
-MESSAGE = QueuedMessage(
-    id="s-1",
-    submission_id="s",
-    tenant_id=3,
-    queue="spring:acme@example.com",
-    campaign="spring",
-    sender="news@acme.test",
-    recipient="bob@example.com",
-    domain="example.com",
-    state=MessageState.LEASED,
-    due_at=T0,
-    created_at=T0,
-    attempts=1,
-    lease_owner="n1:1",
-    lease_token="t1",
-)
+MESSAGE = message(attempts=1)
 ATTEMPTS = [
     (OutcomeKind.DELIVERED, Reply(250, "2.0.0", "Ok: queued as 42", Stage.DOT), "Uncategorized"),
     (OutcomeKind.PERMANENT, Reply(550, "5.1.1", "user unknown", Stage.RCPT), "InvalidRecipient"),
