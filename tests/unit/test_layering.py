@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "engine.delivery": 2,
     "engine.provisioning": 2,
     "engine.scheduler": 2,
+    "engine.limits": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }
