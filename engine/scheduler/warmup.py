@@ -67,9 +67,8 @@ BUILTIN_PLANS: Mapping[str, WarmupPlan] = MappingProxyType(
     }
 )  # fmt: skip
 """Shipped plans. ``standard`` is SparkPost's published daily schedule per IP
-(https://support.sparkpost.com/docs/deliverability/ip-warm-up-overview): 29
-capped sending days, warm from day 30. Here the cap applies to each
-(source, provider) pair."""
+(support.sparkpost.com, "IP Warm-up Overview"): 29 capped sending days, warm
+from day 30. Here the cap applies to each (source, provider) pair."""
 
 
 @dataclass(frozen=True, slots=True)
