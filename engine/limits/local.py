@@ -2,7 +2,7 @@
 
 Owns ``LocalLimiter``, the default ``Limiter`` (no ``redis.url``), the keeper
 of ``local:`` throttles beside Redis, and the stand-in while Redis is away.
-Throttles keep one GCRA TAT per key (``throttle.gcra`` / ``admissible``);
+Throttles keep one GCRA TAT per key (``throttle.take``);
 slots map holders to expiry instants; counters and states carry their expiry
 instant, read from the injected clock, and are dropped when read expired.
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from engine.clock import Clock
 from engine.limits import Grant
-from engine.limits.throttle import ThrottleSpec, admissible, gcra
+from engine.limits.throttle import ThrottleSpec, take
 
 
 class LocalLimiter:
@@ -30,14 +30,10 @@ class LocalLimiter:
         self._states: dict[str, tuple[str, float]] = {}
 
     async def throttle(self, key: str, spec: ThrottleSpec, now: float, wanted: int = 1) -> Grant:
-        tat = self._tats.get(key)
-        granted = admissible(spec, tat, now, wanted)
-        if granted:
-            tat = gcra(spec, tat, now, granted).tat
-            self._tats[key] = tat
-        if granted == wanted:
-            return Grant(granted, 0.0)
-        return Grant(granted, gcra(spec, tat, now).retry_after)
+        taken = take(spec, self._tats.get(key), now, wanted)
+        if taken.granted:
+            self._tats[key] = taken.tat
+        return Grant(taken.granted, taken.retry_after)
 
     async def acquire_slot(self, key: str, limit: int, holder: str, now: float, ttl: float) -> bool:
         holders = self._live_holders(key, now)

@@ -7,9 +7,8 @@ command. ``now`` comes from the caller as an argument, never from Redis's
 ``TIME``, so processes on one clock and tests on a fake one agree.
 
 Keys (``redis.key_prefix`` + the caller's logical key):
-- throttle: a string, the GCRA TAT (``throttle.gcra`` ported to Lua below:
-  ``admissible`` units pass and move the TAT on), expiring once the TAT is
-  reached (an idle key is a full bucket);
+- throttle: a string, the GCRA TAT (``throttle.take`` ported to Lua below),
+  expiring once the TAT is reached (an idle key is a full bucket);
 - slots: a sorted set, holder -> expiry instant; the set expires after the
   longest hold asked for, so abandoned keys go away;
 - counter: an integer with the expiry set at its creation;
@@ -38,7 +37,7 @@ from config import redacted_url
 from config.schema import RedisSettings
 from engine.limits import Grant, LimiterUnavailable
 from engine.limits.local import LocalLimiter
-from engine.limits.throttle import ThrottleSpec
+from engine.limits.throttle import TOLERANCE, ThrottleSpec
 
 T = TypeVar("T")
 
@@ -50,15 +49,16 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
-# KEYS[1] TAT; ARGV now, interval, max_burst, wanted -> {granted, retry_after}
+# throttle.take; KEYS[1] TAT; ARGV now, interval, max_burst, wanted, TOLERANCE
+# -> {granted, retry_after}
 _THROTTLE = """
 local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
 local burst, wanted = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]))
 local start = now
 if tat and tat > now then start = tat end
-local room = (now + burst * interval - start) / interval
-local granted = math.max(0, math.min(wanted, math.floor(room + 1e-9)))
+local room = (now + burst * interval - start + tonumber(ARGV[5])) / interval
+local granted = math.max(0, math.min(wanted, math.floor(room)))
 local new_tat = start + granted * interval
 if granted > 0 then
   local ms = math.ceil((new_tat - now) * 1000) + 1
@@ -66,7 +66,7 @@ if granted > 0 then
 end
 local retry = 0
 if granted < wanted then
-  retry = math.max(0, new_tat + interval - now - burst * interval)
+  retry = math.max(0, new_tat + interval - (now + burst * interval))
 end
 return {granted, string.format('%.17g', retry)}
 """
@@ -165,7 +165,7 @@ class RedisLimiter:
     async def throttle(self, key: str, spec: ThrottleSpec, now: float, wanted: int = 1) -> Grant:
         if spec.local:
             return await self._local.throttle(key, spec, now, wanted)
-        args = [now, spec.interval, spec.max_burst, wanted]
+        args = [now, spec.interval, spec.max_burst, wanted, TOLERANCE]
         granted, retry_after = await self._run(self._throttle(keys=[self._key(key)], args=args))
         return Grant(int(granted), float(retry_after))
 
