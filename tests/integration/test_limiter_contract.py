@@ -303,3 +303,15 @@ async def test_idle_keys_expire_in_redis(
         assert 29_000 < ttls[1] <= 30_000
     finally:
         await limiter.close()
+
+
+async def test_scripts_are_loaded_again_after_a_script_flush(
+    redis_settings: RedisSettings, redis_client: aioredis.Redis
+) -> None:
+    limiter = RedisLimiter.connect(redis_settings, LocalLimiter(FakeClock(NOW)))
+    try:
+        assert await limiter.add("n", 1, 60) == 1
+        await redis_client.script_flush()
+        assert await limiter.add("n", 1, 60) == 2
+    finally:
+        await limiter.close()
