@@ -230,6 +230,12 @@ def _check_references(settings: Settings, file: str) -> None:
     if url and not (sqlite_path(url) or url.startswith(("postgresql://", "postgres://"))):
         problem = f"expected empty, sqlite:PATH or postgresql://..., got {redacted_url(url)!r}"
         raise ConfigError(file, "database.url", problem)
+    url = settings.redis.url
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        problem = (
+            f"expected empty, redis://..., rediss://... or unix://..., got {redacted_url(url)!r}"
+        )
+        raise ConfigError(file, "redis.url", problem)
 
 
 def _check_engine(engine: EngineSettings, file: str) -> None:

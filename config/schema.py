@@ -122,6 +122,29 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class RedisSettings:
+    url: str = setting(
+        "",
+        "Redis keeping the limits (rates, connection slots, warmup counters, backoff state) "
+        "shared by every engine process and node: redis://HOST:PORT/DB, rediss://... or "
+        "unix://PATH; empty keeps them in each process.",
+    )
+    key_prefix: str = setting("penguin:", "Prefix of every key the engine writes in Redis.")
+    timeout_seconds: float = setting(
+        0.5,
+        "Longest wait for one Redis operation; past it the limits are kept in the process.",
+        min=0.01,
+        max=30,
+    )
+    retry_seconds: float = setting(
+        5.0,
+        "After Redis failed, how long the limits stay in the process before Redis is tried again.",
+        min=0.1,
+        max=3600,
+    )
+
+
+@dataclass(frozen=True)
 class DnsSettings:
     nameservers: list[str] = setting(
         [],
@@ -433,6 +456,7 @@ class Settings:
 
     engine: EngineSettings = section(EngineSettings, "Process-wide settings.")
     database: DatabaseSettings = section(DatabaseSettings, "The store.")
+    redis: RedisSettings = section(RedisSettings, "Shared limits.")
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
