@@ -15,6 +15,7 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -22,8 +23,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
+from config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_host_port,
+    redacted_url,
+)
 from config.example import render_example
+from engine.clock import SystemClock
 from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
 from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
@@ -38,7 +47,9 @@ from engine.provisioning import (
 )
 from engine.records.record import Record
 from engine.runtime.preflight import check_environment
+from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
 from engine.store import NotFound, Store, StoreError, open_store
+from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 
 Output = dict[str, Any] | list[Any]
 _PAGE = 1000
@@ -147,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
     _queue_commands(group("queue", "the message queue"))
+    explain = _leaves(commands, common)(
+        "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
+    )
+    explain.add_argument("domain", help="the destination domain (its MX hosts are resolved)")
+    explain.add_argument("--tenant", default="", help="the sending tenant (picks the pool)")
+    explain.add_argument("--source", default="", help="only this source's lane")
     return parser
 
 
@@ -338,6 +355,55 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
     shown["redis"]["url"] = redacted_url(shown["redis"]["url"])
     source = path or "the shipped default config"
     return {"ok": True, "file": source, "settings": shown}, f"{source}: ok"
+
+
+def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    """The lanes of ``args.domain`` from the sources of the tenant's pool, and their shaping."""
+    shaping = Shaping.load(settings.scheduler.shaping_files)
+    pool = "default"  # the tenant's pool, once tenants name one
+    if args.source:
+        if args.source not in settings.sources:
+            raise CommandError(f"no source named {args.source!r} in [sources]")
+        names = [args.source]
+    else:
+        names = settings.pools[pool].sources
+    route = asyncio.run(_resolve(settings, args.domain))
+    if isinstance(route, DnsFailure):
+        raise CommandError(f"cannot resolve {args.domain}: {route.reason}")
+    provider = shaping.provider_of(route.site)
+    lines = [f"{args.domain}: site {route.site}, provider {provider or '(none)'}, pool {pool}"]
+    lanes = []
+    for name in names:
+        lane = shaping.for_lane(name, route.site, route.domain)
+        explained = explain(lane)
+        lines.append(f"lane {name}|{route.site}")
+        lines.extend(f"  {line}" for line in explained)
+        values = {field: shown(getattr(lane, field)) for field in FIELDS}
+        origins = {field: f"{o.file}: {o.key}" for field, o in lane.origins.items()}
+        lanes.append({"source": name, "values": values, "origins": origins, "lines": explained})
+    result = {
+        "domain": args.domain,
+        "site": route.site,
+        "hosts": [host.name for host in route.hosts],
+        "provider": provider,
+        "tenant": args.tenant,
+        "pool": pool,
+        "shaping_files": list(shaping.files),
+        "lanes": lanes,
+    }
+    return result, "\n".join(lines)
+
+
+async def _resolve(settings: Settings, domain: str) -> Route:
+    """``domain``'s route as the engine's resolver finds it."""
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        resolver = MxResolver(
+            nameservers, settings.dns.timeout_seconds, SystemClock(), random.Random()
+        )
+    except ResolverConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    return await resolver.resolve(domain)
 
 
 def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
