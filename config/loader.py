@@ -14,7 +14,8 @@ of the file loaded, so every command sees the same store from any working
 directory. The shipped default config, used when no file is given, keeps
 them relative to the working directory.
 
-Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
+Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``,
+``[tenants.NAME]``, ``[campaigns."TENANT:CAMPAIGN"]``) are
 added to the shipped ones; a table with a shipped name overrides only the
 keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
 """
@@ -32,7 +33,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import TLS_MODES, EngineSettings, Settings
+from config.schema import TLS_MODES, EngineSettings, Settings, priority_value
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -216,6 +217,7 @@ def _check_references(settings: Settings, file: str) -> None:
     _check_engine(settings.engine, file)
     _check_sources(settings, file)
     _check_providers(settings, file)
+    _check_routing(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -265,6 +267,24 @@ def _check_providers(settings: Settings, file: str) -> None:
         if site.tls and site.tls not in TLS_MODES:
             expected = f"expected empty or one of {', '.join(TLS_MODES)}, got {site.tls!r}"
             raise ConfigError(file, f"providers.{site_name}.tls", expected)
+
+
+def _check_routing(settings: Settings, file: str) -> None:
+    """Tenants' and campaigns' pools exist and their priorities are priorities."""
+    tables = [(f"tenants.{name}", t.pool, t.priority) for name, t in settings.tenants.items()]
+    for name, c in settings.campaigns.items():
+        tenant, colon, campaign = name.partition(":")
+        if not (tenant and colon and campaign):
+            problem = f"expected a table named TENANT:CAMPAIGN, got {name!r}"
+            raise ConfigError(file, f"campaigns.{name}", problem)
+        tables.append((f'campaigns."{name}"', c.pool, c.priority))
+    for key, pool, priority in tables:
+        inherits = key.startswith("campaigns.")
+        if pool not in settings.pools and not (inherits and pool == ""):
+            raise ConfigError(file, f"{key}.pool", f"unknown pool {pool!r}")
+        if priority_value(priority) is None and not (inherits and priority == ""):
+            problem = f"expected bulk, normal, transactional or a digit 0..9, got {priority!r}"
+            raise ConfigError(file, f"{key}.priority", problem)
 
 
 def _check_address(text: str, file: str, key: str) -> None:
