@@ -22,6 +22,8 @@ MIB = 1024 * 1024
 TLS_MODES = ("opportunistic", "required", "disabled")
 """STARTTLS policies of outgoing SMTP, after KumoMTA's ``enable_tls``
 (https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
+BUILTIN_WARMUP_PLANS = ("standard",)
+"""Names of the warmup plans shipped in ``engine.scheduler.warmup.BUILTIN_PLANS``."""
 
 
 def setting(
@@ -116,6 +118,29 @@ class DatabaseSettings:
     pool_size: int = setting(10, "PostgreSQL connection pool size.", min=1, max=200)
     commit_batch_max: int = setting(
         256, "Most submissions committed together in one group commit.", min=1, max=10000
+    )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = setting(
+        "",
+        "Redis keeping the limits (rates, connection slots, warmup counters, backoff state) "
+        "shared by every engine process and node: redis://HOST:PORT/DB, rediss://... or "
+        "unix://PATH; empty keeps them in each process.",
+    )
+    key_prefix: str = setting("penguin:", "Prefix of every key the engine writes in Redis.")
+    timeout_seconds: float = setting(
+        0.5,
+        "Longest wait for one Redis operation; past it the limits are kept in the process.",
+        min=0.01,
+        max=30,
+    )
+    retry_seconds: float = setting(
+        5.0,
+        "After Redis failed, how long the limits stay in the process before Redis is tried again.",
+        min=0.1,
+        max=3600,
     )
 
 
@@ -291,9 +316,58 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    warmup_deferral_pause_rate: float = setting(
+        0.2,
+        "Warmup: a sending day whose deferral rate (deferred / sent) is above this does "
+        "not advance the ramp.",
+        min=0,
+        max=1,
+    )
+    warmup_complaint_pause_rate: float = setting(
+        0.003,
+        "Warmup: a sending day whose complaint rate (complaints / sent) is above this does "
+        "not advance the ramp.",
+        min=0,
+        max=1,
+    )
+    warmup_min_day_sample: int = setting(
+        20,
+        "Warmup: the rates of a day that sent fewer messages (per source and provider) are "
+        "not judged; such a day advances the ramp.",
+        min=1,
+        max=1_000_000,
+    )
+    warmup_idle_restart_days: int = setting(
+        30,
+        "Warmup: this many days in a row without sending (per source and provider) start "
+        "the ramp again at day 1.",
+        min=1,
+        max=3650,
+    )
+
+
+@dataclass(frozen=True)
 class SourceSettings:
     address: str = setting("0.0.0.0", "Local IP address to bind for outgoing connections.")
     ehlo_hostname: str = setting("localhost", "EHLO name; must match the address's PTR.")
+    warmup: str = setting(
+        "",
+        "Warmup plan capping what this source sends per provider and day: empty for none, "
+        '"standard" (29 sending days from 200 to 10,000,000) or a [warmup_plans] name.',
+    )
+    weight: int = setting(
+        1, "Share of this source in its pools (weighted round-robin).", min=1, max=1000
+    )
+
+
+@dataclass(frozen=True)
+class WarmupPlanSettings:
+    daily: list[int] = setting(
+        [],
+        "Cap on messages per provider for sending day 1, 2, ... (positive numbers, at "
+        "least one); the source is warm after the last day.",
+    )
 
 
 @dataclass(frozen=True)
@@ -419,10 +493,14 @@ class Settings:
 
     engine: EngineSettings = section(EngineSettings, "Process-wide settings.")
     database: DatabaseSettings = section(DatabaseSettings, "The store.")
+    redis: RedisSettings = section(RedisSettings, "Shared limits.")
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
     retry: RetrySettings = section(RetrySettings, "Retries of temporary failures.")
+    scheduler: SchedulerSettings = section(
+        SchedulerSettings, "Scheduling: shaping, backoff, warmup."
+    )
     sources: dict[str, SourceSettings] = field(
         default_factory=_default_sources,
         metadata={"doc": "Egress sources by name.", "item": SourceSettings},
@@ -447,6 +525,13 @@ class Settings:
         metadata={
             "doc": 'Campaigns\' pools and default priorities, keyed "TENANT:CAMPAIGN".',
             "item": CampaignSettings,
+        },
+    )
+    warmup_plans: dict[str, WarmupPlanSettings] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "Warmup plans by name for the sources' warmup, besides the shipped one.",
+            "item": WarmupPlanSettings,
         },
     )
     admin: ListenerSettings = field(

@@ -374,6 +374,7 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
     asyncio.run(check_environment(settings, path or str(DEFAULT_CONFIG)))
     shown = dataclasses.asdict(settings)
     shown["database"]["url"] = redacted_url(shown["database"]["url"])
+    shown["redis"]["url"] = redacted_url(shown["redis"]["url"])
     source = path or "the shipped default config"
     return {"ok": True, "file": source, "settings": shown}, f"{source}: ok"
 

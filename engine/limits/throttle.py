@@ -8,6 +8,9 @@ moves a *theoretical arrival time* (TAT) on by one emission interval
 intervals of now. A limiter keeps the TAT per key (in-process, or in Redis
 for every process at once) and calls nothing else.
 
+Times are POSIX seconds (about 1.8e9), whose doubles are only exact to a
+few 1e-7 s: comparisons allow ``TOLERANCE`` seconds.
+
 Invariants: pure; over any window of length ``w`` a key passes at most
 ``max_burst + N * w / period`` units; an idle key refills to ``max_burst``.
 """
@@ -31,6 +34,8 @@ PERIODS = {
     "day": 86400.0,
 }
 LOCAL_PREFIX = "local:"
+TOLERANCE = 1e-6
+"""Seconds by which a unit may come early and still pass (rounding of epoch times)."""
 
 _SPEC = re.compile(
     r"(?P<limit>[0-9][0-9,_]*)\s*/\s*(?P<count>[0-9]+(?:\.[0-9]+)?)?\s*(?P<unit>[a-z]+?)s?"
@@ -102,7 +107,7 @@ def gcra(spec: ThrottleSpec, tat: float | None, now: float, quantity: int = 1) -
     start = now if tat is None or tat < now else tat
     new_tat = start + quantity * spec.interval
     excess = new_tat - now - spec.max_burst * spec.interval
-    if excess > 1e-9:
+    if excess > TOLERANCE:
         return GcraDecision(False, start if tat is not None else now, excess)
     return GcraDecision(True, new_tat, 0.0)
 
@@ -110,5 +115,27 @@ def gcra(spec: ThrottleSpec, tat: float | None, now: float, quantity: int = 1) -
 def admissible(spec: ThrottleSpec, tat: float | None, now: float, wanted: int) -> int:
     """How many of ``wanted`` units would pass at ``now`` (0..wanted)."""
     start = now if tat is None or tat < now else tat
-    room = (now + spec.max_burst * spec.interval - start) / spec.interval
-    return max(0, min(wanted, int(room + 1e-9)))
+    room = (now + spec.max_burst * spec.interval - start + TOLERANCE) / spec.interval
+    return max(0, min(wanted, int(room)))
+
+
+@dataclass(frozen=True, slots=True)
+class GcraTake:
+    """Units taken from a throttle, the key's TAT after them, and how long to wait."""
+
+    granted: int
+    tat: float
+    retry_after: float
+    """0 when all units wanted were granted; else seconds until one more unit passes."""
+
+
+def take(spec: ThrottleSpec, tat: float | None, now: float, wanted: int) -> GcraTake:
+    """Take the ``admissible`` units of ``wanted`` at ``now``: what a limiter does per key
+    (the Redis limiter's script is this function in Lua)."""
+    granted = admissible(spec, tat, now, wanted)
+    start = now if tat is None or tat < now else tat
+    new_tat = start + granted * spec.interval
+    if granted == wanted:
+        return GcraTake(granted, new_tat, 0.0)
+    burst_end = now + spec.max_burst * spec.interval
+    return GcraTake(granted, new_tat, max(0.0, new_tat + spec.interval - burst_end))

@@ -4,11 +4,13 @@ Owns the scheduler seam, ``Scheduler``: asked by the delivery service for
 the next batch, it answers with messages leased to that process, each paired
 with the source it goes out from (a ``Dispatch``). Also owns the source
 (``sources.Source``, an egress address with its EHLO name), the turn-taking
-of a pool's sources (``sources.SourceRotation``) and the first scheduler,
-``due_order.DueOrderScheduler``: due messages, oldest due first, from the
-store's claim, the sources of their pool in turn. Warmup caps, shaping and
-priority replace that scheduler here, behind the same seam. ``routing``
-gives a tenant's (or campaign's) pool and a message's priority;
+of a pool's sources by weight, skipping unusable ones
+(``sources.SourceRotation``), the warmup arithmetic (``warmup``: daily caps
+per source and provider from a plan and the sending history) and the first
+scheduler, ``due_order.DueOrderScheduler``: due messages, oldest due first,
+from the store's claim, the sources of their pool in turn. Warmup caps,
+shaping and priority replace that scheduler here, behind the same seam.
+``routing`` gives a tenant's (or campaign's) pool and a message's priority;
 ``suspensions`` names what a suspension stops and writes its records.
 
 May import: ``engine.store``, the core, ``config``. Never ``engine.delivery``

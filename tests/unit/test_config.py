@@ -96,6 +96,8 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ('[pools.main]\nsources = ["ghost"]\n', "pools.main.sources", "unknown source 'ghost'"),
         ('[dns]\nnameservers = ["1.2.3.4:x"]\n', "dns.nameservers[0]", "host:port"),
         ('[database]\nurl = "mysql://x"\n', "database.url", "sqlite:PATH"),
+        ('[redis]\nurl = "127.0.0.1:6379"\n', "redis.url", "redis://"),
+        ("[redis]\ntimeout_seconds = 0\n", "redis.timeout_seconds", "at least 0.01"),
         ("database = 3\n", "database", "expected a table"),
         (
             "[submission]\nauth_failure_delay_after = 5\nauth_failure_refuse_after = 2\n",
