@@ -14,9 +14,10 @@ of the file loaded, so every command sees the same store from any working
 directory. The shipped default config, used when no file is given, keeps
 them relative to the working directory.
 
-Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[warmup_plans.NAME]``) are
-added to the shipped ones; a table with a shipped name overrides only the keys it
-sets, so ``[sources.default]`` with one key keeps the default source's other keys.
+Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[tenants.NAME]``,
+``[campaigns."TENANT:CAMPAIGN"]``, ``[warmup_plans.NAME]``) are added to the
+shipped ones; a table with a shipped name overrides only the keys it sets, so
+``[sources.default]`` with one key keeps the default source's other keys.
 Traffic shaping has files of its own (``engine.scheduler.shaping``).
 """
 
@@ -33,7 +34,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import BUILTIN_WARMUP_PLANS, EngineSettings, Settings
+from config.schema import BUILTIN_WARMUP_PLANS, EngineSettings, Settings, priority_value
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -230,6 +231,7 @@ def _check_references(settings: Settings, file: str) -> None:
         _check_ip_address(host, file, key)
     _check_engine(settings.engine, file)
     _check_sources(settings, file)
+    _check_routing(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -285,6 +287,24 @@ def _check_sources(settings: Settings, file: str) -> None:
         for source_name in pool.sources:
             if source_name not in settings.sources:
                 raise ConfigError(file, key, f"unknown source {source_name!r}")
+
+
+def _check_routing(settings: Settings, file: str) -> None:
+    """Tenants' and campaigns' pools exist and their priorities are priorities."""
+    tables = [(f"tenants.{name}", t.pool, t.priority) for name, t in settings.tenants.items()]
+    for name, c in settings.campaigns.items():
+        tenant, colon, campaign = name.partition(":")
+        if not (tenant and colon and campaign):
+            problem = f"expected a table named TENANT:CAMPAIGN, got {name!r}"
+            raise ConfigError(file, f"campaigns.{name}", problem)
+        tables.append((f'campaigns."{name}"', c.pool, c.priority))
+    for key, pool, priority in tables:
+        inherits = key.startswith("campaigns.")
+        if pool not in settings.pools and not (inherits and pool == ""):
+            raise ConfigError(file, f"{key}.pool", f"unknown pool {pool!r}")
+        if priority_value(priority) is None and not (inherits and priority == ""):
+            problem = f"expected bulk, normal, transactional or a digit 0..9, got {priority!r}"
+            raise ConfigError(file, f"{key}.priority", problem)
 
 
 def _check_address(text: str, file: str, key: str) -> None:

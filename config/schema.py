@@ -362,6 +362,43 @@ class PoolSettings:
     sources: list[str] = setting(["default"], "Names of the sources in this egress pool.")
 
 
+PRIORITY_CLASSES = {"bulk": 0, "normal": 5, "transactional": 9}
+"""Named message priorities; a digit 0..9 is a priority too (9 goes first)."""
+
+
+def priority_value(text: str) -> int | None:
+    """The priority ``text`` names (a class of ``PRIORITY_CLASSES`` in any case, or a
+    digit 0..9, white space around ignored); None when it names none."""
+    name = text.strip().lower()
+    if name in PRIORITY_CLASSES:
+        return PRIORITY_CLASSES[name]
+    return int(name) if len(name) == 1 and name in "0123456789" else None
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """A tenant's routing: ``[tenants.NAME]``, NAME as in `penguin tenant create`."""
+
+    pool: str = setting("default", "Egress pool (a [pools] name) the tenant's mail goes out from.")
+    priority: str = setting(
+        "normal",
+        "Priority of the tenant's mail without an X-Priority-Class header: bulk (0), "
+        "normal (5), transactional (9) or a digit 0..9; higher goes first in its queue.",
+    )
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """A campaign's routing: ``[campaigns."TENANT:CAMPAIGN"]`` (the X-Campaign value)."""
+
+    pool: str = setting("", "Egress pool of the campaign's mail; empty inherits the tenant's.")
+    priority: str = setting(
+        "",
+        "Priority of the campaign's mail without an X-Priority-Class header (as in "
+        "[tenants.NAME]); empty inherits the tenant's.",
+    )
+
+
 @dataclass(frozen=True)
 class ListenerSettings:
     listen: str = setting("127.0.0.1:0", "host:port to listen on.")
@@ -413,6 +450,17 @@ class Settings:
     pools: dict[str, PoolSettings] = field(
         default_factory=_default_pools,
         metadata={"doc": "Egress pools by name.", "item": PoolSettings},
+    )
+    tenants: dict[str, TenantSettings] = field(
+        default_factory=dict,
+        metadata={"doc": "Tenants' pools and default priorities.", "item": TenantSettings},
+    )
+    campaigns: dict[str, CampaignSettings] = field(
+        default_factory=dict,
+        metadata={
+            "doc": 'Campaigns\' pools and default priorities, keyed "TENANT:CAMPAIGN".',
+            "item": CampaignSettings,
+        },
     )
     warmup_plans: dict[str, WarmupPlanSettings] = field(
         default_factory=dict,

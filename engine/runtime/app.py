@@ -278,6 +278,7 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
+            settings=settings,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,
