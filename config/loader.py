@@ -57,14 +57,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     """Settings from ``path``, its relative paths made relative to its directory; the
     shipped default config, relative paths kept, when None."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
-    text = _read_text(file)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(str(file), "-", "not valid TOML: nested too deeply") from None
-    settings = parse_settings(raw, str(file))
+    settings = parse_settings(load_toml(file), str(file))
     return settings if path is None else anchored(settings, file.absolute().parent)
 
 
@@ -76,7 +69,7 @@ def anchored(settings: Settings, base: Path) -> Settings:
         if not dataclasses.is_dataclass(value) or isinstance(value, type):
             continue
         paths = {
-            f.name: str(base / getattr(value, f.name))
+            f.name: _anchored_path(getattr(value, f.name), base)
             for f in dataclasses.fields(value)
             if f.metadata.get("path") and getattr(value, f.name)
         }
@@ -87,6 +80,25 @@ def anchored(settings: Settings, base: Path) -> Settings:
     if store_file:
         tables["database"] = dataclasses.replace(database, url=f"sqlite:{base / store_file}")
     return dataclasses.replace(settings, **tables)
+
+
+def _anchored_path(value: str | list[str], base: Path) -> str | list[str]:
+    """A path setting (one path or a list of them) under ``base``."""
+    if isinstance(value, list):
+        return [str(base / path) for path in value]
+    return str(base / value)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML document in the file ``path``; a ``ConfigError`` naming the file when it
+    cannot be read or is not UTF-8 TOML."""
+    file = Path(path)
+    try:
+        return tomllib.loads(_read_text(file))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(str(file), "-", "not valid TOML: nested too deeply") from None
 
 
 def _read_text(file: Path) -> str:

@@ -291,6 +291,30 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    backoff_files: list[str] = setting(
+        [],
+        "TOML files of operator backoff rules (reactions to replies that mean slow down), "
+        "tried before the shipped rules; a later file's rules before an earlier file's.",
+        path=True,
+    )
+    backoff_step_after: int = setting(
+        50,
+        "Successful deliveries to a reduced target that bring it back one step towards "
+        "its full rate and connections.",
+        min=1,
+        max=100000,
+    )
+    backoff_max_level: int = setting(
+        6,
+        "Most steps a target is reduced by (each step multiplies its rate and connections "
+        "by the rule's factor).",
+        min=1,
+        max=30,
+    )
+
+
+@dataclass(frozen=True)
 class SourceSettings:
     address: str = setting("0.0.0.0", "Local IP address to bind for outgoing connections.")
     ehlo_hostname: str = setting("localhost", "EHLO name; must match the address's PTR.")
@@ -386,6 +410,9 @@ class Settings:
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
     retry: RetrySettings = section(RetrySettings, "Retries of temporary failures.")
+    scheduler: SchedulerSettings = section(
+        SchedulerSettings, "Scheduling: shaping, backoff, warmup."
+    )
     sources: dict[str, SourceSettings] = field(
         default_factory=_default_sources,
         metadata={"doc": "Egress sources by name.", "item": SourceSettings},

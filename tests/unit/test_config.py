@@ -219,9 +219,16 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
 ) -> None:
     fields = path_fields()
     assert {("engine", "data_dir"), ("records", "json_log")} <= set(fields)
+    defaults = Settings()
+    lists = {
+        (table, key)
+        for table, key in fields
+        if isinstance(getattr(getattr(defaults, table), key), list)
+    }
     tables: dict[str, list[str]] = {}
     for table, key in fields:
-        tables.setdefault(table, []).append(f'{key} = "rel/{key}"')
+        value = f'["rel/{key}"]' if (table, key) in lists else f'"rel/{key}"'
+        tables.setdefault(table, []).append(f"{key} = {value}")
     text = "".join(f"[{table}]\n" + "\n".join(keys) + "\n" for table, keys in tables.items())
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "penguin.toml").write_text(text)
@@ -230,7 +237,9 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
     settings = load_settings("etc/penguin.toml")
     base = tmp_path / "etc"
     for table, key in fields:
-        assert getattr(getattr(settings, table), key) == str(base / "rel" / key), key
+        anchored = str(base / "rel" / key)
+        expected = [anchored] if (table, key) in lists else anchored
+        assert getattr(getattr(settings, table), key) == expected, key
     assert settings.database_url() == f"sqlite:{base / 'rel/data_dir/penguin.db'}"
 
 

@@ -35,6 +35,7 @@ BUILT_FROM: dict[Callable[..., Any], type] = {
 
 NOT_SETTINGS = {
     "engine.smtp.server.SmtpServer.start": "port: the port to listen on, 0 for any",
+    "engine.scheduler.backoff.Level": "level: steps a target is slowed by, not the log level",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
