@@ -49,7 +49,7 @@ from config.loader import ConfigError, load_toml
 from config.schema import Settings
 from engine.limits.throttle import ThrottleSpec
 from engine.scheduler.durations import parse_duration
-from engine.smtp.reply import Reply
+from engine.smtp.reply import EnhancedCode, Reply, parse_enhanced_code
 
 SHIPPED_RULES: Final = Path(__file__).with_name("backoff.toml")
 DEFAULT_FACTOR: Final = 0.5
@@ -109,7 +109,7 @@ class BackoffRule:
             return False
         if isinstance(self.code, str) and str(reply.code)[0] != self.code[0]:
             return False
-        if self.enhanced and not _enhanced_within(reply.enhanced, self.enhanced):
+        if self.enhanced and not _enhanced_within(reply.enhanced_code, self.enhanced):
             return False
         return self.pattern is None or self.pattern.search(" ".join(reply.text.split())) is not None
 
@@ -119,9 +119,9 @@ def match_rule(rules: Iterable[BackoffRule], reply: Reply, provider: str) -> Bac
     return next((rule for rule in rules if rule.matches(reply, provider)), None)
 
 
-def _enhanced_within(enhanced: str, prefix: str) -> bool:
-    parts, wanted = enhanced.split("."), prefix.split(".")
-    return parts[: len(wanted)] == wanted
+def _enhanced_within(enhanced: EnhancedCode | None, prefix: str) -> bool:
+    wanted = [int(part) for part in prefix.split(".")]
+    return enhanced is not None and list(enhanced[: len(wanted)]) == wanted
 
 
 # Adaptive state of one target
@@ -246,7 +246,6 @@ _KEYS: Final = (
 _Fail = Callable[[str, str], ConfigError]
 _E = TypeVar("_E", Target, Action)
 _CODE_CLASS = re.compile(r"[45]xx")
-_ENHANCED_PREFIX = re.compile(r"[245](?:\.[0-9]{1,3}){0,2}")
 
 
 def parse_rules(document: Mapping[str, Any], file: str) -> tuple[BackoffRule, ...]:
@@ -325,7 +324,10 @@ def _code(value: object, fail: _Fail) -> int | str | None:
 
 
 def _enhanced(value: str, fail: _Fail) -> str:
-    if value and not _ENHANCED_PREFIX.fullmatch(value):
+    """``value`` when it is an enhanced status code or its first one or two parts."""
+    parts = value.split(".")
+    padded = ".".join(parts + ["0"] * (3 - len(parts)))
+    if value and (len(parts) > 3 or parse_enhanced_code(padded) is None):
         raise fail(
             "enhanced", f"expected an enhanced status code (prefix), e.g. 4.7.28, got {value!r}"
         )
