@@ -24,7 +24,12 @@ def render_example() -> str:
     defaults = Settings()
     for table in dataclasses.fields(Settings):
         value = getattr(defaults, table.name)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not value:
+            lines += ["", f"# {table.metadata['doc']} None by default; for example:"]
+            lines += [f"# [{table.name}.NAME]"]
+            keys = _keys(table.metadata["item"]())
+            lines += [line if line.startswith("#") else f"# {line}" for line in keys]
+        elif isinstance(value, dict):
             for item_name, item in value.items():
                 lines += ["", f"# {table.metadata['doc']}", f"[{table.name}.{item_name}]"]
                 lines += _keys(item)

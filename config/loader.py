@@ -14,7 +14,8 @@ of the file loaded, so every command sees the same store from any working
 directory. The shipped default config, used when no file is given, keeps
 them relative to the working directory.
 
-Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``) are
+Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``,
+``[warmup_plans.NAME]``) are
 added to the shipped ones; a table with a shipped name overrides only the
 keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
 """
@@ -32,7 +33,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import TLS_MODES, EngineSettings, Settings
+from config.schema import BUILTIN_WARMUP_PLANS, TLS_MODES, EngineSettings, Settings
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -256,9 +257,20 @@ def _check_engine(engine: EngineSettings, file: str) -> None:
 
 
 def _check_sources(settings: Settings, file: str) -> None:
+    for plan_name, plan in settings.warmup_plans.items():
+        key = f"warmup_plans.{plan_name}.daily"
+        if not plan.daily:
+            raise ConfigError(file, key, "expected at least one daily cap")
+        for i, cap in enumerate(plan.daily):
+            if cap < 1:
+                raise ConfigError(file, f"{key}[{i}]", f"expected at least 1, got {cap!r}")
+    plans = set(BUILTIN_WARMUP_PLANS) | set(settings.warmup_plans)
     for name, source in settings.sources.items():
         _check_ip_address(source.address, file, f"sources.{name}.address")
         _check_host_name(source.ehlo_hostname, file, f"sources.{name}.ehlo_hostname")
+        if source.warmup and source.warmup not in plans:
+            expected = f"expected empty or one of {', '.join(sorted(plans))}"
+            raise ConfigError(file, f"sources.{name}.warmup", f"{expected}, got {source.warmup!r}")
     for pool_name, pool in settings.pools.items():
         key = f"pools.{pool_name}.sources"
         if not pool.sources:

@@ -22,6 +22,8 @@ MIB = 1024 * 1024
 TLS_MODES = ("opportunistic", "required", "disabled")
 """STARTTLS policies of outgoing SMTP, after KumoMTA's ``enable_tls``
 (https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
+BUILTIN_WARMUP_PLANS = ("standard",)
+"""Names of the warmup plans shipped in ``engine.scheduler.warmup.BUILTIN_PLANS``."""
 
 
 def setting(
@@ -312,12 +314,57 @@ class SchedulerSettings:
         min=1,
         max=30,
     )
+    warmup_deferral_pause_rate: float = setting(
+        0.2,
+        "Warmup: a sending day whose deferral rate (deferred / sent) is above this does "
+        "not advance the ramp.",
+        min=0,
+        max=1,
+    )
+    warmup_complaint_pause_rate: float = setting(
+        0.003,
+        "Warmup: a sending day whose complaint rate (complaints / sent) is above this does "
+        "not advance the ramp.",
+        min=0,
+        max=1,
+    )
+    warmup_min_day_sample: int = setting(
+        20,
+        "Warmup: the rates of a day that sent fewer messages (per source and provider) are "
+        "not judged; such a day advances the ramp.",
+        min=1,
+        max=1_000_000,
+    )
+    warmup_idle_restart_days: int = setting(
+        30,
+        "Warmup: this many days in a row without sending (per source and provider) start "
+        "the ramp again at day 1.",
+        min=1,
+        max=3650,
+    )
 
 
 @dataclass(frozen=True)
 class SourceSettings:
     address: str = setting("0.0.0.0", "Local IP address to bind for outgoing connections.")
     ehlo_hostname: str = setting("localhost", "EHLO name; must match the address's PTR.")
+    warmup: str = setting(
+        "",
+        "Warmup plan capping what this source sends per provider and day: empty for none, "
+        '"standard" (29 sending days from 200 to 10,000,000) or a [warmup_plans] name.',
+    )
+    weight: int = setting(
+        1, "Share of this source in its pools (weighted round-robin).", min=1, max=1000
+    )
+
+
+@dataclass(frozen=True)
+class WarmupPlanSettings:
+    daily: list[int] = setting(
+        [],
+        "Cap on messages per provider for sending day 1, 2, ... (positive numbers, at "
+        "least one); the source is warm after the last day.",
+    )
 
 
 @dataclass(frozen=True)
@@ -426,6 +473,13 @@ class Settings:
         metadata={
             "doc": "Providers: delivery overrides for the sites whose MX hosts end with a suffix.",
             "item": ProviderSettings,
+        },
+    )
+    warmup_plans: dict[str, WarmupPlanSettings] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "Warmup plans by name for the sources' warmup, besides the shipped one.",
+            "item": WarmupPlanSettings,
         },
     )
     admin: ListenerSettings = field(

@@ -4,12 +4,14 @@ Owns the scheduler seam, ``Scheduler``: asked by the delivery service for
 the next batch, it answers with messages leased to that process, each paired
 with the source it goes out from (a ``Dispatch``). Also owns the source
 (``sources.Source``, an egress address with its EHLO name), the turn-taking
-of a pool's sources (``sources.SourceRotation``) and the first scheduler,
-``due_order.DueOrderScheduler``: due messages, oldest due first, from the
-store's claim, the sources of their pool in turn. The backoff rules
-(``backoff``: which replies mean "slow down", and how far a target is slowed)
-are kept here too. Warmup caps, shaping and
-priority replace that scheduler here, behind the same seam.
+of a pool's sources by weight, skipping unusable ones
+(``sources.SourceRotation``), the warmup arithmetic (``warmup``: daily caps
+per source and provider from a plan and the sending history), the backoff
+rules (``backoff``: which replies mean "slow down", and how far a target is
+slowed) and the first scheduler, ``due_order.DueOrderScheduler``: due
+messages, oldest due first, from the store's claim, the sources of their
+pool in turn. Warmup caps, shaping and priority replace that scheduler here,
+behind the same seam.
 
 May import: ``engine.store``, the core, ``config``. Never ``engine.delivery``
 (which asks it) nor ``smtp_out`` (which sends from the chosen source).

@@ -100,6 +100,7 @@ TYPED_VALUES: dict[Any, st.SearchStrategy[Any]] = {
     bool: st.booleans(),
     str: hostile_texts,
     list[str]: st.lists(hostile_texts, max_size=3),
+    list[int]: st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
 }
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from config import schema
 from engine.runtime.runner import worker_roles
+from engine.scheduler.sources import Source
 from engine.smtp.server import SmtpServer
 from engine.smtp.server_config import ServerConfig
 from engine.store import open_store
@@ -30,6 +31,7 @@ BUILT_FROM: dict[Callable[..., Any], type] = {
     open_store: schema.DatabaseSettings,
     PostgresStore: schema.DatabaseSettings,
     worker_roles: schema.EngineSettings,
+    Source: schema.SourceSettings,
 }
 """Each runtime callable with defaults named like settings, and the table they come from."""
 
