@@ -304,6 +304,26 @@ class SchedulerSettings:
         "same table and key wins.",
         path=True,
     )
+    backoff_files: list[str] = setting(
+        [],
+        "TOML files of operator backoff rules (reactions to replies that mean slow down), "
+        "tried before the shipped rules; a later file's rules before an earlier file's.",
+        path=True,
+    )
+    backoff_step_after: int = setting(
+        50,
+        "Successful deliveries to a reduced target that bring it back one step towards "
+        "its full rate and connections.",
+        min=1,
+        max=100000,
+    )
+    backoff_max_level: int = setting(
+        6,
+        "Most steps a target is reduced by (each step multiplies its rate and connections "
+        "by the rule's factor).",
+        min=1,
+        max=30,
+    )
     warmup_deferral_pause_rate: float = setting(
         0.2,
         "Warmup: a sending day whose deferral rate (deferred / sent) is above this does "

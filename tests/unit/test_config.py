@@ -222,11 +222,14 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
     fields = path_fields()
     assert {("engine", "data_dir"), ("records", "json_log")} <= set(fields)
     defaults = Settings()
-    listed = {(t, k) for t, k in fields if isinstance(getattr(getattr(defaults, t), k), list)}
-    assert ("scheduler", "shaping_files") in listed
+    lists = {
+        (table, key)
+        for table, key in fields
+        if isinstance(getattr(getattr(defaults, table), key), list)
+    }
     tables: dict[str, list[str]] = {}
     for table, key in fields:
-        value = f'["rel/{key}"]' if (table, key) in listed else f'"rel/{key}"'
+        value = f'["rel/{key}"]' if (table, key) in lists else f'"rel/{key}"'
         tables.setdefault(table, []).append(f"{key} = {value}")
     text = "".join(f"[{table}]\n" + "\n".join(keys) + "\n" for table, keys in tables.items())
     (tmp_path / "etc").mkdir()
@@ -236,9 +239,9 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
     settings = load_settings("etc/penguin.toml")
     base = tmp_path / "etc"
     for table, key in fields:
-        expected = str(base / "rel" / key)
-        wanted = [expected] if (table, key) in listed else expected
-        assert getattr(getattr(settings, table), key) == wanted, key
+        anchored = str(base / "rel" / key)
+        expected = [anchored] if (table, key) in lists else anchored
+        assert getattr(getattr(settings, table), key) == expected, key
     assert settings.database_url() == f"sqlite:{base / 'rel/data_dir/penguin.db'}"
 
 
