@@ -297,6 +297,40 @@ class RetrySettings:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    ready_per_connection: int = setting(
+        4,
+        "Messages a lane (source x site) may have in flight in one process per connection "
+        "its shaping allows: its ready queue; more wait in their scheduled queue.",
+        min=1,
+        max=1000,
+    )
+    delay_record_after_seconds: float = setting(
+        60.0,
+        "A wait on our own limits (suspension, warmup cap, throttle) longer than this moves "
+        "the queue's due messages to its end, each with a Delayed record; shorter waits "
+        "leave them queued.",
+        min=0,
+        max=86400,
+    )
+    refresh_seconds: float = setting(
+        2.0,
+        "How often each delivering process reloads suspensions, returns expired leases to "
+        "their queues and stores its warmup counts.",
+        min=0.001,
+        max=300,
+    )
+    changes_poll_seconds: float = setting(
+        0.05,
+        "How often each delivering process asks the store which queues got new messages.",
+        min=0.001,
+        max=60,
+    )
+    max_queues_per_pick: int = setting(
+        256,
+        "Most scheduled queues looked at for one batch (bounds the work of one pick).",
+        min=1,
+        max=100000,
+    )
     shaping_files: list[str] = setting(
         [],
         "TOML files of traffic shaping (lane limits by default, provider, site and source), "

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,9 @@ from engine.provisioning import (
 )
 from engine.records.record import Record
 from engine.runtime.preflight import check_environment
+from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.durations import parse_duration
+from engine.scheduler.routing import pool_of
 from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
 from engine.scheduler.suspensions import (
     ADMIN_ORIGIN,
@@ -174,8 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("domain", help="the destination domain (its MX hosts are resolved)")
     explain.add_argument("--tenant", default="", help="the sending tenant (picks the pool)")
+    explain.add_argument("--campaign", default="", help="the tenant's campaign (may pick another)")
     explain.add_argument("--source", default="", help="only this source's lane")
     _suspension_commands(_leaves(commands, common))
+    _leaves(commands, common)(
+        "reload",
+        _reload,
+        "check the shaping and backoff rule files, then have the running engine load them",
+    )
     return parser
 
 
@@ -399,7 +408,7 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
 def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
     """The lanes of ``args.domain`` from the sources of the tenant's pool, and their shaping."""
     shaping = Shaping.load(settings.scheduler.shaping_files)
-    pool = "default"  # the tenant's pool, once tenants name one
+    pool = pool_of(settings, args.tenant, args.campaign)
     if args.source:
         if args.source not in settings.sources:
             raise CommandError(f"no source named {args.source!r} in [sources]")
@@ -431,6 +440,23 @@ def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]
         "lanes": lanes,
     }
     return result, "\n".join(lines)
+
+
+def _reload(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    """Load the rule files here first (a broken one is a config error and nothing is
+    signalled), then SIGHUP the engine whose pid is in the data directory."""
+    from engine.runtime.runner import pid_path
+
+    shaping = Shaping.load(settings.scheduler.shaping_files)
+    BackoffPolicy.from_settings(settings)
+    path = pid_path(settings)
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"no running engine found through {path}: {exc}") from None
+    files = list(shaping.files)
+    return {"pid": pid, "shaping_files": files}, f"engine {pid} reloading {', '.join(files)}"
 
 
 async def _resolve(settings: Settings, domain: str) -> Route:

@@ -50,7 +50,7 @@ from engine.delivery.settling import (
     shunt,
 )
 from engine.delivery.transform import MessageTransform, Transformed
-from engine.delivery.transport import Deliverer, OutboundMessage
+from engine.delivery.transport import AttemptReport, Deliverer, OutboundMessage
 from engine.dkim.keys import DkimPrivateKey
 from engine.dkim.signer import DkimSigner
 from engine.dkim.signing_keys import SigningKeys
@@ -69,6 +69,9 @@ Settled = tuple[Settlement, Record]
 
 
 QUEUE_GAUGE_SECONDS = 5.0
+QUEUE_GAUGE_COST_SHARE = 0.005
+"""The queue gauge counts every queued message: it runs at most this share of the time."""
+MIN_WAIT_SECONDS = 0.001
 HOUSEKEEPING_SECONDS = 1.0
 RENEWALS_PER_LEASE = 3
 
@@ -155,8 +158,12 @@ class DeliveryService:
             if batch:
                 await self._dispatch(batch, attempts)
                 continue
+            wait = self._tuning.idle_poll_seconds
+            due = self._scheduler.next_wakeup() - self._clock.now()
+            if free > 0 and due < wait:
+                wait = max(due, MIN_WAIT_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._tuning.idle_poll_seconds)
+                await asyncio.wait_for(self._wakeup.wait(), wait)
 
     async def _dispatch(self, batch: Sequence[Dispatch], attempts: asyncio.TaskGroup) -> None:
         starting: list[Dispatch] = []
@@ -165,6 +172,8 @@ class DeliveryService:
             assert message.lease_token is not None, "a claimed message carries its lease token"
             if message.id not in self._leases:
                 starting.append(dispatch)
+            else:
+                await self._scheduler.finished(dispatch, self._clock.now())
             # One of ours claimed again keeps its running attempt, under the new lease.
             self._leases[message.id] = message.lease_token
         bodies = await self._store.get_bodies(sorted({d.message.submission_id for d in starting}))
@@ -181,8 +190,9 @@ class DeliveryService:
         prepared: dict[str, asyncio.Future[Transformed]],
     ) -> None:
         message = dispatch.message
+        report: AttemptReport | None = None
         try:
-            settled = await self._attempt_once(dispatch, bodies, prepared)
+            report, settled = await self._attempt_once(dispatch, bodies, prepared)
         except Exception as exc:
             log.exception("message %s: unexpected error, parked as shunted", message.id)
             settled = self._shunt(message, exc)
@@ -190,6 +200,10 @@ class DeliveryService:
             await self._settler.commit(settled)
         except Exception:
             log.exception("message %s: settlement not stored; its lease will expire", message.id)
+        try:
+            await self._feedback(dispatch, report)
+        except Exception:
+            log.exception("message %s: scheduler feedback failed", message.id)
         finally:
             del self._leases[message.id]
             self._in_flight -= 1
@@ -197,18 +211,31 @@ class DeliveryService:
             if self._in_flight == self._tuning.max_in_flight // 2:
                 self._wakeup.set()
 
+    async def _feedback(self, dispatch: Dispatch, report: AttemptReport | None) -> None:
+        """Tell the scheduler how the dispatch ended; store the records it makes of it."""
+        now = self._clock.now()
+        if report is None:
+            records = await self._scheduler.finished(dispatch, now)
+        else:
+            outcome = report.outcome
+            records = await self._scheduler.finished(dispatch, now, outcome.kind, outcome.reply)
+        self._wakeup.set()
+        if records:
+            await self._store.add_records(records)
+            self._record_log.write(list(records))
+
     async def _attempt_once(
         self,
         dispatch: Dispatch,
         bodies: dict[str, bytes],
         prepared: dict[str, asyncio.Future[Transformed]],
-    ) -> Settled:
+    ) -> tuple[AttemptReport | None, Settled]:
         message = dispatch.message
         now = self._clock.now()
-        context = RecordContext(self._nodeid, await self._tenant(message.tenant_id))
+        context = RecordContext(self._nodeid, await self._tenant(message.tenant_id), dispatch.pool)
         if is_past_max_age(message, now, self._settings.retry):
             metrics.DELIVERIES.labels("expired", "").inc()
-            return expire_unattempted(
+            return None, expire_unattempted(
                 message, lease_token=self._leases[message.id], now=now, context=context
             )
         copy = message.id if self._transform.per_recipient else message.submission_id
@@ -228,6 +255,7 @@ class DeliveryService:
                 recipient=message.recipient,
                 domain=message.domain,
                 source=dispatch.source,
+                shaping=dispatch.shaping,
                 data=data,
                 tenant=context.tenant,
             )
@@ -235,7 +263,7 @@ class DeliveryService:
         kind = report.outcome.kind.value
         metrics.ATTEMPT_SECONDS.labels(kind).observe(time.perf_counter() - started)
         metrics.DELIVERIES.labels(kind, report.site or "").inc()
-        return settle_attempt(
+        return report, settle_attempt(
             message,
             report,
             lease_token=self._leases[message.id],
@@ -341,8 +369,10 @@ class DeliveryService:
             try:
                 await self._deliverer.sweep()
                 if time.monotonic() >= next_gauge:
-                    next_gauge = time.monotonic() + QUEUE_GAUGE_SECONDS
+                    started = time.monotonic()
                     await self._gauge_queue()
+                    cost = time.monotonic() - started
+                    next_gauge = started + max(QUEUE_GAUGE_SECONDS, cost / QUEUE_GAUGE_COST_SHARE)
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):

@@ -41,19 +41,28 @@ from config import ConfigError, Settings, parse_host_port
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
+from engine.delivery.settling import RecordContext, delayed_record
 from engine.delivery.transform import IDENTITY
 from engine.dkim.signing_keys import SigningKeys
+from engine.limits import Limiter, open_limiter
+from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
 from engine.records import metrics
 from engine.records.log import RecordLog
+from engine.records.record import Record
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole
-from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.backoff import BackoffPolicy
+from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import SourceRotation
+from engine.scheduler.suspensions import suspension_record
+from engine.scheduler.warmup import WarmupPolicy, plans_from_settings
+from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.service import Address, Health, Service
+from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
@@ -61,7 +70,7 @@ from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
-from smtp_out.dns import MxResolver
+from smtp_out.dns import MxResolver, MxRoute, RouteResolver
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +184,51 @@ async def migrated_store(settings: Settings) -> Store:
     return store
 
 
+def lane_scheduler(
+    *,
+    store: Store,
+    limiter: Limiter,
+    settings: Settings,
+    resolver: RouteResolver,
+    shaping: Shaping,
+    nodeid: str,
+) -> LaneScheduler:
+    """The production scheduler, its parts built from ``settings``."""
+    plans = plans_from_settings(settings)
+    source_plans = {
+        name: plans[source.warmup] for name, source in settings.sources.items() if source.warmup
+    }
+    policy = BackoffPolicy.from_settings(settings)
+
+    async def site_of(domain: str) -> str | None:
+        route = await resolver.resolve(domain)
+        return route.site if isinstance(route, MxRoute) else None
+
+    def delayed(message: QueuedMessage, reason: Reply, now: float, tenant: str) -> Record:
+        return delayed_record(message, reason, now=now, context=RecordContext(nodeid, tenant))
+
+    def suspended(suspension: Suspension, now: float) -> Record:
+        return suspension_record(suspension, nodeid=nodeid)
+
+    return LaneScheduler(
+        store=store,
+        limiter=limiter,
+        settings=settings,
+        shaping=shaping,
+        rules=policy.rules,
+        sources=SourceRotation(settings.sources, settings.pools),
+        ledger=WarmupLedger(
+            store=store,
+            limiter=limiter,
+            plans=source_plans,
+            policy=WarmupPolicy.from_settings(settings),
+        ),
+        site_of=site_of,
+        delayed_record=delayed,
+        admin_record=suspended,
+    )
+
+
 @dataclass
 class Engine:
     """All services of one engine process."""
@@ -194,6 +248,8 @@ class Engine:
     addresses: dict[str, list[Address]] = field(default_factory=dict)
     _store: Store | None = None
     _record_log: RecordLog | None = None
+    _limiter: Limiter | None = None
+    _scheduler: LaneScheduler | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -203,6 +259,7 @@ class Engine:
         classifier = bounce_classifier(settings, self.config_file)
         self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.record_log_path())
+        self._limiter = open_limiter(settings.redis, self.clock)
         delivery = self._delivery(Sealer(secret), classifier) if self.role.delivers else None
         composed: list[Service] = []
         if delivery is not None:
@@ -218,6 +275,21 @@ class Engine:
                 self.addresses[service.name] = bound
         return self.addresses
 
+    def reload(self) -> None:
+        """Load the shaping and backoff rule files again (SIGHUP); a file that does not
+        load is logged with its file and key, and the rules in force are kept."""
+        if self._scheduler is None:
+            return
+        scheduling = self.settings.scheduler
+        try:
+            shaping = Shaping.load(scheduling.shaping_files)
+            policy = BackoffPolicy.from_settings(self.settings)
+        except ConfigError as exc:
+            log.error("reload refused, the rules in force are kept: %s", exc)
+            return
+        self._scheduler.reload(shaping, policy.rules)
+        log.info("reloaded shaping (%s) and backoff rules", ", ".join(shaping.files))
+
     def health(self) -> dict[str, Health]:
         """The health of each started service, by name."""
         return {service.name: service.health() for service, _ in self._started}
@@ -231,18 +303,26 @@ class Engine:
             self.clock,
             random.Random(),
         )
+        shaping = Shaping.load(settings.scheduler.shaping_files)
         deliverer = SmtpDeliverer(
             delivery=settings.delivery,
             resolver=resolver,
             classifier=classifier,
             clock=self.clock,
-            shaping=Shaping.load(settings.scheduler.shaping_files),
+            shaping=shaping,
+        )
+        assert self._limiter is not None
+        self._scheduler = lane_scheduler(
+            store=self._store,
+            limiter=self._limiter,
+            settings=settings,
+            resolver=resolver,
+            shaping=shaping,
+            nodeid=node_id(settings),
         )
         delivery = DeliveryService(
             store=self._store,
-            scheduler=DueOrderScheduler(
-                self._store, SourceRotation(settings.sources, settings.pools)
-            ),
+            scheduler=self._scheduler,
             deliverer=deliverer,
             transform=IDENTITY,
             keys=SigningKeys(self._store, sealer, self.clock),
@@ -329,5 +409,7 @@ class Engine:
         self._started.clear()
         if self._record_log is not None:
             self._record_log.close()
+        if self._limiter is not None:
+            await self._limiter.close()
         if self._store is not None:
             await self._store.close()

@@ -1,7 +1,11 @@
 """``penguin run``: the engine process under uvloop, with signal handling.
 
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
-``engine.shutdown_grace_seconds``, drain the spool and exit 0.
+``engine.shutdown_grace_seconds``, drain the spool and exit 0. SIGHUP (``penguin
+reload``) reloads the shaping and backoff rule files in every process
+(``Engine.reload``): a file that does not load is logged with its file and key
+and the rules in force are kept. The process started writes its pid to
+``<data_dir>/penguin.pid`` for ``penguin reload``, and removes it at exit.
 
 With more than one engine process (``engine.processes``, plus
 ``engine.delivery_processes`` delivering-only workers for role all), the
@@ -33,8 +37,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvloop
 from prometheus_client.multiprocess import mark_process_dead
@@ -46,6 +51,7 @@ from engine.runtime.app import Engine, Role, accepted_pipe, bind_listeners, prep
 from engine.runtime.restarts import RestartPolicy, RestartSchedule
 
 Addresses = dict[str, list[tuple[str, int]]]
+PID_FILE = "penguin.pid"
 _PR_SET_PDEATHSIG = 1
 GC_YOUNG_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700, which
@@ -66,9 +72,28 @@ def run(settings: Settings, roles: list[Role], config_file: str = "<config>") ->
     """Run one engine process per role in ``roles`` until SIGTERM/SIGINT; the exit status."""
     configure_logging(settings.logging.level)
     raise_open_file_limit()
-    if len(roles) == 1:
-        return uvloop.run(_serve(Engine(settings, roles[0], config_file), _print_ready))
-    return _supervise(settings, roles, config_file)
+    with pid_file(settings):
+        if len(roles) == 1:
+            return uvloop.run(_serve(Engine(settings, roles[0], config_file), _print_ready))
+        return _supervise(settings, roles, config_file)
+
+
+def pid_path(settings: Settings) -> Path:
+    """Where the running engine's pid is written, for ``penguin reload``."""
+    return Path(settings.engine.data_dir) / PID_FILE
+
+
+@contextlib.contextmanager
+def pid_file(settings: Settings) -> Iterator[None]:
+    path = pid_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == str(os.getpid()):
+                path.unlink()
 
 
 def raise_open_file_limit() -> None:
@@ -92,6 +117,7 @@ async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, engine.reload)
     try:
         announce(await engine.start())
         gc.freeze()  # start-up objects live as long as the process: keep them out of GC scans
@@ -154,6 +180,7 @@ class _Supervisor:
         signal.set_wakeup_fd(wakeup[1], warn_on_full_buffer=False)
         for signum in _FORWARDED:
             signal.signal(signum, self._forward)
+        signal.signal(signal.SIGHUP, self._reload)
         ready_read, ready_write = os.pipe()
         for index in range(len(self.roles)):
             self._spawn(index, (ready_read, ready_write), wakeup)
@@ -188,7 +215,9 @@ class _Supervisor:
     def _spawn(self, index: int, ready: tuple[int, int] | None, wakeup: tuple[int, int]) -> None:
         """Fork worker ``index``; it reports its addresses on ``ready``'s pipe, else in the log."""
         role = self.roles[index]
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)  # no forwarding mid-fork
+        mask = signal.pthread_sigmask(
+            signal.SIG_BLOCK, (*_FORWARDED, signal.SIGHUP)
+        )  # not mid-fork
         pid = os.fork()
         if pid == 0:
             status = 1
@@ -196,6 +225,7 @@ class _Supervisor:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the engine handles it
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 for fd in [*wakeup, *(worker.pidfd for worker in self.workers.values())]:
                     os.close(fd)
@@ -266,6 +296,11 @@ class _Supervisor:
 
     def _forward(self, signum: int, _frame: object) -> None:
         self._stop(signal.Signals(signum))
+
+    def _reload(self, _signum: int, _frame: object) -> None:
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def _stop(self, signum: signal.Signals) -> None:
         """Stop listening here and send ``signum`` to every worker."""

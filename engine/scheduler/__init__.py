@@ -1,22 +1,25 @@
-"""Scheduling: which messages to attempt next, and from which source each goes out.
+"""Scheduling: which messages to attempt next, from which source, within which limits.
 
 Owns the scheduler seam, ``Scheduler``: asked by the delivery service for
 the next batch, it answers with messages leased to that process, each paired
-with the source it goes out from (a ``Dispatch``). Also owns the source
-(``sources.Source``, an egress address with its EHLO name), the turn-taking
-of a pool's sources by weight, skipping unusable ones
-(``sources.SourceRotation``), the warmup arithmetic (``warmup``: daily caps
-per source and provider from a plan and the sending history), the backoff
-rules (``backoff``: which replies mean "slow down", and how far a target is
-slowed) and the first scheduler, ``due_order.DueOrderScheduler``: due
-messages, oldest due first, from the store's claim, the sources of their
-pool in turn. Warmup caps, shaping and priority replace that scheduler here,
-behind the same seam.
-``routing`` gives a tenant's (or campaign's) pool and a message's priority;
-``suspensions`` names what a suspension stops and writes its records.
+with the source it goes out from, the site it goes to and that lane's shaping
+(a ``Dispatch``), and it hears back how each dispatch ended (``finished``).
+The production scheduler is ``lanes.LaneScheduler`` (scheduled queues to
+ready lanes, KumoMTA's model), built of:
 
-May import: ``engine.store``, the core, ``config``. Never ``engine.delivery``
-(which asks it) nor ``smtp_out`` (which sends from the chosen source).
+- ``catalog``: the scheduled queues and when each is next worth a look;
+- ``sources``: sources and pools, taken by weighted turns;
+- ``routing``: a tenant's (or campaign's) pool and a message's priority;
+- ``shaping``: each lane's limits, from the shipped and the operator's files;
+- ``warmup`` (pure ramp) and ``warmup_ledger`` (daily counts and caps);
+- ``backoff`` (pure rules and levels) and ``backoff_state`` (levels shared
+  through the limiter);
+- ``suspensions``: what operators and backoff rules suspend, and its records;
+- ``durations``: durations as operators write them.
+
+May import: ``engine.store``, ``engine.limits``, the core, ``config``. Never
+``engine.delivery`` (which asks it) nor ``smtp_out`` (which sends from the
+chosen source).
 
 Invariants: every message of a batch was leased to the asking process by one
 claim and carries that claim's lease token; a batch holds at most the number
@@ -30,15 +33,22 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.model import QueuedMessage
-from engine.scheduler.sources import Source
+from engine.records.record import Record
+from engine.scheduler.shaping import LaneShaping
+from engine.scheduler.sources import DEFAULT_POOL, Source
+from engine.smtp.reply import Reply
 
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """One message to attempt now, and the source it goes out from."""
+    """One message to attempt now, the source it goes out from, the site it goes to
+    and the shaping of that lane (scaled down by backoff)."""
 
     message: QueuedMessage
     source: Source
+    site: str
+    shaping: LaneShaping
+    pool: str = DEFAULT_POOL
 
 
 class Scheduler(Protocol):
@@ -47,4 +57,15 @@ class Scheduler(Protocol):
     ) -> Sequence[Dispatch]:
         """At most ``limit`` messages to attempt at ``now``, leased to ``owner`` for
         ``lease_seconds``; empty when nothing is due."""
+        ...
+
+    def next_wakeup(self) -> float:
+        """When something is next due (``math.inf`` when nothing is known to be)."""
+        ...
+
+    async def finished(
+        self, dispatch: Dispatch, now: float, kind: str = "", reply: Reply | None = None
+    ) -> Sequence[Record]:
+        """Feedback from one dispatch: how it ended (an ``OutcomeKind`` value and the
+        reply; none when it never reached the deliverer). Returns records to store."""
         ...

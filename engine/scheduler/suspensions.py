@@ -11,11 +11,18 @@ Targets: lane ``SOURCE|SITE`` (a site name or a destination domain), source
 ``SOURCE``, or with a provider ``SOURCE|PROVIDER`` (scope source_provider),
 tenant ``TENANT``, campaign ``TENANT:CAMPAIGN``. ``|`` and ``:`` split the
 parts; no part is empty.
+
+``SuspensionBook`` indexes the suspensions in force (operators' and those
+backoff rules set) and answers "what holds this path back at ``now``?"; the
+scheduler reloads it from the store every few seconds, so a suspension made
+by any process or the CLI holds everywhere. A lane's site may also be named
+by a destination domain. An expired suspension never blocks.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from engine.model import Suspension, SuspensionScope
 from engine.records.record import Record, RecordType
@@ -142,3 +149,52 @@ def _record(
         | meta,
         nodeid=nodeid,
     )
+
+
+class SuspensionBook:
+    """The active suspensions, by scope and target."""
+
+    def __init__(self, suspensions: Iterable[Suspension] = ()) -> None:
+        self._by_key: dict[tuple[str, str], Suspension] = {}
+        for suspension in suspensions:
+            self.add(suspension)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def add(self, suspension: Suspension) -> None:
+        """Hold ``suspension`` (the later end wins when one is already held)."""
+        key = (str(suspension.scope), suspension.target.lower())
+        held = self._by_key.get(key)
+        if held is None or held.until < suspension.until:
+            self._by_key[key] = suspension
+
+    def all(self) -> list[Suspension]:
+        return sorted(self._by_key.values(), key=lambda s: (s.until, s.scope, s.target))
+
+    def for_queue(self, tenant: str, campaign: str, now: float) -> Suspension | None:
+        """What holds back every lane of a tenant's (campaign's) queue, if anything."""
+        keys = [(SuspensionScope.TENANT, tenant)]
+        if campaign:
+            keys.append((SuspensionScope.CAMPAIGN, f"{tenant}:{campaign}"))
+        return self._first(keys, now)
+
+    def for_lane(
+        self, source: str, site: str, domain: str, provider: str, now: float
+    ) -> Suspension | None:
+        """What holds back the lane (``source``, ``site``), if anything."""
+        keys = [
+            (SuspensionScope.SOURCE, source),
+            (SuspensionScope.LANE, f"{source}|{site}"),
+            (SuspensionScope.LANE, f"{source}|{domain}"),
+        ]
+        if provider:
+            keys.append((SuspensionScope.SOURCE_PROVIDER, f"{source}|{provider}"))
+        return self._first(keys, now)
+
+    def _first(self, keys: list[tuple[SuspensionScope, str]], now: float) -> Suspension | None:
+        for scope, target in keys:
+            found = self._by_key.get((str(scope), target.lower()))
+            if found is not None and found.until > now:
+                return found
+        return None

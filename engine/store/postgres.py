@@ -362,7 +362,7 @@ class PostgresStore:
                         "messages", records=messages, columns=MESSAGE_FIELDS
                     )
                 await _insert_records(conn, records)
-                await _bump_queues(conn, submissions)
+                await _bump_queues(conn, queue_rows(submissions))
 
     async def add_records(self, records: Sequence[Record]) -> None:
         pool = await self._get_pool()
@@ -672,11 +672,14 @@ class PostgresStore:
             async with pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(
                     "UPDATE messages SET state = 'queued', due_at = $2"
-                    " WHERE state = 'shunted' AND id = ANY($1::text[]) RETURNING id",
+                    " WHERE state = 'shunted' AND id = ANY($1::text[])"
+                    " RETURNING id, queue, tenant_id, campaign, domain",
                     sorted(set(message_ids)),
                     now,
                 )
                 done = sorted(str(row[0]) for row in rows)
+                queues = {row[1]: (row[1], row[2], row[3], row[4]) for row in rows}
+                await _bump_queues(conn, [queues[name] for name in sorted(queues)])
                 await _insert_records(conn, records_about(records, done))
         return done
 
@@ -817,10 +820,10 @@ def _translated(subject: str) -> Iterator[None]:
         raise StoreError(f"postgresql: {exc}") from exc
 
 
-async def _bump_queues(conn: Any, submissions: Sequence[Submission]) -> None:
-    """Upsert the queues that got queued messages with one new bump, under the bump lock
-    (held to the commit, so bumps become visible in increasing order)."""
-    rows = queue_rows(submissions)
+async def _bump_queues(conn: Any, rows: Sequence[tuple[str, int, str, str]]) -> None:
+    """Upsert the queues (name, tenant_id, campaign, domain) that got queued messages
+    with one new bump, under the bump lock (held to the commit, so bumps become visible
+    in increasing order)."""
     if not rows:
         return
     await conn.execute("SELECT pg_advisory_xact_lock($1)", QUEUE_BUMP_LOCK_KEY)

@@ -286,7 +286,7 @@ class SqliteStore:
                 messages,
             )
             _insert_records(conn, records)
-            _bump_queues(conn, submissions)
+            _bump_queues(conn, queue_rows(submissions))
 
         await self._write(insert, "submission")
 
@@ -600,14 +600,18 @@ class SqliteStore:
 
         def update(conn: sqlite3.Connection) -> list[str]:
             done: list[str] = []
+            queues: dict[str, tuple[str, int, str, str]] = {}
             for chunk in _chunks(wanted, _CHUNK):
                 marks = ", ".join("?" * len(chunk))
                 rows = conn.execute(
                     "UPDATE messages SET state = 'queued', due_at = ?"
-                    f" WHERE state = 'shunted' AND id IN ({marks}) RETURNING id",
+                    f" WHERE state = 'shunted' AND id IN ({marks})"
+                    " RETURNING id, queue, tenant_id, campaign, domain",
                     (now, *chunk),
-                )
+                ).fetchall()
                 done += [row[0] for row in rows]
+                queues.update({row[1]: tuple(row[1:]) for row in rows})
+            _bump_queues(conn, [queues[name] for name in sorted(queues)])
             _insert_records(conn, records_about(records, done))
             return sorted(done)
 
@@ -818,9 +822,9 @@ def _statements(script: str) -> Iterator[str]:
         raise StoreError(f"incomplete SQL statement in migration: {leftover[0]!r}")
 
 
-def _bump_queues(conn: sqlite3.Connection, submissions: Sequence[Submission]) -> None:
-    """Upsert the queues that got queued messages, with a bump above every other."""
-    rows = queue_rows(submissions)
+def _bump_queues(conn: sqlite3.Connection, rows: Sequence[tuple[str, int, str, str]]) -> None:
+    """Upsert the queues (name, tenant_id, campaign, domain) that got queued messages,
+    with a bump above every other."""
     if not rows:
         return
     bump = conn.execute("SELECT coalesce(max(bump), 0) + 1 FROM queues").fetchone()[0]

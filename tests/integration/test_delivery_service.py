@@ -7,6 +7,7 @@ on loopback. Messages are accepted through the real acceptance code.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import secrets
@@ -22,6 +23,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from config import Settings
 from config.loader import parse_settings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
@@ -29,14 +31,17 @@ from engine.delivery.service import DeliveryService
 from engine.delivery.transform import IDENTITY, MessageTransform, Transformed
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
+from engine.limits.local import LocalLimiter
 from engine.model import MessageState, QueuedMessage, SendingDomain, Tenant
 from engine.records import metrics
 from engine.records.log import RecordLog
+from engine.records.record import Record
+from engine.runtime.app import lane_scheduler
 from engine.scheduler import Dispatch, Scheduler
-from engine.scheduler.due_order import DueOrderScheduler
 from engine.scheduler.shaping import Shaping
-from engine.scheduler.sources import Source, SourceRotation
+from engine.scheduler.sources import Source
 from engine.sealing import Sealer
+from engine.smtp.reply import Reply
 from engine.store import Store
 from engine.store.sqlite import SqliteStore
 from engine.submission.acceptance import Reception, parse_header_fields, plan_submission
@@ -47,7 +52,7 @@ from tests.harness.smtp_sink import SmtpSink
 
 MX_ADDRESS = "127.0.0.2"
 SOURCE_ADDRESS = "127.0.0.10"
-SchedulerFactory = Callable[[Store, SourceRotation], Scheduler]
+SchedulerFactory = Callable[[Store, Settings, MxResolver, Shaping, FakeClock], Scheduler]
 RX = Reception(
     protocol="ESMTPSA",
     peer_host="127.0.0.1",
@@ -125,9 +130,22 @@ def sources() -> dict[str, str]:
     return {"default": SOURCE_ADDRESS}
 
 
+def production_scheduler(
+    store: Store, settings: Settings, resolver: MxResolver, shaping: Shaping, clock: FakeClock
+) -> Scheduler:
+    return lane_scheduler(
+        store=store,
+        limiter=LocalLimiter(clock),
+        settings=settings,
+        resolver=resolver,
+        shaping=shaping,
+        nodeid="n1",
+    )
+
+
 @pytest.fixture
 def scheduler() -> SchedulerFactory:
-    return DueOrderScheduler
+    return production_scheduler
 
 
 @pytest.fixture
@@ -183,20 +201,23 @@ async def world(
             },
             "pools": {"default": {"sources": list(sources)}},
             "retry": {"first_retry_seconds": 600, "max_age_seconds": 7200, "jitter": 0.1},
+            "scheduler": {"refresh_seconds": 0.1},
         }
     )
+    resolver = MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1))
+    shaping = Shaping.load()
     deliverer = SmtpDeliverer(
         delivery=settings.delivery,
-        resolver=MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1)),
+        resolver=resolver,
         classifier=BounceClassifier(),
         clock=clock,
-        shaping=Shaping.load(),
+        shaping=shaping,
     )
     log_path = tmp_path / "records.jsonl"
     record_log = RecordLog(str(log_path))
     service = DeliveryService(
         store=store,
-        scheduler=scheduler(store, SourceRotation(settings.sources, settings.pools)),
+        scheduler=scheduler(store, settings, resolver, shaping, clock),
         deliverer=deliverer,
         transform=transform,
         keys=SigningKeys(store, sealer, clock),
@@ -483,24 +504,40 @@ async def test_the_sources_of_the_pool_take_turns(world: World) -> None:
 class SourceByDomain:
     """A scheduler that sends each message from the source named after its domain."""
 
-    def __init__(self, store: Store, sources: Mapping[str, Source]) -> None:
+    def __init__(self, store: Store, sources: Mapping[str, Source], shaping: Shaping) -> None:
         self._store = store
         self._sources = sources
+        self._shaping = shaping
 
     async def next_batch(
         self, *, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[Dispatch]:
         claimed = await self._store.claim(owner, now, lease_seconds, limit)
-        return [Dispatch(message, self._sources[message.domain]) for message in claimed]
+        return [self._dispatch(message) for message in claimed]
+
+    def _dispatch(self, message: QueuedMessage) -> Dispatch:
+        source = self._sources[message.domain]
+        return Dispatch(message, source, message.domain, self._shaping.for_lane(source.name, ""))
+
+    def next_wakeup(self) -> float:
+        return math.inf
+
+    async def finished(
+        self, dispatch: Dispatch, now: float, kind: str = "", reply: Reply | None = None
+    ) -> list[Record]:
+        return []
 
 
-def _by_domain(store: Store, _: SourceRotation) -> Scheduler:
+def _by_domain(
+    store: Store, _settings: Settings, _resolver: MxResolver, shaping: Shaping, _clock: FakeClock
+) -> Scheduler:
     return SourceByDomain(
         store,
         {
             "example.com": Source("com", "127.0.0.21", "com.mta.test"),
             "example.org": Source("org", "127.0.0.22", "org.mta.test"),
         },
+        shaping,
     )
 
 

@@ -491,8 +491,10 @@ async def test_requeue_shunted_queues_only_shunted_messages_with_their_records(
     ids = [shunted.id, queued.id, delivered.id, "ghost"]
     before = {i: await store.list_records(i) for i in ids}
     records = [Record(RecordType.ADMIN_REQUEUE, T0 + 9, acme.id, id=i) for i in ids]
+    last_bump = max(q.bump for q in await store.queues_changed(0))
 
     assert await store.requeue_shunted(ids, T0 + 9, records) == [shunted.id]
+    assert [q.name for q in await store.queues_changed(last_bump)] == [shunted.queue]
     assert await store.get_message(shunted.id) == replace(
         shunted, attempts=2, due_at=T0 + 9, last_error=f"boom {shunted.id}"
     )

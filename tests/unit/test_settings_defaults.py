@@ -40,6 +40,7 @@ NOT_SETTINGS = {
     "engine.model.QueuedMessage": "priority: the message's own, 0 as the store's column",
     "engine.delivery.settling.RecordContext": "pool: the pool a record names, not a tenant's",
     "engine.scheduler.backoff.Level": "level: steps a target is slowed by, not the log level",
+    "engine.scheduler.Dispatch": "pool: the pool its queue sends from, not a tenant's setting",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 

@@ -1,0 +1,506 @@
+"""The lane scheduler: scheduled queues to ready lanes, within every limit we keep.
+
+Owns ``LaneScheduler``, the production ``engine.scheduler.Scheduler``
+(KumoMTA's model of scheduled and ready queues). Messages wait in the store,
+by scheduled queue (``campaign:tenant@domain``). The scheduler keeps a
+catalogue of those queues (``catalog.QueueCatalog``), never of their
+messages; when a queue is worth a look it works out its lanes (each source
+of the queue's pool x the site its domain resolves to) and claims from that
+one queue (``Store.claim_queue``, highest priority first) only as many
+messages as those lanes can take now:
+
+- room: a lane holds at most ``connection_limit x ready_per_connection``
+  messages in flight in this process (the ready queue); a queue whose lanes
+  are all full is parked until one frees a slot;
+- suspensions (operators' and backoff rules', ``suspensions.SuspensionBook``)
+  of the tenant, campaign, source, source-provider or lane;
+- warmup: today's cap of each (source, provider) (``warmup_ledger``); an over-cap
+  source's share spills to the pool's other sources, and with none left the
+  queue waits for the next day;
+- throttles (GCRA, through the limiter, shared by every process with Redis):
+  ``max_message_rate`` per lane and ``provider_max_message_rate`` per source
+  and provider, both scaled down by the backoff level of the path.
+
+Sources are handed out by the pool's smooth weighted round-robin, skipping
+those that cannot take more. A wait on our own limits longer than
+``scheduler.delay_record_after_seconds`` moves the queue's due messages to
+the wait's end, each with a Delayed record that says why (no attempt is
+counted, no retry backoff applies); shorter waits leave them queued.
+
+Feedback (``finished``): the lane's slot is freed, deferrals count against
+the day's warmup, and replies that match a backoff rule lower the target's
+level or suspend it (stored, with an AdminAction record); deliveries raise
+levels back step by step.
+
+Invariants: a claim never takes more than the lanes' room, throttles and caps
+allow at that moment; a message is only ever claimed for a lane that is not
+suspended; the work of one pick depends on the number of queues looked at,
+not on the number of messages queued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from config import Settings
+from engine.limits import Limiter
+from engine.limits.throttle import ThrottleSpec
+from engine.model import QueuedMessage, Suspension, SuspensionScope
+from engine.records.record import Record
+from engine.scheduler import Dispatch
+from engine.scheduler.backoff import Action, BackoffRule, Target, match_rule, scaled, scaled_spec
+from engine.scheduler.backoff_state import BackoffState
+from engine.scheduler.catalog import NEVER, Lane, QueueCatalog, QueueEntry
+from engine.scheduler.routing import pool_of
+from engine.scheduler.shaping import LaneShaping, Shaping
+from engine.scheduler.sources import Source, SourceRotation
+from engine.scheduler.suspensions import SuspensionBook
+from engine.scheduler.warmup import seconds_to_next_day
+from engine.scheduler.warmup_ledger import WarmupLedger
+from engine.smtp.reply import Reply
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+SiteOf = Callable[[str], Awaitable[str | None]]
+"""The site a destination domain resolves to; None when it does not resolve now."""
+SITE_MEMORY_SECONDS = 60.0
+CHANGES_LAG_SECONDS = 5.0
+"""Queue changes are read again for this long: a transaction that took a lower bump
+may commit after one with a higher bump (PostgreSQL)."""
+DELAY_CHUNK = 1000
+REQUEUED_KINDS = frozenset({"transient", "delayed"})
+"""Outcomes that put the message back in its queue (settled before the feedback)."""
+UNSHAPED_RATE = "1000/s"
+"""The rate a lane without ``max_message_rate`` is taken to have when backoff scales it."""
+
+
+class DelayReason:
+    THROTTLE = "throttle"
+    WARMUP = "warmup cap"
+    SUSPENDED = "suspension"
+    CONNECTIONS = "connection limit"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneView:
+    """One lane as ``penguin lanes`` shows it."""
+
+    source: str
+    site: str
+    in_flight: int
+    room: int
+    parked_queues: int
+
+
+class LaneScheduler:
+    """``Scheduler``: scheduled queues to ready lanes (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        limiter: Limiter,
+        settings: Settings,
+        shaping: Shaping,
+        rules: Sequence[BackoffRule],
+        sources: SourceRotation,
+        ledger: WarmupLedger,
+        site_of: SiteOf,
+        delayed_record: Callable[[QueuedMessage, Reply, float, str], Record],
+        admin_record: Callable[[Suspension, float], Record],
+    ) -> None:
+        self._store = store
+        self._limiter = limiter
+        self._settings = settings
+        self._tuning = settings.scheduler
+        self.shaping = shaping
+        self.rules = tuple(rules)
+        self._sources = sources
+        self.ledger = ledger
+        self._site_of = site_of
+        self._delayed_record = delayed_record
+        self._admin_record = admin_record
+        self.backoff = BackoffState(
+            limiter,
+            step_after=self._tuning.backoff_step_after,
+            max_level=self._tuning.backoff_max_level,
+        )
+        self.catalog = QueueCatalog()
+        self.suspensions = SuspensionBook()
+        self._in_flight: dict[Lane, int] = {}
+        self._tenants: dict[int, str] = {}
+        self._bumps: list[tuple[float, int]] = []
+        self._seen_bump = 0
+        self._next_refresh = -math.inf
+        self._next_changes = -math.inf
+        self._unshaped_rate = ThrottleSpec.parse(UNSHAPED_RATE)
+
+    # The seam.
+    async def next_batch(
+        self, *, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[Dispatch]:
+        await self._refresh(now)
+        batch: list[Dispatch] = []
+        looked = 0
+        while len(batch) < limit and looked < self._tuning.max_queues_per_pick:
+            entry = self.catalog.next_due(now)
+            if entry is None:
+                break
+            looked += 1
+            batch += await self._serve(entry, owner, now, lease_seconds, limit - len(batch))
+        return batch
+
+    def reload(self, shaping: Shaping, rules: Sequence[BackoffRule]) -> None:
+        """New shaping and backoff rules, from now on."""
+        self.shaping = shaping
+        self.rules = tuple(rules)
+
+    def next_wakeup(self) -> float:
+        """When a queue is next worth a look (the delivery loop may sleep until then)."""
+        return self.catalog.next_time()
+
+    async def finished(
+        self, dispatch: Dispatch, now: float, kind: str = "", reply: Reply | None = None
+    ) -> list[Record]:
+        """Feedback from one dispatch (no ``reply``: it never reached the deliverer)."""
+        lane = (dispatch.source.name, dispatch.site)
+        left = self._in_flight.get(lane, 0) - 1
+        if left > 0:
+            self._in_flight[lane] = left
+        else:
+            self._in_flight.pop(lane, None)
+        self.catalog.lane_freed(lane, now)
+        if kind in REQUEUED_KINDS:
+            entry = self.catalog.get(dispatch.message.queue)
+            if entry is not None and entry.next_check == NEVER and not entry.parked_on:
+                self.catalog.check_at(entry, now)
+        if reply is None:
+            return []
+        return await self._feedback(dispatch, kind, reply, now)
+
+    # Which lanes a queue feeds, and how much each may take.
+    async def _serve(
+        self, entry: QueueEntry, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[Dispatch]:
+        info = entry.info
+        tenant = await self._tenant(info.tenant_id)
+        held = self.suspensions.for_queue(tenant, info.campaign, now)
+        if held is not None:
+            await self._delay(entry, now, held.until, DelayReason.SUSPENDED, held.reason, tenant)
+            return []
+        site = await self._site(entry, now)
+        provider = self.shaping.provider_of(site)
+        pool = pool_of(self._settings, tenant, info.campaign)
+        budgets: dict[str, int] = {}
+        shapes: dict[str, LaneShaping] = {}
+        full: list[Lane] = []
+        waits: list[tuple[float, str, str]] = []
+        for source in self._sources.sources(pool):
+            lane = (source.name, site)
+            held = self.suspensions.for_lane(source.name, site, info.domain, provider, now)
+            if held is not None:
+                waits.append((held.until, DelayReason.SUSPENDED, held.reason))
+                continue
+            remaining = await self.ledger.remaining(source.name, provider, now)
+            if remaining == 0:
+                waits.append((now + seconds_to_next_day(now), DelayReason.WARMUP, source.name))
+                continue
+            shape = await self._lane_shaping(source, site, tenant, info.campaign, now)
+            room = shape.connection_limit * self._tuning.ready_per_connection
+            room -= self._in_flight.get(lane, 0)
+            if room <= 0:
+                full.append(lane)
+                continue
+            budgets[source.name] = room if remaining is None else min(room, remaining)
+            shapes[source.name] = shape
+        if not budgets:
+            return await self._blocked(entry, now, full, waits, tenant)
+        allotted = self._allot(pool, budgets, limit)
+        granted, throttled = await self._throttle(allotted, shapes, site, provider, now)
+        if not granted:
+            until = now + min(throttled) if throttled else now + 1.0
+            await self._delay(entry, now, until, DelayReason.THROTTLE, f"rate of {site}", tenant)
+            return []
+        return await self._claim(
+            entry, owner, now, lease_seconds, granted, shapes, site, provider, pool
+        )
+
+    def _allot(self, pool: str, budgets: dict[str, int], limit: int) -> dict[str, int]:
+        """Split up to ``limit`` messages over the sources in proportion to their weights,
+        none past its budget (what is left of one source's share goes to the others)."""
+        weights = {s.name: s.weight for s in self._sources.sources(pool) if s.name in budgets}
+        left = min(limit, sum(budgets.values()))
+        allotted = dict.fromkeys(budgets, 0)
+        while left > 0:
+            open_ = {name: w for name, w in weights.items() if allotted[name] < budgets[name]}
+            total = sum(open_.values())
+            given = 0
+            for name, weight in open_.items():
+                share = min(budgets[name] - allotted[name], max(1, left * weight // total))
+                share = min(share, left - given)
+                allotted[name] += share
+                given += share
+            left -= given
+            if given == 0:
+                break
+        return {name: count for name, count in allotted.items() if count}
+
+    async def _throttle(
+        self,
+        allotted: Mapping[str, int],
+        shapes: Mapping[str, LaneShaping],
+        site: str,
+        provider: str,
+        now: float,
+    ) -> tuple[dict[str, int], list[float]]:
+        """Rate tokens and warmup allowance for each source's share: what may go now,
+        and how long the refused shares must wait."""
+        granted: dict[str, int] = {}
+        waits: list[float] = []
+        for name, wanted in allotted.items():
+            shape = shapes[name]
+            count = wanted
+            for key, spec in (
+                (f"rate:{name}|{site}", shape.max_message_rate),
+                (f"provider_rate:{name}|{provider}", shape.provider_max_message_rate),
+            ):
+                if spec is None or count == 0 or (key.startswith("provider") and not provider):
+                    continue
+                grant = await self._limiter.throttle(key, spec, now, count)
+                count = grant.granted
+                if grant.retry_after:
+                    waits.append(grant.retry_after)
+            if count:
+                count = await self.ledger.take(name, provider, count, now)
+            if count:
+                granted[name] = count
+        return granted, waits
+
+    async def _claim(
+        self,
+        entry: QueueEntry,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        granted: dict[str, int],
+        shapes: Mapping[str, LaneShaping],
+        site: str,
+        provider: str,
+        pool: str,
+    ) -> list[Dispatch]:
+        wanted = sum(granted.values())
+        claimed = await self._store.claim_queue(entry.name, owner, now, lease_seconds, wanted)
+        left = dict(granted)
+        dispatches: list[Dispatch] = []
+        for message in claimed:
+            source = self._sources.next(pool, lambda s: left.get(s.name, 0) > 0)
+            assert source is not None, "as many grants as messages claimed"
+            left[source.name] -= 1
+            lane = (source.name, site)
+            self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
+            dispatches.append(Dispatch(message, source, site, shapes[source.name], pool))
+        for name, count in left.items():
+            if count:
+                await self.ledger.give_back(name, provider, count, now)
+        if len(claimed) == wanted:
+            self.catalog.check_at(entry, now)
+        else:
+            next_due = await self._store.queue_next_due(entry.name)
+            self.catalog.check_at(entry, NEVER if next_due is None else max(next_due, now))
+        return dispatches
+
+    async def _blocked(
+        self,
+        entry: QueueEntry,
+        now: float,
+        full: list[Lane],
+        waits: list[tuple[float, str, str]],
+        tenant: str,
+    ) -> list[Dispatch]:
+        """No lane of the queue can take a message now: park it on its full lanes, or
+        delay it to the end of the shortest wait."""
+        if full:
+            self.catalog.park(entry, full)
+            return []
+        until, reason, detail = min(waits) if waits else (now + 1.0, DelayReason.SUSPENDED, "")
+        await self._delay(entry, now, until, reason, detail, tenant)
+        return []
+
+    async def _delay(
+        self, entry: QueueEntry, now: float, until: float, reason: str, detail: str, tenant: str
+    ) -> None:
+        """Look at the queue again at ``until``; when that is far, move its due messages
+        there, each with a Delayed record."""
+        if until - now < self._tuning.delay_record_after_seconds:
+            self.catalog.check_at(entry, until)
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+        text = f"delayed by our own {reason}" + (f" ({detail})" if detail else "")
+        reply = Reply(451, "4.4.5", f"{text}; next try at {stamp}")
+
+        def record(message: QueuedMessage) -> Record:
+            return self._delayed_record(message, reply, now, tenant)
+
+        moved = await self._store.delay_queue(entry.name, now, until, DELAY_CHUNK, record)
+        self.catalog.check_at(entry, now + 1.0 if moved == DELAY_CHUNK else until)
+
+    # Shaping of a lane, scaled down by the backoff levels of its path.
+    async def _lane_shaping(
+        self, source: Source, site: str, tenant: str, campaign: str, now: float
+    ) -> LaneShaping:
+        shape = self.shaping.for_lane(source.name, site)
+        keys = self._level_keys(source.name, site, shape.provider, tenant, campaign)
+        levels = [await self.backoff.level(key, now) for key in keys]
+        active = [level for level in levels if level.level]
+        if not active:
+            return shape
+        connections = shape.connection_limit
+        rate = shape.max_message_rate or self._unshaped_rate
+        provider_rate = shape.provider_max_message_rate
+        for level in active:
+            connections = scaled(connections, level.factor, level)
+            rate = scaled_spec(rate, level.factor, level)
+            if provider_rate:
+                provider_rate = scaled_spec(provider_rate, level.factor, level)
+        return dataclasses.replace(
+            shape,
+            connection_limit=connections,
+            max_message_rate=rate,
+            provider_max_message_rate=provider_rate,
+        )
+
+    @staticmethod
+    def _level_keys(source: str, site: str, provider: str, tenant: str, campaign: str) -> list[str]:
+        """The backoff targets on a lane's path, as ``_rule_key`` names them."""
+        keys = [f"lane:{source}|{site}", f"source:{source}", f"tenant:{tenant}"]
+        keys.append(f"source_provider:{source}|{provider or site}")
+        if campaign:
+            keys.append(f"campaign:{tenant}:{campaign}")
+        return keys
+
+    # Feedback.
+    async def _feedback(
+        self, dispatch: Dispatch, kind: str, reply: Reply, now: float
+    ) -> list[Record]:
+        source = dispatch.source.name
+        site = dispatch.site
+        provider = dispatch.shaping.provider
+        if kind == "delayed":
+            return []
+        if kind == "delivered":
+            tenant = await self._tenant(dispatch.message.tenant_id)
+            for key in self._level_keys(source, site, provider, tenant, dispatch.message.campaign):
+                await self.backoff.success(key, now)
+            return []
+        if kind == "transient":
+            self.ledger.note_deferred(source, provider, now)
+        rule = match_rule(self.rules, reply, provider)
+        if rule is None:
+            return []
+        message = dispatch.message
+        tenant = await self._tenant(message.tenant_id)
+        key = _rule_key(rule, source, site, provider, tenant, message.campaign)
+        if rule.action is Action.REDUCE:
+            level = await self.backoff.reduce(key, rule.factor, now)
+            log.warning("backoff %s: %s at level %d: %s", rule.name, key, level.level, rule.reason)
+            return []
+        scope, target = key.split(":", 1)
+        suspension = Suspension(
+            scope=SuspensionScope(scope),
+            target=target,
+            reason=f"{rule.reason} (rule {rule.name}: {reply})",
+            created_at=now,
+            until=now + rule.duration_seconds,
+            origin=f"backoff:{rule.name}",
+        )
+        if self.suspensions.for_lane(source, site, message.domain, provider, now) is not None:
+            return []
+        record = self._admin_record(suspension, now)
+        stored = await self._store.add_suspension(suspension, [record])
+        self.suspensions.add(stored)
+        log.warning("backoff %s: suspended %s %s: %s", rule.name, scope, target, rule.reason)
+        return [record]
+
+    # State kept fresh.
+    async def _refresh(self, now: float) -> None:
+        """Keep the catalogue and the suspensions fresh; paced by real time (``monotonic``),
+        whatever the clock the scheduling runs on."""
+        ticks = time.monotonic()
+        if ticks >= self._next_changes:
+            self._next_changes = ticks + self._tuning.changes_poll_seconds
+            await self._read_changes(now)
+        if ticks < self._next_refresh:
+            return
+        self._next_refresh = ticks + self._tuning.refresh_seconds
+        self.suspensions = SuspensionBook(await self._store.active_suspensions(now))
+        self.catalog.wake(await self._store.reap_leases(now), now)
+        try:
+            await self.ledger.refresh(now)
+        except Exception:
+            log.exception("storing warmup counts failed; kept for the next try")
+
+    async def _read_changes(self, now: float) -> None:
+        """Learn the queues that are new or got messages since we last looked."""
+        horizon = now - CHANGES_LAG_SECONDS
+        after = 0
+        for when, bump in self._bumps:
+            if when <= horizon:
+                after = bump
+        self._bumps = [(when, bump) for when, bump in self._bumps if when > horizon][-64:]
+        if after == 0 and self._seen_bump and self._bumps:
+            after = min(b for _, b in self._bumps)
+        changed = await self._store.queues_changed(after)
+        fresh = []
+        for info in changed:
+            known = self.catalog.get(info.name)
+            if known is None or known.info.bump < info.bump:
+                fresh.append(info)
+        if fresh:
+            self.catalog.learn(fresh, now)
+        if changed:
+            self._seen_bump = max(self._seen_bump, changed[-1].bump)
+        self._bumps.append((now, self._seen_bump))
+
+    async def _site(self, entry: QueueEntry, now: float) -> str:
+        if entry.site is None or entry.site_expires <= now:
+            entry.site = await self._site_of(entry.info.domain) or entry.info.domain
+            entry.site_expires = now + SITE_MEMORY_SECONDS
+        return entry.site
+
+    async def _tenant(self, tenant_id: int) -> str:
+        name = self._tenants.get(tenant_id)
+        if name is None:
+            tenant = await self._store.get_tenant_by_id(tenant_id)
+            name = tenant.name if tenant else str(tenant_id)
+            self._tenants[tenant_id] = name
+        return name
+
+    def lanes(self) -> list[LaneView]:
+        """The lanes with messages in flight in this process, or queues parked on them."""
+        views = []
+        for lane, count in sorted(self._in_flight.items()):
+            shape = self.shaping.for_lane(*lane)
+            room = shape.connection_limit * self._tuning.ready_per_connection - count
+            views.append(LaneView(lane[0], lane[1], count, room, self.catalog.parked_count(lane)))
+        return views
+
+
+def _rule_key(
+    rule: BackoffRule, source: str, site: str, provider: str, tenant: str, campaign: str
+) -> str:
+    """The state key a rule acts on, ``SCOPE:TARGET`` as suspensions name them."""
+    if rule.target is Target.LANE:
+        return f"lane:{source}|{site}"
+    if rule.target is Target.SOURCE:
+        return f"source:{source}"
+    if rule.target is Target.SOURCE_PROVIDER:
+        return f"source_provider:{source}|{provider or site}"
+    if rule.target is Target.TENANT:
+        return f"tenant:{tenant}"
+    return f"campaign:{tenant}:{campaign}"
