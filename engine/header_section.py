@@ -27,6 +27,7 @@ Pure: bytes in, values out.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -84,14 +85,18 @@ class HeaderSection:
 
     def fields(self) -> list[Field]:
         """The fields with their offsets in the message."""
-        found = []
+        return [Field(*span) for span in self.spans()]
+
+    def spans(self) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+        """What :meth:`fields` holds, as plain tuples ``(name, value, start, colon, end)``
+        for a reader that makes its own objects (acceptance reads every message)."""
+        block = self.block
         start = 0
         for name, space, value in self.parts:
             colon = start + len(name) + len(space)
-            end = self.block.find(b"\n", colon + 1 + len(value)) + 1 or len(self.block)
-            found.append(Field(name, value, start, colon, end))
+            end = block.find(b"\n", colon + 1 + len(value)) + 1 or len(block)
+            yield name, value, start, colon, end
             start = end
-        return found
 
     def unfolded(self) -> list[tuple[bytes, bytes]]:
         """(lower-case name, value without line breaks) of every field (RFC 5322 §2.2.3)."""

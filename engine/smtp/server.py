@@ -361,6 +361,9 @@ class _Connection(asyncio.Protocol):
             return
         self._send_now()
         self.transport.close()
+        await asyncio.sleep(0)  # a transport with nothing left to send is gone by now
+        if self.lost.done():
+            return
         try:
             async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
                 await asyncio.shield(self.lost)

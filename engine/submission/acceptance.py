@@ -96,13 +96,13 @@ def parse_header_fields(raw: bytes) -> list[HeaderField]:
     """
     return [
         HeaderField(
-            f.name.decode("ascii"),
-            f.value.decode("utf-8", "replace").replace("\r\n", "").strip(),
-            f.start,
-            f.end,
-            f.colon,
+            name.decode("ascii"),
+            value.decode("utf-8", "replace").replace("\r\n", "").strip(),
+            start,
+            end,
+            colon,
         )
-        for f in parse_header_section(raw).fields()
+        for name, value, start, colon, end in parse_header_section(raw).spans()
     ]
 
 

@@ -171,15 +171,16 @@ class SubmissionHandler:
     async def _admitted(self, client: str, username: str) -> bool:
         """Whether the attempt may check its password, holding a throttle slot if so;
         waits while attempts in flight fill the limit or a paced username's turn is taken."""
-        try:
-            async with asyncio.timeout(ADMISSION_WAIT_SECONDS):
-                while True:
-                    admission = self._throttle.admit(client, username, self._clock.now())
-                    if admission is not Admission.WAIT:
-                        return admission is Admission.CHECK
-                    await self._attempt_ended_event.wait()
-        except TimeoutError:
-            return False
+        admission = self._throttle.admit(client, username, self._clock.now())
+        if admission is Admission.WAIT:  # only then is a timer worth arming
+            try:
+                async with asyncio.timeout(ADMISSION_WAIT_SECONDS):
+                    while admission is Admission.WAIT:
+                        await self._attempt_ended_event.wait()
+                        admission = self._throttle.admit(client, username, self._clock.now())
+            except TimeoutError:
+                return False
+        return admission is Admission.CHECK
 
     def _attempt_ended(self) -> None:
         """Wake the attempts waiting for a throttle slot."""
