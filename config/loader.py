@@ -14,10 +14,11 @@ of the file loaded, so every command sees the same store from any working
 directory. The shipped default config, used when no file is given, keeps
 them relative to the working directory.
 
-Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[providers.NAME]``,
-``[warmup_plans.NAME]``) are
-added to the shipped ones; a table with a shipped name overrides only the
-keys it sets, so ``[providers.google]`` with one key keeps google's other keys.
+Named tables (``[sources.NAME]``, ``[pools.NAME]``, ``[tenants.NAME]``,
+``[campaigns."TENANT:CAMPAIGN"]``, ``[warmup_plans.NAME]``) are added to the
+shipped ones; a table with a shipped name overrides only the keys it sets, so
+``[sources.default]`` with one key keeps the default source's other keys.
+Traffic shaping has files of its own (``engine.scheduler.shaping``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import BUILTIN_WARMUP_PLANS, TLS_MODES, EngineSettings, Settings
+from config.schema import BUILTIN_WARMUP_PLANS, EngineSettings, Settings, priority_value
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -58,15 +59,22 @@ def load_settings(path: str | Path | None = None) -> Settings:
     """Settings from ``path``, its relative paths made relative to its directory; the
     shipped default config, relative paths kept, when None."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
-    text = _read_text(file)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(str(file), "-", "not valid TOML: nested too deeply") from None
-    settings = parse_settings(raw, str(file))
+    settings = parse_settings(read_toml(file), str(file))
     return settings if path is None else anchored(settings, file.absolute().parent)
+
+
+def read_toml(file: Path, name: str | None = None) -> dict[str, Any]:
+    """The TOML document in ``file``; a ``ConfigError`` naming ``name`` (default: the
+    path) when it cannot be read or parsed."""
+    shown = str(file) if name is None else name
+    try:
+        return tomllib.loads(_read_text(file))
+    except ConfigError as exc:
+        raise ConfigError(shown, exc.key, exc.problem) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(shown, "-", f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(shown, "-", "not valid TOML: nested too deeply") from None
 
 
 def anchored(settings: Settings, base: Path) -> Settings:
@@ -77,7 +85,7 @@ def anchored(settings: Settings, base: Path) -> Settings:
         if not dataclasses.is_dataclass(value) or isinstance(value, type):
             continue
         paths = {
-            f.name: str(base / getattr(value, f.name))
+            f.name: _anchored_path(base, getattr(value, f.name))
             for f in dataclasses.fields(value)
             if f.metadata.get("path") and getattr(value, f.name)
         }
@@ -88,6 +96,13 @@ def anchored(settings: Settings, base: Path) -> Settings:
     if store_file:
         tables["database"] = dataclasses.replace(database, url=f"sqlite:{base / store_file}")
     return dataclasses.replace(settings, **tables)
+
+
+def _anchored_path(base: Path, value: str | list[str]) -> str | list[str]:
+    """A ``path`` field's value (one path or a list of them) under ``base``."""
+    if isinstance(value, list):
+        return [str(base / item) for item in value]
+    return str(base / value)
 
 
 def _read_text(file: Path) -> str:
@@ -216,7 +231,7 @@ def _check_references(settings: Settings, file: str) -> None:
         _check_ip_address(host, file, key)
     _check_engine(settings.engine, file)
     _check_sources(settings, file)
-    _check_providers(settings, file)
+    _check_routing(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -274,15 +289,22 @@ def _check_sources(settings: Settings, file: str) -> None:
                 raise ConfigError(file, key, f"unknown source {source_name!r}")
 
 
-def _check_providers(settings: Settings, file: str) -> None:
-    for site_name, site in settings.providers.items():
-        for i, suffix in enumerate(site.mx_suffixes):
-            if not suffix.strip().strip("."):
-                key = f"providers.{site_name}.mx_suffixes[{i}]"
-                raise ConfigError(file, key, f"expected a host name suffix, got {suffix!r}")
-        if site.tls and site.tls not in TLS_MODES:
-            expected = f"expected empty or one of {', '.join(TLS_MODES)}, got {site.tls!r}"
-            raise ConfigError(file, f"providers.{site_name}.tls", expected)
+def _check_routing(settings: Settings, file: str) -> None:
+    """Tenants' and campaigns' pools exist and their priorities are priorities."""
+    tables = [(f"tenants.{name}", t.pool, t.priority) for name, t in settings.tenants.items()]
+    for name, c in settings.campaigns.items():
+        tenant, colon, campaign = name.partition(":")
+        if not (tenant and colon and campaign):
+            problem = f"expected a table named TENANT:CAMPAIGN, got {name!r}"
+            raise ConfigError(file, f"campaigns.{name}", problem)
+        tables.append((f'campaigns."{name}"', c.pool, c.priority))
+    for key, pool, priority in tables:
+        inherits = key.startswith("campaigns.")
+        if pool not in settings.pools and not (inherits and pool == ""):
+            raise ConfigError(file, f"{key}.pool", f"unknown pool {pool!r}")
+        if priority_value(priority) is None and not (inherits and priority == ""):
+            problem = f"expected bulk, normal, transactional or a digit 0..9, got {priority!r}"
+            raise ConfigError(file, f"{key}.priority", problem)
 
 
 def _check_address(text: str, file: str, key: str) -> None:

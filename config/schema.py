@@ -19,9 +19,6 @@ from pathlib import PurePath
 from typing import Any
 
 MIB = 1024 * 1024
-TLS_MODES = ("opportunistic", "required", "disabled")
-"""STARTTLS policies of outgoing SMTP, after KumoMTA's ``enable_tls``
-(https://docs.kumomta.com/reference/kumo/make_egress_path/enable_tls/)."""
 BUILTIN_WARMUP_PLANS = ("standard",)
 """Names of the warmup plans shipped in ``engine.scheduler.warmup.BUILTIN_PLANS``."""
 
@@ -219,23 +216,6 @@ class DeliverySettings:
         min=1,
         max=86400,
     )
-    max_deliveries_per_connection: int = setting(
-        100, "Messages sent over one connection before it is closed.", min=1, max=100000
-    )
-    connection_limit: int = setting(
-        10, "Connections open at once per lane (source x site).", min=1, max=1000
-    )
-    idle_timeout_seconds: float = setting(
-        5.0,
-        "An idle connection kept for reuse is closed after this long (Postfix keeps 2 s).",
-        min=0,
-        max=3600,
-    )
-    tls: str = setting(
-        "opportunistic",
-        "STARTTLS policy: use it when offered, insist on it, or never use it.",
-        choices=TLS_MODES,
-    )
     broken_tls_memory_seconds: float = setting(
         3600.0,
         "After a failed TLS handshake with a host, send to it in clear this long.",
@@ -317,6 +297,33 @@ class RetrySettings:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    shaping_files: list[str] = setting(
+        [],
+        "TOML files of traffic shaping (lane limits by default, provider, site and source), "
+        "read after the shipped engine/scheduler/shaping.toml; a later file's value for the "
+        "same table and key wins.",
+        path=True,
+    )
+    backoff_files: list[str] = setting(
+        [],
+        "TOML files of operator backoff rules (reactions to replies that mean slow down), "
+        "tried before the shipped rules; a later file's rules before an earlier file's.",
+        path=True,
+    )
+    backoff_step_after: int = setting(
+        50,
+        "Successful deliveries to a reduced target that bring it back one step towards "
+        "its full rate and connections.",
+        min=1,
+        max=100000,
+    )
+    backoff_max_level: int = setting(
+        6,
+        "Most steps a target is reduced by (each step multiplies its rate and connections "
+        "by the rule's factor).",
+        min=1,
+        max=30,
+    )
     warmup_deferral_pause_rate: float = setting(
         0.2,
         "Warmup: a sending day whose deferral rate (deferred / sent) is above this does "
@@ -375,29 +382,40 @@ class PoolSettings:
     sources: list[str] = setting(["default"], "Names of the sources in this egress pool.")
 
 
-@dataclass(frozen=True)
-class ProviderSettings:
-    """A provider: overrides of [delivery] for the sites whose MX hosts match its suffixes."""
+PRIORITY_CLASSES = {"bulk": 0, "normal": 5, "transactional": 9}
+"""Named message priorities; a digit 0..9 is a priority too (9 goes first)."""
 
-    mx_suffixes: list[str] = setting(
-        [],
-        "MX host name suffixes (any case, whole labels): a site matches when one of its "
-        "MX hosts ends with one, the longest match wins; [] turns the entry off.",
+
+def priority_value(text: str) -> int | None:
+    """The priority ``text`` names (a class of ``PRIORITY_CLASSES`` in any case, or a
+    digit 0..9, white space around ignored); None when it names none."""
+    name = text.strip().lower()
+    if name in PRIORITY_CLASSES:
+        return PRIORITY_CLASSES[name]
+    return int(name) if len(name) == 1 and name in "0123456789" else None
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """A tenant's routing: ``[tenants.NAME]``, NAME as in `penguin tenant create`."""
+
+    pool: str = setting("default", "Egress pool (a [pools] name) the tenant's mail goes out from.")
+    priority: str = setting(
+        "normal",
+        "Priority of the tenant's mail without an X-Priority-Class header: bulk (0), "
+        "normal (5), transactional (9) or a digit 0..9; higher goes first in its queue.",
     )
-    max_deliveries_per_connection: int = setting(
-        0,
-        "Messages sent over one connection before it is closed; 0 inherits [delivery].",
-        min=0,
-        max=100000,
-    )
-    connection_limit: int = setting(
-        0,
-        "Connections open at once per lane (source x site); 0 inherits [delivery].",
-        min=0,
-        max=1000,
-    )
-    tls: str = setting(
-        "", "STARTTLS policy: opportunistic, required or disabled; empty inherits [delivery]."
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """A campaign's routing: ``[campaigns."TENANT:CAMPAIGN"]`` (the X-Campaign value)."""
+
+    pool: str = setting("", "Egress pool of the campaign's mail; empty inherits the tenant's.")
+    priority: str = setting(
+        "",
+        "Priority of the campaign's mail without an X-Priority-Class header (as in "
+        "[tenants.NAME]); empty inherits the tenant's.",
     )
 
 
@@ -431,25 +449,6 @@ def _default_pools() -> dict[str, PoolSettings]:
     return {"default": PoolSettings()}
 
 
-def _default_providers() -> dict[str, ProviderSettings]:
-    """Messages per connection as in KumoMTA's shipped traffic-shaping rules
-    (https://docs.kumomta.com/userguide/configuration/trafficshaping/); TLS left to
-    [delivery]."""
-    return {
-        "google": ProviderSettings(
-            mx_suffixes=[".google.com", ".googlemail.com"], max_deliveries_per_connection=50
-        ),
-        "yahoo": ProviderSettings(mx_suffixes=[".yahoodns.net"], max_deliveries_per_connection=20),
-        "microsoft": ProviderSettings(
-            mx_suffixes=[".outlook.com", ".protection.outlook.com"],
-            max_deliveries_per_connection=50,
-        ),
-        "apple": ProviderSettings(
-            mx_suffixes=[".icloud.com", ".me.com"], max_deliveries_per_connection=5
-        ),
-    }
-
-
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration; built once at start and passed to constructors."""
@@ -472,11 +471,15 @@ class Settings:
         default_factory=_default_pools,
         metadata={"doc": "Egress pools by name.", "item": PoolSettings},
     )
-    providers: dict[str, ProviderSettings] = field(
-        default_factory=_default_providers,
+    tenants: dict[str, TenantSettings] = field(
+        default_factory=dict,
+        metadata={"doc": "Tenants' pools and default priorities.", "item": TenantSettings},
+    )
+    campaigns: dict[str, CampaignSettings] = field(
+        default_factory=dict,
         metadata={
-            "doc": "Providers: delivery overrides for the sites whose MX hosts end with a suffix.",
-            "item": ProviderSettings,
+            "doc": 'Campaigns\' pools and default priorities, keyed "TENANT:CAMPAIGN".',
+            "item": CampaignSettings,
         },
     )
     warmup_plans: dict[str, WarmupPlanSettings] = field(

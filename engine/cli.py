@@ -15,6 +15,7 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -22,12 +23,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from config import DEFAULT_CONFIG, ConfigError, Settings, load_settings, redacted_url
+from config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_host_port,
+    redacted_url,
+)
 from config.example import render_example
+from engine.clock import SystemClock
 from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
 from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
-from engine.model import MessageState, QueuedMessage
+from engine.model import MessageState, QueuedMessage, Suspension, SuspensionScope
 from engine.node import node_id
 from engine.provisioning import (
     DkimKeySpec,
@@ -38,7 +47,20 @@ from engine.provisioning import (
 )
 from engine.records.record import Record
 from engine.runtime.preflight import check_environment
+from engine.scheduler.durations import parse_duration
+from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
+from engine.scheduler.suspensions import (
+    ADMIN_ORIGIN,
+    SCOPE_WORDS,
+    BadTarget,
+    describe,
+    resume_record,
+    scoped_target,
+    suspension_record,
+    tenant_of,
+)
 from engine.store import NotFound, Store, StoreError, open_store
+from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 
 Output = dict[str, Any] | list[Any]
 _PAGE = 1000
@@ -147,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
     _queue_commands(group("queue", "the message queue"))
+    explain = _leaves(commands, common)(
+        "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
+    )
+    explain.add_argument("domain", help="the destination domain (its MX hosts are resolved)")
+    explain.add_argument("--tenant", default="", help="the sending tenant (picks the pool)")
+    explain.add_argument("--source", default="", help="only this source's lane")
+    _suspension_commands(_leaves(commands, common))
     return parser
 
 
@@ -290,6 +319,33 @@ def _queue_commands(leaf: Leaf) -> None:
     delete.add_argument("id", help="a message, or a submission's queued and shunted messages")
 
 
+def _suspension_commands(leaf: Leaf) -> None:
+    for name, handler, help_text in (
+        ("suspend", _suspend, "stop sending for a lane, source, tenant or campaign for a while"),
+        ("resume", _resume, "lift the suspensions of a lane, source, tenant or campaign"),
+    ):
+        command = leaf(name, _store_command(handler), help_text)
+        command.add_argument("scope", choices=SCOPE_WORDS, help="what to act on")
+        command.add_argument(
+            "target",
+            help="lane: SOURCE|SITE (a site or a domain); source: a source name; "
+            "tenant: a tenant name; campaign: TENANT:CAMPAIGN",
+        )
+        command.add_argument(
+            "--provider", default="", help="with a source: only its mail to this provider"
+        )
+        if name == "suspend":
+            command.add_argument("--reason", required=True, help="why (kept in the record)")
+            command.add_argument(
+                "--for",
+                dest="duration",
+                required=True,
+                metavar="DURATION",
+                help="how long: 90s, 30min, 2h, 1d",
+            )
+    leaf("suspensions", _store_command(_suspensions), "list the active suspensions")
+
+
 Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
 StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
 
@@ -338,6 +394,55 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
     shown["redis"]["url"] = redacted_url(shown["redis"]["url"])
     source = path or "the shipped default config"
     return {"ok": True, "file": source, "settings": shown}, f"{source}: ok"
+
+
+def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    """The lanes of ``args.domain`` from the sources of the tenant's pool, and their shaping."""
+    shaping = Shaping.load(settings.scheduler.shaping_files)
+    pool = "default"  # the tenant's pool, once tenants name one
+    if args.source:
+        if args.source not in settings.sources:
+            raise CommandError(f"no source named {args.source!r} in [sources]")
+        names = [args.source]
+    else:
+        names = settings.pools[pool].sources
+    route = asyncio.run(_resolve(settings, args.domain))
+    if isinstance(route, DnsFailure):
+        raise CommandError(f"cannot resolve {args.domain}: {route.reason}")
+    provider = shaping.provider_of(route.site)
+    lines = [f"{args.domain}: site {route.site}, provider {provider or '(none)'}, pool {pool}"]
+    lanes = []
+    for name in names:
+        lane = shaping.for_lane(name, route.site, route.domain)
+        explained = explain(lane)
+        lines.append(f"lane {name}|{route.site}")
+        lines.extend(f"  {line}" for line in explained)
+        values = {field: shown(getattr(lane, field)) for field in FIELDS}
+        origins = {field: f"{o.file}: {o.key}" for field, o in lane.origins.items()}
+        lanes.append({"source": name, "values": values, "origins": origins, "lines": explained})
+    result = {
+        "domain": args.domain,
+        "site": route.site,
+        "hosts": [host.name for host in route.hosts],
+        "provider": provider,
+        "tenant": args.tenant,
+        "pool": pool,
+        "shaping_files": list(shaping.files),
+        "lanes": lanes,
+    }
+    return result, "\n".join(lines)
+
+
+async def _resolve(settings: Settings, domain: str) -> Route:
+    """``domain``'s route as the engine's resolver finds it."""
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        resolver = MxResolver(
+            nameservers, settings.dns.timeout_seconds, SystemClock(), random.Random()
+        )
+    except ResolverConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    return await resolver.resolve(domain)
 
 
 def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
@@ -637,6 +742,78 @@ async def _chosen(
         found = ", ".join(sorted({m.state.value for m in messages}))
         raise CommandError(f"{message_or_submission}: nothing {wanted} (found: {found})")
     return chosen
+
+
+async def _suspend(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    scope, target = _scope_target(settings, args)
+    try:
+        seconds = parse_duration(args.duration)
+    except ValueError as exc:
+        raise CommandError(f"--for: {exc}") from None
+    reason = args.reason.strip()
+    if not reason:
+        raise CommandError("--reason: say why")
+    tenant_id = await _tenant_id_of(store, scope, target)
+    now = time.time()
+    wanted = Suspension(scope, target, reason, now, now + seconds, ADMIN_ORIGIN)
+    record = suspension_record(wanted, nodeid=node_id(settings), tenant_id=tenant_id)
+    added = await store.add_suspension(wanted, [record])
+    text = f"suspended {describe(scope, target)} until {_iso(added.until)}: {reason}"
+    return _suspension_json(added), text
+
+
+async def _resume(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    scope, target = _scope_target(settings, args)
+    tenant_id = await _tenant_id_of(store, scope, target)
+    now = time.time()
+    record = resume_record(scope, target, now=now, nodeid=node_id(settings), tenant_id=tenant_id)
+    removed = await store.remove_suspensions(scope.value, target, [record])
+    if not removed:
+        raise CommandError(f"{describe(scope, target)} is not suspended")
+    data = {"scope": scope.value, "target": target, "removed": removed}
+    return data, f"resumed {describe(scope, target)}"
+
+
+async def _suspensions(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    active = await store.active_suspensions(time.time())
+    lines = [
+        f"{s.id}\t{describe(s.scope, s.target)}\tuntil {_iso(s.until)}\t{s.origin}\t{s.reason}"
+        for s in active
+    ]
+    return [_suspension_json(s) for s in active], "\n".join(lines) or "no suspensions"
+
+
+def _scope_target(settings: Settings, args: argparse.Namespace) -> tuple[SuspensionScope, str]:
+    """The scope and target named on the command line; a source must be configured."""
+    try:
+        scope, target = scoped_target(args.scope, args.target, args.provider)
+    except BadTarget as exc:
+        raise CommandError(str(exc)) from None
+    if scope in (SuspensionScope.LANE, SuspensionScope.SOURCE, SuspensionScope.SOURCE_PROVIDER):
+        source = target.partition("|")[0]
+        if source not in settings.sources:
+            known = ", ".join(sorted(settings.sources))
+            raise CommandError(f"unknown source {source!r} (configured: {known})")
+    return scope, target
+
+
+async def _tenant_id_of(store: Store, scope: SuspensionScope, target: str) -> int | None:
+    """The id of the tenant a tenant or campaign target names (which must exist)."""
+    name = tenant_of(scope, target)
+    if not name:
+        return None
+    tenant = await store.get_tenant(name)
+    if tenant is None:
+        raise NotFound(f"no tenant {name!r}")
+    return tenant.id
+
+
+def _suspension_json(s: Suspension) -> dict[str, Any]:
+    return dataclasses.asdict(s) | {"scope": s.scope.value}
 
 
 class _AdminRecords:

@@ -90,6 +90,8 @@ class QueuedMessage:
     lease_token: str | None = None
     """Names the claim that leased the message; each claim draws a new one."""
     last_error: str | None = None
+    priority: int = 0
+    """0 (bulk) to 9 (transactional): a queue's claims take higher priorities first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +134,57 @@ class Settlement:
     attempts: int
     due_at: float
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A scheduled queue as the store lists it: ``bump`` grows each time mail is added."""
+
+    name: str
+    tenant_id: int
+    campaign: str
+    domain: str
+    bump: int
+
+
+class SuspensionScope(enum.StrEnum):
+    """What a suspension stops, and the form of its target."""
+
+    LANE = "lane"
+    """Target ``SOURCE|SITE``."""
+    SOURCE = "source"
+    """Target a source name."""
+    SOURCE_PROVIDER = "source_provider"
+    """Target ``SOURCE|PROVIDER``."""
+    TENANT = "tenant"
+    """Target a tenant name."""
+    CAMPAIGN = "campaign"
+    """Target ``TENANT:CAMPAIGN``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """No mail goes out for ``scope``/``target`` from ``created_at`` until ``until``.
+
+    ``origin`` says who set it: ``"admin"`` or the backoff rule's name.
+    """
+
+    scope: SuspensionScope
+    target: str
+    reason: str
+    created_at: float
+    until: float
+    origin: str
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupCount:
+    """Messages of one source to one provider on one UTC day (days since the epoch)."""
+
+    source: str
+    provider: str
+    day: int
+    sent: int
+    deferred: int = 0
+    complained: int = 0

@@ -4,9 +4,9 @@ Owns ``SmtpDeliverer``, the production ``engine.delivery.transport.Deliverer``: 
 resolves the recipient's domain (``smtp_out.dns``), takes a connection slot
 on the lane (the message's source, chosen by the engine's scheduler, x
 site, ``smtp_out.pool``), and runs the transaction on a reused or
-new session (``smtp_out.client_session``). The site's ``[providers.NAME]`` override, if
-one matches its MX hosts, sets the lane's deliveries per connection,
-connection limit and TLS policy (``smtp_out.site_policy``).
+new session (``smtp_out.client_session``). Traffic shaping
+(``engine.scheduler.shaping``) sets each lane's deliveries per connection,
+connection limit, idle timeout and TLS policy.
 
 In: an ``OutboundMessage``. Out: an ``AttemptReport`` with the outcome and
 what the records need (site, peer, source, TLS). Never raises for remote
@@ -33,22 +33,22 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
-from config.schema import DeliverySettings, ProviderSettings
+from config.schema import DeliverySettings
 from engine.clock import Clock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import CONNECTION_SCOPES, Outcome
 from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.scheduler.shaping import Shaping, TlsMode
 from engine.scheduler.sources import Source
 from engine.smtp.reply import Reply, Stage
 from smtp_out.client_session import ClientSession, OpenFailure, Peer, open_session
 from smtp_out.connection import ConnectionGauge
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
 from smtp_out.pool import Congested, ConnectionPool, Lane
-from smtp_out.settings import ClientSettings, TlsMode
-from smtp_out.site_policy import SiteLimits, SitePolicy
+from smtp_out.settings import ClientSettings
 
 SWEEP_INTERVAL_SECONDS = 1.0
 
@@ -63,19 +63,14 @@ class SmtpDeliverer:
         resolver: RouteResolver,
         classifier: BounceClassifier,
         clock: Clock,
-        providers: Mapping[str, ProviderSettings] = {},
+        shaping: Shaping,
     ) -> None:
         self._port = delivery.port
         self._settings = ClientSettings.from_delivery(delivery)
         self._resolver = resolver
         self._classifier = classifier
         self._clock = clock
-        defaults = SiteLimits(
-            max_deliveries_per_connection=delivery.max_deliveries_per_connection,
-            connection_limit=self._settings.connection_limit,
-            tls=self._settings.tls,
-        )
-        self._pool = ConnectionPool(self._settings, SitePolicy(defaults, providers), clock)
+        self._pool = ConnectionPool(self._settings, shaping, clock)
         self._gauge = ConnectionGauge()
         self._last_sweep = clock.now()
 
@@ -88,9 +83,10 @@ class SmtpDeliverer:
     def idle_connections(self) -> int:
         return self._pool.idle_connections
 
-    def window(self, site: str) -> int:
-        """Connections ``site`` may have at once now (smaller while it fails)."""
-        return self._pool.window(site)
+    def window(self, site: str, source: str = "default") -> int:
+        """Connections the lane (``source``, ``site``) may have at once now (smaller while
+        the site fails)."""
+        return self._pool.window((source, site))
 
     async def deliver(self, message: OutboundMessage) -> AttemptReport:
         await self._sweep()
@@ -160,7 +156,7 @@ class SmtpDeliverer:
 
     async def _open(self, peer: Peer, source: Source, lane: Lane) -> ClientSession | OpenFailure:
         """A new session to ``peer`` under the TLS policy of the lane's site."""
-        mode = self._pool.policy.limits(lane[1]).tls
+        mode = self._pool.limits(lane).enable_tls
         required = mode is TlsMode.REQUIRED
         starttls = required or (
             mode is TlsMode.OPPORTUNISTIC and not self._pool.tls_memory.broken(peer.host)

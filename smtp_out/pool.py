@@ -3,8 +3,9 @@
 Owns ``ConnectionPool``: the connection slots of every lane, the idle
 sessions kept for reuse, the waiters for a slot, the per-site concurrency
 window (``smtp_out.feedback``, Postfix SCHEDULER_README) and ``TlsMemory``,
-the hosts whose TLS is broken. ``connection_limit`` and ``max_deliveries``
-below are those of the lane's site (``smtp_out.site_policy``).
+the hosts whose TLS is broken. ``connection_limit``, ``max_deliveries`` and
+``idle_timeout_seconds`` below are those of the lane
+(``engine.scheduler.shaping``).
 
 In: ``checkout(lane)`` before an attempt, ``release(slot, session)`` after
 it, ``record(lane, outcome)`` for each outcome of a connection. Out: a
@@ -42,10 +43,10 @@ from dataclasses import dataclass, field
 
 from engine.clock import Clock
 from engine.delivery.outcome import Outcome, Scope
+from engine.scheduler.shaping import LaneShaping, Shaping
 from smtp_out.client_session import ClientSession
 from smtp_out.feedback import ConcurrencyWindow
 from smtp_out.settings import ClientSettings
-from smtp_out.site_policy import SitePolicy
 
 Lane = tuple[str, str]
 """(source name, site)."""
@@ -114,9 +115,9 @@ class _LaneState:
 class ConnectionPool:
     """Slots, idle sessions and feedback for every lane (see the module docstring)."""
 
-    def __init__(self, settings: ClientSettings, policy: SitePolicy, clock: Clock) -> None:
+    def __init__(self, settings: ClientSettings, shaping: Shaping, clock: Clock) -> None:
         self._settings = settings
-        self.policy = policy
+        self.shaping = shaping
         self._clock = clock
         self._lanes: dict[Lane, _LaneState] = {}
         self._windows: dict[str, ConcurrencyWindow] = {}
@@ -127,12 +128,16 @@ class ConnectionPool:
     def idle_connections(self) -> int:
         return sum(len(state.idle) for state in self._lanes.values())
 
-    def window(self, site: str) -> int:
-        """The site's concurrency window (``connection_limit`` unless it is failing)."""
-        feedback = self._windows.get(site)
-        if feedback is not None:
-            return feedback.window
-        return self.policy.limits(site).connection_limit
+    def limits(self, lane: Lane) -> LaneShaping:
+        """The lane's shaping."""
+        return self.shaping.for_lane(*lane)
+
+    def window(self, lane: Lane) -> int:
+        """Connections the lane may have at once: its ``connection_limit``, less while
+        its site is failing."""
+        limit = self.limits(lane).connection_limit
+        feedback = self._windows.get(lane[1])
+        return limit if feedback is None else min(limit, feedback.window)
 
     def record(self, lane: Lane, outcome: Outcome) -> None:
         """Feedback from one outcome of a connection on ``lane``."""
@@ -140,7 +145,7 @@ class ConnectionPool:
         feedback = self._windows.get(site)
         if outcome.scope in (Scope.SESSION, Scope.SITE):
             if feedback is None:
-                limit = self.policy.limits(site).connection_limit
+                limit = self.limits(lane).connection_limit
                 feedback = self._windows[site] = ConcurrencyWindow(limit)
             feedback.failure()
         elif feedback is not None:
@@ -149,12 +154,12 @@ class ConnectionPool:
                 del self._windows[site]
         state = self._lanes.get(lane)
         if state is not None:
-            self._wake(state, site)
+            self._wake(state, lane)
 
     async def checkout(self, lane: Lane) -> Slot | Congested:
         """A slot on ``lane``, waiting for one if the lane is full."""
         state = self._lanes.setdefault(lane, _LaneState())
-        if not state.waiters and state.busy < self.window(lane[1]):
+        if not state.waiters and state.busy < self.window(lane):
             state.busy += 1
             return await self._slot(lane, state)
         if len(state.waiters) >= self._settings.max_waiters:
@@ -177,7 +182,7 @@ class ConnectionPool:
         """Give the slot back, keeping ``session`` idle if it may be reused."""
         state = self._lanes[slot.lane]
         state.busy -= 1
-        limits = self.policy.limits(slot.lane[1])
+        limits = self.limits(slot.lane)
         keep = (
             session is not None
             and not self._closed
@@ -187,7 +192,7 @@ class ConnectionPool:
         )
         if session is not None and keep:
             state.idle.append(_Idle(session, self._clock.now()))
-        self._wake(state, slot.lane[1])
+        self._wake(state, slot.lane)
         if state.unused:
             del self._lanes[slot.lane]
         if session is not None and not keep:
@@ -197,7 +202,7 @@ class ConnectionPool:
         """Close idle sessions: all of them, or only those idle too long or no longer usable."""
         stale: list[ClientSession] = []
         for lane, state in list(self._lanes.items()):
-            stale.extend(self._drop_stale(state, everything=not expired_only))
+            stale.extend(self._drop_stale(lane, state, everything=not expired_only))
             if state.unused:
                 del self._lanes[lane]
         await _close_all(stale)
@@ -209,13 +214,15 @@ class ConnectionPool:
 
     async def _slot(self, lane: Lane, state: _LaneState) -> Slot:
         """The slot already counted in ``busy``, with the freshest usable idle session."""
-        stale = self._drop_stale(state, everything=False)
+        stale = self._drop_stale(lane, state, everything=False)
         session = state.idle.pop().session if state.idle else None
         await _close_all(stale)
         return Slot(lane, session)
 
-    def _drop_stale(self, state: _LaneState, *, everything: bool) -> list[ClientSession]:
-        oldest = self._clock.now() - self._settings.idle_timeout_seconds
+    def _drop_stale(
+        self, lane: Lane, state: _LaneState, *, everything: bool
+    ) -> list[ClientSession]:
+        oldest = self._clock.now() - self.limits(lane).idle_timeout_seconds
         keep: deque[_Idle] = deque()
         stale: list[ClientSession] = []
         for idle in state.idle:
@@ -227,22 +234,22 @@ class ConnectionPool:
         state.idle = keep
         return stale
 
-    def _wake(self, state: _LaneState, site: str) -> None:
+    def _wake(self, state: _LaneState, lane: Lane) -> None:
         """Hand free slots to waiters, first come first served, each with the freshest
         idle session: one kept for a waiter is never counted as spare and closed."""
-        while state.waiters and state.busy < self.window(site):
+        while state.waiters and state.busy < self.window(lane):
             granted = state.waiters.popleft()
             if not granted.done():
                 state.busy += 1
-                granted.set_result(self._take_idle(state))
+                granted.set_result(self._take_idle(lane, state))
 
-    def _take_idle(self, state: _LaneState) -> ClientSession | None:
+    def _take_idle(self, lane: Lane, state: _LaneState) -> ClientSession | None:
         """The freshest idle session, if it may be reused now (stale ones wait for
         ``_drop_stale``)."""
         if not state.idle:
             return None
         idle = state.idle[-1]
-        if idle.since <= self._clock.now() - self._settings.idle_timeout_seconds:
+        if idle.since <= self._clock.now() - self.limits(lane).idle_timeout_seconds:
             return None
         if not idle.session.usable:
             return None

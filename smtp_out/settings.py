@@ -1,27 +1,19 @@
 """The SMTP client's settings: the ``[delivery]`` table, as the client reads it.
 
-Owns ``ClientSettings`` and ``TlsMode``. ``ClientSettings`` has no values of
-its own: ``from_delivery`` copies each field of the same name from
-``config.schema.DeliverySettings``, whose documentation, defaults and bounds
-are the only ones; only ``tls`` changes type (a ``TlsMode``).
+Owns ``ClientSettings``. It has no values of its own: ``from_delivery``
+copies each field of the same name from ``config.schema.DeliverySettings``,
+whose documentation, defaults and bounds are the only ones. What differs by
+lane (connection limit, deliveries per connection, idle timeout, TLS policy)
+comes from traffic shaping (``engine.scheduler.shaping``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 from config.schema import DeliverySettings
-
-
-class TlsMode(enum.StrEnum):
-    """STARTTLS policy of outgoing SMTP (``delivery.tls``, ``providers.NAME.tls``)."""
-
-    OPPORTUNISTIC = "opportunistic"
-    REQUIRED = "required"
-    DISABLED = "disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +25,8 @@ class ClientSettings:
     ehlo_timeout_seconds: float
     command_timeout_seconds: float
     data_timeout_seconds: float
-    connection_limit: int
-    idle_timeout_seconds: float
     max_waiters: int
     wait_timeout_seconds: float
-    tls: TlsMode
     broken_tls_memory_seconds: float
     max_addresses_per_attempt: int
 
@@ -47,5 +36,4 @@ class ClientSettings:
         values: dict[str, Any] = {
             field.name: getattr(delivery, field.name) for field in dataclasses.fields(cls)
         }
-        values["tls"] = TlsMode(delivery.tls)
         return cls(**values)

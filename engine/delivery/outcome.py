@@ -21,6 +21,9 @@ class OutcomeKind(enum.StrEnum):
     DELIVERED = "delivered"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    DELAYED = "delayed"
+    """Not attempted: our own limits (a connection slot, a throttle) held it back.
+    No attempt is counted and no retry backoff applies."""
 
 
 class Scope(enum.StrEnum):

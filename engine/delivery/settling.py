@@ -2,6 +2,8 @@
 
 - delivered → ``delivered`` + Delivery record;
 - permanent → ``bounced`` + Bounce record;
+- delayed (our own limits held it back, nothing was sent) → back to ``queued``,
+  due after the report's ``retry_after``, attempts unchanged + Delayed record;
 - transient → back to ``queued``, due after the backoff (doubling with
   jitter, ``engine.delivery.retry.next_due``) + TransientFailure record; when the
   next try would fall past the maximum age → ``expired`` + Expiration record;
@@ -49,9 +51,21 @@ def settle_attempt(
     context: RecordContext,
 ) -> tuple[Settlement, Record]:
     """The settlement and record for one finished attempt."""
-    attempts = message.attempts + 1
     outcome = report.outcome
     reply = outcome.reply
+    if outcome.kind is OutcomeKind.DELAYED:
+        return delayed(
+            message,
+            reply,
+            lease_token=lease_token,
+            now=now,
+            until=now + report.retry_after,
+            context=context,
+            site=report.site,
+            egress_source=report.source,
+            source_address=report.source_address,
+        )
+    attempts = message.attempts + 1
     error = None if outcome.kind is OutcomeKind.DELIVERED else str(reply)
     if outcome.kind is OutcomeKind.DELIVERED:
         state, record_type, due = MessageState.DELIVERED, RecordType.DELIVERY, now
@@ -86,6 +100,45 @@ def settle_attempt(
         tls_protocol_version=report.tls_version,
     )
     return settlement, record
+
+
+def delayed(
+    message: QueuedMessage,
+    reason: Reply,
+    *,
+    lease_token: str,
+    now: float,
+    until: float,
+    context: RecordContext,
+    **fields: Any,
+) -> tuple[Settlement, Record]:
+    """Put a claimed message back, due at ``until``, without counting an attempt: our
+    own limits held it back (``reason`` says which)."""
+    settlement = Settlement(
+        message.id, lease_token, MessageState.QUEUED, message.attempts, until, reason.text
+    )
+    return settlement, delayed_record(message, reason, now=now, context=context, **fields)
+
+
+def delayed_record(
+    message: QueuedMessage,
+    reason: Reply,
+    *,
+    now: float,
+    context: RecordContext,
+    **fields: Any,
+) -> Record:
+    """The Delayed record of a message our own limits hold back (``reason`` says which
+    and until when)."""
+    return message_record(
+        RecordType.DELAYED,
+        message,
+        now=now,
+        context=context,
+        num_attempts=message.attempts,
+        response=reason,
+        **fields,
+    )
 
 
 def expire_unattempted(

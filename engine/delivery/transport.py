@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.delivery.outcome import Outcome
+from engine.scheduler.shaping import LaneShaping
 from engine.scheduler.sources import Source
 
 
@@ -31,6 +32,9 @@ class OutboundMessage:
     data: bytes = field(repr=False)
     """The message with CRLF line ends, not dot-stuffed."""
     tenant: str = ""
+    shaping: LaneShaping | None = None
+    """The limits of its lane (source x site) as the scheduler scaled them down for
+    backoff; None: the lane's shaping as configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class AttemptReport:
     source_address: str | None = None
     tls_cipher: str | None = None
     tls_version: str | None = None
+    retry_after: float = 0.0
+    """For a delayed outcome: seconds until the message is worth trying again."""
 
 
 class Deliverer(Protocol):

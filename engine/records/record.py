@@ -39,6 +39,8 @@ class RecordType(enum.StrEnum):
     """Parked after an unexpected local error; waits for an operator."""
     ADMIN_REQUEUE = "AdminRequeue"
     """An operator put a shunted message back in its queue (Postfix ``postsuper -r``)."""
+    ADMIN_ACTION = "AdminAction"
+    """An operator's action on no one message: a suspension set or lifted."""
 
 
 def response_json(reply: Reply, command: str | None) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole
 from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import SourceRotation
 from engine.sealing import Sealer, load_or_create_secret, secret_path
 from engine.service import Address, Health, Service
@@ -235,7 +236,7 @@ class Engine:
             resolver=resolver,
             classifier=classifier,
             clock=self.clock,
-            providers=settings.providers,
+            shaping=Shaping.load(settings.scheduler.shaping_files),
         )
         delivery = DeliveryService(
             store=self._store,
@@ -277,6 +278,7 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
+            settings=settings,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,

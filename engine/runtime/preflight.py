@@ -12,7 +12,10 @@ the way ``penguin run`` is about to use it, creating and changing nothing:
 - the submission certificate and key (``submission.tls_cert``/``tls_key``, or
   the self-signed pair under ``<data_dir>/tls/`` once it exists): readable,
   a PEM certificate, and a key that belongs to it;
-- the operator's bounce rules (``delivery.bounce_rules_file``).
+- the operator's bounce rules (``delivery.bounce_rules_file``);
+- the traffic shaping files (``scheduler.shaping_files``) and backoff rules
+  (``scheduler.backoff_files``): a problem in one is a ``ConfigError`` naming
+  that file and its key.
 
 Each problem is a ``ConfigError`` naming the config file, the key and what
 was expected; a database URL appears without its password. ``penguin config
@@ -33,6 +36,8 @@ from cryptography import x509
 
 from config import ConfigError, Settings, redacted_url, sqlite_path
 from engine.delivery.bounce_classify import Rule, RuleFileError, load_rules
+from engine.scheduler.backoff import BackoffPolicy
+from engine.scheduler.shaping import Shaping
 from engine.sealing import SecretFileError, load_or_create_secret, secret_path
 from engine.smtp.tls_cert import server_context
 
@@ -75,6 +80,8 @@ async def check_environment(
     if submission:
         _check_tls(settings, config_file)
     operator_rules(settings, config_file)
+    Shaping.load(settings.scheduler.shaping_files)
+    BackoffPolicy.from_settings(settings)
 
 
 def operator_rules(settings: Settings, config_file: str) -> list[Rule]:

@@ -6,10 +6,14 @@ with the source it goes out from (a ``Dispatch``). Also owns the source
 (``sources.Source``, an egress address with its EHLO name), the turn-taking
 of a pool's sources by weight, skipping unusable ones
 (``sources.SourceRotation``), the warmup arithmetic (``warmup``: daily caps
-per source and provider from a plan and the sending history) and the first
-scheduler, ``due_order.DueOrderScheduler``: due messages, oldest due first,
-from the store's claim, the sources of their pool in turn. Warmup caps,
-shaping and priority replace that scheduler here, behind the same seam.
+per source and provider from a plan and the sending history), the backoff
+rules (``backoff``: which replies mean "slow down", and how far a target is
+slowed) and the first scheduler, ``due_order.DueOrderScheduler``: due
+messages, oldest due first, from the store's claim, the sources of their
+pool in turn. Warmup caps, shaping and priority replace that scheduler here,
+behind the same seam.
+``routing`` gives a tenant's (or campaign's) pool and a message's priority;
+``suspensions`` names what a suspension stops and writes its records.
 
 May import: ``engine.store``, the core, ``config``. Never ``engine.delivery``
 (which asks it) nor ``smtp_out`` (which sends from the chosen source).

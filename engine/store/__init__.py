@@ -15,6 +15,17 @@ expired lease; each claim leases under a new token, and only that token
 renews the lease or settles the message (a fencing token): a holder whose
 lease expired and was claimed again changes nothing, and its records are not
 stored.
+
+Scheduled queues: ``accept`` upserts a row in ``queues`` for every queue it
+adds messages to, with a ``bump`` higher than any before it (one value per
+transaction), so ``queues_changed(after)`` tells a scheduler which queues got
+mail since it last looked. Bumps become visible in increasing order (SQLite:
+one writer; PostgreSQL: the upsert runs under a transaction-scoped advisory
+lock, so a smaller bump never commits after a bigger one). A queue's row
+outlives its messages. ``claim_queue`` leases from one queue only (the
+partial indexes ``(queue, priority DESC, due_at)`` and ``(queue, due_at)``
+over queued messages), highest priority first; ``reap_leases`` returns
+expired leases to their queues.
 """
 
 from __future__ import annotations
@@ -27,12 +38,15 @@ from engine.model import (
     MessageState,
     QueueCount,
     QueuedMessage,
+    QueueInfo,
     SendingDomain,
     Settlement,
     SmtpUser,
     Submission,
     Suppression,
+    Suspension,
     Tenant,
+    WarmupCount,
 )
 from engine.records.record import Record
 
@@ -137,6 +151,74 @@ class Store(Protocol):
         claim lost to a power cut only leaves the message queued (no process
         crash loses it).
         """
+        ...
+
+    async def claim_queue(
+        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease to ``owner`` under one new token up to ``limit`` queued messages of
+        ``queue`` due at ``now``, highest priority first, then earliest due; returned
+        in that order. Commits without waiting for the disk, like ``claim``."""
+        ...
+
+    async def reap_leases(self, now: float) -> list[str]:
+        """Return leased messages whose lease expired at ``now`` to the queue, due at
+        ``min(due_at, now)``, their lease cleared; the distinct queues touched, sorted."""
+        ...
+
+    async def queues_changed(self, after_bump: int) -> list[QueueInfo]:
+        """The queues whose bump is above ``after_bump``, by bump (then name)."""
+        ...
+
+    async def queue_next_due(self, queue: str) -> float | None:
+        """The earliest due time of ``queue``'s queued messages; None when it has none."""
+        ...
+
+    async def delay_queue(
+        self,
+        queue: str,
+        now: float,
+        until: float,
+        limit: int,
+        record: Callable[[QueuedMessage], Record],
+    ) -> int:
+        """Make up to ``limit`` of ``queue``'s queued messages due at ``now`` due at
+        ``until`` instead, storing ``record(message)`` (the message as it was) for each,
+        in one transaction; returns how many."""
+        ...
+
+    async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
+        """Per queue with queued messages: their count and earliest due time."""
+        ...
+
+    # Suspensions, warmup counts, engine status.
+    async def add_suspension(self, suspension: Suspension, records: Sequence[Record]) -> Suspension:
+        """Store ``suspension`` and ``records`` in one transaction; it with its new id."""
+        ...
+
+    async def active_suspensions(self, now: float) -> list[Suspension]:
+        """Suspensions whose ``until`` is after ``now``, by id."""
+        ...
+
+    async def remove_suspensions(self, scope: str, target: str, records: Sequence[Record]) -> int:
+        """Remove every suspension of (``scope``, ``target``), expired or not, and store
+        ``records`` when one was removed, in one transaction; returns how many."""
+        ...
+
+    async def add_warmup_counts(self, counts: Sequence[WarmupCount]) -> None:
+        """Add ``counts`` to the stored ones of the same (source, provider, day)."""
+        ...
+
+    async def warmup_history(self, since_day: int) -> list[WarmupCount]:
+        """Day counts from ``since_day`` on, by source, provider and day."""
+        ...
+
+    async def put_status(self, owner: str, data: str, now: float) -> None:
+        """Store ``owner``'s status report ``data`` (JSON text) as of ``now``."""
+        ...
+
+    async def list_status(self, since: float) -> list[tuple[str, str, float]]:
+        """(owner, data, updated_at) of reports updated at or after ``since``, by owner."""
         ...
 
     async def renew(self, tokens: Sequence[str], until: float) -> int:

@@ -35,12 +35,15 @@ from engine.model import (
     MessageState,
     QueueCount,
     QueuedMessage,
+    QueueInfo,
     SendingDomain,
     Settlement,
     SmtpUser,
     Submission,
     Suppression,
+    Suspension,
     Tenant,
+    WarmupCount,
 )
 from engine.records.record import Record
 from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
@@ -50,17 +53,25 @@ from engine.store.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     RECORD_FIELDS,
+    SUSPENSION_COLUMNS,
+    claim_order,
     message_from_row,
     message_row,
     new_lease_token,
+    queue_rows,
     record_row,
     records_about,
     settled_row,
+    suspension_from_row,
+    suspension_row,
+    warmup_row,
 )
 
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK_KEY = 0x70656E6775696E  # b"penguin"
+QUEUE_BUMP_LOCK_KEY = 0x70656E6775696F
+"""Held from a transaction's queue upsert to its commit: bumps commit in order."""
 ACCEPTED_CHANNEL = "penguin_accepted"
 """The ``NOTIFY`` channel of new mail; the payload is empty."""
 ANNOUNCE_INTERVAL_SECONDS = 0.05
@@ -69,6 +80,12 @@ TENANT_ROLE = "penguin_tenant"
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
 """Claims, renewals and settlements commit without waiting for the WAL flush (``Store.settle``)."""
+
+CLAIM_QUEUE_SELECT = (
+    "SELECT id FROM messages WHERE queue = $1 AND state = 'queued' AND due_at <= $2"
+    " ORDER BY priority DESC, due_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+"""A queue's due messages in claim order (index ``messages_queue_priority``)."""
 
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
@@ -345,6 +362,7 @@ class PostgresStore:
                         "messages", records=messages, columns=MESSAGE_FIELDS
                     )
                 await _insert_records(conn, records)
+                await _bump_queues(conn, submissions)
 
     async def add_records(self, records: Sequence[Record]) -> None:
         pool = await self._get_pool()
@@ -395,6 +413,170 @@ class PostgresStore:
                     new_lease_token(),
                 )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
+
+    async def claim_queue(
+        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` due messages of ``queue``, highest priority first."""
+        pool = await self._get_pool()
+        with _translated("claim"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                rows = await conn.fetch(
+                    "UPDATE messages SET state = 'leased', lease_owner = $4, lease_expires = $5,"
+                    f" lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
+                    f" RETURNING {MESSAGE_COLUMNS}",
+                    queue,
+                    now,
+                    limit,
+                    owner,
+                    now + lease_seconds,
+                    new_lease_token(),
+                )
+        return sorted((message_from_row(row) for row in rows), key=claim_order)
+
+    async def reap_leases(self, now: float) -> list[str]:
+        """Expired leases back to the queue; the queues touched."""
+        pool = await self._get_pool()
+        with _translated("lease"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                rows = await conn.fetch(
+                    "UPDATE messages SET state = 'queued', due_at = least(due_at, $1),"
+                    " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
+                    " WHERE id IN (SELECT id FROM messages"
+                    "  WHERE state = 'leased' AND lease_expires <= $1 FOR UPDATE SKIP LOCKED)"
+                    " RETURNING queue",
+                    now,
+                )
+        return sorted({str(row[0]) for row in rows})
+
+    async def queues_changed(self, after_bump: int) -> list[QueueInfo]:
+        rows = await self._fetch(
+            "SELECT name, tenant_id, campaign, domain, bump FROM queues"
+            " WHERE bump > $1 ORDER BY bump, name",
+            after_bump,
+        )
+        return [QueueInfo(**dict(row)) for row in rows]
+
+    async def queue_next_due(self, queue: str) -> float | None:
+        row = await self._fetchrow(
+            "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'", queue
+        )
+        return None if row[0] is None else float(row[0])
+
+    async def delay_queue(
+        self,
+        queue: str,
+        now: float,
+        until: float,
+        limit: int,
+        record: Callable[[QueuedMessage], Record],
+    ) -> int:
+        """Up to ``limit`` due messages of ``queue`` due at ``until``, a record each."""
+        pool = await self._get_pool()
+        with _translated("delay"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                rows = await conn.fetch(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({CLAIM_QUEUE_SELECT})",
+                    queue,
+                    now,
+                    limit,
+                )
+                due = sorted((message_from_row(row) for row in rows), key=claim_order)
+                await conn.execute(
+                    "UPDATE messages SET due_at = $1 WHERE id = ANY($2::text[])",
+                    until,
+                    [m.id for m in due],
+                )
+                await _insert_records(conn, [record(m) for m in due])
+        return len(due)
+
+    async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
+        rows = await self._fetch(
+            "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued'"
+            " GROUP BY queue"
+        )
+        return {str(row[0]): (int(row[1]), row[2]) for row in rows}
+
+    # Suspensions, warmup counts, engine status.
+
+    async def add_suspension(self, suspension: Suspension, records: Sequence[Record]) -> Suspension:
+        pool = await self._get_pool()
+        with _translated("suspension"):
+            async with pool.acquire() as conn, conn.transaction():
+                new_id = await conn.fetchval(
+                    "INSERT INTO suspensions (scope, target, reason, created_at, until, origin)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    *suspension_row(suspension),
+                )
+                await _insert_records(conn, records)
+        return replace(suspension, id=int(new_id))
+
+    async def active_suspensions(self, now: float) -> list[Suspension]:
+        rows = await self._fetch(
+            f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE until > $1 ORDER BY id", now
+        )
+        return [suspension_from_row(row) for row in rows]
+
+    async def remove_suspensions(self, scope: str, target: str, records: Sequence[Record]) -> int:
+        pool = await self._get_pool()
+        with _translated("suspension"):
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    "DELETE FROM suspensions WHERE scope = $1 AND target = $2", scope, target
+                )
+                removed = _row_count(status)
+                if removed:
+                    await _insert_records(conn, records)
+        return removed
+
+    async def add_warmup_counts(self, counts: Sequence[WarmupCount]) -> None:
+        if not counts:
+            return
+        pool = await self._get_pool()
+        with _translated("warmup"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                await conn.executemany(
+                    "INSERT INTO warmup_days AS w (source, provider, day, sent, deferred,"
+                    " complained) VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (source, provider, day) DO UPDATE SET"
+                    " sent = w.sent + excluded.sent, deferred = w.deferred + excluded.deferred,"
+                    " complained = w.complained + excluded.complained",
+                    [warmup_row(c) for c in sorted(counts, key=warmup_row)],
+                )
+
+    async def warmup_history(self, since_day: int) -> list[WarmupCount]:
+        rows = await self._fetch(
+            "SELECT source, provider, day, sent, deferred, complained FROM warmup_days"
+            " WHERE day >= $1 ORDER BY source, provider, day",
+            since_day,
+        )
+        return [WarmupCount(**dict(row)) for row in rows]
+
+    async def put_status(self, owner: str, data: str, now: float) -> None:
+        pool = await self._get_pool()
+        with _translated("status"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                await conn.execute(
+                    "INSERT INTO engine_status (owner, data, updated_at) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (owner) DO UPDATE SET data = excluded.data,"
+                    " updated_at = excluded.updated_at",
+                    owner,
+                    data,
+                    now,
+                )
+
+    async def list_status(self, since: float) -> list[tuple[str, str, float]]:
+        rows = await self._fetch(
+            "SELECT owner, data, updated_at FROM engine_status"
+            " WHERE updated_at >= $1 ORDER BY owner",
+            since,
+        )
+        return [(str(row[0]), str(row[1]), float(row[2])) for row in rows]
 
     async def renew(self, tokens: Sequence[str], until: float) -> int:
         """Extend to ``until`` the leases still held under ``tokens``; return how many."""
@@ -633,6 +815,23 @@ def _translated(subject: str) -> Iterator[None]:
         raise NotFound(f"{subject}: unknown tenant") from exc
     except asyncpg.PostgresError as exc:
         raise StoreError(f"postgresql: {exc}") from exc
+
+
+async def _bump_queues(conn: Any, submissions: Sequence[Submission]) -> None:
+    """Upsert the queues that got queued messages with one new bump, under the bump lock
+    (held to the commit, so bumps become visible in increasing order)."""
+    rows = queue_rows(submissions)
+    if not rows:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", QUEUE_BUMP_LOCK_KEY)
+    bump = await conn.fetchval("SELECT nextval('queue_bump')")
+    await conn.executemany(
+        "INSERT INTO queues (name, tenant_id, campaign, domain, bump)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
+        " tenant_id = excluded.tenant_id, campaign = excluded.campaign,"
+        " domain = excluded.domain, bump = excluded.bump",
+        [(*row, bump) for row in rows],
+    )
 
 
 async def _insert_records(conn: Any, records: Sequence[Record]) -> None:

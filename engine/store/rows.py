@@ -11,7 +11,15 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from engine.model import MessageState, QueuedMessage, Settlement
+from engine.model import (
+    MessageState,
+    QueuedMessage,
+    Settlement,
+    Submission,
+    Suspension,
+    SuspensionScope,
+    WarmupCount,
+)
 from engine.records.record import Record
 
 MESSAGE_FIELDS = (
@@ -31,12 +39,14 @@ MESSAGE_FIELDS = (
     "lease_expires",
     "lease_token",
     "last_error",
+    "priority",
 )
 MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
 LEASE_TOKEN_BYTES = 16
 DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
 )
+SUSPENSION_COLUMNS = "id, scope, target, reason, created_at, until, origin"
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
 SettledRow = tuple[str, str, str, int, float, str | None]
@@ -62,6 +72,7 @@ def message_row(m: QueuedMessage) -> tuple[object, ...]:
         m.lease_expires,
         m.lease_token,
         m.last_error,
+        m.priority,
     )
 
 
@@ -91,3 +102,37 @@ def records_about(records: Sequence[Record], message_ids: Iterable[str]) -> list
     changed nothing leaves no record."""
     wanted = set(message_ids)
     return [r for r in records if r.id in wanted]
+
+
+def claim_order(m: QueuedMessage) -> tuple[int, float, str]:
+    """The order ``claim_queue`` returns messages in: priority first, then due time."""
+    return (-m.priority, m.due_at, m.id)
+
+
+def queue_rows(submissions: Sequence[Submission]) -> list[tuple[str, int, str, str]]:
+    """(name, tenant_id, campaign, domain) of each queue the submissions queue mail in,
+    by name (one order for every writer, so upserts cannot deadlock)."""
+    queues = {
+        m.queue: (m.queue, m.tenant_id, m.campaign, m.domain)
+        for s in submissions
+        for m in s.messages
+        if m.state is MessageState.QUEUED
+    }
+    return [queues[name] for name in sorted(queues)]
+
+
+def suspension_row(s: Suspension) -> tuple[object, ...]:
+    """A suspension as bound to (scope, target, reason, created_at, until, origin)."""
+    return (s.scope.value, s.target, s.reason, s.created_at, s.until, s.origin)
+
+
+def suspension_from_row(row: Mapping[str, Any]) -> Suspension:
+    """A suspension from a row selected with ``SUSPENSION_COLUMNS``."""
+    fields = dict(row)
+    fields["scope"] = SuspensionScope(fields["scope"])
+    return Suspension(**fields)
+
+
+def warmup_row(c: WarmupCount) -> tuple[str, str, int, int, int, int]:
+    """A day count as bound to (source, provider, day, sent, deferred, complained)."""
+    return (c.source, c.provider, c.day, c.sent, c.deferred, c.complained)

@@ -37,12 +37,15 @@ from engine.model import (
     MessageState,
     QueueCount,
     QueuedMessage,
+    QueueInfo,
     SendingDomain,
     Settlement,
     SmtpUser,
     Submission,
     Suppression,
+    Suspension,
     Tenant,
+    WarmupCount,
 )
 from engine.records.record import Record
 from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
@@ -51,12 +54,18 @@ from engine.store.rows import (
     DOMAIN_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
+    SUSPENSION_COLUMNS,
+    claim_order,
     message_from_row,
     message_row,
     new_lease_token,
+    queue_rows,
     record_row,
     records_about,
     settled_row,
+    suspension_from_row,
+    suspension_row,
+    warmup_row,
 )
 
 T = TypeVar("T")
@@ -68,6 +77,18 @@ _SETTLE_SQL = (
     "UPDATE messages SET state = ?3, attempts = ?4, due_at = ?5, last_error = ?6,"
     " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
     " WHERE id = ?1 AND state = 'leased' AND lease_token = ?2"
+)
+
+
+CLAIM_QUEUE_SELECT = (
+    "SELECT id FROM messages INDEXED BY messages_queue_priority"
+    " WHERE queue = ? AND state = 'queued' AND due_at <= ? ORDER BY priority DESC, due_at"
+)
+"""A queue's due messages in claim order. Named index: without statistics the planner
+would take ``messages_queue_due`` and sort every due message of the queue, where this
+one stops after the first ``LIMIT`` in priority order."""
+_QUEUE_DEPTHS_SQL = (
+    "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued' GROUP BY queue"
 )
 
 
@@ -265,6 +286,7 @@ class SqliteStore:
                 messages,
             )
             _insert_records(conn, records)
+            _bump_queues(conn, submissions)
 
         await self._write(insert, "submission")
 
@@ -321,6 +343,153 @@ class SqliteStore:
             return sorted(claimed, key=lambda m: (m.due_at, m.id))
 
         return await self._write(update, flush=False)
+
+    async def claim_queue(
+        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` due messages of ``queue``, highest priority first."""
+        sql = (
+            "UPDATE messages SET state = 'leased', lease_owner = ?, lease_expires = ?,"
+            " lease_token = ?"
+            f" WHERE id IN ({CLAIM_QUEUE_SELECT} LIMIT ?)"
+            f" RETURNING {MESSAGE_COLUMNS}"
+        )
+        params = (owner, now + lease_seconds, new_lease_token(), queue, now, limit)
+
+        def update(conn: sqlite3.Connection) -> list[QueuedMessage]:
+            claimed = [_message(row) for row in conn.execute(sql, params).fetchall()]
+            return sorted(claimed, key=claim_order)
+
+        return await self._write(update, flush=False)
+
+    async def reap_leases(self, now: float) -> list[str]:
+        """Expired leases back to the queue; the queues touched."""
+        sql = (
+            "UPDATE messages SET state = 'queued', due_at = min(due_at, ?1),"
+            " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
+            " WHERE state = 'leased' AND lease_expires <= ?1 RETURNING queue"
+        )
+
+        def update(conn: sqlite3.Connection) -> list[str]:
+            return sorted({row[0] for row in conn.execute(sql, (now,))})
+
+        return await self._write(update, flush=False)
+
+    async def queues_changed(self, after_bump: int) -> list[QueueInfo]:
+        sql = (
+            "SELECT name, tenant_id, campaign, domain, bump FROM queues"
+            " WHERE bump > ? ORDER BY bump, name"
+        )
+        return await self._run(lambda conn: _all(conn, QueueInfo, sql, (after_bump,)))
+
+    async def queue_next_due(self, queue: str) -> float | None:
+        sql = "SELECT min(due_at) FROM messages WHERE queue = ? AND state = 'queued'"
+
+        def select(conn: sqlite3.Connection) -> float | None:
+            due = conn.execute(sql, (queue,)).fetchone()[0]
+            return None if due is None else float(due)
+
+        return await self._run(select)
+
+    async def delay_queue(
+        self,
+        queue: str,
+        now: float,
+        until: float,
+        limit: int,
+        record: Callable[[QueuedMessage], Record],
+    ) -> int:
+        """Up to ``limit`` due messages of ``queue`` due at ``until``, a record each."""
+        select = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({CLAIM_QUEUE_SELECT} LIMIT ?)"
+        )
+
+        def update(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(select, (queue, now, limit))
+            due = sorted((_message(row) for row in rows), key=claim_order)
+            conn.executemany(
+                "UPDATE messages SET due_at = ? WHERE id = ?", [(until, m.id) for m in due]
+            )
+            _insert_records(conn, [record(m) for m in due])
+            return len(due)
+
+        return await self._write(update, "delay", flush=False)
+
+    async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
+        def select(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+            rows = conn.execute(_QUEUE_DEPTHS_SQL)
+            return {row[0]: (int(row[1]), row[2]) for row in rows}
+
+        return await self._run(select)
+
+    # Suspensions, warmup counts, engine status.
+
+    async def add_suspension(self, suspension: Suspension, records: Sequence[Record]) -> Suspension:
+        def insert(conn: sqlite3.Connection) -> Suspension:
+            cur = conn.execute(
+                "INSERT INTO suspensions (scope, target, reason, created_at, until, origin)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                suspension_row(suspension),
+            )
+            _insert_records(conn, records)
+            return replace(suspension, id=_rowid(cur))
+
+        return await self._write(insert, "suspension")
+
+    async def active_suspensions(self, now: float) -> list[Suspension]:
+        sql = f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE until > ? ORDER BY id"
+
+        def select(conn: sqlite3.Connection) -> list[Suspension]:
+            return [suspension_from_row(dict(row)) for row in conn.execute(sql, (now,))]
+
+        return await self._run(select)
+
+    async def remove_suspensions(self, scope: str, target: str, records: Sequence[Record]) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(
+                "DELETE FROM suspensions WHERE scope = ? AND target = ?", (scope, target)
+            ).rowcount
+            if removed:
+                _insert_records(conn, records)
+            return removed
+
+        return await self._write(delete, "suspension")
+
+    async def add_warmup_counts(self, counts: Sequence[WarmupCount]) -> None:
+        sql = (
+            "INSERT INTO warmup_days (source, provider, day, sent, deferred, complained)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, provider, day) DO UPDATE SET"
+            " sent = sent + excluded.sent, deferred = deferred + excluded.deferred,"
+            " complained = complained + excluded.complained"
+        )
+        rows = [warmup_row(c) for c in counts]
+        if rows:
+            await self._write(lambda conn: conn.executemany(sql, rows), "warmup", flush=False)
+
+    async def warmup_history(self, since_day: int) -> list[WarmupCount]:
+        sql = (
+            "SELECT source, provider, day, sent, deferred, complained FROM warmup_days"
+            " WHERE day >= ? ORDER BY source, provider, day"
+        )
+        return await self._run(lambda conn: _all(conn, WarmupCount, sql, (since_day,)))
+
+    async def put_status(self, owner: str, data: str, now: float) -> None:
+        sql = (
+            "INSERT INTO engine_status (owner, data, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET data = excluded.data,"
+            " updated_at = excluded.updated_at"
+        )
+        await self._write(lambda conn: conn.execute(sql, (owner, data, now)), flush=False)
+
+    async def list_status(self, since: float) -> list[tuple[str, str, float]]:
+        sql = (
+            "SELECT owner, data, updated_at FROM engine_status WHERE updated_at >= ? ORDER BY owner"
+        )
+
+        def select(conn: sqlite3.Connection) -> list[tuple[str, str, float]]:
+            return [(row[0], row[1], float(row[2])) for row in conn.execute(sql, (since,))]
+
+        return await self._run(select)
 
     async def renew(self, tokens: Sequence[str], until: float) -> int:
         """Extend to ``until`` the leases still held under ``tokens``; return how many."""
@@ -647,6 +816,20 @@ def _statements(script: str) -> Iterator[str]:
     leftover = [ln for ln in buffer.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
     if leftover:
         raise StoreError(f"incomplete SQL statement in migration: {leftover[0]!r}")
+
+
+def _bump_queues(conn: sqlite3.Connection, submissions: Sequence[Submission]) -> None:
+    """Upsert the queues that got queued messages, with a bump above every other."""
+    rows = queue_rows(submissions)
+    if not rows:
+        return
+    bump = conn.execute("SELECT coalesce(max(bump), 0) + 1 FROM queues").fetchone()[0]
+    conn.executemany(
+        "INSERT INTO queues (name, tenant_id, campaign, domain, bump) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id,"
+        " campaign = excluded.campaign, domain = excluded.domain, bump = excluded.bump",
+        [(*row, bump) for row in rows],
+    )
 
 
 def _insert_records(conn: sqlite3.Connection, records: Sequence[Record]) -> None:

@@ -14,6 +14,10 @@ The body gets what Postfix's cleanup adds: a ``Received`` trace header
 (RFC 5321 §4.4), and ``Message-ID`` and ``Date`` when missing (RFC 5322
 §3.6). ``X-Campaign`` is removed; its value names the scheduled queue
 ``campaign:tenant@domain`` (KumoMTA naming; ``tenant@domain`` without one).
+``X-Priority-Class`` is removed too; its value (``bulk``, ``normal``,
+``transactional`` or a digit 0..9) sets every recipient's priority, and
+without it, or when it names no priority, the tenant's or campaign's default
+applies (``engine.scheduler.routing.priority_of``).
 White space between a field name and its colon, obsolete syntax that RFC 5322
 §4 reads but forbids sending, is dropped (``Subject : x`` goes out as
 ``Subject: x``, which every DKIM verifier parses alike).
@@ -28,11 +32,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate, getaddresses
 
+from config.schema import Settings
 from engine.header_section import parse_header_section
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
 from engine.records.record import Record, RecordType
+from engine.scheduler.routing import priority_of
 
 CAMPAIGN_HEADER = b"x-campaign"
+PRIORITY_HEADER = "x-priority-class"
+REMOVED_HEADERS = frozenset({"x-campaign", PRIORITY_HEADER})
+"""Header fields read at acceptance and not sent on."""
 _CAMPAIGN_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_CAMPAIGN_LENGTH = 64
 TRACE_HEADERS = ("subject", "message-id")
@@ -42,6 +51,9 @@ _PLAIN_FROM = re.compile(
 )
 """A From of one ASCII address with an optional unquoted display name: the
 common case, read without ``email.utils`` (anything else goes through it)."""
+
+
+_DEFAULT_SETTINGS = Settings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +156,8 @@ def date_header_value(second: int) -> str:
 def build_body(
     raw: bytes, fields: Sequence[HeaderField], submission_id: str, now: float, rx: Reception
 ) -> bytes:
-    """The stored body: trace and missing headers prepended, X-Campaign removed, and
+    """The stored body: trace and missing headers prepended, X-Campaign and
+    X-Priority-Class removed, and
     white space before a colon dropped (obsolete syntax is read, not sent: RFC 5322 §4)."""
     date = date_header_value(int(now))
     tls = f" ({rx.tls_version} {rx.tls_cipher})" if rx.tls_version else ""
@@ -172,11 +185,11 @@ def build_body(
 
 
 def _rewrites(fields: Sequence[HeaderField]) -> list[tuple[int, int, bytes]]:
-    """(start, end, replacement) in the raw message: each X-Campaign field goes, and
-    the white space between a name and its colon."""
+    """(start, end, replacement) in the raw message: each X-Campaign and X-Priority-Class
+    field goes, and the white space between a name and its colon."""
     rewrites = []
     for f in fields:
-        if f.name.lower() == "x-campaign":
+        if f.name.lower() in REMOVED_HEADERS:
             rewrites.append((f.start, f.end, b""))
         elif f.colon != f.start + len(f.name):
             rewrites.append((f.start, f.colon + 1, f"{f.name}:".encode("ascii")))
@@ -193,9 +206,14 @@ def plan_submission(
     submission_id: str,
     now: float,
     reception: Reception,
+    settings: Settings | None = None,
 ) -> tuple[Submission, list[Record]]:
-    """The submission to store, every recipient queued, and their Reception records."""
+    """The submission to store, every recipient queued, and their Reception records;
+    priorities by ``settings``' tenants and campaigns (the defaults when None)."""
     campaign = campaign_name(header_value(fields, "x-campaign"))
+    priority = priority_of(
+        settings or _DEFAULT_SETTINGS, tenant.name, campaign, header_value(fields, PRIORITY_HEADER)
+    )
     body = build_body(raw, fields, submission_id, now, reception)
     headers = {n: v for n in TRACE_HEADERS if (v := header_value(fields, n)) is not None}
     meta = {"tenant": tenant.name, "campaign": campaign or None, "user": reception.username}
@@ -216,6 +234,7 @@ def plan_submission(
             state=MessageState.QUEUED,
             due_at=now,
             created_at=now,
+            priority=priority,
         )
         messages.append(message)
         records.append(

@@ -25,6 +25,7 @@ import random
 import secrets
 from dataclasses import dataclass
 
+from config.schema import Settings
 from engine.clock import Clock
 from engine.header_section import MalformedHeader
 from engine.model import Tenant
@@ -122,6 +123,7 @@ class SubmissionHandler:
         hostname: str,
         nodeid: str,
         rng: random.Random | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
@@ -130,6 +132,7 @@ class SubmissionHandler:
         self._hostname = hostname
         self._nodeid = nodeid
         self._rng = rng or random.Random()
+        self._settings = settings
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
 
@@ -235,6 +238,7 @@ class SubmissionHandler:
             submission_id=submission_id,
             now=now,
             reception=self._reception(session, account),
+            settings=self._settings,
         )
         try:
             await self._spool.commit(submission, records)

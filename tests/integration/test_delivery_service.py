@@ -34,6 +34,7 @@ from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.scheduler import Dispatch, Scheduler
 from engine.scheduler.due_order import DueOrderScheduler
+from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import Source, SourceRotation
 from engine.sealing import Sealer
 from engine.store import Store
@@ -189,6 +190,7 @@ async def world(
         resolver=MxResolver([(dns_host, dns_port)], 2.0, clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=clock,
+        shaping=Shaping.load(),
     )
     log_path = tmp_path / "records.jsonl"
     record_log = RecordLog(str(log_path))

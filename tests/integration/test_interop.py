@@ -16,6 +16,7 @@ from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
 from engine.delivery.transport import OutboundMessage
+from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import Source
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
@@ -82,6 +83,7 @@ async def deliverer(receiver: tuple[Mailbox, int]) -> AsyncIterator[SmtpDelivere
         resolver=MxResolver([dns.address], 2.0, clock, random.Random(1)),
         classifier=BounceClassifier(),
         clock=clock,
+        shaping=Shaping.load(),
     )
     try:
         yield deliverer

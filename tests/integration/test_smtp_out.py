@@ -9,16 +9,17 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Unpack
+from typing import Any, Unpack
 
 import pytest
 
-from config.schema import DeliverySettings, ProviderSettings
+from config.schema import DeliverySettings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
 from engine.delivery.transport import AttemptReport, OutboundMessage
 from engine.records.metrics import REGISTRY
+from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import Source
 from engine.smtp.reply import Stage
 from smtp_out.deliverer import SmtpDeliverer
@@ -40,6 +41,8 @@ FAST = DeliverySettings(
     data_timeout_seconds=2,
     wait_timeout_seconds=5,
 )
+CONNECTION_LIMIT = 10
+IDLE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -64,14 +67,22 @@ class World:
         delivery: DeliverySettings = FAST,
         *,
         max_deliveries: int = 100,
+        connection_limit: int = CONNECTION_LIMIT,
+        shaping: dict[str, Any] | None = None,
     ) -> SmtpDeliverer:
+        """A deliverer to the sinks; ``shaping`` adds tables to a shaping document whose
+        ``[default]`` sets ``max_deliveries`` and ``connection_limit``."""
+        default = {
+            "max_deliveries_per_connection": max_deliveries,
+            "connection_limit": connection_limit,
+            "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
+        }
         deliverer = SmtpDeliverer(
-            delivery=dataclasses.replace(
-                delivery, port=self.port, max_deliveries_per_connection=max_deliveries
-            ),
+            delivery=dataclasses.replace(delivery, port=self.port),
             resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
             classifier=BounceClassifier(),
             clock=self.clock,
+            shaping=Shaping.parse(("test", {"default": default, **(shaping or {})})),
         )
         self.deliverers.append(deliverer)
         return deliverer
@@ -222,7 +233,7 @@ async def test_a_reply_while_idle_retires_the_connection_unused(world: World) ->
                 await asyncio.sleep(0.01)
                 await deliverer.sweep()
         delivered(await deliverer.deliver(message(n=2)))
-        assert deliverer.window(MX1) == FAST.connection_limit, "no failure was counted"
+        assert deliverer.window(MX1) == CONNECTION_LIMIT, "no failure was counted"
     finally:
         server.close()
         await server.wait_closed()
@@ -321,7 +332,7 @@ async def test_idle_connection_closed_after_idle_timeout(world: World) -> None:
     deliverer = world.deliverer()
     delivered(await deliverer.deliver(message()))
     assert deliverer.idle_connections == 1
-    world.clock.advance(FAST.idle_timeout_seconds + 1)
+    world.clock.advance(IDLE_TIMEOUT_SECONDS + 1)
     await deliverer.sweep()
     assert deliverer.open_connections == 0
     delivered(await deliverer.deliver(message(n=2)))
@@ -457,8 +468,8 @@ async def test_non_ascii_address_without_smtputf8_is_permanent(world: World) -> 
 
 async def test_waiters_share_the_connection_limit(world: World) -> None:
     sink = await world.sink(slow_seconds=0.3)
-    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=5)
-    deliverer = world.deliverer(client)
+    client = DeliverySettings(wait_timeout_seconds=5)
+    deliverer = world.deliverer(client, connection_limit=1)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(deliverer.deliver(message("slow", n=n))) for n in range(3)]
     for task in tasks:
@@ -468,8 +479,7 @@ async def test_waiters_share_the_connection_limit(world: World) -> None:
 
 async def test_busy_lanes_reuse_their_connections(world: World) -> None:
     sink = await world.sink()
-    client = dataclasses.replace(FAST, connection_limit=3)
-    deliverer = world.deliverer(client, max_deliveries=20)
+    deliverer = world.deliverer(connection_limit=3, max_deliveries=20)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(deliverer.deliver(message(n=n))) for n in range(60)]
     for task in tasks:
@@ -479,8 +489,8 @@ async def test_busy_lanes_reuse_their_connections(world: World) -> None:
 
 async def test_waiter_timeout_is_transient(world: World) -> None:
     await world.sink(slow_seconds=1.0)
-    client = DeliverySettings(connection_limit=1, wait_timeout_seconds=0.1)
-    deliverer = world.deliverer(client)
+    client = DeliverySettings(wait_timeout_seconds=0.1)
+    deliverer = world.deliverer(client, connection_limit=1)
     delivered(await deliverer.deliver(message()))
     async with asyncio.TaskGroup() as group:
         first = group.create_task(deliverer.deliver(message("slow", n=2)))
@@ -497,29 +507,12 @@ async def test_failing_site_gets_one_connection_until_it_answers(world: World) -
     await world.sink(SECOND_ADDRESS)
     deliverer = world.deliverer()
     site = f"{MX1},{MX2}"
-    assert deliverer.window(site) == FAST.connection_limit
+    assert deliverer.window(site) == CONNECTION_LIMIT
     delivered(await deliverer.deliver(message()))
     assert deliverer.window(site) == 2
 
 
 OTHER_DOMAIN, OTHER_MX = "other.test", "mx.other.test"
-
-
-def site_deliverer(
-    world: World, providers: dict[str, ProviderSettings], *, max_deliveries: int = 100
-) -> SmtpDeliverer:
-    """``world.deliverer()`` with ``[providers.NAME]`` overrides."""
-    deliverer = SmtpDeliverer(
-        delivery=dataclasses.replace(
-            FAST, port=world.port, max_deliveries_per_connection=max_deliveries
-        ),
-        resolver=MxResolver([world.dns.address], 2.0, world.clock, random.Random(1)),
-        classifier=BounceClassifier(),
-        clock=world.clock,
-        providers=providers,
-    )
-    world.deliverers.append(deliverer)
-    return deliverer
 
 
 def other_message(n: int) -> OutboundMessage:
@@ -534,15 +527,13 @@ def connection_runs(sink: SmtpSink) -> list[int]:
     return [len(list(run)) for _, run in itertools.groupby(ports)]
 
 
-async def test_site_override_sets_deliveries_per_connection(world: World) -> None:
+async def test_provider_sets_deliveries_per_connection(world: World) -> None:
     world.zones.add_mx(OTHER_DOMAIN, [(10, OTHER_MX)])
     world.zones.add_a(OTHER_MX, [SECOND_ADDRESS])
     overridden = await world.sink()
     other = await world.sink(SECOND_ADDRESS)
-    sites = {
-        "example": ProviderSettings(mx_suffixes=[".EXAMPLE.test"], max_deliveries_per_connection=2)
-    }
-    deliverer = site_deliverer(world, sites, max_deliveries=3)
+    example = {"match": [".EXAMPLE.test"], "max_deliveries_per_connection": 2}
+    deliverer = world.deliverer(max_deliveries=3, shaping={"provider": {"example": example}})
     for n in range(5):
         delivered(await deliverer.deliver(message(n=n)))
         delivered(await deliverer.deliver(other_message(n)))
@@ -552,16 +543,12 @@ async def test_site_override_sets_deliveries_per_connection(world: World) -> Non
     assert other.inbox.connections == 2
 
 
-async def test_site_override_sets_tls_and_connection_limit(world: World, tmp_path: Path) -> None:
+async def test_provider_sets_tls_and_connection_limit(world: World, tmp_path: Path) -> None:
     sink = await world.sink(tls=make_tls_pair(tmp_path).server)
-    sites = {
-        "example": ProviderSettings(
-            mx_suffixes=["example.test"], tls="disabled", connection_limit=1
-        )
-    }
-    deliverer = site_deliverer(world, sites)
+    example = {"match": ["example.test"], "enable_tls": "disabled", "connection_limit": 1}
+    deliverer = world.deliverer(shaping={"provider": {"example": example}})
     assert deliverer.window(MX1) == 1
-    assert deliverer.window(OTHER_MX) == FAST.connection_limit
+    assert deliverer.window(OTHER_MX) == CONNECTION_LIMIT
     report = await deliverer.deliver(message())
     delivered(report)
     assert report.tls_version is None
@@ -584,3 +571,14 @@ async def test_open_connections_metric_follows_the_connections(world: World) -> 
     await deliverer.close()
     assert deliverer.open_connections == 0
     assert open_connections_metric() == before
+
+
+async def test_a_source_table_requires_tls_on_that_sources_lanes(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer(shaping={"source": {"strict": {"enable_tls": "required"}}})
+    strict = Source("strict", "0.0.0.0", "strict.sender.test")
+    report = await deliverer.deliver(message(source=strict))
+    assert report.outcome.kind is OutcomeKind.TRANSIENT
+    assert sink.messages == []
+    delivered(await deliverer.deliver(message(n=2)))
+    assert len(sink.messages) == 1

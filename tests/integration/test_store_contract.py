@@ -12,15 +12,23 @@ from engine.model import (
     MessageState,
     QueueCount,
     QueuedMessage,
+    QueueInfo,
     SendingDomain,
     Settlement,
     SmtpUser,
     Submission,
     Suppression,
+    Suspension,
+    SuspensionScope,
+    WarmupCount,
 )
 from engine.records.record import Record, RecordType
 from engine.store import Conflict, InUse, NotFound, Store, open_store
 from engine.store.migrations import Backend, migration_files
+from engine.store.postgres import CLAIM_QUEUE_SELECT as POSTGRES_CLAIM
+from engine.store.postgres import PostgresStore
+from engine.store.sqlite import CLAIM_QUEUE_SELECT as SQLITE_CLAIM
+from engine.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
 
@@ -786,3 +794,235 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None
     assert await store.create_tenant("acme", T0 + 1) != acme
+
+
+# The scheduler's part of the store: queues, claims by queue, suspensions, warmup, status.
+
+
+async def enqueue_in(
+    store: Store, tenant_id: int, queue: str, items: list[tuple[float, int]], tag: str = "q"
+) -> list[QueuedMessage]:
+    """One submission of one message per (due time, priority) in ``queue``; the messages."""
+    msgs = [
+        replace(
+            message(f"{tag}{i}", 0, tenant_id, due_at=due, queue=queue),
+            priority=priority,
+            domain=queue.rpartition("@")[2],
+        )
+        for i, (due, priority) in enumerate(items)
+    ]
+    await store.accept([submission(m.submission_id, tenant_id, [m]) for m in msgs], [])
+    return msgs
+
+
+async def test_accept_bumps_every_queue_it_adds_mail_to(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    assert await store.queues_changed(0) == []
+    a = replace(message("s1", 1, acme.id, queue="news:acme@a.example"), campaign="news")
+    a = replace(a, domain="a.example")
+    b = replace(message("s1", 2, acme.id, queue="acme@b.example"), domain="b.example")
+    b = replace(b, campaign="")
+    muted = replace(
+        message("s1", 3, acme.id, queue="acme@c.example"), state=MessageState.SUPPRESSED
+    )
+    await store.accept([submission("s1", acme.id, [a, b, muted])], [])
+    first = await store.queues_changed(0)
+    bump = first[0].bump
+    assert bump > 0
+    assert first == [
+        QueueInfo("acme@b.example", acme.id, "", "b.example", bump),
+        QueueInfo("news:acme@a.example", acme.id, "news", "a.example", bump),
+    ]
+
+    await enqueue_in(store, acme.id, "news:acme@a.example", [(T0, 0)], tag="s2-")
+    [changed] = await store.queues_changed(bump)
+    assert changed.bump > bump
+    assert await store.queues_changed(changed.bump) == []
+    assert [q.name for q in await store.queues_changed(0)] == [
+        "acme@b.example",
+        "news:acme@a.example",
+    ]
+
+
+async def test_claim_queue_takes_due_mail_of_one_queue_priority_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    queue = "acme@a.example"
+    msgs = await enqueue_in(
+        store, acme.id, queue, [(T0 + 3, 0), (T0 + 1, 0), (T0 + 2, 9), (T0 + 50, 9), (T0, 5)]
+    )
+    others = await enqueue_in(store, acme.id, "acme@b.example", [(T0, 9)], tag="other")
+    now = T0 + 10
+
+    first = await store.claim_queue(queue, "w1", now, 60.0, 3)
+    assert [m.id for m in first] == [msgs[2].id, msgs[4].id, msgs[1].id]
+    assert [m.priority for m in first] == [9, 5, 0]
+    assert all(m.state is MessageState.LEASED and m.lease_owner == "w1" for m in first)
+    assert all(m.lease_expires == now + 60.0 for m in first)
+    assert len({lease_token(m) for m in first}) == 1
+
+    second = await store.claim_queue(queue, "w1", now, 60.0, 10)
+    assert [m.id for m in second] == [msgs[0].id], "not due and leased messages stay"
+    assert lease_token(second[0]) != lease_token(first[0])
+    assert await store.claim_queue(queue, "w1", now, 60.0, 10) == []
+    assert await store.get_message(others[0].id) == others[0]
+    assert await store.claim_queue("acme@nowhere.example", "w1", now, 60.0, 10) == []
+
+
+async def test_queue_next_due_and_depths(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    assert await store.queue_next_due("acme@a.example") is None
+    assert await store.queue_depths() == {}
+    await enqueue_in(store, acme.id, "acme@a.example", [(T0 + 5, 0), (T0 + 2, 0), (T0 + 9, 9)])
+    await enqueue_in(store, acme.id, "acme@b.example", [(T0 + 7, 0)], tag="b")
+    assert await store.queue_next_due("acme@a.example") == T0 + 2
+    assert await store.queue_depths() == {
+        "acme@a.example": (3, T0 + 2),
+        "acme@b.example": (1, T0 + 7),
+    }
+    await store.claim_queue("acme@a.example", "w1", T0 + 3, 60.0, 1)
+    assert await store.queue_next_due("acme@a.example") == T0 + 5, "leased ones do not count"
+    assert (await store.queue_depths())["acme@a.example"] == (2, T0 + 5)
+
+
+async def test_reap_leases_returns_expired_leases_to_their_queues(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    [a] = await enqueue_in(store, acme.id, "acme@a.example", [(T0, 0)], tag="a")
+    [b] = await enqueue_in(store, acme.id, "acme@b.example", [(T0 + 1, 0)], tag="b")
+    [c] = await enqueue_in(store, acme.id, "acme@c.example", [(T0, 0)], tag="c")
+    [leased_a] = await store.claim_queue("acme@a.example", "w1", T0, 10.0, 5)
+    [leased_b] = await store.claim_queue("acme@b.example", "w1", T0 + 1, 10.0, 5)
+    await store.claim_queue("acme@c.example", "w1", T0, 1000.0, 5)
+    settlement = Settlement(b.id, lease_token(leased_b), MessageState.QUEUED, 1, T0 + 500)
+    await store.settle([(settlement, outcome_record(b))])
+    [leased_b] = await store.claim_queue("acme@b.example", "w1", T0 + 500, 10.0, 5)
+
+    assert await store.reap_leases(T0 + 9) == []
+    assert await store.reap_leases(T0 + 10) == ["acme@a.example"]
+    back = await store.get_message(a.id)
+    assert back is not None and back.state is MessageState.QUEUED
+    assert (back.lease_owner, back.lease_expires, back.lease_token) == (None, None, None)
+    assert back.due_at == T0, "due at min(due_at, now)"
+    assert await store.reap_leases(T0 + 510) == ["acme@b.example"]
+    back = await store.get_message(b.id)
+    assert back is not None and back.due_at == T0 + 500
+    assert not await settle_one(
+        store, a, lease_token(leased_a), MessageState.DELIVERED, 1, T0, None
+    )
+    still = await store.get_message(c.id)
+    assert still is not None and still.state is MessageState.LEASED
+    assert [m.id for m in await store.claim_queue("acme@a.example", "w2", T0 + 10, 10, 5)] == [a.id]
+
+
+async def test_delay_queue_moves_due_mail_later_with_a_record_each(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    queue = "acme@a.example"
+    msgs = await enqueue_in(
+        store, acme.id, queue, [(T0, 0), (T0 + 1, 9), (T0 + 2, 0), (T0 + 99, 0)]
+    )
+    await enqueue_in(store, acme.id, "acme@b.example", [(T0, 0)], tag="b")
+    seen: list[QueuedMessage] = []
+
+    def delayed(m: QueuedMessage) -> Record:
+        seen.append(m)
+        return Record(RecordType.DELAYED, T0 + 5, m.tenant_id, id=m.id, queue=m.queue)
+
+    assert await store.delay_queue(queue, T0 + 5, T0 + 600, 2, delayed) == 2
+    assert [m.id for m in seen] == [msgs[1].id, msgs[0].id], "in claim order"
+    assert all(m.state is MessageState.QUEUED for m in seen)
+    for m in msgs[:2]:
+        stored = await store.get_message(m.id)
+        assert stored is not None and stored.due_at == T0 + 600
+        assert [r["type"] for r in await store.list_records(m.id)] == ["Delayed"]
+    assert await store.delay_queue(queue, T0 + 5, T0 + 600, 10, delayed) == 1
+    assert await store.list_records(msgs[3].id) == []
+    assert await store.queue_next_due(queue) == T0 + 99
+    assert await store.queue_next_due("acme@b.example") == T0
+    assert await store.delay_queue(queue, T0 + 5, T0 + 600, 10, delayed) == 0
+
+
+def admin_record(text: str) -> Record:
+    return Record(RecordType.ADMIN_BOUNCE, T0, None, queue=text)
+
+
+async def test_suspensions_are_added_listed_while_active_and_removed(store: Store) -> None:
+    lane = Suspension(SuspensionScope.LANE, "ip1|mx.example", "blocked", T0, T0 + 60, "admin")
+    source = Suspension(SuspensionScope.SOURCE, "ip1", "listed", T0, T0 + 10, "rule-x")
+    added = await store.add_suspension(lane, [admin_record("lane")])
+    assert added.id != 0 and replace(added, id=0) == lane
+    other = await store.add_suspension(source, [])
+    assert await store.active_suspensions(T0 + 5) == [added, other]
+    assert await store.active_suspensions(T0 + 10) == [added]
+    assert await store.active_suspensions(T0 + 60) == []
+    assert [r["queue"] for _, r in await store.records_after(0, 10)] == ["lane"]
+
+    again = await store.add_suspension(replace(lane, until=T0 + 90), [])
+    assert await store.remove_suspensions("lane", "ip1|other", [admin_record("none")]) == 0
+    assert await store.remove_suspensions("lane", "ip1|mx.example", [admin_record("gone")]) == 2
+    assert again not in await store.active_suspensions(T0)
+    assert await store.active_suspensions(T0) == [other]
+    assert [r["queue"] for _, r in await store.records_after(0, 10)] == ["lane", "gone"]
+
+
+async def test_warmup_counts_add_up_per_source_provider_and_day(store: Store) -> None:
+    await store.add_warmup_counts([])
+    await store.add_warmup_counts(
+        [WarmupCount("ip1", "google", 100, 5, 1, 0), WarmupCount("ip1", "yahoo", 100, 2)]
+    )
+    await store.add_warmup_counts(
+        [WarmupCount("ip1", "google", 100, 3, 0, 1), WarmupCount("ip1", "google", 101, 7)]
+    )
+    await store.add_warmup_counts([WarmupCount("ip0", "", 99, 1)])
+    assert await store.warmup_history(100) == [
+        WarmupCount("ip1", "google", 100, 8, 1, 1),
+        WarmupCount("ip1", "google", 101, 7, 0, 0),
+        WarmupCount("ip1", "yahoo", 100, 2, 0, 0),
+    ]
+    assert (await store.warmup_history(0))[0] == WarmupCount("ip0", "", 99, 1, 0, 0)
+
+
+async def test_status_reports_are_replaced_and_listed_by_freshness(store: Store) -> None:
+    await store.put_status("node1/1", '{"lanes": 1}', T0)
+    await store.put_status("node1/2", '{"lanes": 2}', T0 + 5)
+    await store.put_status("node1/1", '{"lanes": 3}', T0 + 10)
+    assert await store.list_status(T0) == [
+        ("node1/1", '{"lanes": 3}', T0 + 10),
+        ("node1/2", '{"lanes": 2}', T0 + 5),
+    ]
+    assert await store.list_status(T0 + 6) == [("node1/1", '{"lanes": 3}', T0 + 10)]
+
+
+async def query_plan(store: Store, backend: Backend, sql: str, *params: object) -> str:
+    """The backend's plan of ``sql`` (with ``?`` for SQLite, ``$n`` for PostgreSQL)."""
+    if backend == "sqlite":
+        assert isinstance(store, SqliteStore)
+        rows = await store._run(
+            lambda conn: conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        )
+        return "\n".join(str(row[3]) for row in rows)
+    assert isinstance(store, PostgresStore)
+    await store._execute("ANALYZE messages")
+    return "\n".join(str(row[0]) for row in await store._fetch(f"EXPLAIN {sql}", *params))
+
+
+async def test_queue_queries_read_only_their_queue_through_the_indexes(
+    store: Store, backend: Backend
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    crowd = [
+        replace(message("crowd", n, acme.id, queue=f"acme@d{n % 50}.example"), priority=n % 10)
+        for n in range(3000)
+    ]
+    await store.accept([submission("crowd", acme.id, crowd)], [])
+    await enqueue_in(store, acme.id, "acme@a.example", [(T0, 0), (T0, 9)])
+    if backend == "sqlite":
+        claim_plan = await query_plan(store, backend, f"{SQLITE_CLAIM} LIMIT 5", "q", T0)
+        next_due_sql = "SELECT min(due_at) FROM messages WHERE queue = ? AND state = 'queued'"
+    else:
+        claim_plan = await query_plan(store, backend, POSTGRES_CLAIM, "q", T0, 5)
+        next_due_sql = "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'"
+    assert "messages_queue_priority" in claim_plan, claim_plan
+    assert "SCAN messages" not in claim_plan and "Seq Scan" not in claim_plan, claim_plan
+    assert "TEMP B-TREE" not in claim_plan and "Sort" not in claim_plan, claim_plan
+    due_plan = await query_plan(store, backend, next_due_sql, "acme@a.example")
+    assert "messages_queue_due" in due_plan, due_plan
+    assert "SCAN messages" not in due_plan and "Seq Scan" not in due_plan, due_plan

@@ -3,6 +3,7 @@ from email.utils import getaddresses
 
 import pytest
 
+from config.loader import parse_settings
 from engine.header_section import MalformedHeader
 from engine.model import MessageState, Tenant
 from engine.records.record import RecordType
@@ -257,3 +258,56 @@ def test_white_space_before_a_colon_is_read_and_dropped() -> None:
     )
     assert submission.messages[0].queue == "spring:acme@y.test"
     assert submission.body.endswith(b"From: a@x.test\r\nSubject: hi\r\nTo: r@y.test\r\n\r\nb\r\n")
+
+
+@pytest.mark.parametrize(
+    ("header", "priority"),
+    [
+        (b"X-Priority-Class: transactional\r\n", 9),
+        (b"x-priority-class:  BULK \r\n", 0),
+        (b"X-Priority-Class: 7\r\n", 7),
+        (b"X-Priority-Class: urgent\r\n", 5),  # names no priority: the tenant's default
+        (b"", 5),
+    ],
+)
+def test_x_priority_class_sets_the_priority_and_is_removed(header: bytes, priority: int) -> None:
+    raw = b"From: a@x.test\r\n" + header + b"Subject: hi\r\n\r\nX-Priority-Class: 0\r\n"
+    submission, _ = plan_submission(
+        tenant=TENANT,
+        sender="a@x.test",
+        recipients=["r@y.test", "s@z.test"],
+        raw=raw,
+        fields=parse_header_fields(raw),
+        submission_id="sid",
+        now=NOW,
+        reception=RX,
+    )
+    assert [m.priority for m in submission.messages] == [priority, priority]
+    head, _, rest = submission.body.partition(b"\r\n\r\n")
+    assert b"priority-class" not in head.lower()
+    assert head.endswith(b"From: a@x.test\r\nSubject: hi")
+    assert rest == b"X-Priority-Class: 0\r\n"
+
+
+def test_the_tenants_and_campaigns_default_priority_applies() -> None:
+    settings = parse_settings(
+        {
+            "tenants": {TENANT.name: {"priority": "bulk"}},
+            "campaigns": {f"{TENANT.name}:spring_sale": {"priority": "transactional"}},
+        }
+    )
+    plans = [
+        plan_submission(
+            tenant=TENANT,
+            sender="s@news.acme.test",
+            recipients=["a@example.com"],
+            raw=raw,
+            fields=parse_header_fields(raw),
+            submission_id="sid",
+            now=NOW,
+            reception=RX,
+            settings=settings,
+        )[0]
+        for raw in (RAW, b"From: a@x.test\r\n\r\nb\r\n", b"X-Priority-Class: 6\r\n" + RAW)
+    ]
+    assert [p.messages[0].priority for p in plans] == [9, 0, 6]

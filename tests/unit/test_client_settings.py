@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from config.schema import DeliverySettings
-from smtp_out.settings import ClientSettings, TlsMode
+from smtp_out.settings import ClientSettings
 
 CLIENT_FIELDS = [field.name for field in dataclasses.fields(ClientSettings)]
 SCHEMA_DEFAULTS: dict[str, Any] = {
@@ -33,9 +33,6 @@ def test_runtime_defaults_are_the_schema_defaults(name: str) -> None:
 
 
 def test_every_client_setting_follows_the_config() -> None:
-    changed: dict[str, Any] = {
-        name: "required" if name == "tls" else SCHEMA_DEFAULTS[name] + 1 for name in CLIENT_FIELDS
-    }
+    changed: dict[str, Any] = {name: SCHEMA_DEFAULTS[name] + 1 for name in CLIENT_FIELDS}
     client = ClientSettings.from_delivery(DeliverySettings(**changed))
     assert {name: getattr(client, name) for name in CLIENT_FIELDS} == changed
-    assert client.tls is TlsMode.REQUIRED

@@ -221,9 +221,16 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
 ) -> None:
     fields = path_fields()
     assert {("engine", "data_dir"), ("records", "json_log")} <= set(fields)
+    defaults = Settings()
+    lists = {
+        (table, key)
+        for table, key in fields
+        if isinstance(getattr(getattr(defaults, table), key), list)
+    }
     tables: dict[str, list[str]] = {}
     for table, key in fields:
-        tables.setdefault(table, []).append(f'{key} = "rel/{key}"')
+        value = f'["rel/{key}"]' if (table, key) in lists else f'"rel/{key}"'
+        tables.setdefault(table, []).append(f"{key} = {value}")
     text = "".join(f"[{table}]\n" + "\n".join(keys) + "\n" for table, keys in tables.items())
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "penguin.toml").write_text(text)
@@ -232,7 +239,9 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
     settings = load_settings("etc/penguin.toml")
     base = tmp_path / "etc"
     for table, key in fields:
-        assert getattr(getattr(settings, table), key) == str(base / "rel" / key), key
+        anchored = str(base / "rel" / key)
+        expected = [anchored] if (table, key) in lists else anchored
+        assert getattr(getattr(settings, table), key) == expected, key
     assert settings.database_url() == f"sqlite:{base / 'rel/data_dir/penguin.db'}"
 
 
@@ -308,55 +317,31 @@ def test_parse_host_port(text: str, default: int | None, expected: tuple[str, in
     assert parse_host_port(text, default) == expected
 
 
-def test_shipped_providers_follow_kumomta_shaping() -> None:
-    sites = Settings().providers
-    per_connection = {name: site.max_deliveries_per_connection for name, site in sites.items()}
-    assert per_connection == {"google": 50, "yahoo": 20, "microsoft": 50, "apple": 5}
-    assert ".google.com" in sites["google"].mx_suffixes
-    assert ".protection.outlook.com" in sites["microsoft"].mx_suffixes
-    assert {".icloud.com", ".me.com"} <= set(sites["apple"].mx_suffixes)
-    for site in sites.values():
-        assert site.connection_limit == 0 and site.tls == ""
-
-
-def test_site_tables_add_and_override_key_by_key() -> None:
+def test_named_tables_add_and_override_key_by_key() -> None:
     s = parse_settings(
         {
-            "providers": {
-                "google": {"max_deliveries_per_connection": 30},
-                "yahoo": {"mx_suffixes": []},
-                "corp": {"mx_suffixes": [".corp.test"], "connection_limit": 2, "tls": "required"},
+            "sources": {
+                "default": {"ehlo_hostname": "mta.example.com"},
+                "ip2": {"address": "192.0.2.7"},
             }
         }
     )
-    assert s.providers["google"].mx_suffixes == Settings().providers["google"].mx_suffixes
-    assert s.providers["google"].max_deliveries_per_connection == 30
-    assert s.providers["yahoo"].mx_suffixes == []
-    assert s.providers["yahoo"].max_deliveries_per_connection == 20
-    assert s.providers["corp"].connection_limit == 2
-    assert s.providers["corp"].tls == "required"
-    assert s.providers["corp"].max_deliveries_per_connection == 0
-    assert list(s.providers) == ["google", "yahoo", "microsoft", "apple", "corp"]
+    assert s.sources["default"].address == Settings().sources["default"].address
+    assert s.sources["default"].ehlo_hostname == "mta.example.com"
+    assert s.sources["ip2"].ehlo_hostname == "localhost"
+    assert list(s.sources) == ["default", "ip2"]
 
 
 @pytest.mark.parametrize(
     ("toml", "key", "problem"),
     [
-        ('[providers.x]\nmx_suffixes = [".x.test", ""]\n', "providers.x.mx_suffixes[1]", "suffix"),
-        ('[providers.x]\nmx_suffixes = [" . "]\n', "providers.x.mx_suffixes[0]", "suffix"),
-        ('[providers.x]\nmx_suffixes = ".x.test"\n', "providers.x.mx_suffixes", "list of str"),
-        ('[providers.x]\ntls = "always"\n', "providers.x.tls", "empty or one of opportunistic"),
-        ("[providers.x]\nconnection_limit = -1\n", "providers.x.connection_limit", "at least 0"),
-        (
-            "[providers.google]\nmax_deliveries_per_connection = 100001\n",
-            "providers.google.max_deliveries_per_connection",
-            "at most 100000",
-        ),
-        ("[providers.x]\nmax_connections = 3\n", "providers.x.max_connections", "unknown key"),
-        ("providers = 3\n", "providers", "table of named tables"),
+        ("[sources.x]\nport = 3\n", "sources.x.port", "unknown key"),
+        ("sources = 3\n", "sources", "table of named tables"),
+        ("[providers.google]\nconnection_limit = 3\n", "providers", "unknown key"),
+        ("[delivery]\ntls = 'required'\n", "delivery.tls", "unknown key"),
     ],
 )
-def test_bad_site_values(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+def test_bad_named_tables(tmp_path: Path, toml: str, key: str, problem: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as err:

@@ -52,9 +52,8 @@ address = "192.0.2.7"
 ehlo_hostname = "mta2.example.com"
 [pools.main]
 sources = ["default", "ip2"]
-[providers.corp]
-mx_suffixes = [".corp.example"]
-tls = "required"
+[scheduler]
+shaping_files = ["shaping/corp.toml"]
 """
 SEEDS = [DEFAULT_CONFIG.read_bytes(), SAMPLE.encode()]
 INSERTS = [b"nan", b"inf", b"-inf", b"[[[[", b"]", b"\xff", b"\x00", b'"', b"=", b"\n[x]\n", b" "]

@@ -37,6 +37,9 @@ BUILT_FROM: dict[Callable[..., Any], type] = {
 
 NOT_SETTINGS = {
     "engine.smtp.server.SmtpServer.start": "port: the port to listen on, 0 for any",
+    "engine.model.QueuedMessage": "priority: the message's own, 0 as the store's column",
+    "engine.delivery.settling.RecordContext": "pool: the pool a record names, not a tenant's",
+    "engine.scheduler.backoff.Level": "level: steps a target is slowed by, not the log level",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 

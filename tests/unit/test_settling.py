@@ -173,3 +173,32 @@ def test_a_transient_failure_is_retried_when_the_retry_policy_says(
     else:
         assert settlement.state is MessageState.QUEUED
         assert settlement.due_at == due
+
+
+def test_a_delay_by_our_own_limits_counts_no_attempt_and_no_backoff() -> None:
+    held = AttemptReport(
+        outcome=Outcome(
+            OutcomeKind.DELAYED,
+            Scope.SITE,
+            Reply(451, "4.4.5", "no connection slot free within 5 s", Stage.CONNECT),
+            "TransientFailure",
+        ),
+        site="mx.example.com",
+        source="default",
+        retry_after=3.0,
+    )
+    settlement, record = settle_attempt(
+        message(attempts=2),
+        held,
+        lease_token="t1",
+        now=T0 + 5,
+        size=2048,
+        retry=RETRY,
+        rng=random.Random(1),
+        context=CONTEXT,
+    )
+    assert settlement.state is MessageState.QUEUED
+    assert settlement.attempts == 2
+    assert settlement.due_at == pytest.approx(T0 + 8)
+    assert record.type is RecordType.DELAYED and record.num_attempts == 2
+    assert record.to_json()["response"]["content"] == "no connection slot free within 5 s"
