@@ -125,7 +125,9 @@ def delay_reason(record: dict[str, Any]) -> str:
 
 
 def delayed_for(config: Path, reason: str) -> dict[str, list[dict[str, Any]]]:
-    """The Delayed records whose text names ``reason``, by recipient."""
+    """The Delayed records whose text contains ``reason`` (any case), by recipient.
+
+    Callers pass a stem (``"suspen"``: suspension or suspended; ``"warm"``: warmup cap)."""
     found: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for record in records_of(config, "Delayed"):
         if reason in delay_reason(record).lower():

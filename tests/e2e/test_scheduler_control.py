@@ -69,11 +69,11 @@ def test_suspended_tenant_waits_until_resumed(
     wait_for(lambda: destinations.sink.count_for("free@hold.test") == 1, what="other tenant")
 
     def all_delayed() -> bool:
-        return {r.lower() for r in held} <= set(delayed_for(config, "suspension"))
+        return {r.lower() for r in held} <= set(delayed_for(config, "suspen"))
 
     wait_for(all_delayed, timeout=15, what="Delayed records (suspension) for acme's mail")
     assert [destinations.sink.attempts_for(r) for r in held] == [0, 0, 0]
-    delayed = delayed_for(config, "suspension")
+    delayed = delayed_for(config, "suspen")
     assert all(d["num_attempts"] == 0 for r in held for d in delayed[r.lower()])
 
     penguin(config, "resume", "tenant", "acme")
@@ -175,10 +175,10 @@ def test_network_block_suspends_the_source_for_the_provider(
     wait_for(lambda: destinations.sink.count_for("free@elsewhere.test") == 1, what="elsewhere")
 
     def all_delayed() -> bool:
-        return {r.lower() for r in later} <= set(delayed_for(config, "suspension"))
+        return {r.lower() for r in later} <= set(delayed_for(config, "suspen"))
 
     wait_for(all_delayed, timeout=15, what="Delayed records (suspension) for later mail")
     assert [destinations.sink.attempts_for(r) for r in later] == [0, 0, 0]
-    delayed = delayed_for(config, "suspension")
+    delayed = delayed_for(config, "suspen")
     assert all(d["num_attempts"] == 0 for r in later for d in delayed[r.lower()])
     assert engine.terminate() == 0

@@ -99,12 +99,12 @@ def test_warmup_cap_holds_for_two_processes(
     submit(submitter.submission, account, recipients)
 
     def capped() -> bool:
-        return len(delayed_for(config, "warmup")) >= len(recipients) - 7
+        return len(delayed_for(config, "warm")) >= len(recipients) - 7
 
     wait_for(capped, timeout=30, what="Delayed records (warmup cap) for the 23 over the cap")
     assert destinations.received(recipients) == 7
     assert stays(lambda: len(destinations.sink.messages) == 7, 2.0), "no more today"
-    delayed = delayed_for(config, "warmup")
+    delayed = delayed_for(config, "warm")
     assert not set(delayed) & {r.lower() for r in recipients if destinations.sink.count_for(r)}
     assert all(r["num_attempts"] == 0 for rs in delayed.values() for r in rs)
     assert not records_of(config, "Bounce")
