@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.message
 import dns.query
@@ -26,6 +26,9 @@ from tests.harness.dns_server import ThreadedDnsServer, Zones
 from tests.harness.processes import child_pids
 from tests.harness.smtp_sink import ThreadedSmtpSink
 from tests.harness.tlsutil import unverified_client_context
+
+if TYPE_CHECKING:
+    from tests.e2e.scheduling import Destinations
 
 READY_TIMEOUT = 30.0
 PENGUIN = (sys.executable, "-m", "engine.cli")
@@ -314,3 +317,13 @@ def dkim_lookup(server: tuple[str, int]) -> Callable[..., bytes]:
         return b"".join(b"".join(r.strings) for rrset in response.answer for r in rrset)
 
     return lookup
+
+
+@pytest.fixture
+def destinations() -> Iterator[Destinations]:
+    """``tests.e2e.scheduling.Destinations``: a DNS server and one sink behind every MX."""
+    from tests.e2e.scheduling import SINK_ADDRESS, Destinations
+
+    with ThreadedDnsServer(Zones()) as dns_server, ThreadedSmtpSink(SINK_ADDRESS, 0) as sink:
+        yield Destinations(dns_server, sink)
+    assert not sink.sink.errors

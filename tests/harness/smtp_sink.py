@@ -10,17 +10,27 @@ port on different ``127.0.0.x`` addresses, which is how the DNS harness puts
 several MX hosts behind the single remote port that delivery uses.
 
 Out: one :class:`ReceivedMessage` per message answered ``250`` at the end of
-DATA, in arrival order, plus per-recipient counters of deliveries
-(:meth:`Inbox.count_for`, so duplicates show) and of RCPT attempts
-(:meth:`Inbox.attempts_for`, so retries show), and the number of connections.
+DATA, in arrival order (with its arrival time, for rates, and the serial
+number of its connection, for messages per connection), plus per-recipient
+counters of deliveries (:meth:`Inbox.count_for`, so duplicates show) and of
+RCPT attempts (:meth:`Inbox.attempts_for`, so retries show), the number of
+connections, and per client address the most connections it ever had open at
+once (:meth:`Inbox.peak_connections`). A connection counts as open from its
+accept until the sink reads QUIT or the connection ends, whichever is first:
+a client that sends QUIT and then connects again is never counted twice.
+:func:`most_in_window` turns arrival times into the largest count in any
+window of a given length.
 
 Replies are chosen by the recipient's local part (case-insensitive; the name
 is a prefix, so ``tempfail-7@`` behaves as ``tempfail@``), which makes every
 delivery path reachable from an ordinary address; see :func:`behaviour_for`
-and :class:`Behaviour`. Whole-server modes are constructor flags: STARTTLS
-(``tls``), a STARTTLS that answers 220 and then sends garbage
-(``broken_tls``), a refusing greeting (``greeting_code``), the EHLO keywords
-(``ehlo_extensions``) and ``max_messages_per_connection``.
+and :class:`Behaviour`; besides the generic failures, two scripted provider
+replies (Gmail's ``421 4.7.28`` unusual rate, Microsoft's ``550 5.7.1``
+network block ``S3150``) let backoff rules be exercised. Whole-server modes
+are constructor flags: STARTTLS (``tls``), a STARTTLS that answers 220 and
+then sends garbage (``broken_tls``), a refusing greeting
+(``greeting_code``), the EHLO keywords (``ehlo_extensions``) and
+``max_messages_per_connection``.
 
 The server is written on asyncio streams rather than aiosmtpd, which has no
 seam for refusing at the greeting, breaking STARTTLS, or dropping the
@@ -77,6 +87,10 @@ class Behaviour(enum.Enum):
     DISCONNECT_IN_DATA = "disconnect-in-data"
     STALL = "stall"
     GARBAGE = "garbage"
+    RATE_LIMITED = "unusualrate"
+    """Gmail's rate deferral at RCPT, then the connection is closed."""
+    NETWORK_BLOCKED = "blocked-s3150"
+    """Microsoft's refusal of a blocked network (S3150) at RCPT."""
 
 
 _BY_PREFIX = sorted(
@@ -88,7 +102,20 @@ RCPT_REPLIES = {
     Behaviour.QUOTA: "452 4.2.2 Mailbox full",
     Behaviour.CLOSE_421: "421 4.7.0 Try again later",
     Behaviour.GARBAGE: "HELLO WORLD",
+    Behaviour.RATE_LIMITED: (
+        "421 4.7.28 [{client}] Our system has detected an unusual rate of unsolicited mail "
+        "originating from your IP address. To protect our users from spam, mail sent from "
+        "your IP address has been temporarily rate limited. - gsmtp"
+    ),
+    Behaviour.NETWORK_BLOCKED: (
+        "550 5.7.1 Unfortunately, messages from [{client}] weren't sent. Please contact your "
+        "Internet service provider since part of their network is on our block list (S3150). "
+        "You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors."
+    ),
 }
+"""Refusals at RCPT; ``{client}`` is replaced by the client's address. A 421 closes the
+connection after the reply (RFC 5321 3.8)."""
+_CLOSING = (Behaviour.CLOSE_421, Behaviour.RATE_LIMITED)
 DATA_REPLIES = {
     Behaviour.DATA_TEMPFAIL: "451 4.3.0 Try again later",
     Behaviour.DATA_PERMFAIL: "554 5.7.1 Message rejected",
@@ -132,6 +159,8 @@ class ReceivedMessage:
     tls_version: str | None
     ehlo: str
     received_at: datetime.datetime
+    connection: int = 0
+    """Serial number (from 1) of the connection it came over, in this sink."""
 
 
 class Inbox:
@@ -146,6 +175,8 @@ class Inbox:
         self._delivered: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
         self._connections = 0
+        self._open: dict[int, str] = {}
+        self._peaks: Counter[str] = Counter()
 
     def add(self, message: ReceivedMessage) -> None:
         with self._cond:
@@ -157,9 +188,24 @@ class Inbox:
         with self._cond:
             self._attempts[rcpt.casefold()] += 1
 
-    def note_connection(self) -> None:
+    def open_connection(self, client: str) -> int:
+        """Count a new connection from address ``client`` as open; its serial number."""
         with self._cond:
             self._connections += 1
+            self._open[self._connections] = client
+            now_open = sum(1 for c in self._open.values() if c == client)
+            self._peaks[client] = max(self._peaks[client], now_open)
+            return self._connections
+
+    def close_connection(self, connection: int) -> None:
+        """The connection ``connection`` is no longer open (idempotent)."""
+        with self._cond:
+            self._open.pop(connection, None)
+
+    def peak_connections(self, client: str) -> int:
+        """The most connections from address ``client`` ever open at once."""
+        with self._cond:
+            return self._peaks[client]
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -192,6 +238,7 @@ class Inbox:
             self._delivered.clear()
             self._attempts.clear()
             self._connections = 0
+            self._peaks.clear()
 
     def wait_for_count(self, n: int, timeout: float) -> list[ReceivedMessage]:
         """Block until at least ``n`` messages have arrived; TimeoutError after ``timeout`` s."""
@@ -199,6 +246,19 @@ class Inbox:
             if not self._cond.wait_for(lambda: len(self._messages) >= n, timeout):
                 raise _short(len(self._messages), n, timeout)
             return list(self._messages)
+
+
+def most_in_window(times: Iterable[float], window: float) -> int:
+    """The largest number of ``times`` (seconds) within any closed interval of length
+    ``window``."""
+    ordered = sorted(times)
+    most = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def _short(have: int, want: int, timeout: float) -> TimeoutError:
@@ -323,10 +383,13 @@ class SmtpSink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         abort = False
+        connection = 0
         try:
             if not self._closing:
-                self.inbox.note_connection()
-                await _Connection(self, _Wire(reader, writer, self.idle_timeout)).run()
+                peer = writer.get_extra_info("peername") or ("", 0)
+                connection = self.inbox.open_connection(peer[0])
+                wire = _Wire(reader, writer, self.idle_timeout)
+                await _Connection(self, wire, connection).run()
         except _Hangup as hangup:
             abort = hangup.abort
         except _PEER_GONE:
@@ -336,6 +399,7 @@ class SmtpSink:
             self.errors.append(exc)
             abort = True
         finally:
+            self.inbox.close_connection(connection)
             await _close(writer, abort or self._closing)
 
 
@@ -434,9 +498,10 @@ class _Wire:
 class _Connection:
     """One client's dialogue: session state (EHLO, TLS) and the current transaction."""
 
-    def __init__(self, sink: SmtpSink, wire: _Wire) -> None:
+    def __init__(self, sink: SmtpSink, wire: _Wire, connection: int = 0) -> None:
         self.sink = sink
         self.wire = wire
+        self.connection = connection
         self.reply = wire.reply
         self.readline = wire.readline
         peer = wire.writer.get_extra_info("peername") or ("", 0)
@@ -560,8 +625,8 @@ class _Connection:
         behaviour = behaviour_for(rcpt)
         refusal = RCPT_REPLIES.get(behaviour)
         if refusal is not None:
-            await self.reply(refusal)
-            if behaviour is Behaviour.CLOSE_421:
+            await self.reply(refusal.replace("{client}", self.peer[0]))
+            if behaviour in _CLOSING:
                 raise _Hangup()
             return
         self.rcpts.append(rcpt)
@@ -607,6 +672,7 @@ class _Connection:
                 tls_version=self.tls_version,
                 ehlo=self.ehlo,
                 received_at=datetime.datetime.now(datetime.UTC),
+                connection=self.connection,
             )
         )
         return f"250 2.0.0 Ok: queued as {queue_id}"
@@ -619,6 +685,7 @@ class _Connection:
         await self.reply("250 2.0.0 Ok")
 
     async def on_quit(self, arg: str) -> None:
+        self.sink.inbox.close_connection(self.connection)
         await self.reply("221 2.0.0 Bye")
         raise _Hangup()
 

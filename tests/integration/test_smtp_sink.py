@@ -19,6 +19,7 @@ from tests.harness.smtp_sink import (
     _Wire,
     behaviour_for,
     end_of_data,
+    most_in_window,
 )
 from tests.harness.tlsutil import TlsPair, make_tls_pair
 
@@ -110,6 +111,9 @@ def raw(sink: ThreadedSmtpSink) -> Iterator[RawClient]:
         ("garbage@example.com", Behaviour.GARBAGE),
         ("tempfail", Behaviour.TEMPFAIL),
         ("421@example.com", Behaviour.ACCEPT),
+        ("unusualrate-3@example.com", Behaviour.RATE_LIMITED),
+        ("blocked-s3150@example.com", Behaviour.NETWORK_BLOCKED),
+        ("blocked@example.com", Behaviour.ACCEPT),
     ],
 )
 def test_behaviour_for(rcpt: str, behaviour: Behaviour) -> None:
@@ -183,6 +187,55 @@ def test_421_replies_and_closes(raw: RawClient) -> None:
     raw.command("MAIL FROM:<sender@example.org>")
     assert raw.command("RCPT TO:<421-later@example.com>") == b"421 4.7.0 Try again later\r\n"
     assert raw.is_closed()
+
+
+def test_unusual_rate_replies_as_gmail_and_closes(raw: RawClient) -> None:
+    assert raw.reply().startswith(b"220")
+    raw.command("EHLO client.test")
+    raw.command("MAIL FROM:<sender@example.org>")
+    reply = raw.command("RCPT TO:<unusualrate-1@example.com>")
+    assert reply.startswith(b"421 4.7.28 [127.0.0.1] Our system has detected an unusual rate")
+    assert raw.is_closed()
+
+
+def test_network_block_replies_as_microsoft(sink: ThreadedSmtpSink) -> None:
+    with _client(sink) as client:
+        client.ehlo()
+        client.mail("sender@example.org")
+        code, text = client.rcpt("blocked-s3150@example.com")
+        assert client.rcpt("ok@example.com")[0] == 250
+        assert client.data(MESSAGE)[0] == 250
+    assert code == 550
+    assert text.startswith(b"5.7.1 Unfortunately, messages from [127.0.0.1] weren't sent.")
+    assert b"(S3150)" in text
+
+
+def test_peak_connections_per_client_address(sink: ThreadedSmtpSink) -> None:
+    first, second = _client(sink), _client(sink)
+    with first, second:
+        first.ehlo()
+        second.ehlo()
+    with _client(sink) as third:  # after the others sent QUIT: never more than 2 at once
+        third.sendmail("sender@example.org", ["x@example.com"], MESSAGE)
+    [message] = sink.wait_for_count(1, TIMEOUT)
+    assert message.connection == 3
+    assert sink.inbox.connections == 3
+    assert sink.inbox.peak_connections("127.0.0.1") == 2
+    assert sink.inbox.peak_connections("127.0.0.9") == 0
+
+
+@pytest.mark.parametrize(
+    ("times", "window", "most"),
+    [
+        ([], 1.0, 0),
+        ([5.0], 1.0, 1),
+        ([0.0, 0.5, 1.0, 1.5], 1.0, 3),
+        ([0.0, 1.0, 2.0, 3.0], 0.5, 1),
+        ([3.0, 0.1, 0.2, 2.0, 0.3], 0.25, 3),
+    ],
+)
+def test_most_in_window(times: list[float], window: float, most: int) -> None:
+    assert most_in_window(times, window) == most
 
 
 @pytest.mark.parametrize(
