@@ -197,9 +197,9 @@ class LaneScheduler:
         site = await self._site(entry, now)
         provider = self.shaping.provider_of(site)
         pool = pool_of(self._settings, tenant, info.campaign)
-        budgets: dict[str, int] = {}
+        rooms: dict[str, int] = {}
+        warm: dict[str, int | None] = {}
         shapes: dict[str, LaneShaping] = {}
-        full: list[Lane] = []
         waits: list[tuple[float, str, str]] = []
         for source in self._sources.sources(pool):
             lane = (source.name, site)
@@ -213,15 +213,14 @@ class LaneScheduler:
                 continue
             shape = await self._lane_shaping(source, site, tenant, info.campaign, now)
             room = shape.connection_limit * self._tuning.ready_per_connection
-            room -= self._in_flight.get(lane, 0)
-            if room <= 0:
-                full.append(lane)
-                continue
-            budgets[source.name] = room if remaining is None else min(room, remaining)
+            rooms[source.name] = room - self._in_flight.get(lane, 0)
+            warm[source.name] = remaining
             shapes[source.name] = shape
-        if not budgets:
-            return await self._blocked(entry, now, full, waits, tenant)
-        allotted = self._allot(pool, budgets, limit)
+        if not rooms:
+            return await self._blocked(entry, now, [], waits, tenant)
+        allotted, waiting_on = self._allot(pool, rooms, warm, limit)
+        if not allotted:
+            return await self._blocked(entry, now, [(waiting_on, site)], waits, tenant)
         granted, throttled = await self._throttle(allotted, shapes, site, provider, now)
         if not granted:
             until = now + min(throttled) if throttled else now + 1.0
@@ -231,25 +230,34 @@ class LaneScheduler:
             entry, owner, now, lease_seconds, granted, shapes, site, provider, pool
         )
 
-    def _allot(self, pool: str, budgets: dict[str, int], limit: int) -> dict[str, int]:
-        """Split up to ``limit`` messages over the sources in proportion to their weights,
-        none past its budget (what is left of one source's share goes to the others)."""
-        weights = {s.name: s.weight for s in self._sources.sources(pool) if s.name in budgets}
-        left = min(limit, sum(budgets.values()))
-        allotted = dict.fromkeys(budgets, 0)
-        while left > 0:
-            open_ = {name: w for name, w in weights.items() if allotted[name] < budgets[name]}
-            total = sum(open_.values())
-            given = 0
-            for name, weight in open_.items():
-                share = min(budgets[name] - allotted[name], max(1, left * weight // total))
-                share = min(share, left - given)
-                allotted[name] += share
-                given += share
-            left -= given
-            if given == 0:
+    def _allot(
+        self, pool: str, rooms: dict[str, int], warm: dict[str, int | None], limit: int
+    ) -> tuple[dict[str, int], str]:
+        """Up to ``limit`` messages given to the sources turn by turn (their weights):
+        a source whose warmup cap is reached gives its turns to the others; one whose
+        lane is full keeps its turn, and the giving stops there (weights hold over time,
+        a full lane never pushes its share onto the others). Returns the counts and the
+        source whose full lane stopped the giving ("" when none did)."""
+        allotted: dict[str, int] = {}
+        capped = dict(warm)
+
+        def usable(source: Source) -> bool:
+            cap = capped.get(source.name, 0)
+            return source.name in rooms and (cap is None or cap > 0)
+
+        for _ in range(limit):
+            source = self._sources.peek(pool, usable)
+            if source is None:
                 break
-        return {name: count for name, count in allotted.items() if count}
+            name = source.name
+            if rooms[name] - allotted.get(name, 0) <= 0:
+                return allotted, name
+            self._sources.next(pool, usable)
+            allotted[name] = allotted.get(name, 0) + 1
+            cap = capped[name]
+            if cap is not None:
+                capped[name] = cap - 1
+        return allotted, ""
 
     async def _throttle(
         self,
@@ -297,11 +305,11 @@ class LaneScheduler:
         wanted = sum(granted.values())
         claimed = await self._store.claim_queue(entry.name, owner, now, lease_seconds, wanted)
         left = dict(granted)
+        by_name = {source.name: source for source in self._sources.sources(pool)}
         dispatches: list[Dispatch] = []
-        for message in claimed:
-            source = self._sources.next(pool, lambda s: left.get(s.name, 0) > 0)
-            assert source is not None, "as many grants as messages claimed"
-            left[source.name] -= 1
+        for message, name in zip(claimed, _in_turns(granted), strict=False):
+            source = by_name[name]
+            left[name] -= 1
             lane = (source.name, site)
             self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
             dispatches.append(Dispatch(message, source, site, shapes[source.name], pool))
@@ -489,6 +497,13 @@ class LaneScheduler:
             room = shape.connection_limit * self._tuning.ready_per_connection - count
             views.append(LaneView(lane[0], lane[1], count, room, self.catalog.parked_count(lane)))
         return views
+
+
+def _in_turns(counts: Mapping[str, int]) -> list[str]:
+    """Each name as many times as counted, spread out (a, b, a, a, b...)."""
+    total = sum(counts.values())
+    spread = [((i + 0.5) / count, name) for name, count in counts.items() for i in range(count)]
+    return [name for _, name in sorted(spread)][:total]
 
 
 def _rule_key(

@@ -55,6 +55,17 @@ class _Turns:
         self.entries = entries
         self.current = [0] * len(entries)
 
+    def peek(self, usable: Callable[[Source], bool]) -> Source | None:
+        """The source ``take`` would return, without taking it."""
+        best = -1
+        for i, source in enumerate(self.entries):
+            if usable(source) and (
+                best < 0
+                or self.current[i] + source.weight > self.current[best] + self.entries[best].weight
+            ):
+                best = i
+        return None if best < 0 else self.entries[best]
+
     def take(self, usable: Callable[[Source], bool]) -> Source | None:
         best = -1
         total = 0
@@ -107,6 +118,10 @@ class SourceRotation:
         """The source whose turn it is in ``pool`` among those ``usable`` accepts (all
         when None); None when it accepts none; ``LookupError`` for an unknown pool."""
         return self._pool(pool).take(usable or _always)
+
+    def peek(self, pool: str, usable: Callable[[Source], bool]) -> Source | None:
+        """The source ``next`` would return, its turn not taken."""
+        return self._pool(pool).peek(usable)
 
     def _pool(self, pool: str) -> _Turns:
         turns = self._turns.get(pool)
