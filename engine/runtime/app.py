@@ -2,25 +2,26 @@
 
 Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
-the scheduler, the message transform, the SMTP deliverer. A process runs one
-or both roles, each a service (``engine.service.Service``,
-``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``) and ``delivery`` (claiming and
-delivering); ``Engine.services`` adds more. Several processes may share one
-store; the workers ``engine.runtime.runner`` forks get their listening
-sockets, whether they serve the admin listener, and the pipe that wakes a
-sibling's delivery after each acceptance from the supervisor
-(``bind_listeners``, ``accepted_pipe``). A process that accepts without
-delivering also announces new mail through the store, and each delivering
-process watches for it (PostgreSQL ``NOTIFY``/``LISTEN``; other processes on
-SQLite find it at their next poll).
+the limiter (in-process, or Redis for ``redis.url``: limits shared by every
+process and node), the scheduler, the message transform, the SMTP
+deliverer. A process runs one or both roles, each a service
+(``engine.service.Service``, ``engine.runtime.roles``): ``submission`` (the
+SMTP listener and the spool, with the admin HTTP listener, ``admin``) and
+``delivery`` (claiming and delivering); ``Engine.services`` adds more.
+Several processes may share one store; the workers ``engine.runtime.runner``
+forks get their listening sockets, whether they serve the admin listener,
+and the pipe that wakes a sibling's delivery after each acceptance from the
+supervisor (``bind_listeners``, ``accepted_pipe``). A process that accepts
+without delivering also announces new mail through the store, and each
+delivering process watches for it (PostgreSQL ``NOTIFY``/``LISTEN``; other
+processes on SQLite find it at their next poll).
 
-``Engine.start`` opens the store and starts the services in order (delivery,
-submission, admin, the added ones), returning the bound addresses;
-``Engine.health`` is what the admin listener's ``/healthz`` reports;
+``Engine.start`` opens the store and the limiter and starts the services in
+order (delivery, submission, admin, the added ones), returning the bound
+addresses; ``Engine.health`` is what the admin listener's ``/healthz`` reports;
 ``Engine.stop`` stops the services in the reverse order, each given the grace
 deadline (listeners stop accepting and let sessions finish, delivery lets
-attempts finish), then closes the record log and the store.
+attempts finish), then closes the record log, the store and the limiter.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
 from engine.delivery.transform import IDENTITY
 from engine.dkim.signing_keys import SigningKeys
+from engine.limits import Limiter, open_limiter
 from engine.node import node_id
 from engine.records import metrics
 from engine.records.log import RecordLog
@@ -194,6 +196,7 @@ class Engine:
     addresses: dict[str, list[Address]] = field(default_factory=dict)
     _store: Store | None = None
     _record_log: RecordLog | None = None
+    _limiter: Limiter | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -203,6 +206,7 @@ class Engine:
         classifier = bounce_classifier(settings, self.config_file)
         self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.record_log_path())
+        self._limiter = open_limiter(settings.redis, self.clock)
         delivery = self._delivery(Sealer(secret), classifier) if self.role.delivers else None
         composed: list[Service] = []
         if delivery is not None:
@@ -224,6 +228,7 @@ class Engine:
 
     def _delivery(self, sealer: Sealer, classifier: BounceClassifier) -> DeliveryRole:
         assert self._store is not None and self._record_log is not None
+        assert self._limiter is not None
         settings = self.settings
         resolver = MxResolver(
             [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers],
@@ -237,6 +242,7 @@ class Engine:
             classifier=classifier,
             clock=self.clock,
             shaping=Shaping.load(settings.scheduler.shaping_files),
+            limiter=self._limiter,
         )
         delivery = DeliveryService(
             store=self._store,
@@ -330,3 +336,5 @@ class Engine:
             self._record_log.close()
         if self._store is not None:
             await self._store.close()
+        if self._limiter is not None:
+            await self._limiter.close()

@@ -12,7 +12,10 @@ several MX hosts behind the single remote port that delivery uses.
 Out: one :class:`ReceivedMessage` per message answered ``250`` at the end of
 DATA, in arrival order, plus per-recipient counters of deliveries
 (:meth:`Inbox.count_for`, so duplicates show) and of RCPT attempts
-(:meth:`Inbox.attempts_for`, so retries show), and the number of connections.
+(:meth:`Inbox.attempts_for`, so retries show), and the number of connections,
+with, per client address, when each was accepted and the most open at once
+(:meth:`Inbox.peak_connections`; a connection stops counting when the client
+sends QUIT or the connection ends).
 
 Replies are chosen by the recipient's local part (case-insensitive; the name
 is a prefix, so ``tempfail-7@`` behaves as ``tempfail@``), which makes every
@@ -43,7 +46,8 @@ import logging
 import re
 import ssl
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -146,6 +150,9 @@ class Inbox:
         self._delivered: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
         self._connections = 0
+        self._open: Counter[str] = Counter()
+        self._peak: Counter[str] = Counter()
+        self._accepted_at: defaultdict[str, list[float]] = defaultdict(list)
 
     def add(self, message: ReceivedMessage) -> None:
         with self._cond:
@@ -157,9 +164,28 @@ class Inbox:
         with self._cond:
             self._attempts[rcpt.casefold()] += 1
 
-    def note_connection(self) -> None:
+    def note_connection(self, address: str) -> None:
+        """A connection from client ``address`` was accepted."""
         with self._cond:
             self._connections += 1
+            self._open[address] += 1
+            self._peak[address] = max(self._peak[address], self._open[address])
+            self._accepted_at[address].append(time.monotonic())
+
+    def note_disconnect(self, address: str) -> None:
+        """A connection from client ``address`` ended (or its client said QUIT)."""
+        with self._cond:
+            self._open[address] -= 1
+
+    def peak_connections(self, address: str) -> int:
+        """The most connections from client ``address`` that were open at once."""
+        with self._cond:
+            return self._peak[address]
+
+    def accepted_at(self, address: str) -> list[float]:
+        """When each connection from client ``address`` was accepted (``time.monotonic``)."""
+        with self._cond:
+            return list(self._accepted_at[address])
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -192,6 +218,9 @@ class Inbox:
             self._delivered.clear()
             self._attempts.clear()
             self._connections = 0
+            self._open.clear()
+            self._peak.clear()
+            self._accepted_at.clear()
 
     def wait_for_count(self, n: int, timeout: float) -> list[ReceivedMessage]:
         """Block until at least ``n`` messages have arrived; TimeoutError after ``timeout`` s."""
@@ -323,10 +352,12 @@ class SmtpSink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         abort = False
+        connection = _Connection(self, _Wire(reader, writer, self.idle_timeout))
         try:
             if not self._closing:
-                self.inbox.note_connection()
-                await _Connection(self, _Wire(reader, writer, self.idle_timeout)).run()
+                connection.counted = True
+                self.inbox.note_connection(connection.peer[0])
+                await connection.run()
         except _Hangup as hangup:
             abort = hangup.abort
         except _PEER_GONE:
@@ -336,6 +367,7 @@ class SmtpSink:
             self.errors.append(exc)
             abort = True
         finally:
+            connection.uncount()
             await _close(writer, abort or self._closing)
 
 
@@ -446,6 +478,13 @@ class _Connection:
         self.transactions = 0
         self.mail_from: str | None = None
         self.rcpts: list[str] = []
+        self.counted = False
+        """Counted among the client address's open connections."""
+
+    def uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.sink.inbox.note_disconnect(self.peer[0])
 
     async def run(self) -> None:
         sink = self.sink
@@ -619,6 +658,7 @@ class _Connection:
         await self.reply("250 2.0.0 Ok")
 
     async def on_quit(self, arg: str) -> None:
+        self.uncount()
         await self.reply("221 2.0.0 Bye")
         raise _Hangup()
 

@@ -29,6 +29,7 @@ from engine.delivery.service import DeliveryService
 from engine.delivery.transform import IDENTITY, MessageTransform, Transformed
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
+from engine.limits.local import LocalLimiter
 from engine.model import MessageState, QueuedMessage, SendingDomain, Tenant
 from engine.records import metrics
 from engine.records.log import RecordLog
@@ -191,6 +192,7 @@ async def world(
         classifier=BounceClassifier(),
         clock=clock,
         shaping=Shaping.load(),
+        limiter=LocalLimiter(clock),
     )
     log_path = tmp_path / "records.jsonl"
     record_log = RecordLog(str(log_path))
