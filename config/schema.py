@@ -242,13 +242,22 @@ class DeliverySettings:
     )
     max_waiters: int = setting(
         1000,
-        "Deliveries waiting for a connection of one lane; beyond it they are deferred.",
+        "Deliveries waiting for a connection of one lane; beyond it they are delayed"
+        " (put back without counting an attempt).",
         min=1,
         max=1000000,
     )
     wait_timeout_seconds: float = setting(
         60.0,
-        "How long a delivery waits for a connection before it is deferred.",
+        "How long a delivery waits for a connection (a slot of the lane's connection"
+        " limits, shared by every process) before it is delayed.",
+        min=0.1,
+        max=3600,
+    )
+    delayed_retry_seconds: float = setting(
+        5.0,
+        "How long a delivery delayed by the connection limits stays queued before the"
+        " next try (no attempt is counted).",
         min=0.1,
         max=3600,
     )

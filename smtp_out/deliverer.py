@@ -6,18 +6,27 @@ on the lane (the message's source, chosen by the engine's scheduler, x
 site, ``smtp_out.pool``), and runs the transaction on a reused or
 new session (``smtp_out.client_session``). Traffic shaping
 (``engine.scheduler.shaping``) sets each lane's deliveries per connection,
-connection limit, idle timeout and TLS policy.
+connection limits, connection rate, idle timeout and TLS policy; a message
+that carries its lane's shaping (scaled down for backoff by the scheduler)
+brings it instead. The connection limits and rate are kept in the limiter
+(``engine.limits``), shared by every process and node that uses it.
 
 In: an ``OutboundMessage``. Out: an ``AttemptReport`` with the outcome and
 what the records need (site, peer, source, TLS). Never raises for remote
-trouble.
+trouble. When our own limits hold the message back (no connection slot in
+``wait_timeout_seconds``, too many waiters, a connection rate that frees up
+too late) nothing is sent and the outcome is ``DELAYED`` (``451 4.4.5``, the
+reason in its text, ``retry_after`` set): no attempt is counted.
 
 Order of trial (RFC 5321 §5.1, Postfix ``smtp_connect.c``):
 
 - an idle session of the lane first, if any;
 - then each MX host in order (preference, ties shuffled by the resolver),
   each of its addresses in order, skipping addresses of the other IP family
-  than a bound source, at most ``max_addresses_per_attempt`` of them;
+  than a bound source, at most ``max_addresses_per_attempt`` of them; each
+  new connection is first admitted by the pool (shared slots, connection
+  rate): refused before any connection, the attempt is delayed; refused
+  after a failed one, that failure is the outcome;
 - a session- or site-scope failure (refused, timeout, 421, greeting or EHLO
   refusal, TLS failure, dropped connection) moves on to the next address;
   a message- or recipient-scope reply, or delivery, ends the attempt;
@@ -38,16 +47,17 @@ from collections.abc import Iterator
 from config.schema import DeliverySettings
 from engine.clock import Clock
 from engine.delivery.bounce_classify import BounceClassifier
-from engine.delivery.outcome import CONNECTION_SCOPES, Outcome
+from engine.delivery.outcome import CONNECTION_SCOPES, Outcome, OutcomeKind
 from engine.delivery.reply_outcome import outcome_for_reply
 from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.limits import Limiter
 from engine.scheduler.shaping import Shaping, TlsMode
 from engine.scheduler.sources import Source
 from engine.smtp.reply import Reply, Stage
 from smtp_out.client_session import ClientSession, OpenFailure, Peer, open_session
 from smtp_out.connection import ConnectionGauge
 from smtp_out.dns import DnsFailure, MxRoute, RouteResolver
-from smtp_out.pool import Congested, ConnectionPool, Lane
+from smtp_out.pool import Congested, ConnectionPool, Lane, Slot
 from smtp_out.settings import ClientSettings
 
 SWEEP_INTERVAL_SECONDS = 1.0
@@ -64,13 +74,14 @@ class SmtpDeliverer:
         classifier: BounceClassifier,
         clock: Clock,
         shaping: Shaping,
+        limiter: Limiter,
     ) -> None:
         self._port = delivery.port
         self._settings = ClientSettings.from_delivery(delivery)
         self._resolver = resolver
         self._classifier = classifier
         self._clock = clock
-        self._pool = ConnectionPool(self._settings, shaping, clock)
+        self._pool = ConnectionPool(self._settings, shaping, clock, limiter)
         self._gauge = ConnectionGauge()
         self._last_sweep = clock.now()
 
@@ -95,14 +106,12 @@ class SmtpDeliverer:
             return AttemptReport(outcome=self._dns_outcome(route))
         source = message.source
         lane: Lane = (source.name, route.site)
-        slot = await self._pool.checkout(lane)
+        slot = await self._pool.checkout(lane, message.shaping)
         if isinstance(slot, Congested):
-            reply = Reply(451, "4.4.5", slot.reason, Stage.CONNECT)
-            outcome = outcome_for_reply(reply, self._classifier)
-            return self._report(outcome, route, source)
+            return self._delayed(slot, route, source)
         kept: ClientSession | None = None
         try:
-            kept, report = await self._attempt(message, route, source, lane, slot.session)
+            kept, report = await self._attempt(message, route, source, slot)
         finally:
             await self._pool.release(slot, kept)
         return report
@@ -112,9 +121,11 @@ class SmtpDeliverer:
         await self._pool.close()
 
     async def sweep(self) -> None:
-        """Close idle connections kept longer than ``idle_timeout_seconds``."""
+        """Close idle connections kept longer than ``idle_timeout_seconds``; renew the
+        shared slots of the open ones."""
         self._last_sweep = self._clock.now()
         await self._pool.close_idle(expired_only=True)
+        await self._pool.renew()
 
     async def _sweep(self) -> None:
         if self._clock.now() - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
@@ -125,10 +136,10 @@ class SmtpDeliverer:
         message: OutboundMessage,
         route: MxRoute,
         source: Source,
-        lane: Lane,
-        reused: ClientSession | None,
+        slot: Slot,
     ) -> tuple[ClientSession | None, AttemptReport]:
         """The session to keep (if any) and the report of the attempt."""
+        lane, reused = slot.lane, slot.session
         last: AttemptReport | None = None
         if reused is not None:
             outcome = await self._send(reused, message, lane)
@@ -137,6 +148,9 @@ class SmtpDeliverer:
                 return reused, last
             await reused.close()
         for peer in self._peers(route, source):
+            refused = await self._pool.admit(slot)
+            if refused is not None:
+                return None, last or self._delayed(refused, route, source)
             opened = await self._open(peer, source, lane)
             if isinstance(opened, OpenFailure):
                 self._pool.record(lane, opened.outcome)
@@ -200,6 +214,13 @@ class SmtpDeliverer:
             reply = Reply(451, "4.4.3", failure.reason, Stage.DNS)
         outcome = outcome_for_reply(reply, self._classifier)
         return dataclasses.replace(outcome, classification=failure.classification)
+
+    def _delayed(self, congested: Congested, route: MxRoute, source: Source) -> AttemptReport:
+        """Held back by our own limits: nothing was sent, no attempt counts."""
+        reply = Reply(451, "4.4.5", congested.reason, Stage.CONNECT)
+        outcome = outcome_for_reply(reply, self._classifier)
+        report = self._report(dataclasses.replace(outcome, kind=OutcomeKind.DELAYED), route, source)
+        return dataclasses.replace(report, retry_after=congested.retry_after)
 
     @staticmethod
     def _report(

@@ -27,6 +27,7 @@ class ClientSettings:
     data_timeout_seconds: float
     max_waiters: int
     wait_timeout_seconds: float
+    delayed_retry_seconds: float
     broken_tls_memory_seconds: float
     max_addresses_per_attempt: int
 

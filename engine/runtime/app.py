@@ -2,25 +2,26 @@
 
 Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
-the scheduler, the message transform, the SMTP deliverer. A process runs one
-or both roles, each a service (``engine.service.Service``,
-``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``) and ``delivery`` (claiming and
-delivering); ``Engine.services`` adds more. Several processes may share one
-store; the workers ``engine.runtime.runner`` forks get their listening
-sockets, whether they serve the admin listener, and the pipe that wakes a
-sibling's delivery after each acceptance from the supervisor
-(``bind_listeners``, ``accepted_pipe``). A process that accepts without
-delivering also announces new mail through the store, and each delivering
-process watches for it (PostgreSQL ``NOTIFY``/``LISTEN``; other processes on
-SQLite find it at their next poll).
+the limiter (in-process, or Redis for ``redis.url``: limits shared by every
+process and node), the scheduler, the message transform, the SMTP
+deliverer. A process runs one or both roles, each a service
+(``engine.service.Service``, ``engine.runtime.roles``): ``submission`` (the
+SMTP listener and the spool, with the admin HTTP listener, ``admin``) and
+``delivery`` (claiming and delivering); ``Engine.services`` adds more.
+Several processes may share one store; the workers ``engine.runtime.runner``
+forks get their listening sockets, whether they serve the admin listener,
+and the pipe that wakes a sibling's delivery after each acceptance from the
+supervisor (``bind_listeners``, ``accepted_pipe``). A process that accepts
+without delivering also announces new mail through the store, and each
+delivering process watches for it (PostgreSQL ``NOTIFY``/``LISTEN``; other
+processes on SQLite find it at their next poll).
 
-``Engine.start`` opens the store and starts the services in order (delivery,
-submission, admin, the added ones), returning the bound addresses;
-``Engine.health`` is what the admin listener's ``/healthz`` reports;
+``Engine.start`` opens the store and the limiter and starts the services in
+order (delivery, submission, admin, the added ones), returning the bound
+addresses; ``Engine.health`` is what the admin listener's ``/healthz`` reports;
 ``Engine.stop`` stops the services in the reverse order, each given the grace
 deadline (listeners stop accepting and let sessions finish, delivery lets
-attempts finish), then closes the record log and the store.
+attempts finish), then closes the record log, the store and the limiter.
 """
 
 from __future__ import annotations
@@ -296,6 +297,7 @@ class Engine:
 
     def _delivery(self, sealer: Sealer, classifier: BounceClassifier) -> DeliveryRole:
         assert self._store is not None and self._record_log is not None
+        assert self._limiter is not None
         settings = self.settings
         resolver = MxResolver(
             [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers],
@@ -310,8 +312,8 @@ class Engine:
             classifier=classifier,
             clock=self.clock,
             shaping=shaping,
+            limiter=self._limiter,
         )
-        assert self._limiter is not None
         self._scheduler = lane_scheduler(
             store=self._store,
             limiter=self._limiter,

@@ -53,7 +53,8 @@ import logging
 import re
 import ssl
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -177,6 +178,7 @@ class Inbox:
         self._connections = 0
         self._open: dict[int, str] = {}
         self._peaks: Counter[str] = Counter()
+        self._accepted_at: defaultdict[str, list[float]] = defaultdict(list)
 
     def add(self, message: ReceivedMessage) -> None:
         with self._cond:
@@ -195,6 +197,7 @@ class Inbox:
             self._open[self._connections] = client
             now_open = sum(1 for c in self._open.values() if c == client)
             self._peaks[client] = max(self._peaks[client], now_open)
+            self._accepted_at[client].append(time.monotonic())
             return self._connections
 
     def close_connection(self, connection: int) -> None:
@@ -206,6 +209,11 @@ class Inbox:
         """The most connections from address ``client`` ever open at once."""
         with self._cond:
             return self._peaks[client]
+
+    def accepted_at(self, client: str) -> list[float]:
+        """When each connection from address ``client`` was accepted (``time.monotonic``)."""
+        with self._cond:
+            return list(self._accepted_at[client])
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -239,6 +247,7 @@ class Inbox:
             self._attempts.clear()
             self._connections = 0
             self._peaks.clear()
+            self._accepted_at.clear()
 
     def wait_for_count(self, n: int, timeout: float) -> list[ReceivedMessage]:
         """Block until at least ``n`` messages have arrived; TimeoutError after ``timeout`` s."""

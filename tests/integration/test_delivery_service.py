@@ -212,6 +212,7 @@ async def world(
         classifier=BounceClassifier(),
         clock=clock,
         shaping=shaping,
+        limiter=LocalLimiter(clock),
     )
     log_path = tmp_path / "records.jsonl"
     record_log = RecordLog(str(log_path))
@@ -404,6 +405,35 @@ async def test_key_rotation_by_selector_without_restart(world: World) -> None:
     assert b"s=s2;" in by_rcpt["after@example.com"].split(b"\r\n\r\n")[0].replace(b"\r\n ", b" ")
     for data in by_rcpt.values():
         assert await asyncio.to_thread(dkim.verify, data, dnsfunc=lookup)
+
+
+@pytest.mark.parametrize(
+    "world", [{"max_waiters": 1, "delayed_retry_seconds": 30}], indirect=True, ids=["1-waiter"]
+)
+async def test_a_delivery_held_back_by_the_connection_limit_counts_no_attempt(
+    world: World,
+) -> None:
+    count = 13  # the shipped 10 connections per lane, 1 waiter, 2 held back
+    sid = await world.submit([f"slow-{n}@example.com" for n in range(count)])
+    ids = [f"{sid}-{n}" for n in range(1, count + 1)]
+    await world.sink.wait_for_count(count - 2, timeout=15)
+    for message_id in ids:
+        await world.wait_state(message_id, MessageState.DELIVERED, MessageState.QUEUED)
+    held = [m for m in ids if await world.state_of(m) is MessageState.QUEUED]
+    assert len(held) == 2
+    for message_id in held:
+        message = await world.store.get_message(message_id)
+        assert message is not None and message.attempts == 0
+        assert message.due_at == pytest.approx(world.clock.now() + 30)
+        delayed = (await world.records(message_id))[-1]
+        assert (delayed["type"], delayed["num_attempts"]) == ("Delayed", 0)
+        assert delayed["response"]["code"] == 451
+        assert delayed["response"]["content"].startswith("connection limit: ")
+    world.clock.advance(30)
+    world.service.wake()
+    for message_id in held:
+        await world.wait_state(message_id, MessageState.DELIVERED)
+        assert (await world.records(message_id))[-1]["num_attempts"] == 1
 
 
 async def test_domains_on_one_mx_share_a_site_and_its_connection(world: World) -> None:

@@ -16,6 +16,7 @@ from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
 from engine.delivery.transport import OutboundMessage
+from engine.limits.local import LocalLimiter
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import Source
 from smtp_out.deliverer import SmtpDeliverer
@@ -84,6 +85,7 @@ async def deliverer(receiver: tuple[Mailbox, int]) -> AsyncIterator[SmtpDelivere
         classifier=BounceClassifier(),
         clock=clock,
         shaping=Shaping.load(),
+        limiter=LocalLimiter(clock),
     )
     try:
         yield deliverer

@@ -13,17 +13,23 @@ from typing import Any, Unpack
 
 import pytest
 
-from config.schema import DeliverySettings
-from engine.clock import FakeClock
+from config.schema import DeliverySettings, RetrySettings
+from engine.clock import Clock, FakeClock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.outcome import OutcomeKind, Scope
+from engine.delivery.settling import RecordContext, settle_attempt
 from engine.delivery.transport import AttemptReport, OutboundMessage
+from engine.limits import Limiter, open_limiter
+from engine.limits.local import LocalLimiter
+from engine.model import MessageState, QueuedMessage
 from engine.records.metrics import REGISTRY
+from engine.records.record import RecordType
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import Source
 from engine.smtp.reply import Stage
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
+from smtp_out.pool import SLOT_TTL_SECONDS
 from tests.harness.dns_server import DnsServer, Zones
 from tests.harness.smtp_sink import SinkOptions, SmtpSink
 from tests.harness.tlsutil import make_tls_pair
@@ -69,23 +75,36 @@ class World:
         max_deliveries: int = 100,
         connection_limit: int = CONNECTION_LIMIT,
         shaping: dict[str, Any] | None = None,
+        limiter: Limiter | None = None,
+        clock: Clock | None = None,
     ) -> SmtpDeliverer:
         """A deliverer to the sinks; ``shaping`` adds tables to a shaping document whose
-        ``[default]`` sets ``max_deliveries`` and ``connection_limit``."""
-        default = {
-            "max_deliveries_per_connection": max_deliveries,
-            "connection_limit": connection_limit,
-            "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
-        }
+        ``[default]`` sets ``max_deliveries`` and ``connection_limit``. Its limiter is
+        its own unless ``limiter`` is shared."""
+        clock = clock or self.clock
         deliverer = SmtpDeliverer(
             delivery=dataclasses.replace(delivery, port=self.port),
-            resolver=MxResolver([self.dns.address], 2.0, self.clock, random.Random(1)),
+            resolver=MxResolver([self.dns.address], 2.0, clock, random.Random(1)),
             classifier=BounceClassifier(),
-            clock=self.clock,
-            shaping=Shaping.parse(("test", {"default": default, **(shaping or {})})),
+            clock=clock,
+            shaping=shaping_of(max_deliveries, connection_limit, shaping),
+            limiter=limiter or LocalLimiter(clock),
         )
         self.deliverers.append(deliverer)
         return deliverer
+
+
+def shaping_of(
+    max_deliveries: int = 100,
+    connection_limit: int = CONNECTION_LIMIT,
+    tables: dict[str, Any] | None = None,
+) -> Shaping:
+    default = {
+        "max_deliveries_per_connection": max_deliveries,
+        "connection_limit": connection_limit,
+        "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
+    }
+    return Shaping.parse(("test", {"default": default, **(tables or {})}))
 
 
 @pytest.fixture
@@ -487,17 +506,25 @@ async def test_busy_lanes_reuse_their_connections(world: World) -> None:
     assert sink.inbox.connections == 3, "each connection carries max_deliveries messages"
 
 
-async def test_waiter_timeout_is_transient(world: World) -> None:
-    await world.sink(slow_seconds=1.0)
-    client = DeliverySettings(wait_timeout_seconds=0.1)
+async def test_waiter_timeout_is_a_delay(world: World) -> None:
+    sink = await world.sink(slow_seconds=1.0)
+    client = DeliverySettings(wait_timeout_seconds=0.1, delayed_retry_seconds=3)
     deliverer = world.deliverer(client, connection_limit=1)
     delivered(await deliverer.deliver(message()))
     async with asyncio.TaskGroup() as group:
         first = group.create_task(deliverer.deliver(message("slow", n=2)))
-        second = group.create_task(deliverer.deliver(message(n=3)))
+        second = group.create_task(deliverer.deliver(message("waiter", n=3)))
     delivered(first.result())
-    assert second.result().outcome.kind is OutcomeKind.TRANSIENT
-    assert second.result().outcome.reply.enhanced == "4.4.5"
+    held = second.result()
+    assert held.outcome.kind is OutcomeKind.DELAYED
+    assert (held.outcome.reply.code, held.outcome.reply.enhanced) == (451, "4.4.5")
+    lane = f"default -> {MX1}"
+    assert (
+        held.outcome.reply.text
+        == f"connection limit: no connection free on lane {lane} within 0.1 s"
+    )
+    assert (held.retry_after, held.site, held.source) == (3, MX1, "default")
+    assert sink.attempts_for(f"waiter@{DOMAIN}") == 0
 
 
 async def test_failing_site_gets_one_connection_until_it_answers(world: World) -> None:
@@ -582,3 +609,195 @@ async def test_a_source_table_requires_tls_on_that_sources_lanes(world: World) -
     assert sink.messages == []
     delivered(await deliverer.deliver(message(n=2)))
     assert len(sink.messages) == 1
+
+
+# Connection limits shared through the limiter.
+
+BOUND = Source("a", "127.0.0.7", "a.sender.test")
+
+
+@pytest.fixture(params=["local", "redis"])
+async def shared_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
+    """One limiter for several deliverers: the in-process one, or Redis."""
+    if request.param == "redis":
+        limiter = open_limiter(request.getfixturevalue("redis_settings"), FakeClock())
+    else:
+        limiter = LocalLimiter(FakeClock())
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
+
+
+async def deliver_until_sent(deliverer: SmtpDeliverer, messages: list[OutboundMessage]) -> int:
+    """Deliver each message, again while it is delayed; the number of delays."""
+    delays = 0
+    for outbound in messages:
+        while (report := await deliverer.deliver(outbound)).outcome.kind is OutcomeKind.DELAYED:
+            delays += 1
+        delivered(report)
+    return delays
+
+
+async def deliver_concurrently(
+    deliverers: list[SmtpDeliverer], messages: list[OutboundMessage], tasks_each: int
+) -> None:
+    """Each deliverer sends every message through ``tasks_each`` concurrent tasks."""
+    async with asyncio.TaskGroup() as group:
+        for d, deliverer in enumerate(deliverers):
+            for t in range(tasks_each):
+                share = [
+                    dataclasses.replace(m, id=f"{d}-{m.id}", recipient=f"slow-{d}-{m.recipient}")
+                    for m in messages[t::tasks_each]
+                ]
+                group.create_task(deliver_until_sent(deliverer, share))
+
+
+async def test_deliverers_sharing_a_limiter_keep_the_lane_connection_limit(
+    world: World, shared_limiter: Limiter
+) -> None:
+    sink = await world.sink(slow_seconds=0.05)
+    deliverers = [
+        world.deliverer(connection_limit=2, max_deliveries=1, limiter=shared_limiter)
+        for _ in range(2)
+    ]
+    messages = [message(n=n, source=BOUND) for n in range(12)]
+    await deliver_concurrently(deliverers, messages, tasks_each=4)
+    assert len(sink.messages) == 24
+    assert sink.inbox.peak_connections(BOUND.address) == 2, "each alone would open 2"
+    assert await shared_limiter.slots_in_use(f"conn:a|{MX1}", world.clock.now()) == 0
+
+
+async def test_provider_connection_limit_spans_its_sites(
+    world: World, shared_limiter: Limiter
+) -> None:
+    world.zones.add_mx(OTHER_DOMAIN, [(10, OTHER_MX)])
+    world.zones.add_a(OTHER_MX, [SINK_ADDRESS])
+    sink = await world.sink(slow_seconds=0.05)
+    example = {"match": [".example.test", ".other.test"], "provider_connection_limit": 2}
+    deliverers = [
+        world.deliverer(
+            connection_limit=2,
+            max_deliveries=1,
+            shaping={"provider": {"example": example}},
+            limiter=shared_limiter,
+        )
+        for _ in range(2)
+    ]
+    messages = [
+        dataclasses.replace(m, source=BOUND)
+        for n in range(6)
+        for m in (message(n=n), other_message(n))
+    ]
+    await deliver_concurrently(deliverers, messages, tasks_each=4)
+    assert len(sink.messages) == 24
+    assert {m.rcpt_tos[0].rpartition("@")[2] for m in sink.messages} == {DOMAIN, OTHER_DOMAIN}
+    assert sink.inbox.peak_connections(BOUND.address) == 2, "2 per site, 2 per deliverer"
+    now = world.clock.now()
+    assert await shared_limiter.slots_in_use("provider_conn:a|example", now) == 0
+
+
+async def test_no_shared_slot_is_a_delay_that_counts_no_attempt(world: World) -> None:
+    sink = await world.sink()
+    limiter = LocalLimiter(world.clock)
+    holding = world.deliverer(connection_limit=1, limiter=limiter)
+    client = DeliverySettings(wait_timeout_seconds=0.2, delayed_retry_seconds=4)
+    waiting = world.deliverer(client, connection_limit=1, limiter=limiter)
+    delivered(await holding.deliver(message(source=BOUND)))
+    assert holding.idle_connections == 1, "its idle connection keeps the lane's slot"
+    report = await waiting.deliver(message("held", n=2, source=BOUND))
+    assert report.outcome.kind is OutcomeKind.DELAYED
+    assert report.outcome.reply.enhanced == "4.4.5"
+    assert report.outcome.reply.text == f"connection limit: no slot on lane a -> {MX1} within 0.2 s"
+    assert report.retry_after == 4
+    assert sink.attempts_for(f"held@{DOMAIN}") == 0
+    now = world.clock.now()
+    claimed = QueuedMessage(
+        id="m2",
+        submission_id="s",
+        tenant_id=1,
+        queue=f"acme@{DOMAIN}",
+        campaign="",
+        sender="bounces@sender.test",
+        recipient=f"held@{DOMAIN}",
+        domain=DOMAIN,
+        state=MessageState.LEASED,
+        due_at=now,
+        created_at=now,
+        attempts=3,
+    )
+    settlement, record = settle_attempt(
+        claimed,
+        report,
+        lease_token="t",
+        now=now,
+        size=len(BODY),
+        retry=RetrySettings(),
+        rng=random.Random(1),
+        context=RecordContext("node", "acme"),
+    )
+    assert (settlement.state, settlement.attempts) == (MessageState.QUEUED, 3)
+    assert settlement.due_at == world.clock.now() + 4
+    assert (record.type, record.num_attempts) == (RecordType.DELAYED, 3)
+    await holding.close()
+    delivered(await waiting.deliver(message("held", n=2, source=BOUND)))
+
+
+async def test_sweep_renews_the_slots_of_open_connections(world: World) -> None:
+    await world.sink()
+    limiter = LocalLimiter(world.clock)
+    long_idle = {"source": {"a": {"idle_timeout_seconds": 10 * SLOT_TTL_SECONDS}}}
+    deliverer = world.deliverer(limiter=limiter, shaping=long_idle)
+    delivered(await deliverer.deliver(message(source=BOUND)))
+    key = f"conn:a|{MX1}"
+    for _ in range(3):
+        world.clock.advance(SLOT_TTL_SECONDS * 0.8)
+        await deliverer.sweep()
+    world.clock.advance(SLOT_TTL_SECONDS * 0.8)
+    assert await limiter.slots_in_use(key, world.clock.now()) == 1
+    await deliverer.close()
+    assert await limiter.slots_in_use(key, world.clock.now()) == 0
+
+
+async def test_connection_rate_beyond_the_wait_is_a_delay(world: World) -> None:
+    sink = await world.sink()
+    rate = {"source": {"a": {"max_connection_rate": "1/min"}}}
+    deliverer = world.deliverer(max_deliveries=1, shaping=rate)
+    delivered(await deliverer.deliver(message(source=BOUND)))
+    report = await deliverer.deliver(message("later", n=2, source=BOUND))
+    assert report.outcome.kind is OutcomeKind.DELAYED
+    assert report.outcome.reply.text.startswith(
+        f"connection rate 1/60s: next connection on lane a -> {MX1} in "
+    )
+    assert report.retry_after == pytest.approx(60)
+    assert sink.attempts_for(f"later@{DOMAIN}") == 0
+    world.clock.advance(60)
+    delivered(await deliverer.deliver(message("later", n=2, source=BOUND)))
+    assert sink.inbox.connections == 2
+
+
+async def test_connection_rate_spaces_new_connections(world: World) -> None:
+    sink = await world.sink()
+    rate = {"source": {"a": {"max_connection_rate": "20/s,max_burst=1"}}}
+    deliverer = world.deliverer(max_deliveries=1, shaping=rate, clock=SystemClock())
+    async with asyncio.TaskGroup() as group:
+        for n in range(5):
+            group.create_task(deliver_until_sent(deliverer, [message(n=n, source=BOUND)]))
+    accepted = sink.inbox.accepted_at(BOUND.address)
+    assert len(accepted) == 5
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
+    assert min(gaps) > 0.03, gaps
+
+
+async def test_a_message_brings_its_lanes_scaled_shaping(world: World) -> None:
+    sink = await world.sink()
+    deliverer = world.deliverer(max_deliveries=100)
+    scaled = dataclasses.replace(
+        shaping_of(max_deliveries=100).for_lane("default", MX1), max_deliveries_per_connection=2
+    )
+    for n in range(5):
+        delivered(await deliverer.deliver(dataclasses.replace(message(n=n), shaping=scaled)))
+    assert connection_runs(sink) == [2, 2, 1]
+    delivered(await deliverer.deliver(message(n=6)))
+    delivered(await deliverer.deliver(message(n=7)))
+    assert connection_runs(sink) == [2, 2, 3], "without it, the configured 100 per connection"

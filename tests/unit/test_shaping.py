@@ -11,6 +11,7 @@ from config import ConfigError
 from config.schema import DeliverySettings
 from engine.clock import FakeClock
 from engine.delivery.outcome import Outcome, OutcomeKind, Scope
+from engine.limits.local import LocalLimiter
 from engine.limits.throttle import ThrottleSpec
 from engine.scheduler.shaping import SHIPPED_NAME, Origin, Shaping, TlsMode, explain
 from engine.smtp.reply import Reply, Stage
@@ -261,7 +262,9 @@ def test_pool_window_is_the_lane_connection_limit() -> None:
             "source": {"one": {"connection_limit": 1}},
         }
     )
-    pool = ConnectionPool(ClientSettings.from_delivery(DeliverySettings()), lanes, FakeClock())
+    clock = FakeClock()
+    settings = ClientSettings.from_delivery(DeliverySettings())
+    pool = ConnectionPool(settings, lanes, clock, LocalLimiter(clock))
     slow = ("default", "mx.slow.test")
     assert pool.window(slow) == 2
     assert pool.window(("default", "mx.other.test")) == 10
