@@ -52,6 +52,7 @@ from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.durations import parse_duration
 from engine.scheduler.routing import pool_of
 from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
+from engine.scheduler.status import lane_rows, source_rows
 from engine.scheduler.suspensions import (
     ADMIN_ORIGIN,
     SCOPE_WORDS,
@@ -62,6 +63,8 @@ from engine.scheduler.suspensions import (
     suspension_record,
     tenant_of,
 )
+from engine.scheduler.warmup import WarmupPolicy, plans_from_settings, utc_day
+from engine.scheduler.warmup_ledger import HISTORY_DAYS as WARMUP_HISTORY_DAYS
 from engine.store import NotFound, Store, StoreError, open_store
 from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 
@@ -353,6 +356,8 @@ def _suspension_commands(leaf: Leaf) -> None:
                 help="how long: 90s, 30min, 2h, 1d",
             )
     leaf("suspensions", _store_command(_suspensions), "list the active suspensions")
+    leaf("lanes", _store_command(_lanes), "each lane (source x site): connections, rate, backoff")
+    leaf("ips", _store_command(_ips), "each source: warmup day, today's sent and cap per provider")
 
 
 Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
@@ -440,6 +445,63 @@ def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]
         "lanes": lanes,
     }
     return result, "\n".join(lines)
+
+
+STATUS_FRESH_SECONDS = 30.0
+"""Reports older than this come from processes that stopped; they are left out."""
+
+
+async def _reports(store: Store, now: float) -> list[dict[str, Any]]:
+    return [json.loads(data) for _, data, _ in await store.list_status(now - STATUS_FRESH_SECONDS)]
+
+
+async def _lanes(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    now = time.time()
+    rows = lane_rows(await _reports(store, now), await store.queue_depths())
+    lines = [
+        f"{'LANE':50} {'CONN':>5} {'LIMIT':>5} {'READY':>6} {'RATE':>12} {'LEVEL':>5}"
+        f" {'QUEUED':>8}  NEXT DUE"
+    ]
+    for row in rows:
+        lane = f"{row['source']}|{row['site']}"[:50]
+        due = "-" if row["next_due"] is None else _iso(row["next_due"])
+        lines.append(
+            f"{lane:50} {row['connections']:>5} {row['connection_limit']:>5}"
+            f" {row['in_flight']:>6} {row['max_message_rate'] or '-':>12}"
+            f" {row['backoff_level']:>5} {row['queued']:>8}  {due}"
+        )
+    if not rows:
+        lines.append("(no lane active in the last 10 minutes, or no engine running)")
+    return rows, "\n".join(lines)
+
+
+async def _ips(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    now = time.time()
+    today = utc_day(now)
+    plans = plans_from_settings(settings)
+    rows = source_rows(
+        sources={
+            name: plans[source.warmup] if source.warmup else None
+            for name, source in settings.sources.items()
+        },
+        providers=Shaping.load(settings.scheduler.shaping_files).providers,
+        history=await store.warmup_history(today - WARMUP_HISTORY_DAYS),
+        today=today,
+        policy=WarmupPolicy.from_settings(settings),
+        reports=await _reports(store, now),
+        suspensions=await store.active_suspensions(now),
+        now=now,
+    )
+    lines = [f"{'SOURCE':16} {'PROVIDER':12} {'PLAN':10} {'DAY':>4} {'SENT/CAP':>18}  STATE"]
+    for row in rows:
+        cap = "-" if row["cap"] is None else f"{row['cap']:,}"
+        day = "-" if row["day"] is None else str(row["day"])
+        sent = f"{row['sent_today']:,}/{cap}"
+        lines.append(
+            f"{row['source']:16} {row['provider']:12} {row['plan'] or '-':10} {day:>4}"
+            f" {sent:>18}  {row['state']}"
+        )
+    return rows, "\n".join(lines)
 
 
 def _reload(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:

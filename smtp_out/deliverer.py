@@ -90,6 +90,10 @@ class SmtpDeliverer:
         """Connections open right now, idle or busy."""
         return self._gauge.value
 
+    def lane_connections(self) -> dict[tuple[str, str], int]:
+        """Connections open per lane (source, site), busy or idle."""
+        return self._pool.lane_connections()
+
     @property
     def idle_connections(self) -> int:
         return self._pool.idle_connections

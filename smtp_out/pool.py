@@ -177,6 +177,11 @@ class ConnectionPool:
     def idle_connections(self) -> int:
         return sum(len(state.idle) for state in self._lanes.values())
 
+    def lane_connections(self) -> dict[Lane, int]:
+        """Connections open per lane (busy or idle), lanes with none left out."""
+        counts = {lane: state.busy + len(state.idle) for lane, state in self._lanes.items()}
+        return {lane: count for lane, count in counts.items() if count}
+
     def limits(self, lane: Lane) -> LaneShaping:
         """The lane's shaping: the one its last checkout brought, else as configured."""
         state = self._lanes.get(lane)

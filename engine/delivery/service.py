@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import random
 import time
@@ -69,6 +70,7 @@ Settled = tuple[Settlement, Record]
 
 
 QUEUE_GAUGE_SECONDS = 5.0
+STATUS_REPORT_SECONDS = 2.0
 QUEUE_GAUGE_COST_SHARE = 0.005
 """The queue gauge counts every queued message: it runs at most this share of the time."""
 MIN_WAIT_SECONDS = 0.001
@@ -212,7 +214,7 @@ class DeliveryService:
                 self._wakeup.set()
 
     async def _feedback(self, dispatch: Dispatch, report: AttemptReport | None) -> None:
-        """Tell the scheduler how the dispatch ended; store the records it makes of it."""
+        """Tell the scheduler how the dispatch ended; log the records it stored of it."""
         now = self._clock.now()
         if report is None:
             records = await self._scheduler.finished(dispatch, now)
@@ -220,9 +222,7 @@ class DeliveryService:
             outcome = report.outcome
             records = await self._scheduler.finished(dispatch, now, outcome.kind, outcome.reply)
         self._wakeup.set()
-        if records:
-            await self._store.add_records(records)
-            self._record_log.write(list(records))
+        self._record_log.write(list(records))
 
     async def _attempt_once(
         self,
@@ -363,11 +363,15 @@ class DeliveryService:
                 log.exception("renewing the leases of %d messages failed", len(self._leases))
 
     async def _housekeeping(self) -> None:
-        """Every second: close idle connections; every few seconds: the queue gauge."""
-        next_gauge = 0.0
+        """Every second: close idle connections; every few seconds: the status report
+        (``store.put_status``) and the queue gauge."""
+        next_gauge = next_report = 0.0
         while not self._stopping.is_set():
             try:
                 await self._deliverer.sweep()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + STATUS_REPORT_SECONDS
+                    await self._report()
                 if time.monotonic() >= next_gauge:
                     started = time.monotonic()
                     await self._gauge_queue()
@@ -377,6 +381,12 @@ class DeliveryService:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), HOUSEKEEPING_SECONDS)
+
+    async def _report(self) -> None:
+        """Publish this process's lanes and sources for ``penguin lanes`` / ``ips``."""
+        now = self._clock.now()
+        report = await self._scheduler.report(now, self._deliverer.lane_connections())
+        await self._store.put_status(self._owner, json.dumps(report), now)
 
     async def _gauge_queue(self) -> None:
         counts: dict[str, int] = {}

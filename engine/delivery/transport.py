@@ -58,6 +58,10 @@ class Deliverer(Protocol):
         """Try to deliver once; the report says how it went."""
         ...
 
+    def lane_connections(self) -> dict[tuple[str, str], int]:
+        """Connections open per lane (source, site), busy or idle."""
+        ...
+
     async def sweep(self) -> None:
         """Close idle connections that have outlived their idle timeout."""
         ...

@@ -68,3 +68,31 @@ DKIM_SIGN_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
     registry=REGISTRY,
 )
+LANE_IN_FLIGHT = Gauge(
+    "penguin_lane_ready_messages",
+    "Messages in a lane's ready queue (claimed, in flight) per source and site.",
+    ["source", "site"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+LANE_BACKOFF_LEVEL = Gauge(
+    "penguin_lane_backoff_level",
+    "Backoff level of a lane's path (0: full rate and connections).",
+    ["source", "site"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+SOURCE_SENT_TODAY = Gauge(
+    "penguin_source_sent_today",
+    "Messages a source sent to a provider this UTC day.",
+    ["source", "provider"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+SOURCE_DAILY_CAP = Gauge(
+    "penguin_source_daily_cap",
+    "Today's warmup cap of a source for a provider (-1: not capped).",
+    ["source", "provider"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)

@@ -193,8 +193,10 @@ def lane_scheduler(
     resolver: RouteResolver,
     shaping: Shaping,
     nodeid: str,
+    record_log: RecordLog | None = None,
 ) -> LaneScheduler:
-    """The production scheduler, its parts built from ``settings``."""
+    """The production scheduler, its parts built from ``settings``; the records it stores
+    itself also go to ``record_log``."""
     plans = plans_from_settings(settings)
     source_plans = {
         name: plans[source.warmup] for name, source in settings.sources.items() if source.warmup
@@ -227,6 +229,7 @@ def lane_scheduler(
         site_of=site_of,
         delayed_record=delayed,
         admin_record=suspended,
+        log_records=record_log.write if record_log is not None else lambda records: None,
     )
 
 
@@ -321,6 +324,7 @@ class Engine:
             resolver=resolver,
             shaping=shaping,
             nodeid=node_id(settings),
+            record_log=self._record_log,
         )
         delivery = DeliveryService(
             store=self._store,

@@ -28,9 +28,9 @@ of messages asked for; each message goes out from a source of its pool.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.model import QueuedMessage
 from engine.records.record import Record
@@ -63,9 +63,17 @@ class Scheduler(Protocol):
         """When something is next due (``math.inf`` when nothing is known to be)."""
         ...
 
+    async def report(
+        self, now: float, connections: Mapping[tuple[str, str], int]
+    ) -> dict[str, Any]:
+        """This process's lanes and sources as ``penguin lanes`` and ``penguin ips`` show
+        them (JSON-ready), given the connections open per lane."""
+        ...
+
     async def finished(
         self, dispatch: Dispatch, now: float, kind: str = "", reply: Reply | None = None
     ) -> Sequence[Record]:
         """Feedback from one dispatch: how it ended (an ``OutcomeKind`` value and the
-        reply; none when it never reached the deliverer). Returns records to store."""
+        reply; none when it never reached the deliverer). Returns the records it stored
+        (for the record log)."""
         ...

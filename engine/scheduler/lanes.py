@@ -45,12 +45,13 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from config import Settings
 from engine.limits import Limiter
 from engine.limits.throttle import ThrottleSpec
 from engine.model import QueuedMessage, Suspension, SuspensionScope
+from engine.records import metrics
 from engine.records.record import Record
 from engine.scheduler import Dispatch
 from engine.scheduler.backoff import Action, BackoffRule, Target, match_rule, scaled, scaled_spec
@@ -76,6 +77,8 @@ may commit after one with a higher bump (PostgreSQL)."""
 DELAY_CHUNK = 1000
 REQUEUED_KINDS = frozenset({"transient", "delayed"})
 """Outcomes that put the message back in its queue (settled before the feedback)."""
+LANE_REPORT_SECONDS = 600.0
+"""A lane stays in the report this long after its last dispatch."""
 UNSHAPED_RATE = "1000/s"
 """The rate a lane without ``max_message_rate`` is taken to have when backoff scales it."""
 
@@ -85,17 +88,6 @@ class DelayReason:
     WARMUP = "warmup cap"
     SUSPENDED = "suspension"
     CONNECTIONS = "connection limit"
-
-
-@dataclass(frozen=True, slots=True)
-class LaneView:
-    """One lane as ``penguin lanes`` shows it."""
-
-    source: str
-    site: str
-    in_flight: int
-    room: int
-    parked_queues: int
 
 
 class LaneScheduler:
@@ -114,7 +106,10 @@ class LaneScheduler:
         site_of: SiteOf,
         delayed_record: Callable[[QueuedMessage, Reply, float, str], Record],
         admin_record: Callable[[Suspension, float], Record],
+        log_records: Callable[[list[Record]], None] = lambda records: None,
     ) -> None:
+        """``log_records`` gets the records the scheduler stores itself (Delayed), for
+        the record log."""
         self._store = store
         self._limiter = limiter
         self._settings = settings
@@ -126,6 +121,7 @@ class LaneScheduler:
         self._site_of = site_of
         self._delayed_record = delayed_record
         self._admin_record = admin_record
+        self._log_records = log_records
         self.backoff = BackoffState(
             limiter,
             step_after=self._tuning.backoff_step_after,
@@ -140,6 +136,8 @@ class LaneScheduler:
         self._next_refresh = -math.inf
         self._next_changes = -math.inf
         self._unshaped_rate = ThrottleSpec.parse(UNSHAPED_RATE)
+        self._dispatched_at: dict[Lane, float] = {}
+        self._pools = tuple(settings.pools)
 
     # The seam.
     async def next_batch(
@@ -312,6 +310,7 @@ class LaneScheduler:
             left[name] -= 1
             lane = (source.name, site)
             self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
+            self._dispatched_at[lane] = now
             dispatches.append(Dispatch(message, source, site, shapes[source.name], pool))
         for name, count in left.items():
             if count:
@@ -352,10 +351,15 @@ class LaneScheduler:
         text = f"delayed by our own {reason}" + (f" ({detail})" if detail else "")
         reply = Reply(451, "4.4.5", f"{text}; next try at {stamp}")
 
+        written: list[Record] = []
+
         def record(message: QueuedMessage) -> Record:
-            return self._delayed_record(message, reply, now, tenant)
+            written.append(self._delayed_record(message, reply, now, tenant))
+            return written[-1]
 
         moved = await self._store.delay_queue(entry.name, now, until, DELAY_CHUNK, record)
+        if moved:
+            self._log_records(written)
         self.catalog.check_at(entry, now + 1.0 if moved == DELAY_CHUNK else until)
 
     # Shaping of a lane, scaled down by the backoff levels of its path.
@@ -446,12 +450,36 @@ class LaneScheduler:
         if ticks < self._next_refresh:
             return
         self._next_refresh = ticks + self._tuning.refresh_seconds
+        before = self.suspensions
         self.suspensions = SuspensionBook(await self._store.active_suspensions(now))
+        await self._lifted(before, now)
         self.catalog.wake(await self._store.reap_leases(now), now)
         try:
             await self.ledger.refresh(now)
         except Exception:
             log.exception("storing warmup counts failed; kept for the next try")
+
+    async def _lifted(self, before: SuspensionBook, now: float) -> None:
+        """Suspensions lifted before their end (``penguin resume``): the mail delayed
+        to their end is due now."""
+        held = {(str(s.scope), s.target.lower()) for s in self.suspensions.all()}
+        for lifted in before.all():
+            if lifted.until <= now or (str(lifted.scope), lifted.target.lower()) in held:
+                continue
+            for entry in self.catalog.entries():
+                if not await self._suspends(lifted, entry):
+                    continue
+                if await self._store.undelay_queue(entry.name, lifted.until, now):
+                    self.catalog.check_at(entry, now)
+
+    async def _suspends(self, suspension: Suspension, entry: QueueEntry) -> bool:
+        """Whether ``suspension`` may have delayed the mail of ``entry``'s queue."""
+        if suspension.scope is SuspensionScope.TENANT:
+            return await self._tenant(entry.info.tenant_id) == suspension.target
+        if suspension.scope is SuspensionScope.CAMPAIGN:
+            tenant = await self._tenant(entry.info.tenant_id)
+            return f"{tenant}:{entry.info.campaign}" == suspension.target
+        return True
 
     async def _read_changes(self, now: float) -> None:
         """Learn the queues that are new or got messages since we last looked."""
@@ -489,14 +517,54 @@ class LaneScheduler:
             self._tenants[tenant_id] = name
         return name
 
-    def lanes(self) -> list[LaneView]:
-        """The lanes with messages in flight in this process, or queues parked on them."""
-        views = []
-        for lane, count in sorted(self._in_flight.items()):
-            shape = self.shaping.for_lane(*lane)
-            room = shape.connection_limit * self._tuning.ready_per_connection - count
-            views.append(LaneView(lane[0], lane[1], count, room, self.catalog.parked_count(lane)))
-        return views
+    async def report(self, now: float, connections: Mapping[Lane, int]) -> dict[str, Any]:
+        """This process's view for ``penguin lanes`` / ``penguin ips`` and the metrics:
+        each recent lane (in flight, connections, shaping, backoff level, the queues
+        feeding it) and each source's count and cap per provider today."""
+        recent = now - LANE_REPORT_SECONDS
+        self._dispatched_at = {k: t for k, t in self._dispatched_at.items() if t >= recent}
+        lanes = set(self._in_flight) | set(connections) | set(self._dispatched_at)
+        queues_by_site: dict[str, list[str]] = {}
+        for entry in self.catalog.entries():
+            if entry.site is not None:
+                queues_by_site.setdefault(entry.site, []).append(entry.name)
+        lane_rows = []
+        for source_name, site in sorted(lanes):
+            shape = self.shaping.for_lane(source_name, site)
+            keys = [f"lane:{source_name}|{site}", f"source:{source_name}"]
+            keys.append(f"source_provider:{source_name}|{shape.provider or site}")
+            level = max([(await self.backoff.level(key, now)).level for key in keys])
+            in_flight = self._in_flight.get((source_name, site), 0)
+            lane_rows.append(
+                {
+                    "source": source_name,
+                    "site": site,
+                    "provider": shape.provider,
+                    "in_flight": in_flight,
+                    "connections": connections.get((source_name, site), 0),
+                    "connection_limit": shape.connection_limit,
+                    "max_message_rate": str(shape.max_message_rate or ""),
+                    "backoff_level": level,
+                    "parked_queues": self.catalog.parked_count((source_name, site)),
+                    "queues": sorted(queues_by_site.get(site, [])),
+                }
+            )
+            metrics.LANE_IN_FLIGHT.labels(source_name, site).set(in_flight)
+            metrics.LANE_BACKOFF_LEVEL.labels(source_name, site).set(level)
+        source_rows = []
+        for source_name in sorted(
+            {s.name for pool in self._pools for s in self._sources.sources(pool)}
+        ):
+            for provider in (*self.shaping.providers, ""):
+                sent = await self.ledger.sent_today(source_name, provider, now)
+                status = await self.ledger.status_now(source_name, provider, now)
+                cap = None if status is None else status.cap
+                metrics.SOURCE_SENT_TODAY.labels(source_name, provider or "other").set(sent)
+                metrics.SOURCE_DAILY_CAP.labels(source_name, provider or "other").set(
+                    -1 if cap is None else cap
+                )
+                source_rows.append({"source": source_name, "provider": provider, "sent": sent})
+        return {"lanes": lane_rows, "sources": source_rows, "time": now}
 
 
 def _in_turns(counts: Mapping[str, int]) -> list[str]:

@@ -187,6 +187,12 @@ class Store(Protocol):
         in one transaction; returns how many."""
         ...
 
+    async def undelay_queue(self, queue: str, until: float, now: float) -> int:
+        """Make ``queue``'s queued messages due at exactly ``until`` (as ``delay_queue``
+        left them) due at ``now``: the wait they were delayed for was lifted early.
+        Returns how many."""
+        ...
+
     async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
         """Per queue with queued messages: their count and earliest due time."""
         ...

@@ -493,6 +493,21 @@ class PostgresStore:
                 await _insert_records(conn, [record(m) for m in due])
         return len(due)
 
+    async def undelay_queue(self, queue: str, until: float, now: float) -> int:
+        """The messages of ``queue`` delayed to ``until`` due at ``now``."""
+        pool = await self._get_pool()
+        with _translated("undelay"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                status = await conn.execute(
+                    "UPDATE messages SET due_at = $1"
+                    " WHERE queue = $2 AND state = 'queued' AND due_at = $3",
+                    now,
+                    queue,
+                    until,
+                )
+        return int(status.split()[-1])
+
     async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
         rows = await self._fetch(
             "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued'"

@@ -415,6 +415,15 @@ class SqliteStore:
 
         return await self._write(update, "delay", flush=False)
 
+    async def undelay_queue(self, queue: str, until: float, now: float) -> int:
+        """The messages of ``queue`` delayed to ``until`` due at ``now``."""
+        sql = (
+            "UPDATE messages SET due_at = ? WHERE queue = ? AND state = 'queued' AND due_at = ?"
+        )
+        return await self._write(
+            lambda conn: conn.execute(sql, (now, queue, until)).rowcount, "undelay", flush=False
+        )
+
     async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
         def select(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
             rows = conn.execute(_QUEUE_DEPTHS_SQL)

@@ -557,6 +557,11 @@ class SourceByDomain:
     ) -> list[Record]:
         return []
 
+    async def report(
+        self, now: float, connections: Mapping[tuple[str, str], int]
+    ) -> dict[str, Any]:
+        return {}
+
 
 def _by_domain(
     store: Store, _settings: Settings, _resolver: MxResolver, shaping: Shaping, _clock: FakeClock

@@ -941,6 +941,12 @@ async def test_delay_queue_moves_due_mail_later_with_a_record_each(store: Store)
     assert await store.queue_next_due("acme@b.example") == T0
     assert await store.delay_queue(queue, T0 + 5, T0 + 600, 10, delayed) == 0
 
+    assert await store.undelay_queue(queue, T0 + 600, T0 + 50) == 3
+    assert await store.queue_next_due(queue) == T0 + 50
+    untouched = await store.get_message(msgs[3].id)
+    assert untouched is not None and untouched.due_at == T0 + 99
+    assert await store.undelay_queue(queue, T0 + 600, T0 + 60) == 0
+
 
 def admin_record(text: str) -> Record:
     return Record(RecordType.ADMIN_BOUNCE, T0, None, queue=text)
