@@ -68,18 +68,19 @@ class EngineSettings:
         10.0, "On SIGTERM, how long in-flight sessions may finish before being cut.", min=0, max=600
     )
     processes: int = setting(
-        1,
+        0,
         "Engine processes `penguin run` starts; they share the listeners and the store, "
-        "and each runs this role's services. 0 means one per CPU. Per-process limits "
-        "(submission.max_sessions, delivery connection limits) apply in each process.",
+        "and each runs this role's services. 0 means one per CPU, less the delivery "
+        "processes (at least 1). submission.max_sessions applies in each process.",
         min=0,
         max=256,
     )
     delivery_processes: int = setting(
-        0,
+        1,
         "With role all: workers that only deliver, while the `processes` workers then only "
-        "accept (the split layout in one command; on two cores 1 + 1 delivers the most). "
-        "0 means every worker does both.",
+        "accept (the split layout, the fastest here: with two cores 1 + 1). 0 means every "
+        "worker does both. More than one delivering process keeps shared limits "
+        "(connections, rates, warmup counts, backoff) only with redis.url set.",
         min=0,
         max=256,
     )

@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             config_file = _config_path(args) or str(DEFAULT_CONFIG)
             submits = args.role != "delivery"
             asyncio.run(check_environment(settings, config_file, submission=submits))
-            processes = settings.engine.processes or os.cpu_count() or 1
             delivering = settings.engine.delivery_processes if args.role == "all" else 0
+            processes = engine_processes(settings.engine.processes, delivering)
             if processes + delivering > 1:
                 _share_metrics_between_workers(settings)
             from engine.runtime.app import Role
@@ -115,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+def engine_processes(configured: int, delivering: int) -> int:
+    """The ``engine.processes`` to start: as configured, or for 0 one per CPU less the
+    ``delivering`` ones, at least one."""
+    if configured:
+        return configured
+    return max(1, (os.cpu_count() or 1) - delivering)
 
 
 def _config_path(args: argparse.Namespace) -> str | None:

@@ -72,6 +72,13 @@ def run(settings: Settings, roles: list[Role], config_file: str = "<config>") ->
     """Run one engine process per role in ``roles`` until SIGTERM/SIGINT; the exit status."""
     configure_logging(settings.logging.level)
     raise_open_file_limit()
+    delivering = sum(1 for role in roles if role.delivers)
+    if delivering > 1 and not settings.redis.url:
+        log.warning(
+            "%d delivering processes without redis.url: connection limits, rates, warmup "
+            "counts and backoff are kept per process, not for the engine as a whole",
+            delivering,
+        )
     with pid_file(settings):
         if len(roles) == 1:
             return uvloop.run(_serve(Engine(settings, roles[0], config_file), _print_ready))

@@ -32,7 +32,7 @@ from engine.delivery.transform import IDENTITY, MessageTransform, Transformed
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
 from engine.limits.local import LocalLimiter
-from engine.model import MessageState, QueuedMessage, SendingDomain, Tenant
+from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Tenant
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -78,10 +78,12 @@ class World:
     zones: Zones
     service_sealer: Sealer
 
-    async def submit(self, recipients: list[str], domain: str = "rsa.acme.test") -> str:
+    async def submit(
+        self, recipients: list[str], domain: str = "rsa.acme.test", headers: str = ""
+    ) -> str:
         sender = f"news@{domain}"
         raw = (
-            f"From: News <{sender}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n"
+            f"From: News <{sender}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n{headers}"
             "List-Unsubscribe: <https://u.acme.test/x>\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello!\r\n"
         ).encode()
@@ -617,3 +619,55 @@ async def test_a_per_recipient_transform_shapes_each_signed_copy(world: World) -
         header_section = message.data.split(b"\r\n\r\n", 1)[0]
         assert f"\r\nX-Recipient: {recipient}\r\n".encode() in header_section
         assert await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
+
+
+async def test_a_transactional_message_is_delivered_within_seconds_behind_a_bulk_backlog(
+    world: World,
+) -> None:
+    """100,000 bulk messages queued for one site, then one transactional message to the
+    same site: it leaves at once, while the backlog is still there."""
+    now = world.clock.now()
+    acme = world.tenants["acme"]
+    body = b"From: News <news@rsa.acme.test>\r\nSubject: bulk\r\n\r\nHello!\r\n"
+    for chunk in range(20):
+        sid = f"bulk{chunk}"
+        messages = tuple(
+            QueuedMessage(
+                id=f"{sid}-{n}",
+                submission_id=sid,
+                tenant_id=acme.id,
+                queue="acme@example.com",
+                campaign="",
+                sender="news@rsa.acme.test",
+                recipient=f"bulk{chunk}x{n}@example.com",
+                domain="example.com",
+                state=MessageState.QUEUED,
+                due_at=now,
+                created_at=now,
+                priority=0,
+            )
+            for n in range(1, 5001)
+        )
+        await world.store.accept([Submission(sid, acme.id, body, messages, now)], [])
+    world.service.wake()
+    await world.sink.wait_for_count(50, timeout=15)
+
+    async def tick() -> None:  # the clock runs with real time, so throttles refill
+        while True:
+            await asyncio.sleep(0.01)
+            world.clock.advance(0.01)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        started = time.monotonic()
+        sid = await world.submit(
+            ["urgent@example.com"], headers="X-Priority-Class: transactional\r\n"
+        )
+        await world.wait_state(f"{sid}-1", MessageState.DELIVERED)
+        took = time.monotonic() - started
+    finally:
+        ticking.cancel()
+    assert took < 5.0, f"the transactional message waited {took:.1f} s"
+    assert len(world.sink.messages) < 5_000, "delivered while the bulk backlog still waits"
+    [copy] = [m for m in world.sink.messages if m.rcpt_tos == ("urgent@example.com",)]
+    assert b"X-Priority-Class" not in copy.data, "the header is removed before sending"
