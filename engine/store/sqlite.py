@@ -417,9 +417,7 @@ class SqliteStore:
 
     async def undelay_queue(self, queue: str, until: float, now: float) -> int:
         """The messages of ``queue`` delayed to ``until`` due at ``now``."""
-        sql = (
-            "UPDATE messages SET due_at = ? WHERE queue = ? AND state = 'queued' AND due_at = ?"
-        )
+        sql = "UPDATE messages SET due_at = ? WHERE queue = ? AND state = 'queued' AND due_at = ?"
         return await self._write(
             lambda conn: conn.execute(sql, (now, queue, until)).rowcount, "undelay", flush=False
         )

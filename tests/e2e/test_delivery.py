@@ -218,7 +218,7 @@ def test_worker_processes_share_listener_and_store(
     request: pytest.FixtureRequest,
 ) -> None:
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
-    config = receivers.config(tmp_path, url, engine="processes = 2")
+    config = receivers.config(tmp_path, url, engine="processes = 2\ndelivery_processes = 0")
     account = provision(config)
     engine, workers = start_two_workers(engine_factory, config)
 
@@ -242,7 +242,7 @@ def test_worker_processes_share_listener_and_store(
 def test_killed_supervisor_takes_its_workers(
     tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
 ) -> None:
-    config = receivers.config(tmp_path, engine="processes = 2")
+    config = receivers.config(tmp_path, engine="processes = 2\ndelivery_processes = 0")
     engine, workers = start_two_workers(engine_factory, config)
     engine.kill()
     wait_for(lambda: exited(workers), what="workers killed with their supervisor")

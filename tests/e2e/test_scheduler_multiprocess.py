@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
+from typing import Any
 
 from config.schema import RedisSettings
 from tests.e2e.conftest import (
@@ -113,3 +114,12 @@ def test_warmup_cap_holds_for_two_processes(
     for row in penguin(config, "queue", "summary"):
         states[row["state"]] += row["count"]
     assert states == {"delivered": 7, "queued": 23}
+
+    def warmtest_row() -> dict[str, Any]:
+        rows = [r for r in penguin(config, "ips") if r["provider"] == "warmtest"]
+        assert [r["source"] for r in rows] == ["default"], rows
+        return rows[0]
+
+    wait_for(lambda: warmtest_row()["sent_today"] == 7, timeout=15, what="penguin ips: 7 sent")
+    row = warmtest_row()
+    assert (row["plan"], row["day"], row["cap"], row["state"]) == ("seven", 1, 7, "warming")

@@ -41,7 +41,7 @@ def replaced_worker(engine: EngineProcess, before: set[int]) -> int:
 def test_a_killed_worker_is_restarted_and_mail_still_accepted(
     tmp_path: Path, engine_factory: list[EngineProcess]
 ) -> None:
-    config = write_config(tmp_path, engine="processes = 2")
+    config = write_config(tmp_path, engine="processes = 2\ndelivery_processes = 0")
     account = provision(config)
     engine, workers = start_two_workers(engine_factory, config)
     victim = min(workers)
@@ -64,7 +64,10 @@ def test_repeated_crashes_stop_the_engine(
     tmp_path: Path, engine_factory: list[EngineProcess]
 ) -> None:
     config = write_config(
-        tmp_path, engine="processes = 2\nrestart_delay_seconds = 0.1\ncrash_limit = 2"
+        tmp_path,
+        engine=(
+            "processes = 2\ndelivery_processes = 0\nrestart_delay_seconds = 0.1\ncrash_limit = 2"
+        ),
     )
     engine, workers = start_two_workers(engine_factory, config)
     os.kill(min(workers), signal.SIGKILL)
