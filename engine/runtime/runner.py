@@ -60,7 +60,7 @@ runs the cycle collector every message or two; reference counting frees the rest
 log = logging.getLogger(__name__)
 
 
-def worker_roles(role: Role, processes: int, delivery_processes: int = 0) -> list[Role]:
+def worker_roles(role: Role, processes: int, delivery_processes: int) -> list[Role]:
     """The role of each engine process: ``processes`` of ``role``, or with
     ``delivery_processes`` (role all only) that many delivering and the rest accepting."""
     if role is Role.ALL and delivery_processes > 0:

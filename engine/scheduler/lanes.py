@@ -71,9 +71,6 @@ log = logging.getLogger(__name__)
 SiteOf = Callable[[str], Awaitable[str | None]]
 """The site a destination domain resolves to; None when it does not resolve now."""
 SITE_MEMORY_SECONDS = 60.0
-CHANGES_LAG_SECONDS = 5.0
-"""Queue changes are read again for this long: a transaction that took a lower bump
-may commit after one with a higher bump (PostgreSQL)."""
 DELAY_CHUNK = 1000
 REQUEUED_KINDS = frozenset({"transient", "delayed"})
 """Outcomes that put the message back in its queue (settled before the feedback)."""
@@ -84,10 +81,11 @@ UNSHAPED_RATE = "1000/s"
 
 
 class DelayReason:
+    """Why our own limits hold a queue back (the connection limit is the deliverer's)."""
+
     THROTTLE = "throttle"
     WARMUP = "warmup cap"
     SUSPENDED = "suspension"
-    CONNECTIONS = "connection limit"
 
 
 class LaneScheduler:
@@ -131,7 +129,6 @@ class LaneScheduler:
         self.suspensions = SuspensionBook()
         self._in_flight: dict[Lane, int] = {}
         self._tenants: dict[int, str] = {}
-        self._bumps: list[tuple[float, int]] = []
         self._seen_bump = 0
         self._next_refresh = -math.inf
         self._next_changes = -math.inf
@@ -482,26 +479,12 @@ class LaneScheduler:
         return True
 
     async def _read_changes(self, now: float) -> None:
-        """Learn the queues that are new or got messages since we last looked."""
-        horizon = now - CHANGES_LAG_SECONDS
-        after = 0
-        for when, bump in self._bumps:
-            if when <= horizon:
-                after = bump
-        self._bumps = [(when, bump) for when, bump in self._bumps if when > horizon][-64:]
-        if after == 0 and self._seen_bump and self._bumps:
-            after = min(b for _, b in self._bumps)
-        changed = await self._store.queues_changed(after)
-        fresh = []
-        for info in changed:
-            known = self.catalog.get(info.name)
-            if known is None or known.info.bump < info.bump:
-                fresh.append(info)
-        if fresh:
-            self.catalog.learn(fresh, now)
+        """Learn the queues that are new or got messages since we last looked (both
+        stores make bumps visible in increasing order)."""
+        changed = await self._store.queues_changed(self._seen_bump)
         if changed:
-            self._seen_bump = max(self._seen_bump, changed[-1].bump)
-        self._bumps.append((now, self._seen_bump))
+            self._seen_bump = changed[-1].bump
+            self.catalog.learn(changed, now)
 
     async def _site(self, entry: QueueEntry, now: float) -> str:
         if entry.site is None or entry.site_expires <= now:

@@ -116,7 +116,9 @@ def test_warmup_cap_holds_for_two_processes(
     assert states == {"delivered": 7, "queued": 23}
 
     def warmtest_row() -> dict[str, Any]:
-        rows = [r for r in penguin(config, "ips") if r["provider"] == "warmtest"]
+        rows: list[dict[str, Any]] = [
+            r for r in penguin(config, "ips") if r["provider"] == "warmtest"
+        ]
         assert [r["source"] for r in rows] == ["default"], rows
         return rows[0]
 

@@ -148,7 +148,9 @@ async def make_world(
     clock = FakeClock(START)
     store = SqliteStore(str(tmp_path / "penguin.db"))
     await store.migrate()
-    tenants = {name: await store.create_tenant(name, clock.now()) for name in ("acme", "beta")}
+    tenants = {}
+    for name in ("acme", "beta"):
+        tenants[name] = await store.get_tenant(name) or await store.create_tenant(name, START)
     settings: Settings = parse_settings(
         {
             "scheduler": {"refresh_seconds": 0.001, "changes_poll_seconds": 0.001},
@@ -399,3 +401,45 @@ async def test_a_network_block_suspends_the_source_for_that_provider(world: Worl
 
 def _suspension(scope: SuspensionScope, target: str, now: float, until: float) -> Suspension:
     return Suspension(scope, target, "maintenance", now, until, "admin")
+
+
+async def test_warmup_counts_survive_a_restart(tmp_path: Path, dns: tuple[str, int]) -> None:
+    """A new scheduler on the same store (a restarted engine, its in-process counters
+    gone) still knows what the source sent today."""
+    config = {
+        "sources": {"cold": {"address": "127.0.0.31", "warmup": "tiny"}},
+        "pools": {"default": {"sources": ["cold"]}},
+        "warmup_plans": {"tiny": {"daily": [5]}},
+    }
+    world = await make_world(tmp_path, dns, config)
+    await world.queue("acme", "site1.test", 20)
+    first = await world.pick()
+    await world.finish(first[:3])
+    await world.scheduler.ledger.flush()
+    await world.finish(first[3:])
+    await world.scheduler.ledger.flush()
+    assert len(first) == 5
+    await world.store.close()
+
+    again = await make_world(tmp_path, dns, config)
+    again.clock.advance(60)  # a minute later, the same day
+    assert await again.pick() == []
+    report = await again.scheduler.report(again.clock.now(), {})
+    [cold] = [row for row in report["sources"] if row["provider"] == ""]
+    assert cold == {"source": "cold", "provider": "", "sent": 5}
+    await again.store.close()
+
+
+async def test_the_report_shows_each_lane_in_use(world: World) -> None:
+    await world.queue("acme", "site1.test", 3)
+    batch = await world.pick()
+    report = await world.scheduler.report(world.clock.now(), {("default", "mx.site1.test"): 1})
+    [lane] = report["lanes"]
+    assert (lane["source"], lane["site"], lane["in_flight"], lane["connections"]) == (
+        "default",
+        "mx.site1.test",
+        3,
+        1,
+    )
+    assert lane["queues"] == ["acme@site1.test"] and lane["backoff_level"] == 0
+    await world.finish(batch)

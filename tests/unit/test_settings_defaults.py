@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from config import schema
-from engine.runtime.runner import worker_roles
 from engine.scheduler.sources import Source
 from engine.smtp.server import SmtpServer
 from engine.smtp.server_config import ServerConfig
@@ -30,7 +29,6 @@ BUILT_FROM: dict[Callable[..., Any], type] = {
     ServerConfig: schema.SubmissionSettings,
     open_store: schema.DatabaseSettings,
     PostgresStore: schema.DatabaseSettings,
-    worker_roles: schema.EngineSettings,
     Source: schema.SourceSettings,
 }
 """Each runtime callable with defaults named like settings, and the table they come from."""
