@@ -37,6 +37,7 @@ from engine.clock import SystemClock
 from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
 from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
+from engine.durations import parse_duration
 from engine.model import MessageState, QueuedMessage, Suspension, SuspensionScope
 from engine.node import node_id
 from engine.provisioning import (
@@ -49,7 +50,6 @@ from engine.provisioning import (
 from engine.records.record import Record
 from engine.runtime.preflight import check_environment
 from engine.scheduler.backoff import BackoffPolicy
-from engine.scheduler.durations import parse_duration
 from engine.scheduler.routing import pool_of
 from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
 from engine.scheduler.status import lane_rows, source_rows

@@ -20,19 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PERIODS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "hour": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-}
+from engine.durations import UNITS
+
+PERIODS = UNITS
+"""Period units: those of durations (s, min, h, d...)."""
 LOCAL_PREFIX = "local:"
 TOLERANCE = 1e-6
 """Seconds by which a unit may come early and still pass (rounding of epoch times)."""

@@ -14,8 +14,7 @@ ready lanes, KumoMTA's model), built of:
 - ``warmup`` (pure ramp) and ``warmup_ledger`` (daily counts and caps);
 - ``backoff`` (pure rules and levels) and ``backoff_state`` (levels shared
   through the limiter);
-- ``suspensions``: what operators and backoff rules suspend, and its records;
-- ``durations``: durations as operators write them.
+- ``suspensions``: what operators and backoff rules suspend, and its records.
 
 May import: ``engine.store``, ``engine.limits``, the core, ``config``. Never
 ``engine.delivery`` (which asks it) nor ``smtp_out`` (which sends from the

@@ -47,8 +47,8 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from config.loader import ConfigError, read_toml
 from config.schema import Settings
+from engine.durations import parse_duration
 from engine.limits.throttle import ThrottleSpec
-from engine.scheduler.durations import parse_duration
 from engine.smtp.reply import EnhancedCode, Reply, parse_enhanced_code
 
 SHIPPED_RULES: Final = Path(__file__).with_name("backoff.toml")

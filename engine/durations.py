@@ -1,6 +1,7 @@
 """Durations as operators write them: ``90s``, ``30min``, ``2h``, ``1d``, ``1h30min``.
 
-Pure. Used by suspensions (``penguin suspend --for``) and backoff rules.
+Pure. Used by suspensions (``penguin suspend --for``), backoff rules and the
+periods of throttle specs (``engine.limits.throttle``).
 """
 
 from __future__ import annotations
