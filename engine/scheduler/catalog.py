@@ -41,6 +41,9 @@ class QueueEntry:
     """The site its domain resolves to; None until resolved."""
     site_expires: float = 0.0
     parked_on: frozenset[Lane] = field(default_factory=frozenset)
+    due_estimate: int | None = None
+    """How many of its messages are due, as last counted or claimed; None: unknown
+    (counted again before its next claim)."""
 
     @property
     def name(self) -> str:
@@ -73,6 +76,7 @@ class QueueCatalog:
                 entry = self._entries[info.name] = QueueEntry(info)
             else:
                 entry.info = info
+            entry.due_estimate = None
             self.check_at(entry, now)
 
     def wake(self, names: Iterable[str], now: float) -> None:
@@ -80,6 +84,7 @@ class QueueCatalog:
         for name in names:
             entry = self._entries.get(name)
             if entry is not None:
+                entry.due_estimate = None
                 self.check_at(entry, now)
 
     def check_at(self, entry: QueueEntry, when: float) -> None:

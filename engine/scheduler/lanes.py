@@ -45,6 +45,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from config import Settings
@@ -64,7 +65,7 @@ from engine.scheduler.suspensions import SuspensionBook
 from engine.scheduler.warmup import seconds_to_next_day
 from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.smtp.reply import Reply
-from engine.store import Store
+from engine.store import ClaimedQueue, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,22 @@ LANE_REPORT_SECONDS = 600.0
 """A lane stays in the report this long after its last dispatch."""
 UNSHAPED_RATE = "1000/s"
 """The rate a lane without ``max_message_rate`` is taken to have when backoff scales it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to claim from one queue in this pick: each source's granted share."""
+
+    entry: QueueEntry
+    granted: dict[str, int]
+    shapes: Mapping[str, LaneShaping]
+    site: str
+    provider: str
+    pool: str
+
+    @property
+    def wanted(self) -> int:
+        return sum(self.granted.values())
 
 
 class DelayReason:
@@ -141,15 +158,53 @@ class LaneScheduler:
         self, *, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[Dispatch]:
         await self._refresh(now)
+        entries = await self._due_entries(now, limit)
+        plans: list[_Plan] = []
+        planned = 0
+        for index, entry in enumerate(entries):
+            if planned >= limit:
+                for later in entries[index:]:
+                    self.catalog.check_at(later, now)
+                break
+            assert entry.due_estimate is not None
+            plan = await self._serve(entry, now, min(limit - planned, entry.due_estimate))
+            if plan is not None:
+                plans.append(plan)
+                planned += plan.wanted
+        if not plans:
+            return []
+        claims = await self._store.claim_queues(
+            [(plan.entry.name, plan.wanted) for plan in plans], owner, now, lease_seconds
+        )
         batch: list[Dispatch] = []
-        looked = 0
-        while len(batch) < limit and looked < self._tuning.max_queues_per_pick:
+        for plan in plans:
+            batch += await self._dispatch(plan, claims[plan.entry.name], now)
+        return batch
+
+    async def _due_entries(self, now: float, limit: int) -> list[QueueEntry]:
+        """The queues to look at in this pick, each with how many messages it has due
+        (counted in one store call for those not known): enough for ``limit`` messages,
+        at most ``max_queues_per_pick`` queues."""
+        entries: list[QueueEntry] = []
+        known = 0
+        while known < limit and len(entries) < self._tuning.max_queues_per_pick:
             entry = self.catalog.next_due(now)
             if entry is None:
                 break
-            looked += 1
-            batch += await self._serve(entry, owner, now, lease_seconds, limit - len(batch))
-        return batch
+            entries.append(entry)
+            known += entry.due_estimate if entry.due_estimate is not None else 1
+        unknown = [entry.name for entry in entries if entry.due_estimate is None]
+        counts = await self._store.due_counts(unknown, now, limit) if unknown else {}
+        ready = []
+        for entry in entries:
+            if entry.due_estimate is None:
+                entry.due_estimate, next_due = counts.get(entry.name, (0, None))
+                if not entry.due_estimate:  # nothing due yet: look again when it is
+                    entry.due_estimate = None
+                    self.catalog.check_at(entry, NEVER if next_due is None else next_due)
+                    continue
+            ready.append(entry)
+        return ready
 
     def reload(self, shaping: Shaping, rules: Sequence[BackoffRule]) -> None:
         """New shaping and backoff rules, from now on."""
@@ -174,21 +229,22 @@ class LaneScheduler:
         if kind in REQUEUED_KINDS:
             entry = self.catalog.get(dispatch.message.queue)
             if entry is not None and entry.next_check == NEVER and not entry.parked_on:
+                entry.due_estimate = None
                 self.catalog.check_at(entry, now)
         if reply is None:
             return []
         return await self._feedback(dispatch, kind, reply, now)
 
     # Which lanes a queue feeds, and how much each may take.
-    async def _serve(
-        self, entry: QueueEntry, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> list[Dispatch]:
+    async def _serve(self, entry: QueueEntry, now: float, limit: int) -> _Plan | None:
+        """What to claim from the queue now, each source's share reserved on its lane;
+        None when nothing (the queue is parked or delayed to its next chance)."""
         info = entry.info
         tenant = await self._tenant(info.tenant_id)
         held = self.suspensions.for_queue(tenant, info.campaign, now)
         if held is not None:
             await self._delay(entry, now, held.until, DelayReason.SUSPENDED, held.reason, tenant)
-            return []
+            return None
         site = await self._site(entry, now)
         provider = self.shaping.provider_of(site)
         pool = pool_of(self._settings, tenant, info.campaign)
@@ -212,18 +268,21 @@ class LaneScheduler:
             warm[source.name] = remaining
             shapes[source.name] = shape
         if not rooms:
-            return await self._blocked(entry, now, [], waits, tenant)
+            await self._blocked(entry, now, [], waits, tenant)
+            return None
         allotted, waiting_on = self._allot(pool, rooms, warm, limit)
         if not allotted:
-            return await self._blocked(entry, now, [(waiting_on, site)], waits, tenant)
+            await self._blocked(entry, now, [(waiting_on, site)], waits, tenant)
+            return None
         granted, throttled = await self._throttle(allotted, shapes, site, provider, now)
         if not granted:
             until = now + min(throttled) if throttled else now + 1.0
             await self._delay(entry, now, until, DelayReason.THROTTLE, f"rate of {site}", tenant)
-            return []
-        return await self._claim(
-            entry, owner, now, lease_seconds, granted, shapes, site, provider, pool
-        )
+            return None
+        for name, count in granted.items():
+            lane = (name, site)
+            self._in_flight[lane] = self._in_flight.get(lane, 0) + count
+        return _Plan(entry, granted, shapes, site, provider, pool)
 
     def _allot(
         self, pool: str, rooms: dict[str, int], warm: dict[str, int | None], limit: int
@@ -285,38 +344,34 @@ class LaneScheduler:
                 granted[name] = count
         return granted, waits
 
-    async def _claim(
-        self,
-        entry: QueueEntry,
-        owner: str,
-        now: float,
-        lease_seconds: float,
-        granted: dict[str, int],
-        shapes: Mapping[str, LaneShaping],
-        site: str,
-        provider: str,
-        pool: str,
-    ) -> list[Dispatch]:
-        wanted = sum(granted.values())
-        claimed = await self._store.claim_queue(entry.name, owner, now, lease_seconds, wanted)
-        left = dict(granted)
-        by_name = {source.name: source for source in self._sources.sources(pool)}
+    async def _dispatch(self, plan: _Plan, claimed: ClaimedQueue, now: float) -> list[Dispatch]:
+        """The claimed messages of one plan, each with its source; the shares not used
+        (the queue had fewer due) go back to their lanes and warmup counts."""
+        unused = dict(plan.granted)
+        by_name = {source.name: source for source in self._sources.sources(plan.pool)}
         dispatches: list[Dispatch] = []
-        for message, name in zip(claimed, _in_turns(granted), strict=False):
-            source = by_name[name]
-            left[name] -= 1
-            lane = (source.name, site)
-            self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
-            self._dispatched_at[lane] = now
-            dispatches.append(Dispatch(message, source, site, shapes[source.name], pool))
-        for name, count in left.items():
+        for message, name in zip(claimed.messages, _in_turns(plan.granted), strict=False):
+            unused[name] -= 1
+            self._dispatched_at[(name, plan.site)] = now
+            dispatches.append(
+                Dispatch(message, by_name[name], plan.site, plan.shapes[name], plan.pool)
+            )
+        for name, count in unused.items():
             if count:
-                await self.ledger.give_back(name, provider, count, now)
-        if len(claimed) == wanted:
+                lane = (name, plan.site)
+                self._in_flight[lane] -= count
+                if not self._in_flight[lane]:
+                    del self._in_flight[lane]
+                self.catalog.lane_freed(lane, now)
+                await self.ledger.give_back(name, plan.provider, count, now)
+        entry = plan.entry
+        if len(claimed.messages) == plan.wanted and entry.due_estimate:
+            entry.due_estimate = max(0, entry.due_estimate - plan.wanted) or None
             self.catalog.check_at(entry, now)
         else:
-            next_due = await self._store.queue_next_due(entry.name)
-            self.catalog.check_at(entry, NEVER if next_due is None else max(next_due, now))
+            entry.due_estimate = None
+            due = claimed.next_due
+            self.catalog.check_at(entry, NEVER if due is None else max(due, now))
         return dispatches
 
     async def _blocked(
@@ -326,21 +381,21 @@ class LaneScheduler:
         full: list[Lane],
         waits: list[tuple[float, str, str]],
         tenant: str,
-    ) -> list[Dispatch]:
+    ) -> None:
         """No lane of the queue can take a message now: park it on its full lanes, or
         delay it to the end of the shortest wait."""
         if full:
             self.catalog.park(entry, full)
-            return []
+            return
         until, reason, detail = min(waits) if waits else (now + 1.0, DelayReason.SUSPENDED, "")
         await self._delay(entry, now, until, reason, detail, tenant)
-        return []
 
     async def _delay(
         self, entry: QueueEntry, now: float, until: float, reason: str, detail: str, tenant: str
     ) -> None:
         """Look at the queue again at ``until``; when that is far, move its due messages
         there, each with a Delayed record."""
+        entry.due_estimate = None
         if until - now < self._tuning.delay_record_after_seconds:
             self.catalog.check_at(entry, until)
             return
@@ -467,6 +522,7 @@ class LaneScheduler:
                 if not await self._suspends(lifted, entry):
                     continue
                 if await self._store.undelay_queue(entry.name, lifted.until, now):
+                    entry.due_estimate = None
                     self.catalog.check_at(entry, now)
 
     async def _suspends(self, suspension: Suspension, entry: QueueEntry) -> bool:

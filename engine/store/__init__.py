@@ -31,6 +31,7 @@ expired leases to their queues.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from config import sqlite_path
@@ -49,6 +50,15 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedQueue:
+    """What ``claim_queues`` leased from one queue, and when its next message is due."""
+
+    messages: list[QueuedMessage]
+    next_due: float | None
+    """The earliest due time of its messages still queued; None when none is."""
 
 
 class StoreError(Exception):
@@ -153,12 +163,22 @@ class Store(Protocol):
         """
         ...
 
-    async def claim_queue(
-        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> list[QueuedMessage]:
-        """Lease to ``owner`` under one new token up to ``limit`` queued messages of
-        ``queue`` due at ``now``, highest priority first, then earliest due; returned
-        in that order. Commits without waiting for the disk, like ``claim``."""
+    async def due_counts(
+        self, queues: Sequence[str], now: float, cap: int
+    ) -> dict[str, tuple[int, float | None]]:
+        """Per queue: how many queued messages are due at ``now`` (counting no further
+        than ``cap``: each count reads at most ``cap`` index entries) and the earliest
+        due time of its queued messages (None when none is queued)."""
+        ...
+
+    async def claim_queues(
+        self, wanted: Sequence[tuple[str, int]], owner: str, now: float, lease_seconds: float
+    ) -> dict[str, ClaimedQueue]:
+        """For each (queue, limit) of ``wanted``, lease to ``owner`` up to ``limit`` queued
+        messages of the queue due at ``now``, highest priority first, then earliest due
+        (returned in that order), and say when the queue's next queued message is due;
+        one transaction, one new lease token. Commits without waiting for the disk, like
+        ``claim``."""
         ...
 
     async def reap_leases(self, now: float) -> list[str]:

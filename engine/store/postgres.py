@@ -46,7 +46,7 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
+from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
@@ -414,26 +414,54 @@ class PostgresStore:
                 )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
 
-    async def claim_queue(
-        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> list[QueuedMessage]:
-        """Lease up to ``limit`` due messages of ``queue``, highest priority first."""
+    async def due_counts(
+        self, queues: Sequence[str], now: float, cap: int
+    ) -> dict[str, tuple[int, float | None]]:
+        """Due queued messages per queue, up to ``cap`` each, and the next due time."""
+        rows = await self._fetch(
+            "SELECT q, (SELECT count(*) FROM (SELECT 1 FROM messages"
+            "  WHERE queue = q AND state = 'queued' AND due_at <= $2 LIMIT $3) AS due),"
+            " (SELECT min(due_at) FROM messages WHERE queue = q AND state = 'queued')"
+            " FROM unnest($1::text[]) AS q",
+            list(queues),
+            now,
+            cap,
+        )
+        return {
+            str(row[0]): (int(row[1]), None if row[2] is None else float(row[2])) for row in rows
+        }
+
+    async def claim_queues(
+        self, wanted: Sequence[tuple[str, int]], owner: str, now: float, lease_seconds: float
+    ) -> dict[str, ClaimedQueue]:
+        """Lease due messages of each queue, highest priority first, in one transaction."""
         pool = await self._get_pool()
+        token = new_lease_token()
+        claimed: dict[str, ClaimedQueue] = {}
         with _translated("claim"):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(_NO_FLUSH)
-                rows = await conn.fetch(
-                    "UPDATE messages SET state = 'leased', lease_owner = $4, lease_expires = $5,"
-                    f" lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
-                    f" RETURNING {MESSAGE_COLUMNS}",
-                    queue,
-                    now,
-                    limit,
-                    owner,
-                    now + lease_seconds,
-                    new_lease_token(),
-                )
-        return sorted((message_from_row(row) for row in rows), key=claim_order)
+                for queue, limit in wanted:
+                    rows = await conn.fetch(
+                        "UPDATE messages SET state = 'leased', lease_owner = $4,"
+                        f" lease_expires = $5, lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
+                        f" RETURNING {MESSAGE_COLUMNS}",
+                        queue,
+                        now,
+                        limit,
+                        owner,
+                        now + lease_seconds,
+                        token,
+                    )
+                    due = await conn.fetchval(
+                        "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'",
+                        queue,
+                    )
+                    claimed[queue] = ClaimedQueue(
+                        sorted((message_from_row(row) for row in rows), key=claim_order),
+                        None if due is None else float(due),
+                    )
+        return claimed
 
     async def reap_leases(self, now: float) -> list[str]:
         """Expired leases back to the queue; the queues touched."""

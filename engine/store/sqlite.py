@@ -48,7 +48,7 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, Conflict, InUse, NotFound, StoreError
+from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
@@ -344,21 +344,49 @@ class SqliteStore:
 
         return await self._write(update, flush=False)
 
-    async def claim_queue(
-        self, queue: str, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> list[QueuedMessage]:
-        """Lease up to ``limit`` due messages of ``queue``, highest priority first."""
+    async def due_counts(
+        self, queues: Sequence[str], now: float, cap: int
+    ) -> dict[str, tuple[int, float | None]]:
+        """Due queued messages per queue, up to ``cap`` each, and the next due time."""
+        count = (
+            "SELECT count(*) FROM (SELECT 1 FROM messages"
+            " WHERE queue = ? AND state = 'queued' AND due_at <= ? LIMIT ?)"
+        )
+        first = "SELECT min(due_at) FROM messages WHERE queue = ? AND state = 'queued'"
+
+        def select(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+            found: dict[str, tuple[int, float | None]] = {}
+            for queue in queues:
+                due = conn.execute(first, (queue,)).fetchone()[0]
+                counted = conn.execute(count, (queue, now, cap)).fetchone()[0] if due else 0
+                found[queue] = (int(counted), None if due is None else float(due))
+            return found
+
+        return await self._run(select)
+
+    async def claim_queues(
+        self, wanted: Sequence[tuple[str, int]], owner: str, now: float, lease_seconds: float
+    ) -> dict[str, ClaimedQueue]:
+        """Lease due messages of each queue, highest priority first, in one transaction."""
         sql = (
             "UPDATE messages SET state = 'leased', lease_owner = ?, lease_expires = ?,"
             " lease_token = ?"
             f" WHERE id IN ({CLAIM_QUEUE_SELECT} LIMIT ?)"
             f" RETURNING {MESSAGE_COLUMNS}"
         )
-        params = (owner, now + lease_seconds, new_lease_token(), queue, now, limit)
+        next_due = "SELECT min(due_at) FROM messages WHERE queue = ? AND state = 'queued'"
+        lease = (owner, now + lease_seconds, new_lease_token())
 
-        def update(conn: sqlite3.Connection) -> list[QueuedMessage]:
-            claimed = [_message(row) for row in conn.execute(sql, params).fetchall()]
-            return sorted(claimed, key=claim_order)
+        def update(conn: sqlite3.Connection) -> dict[str, ClaimedQueue]:
+            claimed: dict[str, ClaimedQueue] = {}
+            for queue, limit in wanted:
+                rows = conn.execute(sql, (*lease, queue, now, limit)).fetchall()
+                due = conn.execute(next_due, (queue,)).fetchone()[0]
+                claimed[queue] = ClaimedQueue(
+                    sorted((_message(row) for row in rows), key=claim_order),
+                    None if due is None else float(due),
+                )
+            return claimed
 
         return await self._write(update, flush=False)
 

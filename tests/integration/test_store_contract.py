@@ -855,19 +855,19 @@ async def test_claim_queue_takes_due_mail_of_one_queue_priority_first(store: Sto
     others = await enqueue_in(store, acme.id, "acme@b.example", [(T0, 9)], tag="other")
     now = T0 + 10
 
-    first = await store.claim_queue(queue, "w1", now, 60.0, 3)
+    first = await claim_queue(store, queue, "w1", now, 60.0, 3)
     assert [m.id for m in first] == [msgs[2].id, msgs[4].id, msgs[1].id]
     assert [m.priority for m in first] == [9, 5, 0]
     assert all(m.state is MessageState.LEASED and m.lease_owner == "w1" for m in first)
     assert all(m.lease_expires == now + 60.0 for m in first)
     assert len({lease_token(m) for m in first}) == 1
 
-    second = await store.claim_queue(queue, "w1", now, 60.0, 10)
+    second = await claim_queue(store, queue, "w1", now, 60.0, 10)
     assert [m.id for m in second] == [msgs[0].id], "not due and leased messages stay"
     assert lease_token(second[0]) != lease_token(first[0])
-    assert await store.claim_queue(queue, "w1", now, 60.0, 10) == []
+    assert await claim_queue(store, queue, "w1", now, 60.0, 10) == []
     assert await store.get_message(others[0].id) == others[0]
-    assert await store.claim_queue("acme@nowhere.example", "w1", now, 60.0, 10) == []
+    assert await claim_queue(store, "acme@nowhere.example", "w1", now, 60.0, 10) == []
 
 
 async def test_queue_next_due_and_depths(store: Store) -> None:
@@ -881,7 +881,7 @@ async def test_queue_next_due_and_depths(store: Store) -> None:
         "acme@a.example": (3, T0 + 2),
         "acme@b.example": (1, T0 + 7),
     }
-    await store.claim_queue("acme@a.example", "w1", T0 + 3, 60.0, 1)
+    await claim_queue(store, "acme@a.example", "w1", T0 + 3, 60.0, 1)
     assert await store.queue_next_due("acme@a.example") == T0 + 5, "leased ones do not count"
     assert (await store.queue_depths())["acme@a.example"] == (2, T0 + 5)
 
@@ -891,12 +891,12 @@ async def test_reap_leases_returns_expired_leases_to_their_queues(store: Store) 
     [a] = await enqueue_in(store, acme.id, "acme@a.example", [(T0, 0)], tag="a")
     [b] = await enqueue_in(store, acme.id, "acme@b.example", [(T0 + 1, 0)], tag="b")
     [c] = await enqueue_in(store, acme.id, "acme@c.example", [(T0, 0)], tag="c")
-    [leased_a] = await store.claim_queue("acme@a.example", "w1", T0, 10.0, 5)
-    [leased_b] = await store.claim_queue("acme@b.example", "w1", T0 + 1, 10.0, 5)
-    await store.claim_queue("acme@c.example", "w1", T0, 1000.0, 5)
+    [leased_a] = await claim_queue(store, "acme@a.example", "w1", T0, 10.0, 5)
+    [leased_b] = await claim_queue(store, "acme@b.example", "w1", T0 + 1, 10.0, 5)
+    await claim_queue(store, "acme@c.example", "w1", T0, 1000.0, 5)
     settlement = Settlement(b.id, lease_token(leased_b), MessageState.QUEUED, 1, T0 + 500)
     await store.settle([(settlement, outcome_record(b))])
-    [leased_b] = await store.claim_queue("acme@b.example", "w1", T0 + 500, 10.0, 5)
+    [leased_b] = await claim_queue(store, "acme@b.example", "w1", T0 + 500, 10.0, 5)
 
     assert await store.reap_leases(T0 + 9) == []
     assert await store.reap_leases(T0 + 10) == ["acme@a.example"]
@@ -912,7 +912,9 @@ async def test_reap_leases_returns_expired_leases_to_their_queues(store: Store) 
     )
     still = await store.get_message(c.id)
     assert still is not None and still.state is MessageState.LEASED
-    assert [m.id for m in await store.claim_queue("acme@a.example", "w2", T0 + 10, 10, 5)] == [a.id]
+    assert [m.id for m in await claim_queue(store, "acme@a.example", "w2", T0 + 10, 10, 5)] == [
+        a.id
+    ]
 
 
 async def test_delay_queue_moves_due_mail_later_with_a_record_each(store: Store) -> None:
@@ -946,6 +948,43 @@ async def test_delay_queue_moves_due_mail_later_with_a_record_each(store: Store)
     untouched = await store.get_message(msgs[3].id)
     assert untouched is not None and untouched.due_at == T0 + 99
     assert await store.undelay_queue(queue, T0 + 600, T0 + 60) == 0
+
+
+async def claim_queue(
+    store: Store, queue: str, owner: str, now: float, lease_seconds: float, limit: int
+) -> list[QueuedMessage]:
+    """``claim_queues`` for one queue: the messages leased."""
+    return (await store.claim_queues([(queue, limit)], owner, now, lease_seconds))[queue].messages
+
+
+async def test_claim_queues_claims_several_queues_under_one_token_and_says_what_is_next(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    a = await enqueue_in(store, acme.id, "acme@a.example", [(T0, 0), (T0 + 1, 0), (T0 + 50, 0)])
+    b = await enqueue_in(store, acme.id, "acme@b.example", [(T0, 0)], tag="b")
+    claimed = await store.claim_queues(
+        [("acme@a.example", 1), ("acme@b.example", 5), ("acme@none.example", 5)], "w1", T0 + 2, 60
+    )
+    assert [m.id for m in claimed["acme@a.example"].messages] == [a[0].id]
+    assert claimed["acme@a.example"].next_due == T0 + 1
+    assert [m.id for m in claimed["acme@b.example"].messages] == [b[0].id]
+    assert claimed["acme@b.example"].next_due is None
+    assert claimed["acme@none.example"].messages == []
+    tokens = {m.lease_token for c in claimed.values() for m in c.messages}
+    assert len(tokens) == 1
+
+
+async def test_due_counts_count_up_to_the_cap_and_say_when_the_next_is_due(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    await enqueue_in(store, acme.id, "acme@a.example", [(T0, 0), (T0 + 1, 0), (T0 + 2, 0)])
+    await enqueue_in(store, acme.id, "acme@b.example", [(T0 + 99, 0)], tag="b")
+    counts = await store.due_counts(["acme@a.example", "acme@b.example", "nobody@x"], T0 + 5, 2)
+    assert counts == {
+        "acme@a.example": (2, T0),
+        "acme@b.example": (0, T0 + 99),
+        "nobody@x": (0, None),
+    }
 
 
 def admin_record(text: str) -> Record:
