@@ -94,12 +94,18 @@ def recipient_domains(count: int) -> tuple[str, ...]:
     return tuple(f"d{i}.rcpt.test" for i in range(count))
 
 
-def zones_for(domains: tuple[str, ...], shared_mx: bool) -> Zones:
-    """Each domain's MX: one shared host (one site, as a provider hosts many
-    domains) or a host of its own (a site per domain)."""
+def zones_for(domains: tuple[str, ...], sites: str) -> Zones:
+    """Each domain's MX: one shared host (``shared``: one site, as a provider hosts
+    many domains), a host of its own (``per-domain``: a site per domain), or one of
+    N hosts (``N``: N sites, as mail spread over N providers)."""
     zones = Zones(default_ttl=3600)
-    for domain in domains:
-        host = "mx.rcpt.test" if shared_mx else f"mx.{domain}"
+    for index, domain in enumerate(domains):
+        if sites == "shared":
+            host = "mx.rcpt.test"
+        elif sites == "per-domain":
+            host = f"mx.{domain}"
+        else:
+            host = f"mx{index % int(sites)}.rcpt.test"
         zones.add_mx(domain, [(10, host)])
         zones.add_a(host, [SINK_HOST])
     return zones
@@ -402,9 +408,10 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument(
         "--sites",
-        choices=("shared", "per-domain"),
+        type=_sites,
         default="shared",
-        help="all domains on one MX host set (one site), or each domain its own MX host",
+        help="all domains on one MX host (shared: one site), each its own (per-domain), "
+        "or spread over N MX hosts (a number: N sites)",
     )
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true")
@@ -442,6 +449,12 @@ def parse_options(argv: list[str] | None) -> Options:
     )
 
 
+def _sites(text: str) -> str:
+    if text in ("shared", "per-domain") or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"expected shared, per-domain or a number, got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     unwind_on_sigterm()
@@ -449,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     sink = Sink(options.sink)
     try:
         with ThreadedDnsServer(
-            zones_for(recipient_domains(options.domains), options.sites == "shared")
+            zones_for(recipient_domains(options.domains), options.sites)
         ) as dns:
             for backend in options.backends:
                 rows += bench_backend(backend, options, dns.address, sink)

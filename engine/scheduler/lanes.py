@@ -40,6 +40,7 @@ not on the number of messages queued.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
@@ -193,6 +194,9 @@ class LaneScheduler:
                 break
             entries.append(entry)
             known += entry.due_estimate if entry.due_estimate is not None else 1
+        stale = [entry for entry in entries if entry.site is None or entry.site_expires <= now]
+        if stale:  # resolved together: one DNS round trip for the pick, not one a queue
+            await asyncio.gather(*(self._site(entry, now) for entry in stale))
         unknown = [entry.name for entry in entries if entry.due_estimate is None]
         counts = await self._store.due_counts(unknown, now, limit) if unknown else {}
         ready = []
