@@ -461,9 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Run] = []
     sink = Sink(options.sink)
     try:
-        with ThreadedDnsServer(
-            zones_for(recipient_domains(options.domains), options.sites)
-        ) as dns:
+        with ThreadedDnsServer(zones_for(recipient_domains(options.domains), options.sites)) as dns:
             for backend in options.backends:
                 rows += bench_backend(backend, options, dns.address, sink)
     except BenchError as exc:

@@ -62,8 +62,10 @@ class World:
         *,
         priority: int = 5,
         campaign: str = "",
+        due_in: float = 0.0,
     ) -> list[str]:
-        """Queue ``count`` messages for ``domain`` in one submission; their ids."""
+        """Queue ``count`` messages for ``domain`` in one submission, due ``due_in``
+        seconds from now; their ids."""
         self.counter += 1
         sid = f"s{self.counter}"
         now = self.clock.now()
@@ -79,7 +81,7 @@ class World:
                 recipient=f"r{n}@{domain}",
                 domain=domain,
                 state=MessageState.QUEUED,
-                due_at=now,
+                due_at=now + due_in,
                 created_at=now,
                 priority=priority,
             )
@@ -211,6 +213,20 @@ async def test_a_throttled_site_never_holds_back_the_other_sites(
     world.clock.advance(60)
     batch = await world.pick()
     assert [d.message.domain for d in batch] == ["site1.test"]
+    await world.store.close()
+
+
+async def test_queues_with_only_deferred_mail_leave_a_throttled_lane_until_their_mail_is_due(
+    tmp_path: Path, dns: tuple[str, int]
+) -> None:
+    shaping = {"site": {"mx.site1.test": {"max_message_rate": "1/min"}}}
+    world = await make_world(tmp_path, dns, {}, shaping)
+    for tenant in ("acme", "beta"):
+        await world.queue(tenant, "site1.test", 3, due_in=3600)
+    assert await world.pick() == []
+    assert world.scheduler.next_wakeup() == pytest.approx(world.clock.now() + 3600)
+    world.clock.advance(3600)
+    assert len(await world.pick()) == 1
     await world.store.close()
 
 
