@@ -150,6 +150,7 @@ class LaneScheduler:
         self._seen_bump = 0
         self._next_refresh = -math.inf
         self._next_changes = -math.inf
+        self._unread_changes_at = math.inf
         self._unshaped_rate = ThrottleSpec.parse(UNSHAPED_RATE)
         self._dispatched_at: dict[Lane, float] = {}
         self._pools = tuple(settings.pools)
@@ -216,8 +217,9 @@ class LaneScheduler:
         self.rules = tuple(rules)
 
     def next_wakeup(self) -> float:
-        """When a queue is next worth a look (the delivery loop may sleep until then)."""
-        return self.catalog.next_time()
+        """When a queue is next worth a look, or the store's queue changes are next read
+        (the delivery loop may sleep until then)."""
+        return min(self.catalog.next_time(), self._unread_changes_at)
 
     async def finished(
         self, dispatch: Dispatch, now: float, kind: str = "", reply: Reply | None = None
@@ -502,7 +504,10 @@ class LaneScheduler:
         ticks = time.monotonic()
         if ticks >= self._next_changes:
             self._next_changes = ticks + self._tuning.changes_poll_seconds
+            self._unread_changes_at = math.inf
             await self._read_changes(now)
+        else:  # not read this time: the caller must come back for them soon
+            self._unread_changes_at = now + (self._next_changes - ticks)
         if ticks < self._next_refresh:
             return
         self._next_refresh = ticks + self._tuning.refresh_seconds
