@@ -71,7 +71,8 @@ class EngineSettings:
         0,
         "Engine processes `penguin run` starts; they share the listeners and the store, "
         "and each runs this role's services. 0 means one per CPU, less the delivery "
-        "processes (at least 1). submission.max_sessions applies in each process.",
+        "processes (at least 1), for processes that only accept; for delivering ones, one "
+        "per CPU with redis.url set, else 1. submission.max_sessions applies in each process.",
         min=0,
         max=256,
     )

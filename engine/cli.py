@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             submits = args.role != "delivery"
             asyncio.run(check_environment(settings, config_file, submission=submits))
             delivering = settings.engine.delivery_processes if args.role == "all" else 0
-            processes = engine_processes(settings.engine.processes, delivering)
+            processes = engine_processes(settings, args.role, delivering)
             if processes + delivering > 1:
                 _share_metrics_between_workers(settings)
             from engine.runtime.app import Role
@@ -117,12 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def engine_processes(configured: int, delivering: int) -> int:
-    """The ``engine.processes`` to start: as configured, or for 0 one per CPU less the
-    ``delivering`` ones, at least one."""
-    if configured:
-        return configured
-    return max(1, (os.cpu_count() or 1) - delivering)
+def engine_processes(settings: Settings, role: str, delivering: int) -> int:
+    """The ``engine.processes`` to start for ``role`` beside ``delivering`` delivery-only
+    workers: as configured; for 0, one per CPU less the delivering ones when they only
+    accept, but one when they deliver and no ``redis.url`` shares their limits."""
+    if settings.engine.processes:
+        return settings.engine.processes
+    cpus = os.cpu_count() or 1
+    accepting_only = role == "submission" or (role == "all" and delivering > 0)
+    if accepting_only:
+        return max(1, cpus - delivering)
+    return cpus if settings.redis.url else 1
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
