@@ -111,7 +111,6 @@ class DeliveryService:
         self._in_flight = 0
         self._leases: dict[str, str] = {}
         """The lease token of each message in flight, by message id."""
-        self._tenants: dict[int, str] = {}
         self._settler: GroupCommit[Settled] = GroupCommit(
             "settle", self._write, settings.database.commit_batch_max
         )
@@ -197,7 +196,7 @@ class DeliveryService:
             report, settled = await self._attempt_once(dispatch, bodies, prepared)
         except Exception as exc:
             log.exception("message %s: unexpected error, parked as shunted", message.id)
-            settled = self._shunt(message, exc)
+            settled = self._shunt(dispatch, exc)
         try:
             await self._settler.commit(settled)
         except Exception:
@@ -232,7 +231,7 @@ class DeliveryService:
     ) -> tuple[AttemptReport | None, Settled]:
         message = dispatch.message
         now = self._clock.now()
-        context = RecordContext(self._nodeid, await self._tenant(message.tenant_id), dispatch.pool)
+        context = RecordContext(self._nodeid, dispatch.tenant, dispatch.pool)
         if is_past_max_age(message, now, self._settings.retry):
             metrics.DELIVERIES.labels("expired", "").inc()
             return None, expire_unattempted(
@@ -316,23 +315,15 @@ class DeliveryService:
         metrics.DKIM_SIGN_SECONDS.observe(time.perf_counter() - started)
         return data
 
-    def _shunt(self, message: QueuedMessage, exc: Exception) -> Settled:
-        tenant = self._tenants.get(message.tenant_id, str(message.tenant_id))
+    def _shunt(self, dispatch: Dispatch, exc: Exception) -> Settled:
+        message = dispatch.message
         return shunt(
             message,
             lease_token=self._leases[message.id],
             now=self._clock.now(),
             error=f"{type(exc).__name__}: {exc}",
-            context=RecordContext(self._nodeid, tenant),
+            context=RecordContext(self._nodeid, dispatch.tenant, dispatch.pool),
         )
-
-    async def _tenant(self, tenant_id: int) -> str:
-        name = self._tenants.get(tenant_id)
-        if name is None:
-            tenant = await self._store.get_tenant_by_id(tenant_id)
-            name = tenant.name if tenant else str(tenant_id)
-            self._tenants[tenant_id] = name
-        return name
 
     @property
     def _nodeid(self) -> str:

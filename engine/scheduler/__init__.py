@@ -48,6 +48,8 @@ class Dispatch:
     site: str
     shaping: LaneShaping
     pool: str = DEFAULT_POOL
+    tenant: str = ""
+    """The name of the message's tenant (for its records)."""
 
 
 class Scheduler(Protocol):

@@ -92,6 +92,7 @@ class _Plan:
     site: str
     provider: str
     pool: str
+    tenant: str
 
     @property
     def wanted(self) -> int:
@@ -288,7 +289,7 @@ class LaneScheduler:
         for name, count in granted.items():
             lane = (name, site)
             self._in_flight[lane] = self._in_flight.get(lane, 0) + count
-        return _Plan(entry, granted, shapes, site, provider, pool)
+        return _Plan(entry, granted, shapes, site, provider, pool, tenant)
 
     def _allot(
         self, pool: str, rooms: dict[str, int], warm: dict[str, int | None], limit: int
@@ -360,7 +361,9 @@ class LaneScheduler:
             unused[name] -= 1
             self._dispatched_at[(name, plan.site)] = now
             dispatches.append(
-                Dispatch(message, by_name[name], plan.site, plan.shapes[name], plan.pool)
+                Dispatch(
+                    message, by_name[name], plan.site, plan.shapes[name], plan.pool, plan.tenant
+                )
             )
         for name, count in unused.items():
             if count:
