@@ -575,9 +575,10 @@ class LaneScheduler:
         recent = now - LANE_REPORT_SECONDS
         self._dispatched_at = {k: t for k, t in self._dispatched_at.items() if t >= recent}
         lanes = set(self._in_flight) | set(connections) | set(self._dispatched_at)
+        sites = {site for _, site in lanes}
         queues_by_site: dict[str, list[str]] = {}
-        for entry in self.catalog.entries():
-            if entry.site is not None:
+        for entry in self.catalog.entries() if sites else ():
+            if entry.site in sites:
                 queues_by_site.setdefault(entry.site, []).append(entry.name)
         lane_rows = []
         for source_name, site in sorted(lanes):
