@@ -4,14 +4,17 @@ Owns ``LaneScheduler``, the production ``engine.scheduler.Scheduler``
 (KumoMTA's model of scheduled and ready queues). Messages wait in the store,
 by scheduled queue (``campaign:tenant@domain``). The scheduler keeps a
 catalogue of those queues (``catalog.QueueCatalog``), never of their
-messages; when a queue is worth a look it works out its lanes (each source
-of the queue's pool x the site its domain resolves to) and claims from that
-one queue (``Store.claim_queue``, highest priority first) only as many
-messages as those lanes can take now:
+messages. A pick takes the queues worth a look (with how many messages each
+has due: ``Store.due_counts``, one call), works out each one's lanes (each
+source of the queue's pool x the site its domain resolves to; the sites of a
+pick resolved together) and claims from each queue, in one call for the pick
+(``Store.claim_queues``, highest priority first), only as many messages as it
+has due and its lanes can take now:
 
 - room: a lane holds at most ``connection_limit x ready_per_connection``
-  messages in flight in this process (the ready queue); a queue whose lanes
-  are all full is parked until one frees a slot;
+  messages in flight in this process (the ready queue); a queue whose next
+  source in turn has a full lane is parked until it frees a slot (a full
+  lane keeps its turns, so the pool's weights hold);
 - suspensions (operators' and backoff rules', ``suspensions.SuspensionBook``)
   of the tenant, campaign, source, source-provider or lane;
 - warmup: today's cap of each (source, provider) (``warmup_ledger``); an over-cap

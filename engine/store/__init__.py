@@ -22,8 +22,8 @@ transaction), so ``queues_changed(after)`` tells a scheduler which queues got
 mail since it last looked. Bumps become visible in increasing order (SQLite:
 one writer; PostgreSQL: the upsert runs under a transaction-scoped advisory
 lock, so a smaller bump never commits after a bigger one). A queue's row
-outlives its messages. ``claim_queue`` leases from one queue only (the
-partial indexes ``(queue, priority DESC, due_at)`` and ``(queue, due_at)``
+outlives its messages. ``claim_queues`` leases from each queue asked, one
+queue at a time (the partial indexes ``(queue, priority DESC, due_at)`` and ``(queue, due_at)``
 over queued messages), highest priority first; ``reap_leases`` returns
 expired leases to their queues.
 """

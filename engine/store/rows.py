@@ -105,7 +105,7 @@ def records_about(records: Sequence[Record], message_ids: Iterable[str]) -> list
 
 
 def claim_order(m: QueuedMessage) -> tuple[int, float, str]:
-    """The order ``claim_queue`` returns messages in: priority first, then due time."""
+    """The order ``claim_queues`` returns a queue's messages in: priority first, then due time."""
     return (-m.priority, m.due_at, m.id)
 
 
