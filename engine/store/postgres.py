@@ -136,6 +136,16 @@ class PostgresStore:
             return str(await pool.execute(sql, *args))
 
     @contextlib.asynccontextmanager
+    async def _unflushed(self, subject: str) -> AsyncIterator[Any]:
+        """A connection in a transaction that commits without waiting for the disk
+        (claims, leases, settlements: what a crash may lose costs a retry, never mail)."""
+        pool = await self._get_pool()
+        with _translated(subject):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                yield conn
+
+    @contextlib.asynccontextmanager
     async def tenant_scope(self, tenant_id: int) -> AsyncIterator[Any]:
         """A connection in a transaction that sees only ``tenant_id``'s rows (RLS).
 
@@ -394,24 +404,21 @@ class PostgresStore:
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> list[QueuedMessage]:
         """Lease up to ``limit`` due messages to ``owner`` under a new token, oldest due first."""
-        pool = await self._get_pool()
-        with _translated("claim"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                rows = await conn.fetch(
-                    "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2,"
-                    " lease_token = $5"
-                    " WHERE id IN (SELECT id FROM messages"
-                    "  WHERE (state = 'queued' AND due_at <= $3)"
-                    "   OR (state = 'leased' AND lease_expires <= $3)"
-                    "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
-                    f" RETURNING {MESSAGE_COLUMNS}",
-                    owner,
-                    now + lease_seconds,
-                    now,
-                    limit,
-                    new_lease_token(),
-                )
+        async with self._unflushed("claim") as conn:
+            rows = await conn.fetch(
+                "UPDATE messages SET state = 'leased', lease_owner = $1, lease_expires = $2,"
+                " lease_token = $5"
+                " WHERE id IN (SELECT id FROM messages"
+                "  WHERE (state = 'queued' AND due_at <= $3)"
+                "   OR (state = 'leased' AND lease_expires <= $3)"
+                "  ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {MESSAGE_COLUMNS}",
+                owner,
+                now + lease_seconds,
+                now,
+                limit,
+                new_lease_token(),
+            )
         return sorted((message_from_row(row) for row in rows), key=lambda m: (m.due_at, m.id))
 
     async def due_counts(
@@ -435,48 +442,42 @@ class PostgresStore:
         self, wanted: Sequence[tuple[str, int]], owner: str, now: float, lease_seconds: float
     ) -> dict[str, ClaimedQueue]:
         """Lease due messages of each queue, highest priority first, in one transaction."""
-        pool = await self._get_pool()
         token = new_lease_token()
         claimed: dict[str, ClaimedQueue] = {}
-        with _translated("claim"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                for queue, limit in wanted:
-                    rows = await conn.fetch(
-                        "UPDATE messages SET state = 'leased', lease_owner = $4,"
-                        f" lease_expires = $5, lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
-                        f" RETURNING {MESSAGE_COLUMNS}",
-                        queue,
-                        now,
-                        limit,
-                        owner,
-                        now + lease_seconds,
-                        token,
-                    )
-                    due = await conn.fetchval(
-                        "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'",
-                        queue,
-                    )
-                    claimed[queue] = ClaimedQueue(
-                        sorted((message_from_row(row) for row in rows), key=claim_order),
-                        None if due is None else float(due),
-                    )
+        async with self._unflushed("claim") as conn:
+            for queue, limit in wanted:
+                rows = await conn.fetch(
+                    "UPDATE messages SET state = 'leased', lease_owner = $4,"
+                    f" lease_expires = $5, lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
+                    f" RETURNING {MESSAGE_COLUMNS}",
+                    queue,
+                    now,
+                    limit,
+                    owner,
+                    now + lease_seconds,
+                    token,
+                )
+                due = await conn.fetchval(
+                    "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'",
+                    queue,
+                )
+                claimed[queue] = ClaimedQueue(
+                    sorted((message_from_row(row) for row in rows), key=claim_order),
+                    None if due is None else float(due),
+                )
         return claimed
 
     async def reap_leases(self, now: float) -> list[str]:
         """Expired leases back to the queue; the queues touched."""
-        pool = await self._get_pool()
-        with _translated("lease"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                rows = await conn.fetch(
-                    "UPDATE messages SET state = 'queued', due_at = least(due_at, $1),"
-                    " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
-                    " WHERE id IN (SELECT id FROM messages"
-                    "  WHERE state = 'leased' AND lease_expires <= $1 FOR UPDATE SKIP LOCKED)"
-                    " RETURNING queue",
-                    now,
-                )
+        async with self._unflushed("lease") as conn:
+            rows = await conn.fetch(
+                "UPDATE messages SET state = 'queued', due_at = least(due_at, $1),"
+                " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
+                " WHERE id IN (SELECT id FROM messages"
+                "  WHERE state = 'leased' AND lease_expires <= $1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING queue",
+                now,
+            )
         return sorted({str(row[0]) for row in rows})
 
     async def queues_changed(self, after_bump: int) -> list[QueueInfo]:
@@ -502,38 +503,32 @@ class PostgresStore:
         record: Callable[[QueuedMessage], Record],
     ) -> int:
         """Up to ``limit`` due messages of ``queue`` due at ``until``, a record each."""
-        pool = await self._get_pool()
-        with _translated("delay"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                rows = await conn.fetch(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({CLAIM_QUEUE_SELECT})",
-                    queue,
-                    now,
-                    limit,
-                )
-                due = sorted((message_from_row(row) for row in rows), key=claim_order)
-                await conn.execute(
-                    "UPDATE messages SET due_at = $1 WHERE id = ANY($2::text[])",
-                    until,
-                    [m.id for m in due],
-                )
-                await _insert_records(conn, [record(m) for m in due])
+        async with self._unflushed("delay") as conn:
+            rows = await conn.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({CLAIM_QUEUE_SELECT})",
+                queue,
+                now,
+                limit,
+            )
+            due = sorted((message_from_row(row) for row in rows), key=claim_order)
+            await conn.execute(
+                "UPDATE messages SET due_at = $1 WHERE id = ANY($2::text[])",
+                until,
+                [m.id for m in due],
+            )
+            await _insert_records(conn, [record(m) for m in due])
         return len(due)
 
     async def undelay_queue(self, queue: str, until: float, now: float) -> int:
         """The messages of ``queue`` delayed to ``until`` due at ``now``."""
-        pool = await self._get_pool()
-        with _translated("undelay"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                status = await conn.execute(
-                    "UPDATE messages SET due_at = $1"
-                    " WHERE queue = $2 AND state = 'queued' AND due_at = $3",
-                    now,
-                    queue,
-                    until,
-                )
+        async with self._unflushed("undelay") as conn:
+            status = await conn.execute(
+                "UPDATE messages SET due_at = $1"
+                " WHERE queue = $2 AND state = 'queued' AND due_at = $3",
+                now,
+                queue,
+                until,
+            )
         return int(status.split()[-1])
 
     async def queue_depths(self) -> dict[str, tuple[int, float | None]]:
@@ -578,18 +573,15 @@ class PostgresStore:
     async def add_warmup_counts(self, counts: Sequence[WarmupCount]) -> None:
         if not counts:
             return
-        pool = await self._get_pool()
-        with _translated("warmup"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                await conn.executemany(
-                    "INSERT INTO warmup_days AS w (source, provider, day, sent, deferred,"
-                    " complained) VALUES ($1, $2, $3, $4, $5, $6)"
-                    " ON CONFLICT (source, provider, day) DO UPDATE SET"
-                    " sent = w.sent + excluded.sent, deferred = w.deferred + excluded.deferred,"
-                    " complained = w.complained + excluded.complained",
-                    [warmup_row(c) for c in sorted(counts, key=warmup_row)],
-                )
+        async with self._unflushed("warmup") as conn:
+            await conn.executemany(
+                "INSERT INTO warmup_days AS w (source, provider, day, sent, deferred,"
+                " complained) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (source, provider, day) DO UPDATE SET"
+                " sent = w.sent + excluded.sent, deferred = w.deferred + excluded.deferred,"
+                " complained = w.complained + excluded.complained",
+                [warmup_row(c) for c in sorted(counts, key=warmup_row)],
+            )
 
     async def warmup_history(self, since_day: int) -> list[WarmupCount]:
         rows = await self._fetch(
@@ -600,18 +592,15 @@ class PostgresStore:
         return [WarmupCount(**dict(row)) for row in rows]
 
     async def put_status(self, owner: str, data: str, now: float) -> None:
-        pool = await self._get_pool()
-        with _translated("status"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                await conn.execute(
-                    "INSERT INTO engine_status (owner, data, updated_at) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (owner) DO UPDATE SET data = excluded.data,"
-                    " updated_at = excluded.updated_at",
-                    owner,
-                    data,
-                    now,
-                )
+        async with self._unflushed("status") as conn:
+            await conn.execute(
+                "INSERT INTO engine_status (owner, data, updated_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (owner) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                owner,
+                data,
+                now,
+            )
 
     async def list_status(self, since: float) -> list[tuple[str, str, float]]:
         rows = await self._fetch(
@@ -625,16 +614,13 @@ class PostgresStore:
         """Extend to ``until`` the leases still held under ``tokens``; return how many."""
         if not tokens:
             return 0
-        pool = await self._get_pool()
-        with _translated("lease"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                status = await conn.execute(
-                    "UPDATE messages SET lease_expires = $1"
-                    " WHERE state = 'leased' AND lease_token = ANY($2::text[])",
-                    until,
-                    sorted(set(tokens)),
-                )
+        async with self._unflushed("lease") as conn:
+            status = await conn.execute(
+                "UPDATE messages SET lease_expires = $1"
+                " WHERE state = 'leased' AND lease_token = ANY($2::text[])",
+                until,
+                sorted(set(tokens)),
+            )
         return _row_count(status)
 
     async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
@@ -642,12 +628,9 @@ class PostgresStore:
         that applied, in one transaction; return the ids of their messages."""
         rows = [settled_row(settlement) for settlement, _ in settled]
         columns = [[row[i] for row in rows] for i in range(6)]  # $1..$6 of _SETTLE_SQL
-        pool = await self._get_pool()
-        with _translated("settlement"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(_NO_FLUSH)
-                applied = {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *columns)}
-                await _insert_records(conn, [r for s, r in settled if s.message_id in applied])
+        async with self._unflushed("settlement") as conn:
+            applied = {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *columns)}
+            await _insert_records(conn, [r for s, r in settled if s.message_id in applied])
         return applied
 
     async def get_body(self, submission_id: str) -> bytes | None:
