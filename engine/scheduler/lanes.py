@@ -453,9 +453,8 @@ class LaneScheduler:
 
     @staticmethod
     def _level_keys(source: str, site: str, provider: str, tenant: str, campaign: str) -> list[str]:
-        """The backoff targets on a lane's path, as ``_rule_key`` names them."""
-        keys = [f"lane:{source}|{site}", f"source:{source}", f"tenant:{tenant}"]
-        keys.append(f"source_provider:{source}|{provider or site}")
+        """The backoff targets on a message's path, as ``_rule_key`` names them."""
+        keys = [*_lane_keys(source, site, provider), f"tenant:{tenant}"]
         if campaign:
             keys.append(f"campaign:{tenant}:{campaign}")
         return keys
@@ -586,8 +585,7 @@ class LaneScheduler:
         lane_rows = []
         for source_name, site in sorted(lanes):
             shape = self.shaping.for_lane(source_name, site)
-            keys = [f"lane:{source_name}|{site}", f"source:{source_name}"]
-            keys.append(f"source_provider:{source_name}|{shape.provider or site}")
+            keys = _lane_keys(source_name, site, shape.provider)
             level = max([(await self.backoff.level(key, now)).level for key in keys])
             in_flight = self._in_flight.get((source_name, site), 0)
             lane_rows.append(
@@ -627,6 +625,16 @@ def _in_turns(counts: Mapping[str, int]) -> list[str]:
     total = sum(counts.values())
     spread = [((i + 0.5) / count, name) for name, count in counts.items() for i in range(count)]
     return [name for _, name in sorted(spread)][:total]
+
+
+def _lane_keys(source: str, site: str, provider: str) -> list[str]:
+    """The backoff targets of a lane itself: the lane, its source, its source for the
+    site's provider (the site when it has none)."""
+    return [
+        f"lane:{source}|{site}",
+        f"source:{source}",
+        f"source_provider:{source}|{provider or site}",
+    ]
 
 
 def _rule_key(
