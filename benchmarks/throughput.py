@@ -88,6 +88,10 @@ class Run:
     p50_seconds: float
     p99_seconds: float
     delivered: int
+    engine_cpu_ms: float
+    """CPU milliseconds per delivered message of the engine's processes."""
+    harness_cpu_ms: float
+    """The same of this process (load generator, DNS server) and the sink."""
 
 
 def recipient_domains(count: int) -> tuple[str, ...]:
@@ -255,6 +259,14 @@ async def _last_seq(url: str) -> int:
         await store.close()
 
 
+def _harness_cpu_seconds() -> float:
+    """CPU seconds of this process (load generator, DNS server) and of its reaped
+    children (each run's smtp-sink is reaped when it has every message)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -262,8 +274,10 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 @contextmanager
-def engines(config: Path, directory: Path, layout: str) -> Iterator[tuple[str, int]]:
-    """The engine processes of ``layout``; yields the submission address."""
+def engines(
+    config: Path, directory: Path, layout: str
+) -> Iterator[tuple[tuple[str, int], list[EngineProcess]]]:
+    """The engine processes of ``layout``; yields the submission address and them."""
     roles = ("submission", "delivery") if layout == "split" else ("all",)
     started: list[EngineProcess] = []
     try:
@@ -276,7 +290,7 @@ def engines(config: Path, directory: Path, layout: str) -> Iterator[tuple[str, i
             found = engine.start()
             address = address or found
         assert address is not None
-        yield address
+        yield address, started
     finally:
         for engine in started:
             engine.stop()
@@ -291,6 +305,7 @@ def one_run(
     size: int,
     run: int,
     backend: str,
+    started_engines: list[EngineProcess],
 ) -> Run:
     domains = recipient_domains(options.domains)
     wait_quiet(options.settle_seconds)
@@ -308,11 +323,15 @@ def one_run(
         sender=SENDER,
         recipient_domains=domains,
     )
+    engine_cpu = sum(engine.cpu_seconds() for engine in started_engines)
+    harness_cpu = _harness_cpu_seconds()
     started = time.perf_counter()
     result = uvloop.run(run_load(spec))
     if result.failed:
         raise BenchError(f"{result.failed} submissions failed: {dict(result.errors)}")
     finished = sink.wait(options.messages, timeout=1800)
+    engine_cpu = sum(engine.cpu_seconds() for engine in started_engines) - engine_cpu
+    harness_cpu = _harness_cpu_seconds() - harness_cpu
     latencies = asyncio.run(_latencies(url, seq))
     deadline = time.monotonic() + 5
     while len(latencies) < options.messages and time.monotonic() < deadline:
@@ -327,11 +346,14 @@ def one_run(
         p50_seconds=_percentile(latencies, 0.5),
         p99_seconds=_percentile(latencies, 0.99),
         delivered=len(latencies),
+        engine_cpu_ms=1000 * engine_cpu / options.messages,
+        harness_cpu_ms=1000 * harness_cpu / options.messages,
     )
     print(
         f"{backend} {size} B run {run}: accepted {row.accepted_per_second:.0f}/s, delivered "
         f"{row.delivered_per_second:.0f}/s end to end, p50 {row.p50_seconds:.3f} s, "
-        f"p99 {row.p99_seconds:.3f} s ({row.delivered} Delivery records)",
+        f"p99 {row.p99_seconds:.3f} s ({row.delivered} Delivery records), CPU ms/msg: "
+        f"engine {row.engine_cpu_ms:.2f}, load+DNS+sink {row.harness_cpu_ms:.2f}",
         file=sys.stderr,
         flush=True,
     )
@@ -345,15 +367,18 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
         with database(backend, directory) as url:
             config = write_config(directory, url, dns, sink.port, options)
             credentials = provision(config)
-            with engines(config, directory, options.layout) as address:
+            with engines(config, directory, options.layout) as (address, started):
                 if options.warmup:
                     warm = replace(options, messages=options.warmup)
-                    one_run(warm, url, address, credentials, sink, options.sizes[0], 0, backend)
+                    one_run(
+                        warm, url, address, credentials, sink, options.sizes[0], 0, backend, started
+                    )
                 for run in range(1, options.runs + 1):
                     for size in options.sizes:
-                        rows.append(
-                            one_run(options, url, address, credentials, sink, size, run, backend)
+                        row = one_run(
+                            options, url, address, credentials, sink, size, run, backend, started
                         )
+                        rows.append(row)
     finally:
         if not options.keep:
             shutil.rmtree(directory, ignore_errors=True)
@@ -375,8 +400,9 @@ def table(rows: list[Run], options: Options) -> str:
         groups.setdefault((row.backend, row.size), []).append(row)
     lines = [
         "| backend | size | layout | domains | runs | accepted msgs/s | delivered msgs/s "
-        "| p50 accept→delivery | p99 accept→delivery |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p50 accept→delivery | p99 accept→delivery | engine CPU ms/msg "
+        "| load+DNS+sink CPU ms/msg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backend, size), group in groups.items():
         lines.append(
@@ -384,7 +410,9 @@ def table(rows: list[Run], options: Options) -> str:
             f"| {statistics.median(r.accepted_per_second for r in group):.0f} "
             f"| **{statistics.median(r.delivered_per_second for r in group):.0f}** "
             f"| {statistics.median(r.p50_seconds for r in group):.3f} s "
-            f"| {statistics.median(r.p99_seconds for r in group):.3f} s |"
+            f"| {statistics.median(r.p99_seconds for r in group):.3f} s "
+            f"| {statistics.median(r.engine_cpu_ms for r in group):.2f} "
+            f"| {statistics.median(r.harness_cpu_ms for r in group):.2f} |"
         )
     return "\n".join(lines)
 

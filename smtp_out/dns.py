@@ -35,7 +35,9 @@ resolver costs one query per name and half-minute rather than one per
 delivery attempt (deliveries deferred by it retry later anyway). Expiry uses
 the injected clock. The cache holds at most ``cache_size`` lookups, evicting
 the least recently used. Concurrent lookups of the same (name, type) share
-one query.
+one query. A domain's route is kept too, until the first of the lookups it
+was built from expires (at most ``cache_size`` routes), so a cached domain
+costs a dictionary look-up and, when its hosts share a preference, a shuffle.
 
 dnspython exceptions are translated here and never leave this module.
 """
@@ -158,6 +160,11 @@ class _Cache:
         self._entries.move_to_end(key)
         return lookup
 
+    def expiry(self, key: _Key) -> float | None:
+        """When ``key``'s cached lookup expires, or ``None`` if it is not cached."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
     def put(self, key: _Key, lookup: _Lookup, now: float) -> None:
         if lookup.ttl <= 0:
             return
@@ -180,6 +187,29 @@ def order_by_preference(
         rng.shuffle(hosts)
         ordered.extend((preference, host) for host in hosts)
     return ordered
+
+
+def _reshuffled(hosts: list[MxHost], rng: random.Random) -> list[MxHost]:
+    """``hosts`` (ordered by preference) with the ties among them shuffled again."""
+    groups: dict[int, list[MxHost]] = {}
+    for host in hosts:
+        groups.setdefault(host.preference, []).append(host)
+    ordered: list[MxHost] = []
+    for preference in sorted(groups):
+        group = groups[preference]
+        rng.shuffle(group)
+        ordered.extend(group)
+    return ordered
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownRoute:
+    expires: float
+    mx_key: _Key
+    """The lookup the route starts from: evicted from the cache, the route goes too."""
+    route: MxRoute
+    ties: bool
+    """Whether some of its hosts share a preference (shuffled on each use)."""
 
 
 def negative_ttl(response: dns.message.Message | None) -> float:
@@ -218,9 +248,49 @@ class MxResolver:
         self._clock = clock
         self._rng = rng
         self._cache = _Cache(cache_size)
+        self._cache_size = cache_size
+        self._routes: OrderedDict[str, _KnownRoute] = OrderedDict()
         self._inflight: dict[_Key, asyncio.Future[_Lookup]] = {}
 
     async def resolve(self, domain: str) -> Route:
+        known = self._routes.get(domain)
+        if known is not None:
+            if known.expires > self._clock.now() and self._cache.expiry(known.mx_key):
+                if not known.ties:
+                    return known.route
+                hosts = _reshuffled(known.route.hosts, self._rng)
+                return MxRoute(domain=domain, site=known.route.site, hosts=hosts)
+            del self._routes[domain]
+        route = await self._resolve(domain)
+        if isinstance(route, MxRoute):
+            self._remember(route)
+        return route
+
+    def _remember(self, route: MxRoute) -> None:
+        """Keep ``route`` until the first of the lookups it was built from expires."""
+        name = canonical_host(route.domain)
+        mx = self._cache.get((name, dns.rdatatype.MX), self._clock.now())
+        if mx is None:
+            return
+        hosts = {name}  # the implicit MX
+        if mx.status is _Status.ANSWER:
+            hosts = {canonical_host(r.exchange.to_text()) for r in mx.records if isinstance(r, MX)}
+        mx_key: _Key = (name, dns.rdatatype.MX)
+        keys = [mx_key]
+        for host in hosts - {""}:
+            keys += [(host, dns.rdatatype.A), (host, dns.rdatatype.AAAA)]
+        expiries = [self._cache.expiry(key) for key in keys]
+        if None in expiries:
+            return
+        preferences = [host.preference for host in route.hosts]
+        ties = len(set(preferences)) < len(preferences)
+        self._routes[route.domain] = _KnownRoute(
+            min(e for e in expiries if e is not None), mx_key, route, ties
+        )
+        while len(self._routes) > self._cache_size:
+            self._routes.popitem(last=False)
+
+    async def _resolve(self, domain: str) -> Route:
         name = canonical_host(domain)
         if not _valid_name(name):
             return _permanent(domain, f"{domain!r} is not a valid domain name")

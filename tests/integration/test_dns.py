@@ -497,3 +497,29 @@ def test_order_by_preference_shuffles_ties_with_the_rng() -> None:
 
     assert len(orders) == 6
     assert all(order[-1] == (20, "d") for order in orders)
+
+
+async def test_a_cached_route_is_served_without_being_built_again(
+    zones: Zones, server: DnsServer, resolver: MxResolver
+) -> None:
+    zones.add_mx("example.com", [(10, "mx.example.com")])
+    zones.add_a("mx.example.com", ["127.0.0.2"])
+
+    first = await resolver.resolve("example.com")
+
+    assert await resolver.resolve("example.com") is first
+    assert server.query_count == 3
+
+
+async def test_a_host_dropped_for_want_of_addresses_returns_when_its_lookup_expires(
+    zones: Zones, server: DnsServer, resolver: MxResolver, clock: FakeClock
+) -> None:
+    zones.add_mx("example.com", [(10, "mx1.example.com"), (20, "mx2.example.com")], ttl=86_400)
+    zones.add_a("mx1.example.com", ["127.0.0.2"], ttl=86_400)
+    zones.add_aaaa("mx1.example.com", ["::1"], ttl=86_400)
+    assert names(await resolver.resolve("example.com")) == ["mx1.example.com"]
+
+    zones.add_a("mx2.example.com", ["127.0.0.3"], ttl=86_400)
+    clock.advance(NEGATIVE_TTL_CAP + 1)
+
+    assert names(await resolver.resolve("example.com")) == ["mx1.example.com", "mx2.example.com"]
