@@ -86,6 +86,20 @@ CLAIM_QUEUE_SELECT = (
     " ORDER BY priority DESC, due_at LIMIT $3 FOR UPDATE SKIP LOCKED"
 )
 """A queue's due messages in claim order (index ``messages_queue_priority``)."""
+_CLAIM_QUEUES_SQL = (
+    "UPDATE messages SET state = 'leased', lease_owner = $4, lease_expires = $5,"
+    " lease_token = $6 WHERE id IN (SELECT due.id FROM unnest($1::text[], $3::int[])"
+    "  AS wanted (queue, wanted) CROSS JOIN LATERAL (SELECT id FROM messages"
+    "   WHERE queue = wanted.queue AND state = 'queued' AND due_at <= $2"
+    "   ORDER BY priority DESC, due_at LIMIT wanted.wanted FOR UPDATE SKIP LOCKED) AS due)"
+    f" RETURNING {MESSAGE_COLUMNS}"
+)
+"""Each queue's due messages in claim order (index ``messages_queue_priority``), leased."""
+_NEXT_DUE_SQL = (
+    "SELECT wanted.queue, (SELECT min(due_at) FROM messages"
+    "  WHERE queue = wanted.queue AND state = 'queued')"
+    " FROM unnest($1::text[]) AS wanted (queue)"
+)
 
 _SETTLE_SQL = (
     "UPDATE messages m SET state = s.state, attempts = s.attempts,"
@@ -363,9 +377,8 @@ class PostgresStore:
         pool = await self._get_pool()
         with _translated("submission"):
             async with pool.acquire() as conn, conn.transaction():
-                await conn.executemany(
-                    "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES ($1, $2, $3, $4)",
-                    bodies,
+                await conn.copy_records_to_table(
+                    "bodies", records=bodies, columns=("id", "tenant_id", "data", "created_at")
                 )
                 if messages:
                     await conn.copy_records_to_table(
@@ -443,29 +456,28 @@ class PostgresStore:
     ) -> dict[str, ClaimedQueue]:
         """Lease due messages of each queue, highest priority first, in one transaction."""
         token = new_lease_token()
-        claimed: dict[str, ClaimedQueue] = {}
+        queues = [queue for queue, _ in wanted]
+        claimed: dict[str, list[QueuedMessage]] = {queue: [] for queue in queues}
         async with self._unflushed("claim") as conn:
-            for queue, limit in wanted:
-                rows = await conn.fetch(
-                    "UPDATE messages SET state = 'leased', lease_owner = $4,"
-                    f" lease_expires = $5, lease_token = $6 WHERE id IN ({CLAIM_QUEUE_SELECT})"
-                    f" RETURNING {MESSAGE_COLUMNS}",
-                    queue,
-                    now,
-                    limit,
-                    owner,
-                    now + lease_seconds,
-                    token,
-                )
-                due = await conn.fetchval(
-                    "SELECT min(due_at) FROM messages WHERE queue = $1 AND state = 'queued'",
-                    queue,
-                )
-                claimed[queue] = ClaimedQueue(
-                    sorted((message_from_row(row) for row in rows), key=claim_order),
-                    None if due is None else float(due),
-                )
-        return claimed
+            rows = await conn.fetch(
+                _CLAIM_QUEUES_SQL,
+                queues,
+                now,
+                [limit for _, limit in wanted],
+                owner,
+                now + lease_seconds,
+                token,
+            )
+            next_due = await conn.fetch(_NEXT_DUE_SQL, queues)
+        for row in rows:
+            message = message_from_row(row)
+            claimed[message.queue].append(message)
+        return {
+            str(queue): ClaimedQueue(
+                sorted(claimed[str(queue)], key=claim_order), None if due is None else float(due)
+            )
+            for queue, due in next_due
+        }
 
     async def reap_leases(self, now: float) -> list[str]:
         """Expired leases back to the queue; the queues touched."""
@@ -854,12 +866,14 @@ async def _bump_queues(conn: Any, rows: Sequence[tuple[str, int, str, str]]) -> 
         return
     await conn.execute("SELECT pg_advisory_xact_lock($1)", QUEUE_BUMP_LOCK_KEY)
     bump = await conn.fetchval("SELECT nextval('queue_bump')")
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO queues (name, tenant_id, campaign, domain, bump)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
+        " SELECT *, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])"
+        " ON CONFLICT (name) DO UPDATE SET"
         " tenant_id = excluded.tenant_id, campaign = excluded.campaign,"
         " domain = excluded.domain, bump = excluded.bump",
-        [(*row, bump) for row in rows],
+        *([row[i] for row in rows] for i in range(4)),
+        bump,
     )
 
 

@@ -45,6 +45,7 @@ bounds hold for usernames, kept by hash.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections import Counter, OrderedDict, deque
 from typing import NamedTuple, TypeVar
@@ -65,8 +66,10 @@ class Admission(enum.Enum):
     """Too many failures: answer without checking the password."""
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(host: str) -> str:
-    """The key a client's attempts count under: its IPv4 address, or its IPv6 /64."""
+    """The key a client's attempts count under: its IPv4 address, or its IPv6 /64
+    (kept for the most recent clients: parsing addresses costs more than a session)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
