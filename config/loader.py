@@ -34,7 +34,14 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from config.schema import BUILTIN_WARMUP_PLANS, EngineSettings, Settings, priority_value
+from config.schema import (
+    BUILTIN_WARMUP_PLANS,
+    KEY_ID,
+    BounceSettings,
+    EngineSettings,
+    Settings,
+    priority_value,
+)
 
 DEFAULT_CONFIG = Path(__file__).with_name("penguin.toml")
 _HOST_NAME = re.compile(
@@ -232,6 +239,7 @@ def _check_references(settings: Settings, file: str) -> None:
     _check_engine(settings.engine, file)
     _check_sources(settings, file)
     _check_routing(settings, file)
+    _check_bounce(settings.bounce, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -287,6 +295,17 @@ def _check_sources(settings: Settings, file: str) -> None:
         for source_name in pool.sources:
             if source_name not in settings.sources:
                 raise ConfigError(file, key, f"unknown source {source_name!r}")
+
+
+def _check_bounce(bounce: BounceSettings, file: str) -> None:
+    """The return-path prefix is a host name; key ids are 1 to 8 of a-z, 0-9."""
+    _check_host_name(bounce.return_path_prefix, file, "bounce.return_path_prefix")
+    keys = [("bounce.token_key_id", bounce.token_key_id)]
+    keys += [(f"bounce.accepted_key_ids[{i}]", k) for i, k in enumerate(bounce.accepted_key_ids)]
+    for key, key_id in keys:
+        if not KEY_ID.fullmatch(key_id):
+            problem = f"expected a key id of 1 to 8 lowercase letters or digits, got {key_id!r}"
+            raise ConfigError(file, key, problem)
 
 
 def _check_routing(settings: Settings, file: str) -> None:

@@ -14,6 +14,7 @@ defaults), to the working directory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -469,6 +470,32 @@ class ListenerSettings:
     listen: str = setting("127.0.0.1:0", "host:port to listen on.")
 
 
+KEY_ID = re.compile(r"[a-z0-9]{1,8}")
+"""A return-path token key id (``[bounce] token_key_id``): 1 to 8 of a-z, 0-9."""
+
+
+@dataclass(frozen=True)
+class BounceSettings:
+    """Bounces and complaints coming back: ``[bounce]``."""
+
+    return_path_prefix: str = setting(
+        "bounces",
+        "Envelope senders go out as b-<token>@<prefix>.<From domain>, a token naming the "
+        "message; publish the MX and SPF `penguin domain records` prints for that domain.",
+    )
+    token_key_id: str = setting(
+        "a",
+        "Key id (1 to 8 of a-z, 0-9) whose key signs new return-path tokens and "
+        "X-Penguin-Ref headers; keys are derived from the engine secret. To rotate, set a "
+        "new id and move the old one to accepted_key_ids.",
+    )
+    accepted_key_ids: list[str] = setting(
+        [],
+        "Older key ids whose tokens are still trusted in bounces and complaints; a key id "
+        "in neither place is not trusted.",
+    )
+
+
 @dataclass(frozen=True)
 class RecordsSettings:
     json_log: str = setting(
@@ -538,6 +565,7 @@ class Settings:
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
         metadata={"doc": "Admin API and /metrics listener."},
     )
+    bounce: BounceSettings = section(BounceSettings, "Bounces and complaints coming back.")
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
 

@@ -16,6 +16,9 @@ Glossary (one vocabulary across the code base):
 - **source**: an egress IP address with its EHLO name; **pool**: a named set
   of sources.
 - **lane**: source x site, the unit of connection and rate limits.
+- **return path**: the envelope sender a message goes out with,
+  ``b-<token>@bounces.<From domain>``, the token naming the message
+  (``engine.return_path``); the submitted sender stays in the records.
 - **attempt**: one try at delivering a message; **outcome**: its result.
 - **record**: a typed log event (Reception, Delivery, Bounce, ...), the
   machine interface of the engine.

@@ -18,11 +18,12 @@ a second attempt starting.
 
 Each claimed message runs as a task of the service's TaskGroup, at most
 ``delivery.max_in_flight`` at once. Before signing, the message transform
-(``engine.delivery.transform``) gives the envelope sender and body of each
-copy; while it is not per-recipient, a submission in a claimed batch is
-transformed and signed once and its copies share the result. The body is
-signed with the key of its header From domain if that is a sending domain of
-the message's tenant (never another tenant's key). An unexpected error
+(``engine.delivery.transform``) gives the body of each copy; while it is not
+per-recipient, a submission in a claimed batch is transformed and signed once
+and its copies share the result. The body is signed with the key of its
+header From domain if that is a sending domain of the message's tenant
+(never another tenant's key); the transform then gives each message its
+envelope sender from that sending domain (a return path of its own). An unexpected error
 while handling a message never drops it: the message is parked as
 ``shunted`` with the error and a record (Mailman's shunt queue). Stopping
 lets in-flight attempts finish to a deadline; what is cut off keeps its
@@ -40,6 +41,7 @@ import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from config import Settings
 from engine.clock import Clock
@@ -50,7 +52,7 @@ from engine.delivery.settling import (
     settle_attempt,
     shunt,
 )
-from engine.delivery.transform import MessageTransform, Transformed
+from engine.delivery.transform import MessageTransform
 from engine.delivery.transport import AttemptReport, Deliverer, OutboundMessage
 from engine.dkim.keys import DkimPrivateKey
 from engine.dkim.signer import DkimSigner
@@ -67,6 +69,14 @@ from engine.submission.acceptance import from_domains, parse_header_fields
 log = logging.getLogger(__name__)
 
 Settled = tuple[Settlement, Record]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A body ready to go out: signed for ``sending_domain``, or unsigned (None)."""
+
+    data: bytes
+    sending_domain: str | None
 
 
 QUEUE_GAUGE_SECONDS = 5.0
@@ -178,7 +188,7 @@ class DeliveryService:
             # One of ours claimed again keeps its running attempt, under the new lease.
             self._leases[message.id] = message.lease_token
         bodies = await self._store.get_bodies(sorted({d.message.submission_id for d in starting}))
-        prepared: dict[str, asyncio.Future[Transformed]] = {}
+        prepared: dict[str, asyncio.Future[Prepared]] = {}
         for dispatch in starting:
             await self._slots.acquire()
             self._in_flight += 1
@@ -188,7 +198,7 @@ class DeliveryService:
         self,
         dispatch: Dispatch,
         bodies: dict[str, bytes],
-        prepared: dict[str, asyncio.Future[Transformed]],
+        prepared: dict[str, asyncio.Future[Prepared]],
     ) -> None:
         message = dispatch.message
         report: AttemptReport | None = None
@@ -227,7 +237,7 @@ class DeliveryService:
         self,
         dispatch: Dispatch,
         bodies: dict[str, bytes],
-        prepared: dict[str, asyncio.Future[Transformed]],
+        prepared: dict[str, asyncio.Future[Prepared]],
     ) -> tuple[AttemptReport | None, Settled]:
         message = dispatch.message
         now = self._clock.now()
@@ -245,12 +255,12 @@ class DeliveryService:
                 raise LookupError(f"body of submission {message.submission_id} is missing")
             preparing = prepared[copy] = asyncio.ensure_future(self._prepare(message, body, now))
         outgoing = await asyncio.shield(preparing)
-        data = outgoing.body
+        data = outgoing.data
         started = time.perf_counter()
         report = await self._deliverer.deliver(
             OutboundMessage(
                 id=message.id,
-                sender=outgoing.sender,
+                sender=self._transform.sender(message, outgoing.sending_domain),
                 recipient=message.recipient,
                 domain=message.domain,
                 source=dispatch.source,
@@ -273,21 +283,19 @@ class DeliveryService:
             context=context,
         )
 
-    async def _prepare(self, message: QueuedMessage, body: bytes, now: float) -> Transformed:
-        """The sender and signed body that go out for ``message`` (and, unless the
-        transform is per-recipient, for the other copies of its submission)."""
-        transformed = self._transform.apply(message, body)
-        signed = await self._sign(transformed.body, message.tenant_id, now)
-        return Transformed(transformed.sender, signed)
+    async def _prepare(self, message: QueuedMessage, body: bytes, now: float) -> Prepared:
+        """The signed body that goes out for ``message`` (and, unless the transform
+        is per-recipient, for the other copies of its submission)."""
+        return await self._sign(self._transform.body(message, body), message.tenant_id, now)
 
-    async def _sign(self, body: bytes, tenant_id: int, now: float) -> bytes:
+    async def _sign(self, body: bytes, tenant_id: int, now: float) -> Prepared:
         """``body`` signed by its From domain's key; unsigned if that domain is not
         one of the tenant's sending domains."""
         domains = from_domains(parse_header_fields(body))
         domain = await self._keys.domain(domains[0]) if domains else None
         if domain is None or domain.tenant_id != tenant_id:
             log.warning("no DKIM key of the tenant for From domain %s; sending unsigned", domains)
-            return body
+            return Prepared(body, None)
         sign = functools.partial(
             self._timed_sign,
             body,
@@ -298,8 +306,9 @@ class DeliveryService:
             now,
         )
         if self._signing_pool is None:
-            return sign()
-        return await asyncio.get_running_loop().run_in_executor(self._signing_pool, sign)
+            return Prepared(sign(), domain.name)
+        signed = await asyncio.get_running_loop().run_in_executor(self._signing_pool, sign)
+        return Prepared(signed, domain.name)
 
     def _timed_sign(
         self,

@@ -1,43 +1,50 @@
-"""The transformation of each outgoing copy before it is signed.
+"""The transformation of each outgoing copy: its body before signing, its envelope sender.
 
-Owns the seam ``MessageTransform``: given a claimed message and the body of
-its submission, it returns the envelope sender and the body that go out,
-and the delivery service signs that body. ``IDENTITY`` changes nothing and
-is the engine's transform today; VERP return paths (a sender per recipient)
-and link rewriting (a body per recipient) plug in here.
+Owns the seam ``MessageTransform``, in two steps, so that what varies per
+recipient costs no more than it must:
 
-A transform that is not ``per_recipient`` promises that its result depends
-only on the submission, so the service transforms and signs the body once
-for all the recipients of a submission in a claimed batch; a per-recipient
-one is applied, and its result signed, for each message.
+* ``body``: the unsigned body that goes out, from the body of the
+  submission. The delivery service signs what it returns. While the
+  transform is not ``per_recipient``, its body depends only on the
+  submission: the service transforms and signs it once for all the
+  recipients of a submission in a claimed batch. A per-recipient one (link
+  rewriting) is applied, and signed, for each message.
+* ``sender``: the envelope sender of one message, given the sending domain
+  its body was signed for (None when it goes out unsigned). Always per
+  message, and cheap: it never touches the body.
+
+``IDENTITY`` sends the submission as accepted. ``ReturnPathTransform`` is
+the engine's: each message gets a signed return path on its sending domain's
+return-path domain (``engine.return_path``), and every body our reference
+header naming its submission. Mail from a domain that is not one of the
+tenant's sending domains keeps the sender submitted, and so does the null
+sender (``<>``) of a DSN. Records keep the sender the tenant submitted: the
+return path is derived from the message id, the token names the message.
 
 Pure: no I/O, and the same inputs give the same result.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from engine.model import QueuedMessage
-
-
-@dataclass(frozen=True, slots=True)
-class Transformed:
-    """What goes out for one message: its envelope sender and its unsigned body."""
-
-    sender: str
-    body: bytes
+from engine.return_path import REFERENCE_HEADER, ReturnPathCodec
 
 
 class MessageTransform(Protocol):
     @property
     def per_recipient(self) -> bool:
-        """Whether the result may differ between the recipients of one submission."""
+        """Whether ``body`` may differ between the recipients of one submission."""
         ...
 
-    def apply(self, message: QueuedMessage, body: bytes) -> Transformed:
-        """The sender and body that go out for ``message``; ``body`` is its submission's."""
+    def body(self, message: QueuedMessage, body: bytes) -> bytes:
+        """The unsigned body that goes out for ``message``; ``body`` is its submission's."""
+        ...
+
+    def sender(self, message: QueuedMessage, sending_domain: str | None) -> str:
+        """The envelope sender of ``message``, whose body is signed for
+        ``sending_domain`` (a sending domain of its tenant), or unsigned (None)."""
         ...
 
 
@@ -46,8 +53,31 @@ class IdentityTransform:
 
     per_recipient = False
 
-    def apply(self, message: QueuedMessage, body: bytes) -> Transformed:
-        return Transformed(message.sender, body)
+    def body(self, message: QueuedMessage, body: bytes) -> bytes:
+        return body
+
+    def sender(self, message: QueuedMessage, sending_domain: str | None) -> str:
+        return message.sender
 
 
 IDENTITY = IdentityTransform()
+
+
+class ReturnPathTransform:
+    """``MessageTransform`` giving each message a signed return path (VERP) and each
+    body the ``X-Penguin-Ref`` header naming its submission."""
+
+    per_recipient = False
+
+    def __init__(self, codec: ReturnPathCodec) -> None:
+        self._codec = codec
+
+    def body(self, message: QueuedMessage, body: bytes) -> bytes:
+        reference = self._codec.reference(message.submission_id)
+        return f"{REFERENCE_HEADER}: {reference}\r\n".encode("ascii") + body
+
+    def sender(self, message: QueuedMessage, sending_domain: str | None) -> str:
+        if not message.sender or sending_domain is None:
+            return message.sender
+        local = self._codec.local_part(message.id)
+        return f"{local}@{self._codec.return_path_domain(sending_domain)}"

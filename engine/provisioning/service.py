@@ -34,6 +34,7 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.return_path import return_path_domain
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
 from engine.store import Conflict, InUse, NotFound, Store, StoreError
 from engine.submission.passwords import generate_password, generate_username, hash_password
@@ -82,9 +83,9 @@ class TenantRemoval:
 class Provisioning:
     """Tenants and what they own, on ``store``.
 
-    ``settings`` gives the engine's host name (in the DNS records) and the
-    engine secret's file; ``sealer`` may be passed by a process that holds one
-    already. ``nodeid`` names this node in the records of removed messages.
+    ``settings`` gives the engine's host name and the return-path prefix (in
+    the DNS records) and the engine secret's file; ``sealer`` may be passed by
+    a process that holds one already. ``nodeid`` names this node in the records of removed messages.
     """
 
     def __init__(
@@ -245,7 +246,9 @@ class Provisioning:
                 name,
                 selector,
                 key,
-                return_path_domain=f"bounces.{name}",
+                return_path_domain=return_path_domain(
+                    self._settings.bounce.return_path_prefix, name
+                ),
                 engine_hostname=self._settings.engine.hostname,
             )
         except ValueError as exc:

@@ -3,10 +3,11 @@
 Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
 the limiter (in-process, or Redis for ``redis.url``: limits shared by every
-process and node), the scheduler, the message transform, the SMTP
-deliverer. A process runs one or both roles, each a service
-(``engine.service.Service``, ``engine.runtime.roles``): ``submission`` (the
-SMTP listener and the spool, with the admin HTTP listener, ``admin``) and
+process and node), the scheduler, the message transform (signed return
+paths, their keys derived from the engine secret), the SMTP deliverer. A
+process runs one or both roles, each a service (``engine.service.Service``,
+``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
+with the admin HTTP listener, ``admin``) and
 ``delivery`` (claiming and delivering); ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
@@ -43,7 +44,7 @@ from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
 from engine.delivery.settling import RecordContext, delayed_record
-from engine.delivery.transform import IDENTITY
+from engine.delivery.transform import ReturnPathTransform
 from engine.dkim.signing_keys import SigningKeys
 from engine.limits import Limiter, open_limiter
 from engine.model import QueuedMessage, Suspension
@@ -51,6 +52,7 @@ from engine.node import node_id
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
+from engine.return_path import codec_from_settings
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole
@@ -264,7 +266,7 @@ class Engine:
         self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.record_log_path())
         self._limiter = open_limiter(settings.redis, self.clock)
-        delivery = self._delivery(Sealer(secret), classifier) if self.role.delivers else None
+        delivery = self._delivery(secret, classifier) if self.role.delivers else None
         composed: list[Service] = []
         if delivery is not None:
             composed.append(delivery)
@@ -298,7 +300,7 @@ class Engine:
         """The health of each started service, by name."""
         return {service.name: service.health() for service, _ in self._started}
 
-    def _delivery(self, sealer: Sealer, classifier: BounceClassifier) -> DeliveryRole:
+    def _delivery(self, secret: bytes, classifier: BounceClassifier) -> DeliveryRole:
         assert self._store is not None and self._record_log is not None
         assert self._limiter is not None
         settings = self.settings
@@ -330,8 +332,8 @@ class Engine:
             store=self._store,
             scheduler=self._scheduler,
             deliverer=deliverer,
-            transform=IDENTITY,
-            keys=SigningKeys(self._store, sealer, self.clock),
+            transform=ReturnPathTransform(codec_from_settings(settings, secret)),
+            keys=SigningKeys(self._store, Sealer(secret), self.clock),
             settings=settings,
             clock=self.clock,
             record_log=self._record_log,

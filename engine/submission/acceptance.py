@@ -17,7 +17,8 @@ The body gets what Postfix's cleanup adds: a ``Received`` trace header
 ``X-Priority-Class`` is removed too; its value (``bulk``, ``normal``,
 ``transactional`` or a digit 0..9) sets every recipient's priority, and
 without it, or when it names no priority, the tenant's or campaign's default
-applies (``engine.scheduler.routing.priority_of``).
+applies (``engine.scheduler.routing.priority_of``). ``X-Penguin-Ref`` is
+removed: delivery adds its own (``engine.return_path``), naming the submission.
 White space between a field name and its colon, obsolete syntax that RFC 5322
 §4 reads but forbids sending, is dropped (``Subject : x`` goes out as
 ``Subject: x``, which every DKIM verifier parses alike).
@@ -36,11 +37,13 @@ from config.schema import Settings
 from engine.header_section import parse_header_section
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
 from engine.records.record import Record, RecordType
+from engine.return_path import REFERENCE_HEADER
 from engine.scheduler.routing import priority_of
 
 CAMPAIGN_HEADER = b"x-campaign"
 PRIORITY_HEADER = "x-priority-class"
-REMOVED_HEADERS = frozenset({"x-campaign", PRIORITY_HEADER})
+REMOVED_HEADERS = frozenset({"x-campaign", PRIORITY_HEADER, REFERENCE_HEADER.lower()})
+"""Removed at acceptance: read by the engine, or (our reference) added by it."""
 """Header fields read at acceptance and not sent on."""
 _CAMPAIGN_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_CAMPAIGN_LENGTH = 64
@@ -156,8 +159,8 @@ def date_header_value(second: int) -> str:
 def build_body(
     raw: bytes, fields: Sequence[HeaderField], submission_id: str, now: float, rx: Reception
 ) -> bytes:
-    """The stored body: trace and missing headers prepended, X-Campaign and
-    X-Priority-Class removed, and
+    """The stored body: trace and missing headers prepended, X-Campaign,
+    X-Priority-Class and X-Penguin-Ref removed, and
     white space before a colon dropped (obsolete syntax is read, not sent: RFC 5322 §4)."""
     date = date_header_value(int(now))
     tls = f" ({rx.tls_version} {rx.tls_cipher})" if rx.tls_version else ""
@@ -185,8 +188,8 @@ def build_body(
 
 
 def _rewrites(fields: Sequence[HeaderField]) -> list[tuple[int, int, bytes]]:
-    """(start, end, replacement) in the raw message: each X-Campaign and X-Priority-Class
-    field goes, and the white space between a name and its colon."""
+    """(start, end, replacement) in the raw message: each field of ``REMOVED_HEADERS``
+    goes, and the white space between a name and its colon."""
     rewrites = []
     for f in fields:
         if f.name.lower() in REMOVED_HEADERS:

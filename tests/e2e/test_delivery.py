@@ -1,6 +1,7 @@
 """Engine processes deliver to a loopback sink through a test DNS server.
 
-Covers the whole path (SMTP submission → queue → DKIM-signed delivery),
+Covers the whole path (SMTP submission → queue → DKIM-signed delivery, each
+copy with a signed return path on the domain ``domain add`` published SPF for),
 at-least-once delivery across a SIGKILL, exactly one copy when a receiver
 answers the final dot after the lease would have run out, two delivery
 processes sharing
@@ -20,6 +21,9 @@ from pathlib import Path
 import dkim
 import pytest
 
+from config import load_settings
+from engine.return_path import codec_from_settings
+from engine.sealing import load_or_create_secret, secret_path
 from tests.e2e.conftest import (
     DOMAINS,
     SOURCE_ADDRESS,
@@ -54,10 +58,16 @@ def test_submitted_mail_arrives_signed(
 
     received = receivers.sink.wait_for_count(len(recipients), timeout=30)
     lookup = dkim_lookup(receivers.dns.address)
+    settings = load_settings(config)
+    codec = codec_from_settings(settings, load_or_create_secret(secret_path(settings.engine)))
+    spf = {r["name"].rstrip(".") for r in account.dns_records if r["value"].startswith("v=spf1")}
     for copy in received:
         assert dkim.verify(copy.data, dnsfunc=lookup)
         assert copy.peer[0] == SOURCE_ADDRESS
         assert copy.ehlo == "mta1.penguin.test"
+        local, _, return_path_domain = copy.mail_from.partition("@")
+        assert return_path_domain in spf, "domain add published SPF for the MAIL FROM domain"
+        assert codec.message_id(local) == f"{queue_id}-{recipients.index(copy.rcpt_tos[0]) + 1}"
 
     def all_delivered() -> bool:
         return {m["state"] for m in penguin(config, "queue", "show", queue_id)} == {"delivered"}

@@ -28,7 +28,7 @@ from config.loader import parse_settings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
-from engine.delivery.transform import IDENTITY, MessageTransform, Transformed
+from engine.delivery.transform import MessageTransform, ReturnPathTransform
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
 from engine.limits.local import LocalLimiter
@@ -36,6 +36,7 @@ from engine.model import MessageState, QueuedMessage, SendingDomain, Submission,
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
+from engine.return_path import REFERENCE_HEADER, ReturnPathCodec, derive_key
 from engine.runtime.app import lane_scheduler
 from engine.scheduler import Dispatch, Scheduler
 from engine.scheduler.shaping import Shaping
@@ -79,11 +80,18 @@ class World:
     service_sealer: Sealer
 
     async def submit(
-        self, recipients: list[str], domain: str = "rsa.acme.test", headers: str = ""
+        self,
+        recipients: list[str],
+        domain: str = "rsa.acme.test",
+        headers: str = "",
+        sender: str | None = None,
     ) -> str:
-        sender = f"news@{domain}"
+        """Submit a message From news@``domain``, with ``sender`` (default: the From
+        address) as its envelope sender; its submission id."""
+        author = f"news@{domain}"
+        sender = author if sender is None else sender
         raw = (
-            f"From: News <{sender}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n{headers}"
+            f"From: News <{author}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n{headers}"
             "List-Unsubscribe: <https://u.acme.test/x>\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello!\r\n"
         ).encode()
@@ -150,9 +158,13 @@ def scheduler() -> SchedulerFactory:
     return production_scheduler
 
 
+CODEC = ReturnPathCodec({"a": derive_key(bytes(32), "a")}, "a")
+"""The return-path codec of the engine under test."""
+
+
 @pytest.fixture
 def transform() -> MessageTransform:
-    return IDENTITY
+    return ReturnPathTransform(CODEC)
 
 
 @pytest.fixture
@@ -593,18 +605,17 @@ async def test_each_message_goes_out_from_the_source_its_scheduler_chose(world: 
     assert sources == ["127.0.0.21", "127.0.0.22", "127.0.0.21"]
 
 
-class ReturnPathPerRecipient:
-    """A per-recipient transform: a VERP-style return path and a header naming the recipient."""
+class RecipientHeader(ReturnPathTransform):
+    """A per-recipient transform: the engine's, plus a header naming the recipient."""
 
     per_recipient = True
 
-    def apply(self, message: QueuedMessage, body: bytes) -> Transformed:
-        local, _, domain = message.recipient.partition("@")
+    def body(self, message: QueuedMessage, body: bytes) -> bytes:
         header = f"X-Recipient: {message.recipient}\r\n".encode()
-        return Transformed(f"bounces+{local}={domain}@rsa.acme.test", header + body)
+        return header + super().body(message, body)
 
 
-@pytest.mark.parametrize("transform", [ReturnPathPerRecipient()], ids=["per-recipient"])
+@pytest.mark.parametrize("transform", [RecipientHeader(CODEC)], ids=["per-recipient"])
 async def test_a_per_recipient_transform_shapes_each_signed_copy(world: World) -> None:
     signed_before = signings()
     sid = await world.submit(["a@example.com", "b@example.org"])
@@ -614,11 +625,58 @@ async def test_a_per_recipient_transform_shapes_each_signed_copy(world: World) -
     lookup = dkim_dns(world.dns.address)
     for message in world.sink.messages:
         [recipient] = message.rcpt_tos
-        local, _, domain = recipient.partition("@")
-        assert message.mail_from == f"bounces+{local}={domain}@rsa.acme.test"
         header_section = message.data.split(b"\r\n\r\n", 1)[0]
         assert f"\r\nX-Recipient: {recipient}\r\n".encode() in header_section
         assert await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
+
+
+def header_values(data: bytes, name: str) -> list[str]:
+    """The values of the header fields ``name`` of a message as received."""
+    fields = parse_header_fields(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    return [f.value for f in fields if f.name.lower() == name.lower()]
+
+
+@pytest.mark.parametrize("domain", ["rsa.acme.test", "ed.acme.test"])
+async def test_each_recipient_gets_its_own_signed_return_path_on_one_signed_body(
+    world: World, domain: str
+) -> None:
+    signed_before = signings()
+    recipients = ["a@example.com", "b@example.org", "c@example.com"]
+    sid = await world.submit(recipients, domain)
+    received = await world.sink.wait_for_count(3, timeout=15)
+    assert signings() - signed_before == 1, "one body signed for all the recipients"
+    assert len({m.data for m in received}) == 1, "the same signed body for every recipient"
+    lookup = dkim_dns(world.dns.address)
+    for message in received:
+        [recipient] = message.rcpt_tos
+        local, _, return_domain = message.mail_from.partition("@")
+        assert return_domain == f"bounces.{domain}"
+        assert CODEC.message_id(local) == f"{sid}-{recipients.index(recipient) + 1}"
+        assert CODEC.message_id(local.upper()) == f"{sid}-{recipients.index(recipient) + 1}"
+        assert await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
+        [reference] = header_values(message.data, REFERENCE_HEADER)
+        assert CODEC.submission_id(reference) == sid
+    assert len({m.mail_from for m in received}) == 3, "a return path per recipient"
+    for n in (1, 2, 3):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+        delivery = (await world.records(f"{sid}-{n}"))[-1]
+        assert delivery["sender"] == f"news@{domain}", "records keep the tenant's sender"
+
+
+async def test_mail_from_a_domain_not_the_tenants_keeps_its_sender(world: World) -> None:
+    sid = await world.submit(["a@example.com"], "elsewhere.test")
+    [message] = await world.sink.wait_for_count(1, timeout=15)
+    assert message.mail_from == "news@elsewhere.test"
+    assert b"DKIM-Signature" not in message.data
+    [reference] = header_values(message.data, REFERENCE_HEADER)
+    assert CODEC.submission_id(reference) == sid
+
+
+async def test_the_null_sender_stays_null(world: World) -> None:
+    await world.submit(["a@example.com"], sender="")
+    [message] = await world.sink.wait_for_count(1, timeout=15)
+    assert message.mail_from == ""
+    assert b"DKIM-Signature" in message.data
 
 
 async def test_a_transactional_message_is_delivered_within_seconds_behind_a_bulk_backlog(

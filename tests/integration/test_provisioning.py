@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from config.schema import EngineSettings
+from config.schema import BounceSettings, EngineSettings
 from engine.clock import FakeClock
+from engine.delivery.transform import ReturnPathTransform
 from engine.dkim.keys import load_private_key, public_b64
 from engine.model import MessageState, Suppression
 from engine.provisioning import (
@@ -24,6 +25,7 @@ from engine.provisioning import (
     TenantHasMail,
     Unknown,
 )
+from engine.return_path import codec_from_settings
 from engine.sealing import Sealer, load_or_create_secret
 from engine.store import Store, open_store
 from engine.submission.passwords import verify_password
@@ -98,6 +100,27 @@ async def test_a_domain_gets_a_sealed_key_and_its_dns_records(world: World) -> N
     assert dkim == f"v=DKIM1; k=rsa; p={domain.public_key_b64}"
     assert published[("bounces.news.acme.test", "MX")] == "10 mta.penguin.test."
     assert (await p.domain_records("NEWS.acme.test")).dns_records == added.dns_records
+
+
+@pytest.mark.parametrize("prefix", ["bounces", "rp"])
+async def test_the_records_cover_the_domain_of_the_return_path_that_is_sent(
+    world: World, prefix: str
+) -> None:
+    """SPF and MX are published for the domain delivery puts in MAIL FROM."""
+    settings = settings_in(world.data_dir)
+    settings = dataclasses.replace(settings, bounce=BounceSettings(return_path_prefix=prefix))
+    p = Provisioning(world.store, settings, nodeid="n1", clock=FakeClock(NOW))
+    acme = await p.create_tenant("acme")
+    added = await p.add_domain("acme", "news.acme.test", ED25519)
+    transform = ReturnPathTransform(codec_from_settings(settings, bytes(32)))
+    queued = dataclasses.replace(message("51", 1, acme.id), sender="a@news.acme.test")
+    mail_from = transform.sender(queued, added.domain.name)
+    return_path = mail_from.partition("@")[2]
+    assert return_path == f"{prefix}.news.acme.test"
+    published = {(r.name, r.type): r.value for r in added.dns_records}
+    assert published[(return_path, "TXT")] == "v=spf1 a:mta.penguin.test -all"
+    assert published[(return_path, "MX")] == "10 mta.penguin.test."
+    assert (await p.domain_records("news.acme.test")).dns_records == added.dns_records
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,23 @@ def test_x_priority_class_sets_the_priority_and_is_removed(header: bytes, priori
     assert rest == b"X-Priority-Class: 0\r\n"
 
 
+def test_a_submitted_x_penguin_ref_is_removed() -> None:
+    """Delivery adds our own reference header; a tenant's would stand beside it."""
+    raw = b"From: a@x.test\r\nX-Penguin-Ref: forged\r\nx-penguin-ref: again\r\n\r\nb\r\n"
+    submission, _ = plan_submission(
+        tenant=TENANT,
+        sender="a@x.test",
+        recipients=["r@y.test"],
+        raw=raw,
+        fields=parse_header_fields(raw),
+        submission_id="sid",
+        now=NOW,
+        reception=RX,
+    )
+    assert b"penguin-ref" not in submission.body.lower()
+    assert submission.body.endswith(b"From: a@x.test\r\n\r\nb\r\n")
+
+
 def test_the_tenants_and_campaigns_default_priority_applies() -> None:
     settings = parse_settings(
         {

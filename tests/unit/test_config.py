@@ -127,6 +127,13 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ('[dns]\nnameservers = ["ns.example:53"]\n', "dns.nameservers[0]", "an IP address"),
         ('[dns]\nnameservers = ["127.0.0.1:\u0665\u0663"]\n', "dns.nameservers[0]", "host:port"),
         ('[database]\nurl = "sqlite:"\n', "database.url", "sqlite:PATH"),
+        ('[bounce]\nreturn_path_prefix = "b ounces"\n', "bounce.return_path_prefix", "host name"),
+        ('[bounce]\nreturn_path_prefix = ""\n', "bounce.return_path_prefix", "host name"),
+        ('[bounce]\ntoken_key_id = "A"\n', "bounce.token_key_id", "1 to 8 lowercase"),
+        ('[bounce]\ntoken_key_id = ""\n', "bounce.token_key_id", "key id"),
+        ('[bounce]\ntoken_key_id = "abcdefghi"\n', "bounce.token_key_id", "key id"),
+        ('[bounce]\naccepted_key_ids = ["a", "b-1"]\n', "bounce.accepted_key_ids[1]", "got 'b-1'"),
+        ('[bounce]\naccepted_key_ids = "a"\n', "bounce.accepted_key_ids", "list of str"),
         (
             '[database]\nurl = "mysql://u:secret@db/x"\n',
             "database.url",
