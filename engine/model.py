@@ -70,6 +70,17 @@ class Suppression:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackingPolicy:
+    """How a tenant's (or one campaign's) mail is tracked: on which tracking domain,
+    and whether opens, clicks and one-click unsubscribe are on."""
+
+    domain: str
+    opens: bool = True
+    clicks: bool = True
+    unsubscribe: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedMessage:
     """One recipient of a submission, as stored in the queue."""
 
