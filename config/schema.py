@@ -465,6 +465,49 @@ class CampaignSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    listen: list[str] = setting(
+        ["127.0.0.1:2525"],
+        "Addresses (host:port) of the inbound SMTP listener for bounces and feedback-loop "
+        "reports (the MX of every bounces.<domain>); empty runs none.",
+    )
+    feedback_addresses: list[str] = setting(
+        [],
+        "Addresses registered with providers' feedback loops (e.g. fbl@bounces.example.com); "
+        "the listener accepts them besides the return-path addresses of the tenants' domains.",
+    )
+    max_message_bytes: int = setting(
+        10 * MIB,
+        "Largest inbound message accepted (SIZE and actual bytes).",
+        min=1024,
+        max=100 * MIB,
+    )
+    max_sessions: int = setting(
+        100, "Concurrent inbound sessions; beyond it new clients get 421.", min=1, max=100000
+    )
+    client_connection_rate: str = setting(
+        "60/min", "Connections one client IP may open (throttle spec N/period); beyond, 421."
+    )
+    client_message_rate: str = setting(
+        "600/h", "Messages one client IP may send (throttle spec N/period); beyond, 450."
+    )
+    soft_suppress_after: int = setting(
+        3,
+        "Soft bounces (delays, full mailboxes, unreachable hosts) of one address within "
+        "soft_window after which it is suppressed.",
+        min=1,
+        max=1000,
+    )
+    soft_window: str = setting("7d", "Window soft bounces are counted in (a duration: 7d, 36h).")
+    poll_seconds: float = setting(
+        5.0,
+        "Interval at which stored inbound messages are looked for, besides each acceptance.",
+        min=0.1,
+        max=3600,
+    )
+
+
+@dataclass(frozen=True)
 class ListenerSettings:
     listen: str = setting("127.0.0.1:0", "host:port to listen on.")
 
@@ -504,6 +547,7 @@ class Settings:
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
+    bounce: BounceSettings = section(BounceSettings, "Inbound bounces and feedback-loop reports.")
     retry: RetrySettings = section(RetrySettings, "Retries of temporary failures.")
     scheduler: SchedulerSettings = section(
         SchedulerSettings, "Scheduling: shaping, backoff, warmup."
