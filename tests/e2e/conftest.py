@@ -62,6 +62,7 @@ def write_config(
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
         '[admin]\nlisten = "127.0.0.1:0"\n'
         f"[delivery]\n{delivery}\n"
+        '[bounce]\nlisten = ["127.0.0.1:0"]\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
         f"{extra}\n{tables}"
     )
