@@ -61,9 +61,10 @@ class Effect(enum.Enum):
 class Policy:
     """The suppression policy's numbers (``[bounce]``)."""
 
-    soft_after: int = 3
-    soft_window_seconds: float = 7 * 86400.0
-    soft_window: str = "7d"
+    soft_after: int
+    soft_window_seconds: float
+    soft_window: str
+    """As written, for suppression reasons."""
 
     @classmethod
     def from_settings(cls, settings: BounceSettings) -> Policy:

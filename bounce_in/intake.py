@@ -80,8 +80,8 @@ class Intake:
         policy: actions.Policy,
         clock: Clock,
         nodeid: str,
+        poll_seconds: float,
         record_log: RecordLog | None = None,
-        poll_seconds: float = 5.0,
     ) -> None:
         self._store = store
         self._parse = parse

@@ -36,6 +36,7 @@ from bounce_in.report import (
     ReportKind,
 )
 from config.loader import parse_settings
+from config.schema import BounceSettings
 from engine.clock import FakeClock
 from engine.limits.local import LocalLimiter
 from engine.model import (
@@ -548,7 +549,8 @@ async def test_processing_the_same_message_twice_stores_once(store: Store, mail:
         store=store,
         parse=parse_fixture_report,
         return_paths=mail,
-        policy=Policy(),
+        policy=Policy.from_settings(BounceSettings()),
+        poll_seconds=1.0,
         clock=clock,
         nodeid="n",
     )
