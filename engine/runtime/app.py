@@ -7,7 +7,9 @@ process and node), the scheduler, the message transform, the SMTP
 deliverer. A process runs one or both roles, each a service
 (``engine.service.Service``, ``engine.runtime.roles``): ``submission`` (the
 SMTP listener and the spool, with the admin HTTP listener, ``admin``) and
-``delivery`` (claiming and delivering); ``Engine.services`` adds more.
+``delivery`` (claiming and delivering), and ``bounce`` (the bounce listener
+and intake, ``engine.runtime.bounce``; in role ``all`` too when
+``bounce.listen`` is set); ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
 and the pipe that wakes a sibling's delivery after each acceptance from the
