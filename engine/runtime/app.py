@@ -4,10 +4,10 @@ Only here (and in the CLI) are concrete implementations chosen: the store
 for ``database.url``, the system clock, the TLS certificate, the listeners,
 the limiter (in-process, or Redis for ``redis.url``: limits shared by every
 process and node), the scheduler, the message transform, the SMTP
-deliverer. A process runs one or both roles, each a service
+deliverer. A process runs one or more roles, each a service
 (``engine.service.Service``, ``engine.runtime.roles``): ``submission`` (the
-SMTP listener and the spool, with the admin HTTP listener, ``admin``) and
-``delivery`` (claiming and delivering), and ``bounce`` (the bounce listener
+SMTP listener and the spool, with the admin HTTP listener, ``admin``),
+``delivery`` (claiming and delivering) and ``bounce`` (the bounce listener
 and intake, ``engine.runtime.bounce``; in role ``all`` too when
 ``bounce.listen`` is set); ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
