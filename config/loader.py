@@ -229,6 +229,13 @@ def _check_references(settings: Settings, file: str) -> None:
     for i, text in enumerate(settings.submission.listen):
         _check_address(text, file, f"submission.listen[{i}]")
     _check_address(settings.admin.listen, file, "admin.listen")
+    for i, text in enumerate(settings.bounce.listen):
+        _check_address(text, file, f"bounce.listen[{i}]")
+    for i, text in enumerate(settings.bounce.feedback_addresses):
+        local, at, domain = text.rpartition("@")
+        if not (at and local and domain) or any(c.isspace() or c in "<>" for c in text):
+            problem = f"expected an address local@domain, got {text!r}"
+            raise ConfigError(file, f"bounce.feedback_addresses[{i}]", problem)
     for i, text in enumerate(settings.dns.nameservers):
         key = f"dns.nameservers[{i}]"
         try:

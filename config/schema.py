@@ -465,11 +465,6 @@ class CampaignSettings:
     )
 
 
-@dataclass(frozen=True)
-class ListenerSettings:
-    listen: str = setting("127.0.0.1:0", "host:port to listen on.")
-
-
 KEY_ID = re.compile(r"[a-z0-9]{1,8}")
 """A return-path token key id (``[bounce] token_key_id``): 1 to 8 of a-z, 0-9."""
 
@@ -478,6 +473,45 @@ KEY_ID = re.compile(r"[a-z0-9]{1,8}")
 class BounceSettings:
     """Bounces and complaints coming back: ``[bounce]``."""
 
+    listen: list[str] = setting(
+        ["127.0.0.1:2525"],
+        "Addresses (host:port) of the inbound SMTP listener for bounces and feedback-loop "
+        "reports (the MX of every bounces.<domain>); empty runs none.",
+    )
+    feedback_addresses: list[str] = setting(
+        [],
+        "Addresses registered with providers' feedback loops (e.g. fbl@bounces.example.com); "
+        "the listener accepts them besides the return-path addresses of the tenants' domains.",
+    )
+    max_message_bytes: int = setting(
+        10 * MIB,
+        "Largest inbound message accepted (SIZE and actual bytes).",
+        min=1024,
+        max=100 * MIB,
+    )
+    max_sessions: int = setting(
+        100, "Concurrent inbound sessions; beyond it new clients get 421.", min=1, max=100000
+    )
+    client_connection_rate: str = setting(
+        "60/min", "Connections one client IP may open (throttle spec N/period); beyond, 421."
+    )
+    client_message_rate: str = setting(
+        "600/h", "Messages one client IP may send (throttle spec N/period); beyond, 450."
+    )
+    soft_suppress_after: int = setting(
+        3,
+        "Soft bounces (delays, full mailboxes, unreachable hosts) of one address within "
+        "soft_window after which it is suppressed.",
+        min=1,
+        max=1000,
+    )
+    soft_window: str = setting("7d", "Window soft bounces are counted in (a duration: 7d, 36h).")
+    poll_seconds: float = setting(
+        5.0,
+        "Interval at which stored inbound messages are looked for, besides each acceptance.",
+        min=0.1,
+        max=3600,
+    )
     return_path_prefix: str = setting(
         "bounces",
         "Envelope senders go out as b-<token>@<prefix>.<From domain>, a token naming the "
@@ -494,6 +528,11 @@ class BounceSettings:
         "Older key ids whose tokens are still trusted in bounces and complaints; a key id "
         "in neither place is not trusted.",
     )
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    listen: str = setting("127.0.0.1:0", "host:port to listen on.")
 
 
 @dataclass(frozen=True)
@@ -531,6 +570,7 @@ class Settings:
     dns: DnsSettings = section(DnsSettings, "DNS resolution for delivery.")
     submission: SubmissionSettings = section(SubmissionSettings, "SMTP submission listener.")
     delivery: DeliverySettings = section(DeliverySettings, "Outgoing SMTP.")
+    bounce: BounceSettings = section(BounceSettings, "Inbound bounces and feedback-loop reports.")
     retry: RetrySettings = section(RetrySettings, "Retries of temporary failures.")
     scheduler: SchedulerSettings = section(
         SchedulerSettings, "Scheduling: shaping, backoff, warmup."
@@ -565,7 +605,6 @@ class Settings:
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
         metadata={"doc": "Admin API and /metrics listener."},
     )
-    bounce: BounceSettings = section(BounceSettings, "Bounces and complaints coming back.")
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
 

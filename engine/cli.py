@@ -38,7 +38,8 @@ from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, 
 from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.durations import parse_duration
-from engine.model import MessageState, QueuedMessage, Suspension, SuspensionScope
+from engine.header_section import MalformedHeader, parse_header_section
+from engine.model import InboundState, MessageState, QueuedMessage, Suspension, SuspensionScope
 from engine.node import node_id
 from engine.provisioning import (
     DkimKeySpec,
@@ -124,7 +125,7 @@ def engine_processes(settings: Settings, role: str, delivering: int) -> int:
     if settings.engine.processes:
         return settings.engine.processes
     cpus = os.cpu_count() or 1
-    accepting_only = role == "submission" or (role == "all" and delivering > 0)
+    accepting_only = role in ("submission", "bounce") or (role == "all" and delivering > 0)
     if accepting_only:
         return max(1, cpus - delivering)
     return cpus if settings.redis.url else 1
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = _leaves(commands, common)("run", None, "run the engine in the foreground")
     run.add_argument(
         "--role",
-        choices=("all", "submission", "delivery"),
+        choices=("all", "submission", "delivery", "bounce"),
         default="all",
         help="services of this process (default all); several processes may share a store",
     )
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _smtp_user_commands(group("smtp-user", "SMTP submission credentials of tenants"))
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
+    _bounce_commands(group("bounce", "inbound bounces and complaints"))
     _queue_commands(group("queue", "the message queue"))
     explain = _leaves(commands, common)(
         "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
@@ -328,6 +330,13 @@ def _records_commands(leaf: Leaf) -> None:
     tail.add_argument(
         "--poll", type=float, default=0.5, help="seconds between looks for new records"
     )
+
+
+def _bounce_commands(leaf: Leaf) -> None:
+    unmatched = leaf(
+        "unmatched", _store_command(_bounce_unmatched), "inbound mail not attributed to ours"
+    )
+    unmatched.add_argument("-n", "--limit", type=int, default=50, help="messages to list")
 
 
 def _queue_commands(leaf: Leaf) -> None:
@@ -784,6 +793,42 @@ async def _queue_shunted(
         for m in messages
     ]
     return [dataclasses.asdict(m) for m in messages], "\n".join(lines) or "no shunted messages"
+
+
+async def _bounce_unmatched(
+    store: Store, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    found = await store.list_inbound(InboundState.UNMATCHED, args.limit)
+    listed = [
+        {
+            "id": m.id,
+            "received_at": _iso(m.received_at),
+            "peer": m.peer,
+            "mail_from": m.mail_from,
+            "rcpt_tos": list(m.rcpt_tos),
+            "size": len(m.data),
+            "subject": _subject(m.data),
+            "reason": m.reason,
+        }
+        for m in found
+    ]
+    lines = [
+        f"{m.id}  {_iso(m.received_at)}  from=<{m.mail_from}> peer={m.peer}"
+        f"  to={','.join(m.rcpt_tos)}  size={len(m.data)}\n"
+        f"    subject: {_subject(m.data) or '-'}\n    reason: {m.reason}"
+        for m in found
+    ]
+    return listed, "\n".join(lines) or "no unmatched inbound messages"
+
+
+def _subject(raw: bytes) -> str:
+    """The Subject of a stored message as written (undecoded), or ``""``."""
+    try:
+        fields = parse_header_section(raw).unfolded()
+    except MalformedHeader:
+        return ""
+    value = next((value for name, value in fields if name == b"subject"), b"")
+    return value.decode("utf-8", "replace").strip()
 
 
 async def _queue_requeue(

@@ -199,3 +199,40 @@ class WarmupCount:
     sent: int
     deferred: int = 0
     complained: int = 0
+
+
+class InboundState(enum.StrEnum):
+    """Where a message received on the bounce listener is."""
+
+    PENDING = "pending"
+    """Stored raw, waiting to be parsed and acted on."""
+    DONE = "done"
+    """Attributed to our mail; its records and suppressions are stored."""
+    UNMATCHED = "unmatched"
+    """Nothing could be attributed; kept with the reason for an operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message the bounce listener accepted (a DSN, a complaint, or other mail)."""
+
+    id: str
+    received_at: float
+    peer: str
+    """The client's IP address."""
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes = field(repr=False)
+    state: InboundState = InboundState.PENDING
+    reason: str = ""
+    """Why it is unmatched; empty otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class SoftBounce:
+    """One soft failure of ``address`` reported by inbound message ``inbound_id``."""
+
+    inbound_id: str
+    tenant_id: int
+    address: str
+    at: float

@@ -5,10 +5,12 @@ for ``database.url``, the system clock, the TLS certificate, the listeners,
 the limiter (in-process, or Redis for ``redis.url``: limits shared by every
 process and node), the scheduler, the message transform (signed return
 paths, their keys derived from the engine secret), the SMTP deliverer. A
-process runs one or both roles, each a service (``engine.service.Service``,
+process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``) and
-``delivery`` (claiming and delivering); ``Engine.services`` adds more.
+with the admin HTTP listener, ``admin``), ``delivery`` (claiming and
+delivering) and ``bounce`` (the bounce listener and intake,
+``engine.runtime.bounce``; in role ``all`` too when ``bounce.listen`` is
+set); ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
 and the pipe that wakes a sibling's delivery after each acceptance from the
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from admin_api.app import create_app
+from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
@@ -53,6 +56,7 @@ from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
 from engine.return_path import codec_from_settings
+from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole
@@ -82,14 +86,20 @@ class Role(enum.StrEnum):
     ALL = "all"
     SUBMISSION = "submission"
     DELIVERY = "delivery"
+    BOUNCE = "bounce"
 
     @property
     def submits(self) -> bool:
-        return self is not Role.DELIVERY
+        return self in (Role.ALL, Role.SUBMISSION)
 
     @property
     def delivers(self) -> bool:
-        return self is not Role.SUBMISSION
+        return self in (Role.ALL, Role.DELIVERY)
+
+    @property
+    def receives_bounces(self) -> bool:
+        """Runs the bounce listener and intake (when ``bounce.listen`` is set)."""
+        return self in (Role.ALL, Role.BOUNCE)
 
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
@@ -118,18 +128,22 @@ def tls_files(settings: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
-def bind_listeners(settings: Settings, config_file: str) -> list[socket.socket]:
-    """Bound, listening, non-blocking TCP sockets for ``submission.listen``; an address
-    that cannot be bound is a ``ConfigError`` naming it."""
+def bind_listeners(
+    settings: Settings, config_file: str, key: str = "submission.listen"
+) -> list[socket.socket]:
+    """Bound, listening, non-blocking TCP sockets for ``submission.listen`` (or
+    ``bounce.listen``, as ``key`` says); an address that cannot be bound is a
+    ``ConfigError`` naming it."""
+    texts = settings.bounce.listen if key == "bounce.listen" else settings.submission.listen
     sockets: list[socket.socket] = []
     try:
-        for text in settings.submission.listen:
+        for text in texts:
             host, port = parse_host_port(text)
             try:
                 sockets.extend(_listening_sockets(host, port))
             except OSError as exc:
                 problem = f"cannot listen on {text}: {exc.strerror or exc}"
-                raise ConfigError(config_file, "submission.listen", problem) from exc
+                raise ConfigError(config_file, key, problem) from exc
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -246,6 +260,9 @@ class Engine:
     submission_sockets: list[socket.socket] | None = None
     """Listening sockets bound by a parent process; None binds ``submission.listen``."""
     serve_admin: bool = True
+    bounce_sockets: list[socket.socket] | None = None
+    """Bounce listening sockets bound by a parent process: this process runs the bounce
+    service on them whatever its role. None: the role decides, binding ``bounce.listen``."""
     accepted_pipe: tuple[int, int] | None = None
     """A pipe shared with sibling processes: submission writes a byte after each
     commit, delivery wakes when one arrives (instead of at its next poll)."""
@@ -274,12 +291,39 @@ class Engine:
             composed.append(self._submission(delivery))
             if self.serve_admin:
                 composed.append(self._admin())
+        if self.serves_bounces:
+            composed.append(self._bounce(secret, classifier))
         for service in [*composed, *self.services]:
             bound = await service.start()
             self._started.append((service, asyncio.create_task(service.run(), name=service.name)))
             if bound:
                 self.addresses[service.name] = bound
         return self.addresses
+
+    @property
+    def serves_bounces(self) -> bool:
+        """Whether this process runs the bounce listener and intake."""
+        if self.bounce_sockets is not None:
+            return True
+        return self.role.receives_bounces and bool(self.settings.bounce.listen)
+
+    def _bounce(self, secret: bytes, classifier: BounceClassifier) -> BounceService:
+        assert self._store is not None and self._limiter is not None
+        sockets = self.bounce_sockets
+        if sockets is None:
+            sockets = bind_listeners(self.settings, self.config_file, "bounce.listen")
+        cert, key = tls_files(self.settings)
+        return bounce_service(
+            self.settings,
+            self.config_file,
+            store=self._store,
+            limiter=self._limiter,
+            clock=self.clock,
+            record_log=self._record_log,
+            parts=bounce_parts(self.settings, secret, classifier),
+            tls_context=server_context(cert, key),
+            sockets=sockets,
+        )
 
     def reload(self) -> None:
         """Load the shaping and backoff rule files again (SIGHUP); a file that does not

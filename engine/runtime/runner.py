@@ -145,13 +145,29 @@ async def _serve(engine: Engine, announce: Callable[[Addresses], None]) -> int:
     return status
 
 
+def bouncing_workers(settings: Settings, roles: list[Role]) -> list[int]:
+    """The workers that run the bounce service: those of a role receiving bounces, or,
+    for role all split into accepting and delivering processes, the accepting ones."""
+    if not settings.bounce.listen:
+        return []
+    bouncing = [index for index, role in enumerate(roles) if role.receives_bounces]
+    if not bouncing and Role.SUBMISSION in roles and Role.DELIVERY in roles:
+        bouncing = [index for index, role in enumerate(roles) if role.submits]
+    return bouncing
+
+
 def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
     submitting = [index for index, role in enumerate(roles) if role.submits]
-    uvloop.run(prepare(settings, certificate=bool(submitting)))
+    bouncing = bouncing_workers(settings, roles)
+    uvloop.run(prepare(settings, certificate=bool(submitting or bouncing)))
     sockets = bind_listeners(settings, config_file) if submitting else []
+    bounce_sockets = bind_listeners(settings, config_file, "bounce.listen") if bouncing else []
     accepted = accepted_pipe() if submitting and len(submitting) < len(roles) else None
     admin = submitting[0] if submitting else None
-    return _Supervisor(settings, roles, config_file, sockets, accepted, admin).run()
+    supervisor = _Supervisor(settings, roles, config_file, sockets, accepted, admin)
+    supervisor.bounce_sockets = bounce_sockets
+    supervisor.bouncing = set(bouncing)
+    return supervisor.run()
 
 
 @dataclass
@@ -174,6 +190,9 @@ class _Supervisor:
     """The index of the worker that serves the admin listener."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     """Running workers by pid."""
+    bounce_sockets: list[socket.socket] = field(default_factory=list)
+    bouncing: set[int] = field(default_factory=set)
+    """The indexes of the workers that run the bounce service on ``bounce_sockets``."""
     stopping: bool = False
     status: int = 0
 
@@ -247,6 +266,7 @@ class _Supervisor:
                     submission_sockets=self.sockets if role.submits else None,
                     serve_admin=index == self.admin,
                     accepted_pipe=self.accepted,
+                    bounce_sockets=self.bounce_sockets if index in self.bouncing else None,
                 )
                 status = _work(worker, index, report)
             finally:
@@ -318,7 +338,7 @@ class _Supervisor:
                 os.kill(pid, signum)
 
     def _close_sockets(self) -> None:
-        for sock in self.sockets:
+        for sock in [*self.sockets, *self.bounce_sockets]:
             sock.close()
 
 

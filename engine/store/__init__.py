@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    InboundMessage,
+    InboundState,
     MessageState,
     QueueCount,
     QueuedMessage,
@@ -43,6 +45,7 @@ from engine.model import (
     SendingDomain,
     Settlement,
     SmtpUser,
+    SoftBounce,
     Submission,
     Suppression,
     Suspension,
@@ -345,6 +348,43 @@ class Store(Protocol):
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
         """Remove (tenant, address), the address compared case-insensitively; False if absent."""
+        ...
+
+    # Inbound bounces and complaints (``bounce_in``).
+    async def accept_inbound(self, messages: Sequence[InboundMessage]) -> None:
+        """Store received messages as ``pending`` in one durable transaction."""
+        ...
+
+    async def claim_inbound(
+        self, now: float, lease_seconds: float, limit: int
+    ) -> list[InboundMessage]:
+        """Lease up to ``limit`` pending messages not leased (or whose lease expired at
+        ``now``) until ``now + lease_seconds``, the oldest received first."""
+        ...
+
+    async def finish_inbound(
+        self,
+        inbound_id: str,
+        state: InboundState,
+        reason: str,
+        now: float,
+        *,
+        records: Sequence[Record] = (),
+        suppressions: Sequence[Suppression] = (),
+        soft_bounces: Sequence[SoftBounce] = (),
+    ) -> bool:
+        """Mark a pending message ``state`` (done or unmatched, with ``reason``) and store
+        its records, suppressions (an address already suppressed keeps its reason) and
+        soft bounces, in one transaction. False, storing nothing, when it is no longer
+        pending (processed already): processing twice stores once."""
+        ...
+
+    async def soft_bounce_count(self, tenant_id: int, address: str, since: float) -> int:
+        """Soft bounces stored for (tenant, address) at or after ``since``."""
+        ...
+
+    async def list_inbound(self, state: InboundState, limit: int) -> list[InboundMessage]:
+        """Up to ``limit`` received messages in ``state``, the newest first."""
         ...
 
 

@@ -32,6 +32,8 @@ from typing import Any
 import asyncpg
 
 from engine.model import (
+    InboundMessage,
+    InboundState,
     MessageState,
     QueueCount,
     QueuedMessage,
@@ -39,6 +41,7 @@ from engine.model import (
     SendingDomain,
     Settlement,
     SmtpUser,
+    SoftBounce,
     Submission,
     Suppression,
     Suspension,
@@ -50,11 +53,15 @@ from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
+    INBOUND_COLUMNS,
+    INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
     claim_order,
+    inbound_from_row,
+    inbound_row,
     message_from_row,
     message_row,
     new_lease_token,
@@ -830,6 +837,85 @@ class PostgresStore:
             subject="suppression",
         )
         return _row_count(status) == 1
+
+    # Inbound bounces and complaints.
+
+    async def accept_inbound(self, messages: Sequence[InboundMessage]) -> None:
+        marks = ", ".join(f"${i}" for i in range(1, len(INBOUND_FIELDS) + 1))
+        sql = f"INSERT INTO inbound ({INBOUND_COLUMNS}) VALUES ({marks})"
+        pool = await self._get_pool()
+        with _translated("inbound message"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql, [inbound_row(m) for m in messages])
+
+    async def claim_inbound(
+        self, now: float, lease_seconds: float, limit: int
+    ) -> list[InboundMessage]:
+        sql = (
+            "UPDATE inbound SET lease_expires = $1 WHERE id IN (SELECT id FROM inbound"
+            " WHERE state = 'pending' AND (lease_expires IS NULL OR lease_expires <= $2)"
+            " ORDER BY received_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {INBOUND_COLUMNS}"
+        )
+        async with self._unflushed("inbound message") as conn:
+            rows = await conn.fetch(sql, now + lease_seconds, now, limit)
+        return sorted((inbound_from_row(row) for row in rows), key=lambda m: m.received_at)
+
+    async def finish_inbound(
+        self,
+        inbound_id: str,
+        state: InboundState,
+        reason: str,
+        now: float,
+        *,
+        records: Sequence[Record] = (),
+        suppressions: Sequence[Suppression] = (),
+        soft_bounces: Sequence[SoftBounce] = (),
+    ) -> bool:
+        pool = await self._get_pool()
+        with _translated("inbound result"):
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    "UPDATE inbound SET state = $1, reason = $2, processed_at = $3,"
+                    " lease_expires = NULL WHERE id = $4 AND state = 'pending'",
+                    state.value,
+                    reason,
+                    now,
+                    inbound_id,
+                )
+                if _row_count(status) != 1:
+                    return False
+                suppressed = suppressions
+                await _insert_records(conn, records)
+                await conn.executemany(
+                    "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, address) DO NOTHING",
+                    [(x.tenant_id, x.address.lower(), x.reason, x.created_at) for x in suppressed],
+                )
+                await conn.executemany(
+                    "INSERT INTO soft_bounces (inbound_id, tenant_id, address, at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (inbound_id, address) DO NOTHING",
+                    [(x.inbound_id, x.tenant_id, x.address.lower(), x.at) for x in soft_bounces],
+                )
+        return True
+
+    async def soft_bounce_count(self, tenant_id: int, address: str, since: float) -> int:
+        row = await self._fetchrow(
+            "SELECT count(*) FROM soft_bounces WHERE tenant_id = $1 AND address = $2 AND at >= $3",
+            tenant_id,
+            address.lower(),
+            since,
+        )
+        return int(row[0])
+
+    async def list_inbound(self, state: InboundState, limit: int) -> list[InboundMessage]:
+        rows = await self._fetch(
+            f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE state = $1"
+            " ORDER BY received_at DESC, id DESC LIMIT $2",
+            state.value,
+            limit,
+        )
+        return [inbound_from_row(row) for row in rows]
 
 
 async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:

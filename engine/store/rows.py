@@ -7,11 +7,14 @@ lease tokens both draw for their claims.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import (
+    InboundMessage,
+    InboundState,
     MessageState,
     QueuedMessage,
     Settlement,
@@ -136,3 +139,35 @@ def suspension_from_row(row: Mapping[str, Any]) -> Suspension:
 def warmup_row(c: WarmupCount) -> tuple[str, str, int, int, int, int]:
     """A day count as bound to (source, provider, day, sent, deferred, complained)."""
     return (c.source, c.provider, c.day, c.sent, c.deferred, c.complained)
+
+
+INBOUND_FIELDS = ("id", "received_at", "peer", "mail_from", "rcpt_tos", "data", "state", "reason")
+INBOUND_COLUMNS = ", ".join(INBOUND_FIELDS)
+
+
+def inbound_row(message: InboundMessage) -> tuple[Any, ...]:
+    """The ``inbound`` row of a received message (``INBOUND_FIELDS`` order)."""
+    return (
+        message.id,
+        message.received_at,
+        message.peer,
+        message.mail_from,
+        json.dumps(list(message.rcpt_tos)),
+        message.data,
+        message.state.value,
+        message.reason,
+    )
+
+
+def inbound_from_row(row: Mapping[str, Any]) -> InboundMessage:
+    """A received message from its row (at least ``INBOUND_FIELDS``)."""
+    return InboundMessage(
+        id=row["id"],
+        received_at=row["received_at"],
+        peer=row["peer"],
+        mail_from=row["mail_from"],
+        rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
+        data=bytes(row["data"]),
+        state=InboundState(row["state"]),
+        reason=row["reason"],
+    )

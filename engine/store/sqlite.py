@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    InboundMessage,
+    InboundState,
     MessageState,
     QueueCount,
     QueuedMessage,
@@ -41,6 +43,7 @@ from engine.model import (
     SendingDomain,
     Settlement,
     SmtpUser,
+    SoftBounce,
     Submission,
     Suppression,
     Suspension,
@@ -52,10 +55,14 @@ from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     DOMAIN_COLUMNS,
+    INBOUND_COLUMNS,
+    INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
     claim_order,
+    inbound_from_row,
+    inbound_row,
     message_from_row,
     message_row,
     new_lease_token,
@@ -746,6 +753,88 @@ class SqliteStore:
         return await self._write(
             lambda conn: conn.execute(sql, params).rowcount == 1, "suppression"
         )
+
+    # Inbound bounces and complaints.
+
+    async def accept_inbound(self, messages: Sequence[InboundMessage]) -> None:
+        rows = [inbound_row(m) for m in messages]
+        sql = (
+            f"INSERT INTO inbound ({INBOUND_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(INBOUND_FIELDS))})"
+        )
+        await self._write(lambda conn: conn.executemany(sql, rows), "inbound message")
+
+    async def claim_inbound(
+        self, now: float, lease_seconds: float, limit: int
+    ) -> list[InboundMessage]:
+        sql = (
+            f"UPDATE inbound SET lease_expires = ? WHERE id IN (SELECT id FROM inbound"
+            f" WHERE state = 'pending' AND (lease_expires IS NULL OR lease_expires <= ?)"
+            f" ORDER BY received_at LIMIT ?) RETURNING {INBOUND_COLUMNS}"
+        )
+
+        def update(conn: sqlite3.Connection) -> list[InboundMessage]:
+            rows = conn.execute(sql, (now + lease_seconds, now, limit)).fetchall()
+            found = [inbound_from_row(dict(zip(row.keys(), row, strict=True))) for row in rows]
+            return sorted(found, key=lambda m: m.received_at)
+
+        return await self._write(update, flush=False)
+
+    async def finish_inbound(
+        self,
+        inbound_id: str,
+        state: InboundState,
+        reason: str,
+        now: float,
+        *,
+        records: Sequence[Record] = (),
+        suppressions: Sequence[Suppression] = (),
+        soft_bounces: Sequence[SoftBounce] = (),
+    ) -> bool:
+        mark = (
+            "UPDATE inbound SET state = ?, reason = ?, processed_at = ?, lease_expires = NULL"
+            " WHERE id = ? AND state = 'pending'"
+        )
+        suppress = (
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, address) DO NOTHING"
+        )
+        soft = (
+            "INSERT INTO soft_bounces (inbound_id, tenant_id, address, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (inbound_id, address) DO NOTHING"
+        )
+
+        def update(conn: sqlite3.Connection) -> bool:
+            if conn.execute(mark, (state.value, reason, now, inbound_id)).rowcount != 1:
+                return False
+            _insert_records(conn, records)
+            conn.executemany(
+                suppress,
+                [(x.tenant_id, x.address.lower(), x.reason, x.created_at) for x in suppressions],
+            )
+            conn.executemany(
+                soft, [(x.inbound_id, x.tenant_id, x.address.lower(), x.at) for x in soft_bounces]
+            )
+            return True
+
+        return await self._write(update, "inbound result")
+
+    async def soft_bounce_count(self, tenant_id: int, address: str, since: float) -> int:
+        sql = "SELECT count(*) FROM soft_bounces WHERE tenant_id = ? AND address = ? AND at >= ?"
+        params = (tenant_id, address.lower(), since)
+        return await self._run(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+
+    async def list_inbound(self, state: InboundState, limit: int) -> list[InboundMessage]:
+        sql = (
+            f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE state = ?"
+            " ORDER BY received_at DESC, id DESC LIMIT ?"
+        )
+
+        def select(conn: sqlite3.Connection) -> list[InboundMessage]:
+            rows = conn.execute(sql, (state.value, limit))
+            return [inbound_from_row(dict(zip(row.keys(), row, strict=True))) for row in rows]
+
+        return await self._run(select)
 
 
 class _Connection(sqlite3.Connection):

@@ -43,13 +43,15 @@ def write_config(
     delivery: str = "",
     tables: str = "",
     engine: str = "",
+    bounce: str = "",
 ) -> Path:
     """A config for one test: everything under ``tmp_path``, ephemeral ports.
 
     DNS goes to ``nameserver`` (by default a loopback port nobody answers),
     so no test ever resolves or reaches a real mail server. ``extra`` is
     appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``,
-    ``engine`` to ``[engine]``; ``tables`` (whole TOML tables) goes at the end.
+    ``engine`` to ``[engine]``, ``bounce`` to ``[bounce]``; ``tables`` (whole TOML
+    tables) goes at the end.
     """
     data = tmp_path / "var"
     url = database_url or f"sqlite:{data / 'penguin.db'}"
@@ -62,6 +64,7 @@ def write_config(
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
         '[admin]\nlisten = "127.0.0.1:0"\n'
         f"[delivery]\n{delivery}\n"
+        f'[bounce]\nlisten = ["127.0.0.1:0"]\n{bounce}\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
         f"{extra}\n{tables}"
     )
@@ -100,6 +103,7 @@ class EngineProcess:
     process: subprocess.Popen[str] | None = None
     submission: tuple[str, int] = ("", 0)
     admin: tuple[str, int] = ("", 0)
+    bounce: tuple[str, int] = ("", 0)
     output: list[str] = field(default_factory=list)
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
@@ -131,6 +135,9 @@ class EngineProcess:
             if line.startswith("admin listening on "):
                 host, _, port = line.split()[-1].rpartition(":")
                 self.admin = (host, int(port))
+            if line.startswith("bounce listening on "):
+                host, _, port = line.split()[-1].rpartition(":")
+                self.bounce = (host, int(port))
             if line.strip() == "engine ready":
                 return
 

@@ -1,0 +1,114 @@
+"""The bounce role's composition: the listener, the inbox and the intake from settings.
+
+``bounce_parts`` is the one place the bounce role's pure parts are chosen:
+the report parser (bound to the engine's classifier) and the return-path
+codec (keys from the engine secret). ``bounce_service`` builds the
+``bounce_in.service.BounceService`` of a process from ``[bounce]``; a throttle
+spec or a duration that does not parse is a ``ConfigError`` naming its key.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bounce_in.actions import Policy
+from bounce_in.intake import Intake, Parse, ReturnPaths, sending_domains
+from bounce_in.listener import BounceDomains, BounceHandler, Inbox
+from bounce_in.report import BounceReport, ReportKind
+from bounce_in.service import BounceService
+from config import ConfigError, Settings
+from engine.clock import Clock
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.limits import Limiter
+from engine.limits.throttle import ThrottleSpec
+from engine.node import node_id
+from engine.records.log import RecordLog
+from engine.return_path import codec_from_settings
+from engine.smtp.server import ServerConfig
+from engine.store import Store
+
+MAX_RECIPIENTS = 50
+"""RCPTs per inbound transaction: a bounce names one return path."""
+
+
+@dataclass(frozen=True, slots=True)
+class BounceParts:
+    """The pure parts the bounce role is built from."""
+
+    parse: Parse
+    return_paths: ReturnPaths
+    return_path_domain: Callable[[str], str]
+    """The return-path domain of a tenant's sending domain."""
+
+
+def _unparsed(raw: bytes) -> BounceReport:
+    return BounceReport(ReportKind.OTHER, notes=("unparsed",))
+
+
+def bounce_parts(settings: Settings, secret: bytes, classifier: BounceClassifier) -> BounceParts:
+    """The parser and the return-path codec the bounce role uses."""
+    codec = codec_from_settings(settings, secret)
+    return BounceParts(_unparsed, codec, codec.return_path_domain)
+
+
+def bounce_service(
+    settings: Settings,
+    config_file: str,
+    *,
+    store: Store,
+    limiter: Limiter,
+    clock: Clock,
+    record_log: RecordLog | None,
+    parts: BounceParts,
+    tls_context: ssl.SSLContext | None,
+    sockets: list[socket.socket],
+) -> BounceService:
+    """The bounce service of this process, serving ``sockets``."""
+    bounce = settings.bounce
+    try:
+        policy = Policy.from_settings(bounce)
+    except ValueError as exc:
+        raise ConfigError(config_file, "bounce.soft_window", str(exc)) from exc
+    inbox = Inbox(store.accept_inbound, settings.database.commit_batch_max)
+    intake = Intake(
+        store=store,
+        parse=parts.parse,
+        return_paths=parts.return_paths,
+        policy=policy,
+        clock=clock,
+        nodeid=node_id(settings),
+        record_log=record_log,
+        poll_seconds=bounce.poll_seconds,
+    )
+    inbox.on_accepted.append(intake.wake)
+    handler = BounceHandler(
+        inbox=inbox,
+        domains=BounceDomains(lambda: sending_domains(store), parts.return_path_domain, clock),
+        feedback_addresses=bounce.feedback_addresses,
+        limiter=limiter,
+        connection_rate=_spec(bounce.client_connection_rate, config_file, "connection"),
+        message_rate=_spec(bounce.client_message_rate, config_file, "message"),
+        clock=clock,
+    )
+    sub = settings.submission
+    config = ServerConfig(
+        hostname=settings.engine.hostname,
+        max_message_bytes=bounce.max_message_bytes,
+        max_recipients=MAX_RECIPIENTS,
+        idle_timeout_seconds=sub.idle_timeout_seconds,
+        data_timeout_seconds=sub.data_timeout_seconds,
+        tls_context=tls_context,
+        auth_enabled=False,
+        max_sessions=bounce.max_sessions,
+    )
+    return BounceService(config, handler, inbox, intake, sockets)
+
+
+def _spec(text: str, config_file: str, what: str) -> ThrottleSpec:
+    try:
+        return ThrottleSpec.parse(text)
+    except ValueError as exc:
+        raise ConfigError(config_file, f"bounce.client_{what}_rate", str(exc)) from exc
