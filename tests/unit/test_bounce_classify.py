@@ -48,7 +48,7 @@ REPLIES = [
         "4.2.1",
         "The user you are trying to contact is receiving mail too quickly. Please resend your "
         "message at a later time.",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         421,
@@ -56,7 +56,7 @@ REPLIES = [
         "Our system has detected an unusual rate of unsolicited mail originating from your IP "
         "address. To protect our users from spam, mail sent from your IP address has been "
         "temporarily rate limited.",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         550,
@@ -145,20 +145,20 @@ REPLIES = [
         "4.7.650",
         "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation. "
         "For e-mail delivery information, see https://postmaster.live.com (S775)",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         451,
         "4.7.651",
         "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         421,
         None,
         "RP-001 (BAY004-MC1F13) Unfortunately, some messages from 192.0.2.1 weren't sent. "
         "Please try again. We have limits for how many messages can be sent per hour and per day.",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         550,
@@ -212,14 +212,14 @@ REPLIES = [
         "4.7.0",
         "[TS01] Messages from 192.0.2.1 temporarily deferred due to user complaints - "
         "4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         421,
         "4.7.0",
         "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user "
         "complaints - 4.16.56.1; see https://postmaster.yahooinc.com/error-codes",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         421,
@@ -298,7 +298,7 @@ REPLIES = [
         "<localhost>: Helo command rejected: need fully-qualified hostname",
         "BadConfiguration",
     ),
-    (421, "4.7.0", "mx.example.org Error: too many connections from 192.0.2.1", "PolicyRelated"),
+    (421, "4.7.0", "mx.example.org Error: too many connections from 192.0.2.1", "RateLimited"),
     (
         450,
         "4.7.1",
@@ -367,7 +367,7 @@ REPLIES = [
         421,
         None,
         "Too many concurrent SMTP connections from this IP address; please try again later.",
-        "PolicyRelated",
+        "RateLimited",
     ),
     (
         550,

@@ -31,7 +31,7 @@ SITE, SESSION, MESSAGE, RECIPIENT = Scope.SITE, Scope.SESSION, Scope.MESSAGE, Sc
         (Stage.AUTH, 535, "5.7.8", "Credentials invalid", P, SITE, "AuthenticationFailed"),
         (Stage.MAIL, 550, "5.1.8", "Bad sender", P, MESSAGE, "InvalidSender"),
         (Stage.MAIL, 451, "4.3.0", "Try later", T, MESSAGE, "TransientFailure"),
-        (Stage.MAIL, 421, "4.7.0", "Too many connections", T, SITE, "PolicyRelated"),
+        (Stage.MAIL, 421, "4.7.0", "Too many connections", T, SITE, "RateLimited"),
         (Stage.RCPT, 550, "5.1.1", "User unknown", P, RECIPIENT, "InvalidRecipient"),
         (Stage.RCPT, 452, "4.2.2", "Over quota", T, RECIPIENT, "QuotaIssues"),
         (Stage.RCPT, 452, "4.5.3", "Too many recipients", T, RECIPIENT, "TooManyRecipients"),
