@@ -88,6 +88,11 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         "Gmail rate limit for unusual volume per IP, SPF or DKIM domain: slow down",
     ),
     _E(
+        _C.AUTHENTICATION_FAILED,
+        r"rate limited because .{0,60}(SPF|DKIM|DMARC|authenticat|aligned)",
+        "Gmail 4.7.27, 4.7.30, 4.7.32: slowed down for failed authentication; fix that",
+    ),
+    _E(
         _C.SPAM_BLOCK,
         r"unusual rate of unsolicited mail .*has been blocked",
         "Gmail blocks the sending IP for its volume of unsolicited mail",
@@ -220,8 +225,19 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     _E(
         _C.TRANSIENT_FAILURE,
         r"insufficient system (resources|storage)|temporary local problem"
-        r"|local error in processing",
+        r"|local error in processing|insufficient disk space",
         "the receiving server is short of resources; nothing about us or the recipient",
+    ),
+    # How fast we send, before senders and blocks: "rate limited" is neither.
+    _E(
+        _C.RATE_LIMITED,
+        r"too many (concurrent |simultaneous |parallel )?(smtp )?(connections|sessions)"
+        r"|too many (messages|mails|e-?mails)|too much mail|rate ?limit|sending rate|message rate"
+        r"|connection rate|throttl|frequency|slow down|sent too many|too fast|overlimit|mail flood"
+        r"|(hourly|daily) (sending )?(limit|quota)|sending (limit|quota)|submission ?quota"
+        r"|(relay|sending|send|message|connection) limits? (was )?(exceeded|reached)"
+        r"|maximum (number of )?(concurrent )?(server )?connections",
+        "the receiver limits how fast or how much we send: slow down",
     ),
     # The sender, before any "does not exist" about a recipient.
     _E(
@@ -270,26 +286,23 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         r"confirm your subscription|subscription (request|confirmed)",
         "a list manager asks to confirm a subscription",
     ),
-    # How fast we send, before blocks: "temporarily rate limited" is not a block.
-    _E(
-        _C.RATE_LIMITED,
-        r"too many (concurrent |simultaneous |parallel )?(smtp )?(connections|sessions)"
-        r"|too many (messages|mails|e-?mails)|too much mail|rate ?limit|sending rate|message rate"
-        r"|connection rate|throttl|frequency|slow down|sent too many|too fast|overlimit|mail flood"
-        r"|(hourly|daily) (sending )?(limit|quota)|sending (limit|quota)|submission quota"
-        r"|maximum (number of )?(concurrent )?(server )?connections",
-        "the receiver limits how fast or how much we send: slow down",
-    ),
     _E(
         _C.AUTHENTICATION_FAILED,
         rf"{_AUTH_TOKEN}.{{0,40}}?\b(fail|failed|failure|softfail|hardfail|permerror|temperror"
         r"|error|invalid|not pass|check|validation|verification|alignment|policy|reject|missing"
+        r"|not allowed|not permitted|not designated"
         r"|required|signature)"
         rf"|\b(fails?|failed|pass|passing|authenticate with( either)?|requires?|aligned)\b"
         rf".{{0,40}}?{_AUTH_TOKEN}"
         r"|unauthenticated|authentication (required|failed|level|credentials|checks?)"
         r"|not authenticated",
         "SPF, DKIM or DMARC failed, or the sender is not authenticated",
+    ),
+    _E(
+        _C.SPAM_CONTENT,
+        r"\bSURBL\b|\bURIBL\b|(link|URL)s?\b.{0,30}\b(listed|blocked|blacklisted)"
+        r"|(blocked|blacklisted|malicious|suspicious) (URL|link)|intent analysis|phish",
+        "a link in the message is on a URL block list: the content, not the sending IP",
     ),
     _E(
         _C.SPAM_BLOCK,
@@ -308,16 +321,23 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     ),
     _E(
         _C.PROHIBITED_ATTACHMENT,
-        r"(prohibited|unacceptable|blocked|forbidden|banned|disallowed|dangerous)"
+        r"(prohibited|unacceptable|blocked|forbidden|banned|disallowed|dangerous|illegal)"
         r" (file |attachment )?(type|attachment|file extension)"
         r"|attachment.{0,40}(not allowed|prohibited|blocked|rejected)",
         "an attachment type the receiver refuses",
     ),
     _E(
         _C.SPAM_CONTENT,
-        r"\bspam\b|unsolicited|junk mail|classified as bulk|phish|intent analysis|\bSURBL\b"
-        r"|\bURIBL\b|(blocked|blacklisted|malicious) (URL|link)",
+        r"\bspam\b|spam ?signature|unsolicited|junk mail|classified as bulk",
         "the content is judged to be spam",
+    ),
+    _E(
+        _C.QUOTA_ISSUES,
+        r"over ?quota|quota ?(exceeded|full)|(mailbox|disk|storage) quota|mailbox (is )?full"
+        r"|inbox is full|full mailbox|mailbox (size )?limit|out of storage"
+        r"|exceeded storage allocation|storage (limit|quota|space)|QuotaExceeded"
+        r"|mailbox (has )?exceeded|postfach (ist )?voll|boite .{0,20}pleine",
+        "the recipient's mailbox is full",
     ),
     _E(
         _C.CONTENT_RELATED,
@@ -328,7 +348,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     _E(
         _C.CONTENT_RELATED,
         r"RFC ?(5322|2822|822)|malformed"
-        r"|(invalid|missing|duplicate|bad) (\S+ )?(header|Message-ID)"
+        r"|\b(invalid|missing|duplicate|bad|multiple)\b.{0,30}\b(headers?|Message-ID)\b"
         r"|content (rejected|refused|filter|policy|restrictions)"
         r"|rejected (due to|because of) content"
         r"|(message|body) content (rejected|refused)",
@@ -380,14 +400,6 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         "the connection broke during the dialogue",
     ),
     _E(
-        _C.QUOTA_ISSUES,
-        r"over ?quota|quota ?(exceeded|full)|(mailbox|disk|storage) quota|mailbox (is )?full"
-        r"|inbox is full|full mailbox|mailbox size limit|out of storage|exceeded storage allocation"
-        r"|storage (limit|quota|space)|QuotaExceeded|mailbox (has )?exceeded|postfach (ist )?voll"
-        r"|boite .{0,20}pleine|insufficient (disk )?space",
-        "the recipient's mailbox is full",
-    ),
-    _E(
         _C.INACTIVE_MAILBOX,
         r"\b(account|mailbox|user|address|recipient)\b.{0,40}\b(disabled|inactive|deactivated"
         r"|suspended|closed|expired|terminated|locked|frozen|dormant|discontinued"
@@ -403,8 +415,8 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     _E(
         _C.PROTOCOL_ERRORS,
         r"syntax error|command (unrecognized|not recognized|not implemented)"
-        r"|bad sequence of commands|line too long|bare LF|pipelining|synchronization error"
-        r"|improper use of SMTP",
+        r"|bare ?(LF|line ?feeds?)|bad sequence of commands|line too long|pipelining"
+        r"|synchronization error|improper use of SMTP",
         "we broke the SMTP grammar, or the peer thinks so",
     ),
     # 4. Vague: after a definitive enhanced status code.
