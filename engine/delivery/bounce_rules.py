@@ -336,7 +336,8 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         r"over ?quota|quota ?(exceeded|full)|(mailbox|disk|storage) quota|mailbox (is )?full"
         r"|inbox is full|full mailbox|mailbox (size )?limit|out of storage"
         r"|exceeded storage allocation|storage (limit|quota|space)|QuotaExceeded"
-        r"|mailbox (has )?exceeded|postfach (ist )?voll|boite .{0,20}pleine",
+        r"|mailbox (has )?exceeded|\b(mailbox|inbox)\b.{0,60}\bis full|postfach (ist )?voll"
+        r"|boite .{0,20}pleine",
         "the recipient's mailbox is full",
     ),
     _E(
