@@ -57,7 +57,8 @@ _AUTH_TOKEN = r"(?<![\w/.@=-])(?:SPF|DKIM|DMARC)(?![\w/@=-])(?!\.\w)"
 """SPF, DKIM or DMARC as a word of the text, not inside a URL, address or name."""
 
 _RECIPIENT_UNKNOWN = (
-    r"user unknown|unknown (user|recipient|mailbox|local[- ]?part|address)|addressee unknown"
+    r"(user|addressee|recipient|mailbox|address) unknown"
+    r"|unknown (user|recipient|mailbox|local[- ]?part|address)"
     r"|no such (user|mailbox|recipient|account|address|person)|no mailbox (here|by that name)"
     r"|\b(user|mailbox|recipient|account|address)\b.{0,40}\b(does not|doesn't|not) exist"
     r"|(user|mailbox|recipient|account|address) (was )?not found|invalid (recipient|mailbox)"
@@ -328,7 +329,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     ),
     _E(
         _C.SPAM_CONTENT,
-        r"\bspam\b|spam ?signature|unsolicited|junk mail|classified as bulk",
+        r"\bspam\b|spam ?signature|unsolicited|\bUBE\b|junk mail|classified as bulk",
         "the content is judged to be spam",
     ),
     _E(

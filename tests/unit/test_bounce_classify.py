@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.classify import DATA as DIAGNOSTICS
+from benchmarks.classify import load as load_diagnostics
+from benchmarks.classify import parse_reply
 from engine.delivery.bounce_category import (
     STATUS_CATEGORIES,
     SUBJECT_CATEGORIES,
@@ -1760,3 +1763,19 @@ def test_decide_names_the_rule() -> None:
     decision = CLASSIFIER.decide(Reply(550, "5.1.1", "User unknown"))
     assert decision.entry is not None and "does not exist" in decision.entry.reason
     assert CLASSIFIER.decide(Reply(550, "5.1.1", "Sorry")).entry is None
+
+
+def test_the_labelled_diagnostics_are_well_formed_and_agreed_on() -> None:
+    rows = load_diagnostics(DIAGNOSTICS)
+    assert len(rows) >= 300
+    assert {row.expected for row in rows} <= {c.value for c in Category}
+    assert len({row.expected for row in rows}) >= 20
+    agreed = sum(CLASSIFIER.classify(row.reply) == row.expected for row in rows)
+    assert agreed / len(rows) >= 0.97
+
+
+def test_a_diagnostic_line_is_read_as_a_reply() -> None:
+    assert parse_reply("550 5.1.1 no such user", Stage.RCPT) == Reply(
+        550, "5.1.1", "no such user", Stage.RCPT
+    )
+    assert parse_reply("421 Too many connections", None) == Reply(421, "", "Too many connections")
