@@ -25,8 +25,9 @@ Classification, first match wins:
 Rules are regexes searched (not anchored) in ``"CODE ENHANCED text"`` with
 the whitespace of multi-line replies folded into single spaces, e.g.
 ``"550 5.1.1 The email account that you tried to reach does not exist"``;
-the enhanced code is left out when the reply has none. Built-in rules ignore
-case; operator patterns are used as written (add ``(?i)`` to ignore case).
+the enhanced code is left out when the reply has none, and only the first
+:data:`SUBJECT_LIMIT` characters are read. Built-in rules ignore case;
+operator patterns are used as written (add ``(?i)`` to ignore case).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ __all__ = [
 _C = Category
 
 _LABEL = re.compile(r"[A-Za-z]+")
+
+SUBJECT_LIMIT: Final = 4096
+"""Characters of a reply that rules read: SMTP reply lines have at most 512, and a
+DSN's diagnostic worth reading is not longer; this bounds the time on junk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ class BounceClassifier:
 
     def decide(self, reply: Reply) -> Decision:
         """The category of ``reply`` and the built-in rule that decided it, if one did."""
-        subject = " ".join(str(reply).split())
+        subject = " ".join(str(reply)[:SUBJECT_LIMIT].split())
         for rule in self._rules:
             if rule.pattern.search(subject):
                 return Decision(rule.category)

@@ -85,7 +85,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     # 2. Providers. Gmail.
     _E(
         _C.RATE_LIMITED,
-        r"^4\d\d 4\.7\.28\b|unusual rate of unsolicited mail .*temporarily rate limited",
+        r"^4\d\d 4\.7\.28\b|unusual rate of unsolicited mail .{0,200}temporarily rate limited",
         "Gmail rate limit for unusual volume per IP, SPF or DKIM domain: slow down",
     ),
     _E(
@@ -95,7 +95,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     ),
     _E(
         _C.SPAM_BLOCK,
-        r"unusual rate of unsolicited mail .*has been blocked",
+        r"unusual rate of unsolicited mail .{0,200}has been blocked",
         "Gmail blocks the sending IP for its volume of unsolicited mail",
     ),
     _E(

@@ -1779,3 +1779,9 @@ def test_a_diagnostic_line_is_read_as_a_reply() -> None:
         550, "5.1.1", "no such user", Stage.RCPT
     )
     assert parse_reply("421 Too many connections", None) == Reply(421, "", "Too many connections")
+
+
+def test_a_huge_reply_is_read_up_to_the_limit() -> None:
+    junk = "dns lookup of the spf user mailbox " * 20_000
+    assert CLASSIFIER.classify(Reply(550, "", junk + "user unknown")) != "InvalidRecipient"
+    assert CLASSIFIER.classify(Reply(550, "", "user unknown " + junk)) == "InvalidRecipient"
