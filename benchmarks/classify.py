@@ -7,7 +7,7 @@ classifiers: the current ``engine.delivery.bounce_classify`` and the module as
 it was at ``--before`` (a git revision, read with ``git show``; by default the
 commit before the rules were reworked). Prints, as a Markdown table, each
 expected category's count and the share of lines each classifier agrees on,
-then the totals and the current classifier's speed.
+then the totals and both classifiers' speed.
 
 Run: ``python -m benchmarks.classify [--before REV] [--data PATH]``.
 """
@@ -120,11 +120,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="time for the speed figure")
     args = parser.parse_args(argv)
     rows = load(args.data)
-    current = BounceClassifier().classify
-    before = agreement(rows, old_classifier(args.before))
-    after = agreement(rows, current)
+    current, old = BounceClassifier().classify, old_classifier(args.before)
+    before, after = agreement(rows, old), agreement(rows, current)
     print(table(rows, before, after))
-    print(f"\n{speed(rows, current, args.seconds):,.0f} classifications/s (current, one core)")
+    rates = (speed(rows, classify, args.seconds) for classify in (old, current))
+    print("\nclassifications/s on one core: before {:,.0f}, after {:,.0f}".format(*rates))
     misses = [row for row in rows if current(row.reply) != row.expected]
     for row in misses:
         print(f"miss: expected {row.expected}, got {current(row.reply)}: {row.reply}")
