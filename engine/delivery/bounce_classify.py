@@ -80,7 +80,7 @@ class Rule:
     pattern: re.Pattern[str]
 
 
-def folded(regex: str) -> str:
+def _folded(regex: str) -> str:
     """``regex`` for lower-cased text: its literals lower-cased, its escapes
     (``\\S``, ``\\B``, ``\\D``...) kept. Searching lower-cased text with it is
     searching the text ignoring case, at twice the speed of ``re.IGNORECASE``."""
@@ -92,7 +92,7 @@ def folded(regex: str) -> str:
 
 
 BUILTIN_RULES: Final[tuple[Rule, ...]] = tuple(
-    Rule(entry.category, re.compile(folded(entry.regex))) for entry in BUILTIN_TABLE
+    Rule(entry.category, re.compile(_folded(entry.regex))) for entry in BUILTIN_TABLE
 )
 """:data:`BUILTIN_TABLE` compiled for lower-cased subjects, in the same order."""
 

@@ -77,8 +77,9 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     ),
     _E(
         _C.INVALID_SENDER,
-        r"^\d\d\d [45]\.1\.\d+\b|not found|(does not|doesn't) exist|no such|unknown|invalid"
-        r"|unresolvable|unverifiable|address rejected",
+        r"^\d\d\d [45]\.1\.\d+\b|not found|(does not|doesn't) exist|no such|unresolvable"
+        r"|(unknown|invalid) (user|sender|address|domain|mailbox)"
+        r"|(user|sender|address|domain) (is )?(unknown|invalid)|unverifiable|address rejected",
         "an address or domain refused at MAIL FROM is the sender's",
         frozenset({Stage.MAIL}),
     ),

@@ -1785,3 +1785,10 @@ def test_a_huge_reply_is_read_up_to_the_limit() -> None:
     junk = "dns lookup of the spf user mailbox " * 20_000
     assert CLASSIFIER.classify(Reply(550, "", junk + "user unknown")) != "InvalidRecipient"
     assert CLASSIFIER.classify(Reply(550, "", "user unknown " + junk)) == "InvalidRecipient"
+
+
+def test_a_protocol_error_at_mail_from_is_not_about_the_sender() -> None:
+    reply = Reply(500, "5.5.1", "Unknown command", Stage.MAIL)
+    assert CLASSIFIER.classify(reply) == "ProtocolErrors"
+    reply = Reply(501, "5.5.4", "Invalid parameter SMTPUTF8", Stage.MAIL)
+    assert CLASSIFIER.classify(reply) == "ProtocolErrors"
