@@ -350,7 +350,7 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
     ),
     _E(
         _C.CONTENT_RELATED,
-        r"RFC ?(5322|2822|822)|malformed"
+        r"RFC ?(5322|2822|822)|malformed (message|header|mime|content|body)"
         r"|\b(invalid|missing|duplicate|bad|multiple)\b.{0,30}\b(headers?|Message-ID)\b"
         r"|content (rejected|refused|filter|policy|restrictions)"
         r"|rejected (due to|because of) content"

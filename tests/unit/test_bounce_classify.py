@@ -1431,6 +1431,7 @@ STAGE_REPLIES = [
     (550, "5.1.1", "User unknown", None, "InvalidRecipient"),
     (552, "5.2.2", "Mailbox full", Stage.DOT, "QuotaIssues"),
     (554, "5.7.1", "Message rejected as spam", Stage.DOT, "SpamContent"),
+    (451, "4.5.0", "malformed reply (no code: 'garbage')", Stage.DOT, "ProtocolErrors"),
     # At MAIL FROM an address or domain that does not exist is the sender's.
     (550, None, "Domain not found", Stage.MAIL, "InvalidSender"),
     (550, None, "Domain not found", Stage.RCPT, "BadDomain"),
