@@ -4,7 +4,9 @@ Owns the delivery service (``service``), the per-copy transformation before
 signing (``transform.MessageTransform``), the seam to whatever sends bytes
 (``transport.Deliverer``, implemented by ``smtp_out``), attempt outcomes
 (``outcome``), the outcome an SMTP reply means (``reply_outcome``) and its
-bounce classification (``bounce_classify``), what an outcome does to a
+bounce classification (``bounce_classify``, with the categories and enhanced
+status codes of ``bounce_category`` and the wording rules of
+``bounce_rules``), what an outcome does to a
 message (``settling``, ``retry``) and the operator's hand on the queue
 (``queue_admin``).
 

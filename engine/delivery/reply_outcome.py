@@ -1,8 +1,10 @@
 """The outcome a reply to the SMTP client means, after Postfix ``smtp_trouble.c``
 and ``smtp_proto.c``. Pure.
 
-Kind: 2xx delivered, 4xx transient, 5xx permanent, except TooManyRecipients,
-which is transient even on 5xx (the recipient goes in the next transaction).
+Kind: 2xx delivered, 4xx transient, 5xx permanent, except the categories
+transient whatever the code (``TRANSIENT_CATEGORIES``): TooManyRecipients (the
+recipient goes in the next transaction) and RateLimited (the next attempt,
+slower, will do).
 Any other code is a protocol error of the peer: transient, scope session.
 Scope by the stage the reply answers (``Reply.stage``)::
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from engine.delivery.bounce_classify import BounceClassifier, Category
+from engine.delivery.bounce_classify import TRANSIENT_CATEGORIES, BounceClassifier, Category
 from engine.delivery.outcome import Outcome, OutcomeKind, Scope
 from engine.smtp.reply import Reply, Stage
 
@@ -79,7 +81,7 @@ def outcome_for_reply(reply: Reply, classifier: BounceClassifier) -> Outcome:
     if not 400 <= code < 600:
         return Outcome(OutcomeKind.TRANSIENT, Scope.SESSION, reply, Category.PROTOCOL_ERRORS)
     category = classifier.classify(reply)
-    if code < 500 or category == Category.TOO_MANY_RECIPIENTS:
+    if code < 500 or category in TRANSIENT_CATEGORIES:
         kind = OutcomeKind.TRANSIENT
         scope = scopes.soft
     else:
