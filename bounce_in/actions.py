@@ -100,9 +100,33 @@ class Plan:
     soft_bounces: tuple[SoftBounce, ...] = ()
 
 
+NOT_THE_RECIPIENT = frozenset(
+    {
+        Category.AUTO_REPLY,
+        Category.CHALLENGE_RESPONSE,
+        Category.RATE_LIMITED,
+        Category.TOO_MANY_RECIPIENTS,
+        Category.POLICY_RELATED,
+        Category.SPAM_BLOCK,
+        Category.SPAM_RELATED,
+        Category.SPAM_CONTENT,
+        Category.CONTENT_RELATED,
+        Category.VIRUS_RELATED,
+        Category.PROHIBITED_ATTACHMENT,
+        Category.INVALID_SENDER,
+        Category.AUTHENTICATION_FAILED,
+        Category.RELAY_DENIED,
+        Category.RELAYING_ISSUES,
+        Category.BAD_CONFIGURATION,
+    }
+)
+"""Categories that say the sender, the content or the sending rate is the matter, or
+that the reply is not a bounce: they never count against the recipient, delayed or not."""
+
+
 def effect(status: RecipientStatus) -> Effect:
     """The effect of one recipient status under the policy."""
-    if status.category in (Category.AUTO_REPLY, Category.CHALLENGE_RESPONSE):
+    if status.category in NOT_THE_RECIPIENT:
         return Effect.NONE
     if status.action is Action.DELAYED:
         return Effect.SOFT
