@@ -1,0 +1,107 @@
+"""A reported recipient's verdict: its status code, reply code, diagnostic and category.
+
+In: what a bounce says of one recipient (address, action, the ``Status``
+field if any, the diagnostic text, the remote MTA). Out: a
+:class:`~bounce_in.report.RecipientStatus`.
+
+The enhanced status code is, in order: a valid ``Status`` field (RFC 3464
+§2.3.4); the first code in the diagnostic (``550 5.1.1 ...``, qmail's and
+Exchange's ``#5.1.1``); otherwise the action's generic code, ``5.0.0`` for
+failed and ``4.0.0`` for delayed (RFC 3463 §3.1, subject 0 "other or
+undefined"). Its class wins over the diagnostic's: a failed recipient whose
+diagnostic reads ``4.4.1`` is reported ``5.4.1`` (the MTA gave up). The
+category is the classifier's reading of ``Reply(code, status, text)``, the
+same rules as for in-session replies; without a basic code in the diagnostic
+the reply code is the class's ``x50``. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from bounce_in.report import Action, RecipientStatus
+from engine.delivery.bounce_classify import BounceClassifier
+from engine.smtp.reply import Reply, parse_enhanced_code
+
+MAX_DIAGNOSTIC: Final = 1000
+"""A diagnostic is cut at this many characters."""
+
+_STATUS_IN_TEXT = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]\d)")
+_LEADING_CODE = re.compile(r"^\s*([245]\d\d)(?:[ -]|:\s|$)")
+_INNER_CODE = re.compile(r"\s[245]\d\d[- ](?:#?[245]\.\d{1,3}\.\d{1,3}\s+)?(?=\S)")
+_LEADING_STATUS = re.compile(r"^\s*#?[245]\.\d{1,3}\.\d{1,3}\s*")
+_ADDRESS = re.compile(r"<?([^\s<>\"(),;:]+@[^\s<>\"(),;:]+?)\.?>?$")
+
+_GENERIC: Final = {Action.FAILED: "5.0.0", Action.DELAYED: "4.0.0"}
+
+
+def recipient_status(
+    classifier: BounceClassifier,
+    address: str,
+    action: Action,
+    status: str = "",
+    diagnostic: str = "",
+    remote_mta: str = "",
+    original_recipient: str = "",
+) -> RecipientStatus:
+    """The verdict on one recipient; see the module docstring."""
+    diagnostic = " ".join(diagnostic.split())[:MAX_DIAGNOSTIC]
+    code_match = _LEADING_CODE.match(diagnostic)
+    code = int(code_match[1]) if code_match else None
+    code_status = _status_in(diagnostic)
+    chosen = _choose_status(status, code_status, action)
+    text = _reply_text(diagnostic)
+    klass = int(chosen[0]) if chosen else (5 if action is Action.FAILED else 4)
+    reply_code = code if code is not None and code // 100 == klass else klass * 100 + 50
+    category = classifier.classify(Reply(reply_code, chosen, text or diagnostic))
+    return RecipientStatus(
+        address=clean_address(address),
+        action=action,
+        status=chosen,
+        category=category,
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        original_recipient=clean_address(original_recipient),
+        smtp_code=code,
+    )
+
+
+def clean_address(value: str) -> str:
+    """An address as found, without ``rfc822;``, brackets or quotes; domain lower-cased."""
+    value = value.strip()
+    if ";" in value:
+        value = value.split(";", 1)[1].strip()
+    match = _ADDRESS.search(value.strip().rstrip(".,:;"))
+    if match is None:
+        return ""
+    local, _, domain = match[1].rpartition("@")
+    return f"{local}@{domain.lower().rstrip('.')}"
+
+
+def _status_in(diagnostic: str) -> str:
+    match = _STATUS_IN_TEXT.search(diagnostic[:300])
+    return f"{match[1]}.{match[2]}.{match[3]}" if match else ""
+
+
+def _choose_status(field: str, from_text: str, action: Action) -> str:
+    field = field.strip().split(" ", 1)[0]
+    generic = _GENERIC.get(action, "")
+    enhanced = parse_enhanced_code(field)
+    if enhanced is not None and not (enhanced.subject == 0 and from_text):
+        return str(enhanced)
+    if from_text:
+        if generic and from_text[0] != generic[0] and from_text[0] != "2":
+            return generic[0] + from_text[1:]
+        return from_text
+    if enhanced is not None:
+        return str(enhanced)
+    return generic
+
+
+def _reply_text(diagnostic: str) -> str:
+    """The diagnostic without its leading reply code and status, nor the codes
+    that begin its continuation lines (``550-5.1.1 ...``)."""
+    text = _LEADING_CODE.sub("", diagnostic, count=1)
+    text = _LEADING_STATUS.sub("", text, count=1)
+    return _INNER_CODE.sub(" ", text).strip()
