@@ -101,14 +101,14 @@ def read_fields(block: bytes) -> list[tuple[str, str]]:
     for line in block.split(b"\n"):
         if line[:1] in (b" ", b"\t"):
             if out and len(out[-1][1]) < MAX_FIELD_BYTES:
-                last, value = out[-1]
-                out[-1] = (last, value + " " + to_text(line.strip()))
+                last, text = out[-1]
+                out[-1] = (last, text + " " + to_text(line.strip()))
             continue
-        name, colon, value = line.partition(b":")
-        name = name.strip()
-        if not colon or not name or b" " in name or len(out) >= MAX_FIELDS:
+        raw_name, colon, raw_value = line.partition(b":")
+        raw_name = raw_name.strip()
+        if not colon or not raw_name or b" " in raw_name or len(out) >= MAX_FIELDS:
             continue
-        out.append((to_text(name).lower(), to_text(value.strip()[:MAX_FIELD_BYTES])))
+        out.append((to_text(raw_name).lower(), to_text(raw_value.strip()[:MAX_FIELD_BYTES])))
     return out
 
 

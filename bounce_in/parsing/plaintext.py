@@ -163,7 +163,11 @@ _SHAPES = tuple(
 )
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _SKIP_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|double-bounce|no-?reply)$", re.IGNORECASE)
-_ENVELOPE = re.compile(r"(?:MAIL FROM:?|Sender Address:|From:)\s*<?\s*$", re.IGNORECASE)
+_ENVELOPE = re.compile(
+    r"(?:MAIL FROM:?|Sender Address:|From:|Sender:|Reply-To:|Return-Path:|Message-ID:"
+    r"|References:|In-Reply-To:)[^\n]{0,40}<?\s*$",
+    re.IGNORECASE,
+)
 _SMTP_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ -]+|:\s+)(?:#?[245]\.\d{1,3}\.\d{1,3}\b)?.*")
 _HASH_STATUS = re.compile(r"#[245]\.\d{1,3}\.\d{1,3}")
 _REMOTE = re.compile(
@@ -249,7 +253,7 @@ def _not_recipient(text: str, start: int, address: str, own: frozenset[str]) -> 
     local = address.rpartition("@")[0]
     if _SKIP_LOCAL.match(local) or address.lower() in own:
         return True
-    before = text[max(0, start - 20) : start]
+    before = text[max(0, start - 60) : start]
     return bool(_ENVELOPE.search(before)) or text[start - 1 : start] in ("/", "=", "?")
 
 
