@@ -33,9 +33,9 @@ from engine.delivery.bounce_classify import BounceClassifier
 
 __all__ = ["parse_report", "read_report"]
 
-_TAG = re.compile(r"<[^>]{0,2000}>")
-_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)\b[^>]{0,200}>", re.IGNORECASE)
-_HIDDEN = re.compile(r"<(style|script|head)\b.{0,20000}?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^<>]{0,2000}>")
+_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)\b[^<>]{0,200}>", re.IGNORECASE)
+_HIDDEN = re.compile(r"<(style|script|head)\b", re.IGNORECASE)
 _OWN_FIELDS: Final = ("from", "to", "sender", "return-path", "reply-to")
 _SENDER_FIELDS: Final = ("From", "Sender", "Return-Path", "Reply-To")
 
@@ -120,16 +120,29 @@ def human_text(message: Part) -> str:
         if part.content_type == "text/plain":
             plain.append(text_of(part)[:MAX_TEXT])
         elif part.content_type == "text/html":
-            markup.append(text_of(part)[: MAX_TEXT * 4])
+            markup.append(text_of(part)[: MAX_TEXT * 2])
     if plain:
         return "\n".join(plain)[:MAX_TEXT]
     return "\n".join(_strip_html(m) for m in markup)[:MAX_TEXT]
 
 
 def _strip_html(markup: str) -> str:
-    markup = _HIDDEN.sub(" ", markup)
+    markup = _without_hidden(markup)
     markup = _BREAK.sub("\n", markup)
     return html.unescape(_TAG.sub(" ", markup))
+
+
+def _without_hidden(markup: str) -> str:
+    """``markup`` without the content of its style, script and head elements."""
+    lower = markup.lower()
+    kept: list[str] = []
+    pos = 0
+    while (opening := _HIDDEN.search(markup, pos)) is not None:
+        kept.append(markup[pos : opening.start()])
+        closing = lower.find("</" + opening[1].lower(), opening.end())
+        pos = len(markup) if closing < 0 else closing
+    kept.append(markup[pos:])
+    return " ".join(kept)
 
 
 def _own(message: Part, original: OriginalMessage | None) -> frozenset[str]:

@@ -161,7 +161,11 @@ _SHAPES = tuple(
     (s, re.compile(s.signature, re.IGNORECASE), re.compile(s.start, re.IGNORECASE | re.MULTILINE))
     for s in SHAPES
 )
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
+)
+_OCCURRENCES: Final = 4
+"""Occurrences of one address read for its diagnostic."""
 _SKIP_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|double-bounce|no-?reply)$", re.IGNORECASE)
 _ENVELOPE = re.compile(
     r"(?:MAIL FROM:?|Sender Address:|From:|Sender:|Reply-To:|Return-Path:|Message-ID:"
@@ -233,20 +237,34 @@ def _recipients(
     action: Action,
     classifier: BounceClassifier,
 ) -> tuple[RecipientStatus, ...]:
-    found: dict[str, list[int]] = {}
+    occurrences: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
     for match in _ADDRESS.finditer(text, region):
         address = clean_address(match[0])
         if not address or _not_recipient(text, match.start(), address, own):
             continue
-        found.setdefault(address, []).append(match.end())
-        if len(found) >= MAX_RECIPIENTS:
+        if address not in seen and len(seen) >= MAX_RECIPIENTS:
             break
-    starts = sorted(pos for positions in found.values() for pos in positions)
+        seen[address] = seen.get(address, 0) + 1
+        occurrences.append((match.end(), address))
+    windows = _windows(text, occurrences)
     out = []
-    for address, positions in found.items():
-        diagnostic, remote = _diagnostic(text, positions, starts, found, address)
+    for address in seen:
+        diagnostic, remote = _diagnostic(windows.get(address, []))
         out.append(recipient_status(classifier, address, action, "", diagnostic, remote))
     return tuple(out)
+
+
+def _windows(text: str, occurrences: list[tuple[int, str]]) -> dict[str, list[str]]:
+    """The text after each of the first occurrences of an address, up to another address."""
+    windows: dict[str, list[str]] = {}
+    next_other = len(text)
+    for i in range(len(occurrences) - 1, -1, -1):
+        end, address = occurrences[i]
+        if i + 1 < len(occurrences) and occurrences[i + 1][1] != address:
+            next_other = occurrences[i + 1][0]
+        windows.setdefault(address, []).insert(0, text[end : min(next_other, end + _WINDOW)])
+    return {address: found[:_OCCURRENCES] for address, found in windows.items()}
 
 
 def _not_recipient(text: str, start: int, address: str, own: frozenset[str]) -> bool:
@@ -257,20 +275,11 @@ def _not_recipient(text: str, start: int, address: str, own: frozenset[str]) -> 
     return bool(_ENVELOPE.search(before)) or text[start - 1 : start] in ("/", "=", "?")
 
 
-def _diagnostic(
-    text: str,
-    positions: list[int],
-    starts: list[int],
-    found: dict[str, list[int]],
-    address: str,
-) -> tuple[str, str]:
-    """The first reply (or #code, or prose) after an occurrence of ``address``."""
-    others = [p for a, ps in found.items() if a != address for p in ps]
+def _diagnostic(windows: list[str]) -> tuple[str, str]:
+    """The first reply (or #code) after an occurrence of the address, else its first prose."""
     prose = ""
     remote = ""
-    for pos in positions:
-        stop = min([p for p in others if p > pos] + [pos + _WINDOW, len(text)])
-        window = text[pos:stop]
+    for window in windows:
         remote = remote or _remote(window)
         reply = _reply(window)
         if reply:

@@ -31,7 +31,8 @@ _STATUS_IN_TEXT = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]
 _LEADING_CODE = re.compile(r"^\s*([245]\d\d)(?:[ -]|:\s|$)")
 _INNER_CODE = re.compile(r"\s[245]\d\d[- ](?:#?[245]\.\d{1,3}\.\d{1,3}\s+)?(?=\S)")
 _LEADING_STATUS = re.compile(r"^\s*#?[245]\.\d{1,3}\.\d{1,3}\s*")
-_ADDRESS = re.compile(r"<?([^\s<>\"(),;:]+@[^\s<>\"(),;:]+?)\.?>?$")
+_TOKENS = re.compile(r"[\s<>()\"',;]+")
+MAX_ADDRESS: Final = 320
 
 _GENERIC: Final = {Action.FAILED: "5.0.0", Action.DELAYED: "4.0.0"}
 
@@ -69,14 +70,14 @@ def recipient_status(
 
 def clean_address(value: str) -> str:
     """An address as found, without ``rfc822;``, brackets or quotes; domain lower-cased."""
-    value = value.strip()
+    value = value.strip()[: MAX_ADDRESS * 2]
     if ";" in value:
-        value = value.split(";", 1)[1].strip()
-    match = _ADDRESS.search(value.strip().rstrip(".,:;"))
-    if match is None:
-        return ""
-    local, _, domain = match[1].rpartition("@")
-    return f"{local}@{domain.lower().rstrip('.')}"
+        value = value.split(";", 1)[1]
+    for token in _TOKENS.split(value):
+        local, at, domain = token.strip(".:").rpartition("@")
+        if at and local and domain and len(token) <= MAX_ADDRESS:
+            return f"{local}@{domain.lower()}"
+    return ""
 
 
 def _status_in(diagnostic: str) -> str:
