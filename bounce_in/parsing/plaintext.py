@@ -162,7 +162,7 @@ _SHAPES = tuple(
     for s in SHAPES
 )
 _ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}+@[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+){1,8}+"
 )
 _OCCURRENCES: Final = 4
 """Occurrences of one address read for its diagnostic."""
