@@ -177,7 +177,8 @@ def _codec(charset: str | None) -> str:
 
 def _base64(body: bytes) -> bytes:
     cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
-    cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+    rest = len(cleaned) % 4
+    cleaned = cleaned[:-1] if rest == 1 else cleaned + b"=" * ((4 - rest) % 4)
     try:
         return binascii.a2b_base64(cleaned)
     except binascii.Error:
