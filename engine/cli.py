@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bounce_in.describe import describe_report
+from bounce_in.parsing import parse_report
 from config import (
     DEFAULT_CONFIG,
     ConfigError,
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _smtp_user_commands(group("smtp-user", "SMTP submission credentials of tenants"))
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
+    _bounce_commands(group("bounce", "inbound bounces and complaints"))
     _queue_commands(group("queue", "the message queue"))
     explain = _leaves(commands, common)(
         "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
@@ -327,6 +330,15 @@ def _records_commands(leaf: Leaf) -> None:
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     tail.add_argument(
         "--poll", type=float, default=0.5, help="seconds between looks for new records"
+    )
+
+
+def _bounce_commands(leaf: Leaf) -> None:
+    parse = leaf(
+        "parse", _bounce_parse, "show what the engine understands of a bounce or complaint"
+    )
+    parse.add_argument(
+        "message", metavar="FILE", help="the message as received (.eml); - reads standard input"
     )
 
 
@@ -544,6 +556,19 @@ async def _resolve(settings: Settings, domain: str) -> Route:
     except ResolverConfigurationError as exc:
         raise CommandError(str(exc)) from None
     return await resolver.resolve(domain)
+
+
+def _bounce_parse(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    """The report of one message, read with the classifier the engine runs with."""
+    from engine.runtime.app import bounce_classifier
+
+    classifier = bounce_classifier(settings, _config_path(args) or str(DEFAULT_CONFIG))
+    try:
+        raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.message}: {exc.strerror or exc}") from None
+    report = parse_report(raw, classifier)
+    return report.to_json(), describe_report(report)
 
 
 def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:

@@ -47,7 +47,7 @@ def recipient_status(
     original_recipient: str = "",
 ) -> RecipientStatus:
     """The verdict on one recipient; see the module docstring."""
-    diagnostic = " ".join(diagnostic.split())[:MAX_DIAGNOSTIC]
+    diagnostic = _readable(" ".join(diagnostic.split())[:MAX_DIAGNOSTIC])
     code_match = _LEADING_CODE.match(diagnostic)
     code = int(code_match[1]) if code_match else None
     code_status = _status_in(diagnostic)
@@ -98,6 +98,16 @@ def _choose_status(field: str, from_text: str, action: Action) -> str:
     if enhanced is not None:
         return str(enhanced)
     return generic
+
+
+def _readable(diagnostic: str) -> str:
+    """A multi-line reply as one line: ``550-5.1.1 a 550 5.1.1 b`` reads ``550 5.1.1 a b``."""
+    if "-" not in diagnostic[:4]:
+        return diagnostic
+    head = _LEADING_CODE.match(diagnostic)
+    if head is None:
+        return diagnostic
+    return f"{head[1]} {_INNER_CODE.sub(' ', diagnostic[head.end() :])}"
 
 
 def _reply_text(diagnostic: str) -> str:
