@@ -13,7 +13,8 @@ sit outside a ``multipart/report``; groups without the empty line between
 them are split at each ``Final-Recipient``; an unknown ``Action`` is read as
 ``failed`` when the status is 5.x.x and ``delayed`` when it is 4.x.x. A
 recipient reported ``delivered``, ``relayed`` or ``expanded`` is kept with
-that action. Pure.
+that action. Without a ``Diagnostic-Code`` the comment of the ``Status``
+field, if any, stands for it. Pure.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _recipient(group: Fields, classifier: BounceClassifier) -> RecipientStatus:
     status = _first(group, "status")
     final = _first(group, "final-recipient")
     original = _first(group, "original-recipient")
-    diagnostic = _typed_value(_first(group, "diagnostic-code"))
+    diagnostic = _typed_value(_first(group, "diagnostic-code")) or _comment(status)
     return recipient_status(
         classifier,
         address=clean_address(final) or clean_address(original),
@@ -109,6 +110,12 @@ def _action(value: str, status: str) -> Action:
     if action is not None:
         return action
     return Action.DELAYED if status.strip().startswith("4") else Action.FAILED
+
+
+def _comment(status: str) -> str:
+    """The comment of ``Status: 4.0.0 (host name lookup failure)``: the only reason given."""
+    _, opening, rest = status.partition("(")
+    return rest.rpartition(")")[0].strip() if opening else ""
 
 
 def _first(fields: Fields, name: str) -> str:

@@ -66,6 +66,8 @@ def _pending(eml: Path) -> str:
     categories = {r["category"] for r in expected(eml)["recipients"]}
     if "RateLimited" in categories:
         return "classifier: no rate-limit category yet"
+    if eml.stem == "rfc3464-a2-multi":
+        return "classifier: 'not a registered gateway user', 'host name lookup failure'"
     if "domino" in eml.stem:
         return "classifier: reads 'not listed in Domino Directory' as a blocklist"
     return ""

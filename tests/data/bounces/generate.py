@@ -272,7 +272,7 @@ def dsn(n: int, rng: random.Random, flavour: str, delayed: bool, count: int) -> 
 
 
 def _fold(line: str) -> str:
-    if len(line) <= 78:
+    if len(line) <= 78 or "\n" in line:
         return line
     cut = line.rfind(" ", 0, 76)
     return line if cut < 20 else line[:cut] + "\n    " + line[cut + 1 :]
@@ -951,7 +951,7 @@ def write(bounce: Bounce, path: Path, line_end: str) -> None:
 
 def main() -> None:
     rng = random.Random(11)
-    for old in list(HERE.glob("*.eml")) + list(HERE.glob("*.json")):
+    for old in list(HERE.glob("[0-9][0-9][0-9]-*.eml")) + list(HERE.glob("[0-9][0-9][0-9]-*.json")):
         old.unlink()
     for n, (name, make) in enumerate(plan()):
         write(make(n, rng), HERE / f"{n:03d}-{name}", rng.choice(LINE_ENDS))
