@@ -23,9 +23,9 @@ CHALLENGE: Final = re.compile(
     r"spamarrest|spam arrest|boxbe|mailinblack|sorbs challenge|choicemail|bluebottle"
     r"|please (?:confirm|verify) (?:that you are|your (?:email|message|identity))"
     r"|verify (?:that )?you are (?:a )?human|challenge[- ]response|awaiting your verification"
-    r"|I'm protected by|message (?:is )?(?:being )?held (?:pending|until) (?:your )?verif",
-    re.IGNORECASE,
+    r"|i'm protected by|message (?:is )?(?:being )?held (?:pending|until) (?:your )?verif"
 )
+"""Searched in the lower-cased subject and text."""
 AUTO_SUBJECT: Final = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|auto:|autoreply|out of (?:the )?office"
     r"|vacation|on vacation|away from (?:the|my) office|abwesenheitsnotiz|abwesend"
@@ -47,6 +47,6 @@ def auto_reply_kind(fields: list[tuple[str, str]], subject: str, text: str) -> s
         or precedence == "auto_reply"
         or AUTO_SUBJECT.search(subject.strip()) is not None
     )
-    if CHALLENGE.search(subject) or CHALLENGE.search(text[:4096]) or "x-challenge" in names:
+    if CHALLENGE.search(f"{subject}\n{text[:4096]}".lower()) or "x-challenge" in names:
         return "challenge-response"
     return "auto-reply" if automatic else None

@@ -38,7 +38,8 @@ _WINDOW: Final = 1500
 class Shape(NamedTuple):
     name: str
     signature: str
-    """A regex (ignoring case) only this software writes."""
+    """A regex (ignoring case) only this software writes; searched in the lower-cased
+    text, so it uses no upper-case escape (``\\S``, ``\\W``, ``\\D``, ``\\B``)."""
     start: str
     """A regex (ignoring case) after which it lists the recipients; ``""`` for the whole text."""
 
@@ -66,7 +67,7 @@ SHAPES: Final[tuple[Shape, ...]] = (
     ),
     Shape(
         "exchange",
-        r"Delivery has failed to these recipients or groups|Your message to \S+ couldn't be "
+        r"Delivery has failed to these recipients or groups|Your message to [^\s]+ couldn't be "
         r"delivered|Delivery is delayed to these recipients or groups|The following "
         r"recipient\(s\) cannot be reached|Your message did not reach some or all of the "
         r"intended recipients|Microsoft Exchange Server|couldn't be delivered to",
@@ -149,16 +150,16 @@ BOUNCE_SENDER: Final = re.compile(
     re.IGNORECASE,
 )
 DELAY_PHRASES: Final = re.compile(
-    r"has not yet been delivered|THIS IS A WARNING MESSAGE ONLY|Delivery is delayed"
-    r"|will (?:continue to )?(?:retry|keep trying|try again)|Delivery incomplete"
-    r"|not delivered yet|still undelivered|transient non-fatal errors|DELAYED MAIL"
+    r"has not yet been delivered|this is a warning message only|delivery is delayed"
+    r"|will (?:continue to )?(?:retry|keep trying|try again)|delivery incomplete"
+    r"|not delivered yet|still undelivered|transient non-fatal errors|delayed mail"
     r"|hasn't been delivered yet|delivery attempts will continue|temporarily deferred"
-    r"|No action is required on your part|Zustellung wird weiter versucht",
-    re.IGNORECASE,
+    r"|no action is required on your part|zustellung wird weiter versucht"
 )
+"""Searched in the lower-cased text (faster than ignoring case)."""
 
 _SHAPES = tuple(
-    (s, re.compile(s.signature, re.IGNORECASE), re.compile(s.start, re.IGNORECASE | re.MULTILINE))
+    (s, re.compile(s.signature.lower()), re.compile(s.start, re.IGNORECASE | re.MULTILINE))
     for s in SHAPES
 )
 _ADDRESS = re.compile(
@@ -201,10 +202,11 @@ def read_plain_bounce(
 ) -> PlainBounce | None:
     """The bounce a text reports, or ``None`` if it does not read as one."""
     text = _report_text(text[:MAX_TEXT])
-    shape, region = _shape_region(text)
+    lowered = text.lower()
+    shape, region = _shape_region(text, lowered)
     if shape == "" and not (BOUNCE_SUBJECT.search(subject) or BOUNCE_SENDER.search(sender)):
         return None
-    action = Action.DELAYED if DELAY_PHRASES.search(text) else Action.FAILED
+    action = Action.DELAYED if DELAY_PHRASES.search(lowered) else Action.FAILED
     recipients = _recipients(text, region, own_addresses, action, classifier)
     if not recipients and shape == "" and not BOUNCE_SUBJECT.search(subject):
         return None
@@ -213,7 +215,8 @@ def read_plain_bounce(
 
 def is_bounce_text(text: str) -> bool:
     """Whether ``text`` is written in the words of a known bounce shape."""
-    return _shape_region(_report_text(text[:MAX_TEXT]))[0] != ""
+    text = _report_text(text[:MAX_TEXT])
+    return _shape_region(text, text.lower())[0] != ""
 
 
 def _report_text(text: str) -> str:
@@ -222,9 +225,9 @@ def _report_text(text: str) -> str:
     return text if marker is None else text[: marker.start()]
 
 
-def _shape_region(text: str) -> tuple[str, int]:
+def _shape_region(text: str, lowered: str) -> tuple[str, int]:
     for shape, signature, start in _SHAPES:
-        if signature.search(text):
+        if signature.search(lowered):
             found = start.search(text)
             return shape.name, 0 if found is None else found.start()
     return "", 0

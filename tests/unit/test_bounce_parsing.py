@@ -11,6 +11,7 @@ from bounce_in.parsing import parse_report, read_report
 from bounce_in.parsing.autoreply import auto_reply_kind
 from bounce_in.parsing.mime import decode_words, parse_message, read_fields, text_of
 from bounce_in.parsing.original import from_text
+from bounce_in.parsing.plaintext import SHAPES
 from bounce_in.parsing.status import clean_address, recipient_status
 from bounce_in.report import Action, ReportKind
 from engine.delivery.bounce_classify import BounceClassifier, Rule
@@ -193,6 +194,11 @@ def test_plain_shapes(text: str, shape: str) -> None:
     report = read_report(raw, CLASSIFIER)
     assert report.notes == (shape,)
     assert [(r.address, r.status) for r in report.recipients] == [("a@b.example", "5.1.1")]
+
+
+def test_shape_signatures_read_lower_cased_text() -> None:
+    for shape in SHAPES:
+        assert not re.search(r"\\[SWDBAZ]", shape.signature), shape.name
 
 
 def test_the_transcripts_envelope_sender_is_no_recipient() -> None:
