@@ -11,7 +11,9 @@ the text every address is a recipient, except the sender's and the bounce's
 own (``MAILER-DAEMON``, ``postmaster``, the envelope addresses of the
 transcript); each one's diagnostic is the first SMTP reply (``550 5.1.1
 ...``), the first ``#5.x.x`` code or else the first line of prose that
-follows it. A text that matches no shape is still read when its subject or
+follows it. A bounce that names no recipient (the return path's token tells the
+intake whose it is) reports one with address ``""`` and the first reply in
+its text. A text that matches no shape is still read when its subject or
 sender says it is a bounce (:data:`BOUNCE_SUBJECT`, :data:`BOUNCE_SENDER`).
 Whether the mail system gave up or will retry (action ``delayed``) is told
 by :data:`DELAY_PHRASES`. Only the first :data:`MAX_TEXT` characters are
@@ -208,9 +210,17 @@ def read_plain_bounce(
         return None
     action = Action.DELAYED if DELAY_PHRASES.search(lowered) else Action.FAILED
     recipients = _recipients(text, region, own_addresses, action, classifier)
-    if not recipients and shape == "" and not BOUNCE_SUBJECT.search(subject):
-        return None
+    if not recipients:
+        if shape == "" and not BOUNCE_SUBJECT.search(subject):
+            return None
+        recipients = (_unnamed(text[region:], action, classifier),)
     return PlainBounce(shape or "plaintext", recipients, _reporting_mta(text))
+
+
+def _unnamed(text: str, action: Action, classifier: BounceClassifier) -> RecipientStatus:
+    """The verdict of a bounce that names no recipient: address ``""``, its first reply."""
+    window = text[:_WINDOW]
+    return recipient_status(classifier, "", action, "", _reply(window), _remote(window))
 
 
 def is_bounce_text(text: str) -> bool:
