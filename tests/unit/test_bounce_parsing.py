@@ -228,6 +228,26 @@ def test_auto_replies(
     assert auto_reply_kind(fields, subject, text) == kind
 
 
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (
+            b"From: ann@gmx.net\nSubject: Automatic reply: offers\n\nAway until Monday. "
+            b"Votre message sera lu plus tard.\n--\nProtected by Mimecast and Proofpoint\n",
+            ReportKind.AUTO_REPLY,
+        ),
+        (
+            b"From: ann@web.de\nSubject: Re: offers\n\nPlease remove me. Your message was "
+            b"not delivered to: my colleague, she left.\n--\nScanned by Barracuda\n",
+            ReportKind.OTHER,
+        ),
+    ],
+)
+def test_a_providers_name_alone_makes_no_bounce(raw: bytes, kind: ReportKind) -> None:
+    report = read_report(raw, CLASSIFIER)
+    assert (report.kind, report.recipients) == (kind, ())
+
+
 def test_an_exim_bounce_marked_auto_submitted_is_still_a_bounce() -> None:
     raw = (
         b"From: Mailer-Daemon@x.example\nAuto-Submitted: auto-replied\n"
