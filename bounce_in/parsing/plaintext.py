@@ -30,6 +30,7 @@ from bounce_in.parsing.original import COPY_MARKER
 from bounce_in.parsing.status import clean_address, recipient_status
 from bounce_in.report import Action, RecipientStatus
 from engine.delivery.bounce_classify import BounceClassifier
+from engine.smtp.reply import find_enhanced_code, find_reply_code
 
 MAX_TEXT: Final = 32 * 1024
 MAX_RECIPIENTS: Final = 100
@@ -176,8 +177,6 @@ _ENVELOPE = re.compile(
     r"|References:|In-Reply-To:)[^\n]{0,40}<?\s*$",
     re.IGNORECASE,
 )
-_SMTP_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ -]+|:\s+)(?:#?[245]\.\d{1,3}\.\d{1,3}\b)?.*")
-_HASH_STATUS = re.compile(r"#[245]\.\d{1,3}\.\d{1,3}")
 _REMOTE = re.compile(
     r"(?:host|while talking to|Remote host|server)\s+\[?([a-z0-9][a-z0-9.\-]*\.[a-z]{2,})\]?",
     re.IGNORECASE,
@@ -305,12 +304,10 @@ def _diagnostic(windows: list[str]) -> tuple[str, str]:
 def _reply(window: str) -> str:
     for line_no, line in enumerate(window.split("\n")):
         stripped = line.strip().strip("'\"()<>").lstrip("<>(: ")
-        candidate = _SMTP_REPLY.search(stripped)
-        if candidate is not None and (line_no > 0 or candidate.start() < 120):
-            head = stripped[candidate.start() :]
-            return _with_continuation(head, window, line_no)
-        hashed = _HASH_STATUS.search(line)
-        if hashed is not None:
+        found = find_reply_code(stripped)
+        if found is not None and (line_no > 0 or found[1] < 120):
+            return _with_continuation(stripped[found[1] :], window, line_no)
+        if "#" in line and find_enhanced_code(line) is not None:
             return stripped
     return ""
 
@@ -320,10 +317,15 @@ def _with_continuation(head: str, window: str, line_no: int) -> str:
     lines = window.split("\n")[line_no + 1 : line_no + 6]
     out = [head.rstrip("'\")")]
     for line in lines:
-        if not line[:1].isspace() or not line.strip() or _SMTP_REPLY.match(line.strip()):
+        if not line[:1].isspace() or not line.strip() or _begins_reply(line.strip()):
             break
         out.append(line.strip().rstrip("'\")"))
     return " ".join(out)
+
+
+def _begins_reply(line: str) -> bool:
+    found = find_reply_code(line[:5])
+    return found is not None and found[1] == 0
 
 
 def _prose(window: str) -> str:

@@ -22,15 +22,18 @@ from typing import Final
 
 from bounce_in.report import Action, RecipientStatus
 from engine.delivery.bounce_classify import BounceClassifier
-from engine.smtp.reply import Reply, parse_enhanced_code
+from engine.smtp.reply import (
+    Reply,
+    find_enhanced_code,
+    find_reply_code,
+    parse_enhanced_code,
+    split_enhanced_code,
+    unfold_quoted_reply,
+)
 
 MAX_DIAGNOSTIC: Final = 1000
 """A diagnostic is cut at this many characters."""
 
-_STATUS_IN_TEXT = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]\d)")
-_LEADING_CODE = re.compile(r"^\s*([245]\d\d)(?:[ -]|:\s|$)")
-_INNER_CODE = re.compile(r"\s[245]\d\d[- ](?:#?[245]\.\d{1,3}\.\d{1,3}\s+)?(?=\S)")
-_LEADING_STATUS = re.compile(r"^\s*#?[245]\.\d{1,3}\.\d{1,3}\s*")
 _TOKENS = re.compile(r"[\s<>()\"',;]+")
 MAX_ADDRESS: Final = 320
 
@@ -47,12 +50,13 @@ def recipient_status(
     original_recipient: str = "",
 ) -> RecipientStatus:
     """The verdict on one recipient; see the module docstring."""
-    diagnostic = _readable(" ".join(diagnostic.split())[:MAX_DIAGNOSTIC])
-    code_match = _LEADING_CODE.match(diagnostic)
-    code = int(code_match[1]) if code_match else None
-    code_status = _status_in(diagnostic)
+    diagnostic = unfold_quoted_reply(" ".join(diagnostic.split())[:MAX_DIAGNOSTIC])
+    leading = find_reply_code(diagnostic[:5])
+    code = leading[0] if leading is not None and leading[1] == 0 else None
+    in_text = find_enhanced_code(diagnostic[:300])
+    code_status = "" if in_text is None else str(in_text)
     chosen = _choose_status(status, code_status, action)
-    text = _reply_text(diagnostic)
+    text = _reply_text(diagnostic, code)
     klass = int(chosen[0]) if chosen else (5 if action is Action.FAILED else 4)
     reply_code = code if code is not None and code // 100 == klass else klass * 100 + 50
     category = classifier.classify(Reply(reply_code, chosen, text or diagnostic))
@@ -80,11 +84,6 @@ def clean_address(value: str) -> str:
     return ""
 
 
-def _status_in(diagnostic: str) -> str:
-    match = _STATUS_IN_TEXT.search(diagnostic[:300])
-    return f"{match[1]}.{match[2]}.{match[3]}" if match else ""
-
-
 def _choose_status(field: str, from_text: str, action: Action) -> str:
     field = field.strip().split(" ", 1)[0]
     generic = _GENERIC.get(action, "")
@@ -100,19 +99,8 @@ def _choose_status(field: str, from_text: str, action: Action) -> str:
     return generic
 
 
-def _readable(diagnostic: str) -> str:
-    """A multi-line reply as one line: ``550-5.1.1 a 550 5.1.1 b`` reads ``550 5.1.1 a b``."""
-    if "-" not in diagnostic[:4]:
-        return diagnostic
-    head = _LEADING_CODE.match(diagnostic)
-    if head is None:
-        return diagnostic
-    return f"{head[1]} {_INNER_CODE.sub(' ', diagnostic[head.end() :])}"
-
-
-def _reply_text(diagnostic: str) -> str:
-    """The diagnostic without its leading reply code and status, nor the codes
-    that begin its continuation lines (``550-5.1.1 ...``)."""
-    text = _LEADING_CODE.sub("", diagnostic, count=1)
-    text = _LEADING_STATUS.sub("", text, count=1)
-    return _INNER_CODE.sub(" ", text).strip()
+def _reply_text(diagnostic: str, code: int | None) -> str:
+    """The diagnostic without its leading reply code and enhanced status code."""
+    text = diagnostic[3:].lstrip(" -:") if code is not None else diagnostic
+    _, rest = split_enhanced_code(text.lstrip("#"))
+    return rest.strip()
