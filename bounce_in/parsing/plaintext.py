@@ -167,8 +167,11 @@ _SHAPES = tuple(
     for s in SHAPES
 )
 _ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}+@[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+){1,8}+"
+    r"[A-Za-z0-9\u00c0-\u024f!#$%&'*+/=?^_`{|}~.\-]{1,64}+"
+    r"@[A-Za-z0-9\u00c0-\u024f\-]{1,63}+(?:\.[A-Za-z0-9\u00c0-\u024f\-]{1,63}+){1,8}+"
 )
+"""An address as bounces write it: ASCII, or with the accented Latin letters of
+RFC 6531 addresses; not other scripts, which run into the words around it."""
 _OCCURRENCES: Final = 4
 """Occurrences of one address read for its diagnostic."""
 _SKIP_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|double-bounce|no-?reply)$", re.IGNORECASE)

@@ -347,3 +347,14 @@ def test_the_original_quoted_after_a_plain_text_marker() -> None:
 def test_a_person_writing_is_other() -> None:
     report = parse_report(b"From: bob@example.org\nSubject: hello\n\nHi there.\n", CLASSIFIER)
     assert (report.kind, report.recipients) == (ReportKind.OTHER, ())
+
+
+def test_a_defect_gives_an_unreadable_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: bytes) -> None:
+        raise IndexError("a defect")
+
+    monkeypatch.setattr("bounce_in.parsing.parse_message", broken)
+    report = parse_report(b"Subject: x\n\ny\n", CLASSIFIER)
+    assert (report.kind, report.notes) == (ReportKind.OTHER, ("unreadable",))
+    with pytest.raises(IndexError):
+        read_report(b"Subject: x\n\ny\n", CLASSIFIER)
