@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bounce_in.describe import describe_report
+from bounce_in.parsing import parse_report
 from config import (
     DEFAULT_CONFIG,
     ConfigError,
@@ -333,6 +335,12 @@ def _records_commands(leaf: Leaf) -> None:
 
 
 def _bounce_commands(leaf: Leaf) -> None:
+    parse = leaf(
+        "parse", _bounce_parse, "show what the engine understands of a bounce or complaint"
+    )
+    parse.add_argument(
+        "message", metavar="FILE", help="the message as received (.eml); - reads standard input"
+    )
     unmatched = leaf(
         "unmatched", _store_command(_bounce_unmatched), "inbound mail not attributed to ours"
     )
@@ -553,6 +561,19 @@ async def _resolve(settings: Settings, domain: str) -> Route:
     except ResolverConfigurationError as exc:
         raise CommandError(str(exc)) from None
     return await resolver.resolve(domain)
+
+
+def _bounce_parse(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    """The report of one message, read with the classifier the engine runs with."""
+    from engine.runtime.app import bounce_classifier
+
+    classifier = bounce_classifier(settings, _config_path(args) or str(DEFAULT_CONFIG))
+    try:
+        raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.message}: {exc.strerror or exc}") from None
+    report = parse_report(raw, classifier)
+    return report.to_json(), describe_report(report)
 
 
 def _config_example(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:

@@ -65,6 +65,7 @@ _RECIPIENT_UNKNOWN = (
     r"|not a valid (mailbox|recipient|user)|mailbox name not allowed|not our customer"
     r"|recipient address rejected: (undeliverable|unknown|invalid|no such)"
     r"|^5\d\d .*mailbox unavailable"
+    r"|not a registered gateway user"
 )
 
 BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
@@ -305,6 +306,11 @@ BUILTIN_TABLE: Final[tuple[TableEntry, ...]] = (
         r"\bSURBL\b|\bURIBL\b|(link|URL)s?\b.{0,30}\b(listed|blocked|blacklisted)"
         r"|(blocked|blacklisted|malicious|suspicious) (URL|link)|intent analysis|phish",
         "a link in the message is on a URL block list: the content, not the sending IP",
+    ),
+    _E(
+        _C.INVALID_RECIPIENT,
+        r"not listed in (the )?(public )?(Domino Directory|Name and Address Book)",
+        "Lotus Domino's unknown user: 'listed' here is its directory, not a block list",
     ),
     _E(
         _C.SPAM_BLOCK,

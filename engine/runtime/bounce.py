@@ -9,6 +9,7 @@ spec or a duration that does not parse is a ``ConfigError`` naming its key.
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from bounce_in.actions import Policy
 from bounce_in.intake import Intake, Parse, ReturnPaths, sending_domains
 from bounce_in.listener import BounceDomains, BounceHandler, Inbox
-from bounce_in.report import BounceReport, ReportKind
+from bounce_in.parsing import parse_report
 from bounce_in.service import BounceService
 from config import ConfigError, Settings
 from engine.clock import Clock
@@ -44,14 +45,12 @@ class BounceParts:
     """The return-path domain of a tenant's sending domain."""
 
 
-def _unparsed(raw: bytes) -> BounceReport:
-    return BounceReport(ReportKind.OTHER, notes=("unparsed",))
-
-
 def bounce_parts(settings: Settings, secret: bytes, classifier: BounceClassifier) -> BounceParts:
     """The parser and the return-path codec the bounce role uses."""
     codec = codec_from_settings(settings, secret)
-    return BounceParts(_unparsed, codec, codec.return_path_domain)
+    return BounceParts(
+        functools.partial(parse_report, classifier=classifier), codec, codec.return_path_domain
+    )
 
 
 def bounce_service(

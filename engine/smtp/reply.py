@@ -5,7 +5,9 @@ the bounce classifier, log records and DSN parsing: :class:`Reply`. Its
 enhanced status code (RFC 3463, ``class.subject.detail``) is read by one
 parser, :func:`parse_enhanced_code`. :class:`Stage` names the command a reply
 answers (or the moment of the session, for the greeting and a connection
-that failed).
+that failed). Replies that bounces quote inside their prose are found by
+:func:`find_reply_code`, :func:`find_enhanced_code` and
+:func:`unfold_quoted_reply`.
 
 Pure: no I/O.
 """
@@ -137,3 +139,38 @@ class Reply:
         """One line, e.g. ``550 5.1.1 no such user``."""
         middle = f" {self.enhanced}" if self.enhanced else ""
         return f"{self.code}{middle} {self.text}"
+
+
+# Replies quoted in prose: bounces write the remote server's reply inside their own
+# text ("host mx.example.com said: 550 5.1.1 ...", "(#5.1.1)", "smtp;550-5.1.1 ...").
+
+_QUOTED_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?=-|:?\s|\Z)")
+_QUOTED_ENHANCED = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]\d)")
+_CONTINUATION_CODE = re.compile(r"\s[245]\d\d[- ](?:#?[245]\.\d{1,3}\.\d{1,3}\s+)?(?=\S)")
+
+
+def find_reply_code(text: str) -> tuple[int, int] | None:
+    """The first basic reply code quoted in ``text`` and its offset: three digits
+    2xx, 4xx or 5xx that are no part of a longer number or a dotted address,
+    followed by ``-``, white space, ``: `` or the end (``"said: 550 5.1.1 x"``
+    gives ``(550, 6)``)."""
+    match = _QUOTED_CODE.search(text)
+    return None if match is None else (int(match[1]), match.start())
+
+
+def find_enhanced_code(text: str) -> EnhancedCode | None:
+    """The first enhanced status code quoted anywhere in ``text``, with or without
+    the ``#`` that qmail and Exchange put before it (``"... (#5.1.1)"``)."""
+    match = _QUOTED_ENHANCED.search(text)
+    if match is None:
+        return None
+    return EnhancedCode(int(match[1]), int(match[2]), int(match[3]))
+
+
+def unfold_quoted_reply(text: str) -> str:
+    """A multi-line reply quoted on one line, read as one reply: the codes that
+    begin its continuation lines dropped (``"550-5.1.1 a 550-5.1.1 b 550 5.1.1 c"``
+    reads ``"550 5.1.1 a b c"``). Other text is returned as it is."""
+    if text[3:4] != "-" or find_reply_code(text) != (int(text[:3]), 0):
+        return text
+    return f"{text[:3]} {_CONTINUATION_CODE.sub(' ', text[4:])}"

@@ -1023,6 +1023,10 @@ MORE_REPLIES = [
         ),
         "InvalidRecipient",
     ),
+    (550, "", "User jdoe (jdoe@corp.example) not listed in Domino Directory", "InvalidRecipient"),
+    (550, "5.0.0", "Recipient not listed in public Name and Address Book", "InvalidRecipient"),
+    (550, "", "'someone@vnet.example' is not a registered gateway user", "InvalidRecipient"),
+    (554, "5.7.1", "Service unavailable; client host listed in zen.spamhaus.org", "SpamBlock"),
     (
         554,
         "5.1.1",

@@ -8,8 +8,11 @@ from engine.smtp.reply import (
     EnhancedCode,
     Reply,
     Stage,
+    find_enhanced_code,
+    find_reply_code,
     parse_enhanced_code,
     split_enhanced_code,
+    unfold_quoted_reply,
 )
 
 
@@ -117,3 +120,51 @@ def test_reply_enhanced_code(reply: Reply, code: EnhancedCode | None) -> None:
 )
 def test_stage_names_its_command_as_records_do(stage: Stage, command: str) -> None:
     assert stage.command == command
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("host mx.example.com said: 550 5.1.1 no such user", (550, 26)),
+        ("550-5.1.1 The email account", (550, 0)),
+        ("554: delivery error: dd", (554, 0)),
+        ("smtp;550 5.1.1 User unknown", (550, 5)),
+        ("421", (421, 0)),
+        ("203.0.113.250 does not like recipient", None),
+        ("exceeds 5500 bytes", None),
+        ("550:x", None),
+        ("no code here", None),
+    ],
+)
+def test_find_reply_code(text: str, found: tuple[int, int] | None) -> None:
+    assert find_reply_code(text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Sorry, no mailbox here by that name. (#5.1.1)", EnhancedCode(5, 1, 1)),
+        ("<mx.example.com #5.7.606 smtp;550 5.7.606 banned>", EnhancedCode(5, 7, 606)),
+        ("451 4.7.650 rate limited", EnhancedCode(4, 7, 650)),
+        ("version 1.5.1.1 and 10.4.4.1", None),
+        ("host 192.0.2.1", None),
+    ],
+)
+def test_find_enhanced_code(text: str, found: EnhancedCode | None) -> None:
+    assert find_enhanced_code(text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "unfolded"),
+    [
+        (
+            "550-5.1.1 The account 550-5.1.1 does not exist. 550 5.1.1 https://x - gsmtp",
+            "550 5.1.1 The account does not exist. https://x - gsmtp",
+        ),
+        ("452-4.2.2 over 452 4.2.2 quota", "452 4.2.2 over quota"),
+        ("550 5.1.1 exceeds 552 MB", "550 5.1.1 exceeds 552 MB"),
+        ("User unknown", "User unknown"),
+    ],
+)
+def test_unfold_quoted_reply(text: str, unfolded: str) -> None:
+    assert unfold_quoted_reply(text) == unfolded
