@@ -10,9 +10,10 @@ Exchange's ``#5.1.1``); otherwise the action's generic code, ``5.0.0`` for
 failed and ``4.0.0`` for delayed (RFC 3463 §3.1, subject 0 "other or
 undefined"). Its class wins over the diagnostic's: a failed recipient whose
 diagnostic reads ``4.4.1`` is reported ``5.4.1`` (the MTA gave up). The
-category is the classifier's reading of ``Reply(code, status, text)``, the
-same rules as for in-session replies; without a basic code in the diagnostic
-the reply code is the class's ``x50``. Pure.
+category is the classifier's reading of ``Reply(code, status, text, stage)``,
+the stage being the one the diagnostic's transcript names, if any: the same
+rules as for in-session replies. Without a basic code in the diagnostic the
+reply code is the class's ``x50``. Pure.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 from typing import Final
 
 from bounce_in.report import Action, RecipientStatus
-from engine.delivery.bounce_classify import BounceClassifier
+from engine.delivery.bounce_classify import BounceClassifier, stage_from_text
 from engine.smtp.reply import (
     Reply,
     find_enhanced_code,
@@ -59,7 +60,8 @@ def recipient_status(
     text = _reply_text(diagnostic, code)
     klass = int(chosen[0]) if chosen else (5 if action is Action.FAILED else 4)
     reply_code = code if code is not None and code // 100 == klass else klass * 100 + 50
-    category = classifier.classify(Reply(reply_code, chosen, text or diagnostic))
+    stage = stage_from_text(diagnostic)
+    category = classifier.classify(Reply(reply_code, chosen, text or diagnostic, stage))
     return RecipientStatus(
         address=clean_address(address),
         action=action,
