@@ -171,8 +171,10 @@ def test_links_and_pixel(source: str, expected: str) -> None:
 NEWSLETTER = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN">
 <html xmlns="http://www.w3.org/1999/xhtml" xmlns:v="urn:schemas-microsoft-com:vml">
 <head><meta charset="UTF-8"><title>Our <a href="https://x.test/no">news</a></title>
-<!--[if gte mso 9]><xml><o:OfficeDocumentSettings><o:AllowPNG/></o:OfficeDocumentSettings></xml><![endif]-->
-<style type="text/css">@media only screen and (max-width:480px){a[x-apple-data-detectors]{color:inherit}}</style>
+<!--[if gte mso 9]><xml><o:OfficeDocumentSettings><o:AllowPNG/>
+</o:OfficeDocumentSettings></xml><![endif]-->
+<style type="text/css">@media only screen and (max-width:480px){
+a[x-apple-data-detectors]{color:inherit}}</style>
 </head>
 <body style="margin:0"><center><table role="presentation" class="bodyTable"><tr><td>
 <a href="*|ARCHIVE|*" target="_blank">View this email in your browser</a>
@@ -184,7 +186,8 @@ NEWSLETTER = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN">
  style="background:#d62828">Buy</a></div>
 <p>Call <a href="tel:+15550100">us</a> or <a href="mailto:hi@x.test">mail</a>,
  <a href="#footer">footer</a>.</p>
-<a href="{{unsubscribe_url}}">Unsubscribe</a> · <a href="https://x.test/prefs" data-pm-notrack>Preferences</a>
+<a href="{{unsubscribe_url}}">Unsubscribe</a> ·
+<a href="https://x.test/prefs" data-pm-notrack>Preferences</a>
 </td></tr></table></center></body></html>
 """
 
@@ -251,7 +254,9 @@ def test_rewritten_links_reparse_as_our_urls_where_the_links_were(
     fragments: list[tuple[str, str] | str],
 ) -> None:
     document = "".join(f if isinstance(f, str) else f[0] for f in fragments)
-    out, pos, ours = [], 0, []
+    out: list[str] = []
+    ours: list[str] = []
+    pos = 0
     for slot in html_slots(document):
         if slot.kind is SlotKind.CLICK:
             ours.append(f"https://t.test/c/{len(ours)}")

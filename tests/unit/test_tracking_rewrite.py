@@ -76,9 +76,11 @@ HEADERS = b"From: News <news@acme.test>\r\nTo: r@x.test\r\nSubject: hi\r\nMIME-V
 ALTERNATIVE = (
     HEADERS + b'Content-Type: multipart/alternative; boundary="==b1=="\r\n\r\n'
     b"This is a multi-part message.\r\n"
-    b"--==b1==\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"--==b1==\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
     b"Caf\xc3\xa9! Shop: https://x.test/shop?a=1&b=2.\r\nBye {{unsubscribe_url}}\r\n"
-    b"--==b1==\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"--==b1==\r\nContent-Type: text/html; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"<html><body><p>Caf=C3=A9</p>\r\n"
     b'<a href=3D"https://x.test/a-very-long-path/that-goes-on/and-on/and-on/?utm=\r\n'
     b'_source=3Dnews&amp;utm_medium=3Demail">Shop</a>\r\n'
@@ -108,8 +110,10 @@ def test_octets_outside_the_rewritten_parts_stay_as_they_were() -> None:
     body = out[out.index(b"\r\n\r\n") :]
     original = ALTERNATIVE[ALTERNATIVE.index(b"\r\n\r\n") :]
     for unchanged in (
-        b"\r\n\r\nThis is a multi-part message.\r\n--==b1==\r\nContent-Type: text/plain; charset=utf-8",
-        b"--==b1==\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"\r\n\r\nThis is a multi-part message.\r\n--==b1==\r\n"
+        b"Content-Type: text/plain; charset=utf-8",
+        b"--==b1==\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         b"<html><body><p>Caf=C3=A9</p>\r\n",
         b'<a href=3D"mailto:hi@x.test">Mail</a> <a href=3D"',
         b"--==b1==--\r\nepilogue\r\n",
@@ -166,14 +170,16 @@ def test_parts_keep_their_charset_and_transfer_encoding(charset: str, encoding: 
     body = (
         HEADERS
         + (
-            f"Content-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+            f"Content-Type: text/html; charset={charset}\r\n"
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
         ).encode()
         + content
         + b"\r\n"
     )
     out = rewrite(body)
     assert out.split(b"\r\n\r\n")[0].endswith(
-        f"Content-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: {encoding}".encode()
+        f"Content-Type: text/html; charset={charset}\r\n"
+        f"Content-Transfer-Encoding: {encoding}".encode()
     )
     decoded = part_text(out, "text/html")
     assert decoded.count(word) == 2
@@ -184,7 +190,8 @@ def test_parts_keep_their_charset_and_transfer_encoding(charset: str, encoding: 
 def test_a_part_in_an_unusable_charset_is_left_alone(charset: str) -> None:
     codec = "utf-16" if charset == "utf-16" else "ascii"
     body = HEADERS + (
-        f"Content-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode()
+        f"Content-Type: text/html; charset={charset}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n".encode()
         + encode_base64('<a href="https://x.test/">x</a></body>'.encode(codec))
         + b"\r\n"
     )
@@ -228,7 +235,8 @@ def test_a_malformed_multipart_is_left_alone() -> None:
 
 UNSUBSCRIBE_HEADERS = (
     b"From: news@acme.test\r\n"
-    b"List-Unsubscribe: <https://acme.test/unsub?id=1>,\r\n <mailto:unsub@acme.test?subject=stop>\r\n"
+    b"List-Unsubscribe: <https://acme.test/unsub?id=1>,\r\n"
+    b" <mailto:unsub@acme.test?subject=stop>\r\n"
     b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nSubject: hi\r\n"
     b"Content-Type: text/html\r\n\r\n"
     b'<body><a href="https://x.test/">x</a> <a data-pm-unsubscribe href="https://acme.test/u">u</a></body>\r\n'
@@ -378,7 +386,8 @@ def test_a_copy_round_trips_without_tracking_and_with_identity_links(
         HEADERS
         + (
             f'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
-            f"Content-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+            f"Content-Type: text/html; charset={charset}\r\n"
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
         ).encode()
         + content[encoding]
         + b"\r\n--b--\r\n"
