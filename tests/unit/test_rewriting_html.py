@@ -18,7 +18,7 @@ def marked(text: str) -> str:
     out, pos = [], 0
     for slot in html_slots(text):
         marker = {
-            SlotKind.CLICK: f"[click {slot.url}]",
+            SlotKind.CLICK: f"[click {slot.target}]",
             SlotKind.UNSUBSCRIBE: "[unsubscribe]",
             SlotKind.OPEN: "[open]",
         }[slot.kind]
@@ -194,7 +194,7 @@ a[x-apple-data-detectors]{color:inherit}}</style>
 
 def test_a_newsletter_template_tracks_its_web_links() -> None:
     slots = html_slots(NEWSLETTER)
-    assert [(s.kind, s.url) for s in slots] == [
+    assert [(s.kind, s.target) for s in slots] == [
         (SlotKind.CLICK, "https://x.test/shop?utm_source=news&utm_medium=email"),
         (SlotKind.CLICK, "https://x.test/buy"),
         (SlotKind.CLICK, "https://x.test/buy"),

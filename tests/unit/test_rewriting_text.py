@@ -11,7 +11,7 @@ from tracking_edge.rewriting.text import text_slots
 def marked(text: str) -> str:
     out, pos = [], 0
     for slot in text_slots(text):
-        marker = f"[{slot.url}]" if slot.kind is SlotKind.CLICK else "[unsubscribe]"
+        marker = f"[{slot.target}]" if slot.kind is SlotKind.CLICK else "[unsubscribe]"
         out += [text[pos : slot.start], marker]
         pos = slot.end
     return "".join(out) + text[pos:]

@@ -119,7 +119,8 @@ class Plan:
             slot = placed.slot
             url: str | None = None
             if slot.kind is SlotKind.CLICK and links.click is not None:
-                url = clicks.get(slot.url) or clicks.setdefault(slot.url, links.click(slot.url))
+                found = slot.target
+                url = clicks.get(found) or clicks.setdefault(found, links.click(found))
             elif slot.kind is SlotKind.UNSUBSCRIBE:
                 url = links.unsubscribe
             elif slot.kind is SlotKind.OPEN and links.open is not None:

@@ -24,7 +24,7 @@ class SlotKind(enum.Enum):
     """What goes into a slot."""
 
     CLICK = "click"
-    """A tracked link: the click URL that redirects to ``Slot.url``."""
+    """A tracked link: the click URL that redirects to ``Slot.target``."""
     UNSUBSCRIBE = "unsubscribe"
     """The recipient's unsubscribe URL."""
     OPEN = "open"
@@ -38,5 +38,5 @@ class Slot:
     start: int
     end: int
     kind: SlotKind
-    url: str = ""
+    target: str = ""
     """The link's target (for a click); empty otherwise."""
