@@ -81,3 +81,22 @@ class ReturnPathTransform:
             return message.sender
         local = self._codec.local_part(message.id)
         return f"{local}@{self._codec.return_path_domain(sending_domain)}"
+
+
+class TransformChain:
+    """``MessageTransform`` of several in order: each body step takes the body the one
+    before gave; the envelope sender is the last step's (the return path's)."""
+
+    def __init__(self, *steps: MessageTransform) -> None:
+        if not steps:
+            raise ValueError("a transform chain needs at least one step")
+        self._steps = steps
+        self.per_recipient = any(step.per_recipient for step in steps)
+
+    def body(self, message: QueuedMessage, body: bytes) -> bytes:
+        for step in self._steps:
+            body = step.body(message, body)
+        return body
+
+    def sender(self, message: QueuedMessage, sending_domain: str | None) -> str:
+        return self._steps[-1].sender(message, sending_domain)

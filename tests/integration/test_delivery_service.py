@@ -28,11 +28,18 @@ from config.loader import parse_settings
 from engine.clock import FakeClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
-from engine.delivery.transform import MessageTransform, ReturnPathTransform
+from engine.delivery.transform import MessageTransform, ReturnPathTransform, TransformChain
 from engine.dkim.keys import generate_key
 from engine.dkim.signing_keys import SigningKeys
 from engine.limits.local import LocalLimiter
-from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Tenant
+from engine.model import (
+    MessageState,
+    QueuedMessage,
+    SendingDomain,
+    Submission,
+    Tenant,
+    TrackingPolicy,
+)
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -50,6 +57,8 @@ from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
 from tests.harness.dns_server import DnsServer, Zones
 from tests.harness.smtp_sink import SmtpSink
+from tests.harness.tracking_urls import FakeTrackingUrls, target
+from tracking_edge.rewriting import TrackingTransform
 
 MX_ADDRESS = "127.0.0.2"
 SOURCE_ADDRESS = "127.0.0.10"
@@ -85,6 +94,7 @@ class World:
         domain: str = "rsa.acme.test",
         headers: str = "",
         sender: str | None = None,
+        content: str = "Hello!\r\n",
     ) -> str:
         """Submit a message From news@``domain``, with ``sender`` (default: the From
         address) as its envelope sender; its submission id."""
@@ -93,7 +103,7 @@ class World:
         raw = (
             f"From: News <{author}>\r\nTo: {recipients[0]}\r\nSubject: hello\r\n{headers}"
             "List-Unsubscribe: <https://u.acme.test/x>\r\n"
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello!\r\n"
+            f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n{content}"
         ).encode()
         submission_id = secrets.token_hex(8)
         submission, records = plan_submission(
@@ -729,3 +739,48 @@ async def test_a_transactional_message_is_delivered_within_seconds_behind_a_bulk
     assert len(world.sink.messages) < 5_000, "delivered while the bulk backlog still waits"
     [copy] = [m for m in world.sink.messages if m.rcpt_tos == ("urgent@example.com",)]
     assert b"X-Priority-Class" not in copy.data, "the header is removed before sending"
+
+
+TRACKING = TransformChain(
+    TrackingTransform(FakeTrackingUrls(), lambda message: TrackingPolicy("click.acme.test")),
+    ReturnPathTransform(CODEC),
+)
+NEWSLETTER = (
+    "<html><body><p>Caf=C3=A9 news</p>\r\n"
+    '<a href=3D"https://shop.acme.test/a/long/path/?utm_source=3Dnews&amp;utm_med=\r\n'
+    'ium=3Demail">Shop</a> <a href=3D"{{unsubscribe_url}}">Unsubscribe</a>\r\n'
+    "</body></html>\r\n"
+)
+
+
+@pytest.mark.parametrize("transform", [TRACKING], ids=["tracking"])
+async def test_each_recipient_gets_tracked_links_in_a_body_that_signs_and_verifies(
+    world: World,
+) -> None:
+    signed_before = signings()
+    headers = (
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+    )
+    recipients = ["a@example.com", "b@example.org"]
+    sid = await world.submit(recipients, headers=headers, content=NEWSLETTER)
+    received = await world.sink.wait_for_count(2, timeout=15)
+    assert signings() - signed_before == 2, "each recipient's copy signed on its own"
+    lookup = dkim_dns(world.dns.address)
+    for message in received:
+        [recipient] = message.rcpt_tos
+        message_id = f"{sid}-{recipients.index(recipient) + 1}"
+        assert await asyncio.to_thread(dkim.verify, message.data, dnsfunc=lookup)
+        [unsubscribe] = header_values(message.data, "List-Unsubscribe")
+        assert target(unsubscribe.strip("<> "))[:2] == ("u", message_id)
+        assert CODEC.submission_id(header_values(message.data, REFERENCE_HEADER)[0]) == sid
+        body = message.data.split(b"\r\n\r\n", 1)[1].replace(b"=\r\n", b"")
+        clicks = re.findall(rb'href=3D"(https://click\.acme\.test/c/[^"]+)"', body)
+        assert [target(url.decode()) for url in clicks] == [
+            (
+                "c",
+                message_id,
+                "https://shop.acme.test/a/long/path/?utm_source=news&utm_medium=email",
+            )
+        ]
+        assert b'<img src=3D"https://click.acme.test/o/' + message_id.encode() in body

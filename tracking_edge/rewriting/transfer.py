@@ -1,0 +1,82 @@
+"""Content transfer encodings (RFC 2045 §6) and charsets, as link rewriting needs them.
+
+In: a part's body as sent and its ``Content-Transfer-Encoding``. Out: its
+octets; and back. Identity encodings (7bit, 8bit, binary) change nothing;
+base64 is written in lines of 76 characters (§6.8); quoted-printable is
+read as logical lines (a hard line and its soft line breaks, §6.7 rule 5)
+so that only the lines rewritten are encoded again, in lines of at most 76
+characters. Line ends are CRLF.
+
+A charset is usable when Python has a codec for it and the codec is
+ASCII-compatible (every printable ASCII character and CRLF encode to
+themselves): our URLs are ASCII and are spliced in as octets. UTF-16,
+UTF-7 and HZ are not; a part in one of them is left alone.
+
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import functools
+from typing import Final
+
+IDENTITY: Final = frozenset({"7bit", "8bit", "binary"})
+BASE64: Final = "base64"
+QUOTED_PRINTABLE: Final = "quoted-printable"
+ENCODINGS: Final = IDENTITY | {BASE64, QUOTED_PRINTABLE}
+BASE64_LINE: Final = 76
+_PROBE: Final = "".join(map(chr, range(32, 127))) + "\r\n\t"
+
+
+@functools.lru_cache(maxsize=64)
+def usable_codec(charset: str) -> str | None:
+    """The Python codec name of ``charset`` if it is known and ASCII-compatible."""
+    try:
+        name = codecs.lookup(charset).name
+        ascii_compatible = _PROBE.encode(name) == _PROBE.encode("ascii")
+        return name if ascii_compatible and _PROBE.encode("ascii").decode(name) == _PROBE else None
+    except (LookupError, UnicodeError):
+        return None
+
+
+def decode_base64(raw: bytes) -> bytes | None:
+    """The octets of a base64 body; None when it is not base64."""
+    try:
+        return binascii.a2b_base64(raw)
+    except binascii.Error:
+        return None
+
+
+def encode_base64(data: bytes) -> bytes:
+    """``data`` in base64 lines of 76 characters joined by CRLF, without a final CRLF."""
+    text = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join(text[i : i + BASE64_LINE] for i in range(0, len(text), BASE64_LINE))
+
+
+def logical_lines(raw: bytes) -> list[bytes]:
+    """The encoded logical lines of a quoted-printable body: each hard line with its
+    soft line breaks, without the CRLF that ends it (split on those CRLFs)."""
+    lines: list[bytes] = []
+    current: list[bytes] = []
+    for physical in raw.split(b"\r\n"):
+        current.append(physical)
+        if not physical.rstrip(b" \t").endswith(b"="):
+            lines.append(b"\r\n".join(current))
+            current = []
+    if current:
+        lines.append(b"\r\n".join(current))
+    return lines
+
+
+def decode_quoted_printable(line: bytes) -> bytes:
+    """The octets of one logical line (its soft line breaks removed)."""
+    return binascii.a2b_qp(line)
+
+
+def encode_quoted_printable(data: bytes) -> bytes:
+    """``data`` (hard lines joined by CRLF) quoted-printable, lines of at most 76
+    characters ending in CRLF, without a final CRLF."""
+    # A CRLF at the end makes b2a_qp break lines with CRLF; it is taken off again.
+    return binascii.b2a_qp(data + b"\r\n")[:-2]
