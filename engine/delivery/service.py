@@ -247,7 +247,7 @@ class DeliveryService:
             return None, expire_unattempted(
                 message, lease_token=self._leases[message.id], now=now, context=context
             )
-        copy = message.id if self._transform.per_recipient else message.submission_id
+        copy = message.id if self._transform.per_recipient(message) else message.submission_id
         preparing = prepared.get(copy)
         if preparing is None:
             body = bodies.get(message.submission_id)

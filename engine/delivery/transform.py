@@ -4,11 +4,13 @@ Owns the seam ``MessageTransform``, in two steps, so that what varies per
 recipient costs no more than it must:
 
 * ``body``: the unsigned body that goes out, from the body of the
-  submission. The delivery service signs what it returns. While the
-  transform is not ``per_recipient``, its body depends only on the
+  submission. The delivery service signs what it returns. While
+  ``per_recipient(message)`` is false, the body depends only on the
   submission: the service transforms and signs it once for all the
-  recipients of a submission in a claimed batch. A per-recipient one (link
-  rewriting) is applied, and signed, for each message.
+  recipients of a submission in a claimed batch. Where it is true (link
+  rewriting for a tracked tenant or campaign), the body is made, and
+  signed, for each message. All the messages of a submission share their
+  tenant and campaign, so they all get the same answer.
 * ``sender``: the envelope sender of one message, given the sending domain
   its body was signed for (None when it goes out unsigned). Always per
   message, and cheap: it never touches the body.
@@ -33,9 +35,9 @@ from engine.return_path import REFERENCE_HEADER, ReturnPathCodec
 
 
 class MessageTransform(Protocol):
-    @property
-    def per_recipient(self) -> bool:
-        """Whether ``body`` may differ between the recipients of one submission."""
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        """Whether ``body`` may differ between ``message`` and the other recipients of
+        its submission."""
         ...
 
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
@@ -51,7 +53,8 @@ class MessageTransform(Protocol):
 class IdentityTransform:
     """``MessageTransform`` that sends the submission as it was accepted."""
 
-    per_recipient = False
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        return False
 
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
         return body
@@ -67,10 +70,11 @@ class ReturnPathTransform:
     """``MessageTransform`` giving each message a signed return path (VERP) and each
     body the ``X-Penguin-Ref`` header naming its submission."""
 
-    per_recipient = False
-
     def __init__(self, codec: ReturnPathCodec) -> None:
         self._codec = codec
+
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        return False
 
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
         reference = self._codec.reference(message.submission_id)
@@ -91,7 +95,9 @@ class TransformChain:
         if not steps:
             raise ValueError("a transform chain needs at least one step")
         self._steps = steps
-        self.per_recipient = any(step.per_recipient for step in steps)
+
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        return any(step.per_recipient(message) for step in self._steps)
 
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
         for step in self._steps:

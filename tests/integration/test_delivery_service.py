@@ -618,7 +618,8 @@ async def test_each_message_goes_out_from_the_source_its_scheduler_chose(world: 
 class RecipientHeader(ReturnPathTransform):
     """A per-recipient transform: the engine's, plus a header naming the recipient."""
 
-    per_recipient = True
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        return True
 
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
         header = f"X-Recipient: {message.recipient}\r\n".encode()
@@ -784,3 +785,19 @@ async def test_each_recipient_gets_tracked_links_in_a_body_that_signs_and_verifi
             )
         ]
         assert b'<img src=3D"https://click.acme.test/o/' + message_id.encode() in body
+
+
+UNTRACKED = TransformChain(
+    TrackingTransform(FakeTrackingUrls(), lambda message: None), ReturnPathTransform(CODEC)
+)
+
+
+@pytest.mark.parametrize("transform", [UNTRACKED], ids=["untracked"])
+async def test_untracked_mail_is_still_signed_once_per_submission(world: World) -> None:
+    signed_before = signings()
+    headers = "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+    await world.submit(["a@example.com", "b@example.org", "c@example.com"], headers=headers)
+    received = await world.sink.wait_for_count(3, timeout=15)
+    assert signings() - signed_before == 1, "one body signed for all the recipients"
+    assert len({m.data for m in received}) == 1
+    assert all(b"/c/" not in m.data and b"/o/" not in m.data for m in received)

@@ -326,13 +326,15 @@ def test_the_chain_rewrites_then_adds_the_reference_and_takes_the_return_path() 
     chain = TransformChain(tracking, ReturnPathTransform(codec))
     message = queued()
     out = chain.body(message, ALTERNATIVE)
-    assert chain.per_recipient
+    assert chain.per_recipient(message)
     assert out.startswith(
         f"{REFERENCE_HEADER}: {codec.reference('ab12')}\r\nList-Unsubscribe: <".encode()
     )
     assert out.endswith(tracking.body(message, ALTERNATIVE))
     assert chain.sender(message, "acme.test") == f"{codec.local_part(message.id)}@bounces.acme.test"
-    assert not TransformChain(ReturnPathTransform(codec)).per_recipient
+    assert not TransformChain(ReturnPathTransform(codec)).per_recipient(message)
+    untracked = TrackingTransform(FakeTrackingUrls(), lambda message: None)
+    assert not TransformChain(untracked, ReturnPathTransform(codec)).per_recipient(message)
 
 
 class Identity(FakeTrackingUrls):

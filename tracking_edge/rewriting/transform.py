@@ -68,8 +68,6 @@ class PlanCache:
 class TrackingTransform:
     """``MessageTransform`` that rewrites each recipient's copy for tracking."""
 
-    per_recipient = True
-
     def __init__(
         self,
         tokens: TrackingUrls,
@@ -81,9 +79,13 @@ class TrackingTransform:
         self._policy_for = policy_for
         self._plans = plans if plans is not None else PlanCache()
 
+    def per_recipient(self, message: QueuedMessage) -> bool:
+        """Whether ``message`` is tracked: then each recipient's copy is its own."""
+        return _tracked(self._policy_for(message))
+
     def body(self, message: QueuedMessage, body: bytes) -> bytes:
         policy = self._policy_for(message)
-        if policy is None or not (policy.opens or policy.clicks or policy.unsubscribe):
+        if policy is None or not _tracked(policy):
             return body
         return self._plans.get(message.submission_id, body).render(self.links(message, policy))
 
@@ -98,3 +100,7 @@ class TrackingTransform:
             unsubscribe=tokens.unsubscribe_url(message, domain) if policy.unsubscribe else None,
             open=tokens.open_url(message, domain) if policy.opens else None,
         )
+
+
+def _tracked(policy: TrackingPolicy | None) -> bool:
+    return policy is not None and (policy.opens or policy.clicks or policy.unsubscribe)
