@@ -47,6 +47,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -65,7 +66,8 @@ class StoreError(Exception):
     """Base of the store's errors.
 
     StoreError
-     ├── Conflict        (a unique name is taken: tenant, domain, SMTP user)
+     ├── Conflict        (a unique name is taken: tenant, domain, SMTP user,
+     │                    tracking domain)
      ├── NotFound        (a named parent does not exist)
      └── InUse           (a tenant to remove still has messages to deliver)
     """
@@ -320,8 +322,8 @@ class Store(Protocol):
         ...
 
     async def remove_tenant(self, tenant_id: int) -> bool:
-        """Remove the tenant with its sending domains, SMTP users, suppressions and
-        finished messages and their bodies, in one transaction; its records stay.
+        """Remove the tenant with its sending domains, tracking domains, SMTP users,
+        suppressions and finished messages and their bodies, in one transaction; its records stay.
         While it has messages queued, leased or shunted, raises ``InUse`` and changes
         nothing. False when there is no such tenant."""
         ...
@@ -347,6 +349,28 @@ class Store(Protocol):
         """Remove (tenant, address), the address compared case-insensitively; False if absent."""
         ...
 
+
+    # Tracking domains (``engine.provisioning``).
+    async def add_tracking_domain(self, domain: TrackingDomain) -> TrackingDomain:
+        """Store ``domain``; it with its new id. When it is the default, the tenant's
+        other tracking domains stop being one, in the same transaction. ``Conflict``
+        when the name is taken, ``NotFound`` when the tenant is unknown."""
+        ...
+
+    async def get_tracking_domain(self, name: str) -> TrackingDomain | None: ...
+
+    async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
+        """A tenant's tracking domains (every tenant's for None), by name."""
+        ...
+
+    async def set_default_tracking_domain(self, name: str) -> bool:
+        """Make ``name`` its tenant's default tracking domain and the tenant's others
+        not, in one transaction; False if absent."""
+        ...
+
+    async def remove_tracking_domain(self, name: str) -> bool:
+        """Remove the tracking domain ``name``; False if absent."""
+        ...
 
 PENDING_STATES = frozenset({MessageState.QUEUED, MessageState.LEASED, MessageState.SHUNTED})
 """States of a message not finished: a tenant holding one cannot be removed."""

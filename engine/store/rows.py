@@ -18,6 +18,7 @@ from engine.model import (
     Submission,
     Suspension,
     SuspensionScope,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -46,6 +47,7 @@ LEASE_TOKEN_BYTES = 16
 DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
 )
+TRACKING_DOMAIN_COLUMNS = "id, tenant_id, name, is_default, created_at"
 SUSPENSION_COLUMNS = "id, scope, target, reason, created_at, until, origin"
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
@@ -136,3 +138,11 @@ def suspension_from_row(row: Mapping[str, Any]) -> Suspension:
 def warmup_row(c: WarmupCount) -> tuple[str, str, int, int, int, int]:
     """A day count as bound to (source, provider, day, sent, deferred, complained)."""
     return (c.source, c.provider, c.day, c.sent, c.deferred, c.complained)
+
+
+def tracking_domain_from_row(row: Mapping[str, Any]) -> TrackingDomain:
+    """A tracking domain from a row selected with ``TRACKING_DOMAIN_COLUMNS`` (SQLite
+    gives ``is_default`` as 0 or 1)."""
+    fields = dict(row)
+    fields["is_default"] = bool(fields["is_default"])
+    return TrackingDomain(**fields)
