@@ -349,7 +349,6 @@ class Store(Protocol):
         """Remove (tenant, address), the address compared case-insensitively; False if absent."""
         ...
 
-
     # Tracking domains (``engine.provisioning``).
     async def add_tracking_domain(self, domain: TrackingDomain) -> TrackingDomain:
         """Store ``domain``; it with its new id. When it is the default, the tenant's
@@ -371,6 +370,7 @@ class Store(Protocol):
     async def remove_tracking_domain(self, name: str) -> bool:
         """Remove the tracking domain ``name``; False if absent."""
         ...
+
 
 PENDING_STATES = frozenset({MessageState.QUEUED, MessageState.LEASED, MessageState.SHUNTED})
 """States of a message not finished: a tenant holding one cannot be removed."""
