@@ -61,7 +61,8 @@ def test_tracking_domains_from_add_to_default_to_remove(
                 "name": "click.acme.test",
                 "type": "CNAME",
                 "value": "mta.penguin.test.",
-                "purpose": "tracking domain: its links, open pixels and unsubscribes go to the edge",
+                "purpose": "tracking domain: its links, open pixels and unsubscribes go to "
+                "the edge",
             }
         ],
     }
