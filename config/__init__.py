@@ -3,6 +3,7 @@
 from config.loader import (
     DEFAULT_CONFIG,
     ConfigError,
+    is_host_name,
     load_settings,
     parse_host_port,
     redacted_url,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ConfigError",
     "Settings",
+    "is_host_name",
     "load_settings",
     "parse_host_port",
     "redacted_url",

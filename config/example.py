@@ -52,7 +52,8 @@ def _keys(obj: Any) -> list[str]:
             bounds.append("one of " + ", ".join(meta["choices"]))
         suffix = f" ({'; '.join(bounds)})" if bounds else ""
         out.append(f"# {meta['doc']}{suffix}")
-        out.append(f"{f.name} = {_toml(getattr(obj, f.name))}")
+        value = getattr(obj, f.name)
+        out.append(f"# {f.name} = (unset)" if value is None else f"{f.name} = {_toml(value)}")
     return out
 
 

@@ -174,7 +174,7 @@ def _scalar(hint: Any, value: Any, meta: Any, file: str, key: str) -> Any:
             raise ConfigError(file, key, f"expected a list of {item_type.__name__}, got {value!r}")
         return [_scalar(item_type, item, {}, file, f"{key}[{i}]") for i, item in enumerate(value)]
     if isinstance(hint, types.UnionType):
-        raise ConfigError(file, key, "union types are not supported in the schema")
+        hint = _optional(hint)
     expected: type = hint
     ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -193,6 +193,15 @@ def _scalar(hint: Any, value: Any, meta: Any, file: str, key: str) -> Any:
     if choices is not None and value not in choices:
         raise ConfigError(file, key, f"expected one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _optional(hint: types.UnionType) -> Any:
+    """``X`` of a setting typed ``X | None``: None is its default (unset), never a value
+    (TOML has no null)."""
+    kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if len(kinds) != 1:
+        raise TypeError(f"the schema supports X | None only, got {hint}")
+    return kinds[0]
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -247,6 +256,7 @@ def _check_references(settings: Settings, file: str) -> None:
     _check_sources(settings, file)
     _check_routing(settings, file)
     _check_bounce(settings.bounce, file)
+    _check_tracking(settings, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -315,6 +325,17 @@ def _check_bounce(bounce: BounceSettings, file: str) -> None:
             raise ConfigError(file, key, problem)
 
 
+def _check_tracking(settings: Settings, file: str) -> None:
+    """The CNAME target and campaigns' tracking domains are host names (whether a
+    campaign's is registered for its tenant is known only at run time)."""
+    if settings.tracking.cname_target:
+        _check_host_name(settings.tracking.cname_target, file, "tracking.cname_target")
+    for name, campaign in settings.campaigns.items():
+        if campaign.tracking_domain:
+            key = f'campaigns."{name}".tracking_domain'
+            _check_host_name(campaign.tracking_domain, file, key)
+
+
 def _check_routing(settings: Settings, file: str) -> None:
     """Tenants' and campaigns' pools exist and their priorities are priorities."""
     tables = [(f"tenants.{name}", t.pool, t.priority) for name, t in settings.tenants.items()]
@@ -340,8 +361,13 @@ def _check_address(text: str, file: str, key: str) -> None:
         raise ConfigError(file, key, str(exc)) from None
 
 
+def is_host_name(name: str) -> bool:
+    """Whether ``name`` is an RFC 1123 host name (ASCII; an IDN as its A-labels)."""
+    return _HOST_NAME.fullmatch(name) is not None
+
+
 def _check_host_name(name: str, file: str, key: str) -> None:
-    if not _HOST_NAME.fullmatch(name):
+    if not is_host_name(name):
         problem = (
             "expected a host name of ASCII letters, digits, hyphens and dots "
             f"(an IDN as its xn-- form), got {name!r}"

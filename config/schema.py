@@ -451,6 +451,19 @@ class TenantSettings:
         "Priority of the tenant's mail without an X-Priority-Class header: bulk (0), "
         "normal (5), transactional (9) or a digit 0..9; higher goes first in its queue.",
     )
+    track_opens: bool = setting(
+        True,
+        "Insert an open pixel in the tenant's HTML mail (when it has a default tracking "
+        "domain, `penguin tracking-domain default`).",
+    )
+    track_clicks: bool = setting(
+        True, "Rewrite the links of the tenant's mail to go through its tracking domain."
+    )
+    track_unsubscribe: bool = setting(
+        True,
+        "Add List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 one-click) headers "
+        "pointing at the tenant's tracking domain.",
+    )
 
 
 @dataclass(frozen=True)
@@ -462,6 +475,21 @@ class CampaignSettings:
         "",
         "Priority of the campaign's mail without an X-Priority-Class header (as in "
         "[tenants.NAME]); empty inherits the tenant's.",
+    )
+    tracking_domain: str = setting(
+        "",
+        "Tracking domain of the campaign's mail, one registered for the tenant (`penguin "
+        "tracking-domain add`); empty inherits the tenant's default. A name not registered "
+        "for the tenant turns tracking off for the campaign (and is logged).",
+    )
+    track_opens: bool | None = setting(
+        None, "Open pixel on (true) or off (false); unset inherits the tenant's."
+    )
+    track_clicks: bool | None = setting(
+        None, "Link rewriting on (true) or off (false); unset inherits the tenant's."
+    )
+    track_unsubscribe: bool | None = setting(
+        None, "Unsubscribe headers on (true) or off (false); unset inherits the tenant's."
     )
 
 
@@ -536,6 +564,25 @@ class ListenerSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """Opens, clicks and unsubscribes on tenants' tracking domains: ``[tracking]``."""
+
+    cname_target: str = setting(
+        "",
+        "Host name a tracking domain's CNAME points at (the tracking edge, or the proxy in "
+        "front of it), as `penguin tracking-domain add` prints it; empty means "
+        "engine.hostname.",
+    )
+    refresh_seconds: float = setting(
+        10.0,
+        "How often each delivering and edge process reloads the tracking domains from the "
+        "store (and at once on `penguin reload`).",
+        min=0.1,
+        max=3600,
+    )
+
+
+@dataclass(frozen=True)
 class RecordsSettings:
     json_log: str = setting(
         "",
@@ -585,12 +632,15 @@ class Settings:
     )
     tenants: dict[str, TenantSettings] = field(
         default_factory=dict,
-        metadata={"doc": "Tenants' pools and default priorities.", "item": TenantSettings},
+        metadata={
+            "doc": "Tenants' pools, default priorities and tracking.",
+            "item": TenantSettings,
+        },
     )
     campaigns: dict[str, CampaignSettings] = field(
         default_factory=dict,
         metadata={
-            "doc": 'Campaigns\' pools and default priorities, keyed "TENANT:CAMPAIGN".',
+            "doc": 'Campaigns\' pools, default priorities and tracking, keyed "TENANT:CAMPAIGN".',
             "item": CampaignSettings,
         },
     )
@@ -604,6 +654,9 @@ class Settings:
     admin: ListenerSettings = field(
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
         metadata={"doc": "Admin API and /metrics listener."},
+    )
+    tracking: TrackingSettings = section(
+        TrackingSettings, "Opens, clicks and unsubscribes on tracking domains."
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")

@@ -41,7 +41,14 @@ from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.durations import parse_duration
 from engine.header_section import MalformedHeader, parse_header_section
-from engine.model import InboundState, MessageState, QueuedMessage, Suspension, SuspensionScope
+from engine.model import (
+    InboundState,
+    MessageState,
+    QueuedMessage,
+    Suspension,
+    SuspensionScope,
+    TrackingDomain,
+)
 from engine.node import node_id
 from engine.provisioning import (
     DkimKeySpec,
@@ -187,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     leaf("migrate", _store_command(_db_migrate), "apply migrations")
     _tenant_commands(group("tenant", "tenants: the platform's customers"))
     _domain_commands(group("domain", "sending domains and their DKIM keys"))
+    _tracking_domain_commands(
+        group("tracking-domain", "tracking domains: where tenants' links and pixels are served")
+    )
     _smtp_user_commands(group("smtp-user", "SMTP submission credentials of tenants"))
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
@@ -294,6 +304,30 @@ def _domain_commands(leaf: Leaf) -> None:
     listing.add_argument("tenant", help="the tenant")
     remove = leaf("remove", _provisioning_command(_domain_remove), "remove a sending domain")
     remove.add_argument("domain", help="the sending domain")
+
+
+def _tracking_domain_commands(leaf: Leaf) -> None:
+    add = leaf("add", _provisioning_command(_tracking_domain_add), "register a tracking domain")
+    add.add_argument("tenant", help="the tenant whose links it carries")
+    add.add_argument("domain", help="the host name, e.g. click.acme.test")
+    add.add_argument(
+        "--default", action="store_true", help="make it the tenant's default tracking domain"
+    )
+    listing = leaf(
+        "list", _provisioning_command(_tracking_domain_list), "list a tenant's tracking domains"
+    )
+    listing.add_argument("tenant", help="the tenant")
+    remove = leaf(
+        "remove", _provisioning_command(_tracking_domain_remove), "remove a tracking domain"
+    )
+    remove.add_argument("domain", help="the tracking domain")
+    default = leaf(
+        "default",
+        _provisioning_command(_tracking_domain_default),
+        "make a tracking domain its tenant's default",
+    )
+    default.add_argument("tenant", help="the tenant")
+    default.add_argument("domain", help="one of the tenant's tracking domains")
 
 
 def _smtp_user_commands(leaf: Leaf) -> None:
@@ -683,6 +717,59 @@ async def _domain_remove(
         f"Unpublish {removed.selector}._domainkey.{removed.name} once that mail has gone."
     )
     return data, text
+
+
+def _tracking_row(domain: TrackingDomain) -> dict[str, Any]:
+    return {"domain": domain.name, "default": domain.is_default, "created_at": domain.created_at}
+
+
+async def _tracking_domain_add(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    added = await p.add_tracking_domain(args.tenant, args.domain, default=args.default)
+    data = _tracking_row(added.domain)
+    data["dns_records"] = [dataclasses.asdict(r) for r in added.dns_records]
+    role = " as its default" if added.domain.is_default else ""
+    text = (
+        f"tracking domain {added.domain.name} added for tenant {args.tenant}{role}\n\n"
+        f"{render_instructions(added.dns_records)}"
+    )
+    if not added.domain.is_default:
+        text += (
+            f"\nUse it for all the tenant's mail with `penguin tracking-domain default "
+            f"{args.tenant} {added.domain.name}`, or for a campaign with tracking_domain in "
+            f'[campaigns."{args.tenant}:CAMPAIGN"].'
+        )
+    return data, text
+
+
+async def _tracking_domain_list(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    rows = [_tracking_row(d) for d in await p.list_tracking_domains(args.tenant)]
+    lines = [f"{r['domain']}\t{'default' if r['default'] else '-'}" for r in rows]
+    return rows, "\n".join(lines) or "no tracking domains"
+
+
+async def _tracking_domain_remove(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    removed = await p.remove_tracking_domain(args.domain)
+    text = (
+        f"tracking domain {removed.name} removed; the engines stop using it within "
+        f"{settings.tracking.refresh_seconds:g}s, and links already sent on it stop working."
+    )
+    if removed.is_default:
+        text += " The tenant has no default tracking domain now: its mail goes out untracked."
+    return {"domain": removed.name, "removed": True}, text
+
+
+async def _tracking_domain_default(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    chosen = await p.set_default_tracking_domain(args.tenant, args.domain)
+    text = f"tracking domain {chosen.name} is now the default of tenant {args.tenant}"
+    return _tracking_row(chosen), text
 
 
 async def _smtp_user_create(

@@ -70,6 +70,18 @@ class Suppression:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackingDomain:
+    """A host name a tenant's tracking links and pixels are served on (a CNAME to the
+    edge); ``is_default`` for the one its mail uses unless a campaign names another."""
+
+    tenant_id: int
+    name: str
+    is_default: bool
+    created_at: float
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingPolicy:
     """How a tenant's (or one campaign's) mail is tracked: on which tracking domain,
     and whether opens, clicks and one-click unsubscribe are on."""

@@ -1,9 +1,13 @@
-"""Provisioning: the tenants, their sending domains, SMTP users and suppressions.
+"""Provisioning: the tenants, their sending domains, tracking domains, SMTP users and
+suppressions.
 
 Owns one service, ``Provisioning``, that the ``penguin`` CLI uses now and the
 admin API will use: creating, listing and removing tenants; adding, listing,
 rotating and removing sending domains (a new DKIM key each time, its private
 half sealed with the engine secret, and the DNS records to publish);
+adding, listing and removing tracking domains and choosing a tenant's
+default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
+delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); adding, listing and removing suppressions.
 
@@ -26,6 +30,8 @@ Invariants:
 - domain names are stored lower-case without a final dot, suppressed
   addresses lower-case; a domain or selector that cannot be published in DNS
   is refused before a key is made;
+- a tracking domain belongs to one tenant, never lies under another tenant's
+  sending domain, and a tenant has one default tracking domain at most;
 - a tenant is removed only while it has no message to deliver (queued,
   being delivered or shunted); with ``force`` its queued and shunted
   messages are removed first, each with an AdminBounce record, as
@@ -47,7 +53,10 @@ from engine.provisioning.service import (
     NewSmtpUser,
     Provisioning,
     TenantRemoval,
+    TrackingDomainRecords,
 )
+from engine.provisioning.tracking_domains import TrackingDomains
+from engine.provisioning.tracking_refresh import TrackingRefresh
 
 __all__ = [
     "AlreadyExists",
@@ -61,5 +70,8 @@ __all__ = [
     "StoreFailed",
     "TenantHasMail",
     "TenantRemoval",
+    "TrackingDomainRecords",
+    "TrackingDomains",
+    "TrackingRefresh",
     "Unknown",
 ]

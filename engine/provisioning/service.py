@@ -1,4 +1,5 @@
-"""The provisioning service: tenants, sending domains, SMTP users, suppressions.
+"""The provisioning service: tenants, sending domains, tracking domains, SMTP users,
+suppressions.
 
 One ``Provisioning`` per store; it is stateless apart from the sealer it
 makes the first time a key is sealed (so commands that seal nothing never
@@ -9,10 +10,11 @@ errors are translated into ``engine.provisioning.errors``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from config import Settings
+from config import Settings, is_host_name
 from engine.clock import Clock, SystemClock
 from engine.delivery.queue_admin import REMOVABLE, removal_record
 from engine.delivery.settling import RecordContext
@@ -25,7 +27,7 @@ from engine.dkim.keys import (
     dns_records,
     generate_key,
 )
-from engine.model import SendingDomain, SmtpUser, Suppression, Tenant
+from engine.model import SendingDomain, SmtpUser, Suppression, Tenant, TrackingDomain
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -61,6 +63,14 @@ class DomainRecords:
     domain: SendingDomain
     dns_records: list[DnsRecord]
     previous_selector: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingDomainRecords:
+    """A tracking domain and the DNS record to publish for it."""
+
+    domain: TrackingDomain
+    dns_records: list[DnsRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +272,92 @@ class Provisioning:
             except (SecretFileError, OSError) as exc:
                 raise SecretUnusable(f"engine secret {path}: {exc}") from exc
         return self._sealer
+
+    # Tracking domains.
+
+    async def add_tracking_domain(
+        self, tenant: str, domain: str, *, default: bool = False
+    ) -> TrackingDomainRecords:
+        """Register ``domain`` for ``tenant`` (as its default with ``default``); the CNAME
+        to publish. Refused when it is not a host name, or is another tenant's, or lies
+        under another tenant's sending domain."""
+        name = self._tracking_name(domain)
+        owner = await self.tenant(tenant)
+        await self._check_unclaimed(name, owner)
+        added = TrackingDomain(owner.id, name, default, self._clock.now())
+        with _translated(f"tracking domain {name!r}"):
+            added = await self._store.add_tracking_domain(added)
+        return TrackingDomainRecords(added, self._tracking_records(name))
+
+    async def list_tracking_domains(self, tenant: str) -> list[TrackingDomain]:
+        owner = await self.tenant(tenant)
+        with _translated(f"tenant {tenant!r}"):
+            return await self._store.list_tracking_domains(owner.id)
+
+    async def tracking_domain(self, domain: str) -> TrackingDomainRecords:
+        """The tracking domain ``domain`` and the CNAME to publish for it."""
+        name = _domain_name(domain)
+        with _translated(f"tracking domain {name!r}"):
+            found = await self._store.get_tracking_domain(name)
+        if found is None:
+            raise Unknown(f"no tracking domain {name!r}")
+        return TrackingDomainRecords(found, self._tracking_records(name))
+
+    async def set_default_tracking_domain(self, tenant: str, domain: str) -> TrackingDomain:
+        """Make ``domain``, one of ``tenant``'s, the tracking domain of its mail (where a
+        campaign names none)."""
+        owner = await self.tenant(tenant)
+        found = (await self.tracking_domain(domain)).domain
+        if found.tenant_id != owner.id:
+            raise Invalid(f"{found.name!r} is not a tracking domain of tenant {owner.name!r}")
+        with _translated(f"tracking domain {found.name!r}"):
+            if not await self._store.set_default_tracking_domain(found.name):
+                raise Unknown(f"no tracking domain {found.name!r}")
+        return TrackingDomain(owner.id, found.name, True, found.created_at, found.id)
+
+    async def remove_tracking_domain(self, domain: str) -> TrackingDomain:
+        """Remove ``domain``; the domain as it was. Links already sent on it stop working
+        once the edges refresh (``[tracking] refresh_seconds``)."""
+        found = (await self.tracking_domain(domain)).domain
+        with _translated(f"tracking domain {found.name!r}"):
+            if not await self._store.remove_tracking_domain(found.name):
+                raise Unknown(f"no tracking domain {found.name!r}")
+        return found
+
+    def _tracking_name(self, domain: str) -> str:
+        name = _domain_name(domain)
+        if not is_host_name(name) or "." not in name:
+            raise Invalid(f"{name!r} is not a host name with a domain (e.g. click.acme.example)")
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name)
+            raise Invalid(f"{name!r} is an IP address, not a host name")
+        if name == self._cname_target():
+            raise Invalid(f"{name!r} is the CNAME target ([tracking] cname_target) itself")
+        return name
+
+    async def _check_unclaimed(self, name: str, owner: Tenant) -> None:
+        """``name`` is no other tenant's tracking domain, sending domain or subdomain of one."""
+        with _translated(f"tracking domain {name!r}"):
+            tracking = await self._store.get_tracking_domain(name)
+            labels = name.split(".")
+            parents = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+            sending = [d for d in [await self._store.get_domain(p) for p in parents] if d]
+        if tracking is not None:
+            whose = "this tenant" if tracking.tenant_id == owner.id else "another tenant"
+            raise AlreadyExists(f"tracking domain {name!r} exists (registered for {whose})")
+        for found in sending:
+            if found.tenant_id != owner.id:
+                raise Invalid(
+                    f"{name!r} is under {found.name!r}, a sending domain of another tenant"
+                )
+
+    def _cname_target(self) -> str:
+        return (self._settings.tracking.cname_target or self._settings.engine.hostname).lower()
+
+    def _tracking_records(self, name: str) -> list[DnsRecord]:
+        target = self._cname_target().rstrip(".")
+        purpose = "tracking domain: its links, open pixels and unsubscribes go to the edge"
+        return [DnsRecord(name, "CNAME", f"{target}.", purpose)]
 
     # SMTP users.
 

@@ -50,6 +50,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -68,7 +69,8 @@ class StoreError(Exception):
     """Base of the store's errors.
 
     StoreError
-     ├── Conflict        (a unique name is taken: tenant, domain, SMTP user)
+     ├── Conflict        (a unique name is taken: tenant, domain, SMTP user,
+     │                    tracking domain)
      ├── NotFound        (a named parent does not exist)
      └── InUse           (a tenant to remove still has messages to deliver)
     """
@@ -323,8 +325,8 @@ class Store(Protocol):
         ...
 
     async def remove_tenant(self, tenant_id: int) -> bool:
-        """Remove the tenant with its sending domains, SMTP users, suppressions and
-        finished messages and their bodies, in one transaction; its records stay.
+        """Remove the tenant with its sending domains, tracking domains, SMTP users,
+        suppressions and finished messages and their bodies, in one transaction; its records stay.
         While it has messages queued, leased or shunted, raises ``InUse`` and changes
         nothing. False when there is no such tenant."""
         ...
@@ -385,6 +387,27 @@ class Store(Protocol):
 
     async def list_inbound(self, state: InboundState, limit: int) -> list[InboundMessage]:
         """Up to ``limit`` received messages in ``state``, the newest first."""
+
+    # Tracking domains (``engine.provisioning``).
+    async def add_tracking_domain(self, domain: TrackingDomain) -> TrackingDomain:
+        """Store ``domain``; it with its new id. When it is the default, the tenant's
+        other tracking domains stop being one, in the same transaction. ``Conflict``
+        when the name is taken, ``NotFound`` when the tenant is unknown."""
+        ...
+
+    async def get_tracking_domain(self, name: str) -> TrackingDomain | None: ...
+
+    async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
+        """A tenant's tracking domains (every tenant's for None), by name."""
+        ...
+
+    async def set_default_tracking_domain(self, name: str) -> bool:
+        """Make ``name`` its tenant's default tracking domain and the tenant's others
+        not, in one transaction; False if absent."""
+        ...
+
+    async def remove_tracking_domain(self, name: str) -> bool:
+        """Remove the tracking domain ``name``; False if absent."""
         ...
 
 

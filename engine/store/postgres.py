@@ -46,6 +46,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -59,6 +60,7 @@ from engine.store.rows import (
     MESSAGE_FIELDS,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
+    TRACKING_DOMAIN_COLUMNS,
     claim_order,
     inbound_from_row,
     inbound_row,
@@ -71,6 +73,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tracking_domain_from_row,
     warmup_row,
 )
 
@@ -84,6 +87,19 @@ ACCEPTED_CHANNEL = "penguin_accepted"
 ANNOUNCE_INTERVAL_SECONDS = 0.05
 """Least time between two notifications; announcements asked meanwhile make one."""
 TENANT_ROLE = "penguin_tenant"
+TENANT_OWNED = (
+    "messages",
+    "bodies",
+    "suppressions",
+    "smtp_users",
+    "sending_domains",
+    "tracking_domains",
+    "soft_bounces",
+)
+"""The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
+_LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
+"""Taken before a tenant's default tracking domain changes: one change at a time (mail
+accepted for the tenant meanwhile is not held up: its foreign keys need a key share)."""
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
 """Claims, renewals and settlements commit without waiting for the WAL flush (``Store.settle``)."""
@@ -788,13 +804,7 @@ class PostgresStore:
                 )
                 if count:
                     raise InUse(f"{count} messages queued, leased or shunted", int(count))
-                for table in (
-                    "messages",
-                    "bodies",
-                    "suppressions",
-                    "smtp_users",
-                    "sending_domains",
-                ):
+                for table in TENANT_OWNED:
                     await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
                 await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
         return True
@@ -916,6 +926,69 @@ class PostgresStore:
             limit,
         )
         return [inbound_from_row(row) for row in rows]
+
+    # Tracking domains.
+
+    async def add_tracking_domain(self, domain: TrackingDomain) -> TrackingDomain:
+        pool = await self._get_pool()
+        with _translated(f"tracking domain {domain.name!r}"):
+            async with pool.acquire() as conn, conn.transaction():
+                if domain.is_default:
+                    await conn.execute(_LOCK_TENANT, domain.tenant_id)
+                    await conn.execute(
+                        "UPDATE tracking_domains SET is_default = false WHERE tenant_id = $1",
+                        domain.tenant_id,
+                    )
+                row = await conn.fetchrow(
+                    "INSERT INTO tracking_domains (tenant_id, name, is_default, created_at)"
+                    " VALUES ($1, $2, $3, $4) RETURNING id",
+                    domain.tenant_id,
+                    domain.name,
+                    domain.is_default,
+                    domain.created_at,
+                )
+        return replace(domain, id=int(row[0]))
+
+    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
+        row = await self._fetchrow(
+            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = $1", name
+        )
+        return None if row is None else tracking_domain_from_row(row)
+
+    async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
+        rows = await self._fetch(
+            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+            " WHERE $1::bigint IS NULL OR tenant_id = $1 ORDER BY name",
+            tenant_id,
+        )
+        return [tracking_domain_from_row(row) for row in rows]
+
+    async def set_default_tracking_domain(self, name: str) -> bool:
+        pool = await self._get_pool()
+        with _translated(f"tracking domain {name!r}"):
+            async with pool.acquire() as conn, conn.transaction():
+                tenant_id = await conn.fetchval(
+                    "SELECT tenant_id FROM tracking_domains WHERE name = $1", name
+                )
+                if tenant_id is None:
+                    return False
+                await conn.execute(_LOCK_TENANT, tenant_id)
+                await conn.execute(
+                    "UPDATE tracking_domains SET is_default = false"
+                    " WHERE tenant_id = $1 AND name != $2",
+                    tenant_id,
+                    name,
+                )
+                await conn.execute(
+                    "UPDATE tracking_domains SET is_default = true WHERE name = $1", name
+                )
+        return True
+
+    async def remove_tracking_domain(self, name: str) -> bool:
+        status = await self._execute(
+            "DELETE FROM tracking_domains WHERE name = $1", name, subject="tracking domain"
+        )
+        return _row_count(status) == 1
 
 
 async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:

@@ -21,6 +21,7 @@ from engine.model import (
     Submission,
     Suspension,
     SuspensionScope,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -49,6 +50,7 @@ LEASE_TOKEN_BYTES = 16
 DOMAIN_COLUMNS = (
     "id, tenant_id, name, selector, algorithm, private_key_sealed, public_key_b64, created_at"
 )
+TRACKING_DOMAIN_COLUMNS = "id, tenant_id, name, is_default, created_at"
 SUSPENSION_COLUMNS = "id, scope, target, reason, created_at, until, origin"
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
@@ -171,3 +173,11 @@ def inbound_from_row(row: Mapping[str, Any]) -> InboundMessage:
         state=InboundState(row["state"]),
         reason=row["reason"],
     )
+
+
+def tracking_domain_from_row(row: Mapping[str, Any]) -> TrackingDomain:
+    """A tracking domain from a row selected with ``TRACKING_DOMAIN_COLUMNS`` (SQLite
+    gives ``is_default`` as 0 or 1)."""
+    fields = dict(row)
+    fields["is_default"] = bool(fields["is_default"])
+    return TrackingDomain(**fields)

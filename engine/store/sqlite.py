@@ -48,6 +48,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record
@@ -60,6 +61,7 @@ from engine.store.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
+    TRACKING_DOMAIN_COLUMNS,
     claim_order,
     inbound_from_row,
     inbound_row,
@@ -72,6 +74,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tracking_domain_from_row,
     warmup_row,
 )
 
@@ -94,6 +97,16 @@ CLAIM_QUEUE_SELECT = (
 """A queue's due messages in claim order. Named index: without statistics the planner
 would take ``messages_queue_due`` and sort every due message of the queue, where this
 one stops after the first ``LIMIT`` in priority order."""
+TENANT_OWNED = (
+    "messages",
+    "bodies",
+    "suppressions",
+    "smtp_users",
+    "sending_domains",
+    "tracking_domains",
+    "soft_bounces",
+)
+"""The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DEPTHS_SQL = (
     "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued' GROUP BY queue"
 )
@@ -717,7 +730,7 @@ class SqliteStore:
             ).fetchone()[0]
             if count:
                 raise InUse(f"{count} messages queued, leased or shunted", count)
-            for table in ("messages", "bodies", "suppressions", "smtp_users", "sending_domains"):
+            for table in TENANT_OWNED:
                 conn.execute(f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
             return conn.execute("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount == 1
 
@@ -835,6 +848,58 @@ class SqliteStore:
             return [inbound_from_row(dict(zip(row.keys(), row, strict=True))) for row in rows]
 
         return await self._run(select)
+
+    # Tracking domains.
+
+    async def add_tracking_domain(self, domain: TrackingDomain) -> TrackingDomain:
+        def insert(conn: sqlite3.Connection) -> TrackingDomain:
+            if domain.is_default:
+                conn.execute(
+                    "UPDATE tracking_domains SET is_default = 0 WHERE tenant_id = ?",
+                    (domain.tenant_id,),
+                )
+            cur = conn.execute(
+                "INSERT INTO tracking_domains (tenant_id, name, is_default, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (domain.tenant_id, domain.name, int(domain.is_default), domain.created_at),
+            )
+            return replace(domain, id=_rowid(cur))
+
+        return await self._write(insert, f"tracking domain {domain.name!r}")
+
+    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
+        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = ?"
+        found = await self._run(lambda conn: _tracking_domains(conn, sql, (name,)))
+        return found[0] if found else None
+
+    async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
+        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+        if tenant_id is None:
+            return await self._run(lambda conn: _tracking_domains(conn, sql + " ORDER BY name"))
+        sql += " WHERE tenant_id = ? ORDER BY name"
+        return await self._run(lambda conn: _tracking_domains(conn, sql, (tenant_id,)))
+
+    async def set_default_tracking_domain(self, name: str) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT tenant_id FROM tracking_domains WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                "UPDATE tracking_domains SET is_default = 0 WHERE tenant_id = ? AND name != ?",
+                (row[0], name),
+            )
+            conn.execute("UPDATE tracking_domains SET is_default = 1 WHERE name = ?", (name,))
+            return True
+
+        return await self._write(update, f"tracking domain {name!r}")
+
+    async def remove_tracking_domain(self, name: str) -> bool:
+        sql = "DELETE FROM tracking_domains WHERE name = ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (name,)).rowcount == 1, "tracking domain"
+        )
 
 
 class _Connection(sqlite3.Connection):
@@ -988,6 +1053,12 @@ def _all(
     conn: sqlite3.Connection, cls: Callable[..., T], sql: str, params: tuple[object, ...]
 ) -> list[T]:
     return [cls(**dict(zip(row.keys(), row, strict=True))) for row in conn.execute(sql, params)]
+
+
+def _tracking_domains(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
+) -> list[TrackingDomain]:
+    return [tracking_domain_from_row(row) for row in conn.execute(sql, params)]
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

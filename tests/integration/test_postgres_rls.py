@@ -10,7 +10,14 @@ import asyncpg
 import pytest
 
 from config.loader import parse_settings
-from engine.model import MessageState, QueuedMessage, SendingDomain, Submission, Suppression
+from engine.model import (
+    MessageState,
+    QueuedMessage,
+    SendingDomain,
+    Submission,
+    Suppression,
+    TrackingDomain,
+)
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
 from engine.store.postgres import PostgresStore
@@ -18,7 +25,14 @@ from engine.store.postgres import PostgresStore
 pytestmark = pytest.mark.postgres
 
 T0 = 1_700_000_000.0
-TENANT_TABLES = ("messages", "records", "bodies", "sending_domains", "suppressions")
+TENANT_TABLES = (
+    "messages",
+    "records",
+    "bodies",
+    "sending_domains",
+    "suppressions",
+    "tracking_domains",
+)
 
 
 @pytest.fixture
@@ -61,6 +75,7 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
         SendingDomain(tenant.id, f"{name}.example", "s1", "rsa-sha256", b"sealed", "MIIB", T0)
     )
     await store.add_suppression(Suppression(tenant.id, f"gone@{name}.example", "bounce", T0))
+    await store.add_tracking_domain(TrackingDomain(tenant.id, f"click.{name}.example", True, T0))
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -73,8 +88,10 @@ async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres
     acme = await seed(pg_store, "acme", submissions=2, per=3)
     beta = await seed(pg_store, "beta", submissions=1, per=2)
     expected = {
-        acme: {"messages": 6, "records": 6, "bodies": 2, "sending_domains": 1, "suppressions": 1},
-        beta: {"messages": 2, "records": 2, "bodies": 1, "sending_domains": 1, "suppressions": 1},
+        acme: {"messages": 6, "records": 6, "bodies": 2, "sending_domains": 1, "suppressions": 1}
+        | {"tracking_domains": 1},
+        beta: {"messages": 2, "records": 2, "bodies": 1, "sending_domains": 1, "suppressions": 1}
+        | {"tracking_domains": 1},
     }
 
     for tenant_id, counts in expected.items():

@@ -20,6 +20,7 @@ from engine.model import (
     Suppression,
     Suspension,
     SuspensionScope,
+    TrackingDomain,
     WarmupCount,
 )
 from engine.records.record import Record, RecordType
@@ -769,6 +770,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_domain(SendingDomain(tenant.id, f"{name}.example", "s", "rsa", b"", "", T0))
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
+        await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
     done = message("a", 0, acme.id)
     kept = message("b", 0, beta.id)
     await store.accept(
@@ -785,6 +787,8 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_domain("acme.example") is None
     assert await store.get_smtp_user("acme-relay") is None
     assert await store.list_suppressions(acme.id, "", 10) == []
+    assert await store.list_tracking_domains(acme.id) == []
+    assert await store.get_tracking_domain("t.acme.example") is None
     assert await store.get_message(done.id) is None
     assert await store.get_body("a") is None
     assert [r["type"] for r in await store.list_records(done.id)] == ["Reception", "Delivery"]
@@ -793,9 +797,68 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_domain("beta.example") is not None
     assert await store.get_smtp_user("beta-relay") is not None
     assert len(await store.list_suppressions(beta.id, "", 10)) == 1
+    assert [d.name for d in await store.list_tracking_domains(None)] == ["t.beta.example"]
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None
     assert await store.create_tenant("acme", T0 + 1) != acme
+
+
+async def test_tracking_domains_are_added_listed_and_removed(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    click = await store.add_tracking_domain(
+        TrackingDomain(acme.id, "click.acme.example", False, T0)
+    )
+    assert click.id != 0 and click == TrackingDomain(
+        acme.id, "click.acme.example", False, T0, click.id
+    )
+    links = await store.add_tracking_domain(TrackingDomain(acme.id, "links.acme.example", True, T0))
+    other = await store.add_tracking_domain(TrackingDomain(beta.id, "go.beta.example", True, T0))
+    assert await store.get_tracking_domain("links.acme.example") == links
+    assert await store.get_tracking_domain("nowhere.example") is None
+    assert await store.list_tracking_domains(acme.id) == [click, links]
+    assert await store.list_tracking_domains(beta.id) == [other]
+    assert await store.list_tracking_domains(None) == [click, other, links]
+
+    with pytest.raises(Conflict):
+        await store.add_tracking_domain(TrackingDomain(beta.id, "click.acme.example", False, T0))
+    with pytest.raises(NotFound):
+        await store.add_tracking_domain(TrackingDomain(beta.id + 100, "x.example", False, T0))
+    assert await store.list_tracking_domains(beta.id) == [other]
+
+    assert await store.remove_tracking_domain("click.acme.example") is True
+    assert await store.remove_tracking_domain("click.acme.example") is False
+    assert await store.list_tracking_domains(acme.id) == [links]
+    again = await store.add_tracking_domain(
+        TrackingDomain(beta.id, "click.acme.example", False, T0)
+    )
+    assert again.tenant_id == beta.id
+
+
+async def test_a_tenant_has_one_default_tracking_domain_at_most(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    for tenant_id, name, default in [
+        (acme.id, "a1.example", True),
+        (acme.id, "a2.example", False),
+        (beta.id, "b1.example", True),
+    ]:
+        await store.add_tracking_domain(TrackingDomain(tenant_id, name, default, T0))
+
+    async def defaults() -> list[str]:
+        return [d.name for d in await store.list_tracking_domains(None) if d.is_default]
+
+    assert await defaults() == ["a1.example", "b1.example"]
+    assert await store.set_default_tracking_domain("a2.example") is True
+    assert await defaults() == ["a2.example", "b1.example"]
+    assert await store.set_default_tracking_domain("a2.example") is True
+    assert await defaults() == ["a2.example", "b1.example"]
+    assert await store.set_default_tracking_domain("none.example") is False
+    await store.add_tracking_domain(TrackingDomain(acme.id, "a3.example", True, T0))
+    assert await defaults() == ["a3.example", "b1.example"]
+    with pytest.raises(Conflict):
+        await store.add_tracking_domain(TrackingDomain(acme.id, "a1.example", True, T0))
+    assert await defaults() == ["a3.example", "b1.example"], "a refused add changes no default"
 
 
 # The scheduler's part of the store: queues, claims by queue, suspensions, warmup, status.

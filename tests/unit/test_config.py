@@ -134,6 +134,19 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ('[bounce]\ntoken_key_id = "abcdefghi"\n', "bounce.token_key_id", "key id"),
         ('[bounce]\naccepted_key_ids = ["a", "b-1"]\n', "bounce.accepted_key_ids[1]", "got 'b-1'"),
         ('[bounce]\naccepted_key_ids = "a"\n', "bounce.accepted_key_ids", "list of str"),
+        ('[tracking]\ncname_target = "edge example"\n', "tracking.cname_target", "host name"),
+        ("[tracking]\nrefresh_seconds = 0\n", "tracking.refresh_seconds", "at least 0.1"),
+        ('[tenants.acme]\ntrack_opens = "no"\n', "tenants.acme.track_opens", "expected bool"),
+        (
+            '[campaigns."acme:spring"]\ntrack_clicks = 0\n',
+            "campaigns.acme:spring.track_clicks",
+            "expected bool, got 0",
+        ),
+        (
+            '[campaigns."acme:spring"]\ntracking_domain = "click acme"\n',
+            'campaigns."acme:spring".tracking_domain',
+            "host name",
+        ),
         (
             '[database]\nurl = "mysql://u:secret@db/x"\n',
             "database.url",
@@ -355,3 +368,24 @@ def test_bad_named_tables(tmp_path: Path, toml: str, key: str, problem: str) -> 
         load_settings(path)
     assert (err.value.file, err.value.key) == (str(path), key)
     assert problem in err.value.problem
+
+
+def test_tracking_switches_of_a_campaign_are_unset_unless_given() -> None:
+    s = parse_settings(
+        {
+            "tenants": {"acme": {"track_clicks": False}},
+            "campaigns": {
+                "acme:spring": {"tracking_domain": "click.acme.test", "track_opens": False},
+            },
+            "tracking": {"cname_target": "edge.penguin.test", "refresh_seconds": 2},
+        }
+    )
+    assert (s.tenants["acme"].track_opens, s.tenants["acme"].track_clicks) == (True, False)
+    spring = s.campaigns["acme:spring"]
+    assert spring.tracking_domain == "click.acme.test"
+    assert (spring.track_opens, spring.track_clicks, spring.track_unsubscribe) == (
+        False,
+        None,
+        None,
+    )
+    assert (s.tracking.cname_target, s.tracking.refresh_seconds) == ("edge.penguin.test", 2.0)
