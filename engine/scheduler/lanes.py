@@ -77,6 +77,10 @@ SiteOf = Callable[[str], Awaitable[str | None]]
 """The site a destination domain resolves to; None when it does not resolve now."""
 SITE_MEMORY_SECONDS = 60.0
 DELAY_CHUNK = 1000
+DELAY_GRACE_SECONDS = 1.0
+"""A queue found blocked for long is looked at again this much later before its
+due messages are moved: by then a sibling process that reserved the same shared
+limit (warmup count, rate tokens) has claimed its share, which stays with it."""
 REQUEUED_KINDS = frozenset({"transient", "delayed"})
 """Outcomes that put the message back in its queue (settled before the feedback)."""
 LANE_REPORT_SECONDS = 600.0
@@ -157,6 +161,9 @@ class LaneScheduler:
         self._unread_changes_at = math.inf
         self._unshaped_rate = ThrottleSpec.parse(UNSHAPED_RATE)
         self._dispatched_at: dict[Lane, float] = {}
+        self._blocked_since: dict[str, float] = {}
+        """Queues found blocked for long, and when; moved once still blocked after
+        ``DELAY_GRACE_SECONDS``."""
         self._pools = tuple(settings.pools)
 
     # The seam.
@@ -292,6 +299,7 @@ class LaneScheduler:
         for name, count in granted.items():
             lane = (name, site)
             self._in_flight[lane] = self._in_flight.get(lane, 0) + count
+        self._blocked_since.pop(entry.name, None)
         return _Plan(entry, granted, shapes, site, provider, pool, tenant)
 
     def _allot(
@@ -411,6 +419,11 @@ class LaneScheduler:
         if until - now < self._tuning.delay_record_after_seconds:
             self.catalog.check_at(entry, until)
             return
+        since = self._blocked_since.setdefault(entry.name, now)
+        if now - since < DELAY_GRACE_SECONDS:
+            self.catalog.check_at(entry, since + DELAY_GRACE_SECONDS)
+            return
+        del self._blocked_since[entry.name]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
         text = f"delayed by our own {reason}" + (f" ({detail})" if detail else "")
         reply = Reply(451, "4.4.5", f"{text}; next try at {stamp}")

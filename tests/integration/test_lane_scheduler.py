@@ -32,7 +32,7 @@ from engine.model import (
 from engine.records.record import Record, RecordType
 from engine.runtime.app import lane_scheduler
 from engine.scheduler import Dispatch
-from engine.scheduler.lanes import LaneScheduler
+from engine.scheduler.lanes import DELAY_GRACE_SECONDS, LaneScheduler
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.warmup import SECONDS_PER_DAY, utc_day
 from engine.smtp.reply import Reply, Stage
@@ -282,6 +282,8 @@ async def test_a_suspended_tenant_is_not_claimed_and_its_mail_is_delayed_without
     batch = await world.pick()
     assert {d.message.queue for d in batch} == {"beta@site1.test"}
     await world.finish(batch)
+    world.clock.advance(DELAY_GRACE_SECONDS)
+    assert await world.pick() == []
     for message_id in ids:
         message = await world.store.get_message(message_id)
         assert message is not None and message.state is MessageState.QUEUED
@@ -361,6 +363,8 @@ async def test_with_every_source_capped_the_queue_waits_for_the_next_day(
     assert len(batch) == 2
     await world.finish(batch)
     assert await world.pick() == []
+    world.clock.advance(DELAY_GRACE_SECONDS)
+    assert await world.pick() == []
     waiting = [m for m in [await world.store.get_message(i) for i in ids] if m and m.attempts == 0]
     held = [m for m in waiting if m.state is MessageState.QUEUED]
     assert len(held) == 8
@@ -370,6 +374,35 @@ async def test_with_every_source_capped_the_queue_waits_for_the_next_day(
     assert records[-1]["type"] == "Delayed" and "warmup cap" in records[-1]["response"]["content"]
     world.clock.advance(tomorrow - world.clock.now())
     assert len(await world.pick()) == 4
+    await world.store.close()
+
+
+async def test_a_sibling_that_reserved_the_cap_keeps_its_share_of_a_capped_queue(
+    tmp_path: Path, dns: tuple[str, int]
+) -> None:
+    config = {
+        "sources": {"cold": {"address": "127.0.0.31", "warmup": "tiny"}},
+        "pools": {"default": {"sources": ["cold"]}},
+        "warmup_plans": {"tiny": {"daily": [2, 4]}},
+    }
+    world = await make_world(tmp_path, dns, config)
+    queue = "acme@site1.test"
+    ids = await world.queue("acme", "site1.test", 10)
+    now = world.clock.now()
+    # A sibling process counted today's 2 and has not claimed them yet.
+    assert await world.scheduler.ledger.take("cold", "", 2, now) == 2
+    assert await world.pick() == []
+    assert [m.due_at for m in [await world.store.get_message(i) for i in ids] if m] == [now] * 10
+    sibling = (await world.store.claim_queues([(queue, 2)], "n2:1", now, 300))[queue].messages
+    world.clock.advance(DELAY_GRACE_SECONDS)
+    assert await world.pick() == []
+    messages = [m for m in [await world.store.get_message(i) for i in ids] if m]
+    leased = [m for m in messages if m.state is MessageState.LEASED]
+    assert [m.id for m in leased] == [m.id for m in sibling]
+    assert all(m.due_at == now for m in leased), "the sibling's share is not delayed"
+    tomorrow = (utc_day(now) + 1) * SECONDS_PER_DAY
+    delayed = [m for m in messages if m.state is MessageState.QUEUED]
+    assert len(delayed) == 8 and all(m.due_at == pytest.approx(tomorrow) for m in delayed)
     await world.store.close()
 
 
