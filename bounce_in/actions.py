@@ -14,7 +14,8 @@ fraud) suppress at once; a soft bounce (delayed, or failed for a full
 mailbox, an unreachable host, a routing error) suppresses once
 ``soft_after`` of them fall within ``soft_window``; an auto-reply is
 recorded and never suppresses; sender-side and reputation failures
-(policy, spam, content) never suppress the recipient.
+(policy, spam, content, connection and protocol errors, rate limits) never
+suppress the recipient, delayed or failed.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ NOT_THE_RECIPIENT = frozenset(
         Category.RELAY_DENIED,
         Category.RELAYING_ISSUES,
         Category.BAD_CONFIGURATION,
+        Category.BAD_CONNECTION,
+        Category.PROTOCOL_ERRORS,
     }
 )
 """Categories that say the sender, the content or the sending rate is the matter, or

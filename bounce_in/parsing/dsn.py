@@ -7,7 +7,9 @@ A delivery-status body (RFC 3464 §2.1) is one group of per-message fields
 (``Reporting-MTA``, ``X-Postfix-Sender``, ``Arrival-Date`` ...) then one
 group per recipient (``Final-Recipient``, ``Original-Recipient``,
 ``Action``, ``Status``, ``Remote-MTA``, ``Diagnostic-Code``), groups
-separated by empty lines. Read leniently: the part may be labelled
+separated by empty lines. Read leniently: a recipient group without
+``Final-Recipient`` (known by its ``Action`` or ``Status``) is kept with an
+empty address, for the return path to name; the part may be labelled
 ``message/global-delivery-status`` (RFC 6533), ``text/delivery-status`` or
 sit outside a ``multipart/report``; groups without the empty line between
 them are split at each ``Final-Recipient``; an unknown ``Action`` is read as
@@ -31,6 +33,9 @@ STATUS_TYPES: Final = frozenset(
     {"message/delivery-status", "message/global-delivery-status", "text/delivery-status"}
 )
 MAX_RECIPIENTS: Final = 500
+RECIPIENT_FIELDS: Final = frozenset({"final-recipient", "original-recipient", "action", "status"})
+"""Fields only a per-recipient group has (RFC 3464 §2.3): one of them makes a group a
+recipient's, also when a receiver leaves out ``Final-Recipient``."""
 
 _ACTIONS: Final = {a.value: a for a in Action}
 
@@ -59,8 +64,7 @@ def read_delivery_status(part: Part, classifier: BounceClassifier) -> DeliverySt
     per_message: Fields = []
     recipients: list[RecipientStatus] = []
     for group in groups:
-        names = {name for name, _ in group}
-        if "final-recipient" in names or "original-recipient" in names:
+        if not RECIPIENT_FIELDS.isdisjoint(name for name, _ in group):
             recipients.extend(_recipients(group, classifier))
         else:
             per_message.extend(group)

@@ -286,11 +286,13 @@ class Receivers:
         delivery: str = "",
         engine: str = "",
         lease_seconds: float = 5,
+        bounce: str = "",
     ) -> Path:
         return write_config(
             tmp_path,
             database_url,
             engine=engine,
+            bounce=bounce,
             nameserver=self.dns.address,
             delivery=f"port = {self.sink.address[1]}\nlease_seconds = {lease_seconds}\n{delivery}",
             tables=(

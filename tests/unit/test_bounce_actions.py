@@ -60,6 +60,8 @@ def status(action: Action, code: str, category: str, address: str = "") -> Recip
         (Action.DELAYED, "PolicyRelated", Effect.NONE),
         (Action.DELAYED, "SpamBlock", Effect.NONE),
         (Action.DELAYED, "AutoReply", Effect.NONE),
+        (Action.DELAYED, "BadConnection", Effect.NONE),
+        (Action.DELAYED, "ProtocolErrors", Effect.NONE),
         (Action.FAILED, "PolicyRelated", Effect.NONE),
         (Action.FAILED, "SpamBlock", Effect.NONE),
         (Action.FAILED, "ContentRelated", Effect.NONE),

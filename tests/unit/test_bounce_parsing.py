@@ -168,6 +168,24 @@ def test_rfc3464_fields() -> None:
     assert report.failed == (a,)
 
 
+def test_a_recipient_group_without_final_recipient_keeps_its_status() -> None:
+    group = (
+        b"Action: failed\nStatus: 5.1.1\nRemote-MTA: dns; mx.one.example\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\n"
+    )
+    head, tail = DSN.split(b"Final-Recipient: rfc822; a@one.example\n", 1)
+    report = read_report(head + group + b"--B--" + tail.rsplit(b"--B--", 1)[1], CLASSIFIER)
+    assert report.notes == ("rfc3464",)
+    [only] = report.recipients
+    assert (only.address, only.action, only.status, only.category) == (
+        "",
+        Action.FAILED,
+        "5.1.1",
+        "InvalidRecipient",
+    )
+    assert only.remote_mta == "mx.one.example"
+
+
 # plaintext and auto-replies
 
 
