@@ -20,6 +20,7 @@ suppress the recipient, delayed or failed.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -183,6 +184,15 @@ def plan(
                 )
                 suppressions.append(Suppression(tenant_id, address, reason, context.now))
     return Plan(tuple(records), _unique(suppressions), tuple(soft))
+
+
+def unverified(plan: Plan) -> Plan:
+    """``plan`` for a report attributed only through our reference header to one of
+    several recipients: its records, marked so, and no suppression or soft bounce."""
+    records = tuple(
+        dataclasses.replace(r, meta={**r.meta, "attribution": "unverified"}) for r in plan.records
+    )
+    return Plan(records)
 
 
 def _complaints(report: BounceReport, findings: Sequence[Finding], context: Context) -> Plan:

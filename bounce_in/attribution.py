@@ -43,6 +43,17 @@ def reference(report: BounceReport) -> str | None:
     return value.strip() if value else None
 
 
+def returned_path(report: BounceReport) -> str | None:
+    """The local part of the returned original's ``Return-Path`` (the receiver wrote our
+    return path there on delivery: complaints carry it), if any."""
+    if report.original is None:
+        return None
+    value = report.original.header("Return-Path")
+    if not value:
+        return None
+    return local_part(value.strip().strip("<>").strip()) or None
+
+
 def match(report: BounceReport, candidates: Sequence[QueuedMessage]) -> list[Match]:
     """The candidates the report is about, each with its status; empty when none can be
     told apart (a redacted complaint about a submission of several recipients)."""

@@ -62,6 +62,13 @@ class Candidates:
     messages: Sequence[QueuedMessage]
     reason: str
     """Why there are none (empty when there are)."""
+    verified: bool = True
+    """Whether a signed token names the very message (or the submission has only it):
+    only then may a bounce suppress. Our reference header names a whole submission, so
+    with several recipients one of them could forge a bounce about another. Complaints
+    are the exception: they come from the providers' feedback loops, to addresses
+    registered with them, and name the complainant (Microsoft JMRP's
+    ``X-HmXmrOriginalRecipient``)."""
 
 
 async def sending_domains(store: Store) -> list[SendingDomain]:
@@ -159,6 +166,8 @@ class Intake:
         }
         context = actions.Context(inbound.id, inbound.peer, now, self._nodeid)
         plan = actions.plan(report, findings, counts, self._policy, context)
+        if not found.verified and report.kind is not ReportKind.FEEDBACK:
+            plan = actions.unverified(plan)
         applied = await self._store.finish_inbound(
             inbound.id,
             InboundState.DONE,
@@ -192,6 +201,12 @@ class Intake:
             if message is not None:
                 return Candidates([message], "")
             reasons.append(f"token names unknown message {message_id}")
+        returned = attribution.returned_path(report)
+        message_id = self._return_paths.message_id(returned) if returned else None
+        if message_id is not None:
+            message = await self._store.get_message(message_id)
+            if message is not None:
+                return Candidates([message], "")
         reference = attribution.reference(report)
         if reference is not None:
             submission_id = self._return_paths.submission_id(reference)
@@ -200,7 +215,7 @@ class Intake:
             else:
                 messages = await self._store.list_submission(submission_id)
                 if messages:
-                    return Candidates(messages, "")
+                    return Candidates(messages, "", verified=len(messages) == 1)
                 reasons.append(f"{REFERENCE_HEADER} names unknown {submission_id}")
         if not reasons:
             reasons.append(f"no valid return-path token, no {REFERENCE_HEADER}")

@@ -293,12 +293,41 @@ async def test_a_bounce_is_resolved_by_our_header_when_the_token_is_missing(
     listen: ServiceFactory, mail: Mail
 ) -> None:
     bounce = await listen()
+    original = reports.original_headers(mail.reference(SUB1))
+    data = reports.dsn("bob@example.org", *HARD, original=original)
+    assert (await bounce.send(FBL, data))[0] == 250
+    await processed(bounce.store, 1)
+    [oob] = await records_of(bounce.store, BOB, "OOB")
+    assert "attribution" not in oob["meta"]
+    assert await bounce.store.suppressed(1, ["bob@example.org"]) == {"bob@example.org"}
+
+
+async def test_a_header_naming_a_submission_of_several_never_suppresses_on_its_own(
+    listen: ServiceFactory, mail: Mail
+) -> None:
+    """One recipient of a mailing holds our header too: a report it forged about
+    another recipient of the same submission is recorded, marked, and suppresses no one."""
+    bounce = await listen()
     original = reports.original_headers(mail.reference(SUB2))
     data = reports.dsn("carol@example.org", *HARD, original=original)
     assert (await bounce.send(FBL, data))[0] == 250
     await processed(bounce.store, 1)
-    assert len(await records_of(bounce.store, CAROL, "OOB")) == 1
+    [oob] = await records_of(bounce.store, CAROL, "OOB")
+    assert oob["meta"]["attribution"] == "unverified"
     assert await records_of(bounce.store, ALICE, "OOB") == []
+    assert await bounce.store.list_suppressions(1, "", 10) == []
+
+
+async def test_a_redacted_complaint_is_resolved_by_the_return_path_of_the_original(
+    listen: ServiceFactory, mail: Mail
+) -> None:
+    bounce = await listen()
+    return_path = f"Return-Path: <{mail.return_path(CAROL)}>"
+    original = reports.original_headers(mail.reference(SUB2), "hello@acme.test", return_path)
+    assert (await bounce.send(FBL, reports.arf(original + "\r\n\r\nHello.\r\n", to=FBL)))[0] == 250
+    [inbound] = await processed(bounce.store, 1)
+    assert inbound.state is InboundState.DONE, inbound.reason
+    assert len(await records_of(bounce.store, CAROL, "Feedback")) == 1
     assert await bounce.store.suppressed(1, ["carol@example.org", "alice@example.org"]) == {
         "carol@example.org"
     }
