@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bounce_in.report import Action, BounceReport, RecipientStatus, ReportKind
-from config.schema import BounceSettings
+from config.schema import BounceSettings, Settings, TenantSettings
 from engine.delivery.bounce_classify import Category
 from engine.durations import parse_duration
 from engine.model import QueuedMessage, SoftBounce, Suppression
@@ -69,10 +69,31 @@ class Policy:
     """As written, for suppression reasons."""
 
     @classmethod
-    def from_settings(cls, settings: BounceSettings) -> Policy:
-        """The policy of ``[bounce]``; a bad ``soft_window`` raises ``ValueError``."""
-        seconds = parse_duration(settings.soft_window)
-        return cls(settings.soft_suppress_after, seconds, settings.soft_window)
+    def from_settings(
+        cls, settings: BounceSettings, tenant: TenantSettings | None = None
+    ) -> Policy:
+        """The policy of ``[bounce]``, with the overrides of ``[tenants.NAME]`` if given;
+        a bad ``soft_window`` raises ``ValueError``."""
+        after, window = settings.soft_suppress_after, settings.soft_window
+        if tenant is not None:
+            after = tenant.soft_suppress_after or after
+            window = tenant.soft_window or window
+        return cls(after, parse_duration(window), window)
+
+
+def tenant_policies(settings: Settings) -> Callable[[str], Policy]:
+    """Each tenant's policy by name (``[bounce]`` for tenants without overrides); a bad
+    window raises ``ValueError`` naming its key."""
+    default = Policy.from_settings(settings.bounce)
+    policies: dict[str, Policy] = {}
+    for name, tenant in settings.tenants.items():
+        if tenant.soft_suppress_after is None and tenant.soft_window is None:
+            continue
+        try:
+            policies[name] = Policy.from_settings(settings.bounce, tenant)
+        except ValueError as exc:
+            raise ValueError(f"tenants.{name}.soft_window: {exc}") from exc
+    return lambda tenant: policies.get(tenant, default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ class Intake:
         store: Store,
         parse: Parse,
         return_paths: ReturnPaths,
-        policy: actions.Policy,
+        policies: Callable[[str], actions.Policy],
         clock: Clock,
         nodeid: str,
         poll_seconds: float,
@@ -94,7 +94,7 @@ class Intake:
         self._store = store
         self._parse = parse
         self._return_paths = return_paths
-        self._policy = policy
+        self._policies = policies
         self._clock = clock
         self._nodeid = nodeid
         self._record_log = record_log
@@ -159,13 +159,14 @@ class Intake:
             for m in matches
         ]
         now = self._clock.now()
-        since = now - self._policy.soft_window_seconds
+        policy = self._policies(findings[0].tenant)
+        since = now - policy.soft_window_seconds
         counts = {
             key: await self._store.soft_bounce_count(key[0], key[1], since)
             for key in actions.soft_keys(findings)
         }
         context = actions.Context(inbound.id, inbound.peer, now, self._nodeid)
-        plan = actions.plan(report, findings, counts, self._policy, context)
+        plan = actions.plan(report, findings, counts, policy, context)
         if not found.verified and report.kind is not ReportKind.FEEDBACK:
             plan = actions.unverified(plan)
         applied = await self._store.finish_inbound(

@@ -464,6 +464,18 @@ class TenantSettings:
         "Add List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 one-click) headers "
         "pointing at the tenant's tracking domain.",
     )
+    soft_suppress_after: int | None = setting(
+        None,
+        "Soft bounces of one address within soft_window after which the tenant's list "
+        "suppresses it; unset inherits [bounce] soft_suppress_after.",
+        min=1,
+        max=1000,
+    )
+    soft_window: str | None = setting(
+        None,
+        "Window the tenant's soft bounces are counted in (a duration: 7d, 36h); unset "
+        "inherits [bounce] soft_window.",
+    )
 
 
 @dataclass(frozen=True)

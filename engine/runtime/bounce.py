@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bounce_in.actions import Policy
+from bounce_in.actions import Policy, tenant_policies
 from bounce_in.intake import Intake, Parse, ReturnPaths, sending_domains
 from bounce_in.listener import BounceDomains, BounceHandler, Inbox
 from bounce_in.parsing import parse_report
@@ -68,15 +68,20 @@ def bounce_service(
     """The bounce service of this process, serving ``sockets``."""
     bounce = settings.bounce
     try:
-        policy = Policy.from_settings(bounce)
+        Policy.from_settings(bounce)
     except ValueError as exc:
         raise ConfigError(config_file, "bounce.soft_window", str(exc)) from exc
+    try:
+        policies = tenant_policies(settings)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(config_file, key, problem) from exc
     inbox = Inbox(store.accept_inbound, settings.database.commit_batch_max)
     intake = Intake(
         store=store,
         parse=parts.parse,
         return_paths=parts.return_paths,
-        policy=policy,
+        policies=policies,
         clock=clock,
         nodeid=node_id(settings),
         record_log=record_log,

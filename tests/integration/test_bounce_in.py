@@ -27,7 +27,7 @@ from typing import Any, Literal
 import aiosmtplib
 import pytest
 
-from bounce_in.actions import Policy
+from bounce_in.actions import tenant_policies
 from bounce_in.intake import Intake
 from config import Settings
 from config.loader import parse_settings
@@ -104,7 +104,7 @@ def queued(submission_id: str, n: int, recipient: str) -> QueuedMessage:
     )
 
 
-def settings_of(tmp_path: Path, **bounce: Any) -> Settings:
+def settings_of(tmp_path: Path, tenants: dict[str, Any] | None = None, **bounce: Any) -> Settings:
     return parse_settings(
         {
             "engine": {"data_dir": str(tmp_path / "var"), "hostname": "mx.penguin.test"},
@@ -114,6 +114,7 @@ def settings_of(tmp_path: Path, **bounce: Any) -> Settings:
                 "poll_seconds": 0.2,
                 **bounce,
             },
+            "tenants": tenants or {},
         }
     )
 
@@ -185,8 +186,10 @@ async def listen(store: Store, mail: Mail, tmp_path: Path) -> AsyncIterator[Serv
     started: list[tuple[Any, asyncio.Task[None]]] = []
     tls = make_tls_pair(tmp_path)
 
-    async def start(store: Store = store, **bounce: Any) -> Listener:
-        settings = settings_of(tmp_path, **bounce)
+    async def start(
+        store: Store = store, tenants: dict[str, Any] | None = None, **bounce: Any
+    ) -> Listener:
+        settings = settings_of(tmp_path, tenants, **bounce)
         clock = FakeClock(T0)
         service = bounce_service(
             settings,
@@ -443,6 +446,20 @@ async def test_soft_bounces_suppress_only_after_three_within_the_window(
     assert len(await records_of(bounce.store, BOB, "OOB")) == 5
 
 
+async def test_a_tenant_may_suppress_after_fewer_soft_bounces_than_the_default(
+    listen: ServiceFactory, mail: Mail
+) -> None:
+    bounce = await listen(
+        tenants={"acme": {"soft_suppress_after": 1, "soft_window": "1d"}}, soft_suppress_after=3
+    )
+    delayed = reports.dsn("bob@example.org", "delayed", "4.2.2", "452 4.2.2 Mailbox full")
+    assert (await bounce.send(mail.return_path(BOB), delayed))[0] == 250
+    await processed(bounce.store, 1)
+    [suppression] = await bounce.store.list_suppressions(1, "", 10)
+    assert suppression.address == "bob@example.org"
+    assert suppression.reason.startswith("bounce: 1 soft bounces in 1d")
+
+
 def altered(local_part: str) -> str:
     """``local_part`` with one character of its token changed."""
     position = len(local_part) // 2
@@ -655,7 +672,7 @@ async def test_processing_the_same_message_twice_stores_once(
         store=store,
         parse=parts.parse,
         return_paths=parts.return_paths,
-        policy=Policy.from_settings(settings.bounce),
+        policies=tenant_policies(settings),
         poll_seconds=1.0,
         clock=clock,
         nodeid="n",
