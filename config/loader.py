@@ -40,6 +40,7 @@ from config.schema import (
     BounceSettings,
     EngineSettings,
     Settings,
+    TrackingSettings,
     priority_value,
 )
 
@@ -240,6 +241,7 @@ def _check_references(settings: Settings, file: str) -> None:
     _check_sources(settings, file)
     _check_routing(settings, file)
     _check_bounce(settings.bounce, file)
+    _check_tracking(settings.tracking, file)
     sub = settings.submission
     if sub.auth_failure_refuse_after < sub.auth_failure_delay_after:
         raise ConfigError(
@@ -300,8 +302,26 @@ def _check_sources(settings: Settings, file: str) -> None:
 def _check_bounce(bounce: BounceSettings, file: str) -> None:
     """The return-path prefix is a host name; key ids are 1 to 8 of a-z, 0-9."""
     _check_host_name(bounce.return_path_prefix, file, "bounce.return_path_prefix")
-    keys = [("bounce.token_key_id", bounce.token_key_id)]
-    keys += [(f"bounce.accepted_key_ids[{i}]", k) for i, k in enumerate(bounce.accepted_key_ids)]
+    _check_key_ids("bounce", bounce.token_key_id, bounce.accepted_key_ids, file)
+
+
+def _check_tracking(tracking: TrackingSettings, file: str) -> None:
+    """The edge's address, its key ids and its trusted proxies' networks."""
+    if tracking.listen:
+        _check_address(tracking.listen, file, "tracking.listen")
+    _check_key_ids("tracking", tracking.token_key_id, tracking.accepted_key_ids, file)
+    for i, text in enumerate(tracking.trusted_proxies):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            problem = f"expected an IP address or network, got {text!r}"
+            raise ConfigError(file, f"tracking.trusted_proxies[{i}]", problem) from None
+
+
+def _check_key_ids(table: str, current: str, accepted: list[str], file: str) -> None:
+    """Token key ids are 1 to 8 of a-z, 0-9."""
+    keys = [(f"{table}.token_key_id", current)]
+    keys += [(f"{table}.accepted_key_ids[{i}]", k) for i, k in enumerate(accepted)]
     for key, key_id in keys:
         if not KEY_ID.fullmatch(key_id):
             problem = f"expected a key id of 1 to 8 lowercase letters or digits, got {key_id!r}"

@@ -61,6 +61,7 @@ def write_config(
         f'[records]\njson_log = "{data / "records.jsonl"}"\n'
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
         '[admin]\nlisten = "127.0.0.1:0"\n'
+        '[tracking]\nlisten = "127.0.0.1:0"\n'
         f"[delivery]\n{delivery}\n"
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
         f"{extra}\n{tables}"
