@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,7 +46,8 @@ class _Batch:
 
 
 class Flusher:
-    """Flushes ``journal`` to ``store``; ``run`` until ``stop``."""
+    """Flushes ``journal`` to ``store``; ``run`` until ``stop``. The records stored are
+    then given to ``written`` (the record log)."""
 
     def __init__(
         self,
@@ -56,12 +57,14 @@ class Flusher:
         *,
         interval: float,
         batch_max: int,
+        written: Callable[[Sequence[Record]], None] | None = None,
     ) -> None:
         self._journal = journal
         self._store = store
         self._records = records
         self._interval = interval
         self._batch_max = batch_max
+        self._written = written
         self._batch: _Batch | None = None
         self._recovering = True
         self._wake = asyncio.Event()
@@ -113,6 +116,8 @@ class Flusher:
             await self._store.add_records(batch.records)
         self._journal.commit(batch.end)
         self._batch = None
+        if self._written is not None:
+            self._written(batch.records)
         return len(batch.records)
 
     async def _make_batch(self, entries: list[Entry], end: int) -> _Batch:

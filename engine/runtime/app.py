@@ -35,6 +35,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ from engine.records.record import Record
 from engine.return_path import codec_from_settings
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
-from engine.runtime.roles import DeliveryRole, SubmissionRole
+from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
@@ -74,6 +75,13 @@ from engine.submission.handler import SubmissionHandler
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, RouteResolver
+from tracking_edge.app import TrackingEdge
+from tracking_edge.bots import ClickBursts
+from tracking_edge.certificates import CertificateDirectory, CertificateError
+from tracking_edge.flusher import Flusher
+from tracking_edge.hits import HitRecords
+from tracking_edge.journal import Journal
+from tracking_edge.tokens import tokens_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +90,36 @@ class Role(enum.StrEnum):
     ALL = "all"
     SUBMISSION = "submission"
     DELIVERY = "delivery"
+    TRACKING = "tracking"
 
     @property
     def submits(self) -> bool:
-        return self is not Role.DELIVERY
+        return self in (Role.ALL, Role.SUBMISSION)
 
     @property
     def delivers(self) -> bool:
-        return self is not Role.SUBMISSION
+        return self in (Role.ALL, Role.DELIVERY)
+
+    @property
+    def tracks(self) -> bool:
+        """Serves the tracking edge (role all: when ``tracking.listen`` is set)."""
+        return self in (Role.ALL, Role.TRACKING)
 
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
     """The classifier with the operator's rules first; a bad rule file is a config error."""
     return BounceClassifier(operator_rules(settings, config_file))
+
+
+def tracking_certificates(settings: Settings, config_file: str) -> CertificateDirectory | None:
+    """The certificates of ``tracking.certificate_dir``; None serves plain HTTP."""
+    directory = settings.tracking.certificate_dir
+    if not directory:
+        return None
+    try:
+        return CertificateDirectory(Path(directory))
+    except (CertificateError, OSError) as exc:
+        raise ConfigError(config_file, "tracking.certificate_dir", str(exc)) from exc
 
 
 def accepted_pipe() -> tuple[int, int]:
@@ -249,6 +274,10 @@ class Engine:
     accepted_pipe: tuple[int, int] | None = None
     """A pipe shared with sibling processes: submission writes a byte after each
     commit, delivery wakes when one arrives (instead of at its next poll)."""
+    serve_tracking: bool = True
+    """Whether this process serves the tracking edge (one process of several does)."""
+    tracking_tenant_of: Callable[[str], int | None] = field(default=lambda host: None)
+    """The tenant a tracking domain belongs to, None for a host that is not one."""
     services: list[Service] = field(default_factory=list)
     """Services this process runs besides its role's, started after them."""
     addresses: dict[str, list[Address]] = field(default_factory=dict)
@@ -256,6 +285,7 @@ class Engine:
     _record_log: RecordLog | None = None
     _limiter: Limiter | None = None
     _scheduler: LaneScheduler | None = None
+    _tracking: TrackingRole | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -274,6 +304,9 @@ class Engine:
             composed.append(self._submission(delivery))
             if self.serve_admin:
                 composed.append(self._admin())
+        if self.role.tracks and self.serve_tracking and self.settings.tracking.listen:
+            self._tracking = self._tracking_edge(secret)
+            composed.append(self._tracking)
         for service in [*composed, *self.services]:
             bound = await service.start()
             self._started.append((service, asyncio.create_task(service.run(), name=service.name)))
@@ -283,7 +316,10 @@ class Engine:
 
     def reload(self) -> None:
         """Load the shaping and backoff rule files again (SIGHUP); a file that does not
-        load is logged with its file and key, and the rules in force are kept."""
+        load is logged with its file and key, and the rules in force are kept. The
+        tracking edge loads its changed certificates."""
+        if self._tracking is not None:
+            self._tracking.reload()
         if self._scheduler is None:
             return
         scheduling = self.settings.scheduler
@@ -388,6 +424,52 @@ class Engine:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
         return HttpService("admin", create_app(metrics.served_registry(), self.health), sock)
+
+    def _tracking_edge(self, secret: bytes) -> TrackingRole:
+        assert self._store is not None and self._record_log is not None
+        settings = self.settings
+        tracking = settings.tracking
+        try:
+            sock = listening_socket(*parse_host_port(tracking.listen))
+        except OSError as exc:
+            problem = f"cannot listen on {tracking.listen}: {exc.strerror or exc}"
+            raise ConfigError(self.config_file, "tracking.listen", problem) from exc
+        try:
+            certificates = tracking_certificates(settings, self.config_file)
+            journal = Journal(Path(settings.engine.data_dir) / "tracking" / "journal")
+        except BaseException:
+            sock.close()
+            raise
+        app = TrackingEdge(
+            tokens=tokens_from_settings(settings, secret),
+            tenant_of=self.tracking_tenant_of,
+            journal=journal,
+            store=self._store,
+            clock=self.clock,
+        )
+        http = HttpService(
+            "tracking",
+            app,
+            sock,
+            ssl_context=certificates.context() if certificates is not None else None,
+            trusted_proxies=[] if certificates is not None else tracking.trusted_proxies,
+        )
+        records = HitRecords(
+            scanner_seconds=tracking.scanner_click_seconds,
+            nodeid=node_id(settings),
+            bursts=ClickBursts(),
+        )
+        flusher = Flusher(
+            journal,
+            self._store,
+            records,
+            interval=tracking.flush_interval_seconds,
+            batch_max=tracking.flush_batch_max,
+            written=self._record_log.write,
+        )
+        return TrackingRole(
+            http, flusher, journal, certificates, tracking.certificate_check_seconds
+        )
 
     async def wait_for_failure(self) -> str:
         """Returns the name of the first service whose work ends by itself (a defect)."""

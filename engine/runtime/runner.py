@@ -11,7 +11,8 @@ With more than one engine process (``engine.processes``, plus
 ``engine.delivery_processes`` delivering-only workers for role all), the
 process started is a supervisor: it prepares what a first start creates,
 binds the submission listeners and forks the workers, which accept on the
-shared sockets and share the store. It prints the addresses and ``engine
+shared sockets and share the store; one of them serves the admin listener and
+one the tracking edge. It prints the addresses and ``engine
 ready`` once every worker is serving, forwards SIGTERM/SIGINT to the workers
 and exits 0 when they all have. A worker that fails to start stops the
 others (exit 1). A worker that dies later is logged (pid, exit status or
@@ -151,7 +152,8 @@ def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
     sockets = bind_listeners(settings, config_file) if submitting else []
     accepted = accepted_pipe() if submitting and len(submitting) < len(roles) else None
     admin = submitting[0] if submitting else None
-    return _Supervisor(settings, roles, config_file, sockets, accepted, admin).run()
+    tracker = next((index for index, role in enumerate(roles) if role.tracks), None)
+    return _Supervisor(settings, roles, config_file, sockets, accepted, admin, tracker).run()
 
 
 @dataclass
@@ -172,6 +174,8 @@ class _Supervisor:
     accepted: tuple[int, int] | None
     admin: int | None
     """The index of the worker that serves the admin listener."""
+    tracker: int | None
+    """The index of the worker that serves the tracking edge (it owns one journal)."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     """Running workers by pid."""
     stopping: bool = False
@@ -246,6 +250,7 @@ class _Supervisor:
                     self.config_file,
                     submission_sockets=self.sockets if role.submits else None,
                     serve_admin=index == self.admin,
+                    serve_tracking=index == self.tracker,
                     accepted_pipe=self.accepted,
                 )
                 status = _work(worker, index, report)
