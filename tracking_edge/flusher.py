@@ -7,7 +7,8 @@ harmlessly, if the edge did already), writes the records in one
 ``add_records`` and commits the offset. A batch is made into records once:
 when the store fails, the same records are written again on the next try
 (with a delay that doubles up to ``MAX_RETRY_SECONDS``), so nothing is lost
-or judged twice while the store is down.
+or judged twice while the store is down. An unsubscribe for a tenant that no
+longer exists is logged and dropped, so it cannot hold up the journal.
 
 At-least-once: a crash between ``add_records`` and the commit writes the
 batch again after the restart; the first batch after a start is checked
@@ -26,7 +27,7 @@ from typing import Final
 
 from engine.model import Suppression
 from engine.records.record import Record
-from engine.store import Store
+from engine.store import NotFound, Store
 from tracking_edge.hits import RECORD_TYPES, HitRecords
 from tracking_edge.journal import Entry, Journal
 from tracking_edge.tokens import TokenKind
@@ -111,7 +112,10 @@ class Flusher:
             self._batch = await self._make_batch(entries, end)
         batch = self._batch
         for suppression in batch.suppressions:
-            await self._store.add_suppression(suppression)
+            try:
+                await self._store.add_suppression(suppression)
+            except NotFound:
+                log.warning("unsubscribe for tenant %d, which is gone", suppression.tenant_id)
         if batch.records:
             await self._store.add_records(batch.records)
         self._journal.commit(batch.end)
