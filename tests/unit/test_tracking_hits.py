@@ -34,7 +34,7 @@ def hit(kind: TokenKind, at: float, **changes: object) -> Entry:
 
 
 def test_frames_round_trip_and_stop_at_a_torn_tail() -> None:
-    entries = [{"a": 1}, {"b": "é"}, {"c": [1, 2]}]
+    entries: list[Entry] = [{"a": 1}, {"b": "é"}, {"c": [1, 2]}]
     data = b"".join(frame(entry) for entry in entries)
     assert frames(data) == (entries, len(data))
     assert frames(data, limit=2) == (entries[:2], len(frame(entries[0]) + frame(entries[1])))
