@@ -93,7 +93,7 @@ async def test_a_crash_before_the_commit_writes_no_record_twice(
     tmp_path: Path, store: Store
 ) -> None:
     path = tmp_path / "journal"
-    journal = CrashingJournal(path)
+    journal: Journal = CrashingJournal(path)
     for index in range(4):
         journal.append(entry(index))
     with pytest.raises(KeyboardInterrupt):
