@@ -7,8 +7,9 @@ process and node), the scheduler, the message transform (signed return
 paths, their keys derived from the engine secret), the SMTP deliverer. A
 process runs one or both roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``) and
-``delivery`` (claiming and delivering); ``Engine.services`` adds more.
+with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
+when ``tracking.listen`` is set) and ``delivery`` (claiming and delivering);
+role ``tracking`` runs the tracking edge alone; ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
 and the pipe that wakes a sibling's delivery after each acceptance from the
@@ -102,8 +103,9 @@ class Role(enum.StrEnum):
 
     @property
     def tracks(self) -> bool:
-        """Serves the tracking edge (role all: when ``tracking.listen`` is set)."""
-        return self in (Role.ALL, Role.TRACKING)
+        """Serves the tracking edge: role tracking does; the roles that accept do, like the
+        admin listener, when ``tracking.listen`` is set (one process of several)."""
+        return self is not Role.DELIVERY
 
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
@@ -304,7 +306,10 @@ class Engine:
             composed.append(self._submission(delivery))
             if self.serve_admin:
                 composed.append(self._admin())
-        if self.role.tracks and self.serve_tracking and self.settings.tracking.listen:
+        if self.role is Role.TRACKING and not settings.tracking.listen:
+            problem = "expected host:port: role tracking serves the tracking edge"
+            raise ConfigError(self.config_file, "tracking.listen", problem)
+        if self.role.tracks and self.serve_tracking and settings.tracking.listen:
             self._tracking = self._tracking_edge(secret)
             composed.append(self._tracking)
         for service in [*composed, *self.services]:

@@ -101,6 +101,7 @@ class EngineProcess:
     process: subprocess.Popen[str] | None = None
     submission: tuple[str, int] = ("", 0)
     admin: tuple[str, int] = ("", 0)
+    tracking: tuple[str, int] = ("", 0)
     output: list[str] = field(default_factory=list)
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
@@ -132,6 +133,9 @@ class EngineProcess:
             if line.startswith("admin listening on "):
                 host, _, port = line.split()[-1].rpartition(":")
                 self.admin = (host, int(port))
+            if line.startswith("tracking listening on "):
+                host, _, port = line.split()[-1].rpartition(":")
+                self.tracking = (host, int(port))
             if line.strip() == "engine ready":
                 return
 

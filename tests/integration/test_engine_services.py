@@ -52,6 +52,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
             "engine": {"data_dir": str(tmp_path / "var"), "shutdown_grace_seconds": 5},
             "submission": {"listen": ["127.0.0.1:0"]},
             "admin": {"listen": "127.0.0.1:0"},
+            "tracking": {"listen": "127.0.0.1:0"},
             "dns": {"nameservers": ["127.0.0.1:9"]},
         }
     )
@@ -78,7 +79,13 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
     status, body = await asyncio.to_thread(get, admin, "/healthz")
     assert status == 200
     assert body["status"] == "ok"
-    assert list(body["services"]) == ["delivery", "submission", "admin", "bounce intake"]
+    assert list(body["services"]) == [
+        "delivery",
+        "submission",
+        "admin",
+        "tracking",
+        "bounce intake",
+    ]
     assert all(service["ok"] for service in body["services"].values())
 
 
