@@ -57,6 +57,8 @@ NO_CACHE: Final = [
 ]
 BODY_MAX: Final = 16 * 1024
 """Largest unsubscribe POST body read."""
+CLAIMS_CACHED: Final = 50_000
+"""Decoded tokens remembered (all are forgotten at once when full)."""
 STORE_SECONDS: Final = 2.0
 """How long an unsubscribe waits for the store before leaving it to the flusher."""
 PREFETCH_HEADERS: Final = (b"purpose", b"sec-purpose", b"x-purpose", b"x-moz")
@@ -115,6 +117,7 @@ class TrackingEdge:
         self._journal = journal
         self._store = store
         self._clock = clock
+        self._claims: dict[tuple[str, str], TokenClaims | None] = {}
         self._not_allowed = {
             kind: _text(405, "method not allowed\n", [(b"allow", allow)])
             for kind, (allow, _) in _METHODS.items()
@@ -130,7 +133,7 @@ class TrackingEdge:
             return await _send(send, _NOT_FOUND)
         host, agent, prefetch = _headers(scope["headers"])
         tenant = self._tenant_of(host)
-        claims = self._tokens.decode(token, host) if tenant is not None else None
+        claims = self._decoded(token, host) if tenant is not None else None
         if claims is None or claims.kind is not kind or claims.tenant_id != tenant:
             return await _send(send, _NOT_FOUND)
         method: str = scope["method"]
@@ -148,6 +151,19 @@ class TrackingEdge:
         location = _location(claims.url or "")
         await send(_start(302, [(b"location", location), *_REDIRECT_HEADERS]))
         await send(_EMPTY_BODY)
+
+    def _decoded(self, token: str, host: str) -> TokenClaims | None:
+        """``TokenClaims`` of ``token`` on ``host``, remembered: a link is fetched again
+        and again (every open of a newsletter, every scanner), its MAC checked once."""
+        key = (token, host)
+        try:
+            return self._claims[key]
+        except KeyError:
+            pass
+        if len(self._claims) >= CLAIMS_CACHED:
+            self._claims.clear()
+        claims = self._claims[key] = self._tokens.decode(token, host)
+        return claims
 
     def _hit(
         self, scope: Scope, claims: TokenClaims, agent: str, method: str, prefetch: bool

@@ -21,6 +21,7 @@ Pure: the time is given; ``ClickBursts`` keeps a bounded window in memory.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -134,7 +135,10 @@ def click_verdict(
     return HUMAN
 
 
+@functools.lru_cache(maxsize=65_536)
 def _network_reason(table: tuple[tuple[tuple[Network, ...], str], ...], address: str) -> str:
+    """The reason of the first networks of ``table`` holding ``address``; remembered per
+    address, as a reader or a proxy comes back many times."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS: Final = 30.0
 UNSUBSCRIBE_REASON: Final = "unsubscribe"
+YIELD_EVERY: Final = 100
+"""Hits judged between two turns of the event loop."""
 
 
 @dataclass
@@ -128,7 +130,9 @@ class Flusher:
         stored = await self._stored(entries)
         records: list[Record] = []
         suppressions: list[Suppression] = []
-        for entry in entries:
+        for index, entry in enumerate(entries):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let requests through: a batch is long work
             kinds, events = stored.get(entry["m"], (set(), set()))
             if entry["e"] in events:
                 continue  # written before a crash, not committed
