@@ -2,8 +2,8 @@
 
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
 ``engine.shutdown_grace_seconds``, drain the spool and exit 0. SIGHUP (``penguin
-reload``) reloads the shaping and backoff rule files in every process
-(``Engine.reload``): a file that does not load is logged with its file and key
+reload``) reloads the shaping and backoff rule files in every process, and
+the tracking edge's changed certificates (``Engine.reload``): a file that does not load is logged with its file and key
 and the rules in force are kept. The process started writes its pid to
 ``<data_dir>/penguin.pid`` for ``penguin reload``, and removes it at exit.
 
