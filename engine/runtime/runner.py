@@ -3,9 +3,10 @@
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
 ``engine.shutdown_grace_seconds``, drain the spool and exit 0. SIGHUP (``penguin
 reload``) reloads the shaping and backoff rule files in every process, and
-the tracking edge's changed certificates (``Engine.reload``): a file that does not load is logged with its file and key
-and the rules in force are kept. The process started writes its pid to
-``<data_dir>/penguin.pid`` for ``penguin reload``, and removes it at exit.
+the tracking edge's changed certificates (``Engine.reload``): a file that does
+not load is logged with its file and key and the rules in force are kept. The
+process started writes its pid to ``<data_dir>/penguin.pid`` for ``penguin
+reload``, and removes it at exit.
 
 With more than one engine process (``engine.processes``, plus
 ``engine.delivery_processes`` delivering-only workers for role all), the
