@@ -40,6 +40,7 @@ from config.schema import (
     BounceSettings,
     EngineSettings,
     Settings,
+    TrackingSettings,
     priority_value,
 )
 
@@ -317,8 +318,26 @@ def _check_sources(settings: Settings, file: str) -> None:
 def _check_bounce(bounce: BounceSettings, file: str) -> None:
     """The return-path prefix is a host name; key ids are 1 to 8 of a-z, 0-9."""
     _check_host_name(bounce.return_path_prefix, file, "bounce.return_path_prefix")
-    keys = [("bounce.token_key_id", bounce.token_key_id)]
-    keys += [(f"bounce.accepted_key_ids[{i}]", k) for i, k in enumerate(bounce.accepted_key_ids)]
+    _check_key_ids("bounce", bounce.token_key_id, bounce.accepted_key_ids, file)
+
+
+def _check_tracking_edge(tracking: TrackingSettings, file: str) -> None:
+    """The edge's address, its key ids and its trusted proxies' networks."""
+    if tracking.listen:
+        _check_address(tracking.listen, file, "tracking.listen")
+    _check_key_ids("tracking", tracking.token_key_id, tracking.accepted_key_ids, file)
+    for i, text in enumerate(tracking.trusted_proxies):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            problem = f"expected an IP address or network, got {text!r}"
+            raise ConfigError(file, f"tracking.trusted_proxies[{i}]", problem) from None
+
+
+def _check_key_ids(table: str, current: str, accepted: list[str], file: str) -> None:
+    """Token key ids are 1 to 8 of a-z, 0-9."""
+    keys = [(f"{table}.token_key_id", current)]
+    keys += [(f"{table}.accepted_key_ids[{i}]", k) for i, k in enumerate(accepted)]
     for key, key_id in keys:
         if not KEY_ID.fullmatch(key_id):
             problem = f"expected a key id of 1 to 8 lowercase letters or digits, got {key_id!r}"
@@ -327,7 +346,9 @@ def _check_bounce(bounce: BounceSettings, file: str) -> None:
 
 def _check_tracking(settings: Settings, file: str) -> None:
     """The CNAME target and campaigns' tracking domains are host names (whether a
-    campaign's is registered for its tenant is known only at run time)."""
+    campaign's is registered for its tenant is known only at run time), and the edge's
+    settings are sound."""
+    _check_tracking_edge(settings.tracking, file)
     if settings.tracking.cname_target:
         _check_host_name(settings.tracking.cname_target, file, "tracking.cname_target")
     for name, campaign in settings.campaigns.items():

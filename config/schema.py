@@ -577,8 +577,59 @@ class ListenerSettings:
 
 @dataclass(frozen=True)
 class TrackingSettings:
-    """Opens, clicks and unsubscribes on tenants' tracking domains: ``[tracking]``."""
+    """The tracking edge, its links and the tenants' tracking domains: ``[tracking]``."""
 
+    listen: str = setting(
+        "127.0.0.1:8080",
+        "host:port the tracking edge (open pixel, click redirects, one-click unsubscribe) "
+        "listens on; empty runs no edge in the default layout (`penguin run --role "
+        "tracking` still runs one).",
+    )
+    token_key_id: str = setting(
+        "a",
+        "Key id (1 to 8 of a-z, 0-9) whose key signs new tracking links; keys are derived "
+        "from the engine secret. To rotate, set a new id and move the old one to "
+        "accepted_key_ids.",
+    )
+    accepted_key_ids: list[str] = setting(
+        [], "Older key ids whose tracking links are still served; any other is refused."
+    )
+    scheme: str = setting(
+        "https",
+        "Scheme of tracking links: https, or http for a test setup without certificates.",
+        choices=("https", "http"),
+    )
+    certificate_dir: str = setting(
+        "",
+        "Directory of TLS certificates, one per tracking domain: <domain>.crt with "
+        "<domain>.key, or <domain>.pem holding both; default.crt/.key (or default.pem) for "
+        "clients without SNI (else the first). Changed files are picked up without restart. "
+        "Empty serves plain HTTP (behind the operator's TLS proxy).",
+        path=True,
+    )
+    certificate_check_seconds: float = setting(
+        30.0, "How often the certificate directory is checked for changed files.", min=1, max=3600
+    )
+    trusted_proxies: list[str] = setting(
+        [],
+        "Addresses or networks of proxies whose X-Forwarded-For names the client (plain "
+        "HTTP only); empty trusts none.",
+    )
+    flush_interval_seconds: float = setting(
+        0.5,
+        "How often buffered open, click and unsubscribe records are written to the store.",
+        min=0.01,
+        max=60,
+    )
+    flush_batch_max: int = setting(
+        2000, "Most records written to the store in one batch.", min=1, max=100_000
+    )
+    scanner_click_seconds: float = setting(
+        10.0,
+        "A click this soon after the send is taken for a link scanner's (machine: true).",
+        min=0,
+        max=3600,
+    )
     cname_target: str = setting(
         "",
         "Host name a tracking domain's CNAME points at (the tracking edge, or the proxy in "
@@ -668,7 +719,7 @@ class Settings:
         metadata={"doc": "Admin API and /metrics listener."},
     )
     tracking: TrackingSettings = section(
-        TrackingSettings, "Opens, clicks and unsubscribes on tracking domains."
+        TrackingSettings, "The tracking edge, its links and the tenants' tracking domains."
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         if args.handler is None:
             config_file = _config_path(args) or str(DEFAULT_CONFIG)
-            submits = args.role != "delivery"
+            submits = args.role in ("all", "submission")
             asyncio.run(check_environment(settings, config_file, submission=submits))
             delivering = settings.engine.delivery_processes if args.role == "all" else 0
             processes = engine_processes(settings, args.role, delivering)
@@ -131,6 +131,8 @@ def engine_processes(settings: Settings, role: str, delivering: int) -> int:
     """The ``engine.processes`` to start for ``role`` beside ``delivering`` delivery-only
     workers: as configured; for 0, one per CPU less the delivering ones when they only
     accept, but one when they deliver and no ``redis.url`` shares their limits."""
+    if role == "tracking":
+        return 1  # the edge's journal has one owner
     if settings.engine.processes:
         return settings.engine.processes
     cpus = os.cpu_count() or 1
@@ -185,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = _leaves(commands, common)("run", None, "run the engine in the foreground")
     run.add_argument(
         "--role",
-        choices=("all", "submission", "delivery", "bounce"),
+        choices=("all", "submission", "delivery", "bounce", "tracking"),
         default="all",
-        help="services of this process (default all); several processes may share a store",
+        help="services of this process (default all); several processes may share a store; "
+        "tracking runs the tracking edge alone, in one process",
     )
     _config_commands(group("config", "check or print the configuration"))
     leaf = group("db", "database maintenance")

@@ -56,9 +56,21 @@ _MESSAGE_HEX, _MESSAGE_TEXT, _SUBMISSION_HEX, _SUBMISSION_TEXT = 1, 2, 3, 4
 _BASE32: Final = re.compile(r"[a-z2-7]+")
 
 
-def derive_key(secret: bytes, key_id: str) -> bytes:
-    """The token key of ``key_id``: HMAC-SHA256(secret, "return-path/" + key id)."""
-    return hmac.digest(secret, b"return-path/" + key_id.encode("ascii"), hashlib.sha256)
+def derive_key(secret: bytes, key_id: str, purpose: str = "return-path") -> bytes:
+    """The token key of ``key_id`` for ``purpose``: HMAC-SHA256(secret, purpose + "/" +
+    key id); other token families (tracking links) derive theirs under their own purpose."""
+    label = f"{purpose}/{key_id}".encode("ascii")
+    return hmac.digest(secret, label, hashlib.sha256)
+
+
+def message_id_bytes(message_id: str) -> bytes:
+    """``message_id`` in the compact binary form tokens carry (``message_id_of``'s input)."""
+    return _message_payload(message_id)
+
+
+def message_id_of(data: bytes) -> str | None:
+    """The message id ``message_id_bytes`` gave ``data`` for; None when it is not one."""
+    return _message_id(data[0], data[1:]) if data else None
 
 
 def return_path_domain(prefix: str, from_domain: str) -> str:

@@ -7,10 +7,11 @@ process and node), the scheduler, the message transform (signed return
 paths, their keys derived from the engine secret), the SMTP deliverer. A
 process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``), ``delivery`` (claiming and
-delivering) and ``bounce`` (the bounce listener and intake,
-``engine.runtime.bounce``; in role ``all`` too when ``bounce.listen`` is
-set); ``Engine.services`` adds more.
+with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
+when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
+``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
+``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
+tracking edge alone; ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
 and the pipe that wakes a sibling's delivery after each acceptance from the
@@ -47,11 +48,13 @@ from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
 from engine.delivery.settling import RecordContext, delayed_record
-from engine.delivery.transform import ReturnPathTransform
+from engine.delivery.transform import MessageTransform, ReturnPathTransform, TransformChain
 from engine.dkim.signing_keys import SigningKeys
 from engine.limits import Limiter, open_limiter
 from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
+from engine.provisioning.tracking_domains import TrackingDomains
+from engine.provisioning.tracking_refresh import TrackingRefresh
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -59,7 +62,7 @@ from engine.return_path import codec_from_settings
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
-from engine.runtime.roles import DeliveryRole, SubmissionRole
+from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
@@ -78,6 +81,14 @@ from engine.submission.handler import SubmissionHandler
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, RouteResolver
+from tracking_edge.app import TrackingEdge
+from tracking_edge.bots import ClickBursts
+from tracking_edge.certificates import CertificateDirectory, CertificateError
+from tracking_edge.flusher import Flusher
+from tracking_edge.hits import HitRecords
+from tracking_edge.journal import Journal
+from tracking_edge.rewriting import TrackingTransform
+from tracking_edge.tokens import tokens_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +98,7 @@ class Role(enum.StrEnum):
     SUBMISSION = "submission"
     DELIVERY = "delivery"
     BOUNCE = "bounce"
+    TRACKING = "tracking"
 
     @property
     def submits(self) -> bool:
@@ -101,10 +113,27 @@ class Role(enum.StrEnum):
         """Runs the bounce listener and intake (when ``bounce.listen`` is set)."""
         return self in (Role.ALL, Role.BOUNCE)
 
+    @property
+    def tracks(self) -> bool:
+        """Serves the tracking edge: role tracking does; the roles that accept do, like the
+        admin listener, when ``tracking.listen`` is set (one process of several)."""
+        return self in (Role.ALL, Role.SUBMISSION, Role.TRACKING)
+
 
 def bounce_classifier(settings: Settings, config_file: str) -> BounceClassifier:
     """The classifier with the operator's rules first; a bad rule file is a config error."""
     return BounceClassifier(operator_rules(settings, config_file))
+
+
+def tracking_certificates(settings: Settings, config_file: str) -> CertificateDirectory | None:
+    """The certificates of ``tracking.certificate_dir``; None serves plain HTTP."""
+    directory = settings.tracking.certificate_dir
+    if not directory:
+        return None
+    try:
+        return CertificateDirectory(Path(directory))
+    except (CertificateError, OSError) as exc:
+        raise ConfigError(config_file, "tracking.certificate_dir", str(exc)) from exc
 
 
 def accepted_pipe() -> tuple[int, int]:
@@ -266,6 +295,8 @@ class Engine:
     accepted_pipe: tuple[int, int] | None = None
     """A pipe shared with sibling processes: submission writes a byte after each
     commit, delivery wakes when one arrives (instead of at its next poll)."""
+    serve_tracking: bool = True
+    """Whether this process serves the tracking edge (one process of several does)."""
     services: list[Service] = field(default_factory=list)
     """Services this process runs besides its role's, started after them."""
     addresses: dict[str, list[Address]] = field(default_factory=dict)
@@ -273,6 +304,8 @@ class Engine:
     _record_log: RecordLog | None = None
     _limiter: Limiter | None = None
     _scheduler: LaneScheduler | None = None
+    _tracking: TrackingRole | None = None
+    _tracking_domains: TrackingRefresh | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -283,8 +316,17 @@ class Engine:
         self._store = await migrated_store(settings)
         self._record_log = RecordLog(settings.record_log_path())
         self._limiter = open_limiter(settings.redis, self.clock)
-        delivery = self._delivery(secret, classifier) if self.role.delivers else None
         composed: list[Service] = []
+        tracks = self.role.tracks and self.serve_tracking and bool(settings.tracking.listen)
+        if self.role.delivers or tracks:
+            self._tracking_domains = TrackingRefresh(
+                TrackingDomains(settings),
+                self._store,
+                settings.tracking.refresh_seconds,
+                self.clock,
+            )
+            composed.append(self._tracking_domains)
+        delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
         if self.role.submits:
@@ -293,6 +335,12 @@ class Engine:
                 composed.append(self._admin())
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
+        if self.role is Role.TRACKING and not settings.tracking.listen:
+            problem = "expected host:port: role tracking serves the tracking edge"
+            raise ConfigError(self.config_file, "tracking.listen", problem)
+        if tracks:
+            self._tracking = self._tracking_edge(secret)
+            composed.append(self._tracking)
         for service in [*composed, *self.services]:
             bound = await service.start()
             self._started.append((service, asyncio.create_task(service.run(), name=service.name)))
@@ -327,7 +375,12 @@ class Engine:
 
     def reload(self) -> None:
         """Load the shaping and backoff rule files again (SIGHUP); a file that does not
-        load is logged with its file and key, and the rules in force are kept."""
+        load is logged with its file and key, and the rules in force are kept. The
+        tracking edge loads its changed certificates."""
+        if self._tracking is not None:
+            self._tracking.reload()
+        if self._tracking_domains is not None:
+            self._tracking_domains.reload()
         if self._scheduler is None:
             return
         scheduling = self.settings.scheduler
@@ -376,7 +429,7 @@ class Engine:
             store=self._store,
             scheduler=self._scheduler,
             deliverer=deliverer,
-            transform=ReturnPathTransform(codec_from_settings(settings, secret)),
+            transform=self._transform(secret),
             keys=SigningKeys(self._store, Sealer(secret), self.clock),
             settings=settings,
             clock=self.clock,
@@ -432,6 +485,68 @@ class Engine:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
         return HttpService("admin", create_app(metrics.served_registry(), self.health), sock)
+
+    def _domains(self) -> TrackingDomains:
+        assert self._tracking_domains is not None
+        return self._tracking_domains.domains
+
+    def _transform(self, secret: bytes) -> MessageTransform:
+        """Links rewritten on the tenant's (or campaign's) tracking domain, then the
+        reference header and the signed return path."""
+        domains = self._domains()
+        tracking = TrackingTransform(
+            tokens_from_settings(self.settings, secret),
+            lambda message: domains.policy_for(message.tenant_id, message.campaign),
+        )
+        return TransformChain(
+            tracking, ReturnPathTransform(codec_from_settings(self.settings, secret))
+        )
+
+    def _tracking_edge(self, secret: bytes) -> TrackingRole:
+        assert self._store is not None and self._record_log is not None
+        settings = self.settings
+        tracking = settings.tracking
+        try:
+            sock = listening_socket(*parse_host_port(tracking.listen))
+        except OSError as exc:
+            problem = f"cannot listen on {tracking.listen}: {exc.strerror or exc}"
+            raise ConfigError(self.config_file, "tracking.listen", problem) from exc
+        try:
+            certificates = tracking_certificates(settings, self.config_file)
+            journal = Journal(Path(settings.engine.data_dir) / "tracking" / "journal")
+        except BaseException:
+            sock.close()
+            raise
+        app = TrackingEdge(
+            tokens=tokens_from_settings(settings, secret),
+            tenant_of=self._domains().tenant_of,
+            journal=journal,
+            store=self._store,
+            clock=self.clock,
+        )
+        http = HttpService(
+            "tracking",
+            app,
+            sock,
+            ssl_context=certificates.context() if certificates is not None else None,
+            trusted_proxies=[] if certificates is not None else tracking.trusted_proxies,
+        )
+        records = HitRecords(
+            scanner_seconds=tracking.scanner_click_seconds,
+            nodeid=node_id(settings),
+            bursts=ClickBursts(),
+        )
+        flusher = Flusher(
+            journal,
+            self._store,
+            records,
+            interval=tracking.flush_interval_seconds,
+            batch_max=tracking.flush_batch_max,
+            written=self._record_log.write,
+        )
+        return TrackingRole(
+            http, flusher, journal, certificates, tracking.certificate_check_seconds
+        )
 
     async def wait_for_failure(self) -> str:
         """Returns the name of the first service whose work ends by itself (a defect)."""

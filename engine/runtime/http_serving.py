@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -38,13 +39,42 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpService:
-    """``Service``: ``app`` served on the listening ``sock``."""
+    """``Service``: ``app`` served on the listening ``sock``.
 
-    def __init__(self, name: str, app: AsgiApp, sock: socket.socket) -> None:
+    With ``ssl_context``, over TLS (the context may pick a certificate per
+    connection by SNI). ``trusted_proxies`` (addresses or networks): the
+    client of a request from one of them is the one its ``X-Forwarded-For``
+    names; an empty list trusts no proxy; None keeps uvicorn's default
+    (loopback proxies are trusted).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        app: AsgiApp,
+        sock: socket.socket,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+    ) -> None:
         self._name = name
         self._sock = sock
+        options: dict[str, Any] = {}
+        if ssl_context is not None:
+            options["ssl_context_factory"] = lambda config, default: ssl_context
+        if trusted_proxies is not None:
+            options["proxy_headers"] = bool(trusted_proxies)
+            options["forwarded_allow_ips"] = list(trusted_proxies)
         self._server = _EmbeddedServer(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="none")
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                loop="none",
+                server_header=False,
+                **options,
+            )
         )
         self._serving: asyncio.Task[None] | None = None
 

@@ -6,22 +6,31 @@ finish to the grace deadline and drains the spool. ``DeliveryRole``: the
 delivery service, woken by the store's announcements and by the sibling
 processes' pipe; when it stops, in-flight attempts finish to the deadline,
 then the deliverer's idle connections close. The admin listener is an
-``engine.runtime.http_serving.HttpService``.
+``engine.runtime.http_serving.HttpService``. ``TrackingRole``: the tracking
+edge's HTTP listener, the flusher that moves its journal to the store and,
+with a certificate directory, the periodic look for changed certificates;
+when it stops, the listener lets requests finish, the flusher makes a last
+attempt and the journal closes (what the store did not get stays in it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
 from engine.delivery.service import DeliveryService
 from engine.delivery.transport import Deliverer
+from engine.runtime.http_serving import HttpService
 from engine.service import Address, Health
 from engine.smtp.handler import SmtpHandler
 from engine.smtp.server import ServerConfig, SmtpServer
 from engine.store import Store
 from engine.submission.spool import Spool
+from tracking_edge.certificates import CertificateDirectory
+from tracking_edge.flusher import Flusher
+from tracking_edge.journal import Journal
 
 
 class SubmissionRole:
@@ -119,3 +128,60 @@ class DeliveryRole:
         if self._accepted is not None:
             asyncio.get_running_loop().remove_reader(self._accepted)
         await self._deliverer.close()
+
+
+class TrackingRole:
+    """``Service``: the tracking edge served by ``http``, its ``journal`` flushed to the
+    store by ``flusher``; ``certificates`` looked at every ``check_seconds``."""
+
+    name = "tracking"
+
+    def __init__(
+        self,
+        http: HttpService,
+        flusher: Flusher,
+        journal: Journal,
+        certificates: CertificateDirectory | None = None,
+        check_seconds: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._flusher = flusher
+        self._journal = journal
+        self._certificates = certificates
+        self._check_seconds = check_seconds
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> list[Address]:
+        return await self._http.start()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._http.run(), name="tracking http")
+                group.create_task(self._flusher.run(), name="tracking flusher")
+                if self._certificates is not None:
+                    group.create_task(self._watch_certificates(), name="tracking certificates")
+        finally:
+            self._journal.close()
+
+    async def stop(self, grace_seconds: float) -> None:
+        await self._http.stop(grace_seconds)
+        self._flusher.stop()
+        self._stopped.set()
+
+    def health(self) -> Health:
+        health = self._http.health()
+        if health.ok and self._flusher.failing:
+            return Health(True, "serving; records wait in the journal, the store fails")
+        return health
+
+    def reload(self) -> None:
+        """Load changed certificates now (SIGHUP)."""
+        if self._certificates is not None:
+            self._certificates.reload()
+
+    async def _watch_certificates(self) -> None:
+        while not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._check_seconds)
+            self.reload()

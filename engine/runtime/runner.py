@@ -2,16 +2,18 @@
 
 SIGTERM and SIGINT stop accepting, let in-flight sessions finish up to
 ``engine.shutdown_grace_seconds``, drain the spool and exit 0. SIGHUP (``penguin
-reload``) reloads the shaping and backoff rule files in every process
-(``Engine.reload``): a file that does not load is logged with its file and key
-and the rules in force are kept. The process started writes its pid to
-``<data_dir>/penguin.pid`` for ``penguin reload``, and removes it at exit.
+reload``) reloads the shaping and backoff rule files in every process, and
+the tracking edge's changed certificates (``Engine.reload``): a file that does
+not load is logged with its file and key and the rules in force are kept. The
+process started writes its pid to ``<data_dir>/penguin.pid`` for ``penguin
+reload``, and removes it at exit.
 
 With more than one engine process (``engine.processes``, plus
 ``engine.delivery_processes`` delivering-only workers for role all), the
 process started is a supervisor: it prepares what a first start creates,
 binds the submission listeners and forks the workers, which accept on the
-shared sockets and share the store. It prints the addresses and ``engine
+shared sockets and share the store; one of them serves the admin listener and
+one the tracking edge. It prints the addresses and ``engine
 ready`` once every worker is serving, forwards SIGTERM/SIGINT to the workers
 and exits 0 when they all have. A worker that fails to start stops the
 others (exit 1). A worker that dies later is logged (pid, exit status or
@@ -164,7 +166,8 @@ def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
     bounce_sockets = bind_listeners(settings, config_file, "bounce.listen") if bouncing else []
     accepted = accepted_pipe() if submitting and len(submitting) < len(roles) else None
     admin = submitting[0] if submitting else None
-    supervisor = _Supervisor(settings, roles, config_file, sockets, accepted, admin)
+    tracker = next((index for index, role in enumerate(roles) if role.tracks), None)
+    supervisor = _Supervisor(settings, roles, config_file, sockets, accepted, admin, tracker)
     supervisor.bounce_sockets = bounce_sockets
     supervisor.bouncing = set(bouncing)
     return supervisor.run()
@@ -188,6 +191,8 @@ class _Supervisor:
     accepted: tuple[int, int] | None
     admin: int | None
     """The index of the worker that serves the admin listener."""
+    tracker: int | None
+    """The index of the worker that serves the tracking edge (it owns one journal)."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     """Running workers by pid."""
     bounce_sockets: list[socket.socket] = field(default_factory=list)
@@ -265,6 +270,7 @@ class _Supervisor:
                     self.config_file,
                     submission_sockets=self.sockets if role.submits else None,
                     serve_admin=index == self.admin,
+                    serve_tracking=index == self.tracker,
                     accepted_pipe=self.accepted,
                     bounce_sockets=self.bounce_sockets if index in self.bouncing else None,
                 )

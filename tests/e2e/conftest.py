@@ -63,6 +63,7 @@ def write_config(
         f'[records]\njson_log = "{data / "records.jsonl"}"\n'
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
         '[admin]\nlisten = "127.0.0.1:0"\n'
+        '[tracking]\nlisten = "127.0.0.1:0"\n'
         f"[delivery]\n{delivery}\n"
         f'[bounce]\nlisten = ["127.0.0.1:0"]\n{bounce}\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n'
@@ -104,6 +105,7 @@ class EngineProcess:
     submission: tuple[str, int] = ("", 0)
     admin: tuple[str, int] = ("", 0)
     bounce: tuple[str, int] = ("", 0)
+    tracking: tuple[str, int] = ("", 0)
     output: list[str] = field(default_factory=list)
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
@@ -138,6 +140,9 @@ class EngineProcess:
             if line.startswith("bounce listening on "):
                 host, _, port = line.split()[-1].rpartition(":")
                 self.bounce = (host, int(port))
+            if line.startswith("tracking listening on "):
+                host, _, port = line.split()[-1].rpartition(":")
+                self.tracking = (host, int(port))
             if line.strip() == "engine ready":
                 return
 

@@ -24,6 +24,7 @@ def test_files_default_to_the_data_dir(tmp_path: Path, engine_factory: list[Engi
     config.write_text(
         f'[engine]\ndata_dir = "{data}"\nhostname = "mta.penguin.test"\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n[admin]\nlisten = "127.0.0.1:0"\n'
+        '[tracking]\nlisten = "127.0.0.1:0"\n'
     )
     subprocess.run(
         [*PENGUIN, "tenant", "create", "acme", "--config", str(config)],
@@ -38,5 +39,6 @@ def test_files_default_to_the_data_dir(tmp_path: Path, engine_factory: list[Engi
     assert engine.terminate() == 0
 
     written = {path.relative_to(data).as_posix() for path in data.rglob("*") if path.is_file()}
-    assert {"penguin.db", "records.jsonl", "secret.key", "tls/cert.pem", "tls/key.pem"} <= written
+    expected = {"penguin.db", "records.jsonl", "secret.key", "tls/cert.pem", "tls/key.pem"}
+    assert expected | {"tracking/journal"} <= written
     assert list(elsewhere.iterdir()) == []

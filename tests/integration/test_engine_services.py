@@ -53,6 +53,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
             "submission": {"listen": ["127.0.0.1:0"]},
             "admin": {"listen": "127.0.0.1:0"},
             "bounce": {"listen": ["127.0.0.1:0"]},
+            "tracking": {"listen": "127.0.0.1:0"},
             "dns": {"nameservers": ["127.0.0.1:9"]},
         }
     )
@@ -80,10 +81,12 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
     assert status == 200
     assert body["status"] == "ok"
     assert list(body["services"]) == [
+        "tracking-domains",
         "delivery",
         "submission",
         "admin",
         "bounce",
+        "tracking",
         "bounce intake",
     ]
     assert all(service["ok"] for service in body["services"].values())

@@ -147,6 +147,15 @@ def test_values_override_defaults(tmp_path: Path) -> None:
             'campaigns."acme:spring".tracking_domain',
             "host name",
         ),
+        ('[tracking]\ntoken_key_id = "A"\n', "tracking.token_key_id", "1 to 8 lowercase"),
+        ('[tracking]\naccepted_key_ids = ["b-1"]\n', "tracking.accepted_key_ids[0]", "got 'b-1'"),
+        ('[tracking]\nscheme = "ftp"\n', "tracking.scheme", "https"),
+        ('[tracking]\nlisten = "nowhere"\n', "tracking.listen", "host:port"),
+        (
+            '[tracking]\ntrusted_proxies = ["10.0.0.0/33"]\n',
+            "tracking.trusted_proxies[0]",
+            "network",
+        ),
         (
             '[database]\nurl = "mysql://u:secret@db/x"\n',
             "database.url",

@@ -96,9 +96,11 @@ TYPED_VALUES: dict[Any, st.SearchStrategy[Any]] = {
     float: st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-9, 1e300])
     | st.floats(allow_nan=True, allow_infinity=True),
     int: st.sampled_from([0, -1, 1, 2**63 - 1, -(2**63)]) | st.integers(-(10**6), 10**7),
+    int | None: st.sampled_from([0, -1, 1, 2**63 - 1]) | st.integers(-(10**6), 10**7),
     bool: st.booleans(),
     bool | None: st.booleans(),
     str: hostile_texts,
+    str | None: hostile_texts,
     list[str]: st.lists(hostile_texts, max_size=3),
     list[int]: st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
 }

@@ -22,6 +22,7 @@ from engine.smtp.server import SmtpServer
 from engine.smtp.server_config import ServerConfig
 from engine.store import open_store
 from engine.store.postgres import PostgresStore
+from tracking_edge.tokens import TrackingTokens
 
 RUNTIME_PACKAGES = ("engine", "smtp_out", "bounce_in", "tracking_edge", "admin_api")
 
@@ -30,6 +31,7 @@ BUILT_FROM: dict[Callable[..., Any], type] = {
     open_store: schema.DatabaseSettings,
     PostgresStore: schema.DatabaseSettings,
     Source: schema.SourceSettings,
+    TrackingTokens: schema.TrackingSettings,
 }
 """Each runtime callable with defaults named like settings, and the table they come from."""
 
@@ -39,6 +41,12 @@ NOT_SETTINGS = {
     "engine.delivery.settling.RecordContext": "pool: the pool a record names, not a tenant's",
     "engine.scheduler.backoff.Level": "level: steps a target is slowed by, not the log level",
     "engine.scheduler.Dispatch": "pool: the pool its queue sends from, not a tenant's setting",
+    "engine.runtime.http_serving.HttpService": (
+        "trusted_proxies: None keeps uvicorn's default for the admin listener; "
+        "the tracking edge passes its setting"
+    ),
+    "tracking_edge.tokens.TokenClaims": "url: the link a click token carries, not a database's",
+    "tracking_edge.tokens.TrackingTokens.token": "url: the link of a click token",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 

@@ -1,0 +1,134 @@
+"""Hits: what the edge saw, as journal entries, and the records they become.
+
+The edge appends a hit (``hit_entry``) for every open, click and
+unsubscribe it serves: the token's claims and the request's facts (time,
+client address, user agent, method, prefetch). The flusher turns hits into
+records (``HitRecords.record``) in the order they were served, so the
+judgements that need history are made there, off the request path:
+
+- machine or person (``tracking_edge.bots``), with the reason;
+- first or repeat: a hit is the first of its kind (open, click,
+  unsubscribe) on its message unless this edge saw one already (a bounded
+  in-memory set, ``FirstSeen``) or the store holds one (the flusher asks it
+  for messages the set does not hold). Another edge process's hit still in
+  its journal is not seen: two "first" records are possible, never none.
+
+Each hit carries a random ``event_id`` (in the record's ``meta``): a record
+the flusher wrote before a crash but did not commit is written again, and
+the flusher skips those whose event id the store already has.
+
+Pure: times and ids are given.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Final
+
+from engine.records.record import Record, RecordType
+from tracking_edge.bots import HUMAN, ClickBursts, click_verdict, open_verdict
+from tracking_edge.journal import Entry
+from tracking_edge.tokens import TokenClaims, TokenKind
+
+USER_AGENT_MAX: Final = 512
+RECORD_TYPES: Final = {
+    TokenKind.OPEN.value: RecordType.OPEN,
+    TokenKind.CLICK.value: RecordType.CLICK,
+    TokenKind.UNSUBSCRIBE.value: RecordType.UNSUBSCRIBE,
+}
+
+
+def hit_entry(
+    claims: TokenClaims,
+    *,
+    at: float,
+    address: str,
+    user_agent: str,
+    method: str,
+    prefetch: bool,
+    event_id: str,
+) -> Entry:
+    """The journal entry of one hit on a trusted token."""
+    return {
+        "k": claims.kind.value,
+        "m": claims.message_id,
+        "t": claims.tenant_id,
+        "r": claims.recipient,
+        "u": claims.url,
+        "d": claims.domain,
+        "s": claims.sent_at,
+        "at": at,
+        "ip": address,
+        "ua": user_agent[:USER_AGENT_MAX],
+        "hm": method,
+        "pf": prefetch,
+        "e": event_id,
+    }
+
+
+class FirstSeen:
+    """The (kind, message) pairs this edge has recorded lately, at most ``size``."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._seen
+
+    def add(self, key: tuple[str, str]) -> None:
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+
+class HitRecords:
+    """Turns hits into records, judging machines and first hits as it goes."""
+
+    def __init__(self, *, scanner_seconds: float, nodeid: str, bursts: ClickBursts) -> None:
+        self._scanner_seconds = scanner_seconds
+        self._nodeid = nodeid
+        self._bursts = bursts
+        self.seen = FirstSeen()
+
+    def record(self, entry: Entry, *, seen_in_store: bool) -> Record:
+        """The record of ``entry``; ``seen_in_store`` when the store has an earlier one."""
+        kind, message_id = entry["k"], entry["m"]
+        first = not seen_in_store and (kind, message_id) not in self.seen
+        self.seen.add((kind, message_id))
+        meta: dict[str, Any] = {
+            "tracking_domain": entry["d"],
+            "user_agent": entry["ua"],
+            "first": first,
+            "event_id": entry["e"],
+        }
+        if kind == TokenKind.OPEN.value:
+            verdict = open_verdict(entry["ua"], entry["ip"])
+        elif kind == TokenKind.CLICK.value:
+            meta["url"] = entry["u"]
+            verdict = click_verdict(
+                method=entry["hm"],
+                user_agent=entry["ua"],
+                address=entry["ip"],
+                prefetch=entry["pf"],
+                seconds_since_send=entry["at"] - entry["s"],
+                scanner_seconds=self._scanner_seconds,
+                burst=self._bursts.clicked(message_id, entry["u"] or "", entry["at"]),
+            )
+        else:
+            verdict = HUMAN  # a person's choice: the form or the RFC 8058 POST
+            meta["method"] = entry["hm"]
+        meta["machine"] = verdict.machine
+        if verdict.machine:
+            meta["machine_reason"] = verdict.reason
+        return Record(
+            type=RECORD_TYPES[kind],
+            timestamp=entry["at"],
+            tenant_id=entry["t"],
+            id=message_id,
+            recipient=entry["r"],
+            peer_address=("", entry["ip"]),
+            meta=meta,
+            nodeid=self._nodeid,
+        )
