@@ -44,14 +44,15 @@ def write_config(
     tables: str = "",
     engine: str = "",
     bounce: str = "",
+    tracking: str = "",
 ) -> Path:
     """A config for one test: everything under ``tmp_path``, ephemeral ports.
 
     DNS goes to ``nameserver`` (by default a loopback port nobody answers),
     so no test ever resolves or reaches a real mail server. ``extra`` is
     appended to the ``[submission]`` table, ``delivery`` to ``[delivery]``,
-    ``engine`` to ``[engine]``, ``bounce`` to ``[bounce]``; ``tables`` (whole TOML
-    tables) goes at the end.
+    ``engine`` to ``[engine]``, ``bounce`` to ``[bounce]``, ``tracking`` to
+    ``[tracking]``; ``tables`` (whole TOML tables) goes at the end.
     """
     data = tmp_path / "var"
     url = database_url or f"sqlite:{data / 'penguin.db'}"
@@ -63,7 +64,7 @@ def write_config(
         f'[records]\njson_log = "{data / "records.jsonl"}"\n'
         f'[dns]\nnameservers = ["{nameserver[0]}:{nameserver[1]}"]\ntimeout_seconds = 1\n'
         '[admin]\nlisten = "127.0.0.1:0"\n'
-        '[tracking]\nlisten = "127.0.0.1:0"\n'
+        f'[tracking]\nlisten = "127.0.0.1:0"\n{tracking}\n'
         f"[delivery]\n{delivery}\n"
         f'[bounce]\nlisten = ["127.0.0.1:0"]\n{bounce}\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n'

@@ -28,7 +28,7 @@ def command(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> obj
 
 
 def test_add_prints_the_cname_to_publish(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tables='[tracking]\ncname_target = "edge.penguin.test"\n')
+    config = write_config(tmp_path, tracking='cname_target = "edge.penguin.test"')
     for args in (
         ("tenant", "create", "acme"),
         ("tracking-domain", "add", "acme", "Click.Acme.Test"),
