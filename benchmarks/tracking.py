@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.model import MessageState, QueuedMessage
-from engine.return_path import derive_key
+from engine.token_keys import derive_key
 from tracking_edge.tokens import KEY_PURPOSE, TrackingTokens
 
 DOMAIN = "click.bench.test"

@@ -26,7 +26,7 @@ still verify, any other is not trusted. A decoded token is trusted only
 when it is the exact encoding of what its MAC covers: a forged, altered or
 truncated token, an unknown key id or a token of the other kind decodes to
 None. Keys are derived from the engine secret, one per key id
-(``derive_key``).
+(``engine.token_keys``).
 
 Pure: no I/O; the keys are given.
 """
@@ -42,7 +42,8 @@ from collections.abc import Mapping
 from typing import Final
 
 from config import Settings
-from config.schema import KEY_ID
+from engine import token_keys
+from engine.token_keys import TokenKeys
 
 REFERENCE_HEADER: Final = "X-Penguin-Ref"
 """Our header naming the submission in every body sent."""
@@ -56,11 +57,13 @@ _MESSAGE_HEX, _MESSAGE_TEXT, _SUBMISSION_HEX, _SUBMISSION_TEXT = 1, 2, 3, 4
 _BASE32: Final = re.compile(r"[a-z2-7]+")
 
 
-def derive_key(secret: bytes, key_id: str, purpose: str = "return-path") -> bytes:
-    """The token key of ``key_id`` for ``purpose``: HMAC-SHA256(secret, purpose + "/" +
-    key id); other token families (tracking links) derive theirs under their own purpose."""
-    label = f"{purpose}/{key_id}".encode("ascii")
-    return hmac.digest(secret, label, hashlib.sha256)
+KEY_PURPOSE: Final = "return-path"
+"""The token family of return paths and reference headers (``engine.token_keys``)."""
+
+
+def derive_key(secret: bytes, key_id: str) -> bytes:
+    """The return-path token key of ``key_id``."""
+    return token_keys.derive_key(secret, key_id, KEY_PURPOSE)
 
 
 def message_id_bytes(message_id: str) -> bytes:
@@ -84,17 +87,11 @@ class ReturnPathCodec:
     def __init__(
         self, keys: Mapping[str, bytes], current_key_id: str, *, prefix: str = DEFAULT_PREFIX
     ) -> None:
-        for key_id in keys:
-            if not KEY_ID.fullmatch(key_id):
-                raise ValueError(f"key id {key_id!r}: expected 1 to 8 of a-z, 0-9")
-        if current_key_id not in keys:
-            raise ValueError(f"no key for the current key id {current_key_id!r}")
-        self._keys = dict(keys)
-        self._current = current_key_id
+        self._keys = TokenKeys(keys, current_key_id)
         self._prefix = prefix
 
     def __repr__(self) -> str:
-        return f"ReturnPathCodec(current={self._current!r}, key_ids={sorted(self._keys)!r})"
+        return f"ReturnPathCodec({self._keys!r})"
 
     def local_part(self, message_id: str) -> str:
         """``b-<token>`` naming ``message_id``; ValueError when it cannot fit 64 octets."""
@@ -125,9 +122,9 @@ class ReturnPathCodec:
         return return_path_domain(self._prefix, from_domain)
 
     def _token(self, payload: bytes) -> str:
-        key_id = self._current.encode("ascii")
+        key_id = self._keys.current_id.encode("ascii")
         signed = bytes([len(key_id)]) + key_id + payload
-        mac = hmac.digest(self._keys[self._current], signed, hashlib.sha256)[:MAC_BYTES]
+        mac = hmac.digest(self._keys.current, signed, hashlib.sha256)[:MAC_BYTES]
         return base64.b32encode(signed + mac).decode("ascii").rstrip("=").lower()
 
     def _verified(self, token: str) -> tuple[int, bytes] | None:
@@ -149,9 +146,9 @@ class ReturnPathCodec:
 def codec_from_settings(settings: Settings, secret: bytes) -> ReturnPathCodec:
     """The codec of ``[bounce]``: the current key id signs, the accepted ones verify."""
     bounce = settings.bounce
-    key_ids = [bounce.token_key_id, *bounce.accepted_key_ids]
+    keys = [bounce.token_key_id, *bounce.accepted_key_ids]
     return ReturnPathCodec(
-        {key_id: derive_key(secret, key_id) for key_id in key_ids},
+        {key_id: derive_key(secret, key_id) for key_id in keys},
         bounce.token_key_id,
         prefix=bounce.return_path_prefix,
     )

@@ -21,7 +21,7 @@ Keys rotate by key id like return paths': the current one signs, the
 accepted ones still verify, any other is not trusted. A token is trusted
 only when it is the exact (canonical) encoding of bytes whose MAC verifies:
 any altered character, a foreign key id, the wrong host decode to None.
-Keys derive from the engine secret (``engine.return_path.derive_key``,
+Keys derive from the engine secret (``engine.token_keys.derive_key``,
 purpose ``tracking``).
 
 Pure: no I/O; the keys and the send time are given.
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from config import Settings
-from config.schema import KEY_ID
 from engine.model import QueuedMessage
-from engine.return_path import derive_key, message_id_bytes, message_id_of
+from engine.return_path import message_id_bytes, message_id_of
+from engine.token_keys import TokenKeys, derive_key
 
 MAC_BYTES: Final = 12
 KEY_PURPOSE: Final = "tracking"
@@ -81,19 +81,13 @@ class TrackingTokens:
     def __init__(
         self, keys: Mapping[str, bytes], current_key_id: str, *, scheme: str = "https"
     ) -> None:
-        for key_id in keys:
-            if not KEY_ID.fullmatch(key_id):
-                raise ValueError(f"key id {key_id!r}: expected 1 to 8 of a-z, 0-9")
-        if current_key_id not in keys:
-            raise ValueError(f"no key for the current key id {current_key_id!r}")
         if scheme not in ("https", "http"):
             raise ValueError(f"scheme {scheme!r}: expected https or http")
-        self._keys = dict(keys)
-        self._current = current_key_id
+        self._keys = TokenKeys(keys, current_key_id)
         self._scheme = scheme
 
     def __repr__(self) -> str:
-        return f"TrackingTokens(current={self._current!r}, key_ids={sorted(self._keys)!r})"
+        return f"TrackingTokens({self._keys!r})"
 
     def open_url(self, message: QueuedMessage, domain: str, *, sent_at: float | None = None) -> str:
         """The open pixel's URL (``/o/<token>``) for ``message`` on ``domain``."""
@@ -121,7 +115,7 @@ class TrackingTokens:
     ) -> str:
         """The token of a link; ``sent_at`` defaults to the message's due time."""
         when = message.due_at if sent_at is None else sent_at
-        key_id = self._current.encode("ascii")
+        key_id = self._keys.current_id.encode("ascii")
         mid = message_id_bytes(message.id)
         rcpt = message.recipient.encode("utf-8")
         if len(mid) > 255 or len(rcpt) > 65535:
@@ -138,7 +132,7 @@ class TrackingTokens:
                 url.encode("utf-8"),
             )
         )
-        mac = _mac(self._keys[self._current], signed, _host(domain))
+        mac = _mac(self._keys.current, signed, _host(domain))
         return base64.urlsafe_b64encode(signed + mac).rstrip(b"=").decode("ascii")
 
     def decode(self, token: str, host: str) -> TokenClaims | None:

@@ -16,9 +16,9 @@ import pytest
 from engine.clock import FakeClock
 from engine.model import MessageState, QueuedMessage, Suppression
 from engine.records.record import Record
-from engine.return_path import derive_key
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.store import Store, open_store
+from engine.token_keys import derive_key
 from tracking_edge.app import PIXEL, TrackingEdge
 from tracking_edge.bots import ClickBursts
 from tracking_edge.flusher import Flusher

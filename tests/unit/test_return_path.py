@@ -178,4 +178,4 @@ def test_defaults_bounces_and_key_a() -> None:
 
 def test_the_codec_shows_no_key() -> None:
     assert KEYS["a"].hex() not in repr(CODEC)
-    assert repr(CODEC) == "ReturnPathCodec(current='a', key_ids=['a'])"
+    assert repr(CODEC) == "ReturnPathCodec(TokenKeys(current='a', key_ids=['a']))"

@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.loader import parse_settings
+from engine import return_path
 from engine.model import MessageState, QueuedMessage
-from engine.return_path import derive_key
+from engine.token_keys import derive_key
 from tracking_edge.tokens import (
     KEY_PURPOSE,
     TokenClaims,
@@ -170,4 +171,4 @@ def test_tokens_from_settings_use_the_configured_keys() -> None:
 
 
 def test_tracking_keys_differ_from_return_path_keys() -> None:
-    assert derive_key(SECRET, "a", KEY_PURPOSE) != derive_key(SECRET, "a")
+    assert derive_key(SECRET, "a", KEY_PURPOSE) != return_path.derive_key(SECRET, "a")
