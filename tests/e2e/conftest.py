@@ -293,12 +293,14 @@ class Receivers:
         engine: str = "",
         lease_seconds: float = 5,
         bounce: str = "",
+        tracking: str = "",
     ) -> Path:
         return write_config(
             tmp_path,
             database_url,
             engine=engine,
             bounce=bounce,
+            tracking=tracking,
             nameserver=self.dns.address,
             delivery=f"port = {self.sink.address[1]}\nlease_seconds = {lease_seconds}\n{delivery}",
             tables=(
