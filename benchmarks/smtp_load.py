@@ -70,6 +70,8 @@ class LoadSpec:
     recipient_domains: tuple[str, ...] = DEFAULT_DOMAINS
     ehlo_name: str = "loadgen.bench.test"
     deadline_seconds: float = 600.0
+    links: int = 0
+    """When above 0, an HTML newsletter of ``size`` octets with this many links."""
 
 
 @dataclass
@@ -122,6 +124,32 @@ def build_message(size: int, sender: str) -> bytes:
     return dot_stuff(content) + b".\r\n"
 
 
+def build_newsletter(size: int, sender: str, links: int) -> bytes:
+    """An HTML newsletter of about ``size`` octets (quoted-printable, ``links`` links with
+    ``&amp;`` in their queries, a pixel's place before ``</body>``), dot-stuffed."""
+    headers = (
+        f"From: Bench <{sender}>\r\n"
+        "To: undisclosed-recipients:;\r\n"
+        f"Subject: newsletter benchmark, {links} links\r\n"
+        f"Date: {formatdate(localtime=False)}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+    ).encode("ascii")
+    anchors = [
+        f'<p><a href=3D"https://shop.bench.test/item/{n}?utm_source=3Dnews&amp;utm_campa=\r\n'
+        f'ign=3Dspring">Item {n}</a></p>\r\n'
+        for n in range(links)
+    ]
+    html = "<html><body>\r\n" + "".join(anchors)
+    filler = "<p>" + "Spring news for our readers. " * 2 + "</p>\r\n"
+    while len(headers) + len(html) + len(filler) + 40 < size:
+        html += filler
+    html += '<p><a href=3D"{{unsubscribe_url}}">Unsubscribe</a></p></body></html>\r\n'
+    return dot_stuff(headers + html.encode("ascii")) + b".\r\n"
+
+
 def dot_stuff(content: bytes) -> bytes:
     """RFC 5321 4.5.2 transparency; ``content`` ends with CRLF (or is empty)."""
     stuffed = content.replace(b"\r\n.", b"\r\n..")
@@ -156,7 +184,11 @@ def _wire(spec: LoadSpec) -> _Wire:
         ehlo=f"EHLO {spec.ehlo_name}\r\n".encode(),
         auth=f"AUTH PLAIN {token}\r\n".encode(),
         envelopes=envelopes,
-        body=build_message(spec.size, spec.sender),
+        body=(
+            build_newsletter(spec.size, spec.sender, spec.links)
+            if spec.links
+            else build_message(spec.size, spec.sender)
+        ),
         tls_context=context,
     )
 

@@ -18,8 +18,14 @@ Per run it prints accepted msgs/s (until the last 250), delivered msgs/s
 p50/p99 of accept → delivery, from each message's Reception and Delivery
 records in the store. Medians of ``--runs`` runs go in a table.
 
+With ``--tracking-links N`` the tenant has a default tracking domain and each
+message is an HTML newsletter of ``--sizes`` octets with N links: every copy is
+rewritten for its recipient (clicks, the open pixel, List-Unsubscribe) and signed on
+its own.
+
     python -m benchmarks.throughput [--messages N] [--clients C] [--sizes 2048,20480]
         [--backends sqlite,postgres] [--domains 1000] [--runs 3] [--layout split|single]
+        [--tracking-links N]
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ from pathlib import Path
 import uvloop
 
 from benchmarks.accept import (
+    TENANT,
     BenchError,
     EngineProcess,
     _csv,
     _toml_string,
+    cli,
     database,
     provision,
     unwind_on_sigterm,
@@ -58,6 +66,7 @@ from tests.harness.smtp_sink import ThreadedSmtpSink
 
 SINK_HOST = "127.0.0.2"
 SENDER = "bench@bench.test"
+TRACKING_DOMAIN = "click.bench.test"
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class Options:
     processes: int = 1
     warmup: int = 0
     delivery_processes: int = 0
+    links: int = 0
+    """Tracking on: an HTML newsletter with this many links, rewritten per recipient."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +333,7 @@ def one_run(
         mode="conn",
         sender=SENDER,
         recipient_domains=domains,
+        links=options.links,
     )
     engine_cpu = sum(engine.cpu_seconds() for engine in started_engines)
     harness_cpu = _harness_cpu_seconds()
@@ -367,6 +379,8 @@ def bench_backend(backend: str, options: Options, dns: tuple[str, int], sink: Si
         with database(backend, directory) as url:
             config = write_config(directory, url, dns, sink.port, options)
             credentials = provision(config)
+            if options.links:
+                cli(config, "tracking-domain", "add", TENANT, TRACKING_DOMAIN, "--default")
             with engines(config, directory, options.layout) as (address, started):
                 if options.warmup:
                     warm = replace(options, messages=options.warmup)
@@ -458,6 +472,13 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--processes", type=int, default=1, help="processes per engine role (engine.processes)"
     )
+    parser.add_argument(
+        "--tracking-links",
+        type=int,
+        default=0,
+        help="tracking on: an HTML newsletter of --sizes octets with this many links, each "
+        "recipient's rewritten on the tenant's tracking domain (default 0: a plain message)",
+    )
     args = parser.parse_args(argv)
     return Options(
         messages=args.messages,
@@ -474,6 +495,7 @@ def parse_options(argv: list[str] | None) -> Options:
         processes=args.processes,
         warmup=args.warmup,
         delivery_processes=args.delivery_processes,
+        links=args.tracking_links,
     )
 
 
