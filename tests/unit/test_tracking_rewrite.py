@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import functools
 from email.message import EmailMessage
 
 import pytest
@@ -17,6 +18,7 @@ from engine.model import MessageState, QueuedMessage, TrackingPolicy
 from engine.return_path import REFERENCE_HEADER, ReturnPathCodec, derive_key
 from tests.harness.tracking_urls import FakeTrackingUrls, target
 from tracking_edge.rewriting import PlanCache, TrackingTransform
+from tracking_edge.rewriting.plan import Links, PartPlans, plan
 from tracking_edge.rewriting.transfer import encode_base64, encode_quoted_printable
 
 DOMAIN = "click.acme.test"
@@ -398,3 +400,24 @@ def test_a_copy_round_trips_without_tracking_and_with_identity_links(
     clicks_only = TrackingPolicy(DOMAIN, opens=False, unsubscribe=False)
     identity = TrackingTransform(Identity(), lambda message: clicks_only)
     assert identity.body(queued(), body) == body
+
+
+def test_submissions_of_one_template_share_the_plans_of_their_parts() -> None:
+    parts = PartPlans()
+    bodies = [
+        f"Received: by mta.test; id s{n}\r\nX-Penguin-Ref: r{n}\r\n".encode() + ALTERNATIVE
+        for n in (1, 2, 3)
+    ]
+    shared = [plan(body, parts) for body in bodies]
+    assert parts.made == 2, "the text and the HTML part, each planned once"
+    alone = [plan(body) for body in bodies]
+    links = FakeTrackingUrls()
+    for n, (with_shared, planned_alone) in enumerate(zip(shared, alone, strict=True), 1):
+        message = queued(1, f"s{n}")
+        chosen = Links(
+            click=functools.partial(links.click_url, message, "t.test"),
+            unsubscribe=links.unsubscribe_url(message, "t.test"),
+            open=links.open_url(message, "t.test"),
+        )
+        assert with_shared.render(chosen) == planned_alone.render(chosen)
+        assert f"id s{n}\r\nX-Penguin-Ref: r{n}\r\n".encode() in with_shared.render(chosen)

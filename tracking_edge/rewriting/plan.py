@@ -11,6 +11,11 @@ List-Unsubscribe fields (``headers``). A copy is then a join of prepared
 octets and URLs; only a part in base64, or the quoted-printable lines that
 hold a slot, are encoded again.
 
+A part's plan depends only on its octets, transfer encoding and charset:
+``PartPlans`` keeps the latest ones, so the submissions of one campaign,
+whose parts are the same octets under headers of their own, share the
+scanning of them.
+
 Invariants: with every kind of tracking off the copy is the submission,
 octet for octet; a rewritten part keeps its charset and transfer encoding;
 octets outside the rewritten parts and header fields never change. A part
@@ -25,8 +30,10 @@ from __future__ import annotations
 
 import bisect
 import html
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from tracking_edge.rewriting.headers import UnsubscribeHeaders
 from tracking_edge.rewriting.html import html_slots
@@ -134,43 +141,83 @@ class Plan:
         return values
 
 
-def plan(body: bytes) -> Plan:
-    """The rewriting plan of a submission's body."""
+PART_PLANS_SIZE: Final = 32
+
+PartPlan = tuple[tuple["bytes | int | Encoded", ...], tuple[PlacedSlot, ...]] | None
+"""A part's pieces (slot indexes from 0) and slots; None to leave the part alone."""
+
+
+class PartPlans:
+    """The plans of the latest ``size`` text parts, by their octets and how to read them."""
+
+    def __init__(self, size: int = PART_PLANS_SIZE) -> None:
+        self._size = size
+        self._plans: OrderedDict[tuple[bytes, str, str, bool], PartPlan] = OrderedDict()
+        self.made = 0
+        """How many part plans were made (a miss makes one)."""
+
+    def get(self, raw: bytes, part: TextPart) -> PartPlan:
+        key = (raw, part.encoding, part.codec, part.html)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        made = self._plans[key] = _part_plan(raw, part)
+        self.made += 1
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+        return made
+
+
+def plan(body: bytes, parts: PartPlans | None = None) -> Plan:
+    """The rewriting plan of a submission's body (its parts' plans from ``parts``)."""
     headers = UnsubscribeHeaders.of(body)
     end = len(headers.block) if headers is not None else len(body)
     pieces: list[bytes | int | Encoded] = []
     slots: list[PlacedSlot] = []
     pos = end
     for part in text_parts(body) if headers is not None else []:
-        planned = _part(body, part, slots)
+        raw = body[part.start : part.end]
+        planned = parts.get(raw, part) if parts is not None else _part_plan(raw, part)
         if planned is not None:
-            pieces += [body[pos : part.start], *planned]
+            pieces += [body[pos : part.start], *_shifted(planned[0], len(slots))]
+            slots += planned[1]
             pos = part.end
     pieces.append(body[pos:])
     return Plan(body, headers, end, tuple(_joined(pieces)), tuple(slots))
 
 
-def _part(
-    body: bytes, part: TextPart, slots: list[PlacedSlot]
-) -> list[bytes | int | Encoded] | None:
-    """The pieces of one text part (its new slots appended to ``slots``); None to leave
-    it alone."""
-    raw = body[part.start : part.end]
+def _part_plan(raw: bytes, part: TextPart) -> PartPlan:
+    """The pieces and slots of one text part, its slots numbered from 0."""
     added: list[PlacedSlot] = []
     pieces: Sequence[bytes | int | Encoded] | None
     try:
         if part.encoding == QUOTED_PRINTABLE:
-            pieces = _quoted_printable(raw, part, len(slots), added)
+            pieces = _quoted_printable(raw, part, 0, added)
         elif part.encoding == BASE64:
-            pieces = _base64(raw, part, len(slots), added)
+            pieces = _base64(raw, part, 0, added)
         else:
-            pieces = _literal(raw.decode(part.codec), 0, raw, part, len(slots), added)
+            pieces = _literal(raw.decode(part.codec), 0, raw, part, 0, added)
     except UnicodeError:
         return None
     if pieces is None or not added:
         return None
-    slots += added
-    return list(pieces)
+    return tuple(pieces), tuple(added)
+
+
+def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes | int | Encoded]:
+    """``pieces`` with their slot indexes moved up by ``base``."""
+    if base == 0:
+        return list(pieces)
+    shifted: list[bytes | int | Encoded] = []
+    for piece in pieces:
+        if isinstance(piece, int):
+            shifted.append(piece + base)
+        elif isinstance(piece, Encoded):
+            inner = tuple(p + base if isinstance(p, int) else p for p in piece.pieces)
+            shifted.append(Encoded(inner, piece.encode, piece.original))
+        else:
+            shifted.append(piece)
+    return shifted
 
 
 def _literal(

@@ -13,7 +13,9 @@ out as submitted. The envelope sender is not this transform's business.
 
 The plan of a submission is made on its first recipient and kept in a small
 LRU by submission id (checked against the body, so a reused id never mixes
-bodies); the other recipients only splice their URLs in.
+bodies); the other recipients only splice their URLs in. The plans of its
+text parts are kept by their octets (``plan.PartPlans``), so the submissions
+of one campaign, one recipient each, scan their shared template once.
 
 The tokens come from ``TrackingUrls`` (``tracking_edge.tokens.TrackingTokens``
 is one). Pure apart from the cache: the same inputs give the same copy.
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from engine.model import QueuedMessage, TrackingPolicy
-from tracking_edge.rewriting.plan import Links, Plan, plan
+from tracking_edge.rewriting.plan import Links, PartPlans, Plan, plan
 
 PLAN_CACHE_SIZE: Final = 64
 
@@ -48,6 +50,7 @@ class PlanCache:
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
         self._size = size
         self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._parts = PartPlans()
         self.made = 0
         """How many plans were made (a miss makes one)."""
 
@@ -57,7 +60,7 @@ class PlanCache:
         if found is not None and (found.body is body or found.body == body):
             self._plans.move_to_end(submission_id)
             return found
-        made = self._plans[submission_id] = plan(body)
+        made = self._plans[submission_id] = plan(body, self._parts)
         self.made += 1
         self._plans.move_to_end(submission_id)
         if len(self._plans) > self._size:
