@@ -127,7 +127,7 @@ class HitRecords:
             timestamp=entry["at"],
             tenant_id=entry["t"],
             id=message_id,
-            recipient=entry["r"],
+            recipient=entry["r"] or None,
             peer_address=("", entry["ip"]),
             meta=meta,
             nodeid=self._nodeid,

@@ -10,7 +10,11 @@ no padding) of::
 
 ``kind`` is ``o``, ``c`` or ``u``; ``sent at`` is whole POSIX seconds of the
 send (what bot detection measures click delays from); the message id is in
-``engine.return_path``'s compact form. The MAC is HMAC-SHA256 (RFC 2104)
+``engine.return_path``'s compact form. Only an unsubscribe token carries the
+recipient (the edge suppresses it without the store); open and click tokens
+carry it empty, so the links of a forwarded message, a proxy's log or a
+scanner's report do not give the address away (their records name the
+message, whose recipient it is). The MAC is HMAC-SHA256 (RFC 2104)
 under the key of the key id over everything before it, then a zero byte and
 the tracking domain (lowercase), truncated to 96 bits: a token made for one
 tracking domain does not verify on another, so one tenant's domain cannot
@@ -117,7 +121,7 @@ class TrackingTokens:
         when = message.due_at if sent_at is None else sent_at
         key_id = self._keys.current_id.encode("ascii")
         mid = message_id_bytes(message.id)
-        rcpt = message.recipient.encode("utf-8")
+        rcpt = message.recipient.encode("utf-8") if kind is TokenKind.UNSUBSCRIBE else b""
         if len(mid) > 255 or len(rcpt) > 65535:
             raise ValueError(f"message {message.id!r} does not fit a tracking token")
         signed = b"".join(

@@ -60,7 +60,7 @@ def test_a_click_token_carries_what_the_edge_needs() -> None:
         kind=TokenKind.CLICK,
         message_id=MESSAGE.id,
         tenant_id=7,
-        recipient="jane.doe@example.com",
+        recipient="",
         domain=DOMAIN,
         sent_at=1_764_000_000,
         url=URL,
@@ -105,9 +105,20 @@ def test_every_token_round_trips(message: QueuedMessage, url: str, kind: TokenKi
     assert claims is not None
     assert (claims.kind, claims.message_id) == (kind, message.id)
     assert claims.tenant_id == message.tenant_id
-    assert claims.recipient == message.recipient
+    assert claims.recipient == (message.recipient if kind is TokenKind.UNSUBSCRIBE else "")
     assert claims.url == (url if kind is TokenKind.CLICK else None)
     assert claims.sent_at == int(message.due_at)
+
+
+def test_only_the_unsubscribe_token_carries_the_address() -> None:
+    def raw(url: str) -> bytes:
+        token = token_of(url)
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+    address = MESSAGE.recipient.encode()
+    assert address not in raw(TOKENS.click_url(MESSAGE, DOMAIN, URL))
+    assert address not in raw(TOKENS.open_url(MESSAGE, DOMAIN))
+    assert address in raw(TOKENS.unsubscribe_url(MESSAGE, DOMAIN))
 
 
 def test_tampering_with_any_character_is_refused() -> None:
