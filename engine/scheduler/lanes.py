@@ -419,7 +419,9 @@ class LaneScheduler:
         if until - now < self._tuning.delay_record_after_seconds:
             self.catalog.check_at(entry, until)
             return
-        since = self._blocked_since.setdefault(entry.name, now)
+        since = self._blocked_since.get(entry.name)
+        if since is None or now - since > DELAY_GRACE_SECONDS * 30:  # none, or a stale one
+            since = self._blocked_since[entry.name] = now
         if now - since < DELAY_GRACE_SECONDS:
             self.catalog.check_at(entry, since + DELAY_GRACE_SECONDS)
             return
