@@ -36,7 +36,7 @@ from engine.clock import Clock
 from engine.model import Suppression
 from engine.store import Store
 from tracking_edge.hits import hit_entry
-from tracking_edge.journal import Journal
+from tracking_edge.journal import Journal, JournalWriter
 from tracking_edge.tokens import TokenClaims, TokenKind, TrackingTokens
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class TrackingEdge:
         *,
         tokens: TrackingTokens,
         tenant_of: Callable[[str], int | None],
-        journal: Journal,
+        journal: Journal | JournalWriter,
         store: Store,
         clock: Clock,
     ) -> None:
