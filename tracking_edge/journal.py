@@ -53,9 +53,16 @@ class JournalBusy(OSError):
     """Another process holds the journal."""
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def frame(entry: Entry) -> bytes:
     """One frame holding ``entry``."""
-    data = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json_frame(_ENCODE(entry).encode("utf-8"))
+
+
+def json_frame(data: bytes) -> bytes:
+    """One frame holding the JSON object ``data`` (UTF-8, one line)."""
     return b"%08x %s\n" % (zlib.crc32(data), data)
 
 
@@ -106,6 +113,10 @@ class Journal:
     def append(self, entry: Entry) -> None:
         """Add ``entry``; written before the loop's next iteration."""
         self._writer.append(entry)
+
+    def append_frame(self, data: bytes) -> None:
+        """Add a frame made by ``frame`` or ``json_frame``."""
+        self._writer.append_frame(data)
 
     async def durable(self) -> None:
         """Until everything appended so far is on disk (fsynced)."""
@@ -166,7 +177,8 @@ class JournalWriter:
         self.append_frame(frame(entry))
 
     def append_frame(self, data: bytes) -> None:
-        """Add a frame made by ``frame``; written before the loop's next iteration."""
+        """Add a frame made by ``frame`` or ``json_frame``; written before the loop's next
+        iteration."""
         if not self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append(data)
