@@ -97,7 +97,9 @@ _PIXEL_BODY: Final = _body(PIXEL)
 _EMPTY_BODY: Final = _body(b"")
 _NOT_FOUND: Final = _text(404, "not found\n")
 _BAD_REQUEST: Final = _text(400, "expected List-Unsubscribe=One-Click\n")
-_REDIRECT_HEADERS: Final = [(b"content-length", b"0"), *NO_CACHE]
+_REDIRECT_HEADERS: Final = [(b"content-length", b"0"), (b"cache-control", b"private, no-store")]
+"""A 302 is cached only when it says so (RFC 9111 §4.2.2); ``no-store`` says it never is,
+and every header more costs each redirect (the server checks each)."""
 
 
 class _Link(NamedTuple):
