@@ -1,10 +1,11 @@
 """The tracking edge under load: click redirects and open pixels per second, p99 latency.
 
 One edge process (the real ``TrackingEdge`` on uvicorn, uvloop and httptools
-through ``HttpService``, its journal and flusher writing every record to a
-SQLite store) pinned to CPU 0; ``wrk`` (keep-alive, ``--connections``)
-pinned to CPU 1, spreading its requests over ``--tokens`` signed links of
-as many messages. After each run the store must hold one record per
+through ``HttpService``, appending every hit to its journal) pinned to CPU 0;
+the flusher, in another process as the engine runs it, writing every record
+to a SQLite store, and ``wrk`` (keep-alive, ``--connections``) pinned to
+CPU 1, wrk spreading its requests over ``--tokens`` signed links of as many
+messages. After each run the store must hold one record per
 request answered: records flow while the edge serves.
 
     python -m benchmarks.tracking --duration 10 --connections 50 --runs 3
@@ -73,21 +74,18 @@ _BARE_BODY = {"type": "http.response.body", "body": b""}
 
 
 async def serve(directory: Path, port_file: Path, bare: bool) -> None:
-    """The edge with its journal and flusher on a SQLite store (or, ``bare``, a bare
-    redirect), until SIGTERM."""
+    """The edge appending to its journal (or, ``bare``, a bare redirect), until SIGTERM;
+    its records are written by ``flush``, another process."""
     from engine.clock import SystemClock
     from engine.runtime.http_serving import HttpService, listening_socket
     from engine.store import open_store
     from tracking_edge.app import TrackingEdge
-    from tracking_edge.bots import ClickBursts
-    from tracking_edge.flusher import Flusher
-    from tracking_edge.hits import HitRecords
-    from tracking_edge.journal import Journal
+    from tracking_edge.journal import JournalWriter
 
     store = open_store(f"sqlite:{directory / 'penguin.db'}")
     await store.migrate()
     await store.create_tenant("bench", time.time())
-    journal = Journal(directory / "tracking" / "journal")
+    journal = JournalWriter(directory / "tracking" / "journal")
     app = TrackingEdge(
         tokens=tokens(),
         tenant_of={DOMAIN: 1}.get,
@@ -97,19 +95,39 @@ async def serve(directory: Path, port_file: Path, bare: bool) -> None:
     )
     served = bare_redirect if bare else app
     http = HttpService("tracking", served, listening_socket("127.0.0.1", 0), trusted_proxies=[])
-    records = HitRecords(scanner_seconds=10, nodeid="bench", bursts=ClickBursts())
-    flusher = Flusher(journal, store, records, interval=0.5, batch_max=2000)
     [(_, port)] = await http.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    tasks = [asyncio.create_task(http.run()), asyncio.create_task(flusher.run())]
+    task = asyncio.create_task(http.run())
     port_file.with_suffix(".tmp").write_text(str(port))
     port_file.with_suffix(".tmp").replace(port_file)
     await stop.wait()
     await http.stop(1)
-    flusher.stop()
-    await asyncio.gather(*tasks)
+    await task
     journal.close()
+    await store.close()
+
+
+async def flush(directory: Path) -> None:
+    """The flusher of the edge's journal, as the engine runs it in another worker: until
+    SIGTERM, then until the journal is empty."""
+    from engine.store import open_store
+    from tracking_edge.bots import ClickBursts
+    from tracking_edge.flusher import Flusher
+    from tracking_edge.hits import HitRecords
+    from tracking_edge.journal import JournalReader
+
+    store = open_store(f"sqlite:{directory / 'penguin.db'}")
+    reader = JournalReader(directory / "tracking" / "journal")
+    records = HitRecords(scanner_seconds=10, nodeid="bench", bursts=ClickBursts())
+    flusher = Flusher(reader, store, records, interval=0.5, batch_max=2000)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    task = asyncio.create_task(flusher.run())
+    await stop.wait()
+    flusher.stop()  # its last attempt empties the journal
+    await task
+    reader.close()
     await store.close()
 
 
@@ -220,21 +238,31 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, float]:
             [sys.executable, "-m", "benchmarks.tracking", "--serve", tmp, "--kinds", kind],
             preexec_fn=lambda: os.sched_setaffinity(0, {0}),
         )
+        flusher = None
         try:
             deadline = time.monotonic() + 30
             while not port_file.exists():
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the edge did not start")
                 time.sleep(0.05)
+            flusher = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.tracking", "--flush", tmp],
+                preexec_fn=lambda: os.sched_setaffinity(0, {1}),
+            )
             port = int(port_file.read_text())
             script = directory / "paths.lua"
             script.write_text(lua_script(paths_of(kind, args.tokens)))
             cpu0 = _cpu_seconds(server.pid)
+            flusher_cpu0 = _cpu_seconds(flusher.pid)
             result = run_wrk(port, script, args.duration, args.connections)
             result["cpu"] = (_cpu_seconds(server.pid) - cpu0) / args.duration
+            result["flusher_cpu"] = (_cpu_seconds(flusher.pid) - flusher_cpu0) / args.duration
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
+            if flusher is not None:
+                flusher.send_signal(signal.SIGTERM)
+                flusher.wait(120)
         result["records"] = records_in(directory / "penguin.db")
         return result
 
@@ -257,7 +285,13 @@ def main() -> None:
     )
     parser.add_argument("--nginx-conf", default=str(NGINX_CONF))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--flush", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.flush:
+        import uvloop
+
+        uvloop.run(flush(Path(args.flush)))
+        return
     if args.serve:
         import uvloop
 
@@ -267,9 +301,9 @@ def main() -> None:
     print(f"nproc {os.cpu_count()}, {args.connections} connections, {args.duration} s per run")
     print(
         "| kind | requests/s (runs) | p50 ms | p99 ms | server CPU | per CPU-second "
-        "| records / requests |"
+        "| records / requests | flusher CPU |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in args.kinds.split(","):
         runs = [measure(kind, args) for _ in range(args.runs)]
         best = statistics.median_high([r["rps"] for r in runs])
@@ -279,7 +313,7 @@ def main() -> None:
             f"| {kind} | {best:,.0f} ({listed}) | {chosen['p50']:.2f} | {chosen['p99']:.2f} "
             f"| {chosen['cpu']:.0%} | {best / max(chosen['cpu'], 0.01):,.0f} "
             f"| {chosen['records']:,.0f} / {chosen['requests']:,.0f} "
-            f"(non-2xx/3xx {chosen['bad']:.0f}) |",
+            f"(non-2xx/3xx {chosen['bad']:.0f}) | {chosen.get('flusher_cpu', 0):.0%} |",
             flush=True,
         )
 

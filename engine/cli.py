@@ -131,8 +131,8 @@ def engine_processes(settings: Settings, role: str, delivering: int) -> int:
     """The ``engine.processes`` to start for ``role`` beside ``delivering`` delivery-only
     workers: as configured; for 0, one per CPU less the delivering ones when they only
     accept, but one when they deliver and no ``redis.url`` shares their limits."""
-    if role == "tracking":
-        return 1  # the edge's journal has one owner
+    if role == "tracking":  # the edge, and its journal's flusher beside it on another core
+        return 2 if (os.cpu_count() or 1) > 1 else 1
     if settings.engine.processes:
         return settings.engine.processes
     cpus = os.cpu_count() or 1

@@ -29,14 +29,14 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl, quote
 
 from engine.clock import Clock
 from engine.model import Suppression
 from engine.store import Store
-from tracking_edge.hits import hit_entry
-from tracking_edge.journal import Journal
+from tracking_edge.hits import EventIds, hit_json, hit_prefix
+from tracking_edge.journal import Journal, JournalWriter, json_frame
 from tracking_edge.tokens import TokenClaims, TokenKind, TrackingTokens
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,25 @@ _PIXEL_BODY: Final = _body(PIXEL)
 _EMPTY_BODY: Final = _body(b"")
 _NOT_FOUND: Final = _text(404, "not found\n")
 _BAD_REQUEST: Final = _text(400, "expected List-Unsubscribe=One-Click\n")
-_REDIRECT_HEADERS: Final = [(b"content-length", b"0"), *NO_CACHE]
+_REDIRECT_HEADERS: Final = [(b"content-length", b"0"), (b"cache-control", b"private, no-store")]
+"""A 302 is cached only when it says so (RFC 9111 §4.2.2); ``no-store`` says it never is,
+and every header more costs each redirect (the server checks each)."""
+
+
+class _Link(NamedTuple):
+    """A decoded token and what serving it needs."""
+
+    claims: TokenClaims
+    prefix: str
+    """The ``hit_prefix`` of its hits."""
+    redirect: dict[str, Any]
+    """A click's response start (302 to its URL); unused for other kinds."""
+
+
+def _link(claims: TokenClaims) -> _Link:
+    location = _location(claims.url or "")
+    redirect = _start(302, [(b"location", location), *_REDIRECT_HEADERS])
+    return _Link(claims, hit_prefix(claims), redirect)
 
 
 class TrackingEdge:
@@ -108,7 +126,7 @@ class TrackingEdge:
         *,
         tokens: TrackingTokens,
         tenant_of: Callable[[str], int | None],
-        journal: Journal,
+        journal: Journal | JournalWriter,
         store: Store,
         clock: Clock,
     ) -> None:
@@ -117,7 +135,8 @@ class TrackingEdge:
         self._journal = journal
         self._store = store
         self._clock = clock
-        self._claims: dict[tuple[str, str], TokenClaims | None] = {}
+        self._claims: dict[tuple[str, str], _Link | None] = {}
+        self._event_ids = EventIds(os.urandom(8).hex())
         self._not_allowed = {
             kind: _text(405, "method not allowed\n", [(b"allow", allow)])
             for kind, (allow, _) in _METHODS.items()
@@ -133,8 +152,11 @@ class TrackingEdge:
             return await _send(send, _NOT_FOUND)
         host, agent, prefetch = _headers(scope["headers"])
         tenant = self._tenant_of(host)
-        claims = self._decoded(token, host) if tenant is not None else None
-        if claims is None or claims.kind is not kind or claims.tenant_id != tenant:
+        decoded = self._decoded(token, host) if tenant is not None else None
+        if decoded is None:
+            return await _send(send, _NOT_FOUND)
+        claims, prefix, start = decoded
+        if claims.kind is not kind or claims.tenant_id != tenant:
             return await _send(send, _NOT_FOUND)
         method: str = scope["method"]
         if kind is TokenKind.CLICK and not _REDIRECTABLE.match(claims.url or ""):
@@ -142,19 +164,18 @@ class TrackingEdge:
         if method not in _METHODS[kind][1]:
             return await _send(send, self._not_allowed[kind])
         if kind is TokenKind.UNSUBSCRIBE:
-            return await self._unsubscribe(scope, receive, send, claims, agent)
-        self._hit(scope, claims, agent, method, prefetch)
+            return await self._unsubscribe(scope, receive, send, decoded, agent)
+        self._hit(scope, prefix, agent, method, prefetch)
         if kind is TokenKind.OPEN:
             await send(_PIXEL_START)
             await send(_EMPTY_BODY if method == "HEAD" else _PIXEL_BODY)
             return
-        location = _location(claims.url or "")
-        await send(_start(302, [(b"location", location), *_REDIRECT_HEADERS]))
+        await send(start)
         await send(_EMPTY_BODY)
 
-    def _decoded(self, token: str, host: str) -> TokenClaims | None:
-        """``TokenClaims`` of ``token`` on ``host``, remembered: a link is fetched again
-        and again (every open of a newsletter, every scanner), its MAC checked once."""
+    def _decoded(self, token: str, host: str) -> _Link | None:
+        """``token`` on ``host`` decoded, remembered: a link is fetched again and again
+        (every open of a newsletter, every scanner), its MAC checked once."""
         key = (token, host)
         try:
             return self._claims[key]
@@ -162,27 +183,32 @@ class TrackingEdge:
             pass
         if len(self._claims) >= CLAIMS_CACHED:
             self._claims.clear()
-        claims = self._claims[key] = self._tokens.decode(token, host)
-        return claims
+        claims = self._tokens.decode(token, host)
+        decoded = self._claims[key] = None if claims is None else _link(claims)
+        return decoded
 
-    def _hit(
-        self, scope: Scope, claims: TokenClaims, agent: str, method: str, prefetch: bool
-    ) -> None:
+    def _hit(self, scope: Scope, prefix: str, agent: str, method: str, prefetch: bool) -> None:
         client = scope.get("client")
-        entry = hit_entry(
-            claims,
+        data = hit_json(
+            prefix,
             at=self._clock.now(),
             address=client[0] if client else "",
             user_agent=agent,
             method=method,
             prefetch=prefetch,
-            event_id=os.urandom(8).hex(),
+            event_id=self._event_ids.next(),
         )
-        self._journal.append(entry)
+        self._journal.append_frame(json_frame(data))
 
     async def _unsubscribe(
-        self, scope: Scope, receive: Receive, send: Send, claims: TokenClaims, agent: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        decoded: _Link,
+        agent: str,
     ) -> None:
+        claims, prefix, _ = decoded
         method: str = scope["method"]
         if method != "POST":
             page = _page(_CONFIRM, html.escape(claims.recipient))
@@ -192,7 +218,8 @@ class TrackingEdge:
         body = await _read_body(receive)
         if body is None or not _one_click(body):
             return await _send(send, _BAD_REQUEST)
-        self._hit(scope, claims, agent, "one-click" if b"confirm" not in body else "page", False)
+        how = "one-click" if b"confirm" not in body else "page"
+        self._hit(scope, prefix, agent, how, False)
         await self._journal.durable()
         await self._suppress(claims)
         page = _page(_DONE, html.escape(claims.recipient))

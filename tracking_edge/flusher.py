@@ -29,7 +29,7 @@ from engine.model import Suppression
 from engine.records.record import Record
 from engine.store import NotFound, Store
 from tracking_edge.hits import RECORD_TYPES, HitRecords
-from tracking_edge.journal import Entry, Journal
+from tracking_edge.journal import Entry, Journal, JournalReader
 from tracking_edge.tokens import TokenKind
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Flusher:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: Journal | JournalReader,
         store: Store,
         records: HitRecords,
         *,

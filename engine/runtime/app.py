@@ -62,7 +62,7 @@ from engine.return_path import codec_from_settings
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, tls_paths
-from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingRole
+from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingFlushRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
@@ -86,7 +86,7 @@ from tracking_edge.bots import ClickBursts
 from tracking_edge.certificates import CertificateDirectory, CertificateError
 from tracking_edge.flusher import Flusher
 from tracking_edge.hits import HitRecords
-from tracking_edge.journal import Journal
+from tracking_edge.journal import Journal, JournalReader, JournalWriter
 from tracking_edge.rewriting import TrackingTransform
 from tracking_edge.tokens import tokens_from_settings
 
@@ -297,6 +297,10 @@ class Engine:
     commit, delivery wakes when one arrives (instead of at its next poll)."""
     serve_tracking: bool = True
     """Whether this process serves the tracking edge (one process of several does)."""
+    flush_tracking: bool | None = None
+    """Whether this process moves the tracking edge's journal to the store: None, where
+    the edge is served; True here, beside whatever this process serves (another process of
+    the machine serves the edge), so records are judged and written off the edge's core."""
     services: list[Service] = field(default_factory=list)
     """Services this process runs besides its role's, started after them."""
     addresses: dict[str, list[Address]] = field(default_factory=dict)
@@ -338,9 +342,12 @@ class Engine:
         if self.role is Role.TRACKING and not settings.tracking.listen:
             problem = "expected host:port: role tracking serves the tracking edge"
             raise ConfigError(self.config_file, "tracking.listen", problem)
+        flushes = tracks if self.flush_tracking is None else self.flush_tracking
         if tracks:
-            self._tracking = self._tracking_edge(secret)
+            self._tracking = self._tracking_edge(secret, flushes)
             composed.append(self._tracking)
+        elif flushes and settings.tracking.listen:
+            composed.append(self._tracking_flush())
         for service in [*composed, *self.services]:
             bound = await service.start()
             self._started.append((service, asyncio.create_task(service.run(), name=service.name)))
@@ -502,8 +509,9 @@ class Engine:
             tracking, ReturnPathTransform(codec_from_settings(self.settings, secret))
         )
 
-    def _tracking_edge(self, secret: bytes) -> TrackingRole:
-        assert self._store is not None and self._record_log is not None
+    def _tracking_edge(self, secret: bytes, flushes: bool) -> TrackingRole:
+        """The edge; with ``flushes``, its flusher in this process too."""
+        assert self._store is not None
         settings = self.settings
         tracking = settings.tracking
         try:
@@ -513,7 +521,8 @@ class Engine:
             raise ConfigError(self.config_file, "tracking.listen", problem) from exc
         try:
             certificates = tracking_certificates(settings, self.config_file)
-            journal = Journal(Path(settings.engine.data_dir) / "tracking" / "journal")
+            path = self._journal_path()
+            journal = Journal(path) if flushes else JournalWriter(path)
         except BaseException:
             sock.close()
             raise
@@ -531,21 +540,34 @@ class Engine:
             ssl_context=certificates.context() if certificates is not None else None,
             trusted_proxies=[] if certificates is not None else tracking.trusted_proxies,
         )
+        flusher = self._flusher(journal) if isinstance(journal, Journal) else None
+        return TrackingRole(
+            http, flusher, journal, certificates, tracking.certificate_check_seconds
+        )
+
+    def _tracking_flush(self) -> TrackingFlushRole:
+        """The flusher of the journal another process's edge appends to."""
+        reader = JournalReader(self._journal_path())
+        return TrackingFlushRole(self._flusher(reader), reader)
+
+    def _journal_path(self) -> Path:
+        return Path(self.settings.engine.data_dir) / "tracking" / "journal"
+
+    def _flusher(self, journal: Journal | JournalReader) -> Flusher:
+        assert self._store is not None and self._record_log is not None
+        tracking = self.settings.tracking
         records = HitRecords(
             scanner_seconds=tracking.scanner_click_seconds,
-            nodeid=node_id(settings),
+            nodeid=node_id(self.settings),
             bursts=ClickBursts(),
         )
-        flusher = Flusher(
+        return Flusher(
             journal,
             self._store,
             records,
             interval=tracking.flush_interval_seconds,
             batch_max=tracking.flush_batch_max,
             written=self._record_log.write,
-        )
-        return TrackingRole(
-            http, flusher, journal, certificates, tracking.certificate_check_seconds
         )
 
     async def wait_for_failure(self) -> str:

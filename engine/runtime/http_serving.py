@@ -4,7 +4,9 @@ The admin listener (``admin_api``) and, later, the tracking edge each build an
 ASGI application; the composition root serves it here, on a socket it bound
 beforehand (``listening_socket``) so that an address in use is an ``OSError``
 at binding rather than uvicorn's exit. uvicorn's signal handling is off: the
-engine owns SIGTERM/SIGINT (``engine.runtime.runner``).
+engine owns SIGTERM/SIGINT (``engine.runtime.runner``). HTTP/1.1 is parsed by
+httptools (never h11, several times slower), without WebSocket upgrades, access
+log or Server header.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class HttpService:
                 access_log=False,
                 lifespan="off",
                 loop="none",
+                http="httptools",
+                ws="none",
                 server_header=False,
                 **options,
             )

@@ -11,6 +11,8 @@ edge's HTTP listener, the flusher that moves its journal to the store and,
 with a certificate directory, the periodic look for changed certificates;
 when it stops, the listener lets requests finish, the flusher makes a last
 attempt and the journal closes (what the store did not get stays in it).
+``TrackingFlushRole``: that flusher alone, in another process than the edge's,
+so that judging hits and writing records take nothing from the serving core.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from engine.store import Store
 from engine.submission.spool import Spool
 from tracking_edge.certificates import CertificateDirectory
 from tracking_edge.flusher import Flusher
-from tracking_edge.journal import Journal
+from tracking_edge.journal import Journal, JournalReader, JournalWriter
 
 
 class SubmissionRole:
@@ -131,16 +133,17 @@ class DeliveryRole:
 
 
 class TrackingRole:
-    """``Service``: the tracking edge served by ``http``, its ``journal`` flushed to the
-    store by ``flusher``; ``certificates`` looked at every ``check_seconds``."""
+    """``Service``: the tracking edge served by ``http``, appending to ``journal``; with a
+    ``flusher``, the journal is moved to the store here too (else another process's
+    ``TrackingFlushRole`` does it); ``certificates`` looked at every ``check_seconds``."""
 
     name = "tracking"
 
     def __init__(
         self,
         http: HttpService,
-        flusher: Flusher,
-        journal: Journal,
+        flusher: Flusher | None,
+        journal: Journal | JournalWriter,
         certificates: CertificateDirectory | None = None,
         check_seconds: float = 30.0,
     ) -> None:
@@ -158,7 +161,8 @@ class TrackingRole:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._http.run(), name="tracking http")
-                group.create_task(self._flusher.run(), name="tracking flusher")
+                if self._flusher is not None:
+                    group.create_task(self._flusher.run(), name="tracking flusher")
                 if self._certificates is not None:
                     group.create_task(self._watch_certificates(), name="tracking certificates")
         finally:
@@ -166,12 +170,13 @@ class TrackingRole:
 
     async def stop(self, grace_seconds: float) -> None:
         await self._http.stop(grace_seconds)
-        self._flusher.stop()
+        if self._flusher is not None:
+            self._flusher.stop()
         self._stopped.set()
 
     def health(self) -> Health:
         health = self._http.health()
-        if health.ok and self._flusher.failing:
+        if health.ok and self._flusher is not None and self._flusher.failing:
             return Health(True, "serving; records wait in the journal, the store fails")
         return health
 
@@ -185,3 +190,36 @@ class TrackingRole:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), self._check_seconds)
             self.reload()
+
+
+class TrackingFlushRole:
+    """``Service``: ``flusher`` moving the journal another process's tracking edge appends
+    to (read through ``reader``) to the store, until stopped; then the reader closes."""
+
+    name = "tracking-flush"
+
+    def __init__(self, flusher: Flusher, reader: JournalReader) -> None:
+        self._flusher = flusher
+        self._reader = reader
+        self._running = False
+
+    async def start(self) -> list[Address]:
+        return []
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await self._flusher.run()
+        finally:
+            self._running = False
+            self._reader.close()
+
+    async def stop(self, grace_seconds: float) -> None:
+        self._flusher.stop()
+
+    def health(self) -> Health:
+        if not self._running:
+            return Health(False, "not flushing")
+        if self._flusher.failing:
+            return Health(True, "records wait in the journal, the store fails")
+        return Health(True)

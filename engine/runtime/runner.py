@@ -12,8 +12,9 @@ With more than one engine process (``engine.processes``, plus
 ``engine.delivery_processes`` delivering-only workers for role all), the
 process started is a supervisor: it prepares what a first start creates,
 binds the submission listeners and forks the workers, which accept on the
-shared sockets and share the store; one of them serves the admin listener and
-one the tracking edge. It prints the addresses and ``engine
+shared sockets and share the store; one of them serves the admin listener,
+one the tracking edge and another (a delivering one when there is one) moves
+the edge's journal to the store. It prints the addresses and ``engine
 ready`` once every worker is serving, forwards SIGTERM/SIGINT to the workers
 and exits 0 when they all have. A worker that fails to start stops the
 others (exit 1). A worker that dies later is logged (pid, exit status or
@@ -168,9 +169,21 @@ def _supervise(settings: Settings, roles: list[Role], config_file: str) -> int:
     admin = submitting[0] if submitting else None
     tracker = next((index for index, role in enumerate(roles) if role.tracks), None)
     supervisor = _Supervisor(settings, roles, config_file, sockets, accepted, admin, tracker)
+    supervisor.flusher = tracking_flusher(roles, tracker)
     supervisor.bounce_sockets = bounce_sockets
     supervisor.bouncing = set(bouncing)
     return supervisor.run()
+
+
+def tracking_flusher(roles: list[Role], tracker: int | None) -> int | None:
+    """The worker that moves the tracking edge's journal to the store: another than the
+    edge's ``tracker`` (a delivering one first), so the edge's core only serves; the
+    tracker itself when it is alone."""
+    if tracker is None:
+        return None
+    others = [index for index in range(len(roles)) if index != tracker]
+    delivering = [index for index in others if roles[index].delivers]
+    return next(iter(delivering or others), tracker)
 
 
 @dataclass
@@ -193,6 +206,8 @@ class _Supervisor:
     """The index of the worker that serves the admin listener."""
     tracker: int | None
     """The index of the worker that serves the tracking edge (it owns one journal)."""
+    flusher: int | None = None
+    """The index of the worker that moves the edge's journal to the store."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     """Running workers by pid."""
     bounce_sockets: list[socket.socket] = field(default_factory=list)
@@ -271,6 +286,7 @@ class _Supervisor:
                     submission_sockets=self.sockets if role.submits else None,
                     serve_admin=index == self.admin,
                     serve_tracking=index == self.tracker,
+                    flush_tracking=index == self.flusher,
                     accepted_pipe=self.accepted,
                     bounce_sockets=self.bounce_sockets if index in self.bouncing else None,
                 )

@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.runtime.http_serving import HttpService, listening_socket
 
@@ -44,3 +45,15 @@ async def test_an_address_in_use_is_refused_at_binding() -> None:
     taken = listening_socket("127.0.0.1", 0)
     with taken, pytest.raises(OSError):
         listening_socket("127.0.0.1", taken.getsockname()[1])
+
+
+async def test_requests_are_parsed_by_httptools_without_websockets() -> None:
+    service = HttpService("edge", hello, listening_socket("127.0.0.1", 0))
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    assert await asyncio.to_thread(fetch, f"http://{host}:{port}/c/x") == b"/c/x"
+    config = service._server.config
+    assert config.http_protocol_class is HttpToolsProtocol
+    assert config.ws_protocol_class is None
+    await service.stop(5)
+    await asyncio.wait_for(running, 10)

@@ -185,6 +185,7 @@ async def test_a_click_redirects_to_the_tokens_url(edge: Edge) -> None:
     path = path_of(TOKENS.click_url(message(), DOMAIN, URL))
     response = await edge.request("GET", path)
     assert response.status == 302 and response.headers["location"] == URL
+    assert response.headers["cache-control"] == "private, no-store"
     assert response.body == b""
     head = await edge.request("HEAD", path)
     assert head.status == 302 and head.headers["location"] == URL and head.body == b""

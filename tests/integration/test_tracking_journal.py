@@ -3,6 +3,8 @@ crashes between the store and the commit, restarts, one owner."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from engine.store import Store, open_store
 from tracking_edge.bots import ClickBursts
 from tracking_edge.flusher import Flusher
 from tracking_edge.hits import HitRecords, hit_entry
-from tracking_edge.journal import Entry, Journal, JournalBusy
+from tracking_edge.journal import Entry, Journal, JournalBusy, JournalReader, JournalWriter
 from tracking_edge.tokens import TokenClaims, TokenKind
 
 NOW = 1_764_000_000.0
@@ -31,7 +33,7 @@ def entry(index: int, kind: TokenKind = TokenKind.OPEN, message: str = "ab-1") -
     )
 
 
-def flusher(journal: Journal, store: Store) -> Flusher:
+def flusher(journal: Journal | JournalReader, store: Store) -> Flusher:
     records = HitRecords(scanner_seconds=10, nodeid="n", bursts=ClickBursts())
     return Flusher(journal, store, records, interval=0.05, batch_max=100)
 
@@ -137,3 +139,47 @@ async def test_an_offset_past_the_end_means_the_journal_was_emptied(tmp_path: Pa
     journal.append(entry(0))
     assert [e["e"] for e in journal.read(10)[0]] == ["event-0"]
     journal.close()
+
+
+def _append_in_child(path: Path, start: int, count: int) -> None:
+    """A separate edge process: appends ``count`` hits through its own writer."""
+
+    async def append() -> None:
+        writer = JournalWriter(path)
+        for index in range(start, start + count):
+            writer.append(entry(index))
+            if index % 50 == 0:
+                await asyncio.sleep(0)
+        await writer.durable()
+        writer.close()
+
+    asyncio.run(append())
+
+
+async def test_a_flusher_in_another_process_loses_no_append_to_the_truncation(
+    tmp_path: Path, store: Store
+) -> None:
+    path = tmp_path / "journal"
+    with pytest.raises(JournalBusy):
+        writer = JournalWriter(path)
+        try:
+            JournalWriter(path)
+        finally:
+            writer.close()
+    reader = JournalReader(path)
+    with pytest.raises(JournalBusy):
+        JournalReader(path)
+    child = multiprocessing.get_context("fork").Process(
+        target=_append_in_child, args=(path, 0, 3000)
+    )
+    child.start()
+    flush = flusher(reader, store)
+    async with asyncio.timeout(30):
+        while child.is_alive() or reader.read(1)[0]:
+            await flush.flush_once()
+            await asyncio.sleep(0)
+    assert child.exitcode == 0
+    found = await store.list_records("ab-1")
+    assert sorted(int(r["meta"]["event_id"][6:]) for r in found) == list(range(3000))
+    assert path.stat().st_size == 0 and reader.committed == 0
+    reader.close()

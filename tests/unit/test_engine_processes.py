@@ -22,6 +22,7 @@ CPUS = os.cpu_count() or 1
         ({"redis": {"url": "redis://127.0.0.1:6379/0"}}, "delivery", 0, CPUS),
         ({"redis": {"url": "redis://127.0.0.1:6379/0"}}, "all", 0, CPUS),
         ({"engine": {"processes": 3}}, "delivery", 0, 3),
+        ({}, "tracking", 0, 2 if CPUS > 1 else 1),  # the edge, its flusher on another core
     ],
 )
 def test_auto_processes_never_split_limits_kept_in_process(

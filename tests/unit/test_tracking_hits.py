@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import pytest
 
 from engine.records.record import RecordType
 from tracking_edge.bots import ClickBursts
-from tracking_edge.hits import HitRecords, hit_entry
-from tracking_edge.journal import Entry, frame, frames
+from tracking_edge.hits import EventIds, HitRecords, hit_entry, hit_json, hit_prefix
+from tracking_edge.journal import Entry, frame, frames, json_frame
 from tracking_edge.tokens import TokenClaims, TokenKind
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
@@ -105,3 +106,32 @@ def test_an_unsubscribe_record_names_its_method() -> None:
 def test_long_user_agents_are_cut() -> None:
     entry = hit(TokenKind.OPEN, 5000.0, user_agent="x" * 5000)
     assert len(entry["ua"]) == 512
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "agent"),
+    [
+        (TokenKind.CLICK, 'https://acme.test/a?q="x"&é=1\u2028', 'Bot "quoted" \\ é\x01' * 60),
+        (TokenKind.OPEN, None, BROWSER),
+        (TokenKind.UNSUBSCRIBE, None, ""),
+    ],
+)
+def test_the_hot_paths_json_is_the_entrys(kind: TokenKind, url: str | None, agent: str) -> None:
+    token = TokenClaims(kind, "ab-1", 7, 'jäne"@example.com', "click.acme.test", 1000, url)
+    fields: dict[str, Any] = {
+        "at": 1_764_000_000.123456,
+        "address": "2001:db8::1",
+        "user_agent": agent,
+        "method": "HEAD",
+        "prefetch": True,
+        "event_id": "0a1b2c",
+    }
+    data = hit_json(hit_prefix(token), **fields)
+    [entry], _ = frames(json_frame(data))
+    assert entry == hit_entry(token, **fields)
+    assert json_frame(data) == frame(hit_entry(token, **fields))
+
+
+def test_event_ids_do_not_repeat() -> None:
+    ids = EventIds("f00d")
+    assert len({ids.next() for _ in range(1000)}) == 1000
