@@ -24,7 +24,7 @@ def test_files_default_to_the_data_dir(tmp_path: Path, engine_factory: list[Engi
     config.write_text(
         f'[engine]\ndata_dir = "{data}"\nhostname = "mta.penguin.test"\n'
         '[submission]\nlisten = ["127.0.0.1:0"]\n[admin]\nlisten = "127.0.0.1:0"\n'
-        '[tracking]\nlisten = "127.0.0.1:0"\n'
+        '[tracking]\nlisten = "127.0.0.1:0"\n[bounce]\nlisten = ["127.0.0.1:0"]\n'
     )
     subprocess.run(
         [*PENGUIN, "tenant", "create", "acme", "--config", str(config)],
