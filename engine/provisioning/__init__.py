@@ -9,7 +9,9 @@ adding, listing and removing tracking domains and choosing a tenant's
 default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
 delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
 creating, listing and removing SMTP users (generated username and password,
-stored as a scrypt hash); adding, listing and removing suppressions.
+stored as a scrypt hash); adding, listing (with filters), importing (CSV,
+``suppression_csv``) and removing suppressions; and verifying through DNS
+that a sending domain's records are published (``verification``).
 
 In: names as an operator or a tenant types them. Out: model values
 (``engine.model``) and small result types; failures as the
@@ -52,6 +54,7 @@ from engine.provisioning.service import (
     DomainRecords,
     NewSmtpUser,
     Provisioning,
+    SuppressionImport,
     TenantRemoval,
     TrackingDomainRecords,
 )
@@ -68,6 +71,7 @@ __all__ = [
     "ProvisioningError",
     "SecretUnusable",
     "StoreFailed",
+    "SuppressionImport",
     "TenantHasMail",
     "TenantRemoval",
     "TrackingDomainRecords",

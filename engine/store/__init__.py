@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    EVERY_SUPPRESSION,
     InboundMessage,
     InboundState,
     MessageState,
@@ -48,6 +49,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TrackingDomain,
@@ -343,9 +345,22 @@ class Store(Protocol):
         """Remove the SMTP user ``username``; False if absent."""
         ...
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        """Up to ``limit`` of a tenant's suppressions with an address above ``after``
-        (``""`` for the first page), by address."""
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        """Up to ``limit`` of a tenant's suppressions matching ``where`` with an address
+        above ``after`` (``""`` for the first page), by address; isolated by RLS on
+        PostgreSQL."""
+        ...
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        """Insert those of ``suppressions`` whose (tenant, address) is not suppressed yet
+        (an address already suppressed keeps its reason and time), in one transaction;
+        how many were inserted. All of one tenant: isolated by RLS on PostgreSQL."""
         ...
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:

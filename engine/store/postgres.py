@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     InboundMessage,
     InboundState,
     MessageState,
@@ -44,6 +45,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TrackingDomain,
@@ -71,6 +73,8 @@ from engine.store.rows import (
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
     tracking_domain_from_row,
@@ -829,15 +833,38 @@ class PostgresStore:
         )
         return _row_count(status) == 1
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        rows = await self._fetch(
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
+        numbered = _numbered([*(f" AND {c}" for c in conditions), " ORDER BY address LIMIT ?"], 3)
+        sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = $1 AND address > $2 ORDER BY address LIMIT $3",
-            tenant_id,
-            after,
-            limit,
+            " WHERE tenant_id = $1 AND address > $2" + numbered
         )
+        with _translated("suppression"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, tenant_id, after, *params, limit)
         return [Suppression(**dict(row)) for row in rows]
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        if not suppressions:
+            return 0
+        columns = list(zip(*(suppression_row(x) for x in suppressions), strict=True))
+        with _translated("suppression"):
+            async with self.tenant_scope(suppressions[0].tenant_id) as conn:
+                status = await conn.execute(
+                    "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                    " $4::double precision[])"
+                    " ON CONFLICT (tenant_id, address) DO NOTHING",
+                    *(list(column) for column in columns),
+                )
+        return _row_count(status)
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
         status = await self._execute(
@@ -1041,6 +1068,12 @@ async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
         return
     rows = [record_row(r) for r in records]
     await conn.copy_records_to_table("records", records=rows, columns=RECORD_FIELDS)
+
+
+def _numbered(parts: Sequence[str], first: int) -> str:
+    """``parts`` joined, their ``?`` placeholders numbered ``$first``, ``$first+1``, ..."""
+    pieces = "".join(parts).split("?")
+    return "".join(f"{p}${first + i}" for i, p in enumerate(pieces[:-1])) + pieces[-1]
 
 
 def _row_count(status: str) -> int:

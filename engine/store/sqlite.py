@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     InboundMessage,
     InboundState,
     MessageState,
@@ -46,6 +47,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TrackingDomain,
@@ -72,6 +74,8 @@ from engine.store.rows import (
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
     tracking_domain_from_row,
@@ -753,12 +757,36 @@ class SqliteStore:
             lambda conn: conn.execute(sql, (username,)).rowcount == 1, "SMTP user"
         )
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
         sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = ? AND address > ? ORDER BY address LIMIT ?"
+            " WHERE tenant_id = ? AND address > ?"
+            + "".join(f" AND {c}" for c in conditions)
+            + " ORDER BY address LIMIT ?"
         )
-        return await self._run(lambda conn: _all(conn, Suppression, sql, (tenant_id, after, limit)))
+        bound = (tenant_id, after, *params, limit)
+        return await self._run(lambda conn: _all(conn, Suppression, sql, bound))
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        sql = (
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, address) DO NOTHING"
+        )
+        rows = [suppression_row(x) for x in suppressions]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+        return await self._write(insert, "suppression")
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
         sql = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?"

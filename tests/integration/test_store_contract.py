@@ -18,6 +18,7 @@ from engine.model import (
     SmtpUser,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     SuspensionScope,
     TrackingDomain,
@@ -695,6 +696,78 @@ async def test_suppressions_are_paged_by_address_and_removed(store: Store) -> No
     assert await store.remove_suppression(acme.id, "alice@example.com") is False
     assert await store.suppressed(acme.id, ["alice@example.com"]) == set()
     assert await store.suppressed(beta.id, ["alice@example.com"]) == {"alice@example.com"}
+
+
+async def test_suppressions_are_filtered_by_reason_address_and_time(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    rows = [
+        ("ann@a.example", "bounce: 5.1.1 InvalidRecipient", T0),
+        ("bob@a.example", "complaint: abuse", T0 + 10),
+        ("ann@b.example", "unsubscribe", T0 + 20),
+        ("anna@sub.a.example", "bounce: 5.7.1 SpamBlock", T0 + 30),
+        ("x_y%z@a.example", "manual", T0 + 40),
+    ]
+    for address, reason, at in rows:
+        await store.add_suppression(Suppression(acme.id, address, reason, at))
+    await store.add_suppression(Suppression(beta.id, "ann@a.example", "bounce: other", T0))
+
+    async def listed(where: SuppressionFilter, after: str = "", limit: int = 10) -> list[str]:
+        return [s.address for s in await store.list_suppressions(acme.id, after, limit, where)]
+
+    assert await listed(SuppressionFilter(reason="bounce")) == [
+        "ann@a.example",
+        "anna@sub.a.example",
+    ]
+    assert await listed(SuppressionFilter(domain="a.example")) == [
+        "ann@a.example",
+        "bob@a.example",
+        "x_y%z@a.example",
+    ]
+    assert await listed(SuppressionFilter(address_prefix="ann")) == [
+        "ann@a.example",
+        "ann@b.example",
+        "anna@sub.a.example",
+    ]
+    assert await listed(SuppressionFilter(address_prefix="x_y%")) == ["x_y%z@a.example"]
+    assert await listed(SuppressionFilter(address_prefix="x%")) == []
+    assert await listed(SuppressionFilter(since=T0 + 10, until=T0 + 30)) == [
+        "ann@b.example",
+        "bob@a.example",
+    ]
+    both = SuppressionFilter(reason="bounce", address_prefix="ann", since=T0 + 1)
+    assert await listed(both) == ["anna@sub.a.example"]
+    assert await listed(SuppressionFilter(domain="a.example"), after="bob@a.example") == [
+        "x_y%z@a.example"
+    ]
+    assert await listed(SuppressionFilter(domain="a.example"), limit=1) == ["ann@a.example"]
+    assert await store.list_suppressions(beta.id, "", 10, SuppressionFilter(reason="bounce")) == [
+        Suppression(beta.id, "ann@a.example", "bounce: other", T0)
+    ]
+
+
+async def test_new_suppressions_are_added_and_existing_ones_kept(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_suppression(Suppression(acme.id, "old@example.com", "bounce", T0))
+    await store.add_suppression(Suppression(beta.id, "new@example.com", "complaint", T0))
+    batch = [
+        Suppression(acme.id, "old@example.com", "import", T0 + 5),
+        Suppression(acme.id, "New@example.com", "import", T0 + 5),
+        Suppression(acme.id, "new@example.com", "again", T0 + 6),
+        Suppression(acme.id, "third@example.com", "import", T0 + 5),
+    ]
+
+    assert await store.add_new_suppressions(batch) == 2
+    assert await store.add_new_suppressions([]) == 0
+    assert await store.list_suppressions(acme.id, "", 10) == [
+        Suppression(acme.id, "new@example.com", "import", T0 + 5),
+        Suppression(acme.id, "old@example.com", "bounce", T0),
+        Suppression(acme.id, "third@example.com", "import", T0 + 5),
+    ]
+    assert await store.list_suppressions(beta.id, "", 10) == [
+        Suppression(beta.id, "new@example.com", "complaint", T0)
+    ]
 
 
 async def test_a_removed_domain_is_gone_and_its_name_free(store: Store) -> None:
