@@ -234,9 +234,10 @@ class Provisioning:
         """The sending domain ``domain``; with ``tenant``, only if it is that tenant's
         (another tenant's is ``Unknown`` as if it did not exist)."""
         name = _domain_name(domain)
+        owner = await self._tenant_id(tenant)
         with _translated(f"domain {name!r}"):
-            found = await self._store.get_domain(name)
-        if found is None or not await self._owned_by(found.tenant_id, tenant):
+            found = await self._store.get_domain(name, owner)
+        if found is None:
             raise Unknown(f"no sending domain {name!r}")
         return found
 
@@ -279,13 +280,13 @@ class Provisioning:
         """Remove ``domain`` and its key; the domain as it was."""
         found = await self.domain(domain, tenant=tenant)
         with _translated(f"domain {found.name!r}"):
-            if not await self._store.remove_domain(found.name):
+            if not await self._store.remove_domain(found.name, found.tenant_id):
                 raise Unknown(f"no sending domain {found.name!r}")
         return found
 
-    async def _owned_by(self, tenant_id: int, tenant: str | None) -> bool:
-        """Whether a thing of ``tenant_id`` is ``tenant``'s (anyone's for None)."""
-        return tenant is None or (await self.tenant(tenant)).id == tenant_id
+    async def _tenant_id(self, tenant: str | None) -> int | None:
+        """The id of ``tenant`` (None for None: acting for no tenant in particular)."""
+        return None if tenant is None else (await self.tenant(tenant)).id
 
     def _selector(self, spec: DkimKeySpec) -> str:
         return spec.selector or default_selector(self._clock.now())
@@ -365,9 +366,10 @@ class Provisioning:
         """The tracking domain ``domain`` and the CNAME to publish for it; with ``tenant``,
         only if it is that tenant's."""
         name = _domain_name(domain)
+        owner = await self._tenant_id(tenant)
         with _translated(f"tracking domain {name!r}"):
-            found = await self._store.get_tracking_domain(name)
-        if found is None or not await self._owned_by(found.tenant_id, tenant):
+            found = await self._store.get_tracking_domain(name, owner)
+        if found is None:
             raise Unknown(f"no tracking domain {name!r}")
         return TrackingDomainRecords(found, self._tracking_records(name))
 
@@ -390,7 +392,7 @@ class Provisioning:
         once the edges refresh (``[tracking] refresh_seconds``)."""
         found = (await self.tracking_domain(domain, tenant=tenant)).domain
         with _translated(f"tracking domain {found.name!r}"):
-            if not await self._store.remove_tracking_domain(found.name):
+            if not await self._store.remove_tracking_domain(found.name, found.tenant_id):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return found
 
@@ -448,12 +450,9 @@ class Provisioning:
     async def remove_smtp_user(self, username: str, *, tenant: str | None = None) -> None:
         """Remove ``username`` (with ``tenant``, only if it is that tenant's); a running
         engine refuses it within a minute (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
+        owner = await self._tenant_id(tenant)
         with _translated(f"SMTP user {username!r}"):
-            if tenant is not None:
-                user = await self._store.get_smtp_user(username)
-                if user is None or not await self._owned_by(user.tenant_id, tenant):
-                    raise Unknown(f"no SMTP user {username!r}")
-            if not await self._store.remove_smtp_user(username):
+            if not await self._store.remove_smtp_user(username, owner):
                 raise Unknown(f"no SMTP user {username!r}")
 
     # Suppressions.

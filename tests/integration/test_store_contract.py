@@ -181,6 +181,38 @@ async def test_domain_key_rotation(store: Store) -> None:
     assert await store.rotate_domain_key(ghost) is False
 
 
+async def test_lookups_for_a_tenant_see_only_its_own(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    domain = await store.add_domain(
+        SendingDomain(acme.id, "acme.example", "s1", "rsa", b"k", "KEY", T0)
+    )
+    user = await store.add_smtp_user(SmtpUser(acme.id, "acme-u", "hash", T0))
+    tracking = await store.add_tracking_domain(TrackingDomain(acme.id, "t.acme.example", False, T0))
+
+    assert await store.get_domain("acme.example", beta.id) is None
+    assert await store.get_domain("acme.example", acme.id) == domain
+    assert await store.get_smtp_user("acme-u", beta.id) is None
+    assert await store.get_smtp_user("acme-u", acme.id) == user
+    assert await store.get_tracking_domain("t.acme.example", beta.id) is None
+    assert await store.get_tracking_domain("t.acme.example", acme.id) == tracking
+    assert await store.list_domains(beta.id) == []
+    assert await store.list_tracking_domains(beta.id) == []
+
+    assert await store.rotate_domain_key(replace(domain, tenant_id=beta.id, selector="s2")) is False
+    assert await store.remove_domain("acme.example", beta.id) is False
+    assert await store.remove_smtp_user("acme-u", beta.id) is False
+    assert await store.remove_tracking_domain("t.acme.example", beta.id) is False
+    assert await store.get_domain("acme.example") == domain
+    assert await store.get_smtp_user("acme-u") == user
+    assert await store.get_tracking_domain("t.acme.example") == tracking
+
+    assert await store.remove_domain("acme.example", acme.id) is True
+    assert await store.remove_smtp_user("acme-u", acme.id) is True
+    assert await store.remove_tracking_domain("t.acme.example", acme.id) is True
+    assert await store.get_domain("acme.example") is None
+
+
 async def test_smtp_users(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     user = await store.add_smtp_user(SmtpUser(acme.id, "acme-relay", "$scrypt$hash", T0))
