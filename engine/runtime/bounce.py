@@ -68,7 +68,7 @@ def bounce_service(
     bounce = settings.bounce
     policies = bounce_policies(settings, config_file)
     connection_rate, message_rate = bounce_client_rates(settings, config_file)
-    inbox = Inbox(store.accept_inbound, settings.database.commit_batch_max)
+    inbox = Inbox(store, record_log, settings.database.commit_batch_max)
     intake = Intake(
         store=store,
         parse=parts.parse,
@@ -88,6 +88,7 @@ def bounce_service(
         connection_rate=connection_rate,
         message_rate=message_rate,
         clock=clock,
+        nodeid=node_id(settings),
     )
     sub = settings.submission
     config = ServerConfig(
