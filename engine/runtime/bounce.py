@@ -28,6 +28,7 @@ from engine.limits.throttle import ThrottleSpec
 from engine.node import node_id
 from engine.records.log import RecordLog
 from engine.return_path import codec_from_settings
+from engine.runtime.preflight import throttle_spec
 from engine.smtp.server import ServerConfig
 from engine.store import Store
 
@@ -112,7 +113,4 @@ def bounce_service(
 
 
 def _spec(text: str, config_file: str, what: str) -> ThrottleSpec:
-    try:
-        return ThrottleSpec.parse(text)
-    except ValueError as exc:
-        raise ConfigError(config_file, f"bounce.client_{what}_rate", str(exc)) from exc
+    return throttle_spec(text, config_file, f"bounce.client_{what}_rate")
