@@ -508,22 +508,22 @@ class Provisioning:
 
     async def add_suppressions(
         self, tenant: str, addresses: Sequence[tuple[str, str]]
-    ) -> list[Suppression]:
+    ) -> SuppressionImport:
         """Suppress each (address, reason) for ``tenant`` in one transaction; an address
         already suppressed keeps its reason. ``Invalid`` naming the first bad address
-        (by its index), storing nothing."""
+        (by its index), storing nothing. The counts added and already suppressed."""
         owner = await self.tenant(tenant)
         now = self._clock.now()
-        wanted: list[Suppression] = []
+        wanted: dict[str, Suppression] = {}
         for index, (address, reason) in enumerate(addresses):
             cleaned = address.strip().lower()
             problem = address_problem(cleaned)
             if problem is not None:
                 raise Invalid(f"[{index}] {address!r}: {problem}")
-            wanted.append(Suppression(owner.id, cleaned, reason, now))
-        with _translated("suppressions"):
-            await self._store.add_new_suppressions(wanted)
-        return wanted
+            wanted.setdefault(cleaned, Suppression(owner.id, cleaned, reason, now))
+        counts = SuppressionImport(duplicate=len(addresses) - len(wanted))
+        await self._add_new(wanted, counts)
+        return counts
 
     async def import_suppressions(
         self,
