@@ -154,12 +154,9 @@ def check_dkim(record: DnsRecord, answer: DnsAnswer) -> Check:
     """The selector's key record holds the domain's public key."""
     keys = [v for v in answer.values if "p=" in v]
     made = _check("dkim", record.name, "TXT", record.value, keys)
-    if answer.failure is not None:
-        return _failed(made, answer.failure)
-    if not keys:
-        return _status(made, CheckStatus.MISSING, "no DKIM key record at this selector")
-    if len(keys) > 1:
-        return _status(made, CheckStatus.FAIL, "more than one DKIM key record")
+    unsure = _not_one(made, answer, "DKIM key record")
+    if unsure is not None:
+        return unsure
     published, wanted = _tags(keys[0]), _tags(record.value)
     if published.get("p", "").replace(" ", "") != wanted["p"]:
         return _status(made, CheckStatus.FAIL, "the public key (p=) is not this domain's")
@@ -172,12 +169,9 @@ def check_dmarc(record: DnsRecord, answer: DnsAnswer) -> Check:
     """One DMARC record with a policy (RFC 7489 §6.6.3)."""
     dmarc = _records(answer, "v=DMARC1")
     made = _check("dmarc", record.name, "TXT", record.value, dmarc)
-    if answer.failure is not None:
-        return _failed(made, answer.failure)
-    if not dmarc:
-        return _status(made, CheckStatus.MISSING, "no v=DMARC1 record")
-    if len(dmarc) > 1:
-        return _status(made, CheckStatus.FAIL, "more than one v=DMARC1 record: none applies")
+    unsure = _not_one(made, answer, "v=DMARC1 record", ": none applies (RFC 7489 §6.6.3)")
+    if unsure is not None:
+        return unsure
     policy = _tags(dmarc[0]).get("p", "")
     if policy.lower() not in DMARC_POLICIES:
         shown = f"p={policy}" if policy else "no p="
@@ -223,12 +217,9 @@ def spf_errors(record: str) -> list[str]:
 def _spf_status(
     made: Check, answer: DnsAnswer, spf: list[str], *, required_term: str | None
 ) -> Check:
-    if answer.failure is not None:
-        return _failed(made, answer.failure)
-    if not spf:
-        return _status(made, CheckStatus.MISSING, "no v=spf1 record")
-    if len(spf) > 1:
-        return _status(made, CheckStatus.FAIL, "more than one v=spf1 record: SPF fails (permerror)")
+    unsure = _not_one(made, answer, "v=spf1 record", ": SPF fails (RFC 7208 §4.5)")
+    if unsure is not None:
+        return unsure
     bad = spf_errors(spf[0])
     if bad:
         return _status(made, CheckStatus.FAIL, f"terms that do not parse: {' '.join(bad)}")
@@ -237,6 +228,18 @@ def _spf_status(
         detail = f"it does not authorise the engine ({required_term})"
         return _status(made, CheckStatus.FAIL, detail)
     return _status(made, CheckStatus.PASS, "")
+
+
+def _not_one(made: Check, answer: DnsAnswer, what: str, why_one: str = "") -> Check | None:
+    """``made`` failed or missing when the lookup failed or ``made.found`` is not exactly
+    one ``what`` (``why_one`` said after "more than one"); None when it is."""
+    if answer.failure is not None:
+        return _failed(made, answer.failure)
+    if not made.found:
+        return _status(made, CheckStatus.MISSING, f"no {what}")
+    if len(made.found) > 1:
+        return _status(made, CheckStatus.FAIL, f"more than one {what}{why_one}")
+    return None
 
 
 def _records(answer: DnsAnswer, version: str) -> list[str]:
