@@ -5,9 +5,10 @@ Listing pages by address with an opaque ``cursor`` (the answer's
 (``bounce``, ``complaint``, ``unsubscribe``, ``manual``, ``import``, ...), the
 address's start or domain and the time suppressed. Adding takes one address
 (``address``) or a list (``suppressions``), in one transaction; an address
-already suppressed keeps its reason. Importing takes a CSV body (``text/csv``: a header row naming
-``address`` and optionally ``reason``), spooled to a temporary file as it
-arrives and stored in batches (``Provisioning.import_suppressions``),
+already suppressed keeps its reason. Importing takes a CSV (a header row naming ``address`` and
+optionally ``reason``) as the body (``text/csv``) or as the ``file`` part of
+a form (``multipart/form-data``), spooled to a temporary file as it arrives
+(``admin_api.uploads``) and stored in batches (``Provisioning.import_suppressions``),
 answering the counts and the first rows refused with their line numbers.
 Reads need scope ``read``, changes ``manage``; a tenant sees and changes
 only its own list.
@@ -18,8 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import tempfile
-from typing import IO
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -27,6 +26,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
+from admin_api.uploads import receive_file
 from engine.model import Suppression, SuppressionFilter
 from engine.provisioning import SuppressionImport
 from engine.provisioning.service import IMPORT_REASON
@@ -39,8 +39,6 @@ manage = tenant_caller(Scope.MANAGE)
 PAGE_MAX = 1000
 IMPORT_MAX_BYTES = 100 * 1024 * 1024
 """The largest CSV accepted (about 3 million typical rows)."""
-IMPORT_MEMORY_BYTES = 1024 * 1024
-"""Of a CSV being received, what is kept in memory before it goes to a temporary file."""
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 
 
@@ -195,7 +193,14 @@ async def remove_suppression(
                 "text/csv": {
                     "schema": {"type": "string"},
                     "example": "address,reason\nann@example.com,bounce\nbob@example.com,\n",
-                }
+                },
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
             },
         }
     },
@@ -208,28 +213,13 @@ async def import_suppressions(
     caller: Caller = Depends(manage),
     services: ApiServices = Depends(api_services),
 ) -> SuppressionImportOut:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in CSV_TYPES:
-        raise ApiError(415, "unsupported_media_type", "send the CSV as the body, as text/csv")
-    with tempfile.SpooledTemporaryFile(max_size=IMPORT_MEMORY_BYTES) as spooled:
-        await _receive(request, spooled)
-        spooled.seek(0)
-        text = io.TextIOWrapper(spooled, encoding="utf-8-sig", errors="replace", newline="")
+    with await receive_file(request, CSV_TYPES, IMPORT_MAX_BYTES) as received:
+        text = io.TextIOWrapper(received, encoding="utf-8-sig", errors="replace", newline="")
         done = await services.provisioning.import_suppressions(
             caller.tenant.name, text, reason=reason
         )
         text.detach()
     return SuppressionImportOut.of(done)
-
-
-async def _receive(request: Request, into: IO[bytes]) -> None:
-    """The request body written to ``into``; 413 past ``IMPORT_MAX_BYTES``."""
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > IMPORT_MAX_BYTES:
-            raise ApiError(413, "too_large", f"the CSV is over {IMPORT_MAX_BYTES} bytes")
-        into.write(chunk)
 
 
 def _cursor(address: str) -> str:

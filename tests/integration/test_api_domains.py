@@ -358,7 +358,7 @@ async def test_the_openapi_document_describes_the_tenant_resources(
     }.items():
         assert set(paths[path]) == methods, path
     imported = paths["/v1/suppressions/import"]["post"]["requestBody"]["content"]
-    assert set(imported) == {"text/csv"}
+    assert set(imported) == {"text/csv", "multipart/form-data"}
     schemas = document["components"]["schemas"]
     for model in ("DomainWithRecords", "VerificationOut", "SuppressionPage", "SuppressionsIn"):
         assert all(p.get("description") for p in schemas[model]["properties"].values()), model

@@ -177,6 +177,30 @@ async def test_a_csv_is_imported_with_counts_and_refused_lines(
     }
 
 
+async def test_a_csv_is_imported_from_a_form(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    _, token = await make_tenant_key(api_services, "acme")
+    rows = "address,reason\n" + "".join(f"u{n}@form.test,bounce\n" for n in range(300))
+    done = await api_client.post(
+        f"{URL}/import",
+        params={"reason": "list"},
+        data={"note": "ignored"},
+        files={"file": ("list.csv", rows.encode(), "text/csv")},
+        headers=bearer(token),
+    )
+    assert done.status_code == 200, done.text
+    assert (done.json()["added"], done.json()["invalid"]) == (300, 0)
+    without = await api_client.post(
+        f"{URL}/import",
+        files={"other": ("list.csv", b"address\nx@form.test\n", "text/csv")},
+        headers=bearer(token),
+    )
+    assert without.status_code == 422
+    assert error_of(without)["field"] == "file"
+    assert len(await addresses(api_client, token, limit=1000)) == 300
+
+
 async def test_an_import_without_a_usable_csv_is_refused(
     api_services: ApiServices, api_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,11 +213,24 @@ async def test_an_import_without_a_usable_csv_is_refused(
     assert "no 'address' column" in str(error_of(no_header)["message"])
     json_body = await api_client.post(f"{URL}/import", json={"address": "a@a.test"}, headers=auth)
     assert json_body.status_code == 415
+    assert "multipart/form-data" in str(error_of(json_body)["message"])
+    broken = await api_client.post(
+        f"{URL}/import",
+        content=b"--b\r\nnot a part",
+        headers={**auth, "Content-Type": "multipart/form-data"},
+    )
+    assert (broken.status_code, error_of(broken)["field"]) == (422, "file")
     monkeypatch.setattr(suppressions, "IMPORT_MAX_BYTES", 100)
     large = await api_client.post(
         f"{URL}/import", content=b"address\n" + b"ann@a.test\n" * 20, headers={**auth, **CSV}
     )
     assert large.status_code == 413
+    large_form = await api_client.post(
+        f"{URL}/import",
+        files={"file": ("a.csv", b"address\n" + b"ann@a.test\n" * 20)},
+        headers=auth,
+    )
+    assert large_form.status_code == 413
     assert await addresses(api_client, token) == []
 
 
