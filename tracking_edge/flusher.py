@@ -151,11 +151,15 @@ class Flusher:
 
     async def _stored(self, entries: Sequence[Entry]) -> dict[str, tuple[set[str], set[str]]]:
         """For the messages whose records must be looked at: the kinds of hit the store has
-        recorded on each, and the event ids of their records."""
+        recorded on each, and the event ids of their records. Their recipients (in their
+        Reception and delivery records) go to ``HitRecords.recipients``."""
+        seen, recipients = self._records.seen, self._records.recipients
         wanted = {
             entry["m"]
             for entry in entries
-            if self._recovering or (entry["k"], entry["m"]) not in self._records.seen
+            if self._recovering
+            or (entry["k"], entry["m"]) not in seen
+            or entry["m"] not in recipients
         }
         kinds_of = {record_type.value: kind for kind, record_type in RECORD_TYPES.items()}
         stored: dict[str, tuple[set[str], set[str]]] = {}
@@ -164,6 +168,9 @@ class Flusher:
             kinds = {kinds_of[r["type"]] for r in found if r.get("type") in kinds_of}
             events = {str(r.get("meta", {}).get("event_id")) for r in found} - {"None"}
             stored[message_id] = (kinds, events)
+            recipient = next((r["recipient"] for r in found if r.get("recipient")), None)
+            if recipient is not None:
+                recipients.put(message_id, recipient)
         return stored
 
 

@@ -161,6 +161,7 @@ def test_tracked_mail_is_opened_clicked_and_unsubscribed_on_the_tenants_domain(
     assert click["meta"]["url"] == SHOP and click["meta"]["machine"] is False
     assert click["meta"]["first"] is True and click["meta"]["user_agent"] == BROWSER
     assert click["peer_address"]["addr"] == "127.0.0.1" and click["timestamp"]
+    assert click["recipient"] == recipients[0], "found from the message, not the link"
     assert head["meta"]["machine"] is True and head["meta"]["machine_reason"] == "head request"
     assert again["meta"]["first"] is False and again["meta"]["machine"] is False
     wait_for(lambda: bool(records(config, bob, "Open")), 15, "the Open record")
