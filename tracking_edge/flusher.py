@@ -168,9 +168,8 @@ class Flusher:
             kinds = {kinds_of[r["type"]] for r in found if r.get("type") in kinds_of}
             events = {str(r.get("meta", {}).get("event_id")) for r in found} - {"None"}
             stored[message_id] = (kinds, events)
-            recipient = next((r["recipient"] for r in found if r.get("recipient")), None)
-            if recipient is not None:
-                recipients.put(message_id, recipient)
+            recipient = next((r["recipient"] for r in found if r.get("recipient")), "")
+            recipients.put(message_id, recipient)
         return stored
 
 

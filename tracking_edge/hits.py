@@ -148,7 +148,8 @@ class HitRecords:
         self.seen: Recent[tuple[str, str], None] = Recent()
         """The (kind, message) pairs recorded lately."""
         self.recipients: Recent[str, str] = Recent()
-        """The recipient of each message hit lately (opens' and clicks' tokens carry none)."""
+        """The recipient of each message hit lately (opens' and clicks' tokens carry none);
+        empty when its records name none."""
 
     def record(self, entry: Entry, *, seen_in_store: bool) -> Record:
         """The record of ``entry``; ``seen_in_store`` when the store has an earlier one.
@@ -186,7 +187,7 @@ class HitRecords:
             timestamp=entry["at"],
             tenant_id=entry["t"],
             id=message_id,
-            recipient=entry["r"] or self.recipients.get(message_id),
+            recipient=entry["r"] or self.recipients.get(message_id) or None,
             peer_address=("", entry["ip"]),
             meta=meta,
             nodeid=self._nodeid,
