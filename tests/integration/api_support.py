@@ -3,8 +3,8 @@
 Fixtures (registered for every test under ``tests/integration`` by its
 ``conftest.py``):
 
-- ``api_backend``: ``"sqlite"`` and ``"postgres"`` (each test runs on both);
-- ``api_store``: a migrated store of that backend;
+- ``store`` and ``store_url`` (``conftest.py``): a migrated store, SQLite then
+  PostgreSQL (each API test runs on both);
 - ``api_clock``: a ``FakeClock`` the services read time from;
 - ``api_services``: ``ApiServices`` on that store, with a running submission
   spool, an in-process limiter on the fake clock, the operator token
@@ -41,7 +41,7 @@ from engine.limits.throttle import ThrottleSpec
 from engine.model import ApiScope, Tenant
 from engine.provisioning import Provisioning, Unknown
 from engine.records.log import RecordLog
-from engine.store import Store, open_store
+from engine.store import Store
 from engine.submission.spool import Spool
 
 OPERATOR_TOKEN = "operator-token-for-the-tests-8d1f0c"
@@ -58,30 +58,6 @@ def api_settings(data_dir: Path, database_url: str) -> Settings:
     return dataclasses.replace(settings, engine=engine, database=database)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def api_backend(request: pytest.FixtureRequest) -> str:
-    backend: str = request.param
-    return backend
-
-
-@pytest.fixture
-def api_database_url(api_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if api_backend == "sqlite":
-        return f"sqlite:{tmp_path / 'var' / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def api_store(api_database_url: str) -> AsyncIterator[Store]:
-    store = open_store(api_database_url)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
-
-
 @pytest.fixture
 def api_clock() -> FakeClock:
     return FakeClock()
@@ -89,14 +65,14 @@ def api_clock() -> FakeClock:
 
 @pytest.fixture
 async def api_services(
-    api_store: Store, api_database_url: str, api_clock: FakeClock, tmp_path: Path
+    store: Store, store_url: str, api_clock: FakeClock, tmp_path: Path
 ) -> AsyncIterator[ApiServices]:
-    settings = api_settings(tmp_path / "var", api_database_url)
+    settings = api_settings(tmp_path / "var", store_url)
     record_log = RecordLog(str(tmp_path / "var" / "records.jsonl"))
-    spool = Spool(api_store, record_log, settings.database.commit_batch_max)
+    spool = Spool(store, record_log, settings.database.commit_batch_max)
     services = ApiServices(
-        store=api_store,
-        provisioning=Provisioning(api_store, settings, nodeid=NODE, clock=api_clock),
+        store=store,
+        provisioning=Provisioning(store, settings, nodeid=NODE, clock=api_clock),
         settings=settings,
         clock=api_clock,
         limiter=LocalLimiter(api_clock),

@@ -32,7 +32,7 @@ KEYS = "/v1/api-keys"
 
 
 async def test_a_key_is_shown_once_and_stored_hashed(
-    api_services: ApiServices, api_client: httpx.AsyncClient, api_store: Store
+    api_services: ApiServices, api_client: httpx.AsyncClient, store: Store
 ) -> None:
     _, token = await make_tenant_key(api_services, "acme", {ApiScope.MANAGE})
     made = await api_client.post(
@@ -50,7 +50,7 @@ async def test_a_key_is_shown_once_and_stored_hashed(
     assert all("token" not in key for key in listed.json()["api_keys"])
     assert body["prefix"] in [key["prefix"] for key in listed.json()["api_keys"]]
 
-    stored = await api_store.get_api_key(body["prefix"])
+    stored = await store.get_api_key(body["prefix"])
     assert stored is not None
     assert stored.secret_hash == hashlib.sha256(parsed.secret.encode()).digest()
     assert parsed.secret not in repr(stored) and body["token"] not in repr(stored)
