@@ -12,7 +12,9 @@ import pytest
 
 from admin_api.app import create_app
 from admin_api.services import ApiServices
+from config.schema import RedisSettings
 from engine.clock import FakeClock
+from engine.limits import open_limiter
 from engine.limits.throttle import ThrottleSpec
 from engine.model import ApiScope
 from engine.provisioning import Provisioning
@@ -283,3 +285,25 @@ async def test_the_openapi_document_names_the_bearer_scheme(
     operation = document["paths"]["/v1/api-keys"]["post"]
     assert {"401", "403", "422", "429"} <= set(operation["responses"])
     assert "Penguin-Tenant" in [p["name"] for p in operation["parameters"]]
+
+
+async def test_with_redis_a_keys_rate_is_shared_by_every_process(
+    api_services: ApiServices, api_clock: FakeClock, redis_settings: RedisSettings
+) -> None:
+    _, token = await make_tenant_key(api_services, "acme", {ApiScope.READ, ApiScope.MANAGE})
+    limiters = [open_limiter(redis_settings, api_clock) for _ in range(2)]
+    processes = [
+        create_app(
+            dataclasses.replace(api_services, limiter=limiter, key_rate=ThrottleSpec.parse("3/min"))
+        )
+        for limiter in limiters
+    ]
+    try:
+        statuses = []
+        for turn in range(4):
+            async with client_of(processes[turn % 2]) as client:
+                statuses.append((await client.get(KEYS, headers=bearer(token))).status_code)
+        assert statuses == [200, 200, 200, 429]
+    finally:
+        for limiter in limiters:
+            await limiter.close()
