@@ -3,8 +3,8 @@
 Fixtures (registered for every test under ``tests/integration`` by its
 ``conftest.py``):
 
-- ``store`` and ``store_url`` (``conftest.py``): a migrated store, SQLite then
-  PostgreSQL (each API test runs on both);
+- ``store`` (``conftest.py``): a migrated store, SQLite and PostgreSQL (each test
+  runs on both);
 - ``api_clock``: a ``FakeClock`` the services read time from;
 - ``api_services``: ``ApiServices`` on that store, with a running submission
   spool, an in-process limiter on the fake clock, the operator token

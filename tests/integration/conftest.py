@@ -1,10 +1,9 @@
 """Fixtures of the integration tests: a real, migrated store on each backend, and the
-admin API on it.
+admin API's (``api_support``).
 
 A test (or a module) that asks for ``store`` runs once on SQLite (a file under
 the test's temporary directory) and once on PostgreSQL (a database of its own,
-``tests.conftest.postgres_url``). The admin API's fixtures (``api_services``,
-``api_app``, ``api_client``, ``api_clock``) are in ``api_support``.
+``tests.conftest.postgres_url``).
 """
 
 from __future__ import annotations
@@ -16,9 +15,19 @@ import pytest
 
 from engine.store import Store, open_store
 from engine.store.migrations import Backend
-from tests.integration.api_support import api_app, api_client, api_clock, api_services
+from tests.integration.api_support import (
+    api_app,
+    api_client,
+    api_clock,
+    api_services,
+)
 
-__all__ = ["api_app", "api_client", "api_clock", "api_services"]
+__all__ = [
+    "api_app",
+    "api_client",
+    "api_clock",
+    "api_services",
+]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
