@@ -19,7 +19,7 @@ from engine.limits.throttle import ThrottleSpec
 from engine.model import ApiScope
 from engine.provisioning import Provisioning
 from engine.provisioning.api_keys import CACHE_SECONDS, parse_token
-from engine.store import Store
+from engine.store import Store, StoreError
 from tests.integration.api_support import (
     NODE,
     OPERATOR_TOKEN,
@@ -307,3 +307,26 @@ async def test_with_redis_a_keys_rate_is_shared_by_every_process(
     finally:
         for limiter in limiters:
             await limiter.close()
+
+
+async def test_a_store_failure_is_503_and_a_bug_500_with_the_error_body(
+    api_services: ApiServices,
+) -> None:
+    app = create_app(api_services)
+
+    async def store_down() -> None:
+        raise StoreError("postgresql: connection refused")
+
+    async def bug() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/store-down", store_down)
+    app.add_api_route("/bug", bug)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        down = await client.get("/store-down")
+        failed = await client.get("/bug")
+    assert down.status_code == 503 and error_of(down)["code"] == "unavailable"
+    assert "refused" not in down.text
+    assert failed.status_code == 500 and error_of(failed)["code"] == "internal"
+    assert "a bug" not in failed.text
