@@ -125,7 +125,9 @@ class Store(Protocol):
 
     async def list_tenants(self) -> list[Tenant]: ...
 
-    async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        """Store ``domain`` for its tenant (RLS on PostgreSQL); it with its new id."""
+        ...
 
     async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
         """The sending domain ``name``; with ``tenant_id``, only that tenant's (on
@@ -141,7 +143,9 @@ class Store(Protocol):
         """A tenant's sending domains, by name; isolated by RLS on PostgreSQL."""
         ...
 
-    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser: ...
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
+        """Store ``user`` for its tenant (RLS on PostgreSQL); it with its new id."""
+        ...
 
     async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
         """The SMTP user ``username``; with ``tenant_id``, only that tenant's (RLS on

@@ -330,19 +330,19 @@ class PostgresStore:
         return [Tenant(**dict(row)) for row in rows]
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
-        row = await self._fetchrow(
-            "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
-            " private_key_sealed, public_key_b64, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            domain.tenant_id,
-            domain.name,
-            domain.selector,
-            domain.algorithm,
-            domain.private_key_sealed,
-            domain.public_key_b64,
-            domain.created_at,
-            subject=f"domain {domain.name!r}",
-        )
+        async with self._acting_for(domain.tenant_id, f"domain {domain.name!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
+                " private_key_sealed, public_key_b64, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                domain.tenant_id,
+                domain.name,
+                domain.selector,
+                domain.algorithm,
+                domain.private_key_sealed,
+                domain.public_key_b64,
+                domain.created_at,
+            )
         return replace(domain, id=int(row[0]))
 
     async def rotate_domain_key(self, domain: SendingDomain) -> bool:
@@ -379,15 +379,15 @@ class PostgresStore:
         return [SendingDomain(**dict(row)) for row in rows]
 
     async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
-        row = await self._fetchrow(
-            "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            user.tenant_id,
-            user.username,
-            user.password_hash,
-            user.created_at,
-            subject=f"SMTP user {user.username!r}",
-        )
+        async with self._acting_for(user.tenant_id, f"SMTP user {user.username!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                user.tenant_id,
+                user.username,
+                user.password_hash,
+                user.created_at,
+            )
         return replace(user, id=int(row[0]))
 
     async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
