@@ -1,5 +1,6 @@
 """``penguin domain verify`` against a DNS server on loopback, and ``penguin suppression
-import`` and filtered ``list``: the commands over the provisioning service the API uses."""
+import`` and filtered ``list``: the commands over the provisioning service the API uses;
+and the running engine's API verifying through the configured resolvers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.cli import main
-from tests.e2e.conftest import write_config
+from tests.e2e.conftest import EngineProcess, start_engine, write_config
 from tests.harness.dns_server import ThreadedDnsServer, Zones
 
 pytestmark = pytest.mark.slow
@@ -91,3 +93,35 @@ def test_import_and_filtered_list(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert [row["address"] for row in listed] == ["ann@a.test"]
     listed = command(capsys, config, "suppression", "list", "acme", "--domain", "b.test")
     assert [(row["address"], row["reason"]) for row in listed] == [("bob@b.test", "import")]
+
+
+def test_the_running_engines_api_verifies_through_its_resolvers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine_factory: list[EngineProcess]
+) -> None:
+    with ThreadedDnsServer(Zones()) as dns:
+        config = write_config(tmp_path, nameserver=dns.address)
+        command(capsys, config, "tenant", "create", "acme")
+        token = command(capsys, config, "api-key", "create", "acme")["token"]
+        engine = start_engine(engine_factory, config)
+        base = f"http://{engine.admin[0]}:{engine.admin[1]}"
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as api:
+            added = api.post("/v1/domains", json={"name": "acme.test"})
+            assert added.status_code == 201, added.text
+            for record in added.json()["dns_records"]:
+                if record["type"] == "TXT":
+                    dns.zones.add_txt(record["name"], record["value"])
+                else:
+                    dns.zones.add_mx(record["name"], [(10, record["value"].split()[-1])])
+            dns.zones.add_txt("acme.test", "v=spf1 -all")
+            report = api.post("/v1/domains/acme.test/verify")
+
+    assert report.status_code == 200, report.text
+    assert report.json()["verified"] is True
+    assert [c["check"] for c in report.json()["checks"]] == [
+        "spf",
+        "dkim",
+        "return_path_spf",
+        "return_path_mx",
+        "dmarc",
+    ]
