@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Body, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
-from engine.dkim.keys import RSA_DEFAULT_BITS, RSA_MAX_BITS, RSA_MIN_BITS, DnsRecord
+from engine.dkim.keys import RSA_DEFAULT_BITS, RSA_MAX_BITS, RSA_MIN_BITS, DnsRecord, dns_name
 from engine.model import SendingDomain
 from engine.provisioning import DkimKeySpec, DomainRecords
 from engine.provisioning.verification import CheckStatus, VerificationReport
@@ -46,6 +46,11 @@ class DkimKey(BaseModel):
         description="The DKIM selector; default `pm` + the year and month, e.g. `pm202701`.",
     )
 
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, selector: str | None) -> str | None:
+        return None if selector is None else dns_name(selector)
+
     def spec(self) -> DkimKeySpec:
         return DkimKeySpec(self.algorithm, self.bits, self.selector)
 
@@ -54,6 +59,8 @@ class DomainCreate(DkimKey):
     name: str = Field(
         min_length=1, max_length=253, description="The domain of the From header, e.g. acme.test."
     )
+
+    _name = field_validator("name")(dns_name)
 
 
 class DnsRecordOut(BaseModel):

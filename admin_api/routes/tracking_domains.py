@@ -10,12 +10,13 @@ tenant holds is a conflict: names are unique across tenants).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import responses
 from admin_api.routes.domains import DnsRecordOut
 from admin_api.services import ApiServices
+from config import is_host_name
 from engine.model import TrackingDomain
 from engine.provisioning import TrackingDomainRecords
 
@@ -29,6 +30,14 @@ class TrackingDomainCreate(BaseModel):
         min_length=1, max_length=253, description="The host name, e.g. click.acme.test."
     )
     default: bool = Field(default=False, description="Make it the tenant's default.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        cleaned = name.strip().lower().rstrip(".")
+        if not is_host_name(cleaned) or "." not in cleaned:
+            raise ValueError("not a host name with a domain (e.g. click.acme.example)")
+        return cleaned
 
 
 class TrackingDomainOut(BaseModel):

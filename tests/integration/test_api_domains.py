@@ -113,7 +113,9 @@ async def test_a_domain_is_added_listed_shown_rotated_and_removed(
         ({"name": "acme.test", "algorithm": "dsa"}, "algorithm"),
         ({"name": "acme.test", "bits": 512}, "bits"),
         ({"name": "acme.test", "selector": ""}, "selector"),
-        ({"name": "not a domain"}, None),
+        ({"name": "not a domain"}, "name"),
+        ({"name": "a..test"}, "name"),
+        ({"name": "acme.test", "selector": "bad selector"}, "selector"),
     ],
 )
 async def test_a_bad_domain_is_refused_naming_the_field(
@@ -202,7 +204,7 @@ async def test_tracking_domains_are_added_made_default_and_removed(
     taken = await client.post("/v1/tracking-domains", json={"name": "go.acme.test"}, headers=auth)
     assert taken.status_code == 409
     bad = await client.post("/v1/tracking-domains", json={"name": "localhost"}, headers=auth)
-    assert bad.status_code == 422
+    assert (bad.status_code, error_of(bad)["field"]) == (422, "name")
 
     made = await client.post("/v1/tracking-domains/go.acme.test/default", headers=auth)
     assert made.status_code == 200, made.text
