@@ -13,6 +13,7 @@ the way ``penguin run`` is about to use it, creating and changing nothing:
   the self-signed pair under ``<data_dir>/tls/`` once it exists): readable,
   a PEM certificate, and a key that belongs to it;
 - the operator's bounce rules (``delivery.bounce_rules_file``);
+- the tenants' rate quotas (``tenants.NAME.rate_quota``): throttle specs;
 - the traffic shaping files (``scheduler.shaping_files``) and backoff rules
   (``scheduler.backoff_files``): a problem in one is a ``ConfigError`` naming
   that file and its key.
@@ -38,6 +39,7 @@ from config import ConfigError, Settings, redacted_url, sqlite_path
 from engine.delivery.bounce_classify import Rule, RuleFileError, load_rules
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.shaping import Shaping
+from engine.scheduler.tenant_settings import config_quota_problem
 from engine.sealing import SecretFileError, load_or_create_secret, secret_path
 from engine.smtp.tls_cert import server_context
 
@@ -80,6 +82,9 @@ async def check_environment(
     if submission:
         _check_tls(settings, config_file)
     operator_rules(settings, config_file)
+    quota_problem = config_quota_problem(settings)
+    if quota_problem:
+        raise fail(*quota_problem)
     Shaping.load(settings.scheduler.shaping_files)
     BackoffPolicy.from_settings(settings)
 

@@ -50,6 +50,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
 )
@@ -121,6 +122,16 @@ class Store(Protocol):
     async def get_tenant_by_id(self, tenant_id: int) -> Tenant | None: ...
 
     async def list_tenants(self) -> list[Tenant]: ...
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        """Store the tenant's overrides (replacing any); ``NotFound`` for an unknown tenant."""
+        ...
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None: ...
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        """Every tenant's overrides, by tenant id."""
+        ...
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
 

@@ -46,6 +46,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
 )
@@ -60,6 +61,7 @@ from engine.store.rows import (
     MESSAGE_FIELDS,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
     claim_order,
     inbound_from_row,
@@ -73,6 +75,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
 )
@@ -95,6 +98,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "tenant_settings",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
@@ -306,6 +310,30 @@ class PostgresStore:
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._fetch("SELECT id, name, created_at FROM tenants ORDER BY id")
         return [Tenant(**dict(row)) for row in rows]
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        await self._execute(
+            f"INSERT INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " pool = excluded.pool, priority = excluded.priority,"
+            " daily_quota = excluded.daily_quota, rate_quota = excluded.rate_quota,"
+            " updated_at = excluded.updated_at",
+            *tenant_overrides_row(overrides),
+            subject="tenant settings",
+        )
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        row = await self._fetchrow(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = $1",
+            tenant_id,
+        )
+        return None if row is None else TenantOverrides(**dict(row))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        rows = await self._fetch(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        )
+        return [TenantOverrides(**dict(row)) for row in rows]
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         row = await self._fetchrow(

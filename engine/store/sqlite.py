@@ -48,6 +48,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
 )
@@ -61,6 +62,7 @@ from engine.store.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
     claim_order,
     inbound_from_row,
@@ -74,6 +76,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
 )
@@ -105,6 +108,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "tenant_settings",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DEPTHS_SQL = (
@@ -194,6 +198,22 @@ class SqliteStore:
     async def list_tenants(self) -> list[Tenant]:
         sql = "SELECT id, name, created_at FROM tenants ORDER BY id"
         return await self._run(lambda conn: _all(conn, Tenant, sql, ()))
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        sql = (
+            f"INSERT OR REPLACE INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        row = tenant_overrides_row(overrides)
+        await self._write(lambda conn: conn.execute(sql, row), "tenant settings")
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = ?"
+        return await self._run(lambda conn: _one(conn, TenantOverrides, sql, (tenant_id,)))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        return await self._run(lambda conn: _all(conn, TenantOverrides, sql, ()))
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         def insert(conn: sqlite3.Connection) -> SendingDomain:

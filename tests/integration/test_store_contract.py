@@ -20,6 +20,7 @@ from engine.model import (
     Suppression,
     Suspension,
     SuspensionScope,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
 )
@@ -138,6 +139,26 @@ async def test_tenants(store: Store) -> None:
     with pytest.raises(Conflict):
         await store.create_tenant("acme", T0 + 2)
     assert await store.list_tenants() == [acme, beta]
+
+
+async def test_tenant_overrides_are_stored_replaced_and_listed(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    assert await store.get_tenant_overrides(acme.id) is None
+    assert await store.list_tenant_overrides() == []
+    first = TenantOverrides(acme.id, pool="warm", daily_quota=1000, updated_at=T0)
+    await store.put_tenant_overrides(first)
+    assert await store.get_tenant_overrides(acme.id) == first
+    second = TenantOverrides(
+        acme.id, priority="bulk", rate_quota="10/s,max_burst=5", updated_at=T0 + 1
+    )
+    await store.put_tenant_overrides(second)
+    other = TenantOverrides(beta.id, daily_quota=0, rate_quota="", updated_at=T0 + 2)
+    await store.put_tenant_overrides(other)
+    assert await store.get_tenant_overrides(acme.id) == second
+    assert await store.list_tenant_overrides() == [second, other]
+    with pytest.raises(NotFound):
+        await store.put_tenant_overrides(TenantOverrides(999_999, pool="warm", updated_at=T0))
 
 
 async def test_domains(store: Store) -> None:
@@ -771,6 +792,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
+        await store.put_tenant_overrides(TenantOverrides(tenant.id, pool="warm", updated_at=T0))
     done = message("a", 0, acme.id)
     kept = message("b", 0, beta.id)
     await store.accept(
@@ -789,6 +811,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_suppressions(acme.id, "", 10) == []
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
+    assert await store.get_tenant_overrides(acme.id) is None
     assert await store.get_message(done.id) is None
     assert await store.get_body("a") is None
     assert [r["type"] for r in await store.list_records(done.id)] == ["Reception", "Delivery"]
@@ -798,6 +821,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_smtp_user("beta-relay") is not None
     assert len(await store.list_suppressions(beta.id, "", 10)) == 1
     assert [d.name for d in await store.list_tracking_domains(None)] == ["t.beta.example"]
+    assert [o.tenant_id for o in await store.list_tenant_overrides()] == [beta.id]
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None
     assert await store.create_tenant("acme", T0 + 1) != acme
