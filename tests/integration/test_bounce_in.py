@@ -48,6 +48,7 @@ from engine.runtime.app import bind_listeners
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.store import Store, StoreError, open_store
 from tests.harness import bounce_reports as reports
+from tests.harness.conditions import wait_for
 from tests.harness.tlsutil import make_tls_pair
 
 Backend = Literal["sqlite", "postgres"]
@@ -554,6 +555,20 @@ async def test_only_bounce_and_feedback_addresses_are_accepted(
             await client.rcpt(rcpt)
     assert refused.value.code == code
     assert refused.value.message.startswith(enhanced)
+
+    async def rejections() -> list[dict[str, Any]]:
+        records = [r for _, r in await bounce.store.records_after(0, 100)]
+        return [r for r in records if r["type"] == "Rejection"]
+
+    await wait_for(lambda: _nonempty(rejections()), "the Rejection record")
+    [rejection] = await rejections()
+    assert rejection["recipient"] == rcpt
+    assert rejection["response"]["code"] == code
+    assert rejection["meta"] == {"listener": "bounce"}
+
+
+async def _nonempty(items: Awaitable[list[Any]]) -> bool:
+    return bool(await items)
 
 
 async def test_auth_is_not_offered(listen: ServiceFactory) -> None:
