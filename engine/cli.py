@@ -55,6 +55,7 @@ from engine.provisioning import (
     DomainRecords,
     Provisioning,
     ProvisioningError,
+    TenantDetails,
     TenantHasMail,
 )
 from engine.records.record import Record
@@ -73,6 +74,7 @@ from engine.scheduler.suspensions import (
     suspension_record,
     tenant_of,
 )
+from engine.scheduler.tenant_settings import OVERRIDABLE
 from engine.scheduler.warmup import WarmupPolicy, plans_from_settings, utc_day
 from engine.scheduler.warmup_ledger import HISTORY_DAYS as WARMUP_HISTORY_DAYS
 from engine.store import NotFound, Store, StoreError, open_store
@@ -280,6 +282,41 @@ def _tenant_commands(leaf: Leaf) -> None:
         "--force",
         action="store_true",
         help="first remove its queued and shunted messages (an AdminBounce record each)",
+    )
+    show = leaf(
+        "show",
+        _provisioning_command(_tenant_show),
+        "show a tenant's pool, priority and quotas in force and its messages today",
+    )
+    show.add_argument("name", help="the tenant")
+    change = leaf(
+        "set",
+        _provisioning_command(_tenant_set),
+        "set a tenant's pool, priority or quotas over its [tenants.NAME] table "
+        "(running engines apply them within [scheduler] refresh_seconds)",
+    )
+    change.add_argument("name", help="the tenant")
+    change.add_argument("--pool", help="egress pool, one of [pools]")
+    change.add_argument("--priority", help="bulk, normal, transactional or a digit 0..9")
+    change.add_argument(
+        "--daily-quota",
+        type=int,
+        metavar="N",
+        help="messages (one per recipient) per UTC day; 0 for no quota",
+    )
+    change.add_argument(
+        "--rate",
+        metavar="SPEC",
+        help="rate quota, a throttle spec N/period[,max_burst=B] (e.g. 100/min); '' for none",
+    )
+    change.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=OVERRIDABLE,
+        metavar="SETTING",
+        help="drop what was set for SETTING (pool, priority, daily_quota, rate_quota): "
+        "the config's applies again; may be repeated",
     )
 
 
@@ -655,6 +692,46 @@ async def _tenant_remove(
     if removal.removed_messages:
         text += f", and {len(removal.removed_messages)} queued or shunted messages"
     return data, text
+
+
+async def _tenant_show(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    return _tenant_details(await p.tenant_details(args.name))
+
+
+async def _tenant_set(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    given = {
+        "pool": args.pool,
+        "priority": args.priority,
+        "daily_quota": args.daily_quota,
+        "rate_quota": args.rate,
+    }
+    changes: dict[str, str | int | None] = {k: v for k, v in given.items() if v is not None}
+    both = sorted(set(changes) & set(args.clear))
+    if both:
+        raise CommandError(f"{both[0]} is both set and cleared")
+    changes.update(dict.fromkeys(args.clear))
+    if not changes:
+        raise CommandError(
+            "nothing to set: give --pool, --priority, --daily-quota, --rate or --clear"
+        )
+    return _tenant_details(await p.set_tenant_settings(args.name, changes))
+
+
+def _tenant_details(details: TenantDetails) -> tuple[Output, str]:
+    data = details.to_json()
+    overridden = details.overridden
+    lines = [f"tenant {details.tenant.name} (id {details.tenant.id})"]
+    for name in OVERRIDABLE:
+        value = data[name]
+        shown_value = "none" if value in ("", 0) and name.endswith("quota") else value
+        origin = "set with penguin tenant set" if name in overridden else "config"
+        lines.append(f"  {name}: {shown_value} ({origin})")
+    lines.append(f"  accepted today (UTC): {details.accepted_today}")
+    return data, "\n".join(lines)
 
 
 def _domain_dns(records: DomainRecords) -> tuple[dict[str, Any], str]:

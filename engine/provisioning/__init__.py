@@ -8,6 +8,9 @@ half sealed with the engine secret, and the DNS records to publish);
 adding, listing and removing tracking domains and choosing a tenant's
 default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
 delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
+setting a tenant's pool, priority and quotas over its ``[tenants.NAME]`` table
+and showing them in force with today's count (``tenant_details``; running
+engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); adding, listing and removing suppressions.
 
@@ -52,11 +55,16 @@ from engine.provisioning.service import (
     DomainRecords,
     NewSmtpUser,
     Provisioning,
+    TenantDetails,
     TenantRemoval,
     TrackingDomainRecords,
 )
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import (
+    SnapshotRefresh,
+    TenantSettingsRefresh,
+    TrackingRefresh,
+)
 
 __all__ = [
     "AlreadyExists",
@@ -67,9 +75,12 @@ __all__ = [
     "Provisioning",
     "ProvisioningError",
     "SecretUnusable",
+    "SnapshotRefresh",
     "StoreFailed",
+    "TenantDetails",
     "TenantHasMail",
     "TenantRemoval",
+    "TenantSettingsRefresh",
     "TrackingDomainRecords",
     "TrackingDomains",
     "TrackingRefresh",

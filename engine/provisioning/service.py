@@ -10,11 +10,14 @@ errors are translated into ``engine.provisioning.errors``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from config import Settings, is_host_name
+from config.schema import TenantSettings
 from engine.clock import Clock, SystemClock
 from engine.delivery.queue_admin import REMOVABLE, removal_record
 from engine.delivery.settling import RecordContext
@@ -27,7 +30,14 @@ from engine.dkim.keys import (
     dns_records,
     generate_key,
 )
-from engine.model import SendingDomain, SmtpUser, Suppression, Tenant, TrackingDomain
+from engine.model import (
+    SendingDomain,
+    SmtpUser,
+    Suppression,
+    Tenant,
+    TenantOverrides,
+    TrackingDomain,
+)
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -37,6 +47,15 @@ from engine.provisioning.errors import (
     Unknown,
 )
 from engine.return_path import return_path_domain
+from engine.scheduler.tenant_settings import (
+    DEFAULT_TENANT,
+    OVERRIDABLE,
+    TenantQuotas,
+    check_overrides,
+    effective,
+    quotas_of,
+)
+from engine.scheduler.warmup import SECONDS_PER_DAY, utc_day
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
 from engine.store import Conflict, InUse, NotFound, Store, StoreError
 from engine.submission.passwords import generate_password, generate_username, hash_password
@@ -80,6 +99,38 @@ class NewSmtpUser:
     tenant: str
     username: str
     password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDetails:
+    """A tenant, its settings in force (``[tenants.NAME]`` with the store's overrides),
+    what the store overrides, and the messages (recipients) it had accepted since
+    00:00 UTC when asked."""
+
+    tenant: Tenant
+    settings: TenantSettings
+    overrides: TenantOverrides
+    accepted_today: int
+
+    @property
+    def quotas(self) -> TenantQuotas:
+        return quotas_of(self.settings)
+
+    @property
+    def overridden(self) -> list[str]:
+        """The settings the store sets (the others are the config's)."""
+        return [name for name in OVERRIDABLE if getattr(self.overrides, name) is not None]
+
+    def to_json(self) -> dict[str, object]:
+        """What ``penguin tenant show --json`` prints and the API's tenant carries."""
+        return {
+            "id": self.tenant.id,
+            "name": self.tenant.name,
+            "created_at": self.tenant.created_at,
+            **{name: getattr(self.settings, name) for name in OVERRIDABLE},
+            "overridden": self.overridden,
+            "accepted_today": self.accepted_today,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +182,43 @@ class Provisioning:
         if tenant is None:
             raise Unknown(f"no tenant named {name!r}")
         return tenant
+
+    async def tenant_details(self, name: str) -> TenantDetails:
+        """Tenant ``name`` with its settings in force and today's count of messages."""
+        tenant = await self.tenant(name)
+        now = self._clock.now()
+        with _translated(f"tenant {name!r}"):
+            stored = await self._store.get_tenant_overrides(tenant.id)
+            accepted = await self._store.count_tenant_messages(
+                tenant.id, utc_day(now) * SECONDS_PER_DAY
+            )
+        overrides = stored or TenantOverrides(tenant.id)
+        config = self._settings.tenants.get(tenant.name, DEFAULT_TENANT)
+        return TenantDetails(tenant, effective(config, overrides), overrides, accepted)
+
+    async def set_tenant_settings(
+        self, name: str, changes: Mapping[str, str | int | None]
+    ) -> TenantDetails:
+        """Set tenant ``name``'s ``changes`` (fields of ``OVERRIDABLE``) in the store; a
+        None value clears the field, so the config's applies again. Running engines
+        apply them within ``[scheduler] refresh_seconds``."""
+        unknown = sorted(set(changes) - set(OVERRIDABLE))
+        if unknown:
+            raise Invalid(f"not a tenant setting: {unknown[0]!r}", field=unknown[0])
+        tenant = await self.tenant(name)
+        with _translated(f"tenant {name!r}"):
+            current = await self._store.get_tenant_overrides(tenant.id)
+        fields: dict[str, Any] = dict(changes)
+        updated = dataclasses.replace(
+            current or TenantOverrides(tenant.id), **fields, updated_at=self._clock.now()
+        )
+        problem = check_overrides(self._settings, updated)
+        if problem is not None:
+            field_name, text = problem
+            raise Invalid(f"tenant {name!r}: {field_name}: {text}", field=field_name)
+        with _translated(f"tenant {name!r}"):
+            await self._store.put_tenant_overrides(updated)
+        return await self.tenant_details(name)
 
     async def remove_tenant(self, name: str, *, force: bool = False) -> TenantRemoval:
         """Remove tenant ``name`` with its domains, SMTP users, suppressions and

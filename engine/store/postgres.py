@@ -335,6 +335,14 @@ class PostgresStore:
         )
         return [TenantOverrides(**dict(row)) for row in rows]
 
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        row = await self._fetchrow(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND created_at >= $2",
+            tenant_id,
+            since,
+        )
+        return int(row[0])
+
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         row = await self._fetchrow(
             "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"

@@ -215,6 +215,11 @@ class SqliteStore:
         sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
         return await self._run(lambda conn: _all(conn, TenantOverrides, sql, ()))
 
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        sql = "SELECT count(*) FROM messages WHERE tenant_id = ? AND created_at >= ?"
+        row = await self._run(lambda conn: conn.execute(sql, (tenant_id, since)).fetchone())
+        return int(row[0])
+
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         def insert(conn: sqlite3.Connection) -> SendingDomain:
             cur = conn.execute(

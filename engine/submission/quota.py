@@ -85,7 +85,8 @@ class TenantQuota:
             if grant.granted < count:
                 if quotas.daily:
                     await self.give_back(tenant, count, now)
-                return QuotaVerdict(False, "rate", str(quotas.rate), grant.retry_after)
+                limit = self._book.tenant(tenant.name).rate_quota  # as the operator wrote it
+                return QuotaVerdict(False, "rate", limit, grant.retry_after)
         return ADMITTED
 
     async def give_back(self, tenant: Tenant, count: int, now: float) -> None:

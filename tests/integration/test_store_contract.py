@@ -161,6 +161,25 @@ async def test_tenant_overrides_are_stored_replaced_and_listed(store: Store) -> 
         await store.put_tenant_overrides(TenantOverrides(999_999, pool="warm", updated_at=T0))
 
 
+async def test_tenant_messages_are_counted_since_a_time(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    old = message("a", 0, acme.id, created_at=T0 - 10)
+    new = [message("b", n, acme.id, created_at=T0 + n) for n in range(3)]
+    other = message("c", 0, beta.id, created_at=T0)
+    await store.accept(
+        [
+            submission("a", acme.id, [old]),
+            submission("b", acme.id, new),
+            submission("c", beta.id, [other]),
+        ],
+        [],
+    )
+    assert await store.count_tenant_messages(acme.id, T0) == 3
+    assert await store.count_tenant_messages(acme.id, T0 - 10) == 4
+    assert await store.count_tenant_messages(beta.id, T0 + 1) == 0
+
+
 async def test_domains(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     beta = await store.create_tenant("beta", T0)

@@ -47,6 +47,8 @@ NOT_SETTINGS = {
     ),
     "tracking_edge.tokens.TokenClaims": "url: the link a click token carries, not a database's",
     "tracking_edge.tokens.TrackingTokens.token": "url: the link of a click token",
+    "engine.model.TenantOverrides": "pool, priority, quotas: None leaves the config's value",
+    "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
