@@ -14,6 +14,10 @@ engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); adding, listing and removing suppressions.
 
+``operations.Operations`` is the operator's other service, behind the CLI and
+the API alike: suspensions, queue inspection and requeue/delete, lanes and
+sources as reported.
+
 In: names as an operator or a tenant types them. Out: model values
 (``engine.model``) and small result types; failures as the
 ``ProvisioningError`` tree of ``engine.provisioning.errors``, never a store
@@ -50,6 +54,7 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.provisioning.operations import MessageDetails, Operations
 from engine.provisioning.service import (
     DkimKeySpec,
     DomainRecords,
@@ -71,7 +76,9 @@ __all__ = [
     "DkimKeySpec",
     "DomainRecords",
     "Invalid",
+    "MessageDetails",
     "NewSmtpUser",
+    "Operations",
     "Provisioning",
     "ProvisioningError",
     "SecretUnusable",

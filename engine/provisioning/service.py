@@ -169,15 +169,15 @@ class Provisioning:
     async def create_tenant(self, name: str) -> Tenant:
         if not name.strip():
             raise Invalid("a tenant needs a name")
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             return await self._store.create_tenant(name, self._clock.now())
 
     async def list_tenants(self) -> list[Tenant]:
-        with _translated("tenants"):
+        with translated("tenants"):
             return await self._store.list_tenants()
 
     async def tenant(self, name: str) -> Tenant:
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             tenant = await self._store.get_tenant(name)
         if tenant is None:
             raise Unknown(f"no tenant named {name!r}")
@@ -187,7 +187,7 @@ class Provisioning:
         """Tenant ``name`` with its settings in force and today's count of messages."""
         tenant = await self.tenant(name)
         now = self._clock.now()
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             stored = await self._store.get_tenant_overrides(tenant.id)
             accepted = await self._store.count_tenant_messages(
                 tenant.id, utc_day(now) * SECONDS_PER_DAY
@@ -206,7 +206,7 @@ class Provisioning:
         if unknown:
             raise Invalid(f"not a tenant setting: {unknown[0]!r}", field=unknown[0])
         tenant = await self.tenant(name)
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             current = await self._store.get_tenant_overrides(tenant.id)
         fields: dict[str, Any] = dict(changes)
         updated = dataclasses.replace(
@@ -216,7 +216,7 @@ class Provisioning:
         if problem is not None:
             field_name, text = problem
             raise Invalid(f"tenant {name!r}: {field_name}: {text}", field=field_name)
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             await self._store.put_tenant_overrides(updated)
         return await self.tenant_details(name)
 
@@ -227,7 +227,7 @@ class Provisioning:
         tenant = await self.tenant(name)
         removed = await self._remove_pending(tenant) if force else []
         try:
-            with _translated(f"tenant {name!r}"):
+            with translated(f"tenant {name!r}"):
                 if not await self._store.remove_tenant(tenant.id):
                     raise Unknown(f"no tenant named {name!r}")
         except InUse as exc:
@@ -246,7 +246,7 @@ class Provisioning:
         context = RecordContext(self._nodeid, tenant.name)
         removed: list[str] = []
         while True:
-            with _translated(f"tenant {tenant.name!r}"):
+            with translated(f"tenant {tenant.name!r}"):
                 listed = await self._store.tenant_messages_in(tenant.id, REMOVABLE, REMOVAL_PAGE)
                 page = [m for m in listed if m.created_at <= started]
                 now = self._clock.now()
@@ -266,18 +266,18 @@ class Provisioning:
         owner = await self.tenant(tenant)
         spec = key or DkimKeySpec()
         keyed, records = self._keyed(owner.id, name, spec, self._selector(spec))
-        with _translated(f"domain {name!r}"):
+        with translated(f"domain {name!r}"):
             added = await self._store.add_domain(keyed)
         return DomainRecords(added, records)
 
     async def list_domains(self, tenant: str) -> list[SendingDomain]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_domains(owner.id)
 
     async def domain(self, domain: str) -> SendingDomain:
         name = _domain_name(domain)
-        with _translated(f"domain {name!r}"):
+        with translated(f"domain {name!r}"):
             found = await self._store.get_domain(name)
         if found is None:
             raise Unknown(f"no sending domain {name!r}")
@@ -297,7 +297,7 @@ class Provisioning:
         if selector == current.selector:
             raise Invalid(f"selector {selector!r} is in use; choose another")
         keyed, records = self._keyed(current.tenant_id, current.name, spec, selector)
-        with _translated(f"domain {current.name!r}"):
+        with translated(f"domain {current.name!r}"):
             if not await self._store.rotate_domain_key(keyed):
                 raise Unknown(f"no sending domain {current.name!r}")
         return DomainRecords(keyed, records, previous_selector=current.selector)
@@ -305,7 +305,7 @@ class Provisioning:
     async def remove_domain(self, domain: str) -> SendingDomain:
         """Remove ``domain`` and its key; the domain as it was."""
         found = await self.domain(domain)
-        with _translated(f"domain {found.name!r}"):
+        with translated(f"domain {found.name!r}"):
             if not await self._store.remove_domain(found.name):
                 raise Unknown(f"no sending domain {found.name!r}")
         return found
@@ -373,19 +373,19 @@ class Provisioning:
         owner = await self.tenant(tenant)
         await self._check_unclaimed(name, owner)
         added = TrackingDomain(owner.id, name, default, self._clock.now())
-        with _translated(f"tracking domain {name!r}"):
+        with translated(f"tracking domain {name!r}"):
             added = await self._store.add_tracking_domain(added)
         return TrackingDomainRecords(added, self._tracking_records(name))
 
     async def list_tracking_domains(self, tenant: str) -> list[TrackingDomain]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_tracking_domains(owner.id)
 
     async def tracking_domain(self, domain: str) -> TrackingDomainRecords:
         """The tracking domain ``domain`` and the CNAME to publish for it."""
         name = _domain_name(domain)
-        with _translated(f"tracking domain {name!r}"):
+        with translated(f"tracking domain {name!r}"):
             found = await self._store.get_tracking_domain(name)
         if found is None:
             raise Unknown(f"no tracking domain {name!r}")
@@ -398,7 +398,7 @@ class Provisioning:
         found = (await self.tracking_domain(domain)).domain
         if found.tenant_id != owner.id:
             raise Invalid(f"{found.name!r} is not a tracking domain of tenant {owner.name!r}")
-        with _translated(f"tracking domain {found.name!r}"):
+        with translated(f"tracking domain {found.name!r}"):
             if not await self._store.set_default_tracking_domain(found.name):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return TrackingDomain(owner.id, found.name, True, found.created_at, found.id)
@@ -407,7 +407,7 @@ class Provisioning:
         """Remove ``domain``; the domain as it was. Links already sent on it stop working
         once the edges refresh (``[tracking] refresh_seconds``)."""
         found = (await self.tracking_domain(domain)).domain
-        with _translated(f"tracking domain {found.name!r}"):
+        with translated(f"tracking domain {found.name!r}"):
             if not await self._store.remove_tracking_domain(found.name):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return found
@@ -425,7 +425,7 @@ class Provisioning:
 
     async def _check_unclaimed(self, name: str, owner: Tenant) -> None:
         """``name`` is no other tenant's tracking domain, sending domain or subdomain of one."""
-        with _translated(f"tracking domain {name!r}"):
+        with translated(f"tracking domain {name!r}"):
             tracking = await self._store.get_tracking_domain(name)
             labels = name.split(".")
             parents = [".".join(labels[i:]) for i in range(len(labels) - 1)]
@@ -454,19 +454,19 @@ class Provisioning:
         owner = await self.tenant(tenant)
         username, password = generate_username(owner.name), generate_password()
         user = SmtpUser(owner.id, username, hash_password(password), self._clock.now())
-        with _translated(f"SMTP user {username!r}"):
+        with translated(f"SMTP user {username!r}"):
             await self._store.add_smtp_user(user)
         return NewSmtpUser(owner.name, username, password)
 
     async def list_smtp_users(self, tenant: str) -> list[SmtpUser]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_smtp_users(owner.id)
 
     async def remove_smtp_user(self, username: str) -> None:
         """Remove ``username``; a running engine refuses it within a minute
         (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
-        with _translated(f"SMTP user {username!r}"):
+        with translated(f"SMTP user {username!r}"):
             if not await self._store.remove_smtp_user(username):
                 raise Unknown(f"no SMTP user {username!r}")
 
@@ -476,7 +476,7 @@ class Provisioning:
         """Suppress ``address`` for ``tenant`` (again, with this reason, if it was)."""
         owner = await self.tenant(tenant)
         suppression = Suppression(owner.id, _address(address), reason, self._clock.now())
-        with _translated(f"suppression of {suppression.address!r}"):
+        with translated(f"suppression of {suppression.address!r}"):
             await self._store.add_suppression(suppression)
         return suppression
 
@@ -485,19 +485,19 @@ class Provisioning:
     ) -> list[Suppression]:
         """Up to ``limit`` of ``tenant``'s suppressions, by address, from after ``after``."""
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_suppressions(owner.id, after.lower(), limit)
 
     async def remove_suppression(self, tenant: str, address: str) -> None:
         owner = await self.tenant(tenant)
         wanted = _address(address)
-        with _translated(f"suppression of {wanted!r}"):
+        with translated(f"suppression of {wanted!r}"):
             if not await self._store.remove_suppression(owner.id, wanted):
                 raise Unknown(f"{wanted!r} is not suppressed for tenant {tenant!r}")
 
 
 @contextlib.contextmanager
-def _translated(subject: str) -> Iterator[None]:
+def translated(subject: str) -> Iterator[None]:
     """The store's errors as provisioning errors about ``subject``."""
     try:
         yield

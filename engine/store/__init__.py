@@ -313,6 +313,11 @@ class Store(Protocol):
         ...
 
     # Operators' hands on the queue (Postfix ``postsuper``).
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` messages waiting in scheduled queue ``queue`` (queued or being
+        delivered), the soonest due first."""
+        ...
+
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
         ...

@@ -751,6 +751,15 @@ class PostgresStore:
 
     # Operators' hands on the queue.
 
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = $1"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT $2",
+            queue,
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
+
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
         rows = await self._fetch(

@@ -664,6 +664,13 @@ class SqliteStore:
 
     # Operators' hands on the queue.
 
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = ?"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (queue, limit)))
+
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
         sql = (

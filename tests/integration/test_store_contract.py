@@ -180,6 +180,24 @@ async def test_tenant_messages_are_counted_since_a_time(store: Store) -> None:
     assert await store.count_tenant_messages(beta.id, T0 + 1) == 0
 
 
+async def test_a_queues_waiting_messages_are_listed_soonest_due_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    later = message("a", 0, acme.id, due_at=T0 + 60)
+    sooner = message("a", 1, acme.id, due_at=T0)
+    done = message("a", 2, acme.id, due_at=T0 - 1)
+    elsewhere = message("b", 0, acme.id, queue="news:acme@example.com")
+    await store.accept(
+        [submission("a", acme.id, [later, sooner, done]), submission("b", acme.id, [elsewhere])],
+        [],
+    )
+    claimed = await store.claim("w1", T0, 60.0, 1)
+    await settle_claimed(store, claimed, done.id, MessageState.DELIVERED, T0)
+    listed = await store.queue_messages("default:acme@example.com", 10)
+    assert [m.id for m in listed] == [sooner.id, later.id]
+    assert [m.id for m in await store.queue_messages("default:acme@example.com", 1)] == [sooner.id]
+    assert await store.queue_messages("nothing:acme@example.com", 10) == []
+
+
 async def test_domains(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     beta = await store.create_tenant("beta", T0)
