@@ -12,7 +12,9 @@ setting a tenant's pool, priority and quotas over its ``[tenants.NAME]`` table
 and showing them in force with today's count (``tenant_details``; running
 engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
-stored as a scrypt hash); adding, listing and removing suppressions.
+stored as a scrypt hash); creating, listing, revoking and authenticating API
+keys (``api_keys``: the token shown once, its secret stored as a SHA-256);
+adding, listing and removing suppressions.
 
 ``operations.Operations`` is the operator's other service, behind the CLI and
 the API alike: suspensions, queue inspection and requeue/delete, lanes and
@@ -33,7 +35,7 @@ Invariants:
 
 - a DKIM private key is sealed before it reaches the store and is never
   returned; a password is returned once, by ``create_smtp_user``, and stored
-  only as its hash;
+  only as its hash; so is an API key's token, by ``create_api_key``;
 - domain names are stored lower-case without a final dot, suppressed
   addresses lower-case; a domain or selector that cannot be published in DNS
   is refused before a key is made;
@@ -45,6 +47,7 @@ Invariants:
   ``penguin queue delete`` does. Its records stay in the log.
 """
 
+from engine.provisioning.api_keys import KnownKey
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -58,6 +61,7 @@ from engine.provisioning.operations import MessageDetails, Operations
 from engine.provisioning.service import (
     DkimKeySpec,
     DomainRecords,
+    NewApiKey,
     NewSmtpUser,
     Provisioning,
     TenantDetails,
@@ -76,7 +80,9 @@ __all__ = [
     "DkimKeySpec",
     "DomainRecords",
     "Invalid",
+    "KnownKey",
     "MessageDetails",
+    "NewApiKey",
     "NewSmtpUser",
     "Operations",
     "Provisioning",
