@@ -193,11 +193,20 @@ class Provisioning:
 
     # Tenants.
 
-    async def create_tenant(self, name: str) -> Tenant:
+    async def create_tenant(
+        self, name: str, settings: Mapping[str, str | int | None] | None = None
+    ) -> Tenant:
+        """Create tenant ``name``, with ``settings`` (as ``set_tenant_settings`` takes them)
+        stored for it; nothing is created when one of them is refused."""
         if not name.strip():
-            raise Invalid("a tenant needs a name")
+            raise Invalid("a tenant needs a name", field="name")
+        if settings:
+            self._overrides(name, TenantOverrides(0), settings)
         with translated(f"tenant {name!r}"):
-            return await self._store.create_tenant(name, self._clock.now())
+            tenant = await self._store.create_tenant(name, self._clock.now())
+        if settings:
+            await self.set_tenant_settings(name, settings)
+        return tenant
 
     async def list_tenants(self) -> list[Tenant]:
         with translated("tenants"):
@@ -229,23 +238,28 @@ class Provisioning:
         """Set tenant ``name``'s ``changes`` (fields of ``OVERRIDABLE``) in the store; a
         None value clears the field, so the config's applies again. Running engines
         apply them within ``[scheduler] refresh_seconds``."""
-        unknown = sorted(set(changes) - set(OVERRIDABLE))
-        if unknown:
-            raise Invalid(f"not a tenant setting: {unknown[0]!r}", field=unknown[0])
         tenant = await self.tenant(name)
         with translated(f"tenant {name!r}"):
             current = await self._store.get_tenant_overrides(tenant.id)
+        updated = self._overrides(name, current or TenantOverrides(tenant.id), changes)
+        with translated(f"tenant {name!r}"):
+            await self._store.put_tenant_overrides(updated)
+        return await self.tenant_details(name)
+
+    def _overrides(
+        self, name: str, current: TenantOverrides, changes: Mapping[str, str | int | None]
+    ) -> TenantOverrides:
+        """``current`` with ``changes``, as of now; ``Invalid`` naming a refused field."""
+        unknown = sorted(set(changes) - set(OVERRIDABLE))
+        if unknown:
+            raise Invalid(f"not a tenant setting: {unknown[0]!r}", field=unknown[0])
         fields: dict[str, Any] = dict(changes)
-        updated = dataclasses.replace(
-            current or TenantOverrides(tenant.id), **fields, updated_at=self._clock.now()
-        )
+        updated = dataclasses.replace(current, **fields, updated_at=self._clock.now())
         problem = check_overrides(self._settings, updated)
         if problem is not None:
             field_name, text = problem
             raise Invalid(f"tenant {name!r}: {field_name}: {text}", field=field_name)
-        with translated(f"tenant {name!r}"):
-            await self._store.put_tenant_overrides(updated)
-        return await self.tenant_details(name)
+        return updated
 
     async def remove_tenant(self, name: str, *, force: bool = False) -> TenantRemoval:
         """Remove tenant ``name`` with its domains, SMTP users, suppressions and

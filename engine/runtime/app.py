@@ -537,6 +537,7 @@ class Engine:
             spool=spool,
             metrics=metrics.served_registry(),
             health=self.health,
+            quota=TenantQuota(self._limiter, self._book()),
         )
         text = settings.admin.listen
         try:
