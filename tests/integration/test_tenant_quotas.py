@@ -79,8 +79,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await store.close()
 
 
-def transaction(world: World, recipients: list[str]) -> tuple[list[tuple[int, str]], str]:
-    """One submission: each RCPT's reply, then the queue id ("" when no RCPT passed)."""
+def transaction(
+    world: World, recipients: list[str], header_from: str = SENDER
+) -> tuple[list[tuple[int, str]], str]:
+    """One submission: each RCPT's reply, then the queue id ("" when no RCPT passed or
+    DATA was refused)."""
     replies: list[tuple[int, str]] = []
     with smtplib.SMTP(*world.address, timeout=30) as client:
         client.starttls(context=unverified_client_context())
@@ -91,9 +94,10 @@ def transaction(world: World, recipients: list[str]) -> tuple[list[tuple[int, st
             replies.append((code, text.decode()))
         if not any(code == 250 for code, _ in replies):
             return replies, ""
-        body = f"From: {SENDER}\r\nTo: a@example.com\r\nSubject: hi\r\n\r\nHello.\r\n"
+        body = f"From: {header_from}\r\nTo: a@example.com\r\nSubject: hi\r\n\r\nHello.\r\n"
         code, text = client.data(body.encode())
-        assert code == 250, text
+        if code != 250:
+            return replies, ""
     return replies, text.decode().rsplit(" ", 1)[-1]
 
 
@@ -150,3 +154,11 @@ async def test_a_pool_that_is_not_configured_is_refused(world: World) -> None:
     details = await world.provisioning.set_tenant_settings("acme", {"pool": "warm"})
     assert (details.settings.pool, details.overridden) == ("warm", ["pool", "daily_quota"])
     assert details.settings.daily_quota == 2 and details.to_json()["rate_quota"] == ""
+
+
+async def test_recipients_of_a_message_refused_at_data_go_back_to_the_quota(world: World) -> None:
+    two = ["a@example.com", "b@example.com"]
+    replies, queued = await asyncio.to_thread(transaction, world, two, "x@elsewhere.test")
+    assert [code for code, _ in replies] == [250, 250] and queued == ""
+    replies, queued = await asyncio.to_thread(transaction, world, two)
+    assert [code for code, _ in replies] == [250, 250] and queued
