@@ -67,7 +67,7 @@ from engine.scheduler.suspensions import (
     describe,
     scoped_target,
 )
-from engine.scheduler.tenant_settings import OVERRIDABLE
+from engine.scheduler.tenant_settings import OVERRIDABLE, TenantSettingsBook
 from engine.store import Store, StoreError, open_store
 from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 
@@ -541,9 +541,11 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
 
 
 def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    """The lanes of ``args.domain`` from the sources of the tenant's pool, and their shaping."""
+    """The lanes of ``args.domain`` from the sources of the tenant's pool (as set in the
+    store, else the config's), and their shaping."""
     shaping = Shaping.load(settings.scheduler.shaping_files)
-    pool = pool_of(settings, args.tenant, args.campaign)
+    routing = asyncio.run(_routing(settings)) if args.tenant else settings
+    pool = pool_of(routing, args.tenant, args.campaign)
     if args.source:
         if args.source not in settings.sources:
             raise CommandError(f"no source named {args.source!r} in [sources]")
@@ -575,6 +577,18 @@ def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]
         "lanes": lanes,
     }
     return result, "\n".join(lines)
+
+
+async def _routing(settings: Settings) -> Settings:
+    """The settings with the tenants' tables in force (``penguin tenant set``)."""
+    book = TenantSettingsBook(settings)
+    store = open_store(settings.database_url(), settings.database.pool_size)
+    try:
+        await store.migrate()
+        await book.refresh(store)
+    finally:
+        await store.close()
+    return book.routing
 
 
 async def _lanes(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:

@@ -306,3 +306,17 @@ async def test_the_api_and_the_cli_show_the_same_numbers(api: Api) -> None:
         == (await api.get("/v1/suspensions"))["suspensions"]
     )
     assert await asyncio.to_thread(cli, "ips") == (await api.get("/v1/ips"))["sources"]
+
+
+async def test_the_openapi_document_describes_every_operator_route(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    for method, path in OPERATOR_ROUTES:
+        templated = path.replace("/acme", "/{name}").replace(
+            "/default:acme@example.com/", "/{queue}/"
+        )
+        operation = document["paths"][templated][method.lower()]
+        assert {"401", "403"} <= set(operation["responses"]), (method, path)
+        assert operation["security"] == [{"HTTPBearer": []}]
+        assert operation["summary"]
+    tenant = document["components"]["schemas"]["TenantOut"]
+    assert all(field.get("description") for field in tenant["properties"].values())
