@@ -1,6 +1,7 @@
 """Tenant settings set in the store reach a running engine, and its quotas hold at SMTP
 submission: real engine (role submission) on SQLite, real SMTP over STARTTLS, the
-in-process limiter, the engine's clock a fake one so the day can turn."""
+in-process limiter, the engine's clock a fake one so the day can turn; and two
+processes' quotas on one Redis."""
 
 from __future__ import annotations
 
@@ -14,12 +15,18 @@ from typing import Any
 
 import pytest
 
+from config import Settings
 from config.loader import parse_settings
+from config.schema import RedisSettings
 from engine.clock import FakeClock
+from engine.limits import open_limiter
+from engine.model import Tenant, TenantOverrides
 from engine.provisioning import Invalid, NewSmtpUser, Provisioning
 from engine.runtime.app import Engine, Role
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.scheduler.warmup import SECONDS_PER_DAY
 from engine.store import Store, open_store
+from engine.submission.quota import TenantQuota
 from tests.harness.conditions import wait_for
 from tests.harness.tlsutil import unverified_client_context
 
@@ -162,3 +169,29 @@ async def test_recipients_of_a_message_refused_at_data_go_back_to_the_quota(worl
     assert [code for code, _ in replies] == [250, 250] and queued == ""
     replies, queued = await asyncio.to_thread(transaction, world, two)
     assert [code for code, _ in replies] == [250, 250] and queued
+
+
+async def test_with_redis_every_process_counts_against_one_quota(
+    redis_settings: RedisSettings,
+) -> None:
+    clock = FakeClock(DAY_START)
+    book = TenantSettingsBook(Settings())
+    acme = Tenant(1, "acme", 0.0)
+    book.load([acme], [TenantOverrides(1, daily_quota=3, rate_quota="2/s")])
+    limiters = [open_limiter(redis_settings, clock) for _ in range(2)]
+    first, second = (TenantQuota(limiter, book) for limiter in limiters)
+    try:
+        assert (await first.admit(acme, 2, clock.now())).allowed
+        rated = await second.admit(acme, 1, clock.now())
+        assert not rated.allowed and rated.quota == "rate"  # the burst of 2 is spent
+        clock.advance(0.5)
+        assert (await second.admit(acme, 1, clock.now())).allowed
+        clock.advance(10)
+        daily = await first.admit(acme, 1, clock.now())
+        assert not daily.allowed and daily.quota == "daily"
+        assert await second.used_today(acme, clock.now()) == 3
+        clock.advance(SECONDS_PER_DAY)
+        assert (await second.admit(acme, 1, clock.now())).allowed
+    finally:
+        for limiter in limiters:
+            await limiter.close()
