@@ -13,6 +13,7 @@ table; running engines apply them within ``[scheduler] refresh_seconds``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -192,15 +193,7 @@ class SuspensionOut(BaseModel):
 
     @classmethod
     def of(cls, s: Suspension) -> SuspensionOut:
-        return cls(
-            id=s.id,
-            scope=s.scope.value,
-            target=s.target,
-            reason=s.reason,
-            created_at=s.created_at,
-            until=s.until,
-            origin=s.origin,
-        )
+        return cls.model_validate(dataclasses.asdict(s) | {"scope": s.scope.value})
 
 
 class SuspensionList(BaseModel):
@@ -261,13 +254,7 @@ class QueueRow(BaseModel):
 
     @classmethod
     def of(cls, row: QueueCount) -> QueueRow:
-        return cls(
-            queue=row.queue,
-            state=row.state.value,
-            count=row.count,
-            next_due=row.next_due,
-            last_error=row.last_error,
-        )
+        return cls.model_validate(dataclasses.asdict(row) | {"state": row.state.value})
 
 
 class QueueList(BaseModel):
@@ -291,21 +278,7 @@ class MessageOut(BaseModel):
 
     @classmethod
     def of(cls, m: QueuedMessage) -> MessageOut:
-        return cls(
-            id=m.id,
-            submission_id=m.submission_id,
-            tenant_id=m.tenant_id,
-            queue=m.queue,
-            campaign=m.campaign,
-            sender=m.sender,
-            recipient=m.recipient,
-            state=m.state.value,
-            due_at=m.due_at,
-            created_at=m.created_at,
-            attempts=m.attempts,
-            priority=m.priority,
-            last_error=m.last_error,
-        )
+        return cls.model_validate(dataclasses.asdict(m) | {"state": m.state.value})
 
 
 class MessageList(BaseModel):
