@@ -58,6 +58,8 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
+from engine.stats.counts import LoggedRecord, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,32 @@ class Store(Protocol):
 
     async def last_record_seq(self) -> int:
         """The highest record sequence number (0 when there are none)."""
+        ...
+
+    # Stats rollups (``engine.stats``).
+    async def stats_records_after(self, seq: int, limit: int) -> list[LoggedRecord]:
+        """Up to ``limit`` records with a sequence number above ``seq``, in order, each
+        with its message's campaign, sender and recipient domain while the message is
+        stored: what the stats rollup counts."""
+        ...
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> int | None:
+        """Take or renew, for ``owner``, the lease of applying stats (held by one process
+        at a time) until ``now + lease_seconds``; the rollup cursor (the last record
+        sequence number counted), or None while another owner's lease runs."""
+        ...
+
+    async def apply_stats(self, after_seq: int, to_seq: int, counts: Sequence[StatCount]) -> bool:
+        """Add ``counts`` to the rollup and move its cursor from ``after_seq`` to
+        ``to_seq``, in one transaction; False, changing nothing, when the cursor is not
+        at ``after_seq`` (the records were counted already)."""
+        ...
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        """The tenant's rollup summed per group of ``query`` (metrics, and bounces by
+        category), filtered by it; isolated by RLS on PostgreSQL."""
         ...
 
     async def get_message(self, message_id: str) -> QueuedMessage | None: ...

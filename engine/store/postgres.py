@@ -54,7 +54,17 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.stats.counts import LoggedRecord, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    Conflict,
+    InUse,
+    NotFound,
+    StoreError,
+    stats_sql,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
@@ -507,6 +517,40 @@ class PostgresStore:
     async def last_record_seq(self) -> int:
         rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM records")
         return int(rows[0][0])
+
+    # Stats rollups.
+
+    async def stats_records_after(self, seq: int, limit: int) -> list[LoggedRecord]:
+        rows = await self._fetch(_numbered([stats_sql.LOGGED_RECORDS], 1), seq, limit)
+        return [stats_sql.logged_record(row, json.loads(row[3])) for row in rows]
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> int | None:
+        sql = _numbered([stats_sql.LEASE], 1)
+        async with self._unflushed("stats") as conn:
+            seq = await conn.fetchval(sql, *stats_sql.lease_params(owner, now, lease_seconds))
+        return None if seq is None else int(seq)
+
+    async def apply_stats(self, after_seq: int, to_seq: int, counts: Sequence[StatCount]) -> bool:
+        async with self._unflushed("stats") as conn:
+            status = await conn.execute(_numbered([stats_sql.MOVE_CURSOR], 1), to_seq, after_seq)
+            if _row_count(status) != 1:
+                return False
+            rows = stats_sql.count_rows(list(counts))
+            if rows:
+                await conn.executemany(_numbered([stats_sql.ADD_COUNTS], 1), rows)
+            bounces = stats_sql.bounce_rows(list(counts))
+            if bounces:
+                await conn.executemany(_numbered([stats_sql.ADD_BOUNCES], 1), bounces)
+        return True
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        totals_sql, bounces_sql, params = stats_sql.totals_sql(query, cast="::bigint")
+        async with self._acting_for(tenant_id, "stats") as conn:
+            totals = await conn.fetch(_numbered([totals_sql], 1), tenant_id, *params)
+            bounces = await conn.fetch(_numbered([bounces_sql], 1), tenant_id, *params)
+        return stats_sql.totals_of(query, totals, bounces)
 
     # The queue.
 

@@ -56,7 +56,17 @@ from engine.model import (
     WarmupCount,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.stats.counts import LoggedRecord, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    Conflict,
+    InUse,
+    NotFound,
+    StoreError,
+    stats_sql,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
@@ -377,6 +387,45 @@ class SqliteStore:
     async def last_record_seq(self) -> int:
         def select(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0])
+
+        return await self._run(select)
+
+    # Stats rollups.
+
+    async def stats_records_after(self, seq: int, limit: int) -> list[LoggedRecord]:
+        def select(conn: sqlite3.Connection) -> list[LoggedRecord]:
+            rows = conn.execute(stats_sql.LOGGED_RECORDS, (seq, limit))
+            return [stats_sql.logged_record(row, json.loads(row[3])) for row in rows]
+
+        return await self._run(select)
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> int | None:
+        def lease(conn: sqlite3.Connection) -> int | None:
+            params = stats_sql.lease_params(owner, now, lease_seconds)
+            row = conn.execute(stats_sql.LEASE, params).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._write(lease, "stats", flush=False)
+
+    async def apply_stats(self, after_seq: int, to_seq: int, counts: Sequence[StatCount]) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            if conn.execute(stats_sql.MOVE_CURSOR, (to_seq, after_seq)).rowcount != 1:
+                return False
+            conn.executemany(stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts)))
+            conn.executemany(stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts)))
+            return True
+
+        return await self._write(apply, "stats", flush=False)
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        totals_sql, bounces_sql, params = stats_sql.totals_sql(query, cast="")
+
+        def select(conn: sqlite3.Connection) -> tuple[list[StatTotal], list[BounceTotal]]:
+            totals = conn.execute(totals_sql, (tenant_id, *params)).fetchall()
+            bounces = conn.execute(bounces_sql, (tenant_id, *params)).fetchall()
+            return stats_sql.totals_of(query, totals, bounces)
 
         return await self._run(select)
 

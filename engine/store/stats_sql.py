@@ -1,0 +1,127 @@
+"""The SQL of the stats rollup, shared by both store backends: pure.
+
+Statements use ``?`` placeholders (PostgreSQL's store numbers them); the
+aggregates take ``cast`` (``::bigint`` on PostgreSQL, whose ``sum`` of a
+bigint is a numeric) so both backends return integers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.stats.counts import DAY, METRICS, LoggedRecord, StatCount, hour_of
+from engine.stats.report import BounceTotal, Dimension, StatsQuery, StatTotal
+
+KEY_COLUMNS = ("tenant_id", "hour", "campaign", "domain", "provider")
+
+_GROUP_EXPRESSIONS = {
+    Dimension.CAMPAIGN: "campaign",
+    Dimension.DOMAIN: "domain",
+    Dimension.PROVIDER: "provider",
+    Dimension.HOUR: "hour",
+    Dimension.DAY: f"(hour - hour % {DAY})",
+}
+
+LOGGED_RECORDS = (
+    "SELECT r.seq, r.tenant_id, r.timestamp, r.data, m.campaign, m.sender, m.domain"
+    " FROM records r LEFT JOIN messages m ON m.id = r.message_id"
+    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+)
+"""The log after a sequence number, each record with its message's campaign, sender
+and recipient domain (none once the message is removed)."""
+
+ADD_COUNTS = (
+    f"INSERT INTO stat_counts AS s ({', '.join((*KEY_COLUMNS, *METRICS))})"
+    f" VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(METRICS)))})"
+    f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
+    + ", ".join(f"{m} = s.{m} + excluded.{m}" for m in METRICS)
+)
+ADD_BOUNCES = (
+    f"INSERT INTO stat_bounces AS s ({', '.join(KEY_COLUMNS)}, category, count)"
+    f" VALUES ({', '.join('?' * (len(KEY_COLUMNS) + 2))})"
+    f" ON CONFLICT ({', '.join(KEY_COLUMNS)}, category) DO UPDATE SET"
+    " count = s.count + excluded.count"
+)
+LEASE = (
+    "UPDATE stat_cursor SET owner = ?, lease_expires = ?"
+    " WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_expires <= ?) RETURNING seq"
+)
+MOVE_CURSOR = "UPDATE stat_cursor SET seq = ? WHERE id = 1 AND seq = ?"
+
+
+def lease_params(owner: str, now: float, lease_seconds: float) -> tuple[object, ...]:
+    return (owner, now + lease_seconds, owner, now)
+
+
+def totals_of(
+    query: StatsQuery, totals: list[Any], bounces: list[Any]
+) -> tuple[list[StatTotal], list[BounceTotal]]:
+    """The rows of ``totals_sql``'s statements as values."""
+    n = len(query.group_by)
+    return (
+        [StatTotal(tuple(row[:n]), tuple(int(v) for v in row[n:])) for row in totals],
+        [BounceTotal(tuple(row[:n]), str(row[n]), int(row[n + 1])) for row in bounces],
+    )
+
+
+def logged_record(row: Any, data: dict[str, Any]) -> LoggedRecord:
+    """A row of ``LOGGED_RECORDS`` (its ``data`` decoded)."""
+    return LoggedRecord(
+        seq=int(row[0]),
+        tenant_id=row[1],
+        timestamp=float(row[2]),
+        data=data,
+        campaign=row[4],
+        sender=row[5],
+        recipient_domain=row[6],
+    )
+
+
+def count_rows(counts: list[StatCount]) -> list[tuple[object, ...]]:
+    return [(*_key(c), *c.counts) for c in counts]
+
+
+def bounce_rows(counts: list[StatCount]) -> list[tuple[object, ...]]:
+    return [(*_key(c), category, n) for c in counts for category, n in sorted(c.bounces.items())]
+
+
+def _key(c: StatCount) -> tuple[object, ...]:
+    k = c.key
+    return (k.tenant_id, k.hour, k.campaign, k.domain, k.provider)
+
+
+def totals_sql(query: StatsQuery, cast: str) -> tuple[str, str, list[object]]:
+    """(the metrics' sums, the bounces' sums, their parameters after the tenant id) of
+    ``query``; the first columns of each are the groups, in ``query.group_by`` order."""
+    groups = [_GROUP_EXPRESSIONS[d] for d in query.group_by]
+    conditions, params = _conditions(query)
+    where = " WHERE tenant_id = ?" + "".join(f" AND {c}" for c in conditions)
+    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    sums = ", ".join(f"coalesce(sum({m}), 0){cast}" for m in METRICS)
+    totals = f"SELECT {', '.join([*groups, sums])} FROM stat_counts{where}{group_by}"
+    bounces = (
+        f"SELECT {', '.join([*groups, 'category', f'sum(count){cast}'])} FROM stat_bounces"
+        f"{where} GROUP BY {', '.join([*groups, 'category'])}"
+    )
+    return totals, bounces, params
+
+
+def _conditions(query: StatsQuery) -> tuple[list[str], list[object]]:
+    conditions: list[str] = []
+    params: list[object] = []
+    for column, value in (
+        ("campaign", query.campaign),
+        ("domain", query.domain),
+        ("provider", query.provider),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        conditions.append("hour >= ?")
+        params.append(hour_of(query.since))
+    if query.until is not None:
+        conditions.append("hour < ?")
+        params.append(math.ceil(query.until))
+    return conditions, params
