@@ -8,7 +8,8 @@ paths, their keys derived from the engine secret), the SMTP deliverer. A
 process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
 with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
-when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
+when ``tracking.listen`` is set), ``delivery`` (claiming and delivering; with
+``stats``, the rollup of the record log, ``engine.stats.rollup``) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
 ``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
 tracking edge alone; ``Engine.services`` adds more.
@@ -78,6 +79,7 @@ from engine.service import Address, Health, Service
 from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
+from engine.stats.rollup import StatsRollup
 from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
@@ -369,6 +371,7 @@ class Engine:
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
+            composed.append(self._stats())
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
@@ -485,6 +488,13 @@ class Engine:
         )
         accepted = self.accepted_pipe[0] if self.accepted_pipe is not None else None
         return DeliveryRole(delivery, deliverer, self._store, accepted)
+
+    def _stats(self) -> StatsRollup:
+        """The stats rollup: every delivering process runs one, one at a time applies."""
+        assert self._store is not None
+        shaping = Shaping.load(self.settings.scheduler.shaping_files)
+        owner = f"{node_id(self.settings)}:{os.getpid()}"
+        return StatsRollup(self._store, shaping.provider_of, self.clock, owner)
 
     def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None
