@@ -32,6 +32,7 @@ from admin_api.routes import (
     domains,
     operators,
     smtp_users,
+    stats,
     suppressions,
     tracking_domains,
 )
@@ -44,6 +45,7 @@ ROUTERS = (
     tracking_domains.router,
     smtp_users.router,
     suppressions.router,
+    stats.router,
 )
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 

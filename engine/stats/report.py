@@ -133,6 +133,48 @@ def stats_rows(
     ]
 
 
+def stats_json(query: StatsQuery, rows: Sequence[StatsRow]) -> dict[str, Any]:
+    """The answer's JSON: what ``GET /v1/stats`` sends and ``penguin stats --json`` prints."""
+    return {"group_by": [str(d) for d in query.group_by], "rows": [r.to_json() for r in rows]}
+
+
+_TABLE_COLUMNS = (
+    ("sent", lambda j: j["sent"]),
+    ("delivered", lambda j: j["delivered"]),
+    ("deferred", lambda j: j["deferred"]),
+    ("bounced", lambda j: j["bounced"]),
+    ("complained", lambda j: j["complained"]),
+    ("unsub", lambda j: j["unsubscribed"]),
+    ("opens", lambda j: j["opens"]["human_unique"]),
+    ("clicks", lambda j: j["clicks"]["human_unique"]),
+    ("deliv%", lambda j: _percent(j["rates"]["delivery_rate"])),
+    ("bounce%", lambda j: _percent(j["rates"]["bounce_rate"])),
+    ("compl%", lambda j: _percent(j["rates"]["complaint_rate"])),
+)
+
+
+def stats_table(query: StatsQuery, rows: Sequence[StatsRow]) -> str:
+    """The rows as a text table (opens and clicks: unique human ones)."""
+    names = [str(d) for d in query.group_by]
+    lines = [[*names, *(title for title, _ in _TABLE_COLUMNS)]]
+    for row in rows:
+        data = row.to_json()
+        cells = [str(data[name]) or "-" for name in names]
+        lines.append([*cells, *(str(value(data)) for _, value in _TABLE_COLUMNS)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if i < len(names) else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.2f}"
+
+
 def _sort_key(group: tuple[GroupValue, ...]) -> tuple[tuple[int, str], ...]:
     return tuple((v, "") if isinstance(v, int) else (0, v) for v in group)
 
