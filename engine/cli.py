@@ -63,6 +63,7 @@ from engine.provisioning import (
 )
 from engine.provisioning.service import IMPORT_REASON
 from engine.provisioning.verification import CheckStatus
+from engine.rollup.service import read_stats
 from engine.runtime.preflight import check_environment
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.routing import pool_of
@@ -74,7 +75,6 @@ from engine.scheduler.suspensions import (
 )
 from engine.scheduler.tenant_settings import OVERRIDABLE, TenantSettingsBook
 from engine.stats.report import Dimension, StatsQuery, stats_json, stats_table
-from engine.stats.rollup import read_stats
 from engine.store import Store, StoreError, open_store
 from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 from smtp_out.dns_lookup import RecordLookup

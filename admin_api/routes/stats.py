@@ -5,7 +5,7 @@ grouped by one or more of ``campaign``, ``domain`` (sending), ``provider``,
 ``hour``, ``day`` (``group_by``, repeated or comma-separated), filtered by
 campaign, domain, provider and time (``since`` inclusive, ``until``
 exclusive, RFC 3339 or POSIX seconds; at hour granularity). Scope ``read``;
-``penguin stats`` prints the same rows (``engine.stats.rollup.read_stats``).
+``penguin stats`` prints the same rows (``engine.rollup.service.read_stats``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
+from engine.rollup.service import read_stats
 from engine.stats.report import Dimension, StatsQuery, stats_json
-from engine.stats.rollup import read_stats
 
 router = APIRouter(tags=["stats"])
 read = tenant_caller(Scope.READ)

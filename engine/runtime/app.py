@@ -9,7 +9,7 @@ process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
 with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering; with
-``stats``, the rollup of the record log, ``engine.stats.rollup``) and
+``stats``, the rollup of the record log, ``engine.rollup.service``) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
 ``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
 tracking edge alone; ``Engine.services`` adds more.
@@ -62,6 +62,7 @@ from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
 from engine.return_path import codec_from_settings
+from engine.rollup.service import StatsRollup
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, operator_token, throttle_spec, tls_paths
@@ -79,7 +80,6 @@ from engine.service import Address, Health, Service
 from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
-from engine.stats.rollup import StatsRollup
 from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler

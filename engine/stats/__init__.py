@@ -4,9 +4,10 @@
   rows (``StatCount``) and the metric names.
 - ``report``: pure; the query (``StatsQuery``: dimensions and filters) and the
   rows it answers, with their rates.
-- ``rollup``: the ``stats`` service that follows the record log and applies
-  its counts to the store with its cursor in one transaction, and
-  ``read_stats``, which the API and the CLI both answer through.
+- ``engine.rollup.service`` (not pure, so not here): the ``stats`` service
+  that follows the record log and applies its counts to the store with its
+  cursor in one transaction, and ``read_stats``, which the API and the CLI
+  both answer through.
 
 Vocabulary: a *bucket* is an hour (POSIX seconds of its start, UTC); a
 *dimension* is what rows are grouped by (campaign, domain, provider, hour,

@@ -16,8 +16,8 @@ from admin_api.services import ApiServices
 from engine.cli import main
 from engine.clock import FakeClock
 from engine.model import ApiScope
+from engine.rollup.service import StatsRollup
 from engine.scheduler.shaping import Shaping
-from engine.stats.rollup import StatsRollup
 from tests.integration.api_support import as_operator, bearer, error_of, make_tenant_key
 from tests.integration.stats_support import T0, TOTALS, send_traffic
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.clock import FakeClock
+from engine.rollup.service import StatsRollup, read_stats
 from engine.scheduler.shaping import Shaping
 from engine.stats.report import Dimension, StatsQuery
-from engine.stats.rollup import StatsRollup, read_stats
 from engine.store import Store
 from tests.integration.stats_support import T0, TOTALS, send_traffic
 
