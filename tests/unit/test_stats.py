@@ -1,0 +1,159 @@
+"""The stats' pure parts: which counters a record adds to, and the rows with their rates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.stats.counts import METRICS, LoggedRecord, StatKey, Tally, hour_of
+from engine.stats.report import (
+    BounceTotal,
+    Dimension,
+    StatsQuery,
+    StatTotal,
+    stats_rows,
+    stats_table,
+)
+
+HOUR = 1_800_000_000
+
+
+def provider_of(site: str) -> str:
+    return "google" if site.endswith(".google.com") else ""
+
+
+def logged(kind: str, seq: int = 1, tenant_id: int | None = 1, **data: Any) -> LoggedRecord:
+    return LoggedRecord(
+        seq,
+        tenant_id,
+        HOUR + 10,
+        {"type": kind, "sender": "news@Brand.example", "recipient": "u@gmail.example", **data},
+        campaign="spring",
+    )
+
+
+def counted(*records: LoggedRecord) -> dict[str, int]:
+    tally = Tally(provider_of, {})
+    tally.add_all(records)
+    [count] = tally.counts()
+    return {m: n for m, n in zip(METRICS, count.counts, strict=True) if n}
+
+
+@pytest.mark.parametrize(
+    ("kind", "meta", "expected"),
+    [
+        ("Reception", {}, {"sent": 1}),
+        ("Delivery", {}, {"delivered": 1}),
+        ("TransientFailure", {}, {"deferred": 1}),
+        ("Bounce", {}, {"bounced": 1}),
+        ("OOB", {}, {"bounced": 1}),
+        ("Expiration", {}, {"expired": 1}),
+        ("Feedback", {}, {"complained": 1}),
+        ("Unsubscribe", {}, {"unsubscribed": 1}),
+        (
+            "Open",
+            {"first": True, "machine": False},
+            dict.fromkeys(("opens", "opens_unique", "opens_human", "opens_human_unique"), 1),
+        ),
+        ("Open", {"first": False, "machine": True}, {"opens": 1}),
+        ("Click", {"first": True, "machine": True}, {"clicks": 1, "clicks_unique": 1}),
+        ("Click", {"first": False, "machine": False}, {"clicks": 1, "clicks_human": 1}),
+    ],
+)
+def test_each_record_type_adds_to_its_metrics(
+    kind: str, meta: dict[str, Any], expected: dict[str, int]
+) -> None:
+    assert counted(logged(kind, meta=meta)) == expected
+
+
+def test_records_no_metric_counts_and_records_of_no_tenant_add_nothing() -> None:
+    tally = Tally(provider_of, {})
+    tally.add_all([logged("Delayed"), logged("AdminAction"), logged("Delivery", tenant_id=None)])
+    assert tally.counts() == []
+
+
+def test_a_site_names_the_provider_of_its_domain_for_later_records() -> None:
+    known: dict[str, str] = {}
+    tally = Tally(provider_of, known)
+    tally.add(logged("Reception", seq=1))
+    tally.add(logged("Delivery", seq=2, site="alt1.gmail-smtp-in.l.google.com"))
+    tally.add(logged("Open", seq=3, meta={"first": True}))
+    tally.add(logged("Delivery", seq=4, recipient="x@small.example", site="mx.small.example"))
+    google, other = tally.counts()
+    assert google.key == StatKey(1, HOUR, "spring", "brand.example", "google")
+    assert google.counts == tuple(
+        int(m in ("delivered", "opens", "opens_unique", "opens_human", "opens_human_unique"))
+        for m in METRICS
+    )
+    # The reception came before the delivery named gmail.example's provider.
+    assert other.key.provider == "other"
+    assert other.counts == tuple(int(m in ("sent", "delivered")) for m in METRICS)
+    assert known == {"gmail.example": "google", "small.example": "other"}
+
+
+def test_bounces_are_counted_by_category() -> None:
+    tally = Tally(provider_of, {})
+    tally.add_all(
+        [
+            logged("Bounce", bounce_classification="SpamBlock"),
+            logged("OOB", bounce_classification="SpamBlock"),
+            logged("Bounce"),
+        ]
+    )
+    [count] = tally.counts()
+    assert count.bounces == {"SpamBlock": 2, "Uncategorized": 1}
+
+
+def test_hours_are_whole_utc_hours() -> None:
+    assert hour_of(HOUR + 3599.9) == HOUR
+    assert hour_of(HOUR + 3600) == HOUR + 3600
+
+
+def totals(**metrics: int) -> tuple[int, ...]:
+    return tuple(metrics.get(m, 0) for m in METRICS)
+
+
+def test_rows_carry_their_rates_and_none_without_a_denominator() -> None:
+    query = StatsQuery(group_by=(Dimension.CAMPAIGN, Dimension.DAY))
+    day = HOUR - HOUR % 86400
+    rows = stats_rows(
+        query,
+        [
+            StatTotal(("b", day), totals(sent=0)),
+            StatTotal(
+                ("a", day),
+                totals(sent=200, delivered=150, bounced=10, complained=3, opens_human_unique=30),
+            ),
+        ],
+        [BounceTotal(("a", day), "SpamBlock", 10)],
+    )
+    first, second = (row.to_json() for row in rows)
+    assert (first["campaign"], first["day"]) == ("a", "2027-01-15T00:00:00Z")
+    assert first["rates"] == {
+        "delivery_rate": 0.75,
+        "bounce_rate": 0.05,
+        "complaint_rate": 0.02,
+        "open_rate": 0.2,
+        "click_rate": 0.0,
+    }
+    assert first["bounced_by_category"] == {"SpamBlock": 10}
+    assert second["rates"]["delivery_rate"] is None
+    table = stats_table(query, rows).splitlines()
+    assert table[0].split()[:4] == ["campaign", "day", "sent", "delivered"]
+    assert table[1].split()[:4] == ["a", "2027-01-15T00:00:00Z", "200", "150"]
+
+
+def test_a_query_grouped_by_nothing_answers_one_row_even_with_nothing_counted() -> None:
+    [row] = stats_rows(StatsQuery(), [], [])
+    assert row.metrics == dict.fromkeys(METRICS, 0)
+
+
+@pytest.mark.parametrize(
+    "group_by", [(Dimension.HOUR, Dimension.DAY), (Dimension.CAMPAIGN, Dimension.CAMPAIGN)]
+)
+def test_a_query_refuses_both_time_buckets_or_a_dimension_twice(
+    group_by: tuple[Dimension, ...],
+) -> None:
+    with pytest.raises(ValueError):
+        StatsQuery(group_by=group_by)
