@@ -26,6 +26,7 @@ from engine.model import (
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
+from engine.stats.counts import METRICS, StatCount, StatKey
 from engine.store import StoreError
 from engine.store.postgres import PostgresStore
 
@@ -42,6 +43,8 @@ TENANT_TABLES = (
     "smtp_users",
     "api_keys",
     "tenant_settings",
+    "stat_counts",
+    "stat_bounces",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -92,6 +95,11 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
     await store.add_api_key(key)
     await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
+    cursor = await store.lease_stats(name, T0, 0)
+    assert cursor is not None
+    key = StatKey(tenant.id, int(T0) // 3600 * 3600, "default", f"{name}.example", "other")
+    counts = StatCount(key, (1,) * len(METRICS), {"SpamBlock": 1})
+    assert await store.apply_stats(cursor, cursor + 1, [counts])
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -100,7 +108,14 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     return tenant.id
 
 
-ONE_EACH = {"tracking_domains": 1, "smtp_users": 1, "api_keys": 1, "tenant_settings": 1}
+ONE_EACH = {
+    "tracking_domains": 1,
+    "smtp_users": 1,
+    "api_keys": 1,
+    "tenant_settings": 1,
+    "stat_counts": 1,
+    "stat_bounces": 1,
+}
 
 
 async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:
