@@ -78,6 +78,7 @@ from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
+from engine.submission.intake import Intake
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, RouteResolver
@@ -461,6 +462,7 @@ class Engine:
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
+            intake=Intake(store=self._store, spool=spool, clock=self.clock, settings=settings),
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -470,7 +472,6 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
-            settings=settings,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,

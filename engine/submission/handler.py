@@ -21,26 +21,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import secrets
 from dataclasses import dataclass
 
-from config.schema import Settings
 from engine.clock import Clock
-from engine.header_section import MalformedHeader
 from engine.model import Tenant
-from engine.records import metrics
 from engine.records.record import Record, RecordType
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
-from engine.submission.acceptance import (
-    Reception,
-    from_domains,
-    new_submission_id,
-    parse_header_fields,
-    plan_submission,
-)
+from engine.submission.acceptance import Reception
 from engine.submission.address_policy import (
     NULL_SENDER,
     null_sender_recipient_problem,
@@ -48,6 +38,7 @@ from engine.submission.address_policy import (
     sender_problem,
 )
 from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
+from engine.submission.intake import Intake, NotStored, Outgoing, Refused
 from engine.submission.passwords import verify_password_async
 from engine.submission.spool import Spool
 
@@ -60,7 +51,6 @@ AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 CLIENT_REFUSED = Reply(421, "4.7.0", "Too many failed authentications from your address")
 SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
-HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
 CREDENTIAL_CACHE_SECONDS = 60.0
 ADMISSION_WAIT_SECONDS = 30.0
@@ -118,21 +108,19 @@ class SubmissionHandler:
         *,
         store: Store,
         spool: Spool,
+        intake: Intake,
         clock: Clock,
         throttle: AuthThrottle,
         hostname: str,
         nodeid: str,
-        rng: random.Random | None = None,
-        settings: Settings | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
+        self._intake = intake
         self._clock = clock
         self._throttle = throttle
         self._hostname = hostname
         self._nodeid = nodeid
-        self._rng = rng or random.Random()
-        self._settings = settings
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
 
@@ -221,40 +209,18 @@ class SubmissionHandler:
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
         try:
-            fields = parse_header_fields(body)
-        except MalformedHeader as exc:
-            return Reply(550, "5.6.0", f"Malformed header field: {exc}")
-        if envelope.mail_from != NULL_SENDER:
-            domains = from_domains(fields)
-            if not domains or any(d not in account.domains for d in domains):
-                return HEADER_FROM_REFUSED
-        now = self._clock.now()
-        submission_id = new_submission_id(now, self._rng)
-        submission, records = plan_submission(
-            tenant=account.tenant,
-            sender=envelope.mail_from,
-            recipients=envelope.rcpt_tos,
-            raw=body,
-            fields=fields,
-            submission_id=submission_id,
-            now=now,
-            reception=self._reception(session, account),
-            settings=self._settings,
-        )
-        try:
-            await self._spool.commit(submission, records)
-        except Exception:
-            log.exception("submission %s not stored", submission_id)
+            accepted = await self._intake.accept(
+                tenant=account.tenant,
+                domains=account.domains,
+                sender=envelope.mail_from,
+                messages=[Outgoing(body, envelope.rcpt_tos)],
+                reception=self._reception(session, account),
+            )
+        except Refused as exc:
+            return exc.reply
+        except NotStored:
             return SPOOL_FAILED
-        metrics.ACCEPTED.inc(len(submission.messages))
-        log.info(
-            "accepted id=%s tenant=%s recipients=%d size=%d",
-            submission_id,
-            account.tenant.name,
-            len(envelope.rcpt_tos),
-            len(submission.body),
-        )
-        return Reply(250, "2.0.0", f"Ok: queued as {submission_id}")
+        return Reply(250, "2.0.0", f"Ok: queued as {accepted['submission_id']}")
 
     async def on_rejection(
         self,
