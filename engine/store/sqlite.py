@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    ApiKey,
     IdempotencyKey,
     InboundMessage,
     InboundState,
@@ -56,6 +57,7 @@ from engine.records.record import Record
 from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
 from engine.store.migrations import migration_files
 from engine.store.rows import (
+    API_KEY_COLUMNS,
     DOMAIN_COLUMNS,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
@@ -63,6 +65,8 @@ from engine.store.rows import (
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
+    api_key_from_row,
+    api_key_row,
     claim_order,
     inbound_from_row,
     inbound_row,
@@ -107,6 +111,7 @@ TENANT_OWNED = (
     "tracking_domains",
     "soft_bounces",
     "idempotency_keys",
+    "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DEPTHS_SQL = (
@@ -954,6 +959,45 @@ class SqliteStore:
             lambda conn: conn.execute(sql, (name,)).rowcount == 1, "tracking domain"
         )
 
+    # API keys.
+
+    async def add_api_key(self, key: ApiKey) -> ApiKey:
+        def insert(conn: sqlite3.Connection) -> ApiKey:
+            cur = conn.execute(
+                "INSERT INTO api_keys (tenant_id, prefix, name, scopes, secret_hash,"
+                " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                api_key_row(key),
+            )
+            return replace(key, id=_rowid(cur))
+
+        return await self._write(insert, f"API key {key.prefix!r}")
+
+    async def get_api_key(self, prefix: str) -> ApiKey | None:
+        sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE prefix = ?"
+        return await self._run(lambda conn: _api_key(conn, sql, (prefix,)))
+
+    async def list_api_keys(self, tenant_id: int) -> list[ApiKey]:
+        sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id"
+        return await self._run(
+            lambda conn: [api_key_from_row(row) for row in conn.execute(sql, (tenant_id,))]
+        )
+
+    async def revoke_api_key(
+        self, prefix: str, now: float, tenant_id: int | None = None
+    ) -> ApiKey | None:
+        mine = "" if tenant_id is None else " AND tenant_id = ?"
+        params: tuple[object, ...] = (prefix,) if tenant_id is None else (prefix, tenant_id)
+
+        def revoke(conn: sqlite3.Connection) -> ApiKey | None:
+            conn.execute(
+                f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE prefix = ?{mine}",
+                (now, *params),
+            )
+            sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE prefix = ?{mine}"
+            return _api_key(conn, sql, params)
+
+        return await self._write(revoke, "API key")
+
 
 class _Connection(sqlite3.Connection):
     """A connection that also holds the file's writer lock descriptor."""
@@ -1112,6 +1156,11 @@ def _tracking_domains(
     conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
 ) -> list[TrackingDomain]:
     return [tracking_domain_from_row(row) for row in conn.execute(sql, params)]
+
+
+def _api_key(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> ApiKey | None:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else api_key_from_row(row)
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from engine.model import (
+    ApiKey,
+    ApiScope,
     IdempotencyKey,
     MessageState,
     QueueCount,
@@ -33,20 +34,6 @@ from engine.store.sqlite import CLAIM_QUEUE_SELECT as SQLITE_CLAIM
 from engine.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    name: Backend = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:{tmp_path / 'data' / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -813,6 +800,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
         await store.accept([], [], [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
+        await store.add_api_key(api_key(tenant.id, f"{name}0000"))
     done = message("a", 0, acme.id)
     kept = message("b", 0, beta.id)
     await store.accept(
@@ -832,6 +820,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
     assert await store.get_idempotency_key(acme.id, "k", 0.0) is None
+    assert await store.get_api_key("acme0000") is None
     assert await store.get_message(done.id) is None
     assert await store.get_body("a") is None
     assert [r["type"] for r in await store.list_records(done.id)] == ["Reception", "Delivery"]
@@ -841,6 +830,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_smtp_user("beta-relay") is not None
     assert len(await store.list_suppressions(beta.id, "", 10)) == 1
     assert [d.name for d in await store.list_tracking_domains(None)] == ["t.beta.example"]
+    assert await store.get_api_key("beta0000") is not None
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None
     assert await store.create_tenant("acme", T0 + 1) != acme
@@ -1179,3 +1169,42 @@ async def test_queue_queries_read_only_their_queue_through_the_indexes(
     due_plan = await query_plan(store, backend, next_due_sql, "acme@a.example")
     assert "messages_queue_due" in due_plan, due_plan
     assert "SCAN messages" not in due_plan and "Seq Scan" not in due_plan, due_plan
+
+
+def api_key(tenant_id: int, prefix: str, *scopes: ApiScope) -> ApiKey:
+    return ApiKey(
+        tenant_id=tenant_id,
+        prefix=prefix,
+        name=f"key {prefix}",
+        scopes=frozenset(scopes or ApiScope),
+        secret_hash=bytes(range(32)),
+        created_at=T0,
+    )
+
+
+async def test_api_keys_are_stored_listed_by_tenant_and_revoked(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    first = await store.add_api_key(api_key(acme.id, "aaaaaaaa", ApiScope.SEND))
+    second = await store.add_api_key(api_key(acme.id, "bbbbbbbb", ApiScope.READ, ApiScope.MANAGE))
+    theirs = await store.add_api_key(api_key(beta.id, "cccccccc"))
+    assert first.id and second.id and theirs.id
+    assert await store.get_api_key("bbbbbbbb") == second
+    assert second.scopes == {ApiScope.READ, ApiScope.MANAGE}
+    assert await store.get_api_key("zzzzzzzz") is None
+    assert await store.list_api_keys(acme.id) == [first, second]
+    assert await store.list_api_keys(beta.id) == [theirs]
+
+    with pytest.raises(Conflict):
+        await store.add_api_key(api_key(beta.id, "aaaaaaaa"))
+    with pytest.raises(NotFound):
+        await store.add_api_key(api_key(9999, "dddddddd"))
+
+    assert await store.revoke_api_key("cccccccc", T0 + 5, tenant_id=acme.id) is None
+    assert await store.get_api_key("cccccccc") == theirs
+    revoked = await store.revoke_api_key("aaaaaaaa", T0 + 5, tenant_id=acme.id)
+    assert revoked == replace(first, revoked_at=T0 + 5)
+    assert await store.revoke_api_key("aaaaaaaa", T0 + 9) == revoked
+    assert await store.revoke_api_key("cccccccc", T0 + 9) == replace(theirs, revoked_at=T0 + 9)
+    assert await store.revoke_api_key("zzzzzzzz", T0 + 9) is None
+    assert await store.list_api_keys(acme.id) == [revoked, second]
