@@ -2,9 +2,9 @@
 
 ``ApiServices`` is built once per process by the composition root
 (``engine.runtime.app``) and handed to ``create_app``; routes reach it with
-the ``admin_api.auth.api_services`` dependency. ``spool`` is the process's
-submission spool (acceptance over HTTP commits through it, as SMTP does);
-None where the process accepts no mail.
+the ``admin_api.auth.api_services`` dependency. ``intake`` is the process's
+acceptance path (``engine.submission.intake``: the one SMTP submission uses,
+committing through its spool); None where the process accepts no mail.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from engine.limits.throttle import ThrottleSpec
 from engine.provisioning import Provisioning
 from engine.service import Health
 from engine.store import Store
-from engine.submission.spool import Spool
+from engine.submission.intake import Intake
 
 
 def _no_services() -> dict[str, Health]:
@@ -44,7 +44,7 @@ class ApiServices:
     """This node's name in records."""
     operator_token: str | None = field(default=None, repr=False)
     """The token of ``admin.operator_token_file``; None: no operator access over HTTP."""
-    spool: Spool | None = None
+    intake: Intake | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """What ``/metrics`` serves."""
     health: Callable[[], Mapping[str, Health]] = _no_services

@@ -340,7 +340,7 @@ class Engine:
             submission = self._submission(delivery)
             composed.append(submission)
             if self.serve_admin:
-                composed.append(self._admin(secret, submission.spool))
+                composed.append(self._admin(secret, submission.intake))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -462,10 +462,11 @@ class Engine:
         if self.accepted_pipe is not None:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
+        intake = Intake(store=self._store, spool=spool, clock=self.clock, settings=settings)
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
-            intake=Intake(store=self._store, spool=spool, clock=self.clock, settings=settings),
+            intake=intake,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -486,10 +487,10 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        return SubmissionRole(config, handler, spool, sockets)
+        return SubmissionRole(config, handler, spool, sockets, intake)
 
-    def _admin(self, secret: bytes, spool: Spool) -> HttpService:
-        """The admin API on this process's store, limiter and submission spool."""
+    def _admin(self, secret: bytes, intake: Intake) -> HttpService:
+        """The admin API on this process's store, limiter and acceptance path."""
         assert self._store is not None and self._limiter is not None
         settings = self.settings
         services = ApiServices(
@@ -507,7 +508,7 @@ class Engine:
             key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
-            spool=spool,
+            intake=intake,
             metrics=metrics.served_registry(),
             health=self.health,
         )

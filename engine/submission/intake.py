@@ -68,13 +68,22 @@ SWEEP_SECONDS = 3600.0
 
 class Refused(Exception):
     """The message is not accepted; ``reply`` says why. ``recipient`` is the index of
-    the refused envelope recipient, ``message`` that of the refused message."""
+    the refused envelope recipient, ``message`` that of the refused message;
+    ``header`` is set when its header section is at fault (else the envelope)."""
 
-    def __init__(self, reply: Reply, *, recipient: int | None = None, message: int = 0) -> None:
+    def __init__(
+        self,
+        reply: Reply,
+        *,
+        recipient: int | None = None,
+        message: int = 0,
+        header: bool = False,
+    ) -> None:
         super().__init__(reply.text)
         self.reply = reply
         self.recipient = recipient
         self.message = message
+        self.header = header
 
 
 class NotStored(Exception):
@@ -236,9 +245,9 @@ def checked_fields(
         fields = parse_header_fields(raw)
     except MalformedHeader as exc:
         reply = Reply(550, "5.6.0", f"Malformed header field: {exc}")
-        raise Refused(reply, message=message) from exc
+        raise Refused(reply, message=message, header=True) from exc
     if sender != NULL_SENDER:
         from_ = from_domains(fields)
         if not from_ or any(d not in domains for d in from_):
-            raise Refused(HEADER_FROM_REFUSED, message=message)
+            raise Refused(HEADER_FROM_REFUSED, message=message, header=True)
     return fields

@@ -6,9 +6,10 @@ Fixtures (registered for every test under ``tests/integration`` by its
 - ``store`` (``conftest.py``): a migrated store, SQLite and PostgreSQL (each test
   runs on both);
 - ``api_clock``: a ``FakeClock`` the services read time from;
-- ``api_services``: ``ApiServices`` on that store, with a running submission
-  spool, an in-process limiter on the fake clock, the operator token
-  ``OPERATOR_TOKEN`` and a key rate generous enough not to get in the way;
+- ``api_services``: ``ApiServices`` on that store, with the acceptance path
+  (``Intake``) on a running submission spool, an in-process limiter on the fake
+  clock, the operator token ``OPERATOR_TOKEN`` and a key rate generous enough
+  not to get in the way;
 - ``api_app``: ``create_app(api_services)``;
 - ``api_client``: an ``httpx.AsyncClient`` on the app (``ASGITransport``,
   peer 127.0.0.1).
@@ -42,6 +43,7 @@ from engine.model import ApiScope, Tenant
 from engine.provisioning import Provisioning, Unknown
 from engine.records.log import RecordLog
 from engine.store import Store
+from engine.submission.intake import Intake
 from engine.submission.spool import Spool
 
 OPERATOR_TOKEN = "operator-token-for-the-tests-8d1f0c"
@@ -79,7 +81,7 @@ async def api_services(
         key_rate=ROOMY_RATE,
         nodeid=NODE,
         operator_token=OPERATOR_TOKEN,
-        spool=spool,
+        intake=Intake(store=store, spool=spool, clock=api_clock, settings=settings),
     )
     spooling = asyncio.create_task(spool.run(), name="spool")
     try:
