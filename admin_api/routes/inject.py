@@ -32,7 +32,7 @@ from admin_api.routes.messages import (
     sending_domains,
 )
 from admin_api.services import ApiServices
-from engine.submission.composition import Attachment, Draft, Mailbox
+from engine.submission.composition import Attachment, Draft, Mailbox, raw_message
 from engine.submission.intake import Outgoing, Refused, check_envelope
 from engine.submission.templating import TemplateProblem, render
 
@@ -168,7 +168,7 @@ def _message(
                 text = render(content, variables, "content")
             except TemplateProblem as exc:
                 raise ApiError(422, "invalid", exc.message, field=exc.field) from exc
-        return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+        return raw_message(text)
     draft = Draft(
         sender=Mailbox(content.from_.email, content.from_.name or ""),
         to=(Mailbox(recipient.email, recipient.name or ""),),

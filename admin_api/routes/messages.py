@@ -36,7 +36,14 @@ from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from engine.model import Tenant
 from engine.submission.acceptance import Reception
-from engine.submission.composition import Attachment, CompositionError, Draft, Mailbox, compose
+from engine.submission.composition import (
+    Attachment,
+    CompositionError,
+    Draft,
+    Mailbox,
+    compose,
+    raw_message,
+)
 from engine.submission.intake import (
     Idempotency,
     IdempotencyMismatch,
@@ -216,7 +223,7 @@ async def send_message(
         recipients = [r.email for r in body.to]
         if not recipients:
             raise ApiError(422, "invalid", "at least one recipient is needed", field="to")
-        raw = body.raw.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+        raw = raw_message(body.raw)
         outgoing = [Outgoing(raw, recipients)]
         fields = [[f"to[{i}]" for i in range(len(recipients))]]
     else:

@@ -129,6 +129,11 @@ def _drop_part_mime_version(part: MIMEPart) -> None:
             _drop_part_mime_version(child)
 
 
+def raw_message(text: str) -> bytes:
+    """A message given as text (raw RFC 5322 over HTTP), UTF-8 with CRLF line ends."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+
+
 def check_draft(draft: Draft) -> None:
     """Raise ``CompositionError`` for the first bad field of ``draft``."""
     _check_mailbox(draft.sender, "from")

@@ -14,7 +14,7 @@ import pytest
 from engine.clock import FakeClock
 from engine.model import MessageState, Suppression, Tenant
 from engine.records.log import RecordLog
-from engine.store import Store, open_store
+from engine.store import Store
 from engine.submission.acceptance import Reception
 from engine.submission.intake import (
     IDEMPOTENCY_SECONDS,
@@ -42,18 +42,8 @@ class World:
     tenant: Tenant
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
-async def world(store_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    store = open_store(store_url)
-    await store.migrate()
+async def world(store: Store, tmp_path: Path) -> AsyncIterator[World]:
     clock = FakeClock()
     record_log = RecordLog(str(tmp_path / "records.jsonl"))
     spool = Spool(store, record_log, batch_max=64)
@@ -66,7 +56,6 @@ async def world(store_url: str, tmp_path: Path) -> AsyncIterator[World]:
         spool.close()
         await writer
         record_log.close()
-        await store.close()
 
 
 async def accept(
