@@ -220,6 +220,10 @@ async def send_message(
         extra = sorted(body.model_fields_set - _RAW_ONLY)
         if extra:
             raise ApiError(422, "invalid", "not allowed with raw", field=_alias(extra[0]))
+        for index, recipient in enumerate(body.to):
+            if recipient.variables is not None:
+                field = f"to[{index}].variables"
+                raise ApiError(422, "invalid", "not allowed with raw", field=field)
         recipients = [r.email for r in body.to]
         if not recipients:
             raise ApiError(422, "invalid", "at least one recipient is needed", field="to")

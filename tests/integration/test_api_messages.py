@@ -126,6 +126,17 @@ async def test_raw_messages_go_through_the_smtp_header_checks(
     )
     assert mixed.status_code == 422 and error_of(mixed)["field"] == "subject"
 
+    templated = await api_client.post(
+        MESSAGES,
+        json={
+            "raw": raw,
+            "from": "b@acme.example",
+            "to": [{"email": "a@d.example", "variables": {}}],
+        },
+        headers=auth,
+    )
+    assert templated.status_code == 422 and error_of(templated)["field"] == "to[0].variables"
+
 
 async def test_suppressed_recipients_are_named_and_not_queued(
     api_services: ApiServices, api_client: httpx.AsyncClient, store: Store
@@ -373,3 +384,17 @@ async def test_kumomta_inject_template_and_content_errors_are_422(
     refused = await api_client.post(INJECT, json=body, headers=auth)
     assert refused.status_code == 422, refused.text
     assert error_of(refused)["field"] == field
+
+
+async def test_the_openapi_document_describes_sending(api_client: httpx.AsyncClient) -> None:
+    document = (await api_client.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert set(paths["/v1/messages"]) == {"post"}
+    assert "get" in paths["/v1/messages/{message_id}"]
+    assert "post" in paths["/api/inject/v1"]
+    sent = paths["/v1/messages"]["post"]
+    assert "202" in sent["responses"] and "413" in sent["responses"]
+    assert any(p["name"] == "Idempotency-Key" for p in sent["parameters"])
+    schema = document["components"]["schemas"]["MessageIn"]["properties"]
+    assert schema["to"]["description"]
+    assert {"type": "string"} in schema["from"]["anyOf"]  # an address, or {email, name}
