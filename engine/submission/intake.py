@@ -29,7 +29,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from config.schema import Settings
@@ -110,6 +110,14 @@ class Idempotency:
     request_hash: str
 
 
+@dataclass(slots=True)
+class _KeyLock:
+    """Serialises the requests of one idempotency key; dropped when none is left."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class Intake:
     """Checks, plans and durably stores submissions; see the module docstring."""
 
@@ -127,7 +135,7 @@ class Intake:
         self._clock = clock
         self._settings = settings
         self._rng = rng or random.Random()
-        self._key_locks: dict[tuple[int, str], asyncio.Lock] = {}
+        self._key_locks: dict[tuple[int, str], _KeyLock] = {}
         self._next_sweep = 0.0
 
     async def accept(
@@ -146,14 +154,16 @@ class Intake:
         if idempotency is None:
             return await self._accept(tenant, domains, sender, messages, reception, due_at, meta)
         lock_key = (tenant.id, idempotency.key)
-        lock = self._key_locks.setdefault(lock_key, asyncio.Lock())
+        held = self._key_locks.setdefault(lock_key, _KeyLock())
+        held.users += 1
         try:
-            async with lock:
+            async with held.lock:
                 return await self._accept(
                     tenant, domains, sender, messages, reception, due_at, meta, idempotency
                 )
         finally:
-            if not lock.locked() and self._key_locks.get(lock_key) is lock:
+            held.users -= 1
+            if not held.users:
                 del self._key_locks[lock_key]
 
     async def _accept(

@@ -170,3 +170,18 @@ async def test_concurrent_requests_with_one_key_queue_once(world: World) -> None
     )
     assert all(r == receipts[0] for r in receipts)
     assert len(await world.store.tenant_messages(world.tenant.id, 10)) == 1
+
+
+async def test_a_refused_first_request_does_not_let_two_later_ones_race(world: World) -> None:
+    key = Idempotency("order-3", "hash-a")
+    refused = accept(
+        world, Outgoing(raw(sender="x@other.example"), ["a@dest.example"]), idempotency=key
+    )
+    waiting = [
+        accept(world, Outgoing(raw(), ["a@dest.example"]), idempotency=key) for _ in range(2)
+    ]
+    first, *rest = await asyncio.gather(refused, *waiting, return_exceptions=True)
+    assert isinstance(first, Refused)
+    late = await accept(world, Outgoing(raw(), ["a@dest.example"]), idempotency=key)
+    assert rest[0] == rest[1] == late
+    assert len(await world.store.tenant_messages(world.tenant.id, 10)) == 1
