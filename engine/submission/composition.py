@@ -43,8 +43,9 @@ MAX_HEADER_VALUE = 900
 MAX_NAME = 200
 """Longest display name: quoted, it still fits a 998-octet line with its address."""
 SMTP_POLICY = policy.SMTP.clone(refold_source="none")
-"""CRLF, fold at 78; address fields are written as made here (``_address_field``):
-the stdlib's refolding of them puts spaces into non-ASCII display names."""
+"""CRLF; the header fields are written as made here (``_address_field``,
+``_unstructured``), not refolded: the stdlib's folding puts spaces into
+non-ASCII display names and breaks a line right after a field's colon."""
 
 
 class CompositionError(ValueError):
@@ -105,15 +106,15 @@ def compose(draft: Draft) -> bytes:
         mailboxes = getattr(draft, field)
         if mailboxes:
             message.set_raw(name, _address_field(mailboxes))
-    message["Subject"] = draft.subject
+    message.set_raw("Subject", _unstructured("Subject", draft.subject))
     for name, value in draft.headers:
-        message[name] = value
+        message.set_raw(name, _unstructured(name, value))
     if draft.campaign is not None:
         del message["X-Campaign"]
-        message["X-Campaign"] = draft.campaign
+        message.set_raw("X-Campaign", _unstructured("X-Campaign", draft.campaign))
     if draft.priority is not None:
         del message[PRIORITY_HEADER]
-        message["X-Priority-Class"] = draft.priority
+        message.set_raw("X-Priority-Class", draft.priority)
     _set_bodies(message, draft)
     for part in message.iter_parts() if message.is_multipart() else ():
         _drop_part_mime_version(part)
@@ -211,6 +212,18 @@ def _check_attachment(attachment: Attachment, field: str) -> None:
         raise CompositionError(f"{field}.content_type", "a multipart type cannot be attached")
     if attachment.content_id is not None and not _CONTENT_ID.fullmatch(attachment.content_id):
         raise CompositionError(f"{field}.content_id", "not a content id")
+
+
+def _unstructured(name: str, value: str) -> str:
+    """An unstructured field's value, surrounding white space dropped, folded at white
+    space within 78 characters where it has some; as RFC 2047 encoded words when it
+    is not plain ASCII text (or holds what would read as one, ``=?``)."""
+    value = value.strip()
+    charset = "us-ascii" if value.isascii() and "=?" not in value else "utf-8"
+    header = Header(value, charset, maxlinelen=78, header_name=name)
+    # A first word too long for the first line is put on the next one, leaving the
+    # value to start with white space: keep it on the first line instead.
+    return header.encode(splitchars=" ", linesep="\r\n").removeprefix("\r\n ")
 
 
 def _address_field(mailboxes: Sequence[Mailbox]) -> str:

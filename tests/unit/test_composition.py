@@ -30,6 +30,7 @@ SENDER = Mailbox("news@acme.example", "Acme News")
 header_text = st.text(st.characters(exclude_categories=["Cc", "Cs", "Zl", "Zp"]), max_size=120).map(
     str.strip
 )
+long_text = st.text(st.characters(exclude_categories=["Cc", "Cs", "Zl", "Zp"]), max_size=900)
 body_text = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00"), max_size=400
 )
@@ -64,7 +65,7 @@ def drafts(draw: st.DrawFn) -> Draft:
         cc=tuple(draw(st.lists(mailboxes, max_size=2))),
         bcc=tuple(draw(st.lists(mailboxes, max_size=2))),
         reply_to=tuple(draw(st.lists(mailboxes, max_size=1))),
-        subject=draw(header_text),
+        subject=draw(header_text | long_text),
         text=text,
         html=html,
         attachments=files,
@@ -101,13 +102,13 @@ def test_a_composed_message_parses_back_to_its_draft(draft: Draft) -> None:
 
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
-    assert str(parsed["Subject"]) == draft.subject
+    assert str(parsed["Subject"]) == draft.subject.strip()
     assert addresses(raw, "From") == expected((draft.sender,))
     assert addresses(raw, "To") == expected(draft.to)
     assert addresses(raw, "Cc") == expected(draft.cc)
     assert addresses(raw, "Reply-To") == expected(draft.reply_to)
     assert parsed["Bcc"] is None
-    assert [str(v) for v in parsed.get_all("X-Tag") or []] == [v for _, v in draft.headers]
+    assert [str(v) for v in parsed.get_all("X-Tag") or []] == [v.strip() for _, v in draft.headers]
 
     for subtype, wanted in (("plain", draft.text), ("html", draft.html)):
         part = parsed.get_body((subtype,))
@@ -178,7 +179,29 @@ def test_non_ascii_names_and_subjects_are_encoded_words() -> None:
     assert b"=?utf-8?" in raw
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert addresses(raw, "From") == [("Zoë Ünïcode, Ltd.", "news@acme.example")]
-    assert str(parsed["Subject"]) == draft.subject
+    assert str(parsed["Subject"]) == draft.subject.strip()
+
+
+LONG_NAME = "X-" + "y" * 74
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a" * 900, "é" * 900, "😀" * 900, ("x" * 70 + " ") * 12, "a " * 450, "=?utf-8?q?x?=", ""],
+)
+def test_long_and_odd_header_values_fit_lines_and_read_back(value: str) -> None:
+    draft = Draft(
+        sender=Mailbox("news@acme.example", "n" * 200),
+        to=(Mailbox("a@dest.example", "é" * 200),),
+        subject=value,
+        text="t",
+        headers=((LONG_NAME, value),),
+    )
+    raw = compose(draft)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert str(parsed["Subject"]) == str(parsed[LONG_NAME]) == value.strip()
+    assert addresses(raw, "To") == [("é" * 200, "a@dest.example")]
 
 
 BASE = Draft(sender=SENDER, to=(Mailbox("a@dest.example"),), subject="s", text="t")
