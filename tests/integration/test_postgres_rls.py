@@ -15,6 +15,7 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     MessageState,
     QueuedMessage,
     SendingDomain,
@@ -39,6 +40,7 @@ TENANT_TABLES = (
     "tracking_domains",
     "smtp_users",
     "api_keys",
+    "idempotency_keys",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -92,11 +94,11 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
-    await store.accept(subs, records)
+    await store.accept(subs, records, [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
     return tenant.id
 
 
-ONE_EACH = {"tracking_domains": 1, "smtp_users": 1, "api_keys": 1}
+ONE_EACH = {"tracking_domains": 1, "smtp_users": 1, "api_keys": 1, "idempotency_keys": 1}
 
 
 async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:
