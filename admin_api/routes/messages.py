@@ -9,6 +9,9 @@ records with protocol ``HTTP``. The answer names one message id per queued
 recipient and the suppressed recipients. With per-recipient ``variables``,
 each ``to`` recipient gets a message of their own.
 
+Every recipient counts against the tenant's quotas, all of a request or none:
+over them, 429 ``quota_exceeded`` with ``Retry-After``.
+
 ``Idempotency-Key`` (at most 255 characters): the same key with the same body
 within a day answers the first response again; with another body, 422
 ``idempotency_mismatch``.
@@ -23,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -50,6 +54,7 @@ from engine.submission.intake import (
     Intake,
     NotStored,
     Outgoing,
+    OverQuota,
     Refused,
 )
 from engine.submission.templating import TemplateProblem, render_draft
@@ -451,6 +456,9 @@ async def accept_outgoing(
             "this Idempotency-Key was used with another request body",
             field="Idempotency-Key",
         ) from exc
+    except OverQuota as exc:
+        retry = str(max(1, math.ceil(exc.verdict.retry_after)))
+        raise ApiError(429, "quota_exceeded", exc.reason, headers={"Retry-After": retry}) from exc
     except NotStored as exc:
         raise ApiError(503, "unavailable", "the message was not stored; try again") from exc
 

@@ -56,7 +56,7 @@ from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
 from engine.provisioning import Provisioning
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import TenantSettingsRefresh, TrackingRefresh
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -70,6 +70,7 @@ from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import SourceRotation
 from engine.scheduler.suspensions import suspension_record
+from engine.scheduler.tenant_settings import TenantSettingsBook, config_quota_problem
 from engine.scheduler.warmup import WarmupPolicy, plans_from_settings
 from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.sealing import Sealer, load_or_create_secret, secret_path
@@ -81,6 +82,7 @@ from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
 from engine.submission.intake import Intake
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, RouteResolver
@@ -233,6 +235,15 @@ async def migrated_store(settings: Settings) -> Store:
     return store
 
 
+def tenant_settings_book(settings: Settings, config_file: str) -> TenantSettingsBook:
+    """The tenants' settings book; a ``ConfigError`` for a rate quota of the config
+    that is no throttle spec."""
+    problem = config_quota_problem(settings)
+    if problem is not None:
+        raise ConfigError(config_file, *problem)
+    return TenantSettingsBook(settings)
+
+
 def lane_scheduler(
     *,
     store: Store,
@@ -242,6 +253,7 @@ def lane_scheduler(
     shaping: Shaping,
     nodeid: str,
     record_log: RecordLog | None = None,
+    tenant_settings: TenantSettingsBook | None = None,
 ) -> LaneScheduler:
     """The production scheduler, its parts built from ``settings``; the records it stores
     itself also go to ``record_log``."""
@@ -278,6 +290,7 @@ def lane_scheduler(
         delayed_record=delayed,
         admin_record=suspended,
         log_records=record_log.write if record_log is not None else lambda records: None,
+        tenant_settings=tenant_settings,
     )
 
 
@@ -313,6 +326,7 @@ class Engine:
     _scheduler: LaneScheduler | None = None
     _tracking: TrackingRole | None = None
     _tracking_domains: TrackingRefresh | None = None
+    _tenant_settings: TenantSettingsRefresh | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -333,6 +347,14 @@ class Engine:
                 self.clock,
             )
             composed.append(self._tracking_domains)
+        if self.role.delivers or self.role.submits:
+            self._tenant_settings = TenantSettingsRefresh(
+                tenant_settings_book(settings, self.config_file),
+                self._store,
+                settings.scheduler.refresh_seconds,
+                self.clock,
+            )
+            composed.append(self._tenant_settings)
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
@@ -392,6 +414,8 @@ class Engine:
             self._tracking.reload()
         if self._tracking_domains is not None:
             self._tracking_domains.reload()
+        if self._tenant_settings is not None:
+            self._tenant_settings.reload()
         if self._scheduler is None:
             return
         scheduling = self.settings.scheduler
@@ -435,6 +459,7 @@ class Engine:
             shaping=shaping,
             nodeid=node_id(settings),
             record_log=self._record_log,
+            tenant_settings=self._book(),
         )
         delivery = DeliveryService(
             store=self._store,
@@ -452,6 +477,7 @@ class Engine:
 
     def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None
+        assert self._limiter is not None
         settings = self.settings
         sub = settings.submission
         spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
@@ -462,7 +488,15 @@ class Engine:
         if self.accepted_pipe is not None:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
-        intake = Intake(store=self._store, spool=spool, clock=self.clock, settings=settings)
+        quota = TenantQuota(self._limiter, self._book())
+        intake = Intake(
+            store=self._store,
+            spool=spool,
+            clock=self.clock,
+            settings=settings,
+            tenant_settings=self._book(),
+            quota=quota,
+        )
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
@@ -476,6 +510,7 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
+            quota=quota,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,
@@ -511,6 +546,7 @@ class Engine:
             intake=intake,
             metrics=metrics.served_registry(),
             health=self.health,
+            quota=TenantQuota(self._limiter, self._book()),
         )
         text = settings.admin.listen
         try:
@@ -519,6 +555,10 @@ class Engine:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
         return HttpService("admin", create_app(services), sock)
+
+    def _book(self) -> TenantSettingsBook:
+        assert self._tenant_settings is not None
+        return self._tenant_settings.snapshot
 
     def _domains(self) -> TrackingDomains:
         assert self._tracking_domains is not None

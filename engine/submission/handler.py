@@ -14,6 +14,16 @@ reporting host (``MAILER-DAEMON@its hostname``). Delivery signs it only when
 that From domain is one of the tenant's; the engine itself never answers a
 notice with another. Every refusal becomes one Rejection record with the
 envelope it refused.
+
+The tenant's quotas (``quota.TenantQuota``) are checked per RCPT, one message
+per recipient: over the daily or the rate quota the recipient gets ``452
+4.5.3`` naming the quota, a temporary refusal the client answers by keeping
+the message for those recipients and trying them again later (RFC 5321
+§4.5.3.1.10), while the recipients admitted before go now. Checked at DATA
+instead, a message with more recipients than the day has left, or than the
+rate's burst, could never pass in one piece. A transaction refused at DATA, or
+not stored, gives its recipients back to the day's quota (``intake``, told
+they were counted).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from engine.submission.address_policy import (
 from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
 from engine.submission.intake import Intake, NotStored, Outgoing, Refused
 from engine.submission.passwords import verify_password_async
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -113,6 +124,7 @@ class SubmissionHandler:
         throttle: AuthThrottle,
         hostname: str,
         nodeid: str,
+        quota: TenantQuota | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
@@ -121,6 +133,7 @@ class SubmissionHandler:
         self._throttle = throttle
         self._hostname = hostname
         self._nodeid = nodeid
+        self._quota = quota
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
 
@@ -201,8 +214,21 @@ class SubmissionHandler:
         if account is None:
             return AUTH_REQUIRED
         if envelope.mail_from == NULL_SENDER:
-            return null_sender_recipient_problem(address, account.domains) or RECIPIENT_OK
-        return recipient_problem(address) or RECIPIENT_OK
+            problem = null_sender_recipient_problem(address, account.domains)
+        else:
+            problem = recipient_problem(address)
+        return problem or await self._within_quota(account.tenant) or RECIPIENT_OK
+
+    async def _within_quota(self, tenant: Tenant) -> Reply | None:
+        """None when one more message of ``tenant`` is within its quotas (and counted);
+        else the temporary refusal that names the quota."""
+        if self._quota is None:
+            return None
+        verdict = await self._quota.admit(tenant, 1, self._clock.now())
+        if verdict.allowed:
+            return None
+        wait = "after 00:00 UTC" if verdict.quota == "daily" else f"in {verdict.retry_after:.0f}s"
+        return Reply(452, "4.5.3", f"{verdict.reason(tenant.name).capitalize()}; try again {wait}")
 
     async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
         account = _account(session)
@@ -215,6 +241,7 @@ class SubmissionHandler:
                 sender=envelope.mail_from,
                 messages=[Outgoing(body, envelope.rcpt_tos)],
                 reception=self._reception(session, account),
+                counted=True,
             )
         except Refused as exc:
             return exc.reply

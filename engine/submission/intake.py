@@ -10,9 +10,12 @@ envelope sender on a sending domain of the tenant (or the null sender, whose
 recipients must then be on those domains), recipients free of relay tricks
 (``address_policy``), a header section that can be signed and a header From
 on the tenant's sending domains (``acceptance``); ``X-Campaign`` and
-``X-Priority-Class`` name the queue and priority, and the tenant's
-suppressions are applied at commit (``spool``). A refusal raises ``Refused``
-with the SMTP reply that says why; a store failure raises ``NotStored``.
+``X-Priority-Class`` name the queue and priority (as the tenants' settings
+in force say), the tenant's quotas are taken (``quota``: per RCPT over SMTP,
+all of a request's recipients or none over HTTP, ``OverQuota``), and the
+tenant's suppressions are applied at commit (``spool``). A refusal raises
+``Refused`` with the SMTP reply that says why; a store failure raises
+``NotStored``; either gives the recipients back to the day's quota.
 
 Idempotency (HTTP): a request with a key is answered, within
 ``IDEMPOTENCY_SECONDS`` of the first, with the first one's receipt when its
@@ -38,6 +41,7 @@ from engine.header_section import MalformedHeader
 from engine.model import IdempotencyKey, Submission, Tenant
 from engine.records import metrics
 from engine.records.record import Record
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.smtp.reply import Reply
 from engine.store import Store
 from engine.submission.acceptance import (
@@ -55,6 +59,7 @@ from engine.submission.address_policy import (
     recipient_problem,
     sender_problem,
 )
+from engine.submission.quota import QuotaVerdict, TenantQuota
 from engine.submission.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,15 @@ class NotStored(Exception):
     """The store did not commit the submission: nothing was accepted."""
 
 
+class OverQuota(Exception):
+    """The tenant's daily or rate quota has no room for the request's recipients."""
+
+    def __init__(self, verdict: QuotaVerdict, reason: str) -> None:
+        super().__init__(reason)
+        self.verdict = verdict
+        self.reason = reason
+
+
 class IdempotencyMismatch(Exception):
     """The idempotency key was used within the day by a request with another body."""
 
@@ -118,6 +132,21 @@ class _KeyLock:
     users: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One call of ``Intake.accept``."""
+
+    tenant: Tenant
+    domains: frozenset[str]
+    sender: str
+    messages: Sequence[Outgoing]
+    reception: Reception
+    due_at: float | None
+    meta: Mapping[str, Any] | None
+    idempotency: Idempotency | None
+    counted: bool
+
+
 class Intake:
     """Checks, plans and durably stores submissions; see the module docstring."""
 
@@ -128,12 +157,16 @@ class Intake:
         spool: Spool,
         clock: Clock,
         settings: Settings | None = None,
+        tenant_settings: TenantSettingsBook | None = None,
+        quota: TenantQuota | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
         self._clock = clock
         self._settings = settings
+        self._tenant_settings = tenant_settings
+        self._quota = quota
         self._rng = rng or random.Random()
         self._key_locks: dict[tuple[int, str], _KeyLock] = {}
         self._next_sweep = 0.0
@@ -149,69 +182,96 @@ class Intake:
         due_at: float | None = None,
         meta: Mapping[str, Any] | None = None,
         idempotency: Idempotency | None = None,
+        counted: bool = False,
     ) -> dict[str, Any]:
-        """Accept ``messages`` from ``sender``; the receipt once they are durable."""
+        """Accept ``messages`` from ``sender``; the receipt once they are durable.
+
+        ``counted``: the recipients were admitted to the tenant's quotas already
+        (SMTP, per RCPT); otherwise they are admitted here, all or none
+        (``OverQuota``). Either way a refusal gives them back."""
+        request = _Request(
+            tenant, domains, sender, messages, reception, due_at, meta, idempotency, counted
+        )
         if idempotency is None:
-            return await self._accept(tenant, domains, sender, messages, reception, due_at, meta)
+            return await self._accept(request)
         lock_key = (tenant.id, idempotency.key)
         held = self._key_locks.setdefault(lock_key, _KeyLock())
         held.users += 1
         try:
             async with held.lock:
-                return await self._accept(
-                    tenant, domains, sender, messages, reception, due_at, meta, idempotency
-                )
+                return await self._accept(request)
         finally:
             held.users -= 1
             if not held.users:
                 del self._key_locks[lock_key]
 
-    async def _accept(
-        self,
-        tenant: Tenant,
-        domains: frozenset[str],
-        sender: str,
-        messages: Sequence[Outgoing],
-        reception: Reception,
-        due_at: float | None,
-        meta: Mapping[str, Any] | None,
-        idempotency: Idempotency | None = None,
-    ) -> dict[str, Any]:
+    async def _accept(self, request: _Request) -> dict[str, Any]:
         now = self._clock.now()
-        if idempotency is not None:
-            if now >= self._next_sweep:
-                self._next_sweep = now + SWEEP_SECONDS
-                await self._store.sweep_idempotency_keys(now - IDEMPOTENCY_SECONDS)
-            stored = await self._store.get_idempotency_key(
-                tenant.id, idempotency.key, now - IDEMPOTENCY_SECONDS
-            )
-            if stored is not None:
-                if stored.request_hash != idempotency.request_hash:
-                    raise IdempotencyMismatch(idempotency.key)
-                answer: dict[str, Any] = json.loads(stored.response)
+        if request.idempotency is not None:
+            answer = await self._replayed(request.tenant, request.idempotency, now)
+            if answer is not None:
                 return answer
+        count = sum(len(m.recipients) for m in request.messages)
+        if not request.counted:
+            await self._admit(request.tenant, count, now)
+        try:
+            return await self._store_all(request, now)
+        except (Refused, NotStored):
+            if self._quota is not None:
+                await self._quota.give_back(request.tenant, count, now)
+            raise
+
+    async def _replayed(
+        self, tenant: Tenant, idempotency: Idempotency, now: float
+    ) -> dict[str, Any] | None:
+        """The answer stored for the key, or None; ``IdempotencyMismatch`` when the key
+        was used with another request."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            await self._store.sweep_idempotency_keys(now - IDEMPOTENCY_SECONDS)
+        stored = await self._store.get_idempotency_key(
+            tenant.id, idempotency.key, now - IDEMPOTENCY_SECONDS
+        )
+        if stored is None:
+            return None
+        if stored.request_hash != idempotency.request_hash:
+            raise IdempotencyMismatch(idempotency.key)
+        answer: dict[str, Any] = json.loads(stored.response)
+        return answer
+
+    async def _admit(self, tenant: Tenant, count: int, now: float) -> None:
+        if self._quota is None:
+            return
+        verdict = await self._quota.admit(tenant, count, now)
+        if not verdict.allowed:
+            raise OverQuota(verdict, verdict.reason(tenant.name))
+
+    async def _store_all(self, request: _Request, now: float) -> dict[str, Any]:
         submissions: list[Submission] = []
         records: list[Record] = []
-        for index, message in enumerate(messages):
-            check_envelope(sender, message.recipients, domains, index)
+        for index, message in enumerate(request.messages):
+            check_envelope(request.sender, message.recipients, request.domains, index)
             submission, planned = plan_submission(
-                tenant=tenant,
-                sender=sender,
+                tenant=request.tenant,
+                sender=request.sender,
                 recipients=message.recipients,
                 raw=message.raw,
-                fields=checked_fields(message.raw, sender, domains, index),
+                fields=checked_fields(message.raw, request.sender, request.domains, index),
                 submission_id=new_submission_id(now, self._rng),
                 now=now,
-                reception=reception,
-                settings=self._settings,
-                due_at=due_at,
-                meta=meta,
+                reception=request.reception,
+                settings=self._routing(),
+                due_at=request.due_at,
+                meta=request.meta,
             )
             submissions.append(submission)
             records.extend(planned)
         key = None
-        if idempotency is not None:
-            key = IdempotencyKey(tenant.id, idempotency.key, idempotency.request_hash, "", now)
+        if request.idempotency is not None:
+            idempotency = request.idempotency
+            key = IdempotencyKey(
+                request.tenant.id, idempotency.key, idempotency.request_hash, "", now
+            )
         try:
             stored_submissions = await self._spool.commit_all(submissions, records, key)
         except Exception as exc:
@@ -222,12 +282,18 @@ class Intake:
             log.info(
                 "accepted id=%s tenant=%s recipients=%d size=%d protocol=%s",
                 submission.id,
-                tenant.name,
+                request.tenant.name,
                 len(submission.messages),
                 len(submission.body),
-                reception.protocol,
+                request.reception.protocol,
             )
         return receipt(stored_submissions)
+
+    def _routing(self) -> Settings | None:
+        """The settings routing reads: the tenants' tables as in force now."""
+        if self._tenant_settings is not None:
+            return self._tenant_settings.routing
+        return self._settings
 
 
 def check_envelope(

@@ -17,6 +17,7 @@ from engine.store import Store, open_store
 from engine.store.migrations import Backend
 from tests.integration.api_support import (
     api_app,
+    api_book,
     api_client,
     api_clock,
     api_services,
@@ -24,6 +25,7 @@ from tests.integration.api_support import (
 
 __all__ = [
     "api_app",
+    "api_book",
     "api_client",
     "api_clock",
     "api_services",

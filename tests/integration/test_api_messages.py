@@ -16,7 +16,15 @@ import pytest
 
 from admin_api.services import ApiServices
 from engine.clock import FakeClock
-from engine.model import ApiScope, MessageState, SendingDomain, Suppression, Tenant
+from engine.model import (
+    ApiScope,
+    MessageState,
+    SendingDomain,
+    Suppression,
+    Tenant,
+    TenantOverrides,
+)
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.store import Store
 from tests.integration.api_support import as_operator, bearer, error_of, make_tenant_key
 
@@ -398,3 +406,30 @@ async def test_the_openapi_document_describes_sending(api_client: httpx.AsyncCli
     schema = document["components"]["schemas"]["MessageIn"]["properties"]
     assert schema["to"]["description"]
     assert {"type": "string"} in schema["from"]["anyOf"]  # an address, or {email, name}
+
+
+async def test_a_request_over_the_tenants_quota_is_a_429_and_takes_none_of_it(
+    api_services: ApiServices,
+    api_client: httpx.AsyncClient,
+    api_book: TenantSettingsBook,
+    store: Store,
+) -> None:
+    tenant, auth = await sender_of(api_services)
+    api_book.load([tenant], [TenantOverrides(tenant.id, daily_quota=3)])
+    refused = await api_client.post(
+        MESSAGES, json=structured(cc=["c@dest.example", "d@dest.example"]), headers=auth
+    )
+    assert refused.status_code == 429
+    assert error_of(refused)["code"] == "quota_exceeded"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert await store.tenant_messages(tenant.id, 10) == []
+
+    foreign = await api_client.post(
+        MESSAGES, json=structured(**{"from": "x@other.example"}), headers=auth
+    )
+    assert foreign.status_code == 422  # refused: its two recipients go back to the quota
+    sent = await api_client.post(MESSAGES, json=structured(cc=["c@dest.example"]), headers=auth)
+    assert sent.status_code == 202, sent.text
+    assert len(sent.json()["messages"]) == 3
+    over = await api_client.post(MESSAGES, json=structured(to=["e@dest.example"]), headers=auth)
+    assert over.status_code == 429

@@ -22,6 +22,7 @@ from engine.model import (
     SmtpUser,
     Submission,
     Suppression,
+    TenantOverrides,
     TrackingDomain,
 )
 from engine.records.record import Record, RecordType
@@ -41,6 +42,7 @@ TENANT_TABLES = (
     "smtp_users",
     "api_keys",
     "idempotency_keys",
+    "tenant_settings",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -90,6 +92,7 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$hash", T0))
     key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
     await store.add_api_key(key)
+    await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -98,7 +101,13 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     return tenant.id
 
 
-ONE_EACH = {"tracking_domains": 1, "smtp_users": 1, "api_keys": 1, "idempotency_keys": 1}
+ONE_EACH = {
+    "tracking_domains": 1,
+    "smtp_users": 1,
+    "api_keys": 1,
+    "idempotency_keys": 1,
+    "tenant_settings": 1,
+}
 
 
 async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:

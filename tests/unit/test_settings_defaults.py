@@ -47,6 +47,10 @@ NOT_SETTINGS = {
     ),
     "tracking_edge.tokens.TokenClaims": "url: the link a click token carries, not a database's",
     "tracking_edge.tokens.TrackingTokens.token": "url: the link of a click token",
+    "engine.model.TenantOverrides": "pool, priority, quotas: None leaves the config's value",
+    "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
+    "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
+    "admin_api.routes.operators.TenantCreate": "a request body: None sets nothing",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
