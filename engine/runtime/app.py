@@ -85,7 +85,8 @@ from engine.submission.intake import Intake
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
-from smtp_out.dns import MxResolver, MxRoute, RouteResolver
+from smtp_out.dns import MxResolver, MxRoute, ResolverConfigurationError, RouteResolver
+from smtp_out.dns_lookup import RecordLookup
 from tracking_edge.app import TrackingEdge
 from tracking_edge.bots import ClickBursts
 from tracking_edge.certificates import CertificateDirectory, CertificateError
@@ -214,6 +215,17 @@ async def prepare(settings: Settings, *, certificate: bool) -> None:
     await store.close()
     if certificate:
         tls_files(settings)
+
+
+def _record_lookup(settings: Settings) -> RecordLookup | None:
+    """The admin API's lookups for domain verification, on the ``[dns]`` resolvers;
+    None (verification answers 503) when the system resolver configuration is unusable."""
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        return RecordLookup(nameservers, settings.dns.timeout_seconds)
+    except ResolverConfigurationError as exc:
+        log.warning("domain verification unavailable: %s", exc)
+        return None
 
 
 def engine_secret(settings: Settings) -> bytes:
@@ -544,6 +556,7 @@ class Engine:
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
             intake=intake,
+            dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,
             quota=TenantQuota(self._limiter, self._book()),
