@@ -79,9 +79,9 @@ from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
+from engine.submission.acceptor import Acceptor
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
-from engine.submission.intake import Intake
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 from smtp_out.deliverer import SmtpDeliverer
@@ -374,7 +374,7 @@ class Engine:
             submission = self._submission(delivery)
             composed.append(submission)
             if self.serve_admin:
-                composed.append(self._admin(secret, submission.intake))
+                composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -501,7 +501,7 @@ class Engine:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
         quota = TenantQuota(self._limiter, self._book())
-        intake = Intake(
+        acceptor = Acceptor(
             store=self._store,
             spool=spool,
             clock=self.clock,
@@ -512,7 +512,7 @@ class Engine:
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
-            intake=intake,
+            acceptor=acceptor,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -534,9 +534,9 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        return SubmissionRole(config, handler, spool, sockets, intake)
+        return SubmissionRole(config, handler, spool, sockets, acceptor)
 
-    def _admin(self, secret: bytes, intake: Intake) -> HttpService:
+    def _admin(self, secret: bytes, acceptor: Acceptor) -> HttpService:
         """The admin API on this process's store, limiter and acceptance path."""
         assert self._store is not None and self._limiter is not None
         settings = self.settings
@@ -555,7 +555,7 @@ class Engine:
             key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
-            intake=intake,
+            acceptor=acceptor,
             dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,
