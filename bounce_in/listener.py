@@ -9,6 +9,8 @@ other local part on a bounce domain ``550 5.1.1``. Each client IP is held to
 a connection rate (``421 4.7.0``) and a message rate (``450 4.7.1``) through
 the shared limiter. A message is answered ``250`` only once the ``Inbox``
 has committed it to the store (group commit); a failed commit is ``451``.
+Every refusal becomes a Rejection record (no tenant), stored with the next
+commit and written to the record log, as submission's are.
 
 The bounce domains are read from the store and kept for ``DOMAINS_TTL_SECONDS``,
 so a domain added is served within that time.
@@ -19,15 +21,18 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Final
 
 from engine.clock import Clock
 from engine.limits import Limiter
 from engine.limits.throttle import ThrottleSpec
 from engine.model import InboundMessage, SendingDomain
+from engine.records.log import RecordLog
+from engine.records.record import Record, RecordType
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
+from engine.store import Store
 from engine.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
@@ -60,19 +65,40 @@ def recipient_refusal(
     return None if TOKEN_LOCAL_PART.fullmatch(local) else NO_MAILBOX
 
 
-class Inbox:
-    """Durable acceptance of inbound messages, group-committed to the store."""
+Inbound = InboundMessage | Sequence[Record]
+"""What the inbox commits: a message, or records without a message (Rejection)."""
 
-    def __init__(self, accept: Callable[[list[InboundMessage]], Awaitable[None]], batch_max: int):
-        self._writer: GroupCommit[InboundMessage] = GroupCommit("inbox", accept, batch_max)
+
+class Inbox:
+    """Durable acceptance of inbound messages, group-committed to the store, and the
+    listener's records, which ride along in the next batch without a waiter."""
+
+    def __init__(self, store: Store, record_log: RecordLog | None, batch_max: int) -> None:
+        self._store = store
+        self._record_log = record_log
+        self._writer: GroupCommit[Inbound] = GroupCommit("inbox", self._write, batch_max)
         self.on_accepted: list[Callable[[], None]] = []
-        """Called after each commit (wakes the intake)."""
+        """Called after each commit that stored messages (wakes the intake)."""
 
     async def commit(self, message: InboundMessage) -> None:
         """Store durably; returns once committed, raises when the commit failed."""
         await self._writer.commit(message)
-        for callback in self.on_accepted:
-            callback()
+
+    def add_records(self, records: Sequence[Record]) -> None:
+        """Queue records for the next batch; no waiting."""
+        self._writer.add(records)
+
+    async def _write(self, batch: list[Inbound]) -> None:
+        messages = [item for item in batch if isinstance(item, InboundMessage)]
+        records = [r for item in batch if not isinstance(item, InboundMessage) for r in item]
+        if messages:
+            await self._store.accept_inbound(messages)
+            for callback in self.on_accepted:
+                callback()
+        if records:
+            await self._store.add_records(records)
+            if self._record_log is not None:
+                self._record_log.write(records)
 
     async def run(self) -> None:
         await self._writer.run()
@@ -118,6 +144,7 @@ class BounceHandler:
         connection_rate: ThrottleSpec,
         message_rate: ThrottleSpec,
         clock: Clock,
+        nodeid: str,
     ) -> None:
         self._inbox = inbox
         self._domains = domains
@@ -126,6 +153,7 @@ class BounceHandler:
         self._connection_rate = connection_rate
         self._message_rate = message_rate
         self._clock = clock
+        self._nodeid = nodeid
 
     async def on_connect(self, session: Session) -> Reply | None:
         key = f"bounce_in:connections:{session.peer_host}"
@@ -187,3 +215,17 @@ class BounceHandler:
             recipient,
             reply,
         )
+        record = Record(
+            type=RecordType.REJECTION,
+            timestamp=self._clock.now(),
+            sender=sender,
+            recipient=recipient,
+            response=reply,
+            command=command,
+            peer_address=(session.ehlo_name or "", session.peer_host),
+            meta={"listener": "bounce"},
+            reception_protocol="ESMTP",
+            nodeid=self._nodeid,
+            session_id=session.id,
+        )
+        self._inbox.add_records([record])

@@ -15,19 +15,18 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bounce_in.actions import Policy, tenant_policies
 from bounce_in.intake import Intake, Parse, ReturnPaths, sending_domains
 from bounce_in.listener import BounceDomains, BounceHandler, Inbox
 from bounce_in.parsing import parse_report
 from bounce_in.service import BounceService
-from config import ConfigError, Settings
+from config import Settings
 from engine.clock import Clock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.limits import Limiter
-from engine.limits.throttle import ThrottleSpec
 from engine.node import node_id
 from engine.records.log import RecordLog
 from engine.return_path import codec_from_settings
+from engine.runtime.preflight import bounce_client_rates, bounce_policies
 from engine.smtp.server import ServerConfig
 from engine.store import Store
 
@@ -67,16 +66,9 @@ def bounce_service(
 ) -> BounceService:
     """The bounce service of this process, serving ``sockets``."""
     bounce = settings.bounce
-    try:
-        Policy.from_settings(bounce)
-    except ValueError as exc:
-        raise ConfigError(config_file, "bounce.soft_window", str(exc)) from exc
-    try:
-        policies = tenant_policies(settings)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise ConfigError(config_file, key, problem) from exc
-    inbox = Inbox(store.accept_inbound, settings.database.commit_batch_max)
+    policies = bounce_policies(settings, config_file)
+    connection_rate, message_rate = bounce_client_rates(settings, config_file)
+    inbox = Inbox(store, record_log, settings.database.commit_batch_max)
     intake = Intake(
         store=store,
         parse=parts.parse,
@@ -93,9 +85,10 @@ def bounce_service(
         domains=BounceDomains(lambda: sending_domains(store), parts.return_path_domain, clock),
         feedback_addresses=bounce.feedback_addresses,
         limiter=limiter,
-        connection_rate=_spec(bounce.client_connection_rate, config_file, "connection"),
-        message_rate=_spec(bounce.client_message_rate, config_file, "message"),
+        connection_rate=connection_rate,
+        message_rate=message_rate,
         clock=clock,
+        nodeid=node_id(settings),
     )
     sub = settings.submission
     config = ServerConfig(
@@ -109,10 +102,3 @@ def bounce_service(
         max_sessions=bounce.max_sessions,
     )
     return BounceService(config, handler, inbox, intake, sockets)
-
-
-def _spec(text: str, config_file: str, what: str) -> ThrottleSpec:
-    try:
-        return ThrottleSpec.parse(text)
-    except ValueError as exc:
-        raise ConfigError(config_file, f"bounce.client_{what}_rate", str(exc)) from exc

@@ -13,6 +13,7 @@ the way ``penguin run`` is about to use it, creating and changing nothing:
   the self-signed pair under ``<data_dir>/tls/`` once it exists): readable,
   a PEM certificate, and a key that belongs to it;
 - the operator's bounce rules (``delivery.bounce_rules_file``);
+- the bounce intake's windows and client rates (``[bounce]``, ``[tenants.NAME]``);
 - the traffic shaping files (``scheduler.shaping_files``) and backoff rules
   (``scheduler.backoff_files``): a problem in one is a ``ConfigError`` naming
   that file and its key.
@@ -29,13 +30,16 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 from cryptography import x509
 
+from bounce_in.actions import Policy, tenant_policies
 from config import ConfigError, Settings, redacted_url, sqlite_path
 from engine.delivery.bounce_classify import Rule, RuleFileError, load_rules
+from engine.limits.throttle import ThrottleSpec
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.shaping import Shaping
 from engine.sealing import SecretFileError, load_or_create_secret, secret_path
@@ -80,6 +84,8 @@ async def check_environment(
     if submission:
         _check_tls(settings, config_file)
     operator_rules(settings, config_file)
+    bounce_policies(settings, config_file)
+    bounce_client_rates(settings, config_file)
     Shaping.load(settings.scheduler.shaping_files)
     BackoffPolicy.from_settings(settings)
 
@@ -93,6 +99,33 @@ def operator_rules(settings: Settings, config_file: str) -> list[Rule]:
         return load_rules(Path(path))
     except (OSError, RuleFileError) as exc:
         raise ConfigError(config_file, "delivery.bounce_rules_file", str(exc)) from exc
+
+
+def bounce_policies(settings: Settings, config_file: str) -> Callable[[str], Policy]:
+    """Each tenant's soft-bounce policy by tenant name (``bounce_in.actions.tenant_policies``)."""
+    try:
+        Policy.from_settings(settings.bounce)
+    except ValueError as exc:
+        raise ConfigError(config_file, "bounce.soft_window", str(exc)) from exc
+    try:
+        return tenant_policies(settings)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(config_file, key, problem) from exc
+
+
+def bounce_client_rates(settings: Settings, config_file: str) -> tuple[ThrottleSpec, ThrottleSpec]:
+    """The bounce listener's per-client connection and message rates."""
+    rates = []
+    for what, text in (
+        ("connection", settings.bounce.client_connection_rate),
+        ("message", settings.bounce.client_message_rate),
+    ):
+        try:
+            rates.append(ThrottleSpec.parse(text))
+        except ValueError as exc:
+            raise ConfigError(config_file, f"bounce.client_{what}_rate", str(exc)) from exc
+    return rates[0], rates[1]
 
 
 def tls_paths(settings: Settings) -> tuple[Path, Path]:

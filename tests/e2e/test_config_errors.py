@@ -47,6 +47,11 @@ def in_submission(text: str) -> Callable[[Path], Path]:
     return lambda tmp_path: write_config(tmp_path, extra=text)
 
 
+def in_bounce(text: str) -> Callable[[Path], Path]:
+    """A case: the e2e config with ``text`` added to ``[bounce]``."""
+    return lambda tmp_path: write_config(tmp_path, bounce=text)
+
+
 def not_utf8(tmp_path: Path) -> Path:
     config = tmp_path / "penguin.toml"
     config.write_bytes(b'[engine]\nhostname = "mta\xff.example"\n')
@@ -114,6 +119,24 @@ CASES: list[tuple[str, Callable[[Path], Path], str, str]] = [
         in_submission('tls_cert = "/nonexistent.pem"\ntls_key = "/nonexistent.key"'),
         "submission.tls_cert",
         "cannot read the certificate /nonexistent.pem",
+    ),
+    (
+        "soft_window",
+        in_bounce('soft_window = "a week"'),
+        "bounce.soft_window",
+        "a week",
+    ),
+    (
+        "tenant_soft_window",
+        appended('[tenants.acme]\nsoft_window = "soon"\n'),
+        "tenants.acme.soft_window",
+        "soon",
+    ),
+    (
+        "bounce_rate",
+        in_bounce('client_message_rate = "fast"'),
+        "bounce.client_message_rate",
+        "fast",
     ),
     ("data_dir_is_a_file", data_dir_is_a_file, "engine.data_dir", "is not one"),
     ("secret_is_a_directory", secret_file_is_a_directory, "engine.secret_file", "is a directory"),

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -46,11 +46,11 @@ from engine.records.log import RecordLog
 from engine.return_path import ReturnPathCodec, codec_from_settings, derive_key
 from engine.runtime.app import bind_listeners
 from engine.runtime.bounce import bounce_parts, bounce_service
-from engine.store import Store, StoreError, open_store
+from engine.store import Store, StoreError
 from tests.harness import bounce_reports as reports
+from tests.harness.conditions import wait_for
 from tests.harness.tlsutil import make_tls_pair
 
-Backend = Literal["sqlite", "postgres"]
 T0 = 1_800_000_000.0
 TENANT_DOMAIN = "acme.test"
 BOUNCE_DOMAIN = "bounces.acme.test"
@@ -62,30 +62,6 @@ SUB1 = "0190a1b2c3d4e5f6a7b8c9d0e1f2"
 SUB2 = "0190a1b2c3d4ffeeddccbbaa9988"
 """Two recipients: alice (``SUB2-1``) and carol (``SUB2-2``)."""
 HARD = ("failed", "5.1.1", "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    name: Backend = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:{tmp_path / 'data' / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def queued(submission_id: str, n: int, recipient: str) -> QueuedMessage:
@@ -554,6 +530,20 @@ async def test_only_bounce_and_feedback_addresses_are_accepted(
             await client.rcpt(rcpt)
     assert refused.value.code == code
     assert refused.value.message.startswith(enhanced)
+
+    async def rejections() -> list[dict[str, Any]]:
+        records = [r for _, r in await bounce.store.records_after(0, 100)]
+        return [r for r in records if r["type"] == "Rejection"]
+
+    await wait_for(lambda: _nonempty(rejections()), "the Rejection record")
+    [rejection] = await rejections()
+    assert rejection["recipient"] == rcpt
+    assert rejection["response"]["code"] == code
+    assert rejection["meta"] == {"listener": "bounce"}
+
+
+async def _nonempty(items: Awaitable[list[Any]]) -> bool:
+    return bool(await items)
 
 
 async def test_auth_is_not_offered(listen: ServiceFactory) -> None:

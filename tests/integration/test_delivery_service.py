@@ -12,7 +12,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from engine.store.sqlite import SqliteStore
 from engine.submission.acceptance import Reception, parse_header_fields, plan_submission
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver
+from tests.harness.conditions import wait_for
 from tests.harness.dns_server import DnsServer, Zones
 from tests.harness.smtp_sink import SmtpSink
 from tests.harness.tracking_urls import FakeTrackingUrls, target
@@ -133,15 +134,6 @@ class World:
 
     async def records(self, message_id: str) -> list[dict[str, Any]]:
         return await self.store.list_records(message_id)
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Until ``condition`` holds; fails after 15 seconds of real time."""
-    deadline = time.monotonic() + 15.0
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -26,6 +26,7 @@ from engine.limits import Grant, Limiter
 from engine.limits.local import LocalLimiter
 from engine.limits.redis import RedisLimiter
 from engine.limits.throttle import ThrottleSpec, take
+from tests.harness.conditions import wait_for
 
 NOW = 1_800_000_000.0
 _fresh = itertools.count()
@@ -46,14 +47,6 @@ class Case:
 def fresh(name: str) -> str:
     """A key no other example of this test used."""
     return f"{name}:{next(_fresh)}"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = 5.0) -> bool:
-    """Whether ``check`` becomes true within ``deadline`` seconds."""
-    async with asyncio.timeout(deadline):
-        while not await check():  # noqa: ASYNC110 (expiry is time passing, nothing to wait on)
-            await asyncio.sleep(0.02)
-    return True
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -225,7 +218,7 @@ async def test_counters_expire_ttl_after_their_creation(case: Case) -> None:
     async def gone() -> bool:
         return await limiter.counts(["n"]) == [0]
 
-    assert await eventually(gone)
+    await wait_for(gone, "the count to expire", seconds=5.0)
     assert await limiter.add("n", 2, 60) == 2
 
 
@@ -240,7 +233,7 @@ async def test_states_are_kept_until_their_ttl(case: Case) -> None:
     async def gone() -> bool:
         return await limiter.get_state("s") is None
 
-    assert await eventually(gone)
+    await wait_for(gone, "the state to expire", seconds=5.0)
 
 
 # -- Redis only --------------------------------------------------------------

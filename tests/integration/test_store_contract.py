@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -46,20 +45,6 @@ from engine.store.sqlite import CLAIM_QUEUE_SELECT as SQLITE_CLAIM
 from engine.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    name: Backend = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:{tmp_path / 'data' / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture

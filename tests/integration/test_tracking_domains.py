@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,34 +27,9 @@ from engine.provisioning import (
     Unknown,
 )
 from engine.store import Store, open_store
-from engine.store.migrations import Backend
 
 NOW = 1_800_000_000.0
 DEADLINE_SECONDS = 10.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    name: Backend = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:{tmp_path / 'penguin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url)
-    await opened.migrate()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def settings_for(tmp_path: Path, tables: dict[str, object] | None = None) -> Settings:

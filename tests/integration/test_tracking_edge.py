@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from engine.records.record import Record
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.store import Store, open_store
 from engine.token_keys import derive_key
+from tests.harness.conditions import wait_for
 from tracking_edge.app import PIXEL, TrackingEdge
 from tracking_edge.bots import ClickBursts
 from tracking_edge.flusher import Flusher
@@ -311,9 +312,3 @@ async def test_with_the_store_down_clicks_redirect_and_nothing_is_lost(edge: Edg
     assert sorted(r["type"] for r in found) == ["Click", "Open", "Unsubscribe"]
     assert await edge.store.suppressed(1, ["dora@example.com"]) == {"dora@example.com"}
     assert edge.journal.committed == 0  # all written: the journal was emptied
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(10):
-        while not await condition():  # noqa: ASYNC110 (the flusher's state has no event)
-            await asyncio.sleep(0.01)

@@ -1,0 +1,43 @@
+"""Fixtures of the integration tests: a real, migrated store on each backend.
+
+A test (or a module) that asks for ``store`` runs once on SQLite (a file under
+the test's temporary directory) and once on PostgreSQL (a database of its own,
+``tests.conftest.postgres_url``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store, open_store
+from engine.store.migrations import Backend
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The store's backend: each test runs on both."""
+    name: Backend = request.param
+    return name
+
+
+@pytest.fixture
+def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of ``backend``."""
+    if backend == "sqlite":
+        return f"sqlite:{tmp_path / 'data' / 'penguin.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The store at ``store_url``, migrated; closed after the test."""
+    opened = open_store(store_url)
+    await opened.migrate()
+    try:
+        yield opened
+    finally:
+        await opened.close()
