@@ -83,6 +83,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
     assert list(body["services"]) == [
         "tracking-domains",
         "delivery",
+        "webhooks",
         "submission",
         "admin",
         "bounce",
