@@ -1,42 +1,101 @@
-"""The admin HTTP application: operator endpoints for now (``/metrics``, ``/healthz``).
+"""The admin HTTP application: the tenants' and operators' API, ``/metrics``, ``/healthz``.
 
-Built by ``create_app`` and served inside the engine process by the
-composition root (``engine.runtime.http_serving``). ``/healthz`` reports the
-health of each service of that process: ``200`` with ``"status": "ok"``
-when all are healthy, ``503`` with ``"status": "failing"`` when one is not.
-Tenant endpoints and HTTP injection come later.
+Built by ``create_app(services)`` and served inside the engine process by the
+composition root (``engine.runtime.http_serving``). Each resource's routes
+live in ``admin_api.routes.<resource>``; authentication in ``admin_api.auth``;
+the error body in ``admin_api.errors``.
+
+What is public (no credential): ``/healthz`` (``200`` with ``"status":
+"ok"`` when every service of the process is healthy, ``503`` with
+``"status": "failing"`` when one is not), ``/openapi.json`` and the docs
+pages ``/docs`` and ``/redoc`` (one self-contained page rendering the
+OpenAPI document: no script or style from a CDN). ``/metrics`` is served
+without a credential to loopback peers only; any other peer needs the
+operator token. Everything under ``/v1`` needs a tenant API key or the
+operator token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import ipaddress
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engine.service import Health
+from admin_api import errors
+from admin_api.auth import api_services, bearer, is_operator
+from admin_api.docs_page import DOCS_PAGE
+from admin_api.routes import api_keys
+from admin_api.services import ApiServices
+
+ROUTERS = (api_keys.router,)
+"""Every resource's router, included under ``/v1`` by ``create_app``."""
 
 
-def create_app(registry: CollectorRegistry, health: Callable[[], Mapping[str, Health]]) -> FastAPI:
-    """The admin application; ``health`` gives each service's health by name."""
-    app = FastAPI(title="PenguinMails admin API", version="0.1.0")
+def create_app(services: ApiServices) -> FastAPI:
+    """The admin application on ``services``."""
+    app = FastAPI(
+        title="PenguinMails admin API",
+        version="0.1.0",
+        description=(
+            "Tenants authenticate with an API key (`Authorization: Bearer pm_...`); the "
+            "operator with the operator token, naming the tenant to act for in the "
+            "`Penguin-Tenant` header on tenant endpoints. Errors answer "
+            '`{"error": {"code", "message", "field"}}`.'
+        ),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix="/v1")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        services: ApiServices = Depends(api_services),
+    ) -> Response:
+        if not _loopback(request) and (
+            credentials is None or not is_operator(services, credentials.credentials)
+        ):
+            raise errors.ApiError(
+                401,
+                "unauthorized",
+                "/metrics needs the operator token from a non-loopback address",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        services = health()
-        ok = all(service.ok for service in services.values())
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(services: ApiServices = Depends(api_services)) -> JSONResponse:
+        states = services.health()
+        ok = all(service.ok for service in states.values())
         body = {
             "status": "ok" if ok else "failing",
             "services": {
                 name: {"ok": service.ok, "detail": service.detail}
-                for name, service in services.items()
+                for name, service in states.items()
             },
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
+
     return app
+
+
+def _loopback(request: Request) -> bool:
+    """Whether the peer is on the loopback (127.0.0.0/8, ::1)."""
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False

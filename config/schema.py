@@ -571,8 +571,23 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
-class ListenerSettings:
-    listen: str = setting("127.0.0.1:0", "host:port to listen on.")
+class AdminSettings:
+    """The admin API and ``/metrics`` listener: ``[admin]``."""
+
+    listen: str = setting("127.0.0.1:8025", "host:port of the admin API and /metrics.")
+    operator_token_file: str = setting(
+        "",
+        "File holding the operator token (its whole content, stripped; not readable by "
+        "others, e.g. mode 0600). Sent as `Authorization: Bearer TOKEN` it gives the "
+        "operator endpoints, and the tenant endpoints for the tenant named by the header "
+        "`Penguin-Tenant`. Empty: no operator access over HTTP.",
+        path=True,
+    )
+    key_rate: str = setting(
+        "50/s,max_burst=100",
+        "Requests one tenant API key may make (throttle spec N/period[,max_burst=B], "
+        "shared by every process with redis.url set); beyond, 429 with Retry-After.",
+    )
 
 
 @dataclass(frozen=True)
@@ -776,10 +791,7 @@ class Settings:
             "item": WarmupPlanSettings,
         },
     )
-    admin: ListenerSettings = field(
-        default_factory=lambda: ListenerSettings(listen="127.0.0.1:8025"),
-        metadata={"doc": "Admin API and /metrics listener."},
-    )
+    admin: AdminSettings = section(AdminSettings, "Admin API and /metrics listener.")
     tracking: TrackingSettings = section(
         TrackingSettings, "The tracking edge, its links and the tenants' tracking domains."
     )

@@ -1,4 +1,4 @@
-"""The engine's data types: tenants, domains, SMTP users, queued messages.
+"""The engine's data types: tenants, domains, SMTP users, API keys, queued messages.
 
 Pure values shared by the store, the acceptance path and the CLI. Times are
 POSIX seconds (float, UTC). A message is one recipient of one submission.
@@ -58,6 +58,33 @@ class SmtpUser:
     username: str
     password_hash: str = field(repr=False)
     created_at: float
+    id: int = 0
+
+
+class ApiScope(enum.StrEnum):
+    """What a tenant's API key may do."""
+
+    SEND = "send"
+    """Submit messages."""
+    READ = "read"
+    """Read messages, records and settings."""
+    MANAGE = "manage"
+    """Change domains, SMTP users, suppressions, webhooks and API keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A tenant's API key, identified by ``prefix`` (the token is
+    ``pm_<prefix>_<secret>``). Only the SHA-256 of the secret is kept, never the
+    token; a revoked key (``revoked_at`` set) authenticates nothing."""
+
+    tenant_id: int
+    prefix: str
+    name: str
+    scopes: frozenset[ApiScope]
+    secret_hash: bytes = field(repr=False)
+    created_at: float
+    revoked_at: float | None = None
     id: int = 0
 
 

@@ -9,7 +9,9 @@ adding, listing and removing tracking domains and choosing a tenant's
 default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
 delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
 creating, listing and removing SMTP users (generated username and password,
-stored as a scrypt hash); adding, listing and removing suppressions.
+stored as a scrypt hash); creating, listing, revoking and authenticating API
+keys (``api_keys``: the token shown once, its secret stored as a SHA-256);
+adding, listing and removing suppressions.
 
 In: names as an operator or a tenant types them. Out: model values
 (``engine.model``) and small result types; failures as the
@@ -26,7 +28,7 @@ Invariants:
 
 - a DKIM private key is sealed before it reaches the store and is never
   returned; a password is returned once, by ``create_smtp_user``, and stored
-  only as its hash;
+  only as its hash; so is an API key's token, by ``create_api_key``;
 - domain names are stored lower-case without a final dot, suppressed
   addresses lower-case; a domain or selector that cannot be published in DNS
   is refused before a key is made;
@@ -38,6 +40,7 @@ Invariants:
   ``penguin queue delete`` does. Its records stay in the log.
 """
 
+from engine.provisioning.api_keys import KnownKey
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -50,6 +53,7 @@ from engine.provisioning.errors import (
 from engine.provisioning.service import (
     DkimKeySpec,
     DomainRecords,
+    NewApiKey,
     NewSmtpUser,
     Provisioning,
     TenantRemoval,
@@ -63,6 +67,8 @@ __all__ = [
     "DkimKeySpec",
     "DomainRecords",
     "Invalid",
+    "KnownKey",
+    "NewApiKey",
     "NewSmtpUser",
     "Provisioning",
     "ProvisioningError",

@@ -1,5 +1,5 @@
 """The provisioning service: tenants, sending domains, tracking domains, SMTP users,
-suppressions.
+API keys, suppressions.
 
 One ``Provisioning`` per store; it is stateless apart from the sealer it
 makes the first time a key is sealed (so commands that seal nothing never
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from config import Settings, is_host_name
@@ -27,7 +28,23 @@ from engine.dkim.keys import (
     dns_records,
     generate_key,
 )
-from engine.model import SendingDomain, SmtpUser, Suppression, Tenant, TrackingDomain
+from engine.model import (
+    ApiKey,
+    ApiScope,
+    SendingDomain,
+    SmtpUser,
+    Suppression,
+    Tenant,
+    TrackingDomain,
+)
+from engine.provisioning.api_keys import (
+    KeyCache,
+    KnownKey,
+    new_token,
+    parse_token,
+    proves,
+    secret_hash,
+)
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -43,6 +60,9 @@ from engine.submission.passwords import generate_password, generate_username, ha
 
 REMOVAL_PAGE = 1000
 """Messages removed per transaction when a tenant is removed with ``force``."""
+API_KEY_NAME_MAX = 200
+PREFIX_ATTEMPTS = 5
+"""New prefixes drawn for an API key before giving up (40 random bits: one is plenty)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,14 @@ class NewSmtpUser:
 
 
 @dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """An API key just made: the only time its token is known."""
+
+    key: ApiKey
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class TenantRemoval:
     """A removed tenant, and the ids of its queued and shunted messages removed with it."""
 
@@ -96,6 +124,8 @@ class Provisioning:
     ``settings`` gives the engine's host name and the return-path prefix (in
     the DNS records) and the engine secret's file; ``sealer`` may be passed by
     a process that holds one already. ``nodeid`` names this node in the records of removed messages.
+    API keys looked up by ``authenticate_api_key`` are cached (``api_keys.KeyCache``):
+    a key revoked elsewhere stops working within ``api_keys.CACHE_SECONDS``.
     """
 
     def __init__(
@@ -106,12 +136,15 @@ class Provisioning:
         nodeid: str,
         sealer: Sealer | None = None,
         clock: Clock | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self._store = store
         self._settings = settings
         self._nodeid = nodeid
         self._sealer = sealer
         self._clock = clock or SystemClock()
+        self._random_bytes = random_bytes
+        self._keys = KeyCache()
 
     # Tenants.
 
@@ -406,6 +439,74 @@ class Provisioning:
         with _translated(f"suppression of {wanted!r}"):
             if not await self._store.remove_suppression(owner.id, wanted):
                 raise Unknown(f"{wanted!r} is not suppressed for tenant {tenant!r}")
+
+    # API keys.
+
+    async def create_api_key(
+        self, tenant: str, scopes: Collection[ApiScope], name: str = ""
+    ) -> NewApiKey:
+        """A new key for ``tenant`` with ``scopes``; its token is in the result only."""
+        owner = await self.tenant(tenant)
+        if not scopes:
+            raise Invalid("an API key needs at least one scope (send, read, manage)")
+        label = name.strip()
+        if len(label) > API_KEY_NAME_MAX:
+            raise Invalid(f"an API key name has at most {API_KEY_NAME_MAX} characters")
+        for _ in range(PREFIX_ATTEMPTS):
+            token = new_token(self._random_bytes)
+            key = ApiKey(
+                tenant_id=owner.id,
+                prefix=token.prefix,
+                name=label,
+                scopes=frozenset(scopes),
+                secret_hash=secret_hash(token.secret),
+                created_at=self._clock.now(),
+            )
+            try:
+                with _translated(f"API key {token.prefix!r}"):
+                    return NewApiKey(await self._store.add_api_key(key), token.text)
+            except AlreadyExists:
+                continue
+        raise StoreFailed(f"no free API key prefix in {PREFIX_ATTEMPTS} attempts")
+
+    async def list_api_keys(self, tenant: str) -> list[ApiKey]:
+        """``tenant``'s keys, revoked ones too, oldest first."""
+        owner = await self.tenant(tenant)
+        with _translated(f"tenant {tenant!r}"):
+            return await self._store.list_api_keys(owner.id)
+
+    async def revoke_api_key(self, prefix: str, *, tenant: str | None = None) -> ApiKey:
+        """Revoke the key of ``prefix`` (one of ``tenant``'s when given: another tenant's
+        is ``Unknown``); the key as revoked. Other processes refuse it within
+        ``api_keys.CACHE_SECONDS``."""
+        owner = None if tenant is None else await self.tenant(tenant)
+        wanted = prefix.strip().lower()
+        with _translated(f"API key {wanted!r}"):
+            key = await self._store.revoke_api_key(
+                wanted, self._clock.now(), None if owner is None else owner.id
+            )
+        if key is None:
+            raise Unknown(f"no API key {wanted!r}")
+        self._keys.forget(key.prefix)
+        return key
+
+    async def authenticate_api_key(self, token: str) -> KnownKey | None:
+        """The key ``token`` proves, with its tenant; None for a token not shaped like
+        one, of no key, with a wrong secret, or of a revoked key."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        now = self._clock.now()
+        known = self._keys.get(parsed.prefix, now)
+        if known is None:
+            with _translated("API key"):
+                key = await self._store.get_api_key(parsed.prefix)
+                owner = None if key is None else await self._store.get_tenant_by_id(key.tenant_id)
+            if key is None or owner is None:
+                return None
+            known = KnownKey(key, owner)
+            self._keys.put(known, now)
+        return known if proves(known.key, parsed) else None
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from admin_api.app import create_app
+from admin_api.services import ApiServices
 from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
 from engine.clock import Clock, SystemClock
@@ -54,6 +55,7 @@ from engine.dkim.signing_keys import SigningKeys
 from engine.limits import Limiter, open_limiter
 from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
+from engine.provisioning import Provisioning
 from engine.provisioning.tracking_domains import TrackingDomains
 from engine.provisioning.tracking_refresh import TrackingRefresh
 from engine.records import metrics
@@ -62,7 +64,7 @@ from engine.records.record import Record
 from engine.return_path import codec_from_settings
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
-from engine.runtime.preflight import operator_rules, tls_paths
+from engine.runtime.preflight import operator_rules, operator_token, throttle_spec, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingFlushRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.lanes import LaneScheduler
@@ -352,9 +354,10 @@ class Engine:
             if settings.webhooks.enabled:
                 composed.append(webhook_service(settings, self._store, Sealer(secret), self.clock))
         if self.role.submits:
-            composed.append(self._submission(delivery))
+            submission = self._submission(delivery)
+            composed.append(submission)
             if self.serve_admin:
-                composed.append(self._admin())
+                composed.append(self._admin(secret, submission.spool))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -502,14 +505,36 @@ class Engine:
             sockets = bind_listeners(settings, self.config_file)
         return SubmissionRole(config, handler, spool, sockets)
 
-    def _admin(self) -> HttpService:
-        text = self.settings.admin.listen
+    def _admin(self, secret: bytes, spool: Spool) -> HttpService:
+        """The admin API on this process's store, limiter and submission spool."""
+        assert self._store is not None and self._limiter is not None
+        settings = self.settings
+        services = ApiServices(
+            store=self._store,
+            provisioning=Provisioning(
+                self._store,
+                settings,
+                nodeid=node_id(settings),
+                sealer=Sealer(secret),
+                clock=self.clock,
+            ),
+            settings=settings,
+            clock=self.clock,
+            limiter=self._limiter,
+            key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
+            nodeid=node_id(settings),
+            operator_token=operator_token(settings, self.config_file),
+            spool=spool,
+            metrics=metrics.served_registry(),
+            health=self.health,
+        )
+        text = settings.admin.listen
         try:
             sock = listening_socket(*parse_host_port(text))
         except OSError as exc:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
-        return HttpService("admin", create_app(metrics.served_registry(), self.health), sock)
+        return HttpService("admin", create_app(services), sock)
 
     def _domains(self) -> TrackingDomains:
         assert self._tracking_domains is not None

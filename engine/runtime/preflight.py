@@ -14,6 +14,9 @@ the way ``penguin run`` is about to use it, creating and changing nothing:
   a PEM certificate, and a key that belongs to it;
 - the operator's bounce rules (``delivery.bounce_rules_file``);
 - the bounce intake's windows and client rates (``[bounce]``, ``[tenants.NAME]``);
+- the operator token (``admin.operator_token_file``): a regular file, not
+  readable by others, holding a token; and the API keys' rate
+  (``admin.key_rate``), a throttle spec;
 - the traffic shaping files (``scheduler.shaping_files``) and backoff rules
   (``scheduler.backoff_files``): a problem in one is a ``ConfigError`` naming
   that file and its key.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +90,8 @@ async def check_environment(
     operator_rules(settings, config_file)
     bounce_policies(settings, config_file)
     bounce_client_rates(settings, config_file)
+    operator_token(settings, config_file)
+    throttle_spec(settings.admin.key_rate, config_file, "admin.key_rate")
     Shaping.load(settings.scheduler.shaping_files)
     BackoffPolicy.from_settings(settings)
 
@@ -116,16 +122,49 @@ def bounce_policies(settings: Settings, config_file: str) -> Callable[[str], Pol
 
 def bounce_client_rates(settings: Settings, config_file: str) -> tuple[ThrottleSpec, ThrottleSpec]:
     """The bounce listener's per-client connection and message rates."""
-    rates = []
-    for what, text in (
-        ("connection", settings.bounce.client_connection_rate),
-        ("message", settings.bounce.client_message_rate),
-    ):
-        try:
-            rates.append(ThrottleSpec.parse(text))
-        except ValueError as exc:
-            raise ConfigError(config_file, f"bounce.client_{what}_rate", str(exc)) from exc
-    return rates[0], rates[1]
+    bounce = settings.bounce
+    return (
+        throttle_spec(bounce.client_connection_rate, config_file, "bounce.client_connection_rate"),
+        throttle_spec(bounce.client_message_rate, config_file, "bounce.client_message_rate"),
+    )
+
+
+def operator_token(settings: Settings, config_file: str) -> str | None:
+    """The token in ``admin.operator_token_file`` (stripped); None when no file is set."""
+    path = settings.admin.operator_token_file
+    if not path:
+        return None
+    token, problem = _read_token(Path(path))
+    if problem:
+        raise ConfigError(config_file, "admin.operator_token_file", f"{path}: {problem}")
+    return token
+
+
+def _read_token(path: Path) -> tuple[str, str | None]:
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return "", "expected a regular file"
+        if info.st_mode & stat.S_IROTH:
+            return "", "readable by everyone; make it readable by the engine only (chmod 600)"
+        token = path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        return "", "file not found"
+    except OSError as exc:
+        return "", f"cannot read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return "", "expected UTF-8 text"
+    if not token:
+        return "", "expected a token, but the file is empty"
+    return token, None
+
+
+def throttle_spec(text: str, config_file: str, key: str) -> ThrottleSpec:
+    """The throttle spec ``text`` of setting ``key``; a ``ConfigError`` when it is not one."""
+    try:
+        return ThrottleSpec.parse(text)
+    except ValueError as exc:
+        raise ConfigError(config_file, key, str(exc)) from exc
 
 
 def tls_paths(settings: Settings) -> tuple[Path, Path]:

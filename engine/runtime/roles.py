@@ -47,6 +47,11 @@ class SubmissionRole:
         self._listeners = [(SmtpServer(config, handler), sock) for sock in sockets]
         self._running = False
 
+    @property
+    def spool(self) -> Spool:
+        """Where this role's submissions are committed (HTTP acceptance uses it too)."""
+        return self._spool
+
     async def start(self) -> list[Address]:
         return [await server.start(sock=sock) for server, sock in self._listeners]
 

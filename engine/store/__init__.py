@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    ApiKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -145,7 +146,7 @@ class StoreError(Exception):
 
     StoreError
      ├── Conflict        (a unique name is taken: tenant, domain, SMTP user,
-     │                    tracking domain)
+     │                    tracking domain, API key prefix)
      ├── NotFound        (a named parent does not exist)
      └── InUse           (a tenant to remove still has messages to deliver)
     """
@@ -400,8 +401,9 @@ class Store(Protocol):
         ...
 
     async def remove_tenant(self, tenant_id: int) -> bool:
-        """Remove the tenant with its sending domains, tracking domains, SMTP users,
-        suppressions and finished messages and their bodies, in one transaction; its records stay.
+        """Remove the tenant with its sending domains, tracking domains, SMTP users, API
+        keys, suppressions and finished messages and their bodies, in one transaction; its
+        records stay.
         While it has messages queued, leased or shunted, raises ``InUse`` and changes
         nothing. False when there is no such tenant."""
         ...
@@ -567,6 +569,29 @@ class Store(Protocol):
 
     async def purge_webhook_deliveries(self, before: float) -> int:
         """Remove delivered and failed deliveries last updated before ``before``; how many."""
+
+    # API keys (``engine.provisioning``).
+    async def add_api_key(self, key: ApiKey) -> ApiKey:
+        """Store ``key``; it with its new id. ``Conflict`` when the prefix is taken,
+        ``NotFound`` when the tenant is unknown."""
+        ...
+
+    async def get_api_key(self, prefix: str) -> ApiKey | None:
+        """The key of ``prefix``, revoked or not, whichever tenant's: authentication
+        learns the tenant from it."""
+        ...
+
+    async def list_api_keys(self, tenant_id: int) -> list[ApiKey]:
+        """A tenant's keys, revoked ones too, oldest first; on PostgreSQL under the
+        tenant's row-level security."""
+        ...
+
+    async def revoke_api_key(
+        self, prefix: str, now: float, tenant_id: int | None = None
+    ) -> ApiKey | None:
+        """Mark the key of ``prefix`` revoked at ``now`` (one revoked already keeps its
+        time); the key as it is then, None when there is no such key (of ``tenant_id``
+        when given: on PostgreSQL under its row-level security)."""
         ...
 
 

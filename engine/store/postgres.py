@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from engine.model import (
+    ApiKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -68,6 +69,7 @@ from engine.store import (
 )
 from engine.store.migrations import migration_files
 from engine.store.rows import (
+    API_KEY_COLUMNS,
     DOMAIN_COLUMNS,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
@@ -79,6 +81,8 @@ from engine.store.rows import (
     WEBHOOK_COLUMNS,
     WEBHOOK_DELIVERY_COLUMNS,
     WEBHOOK_FIELDS,
+    api_key_from_row,
+    api_key_row,
     claim_order,
     inbound_from_row,
     inbound_row,
@@ -119,6 +123,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
@@ -1209,6 +1214,55 @@ class PostgresStore:
                 before,
             )
         return _row_count(status)
+
+    # API keys.
+
+    async def add_api_key(self, key: ApiKey) -> ApiKey:
+        row = await self._fetchrow(
+            "INSERT INTO api_keys (tenant_id, prefix, name, scopes, secret_hash,"
+            " created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            *api_key_row(key),
+            subject=f"API key {key.prefix!r}",
+        )
+        return replace(key, id=int(row[0]))
+
+    async def get_api_key(self, prefix: str) -> ApiKey | None:
+        row = await self._fetchrow(
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE prefix = $1", prefix
+        )
+        return None if row is None else api_key_from_row(row)
+
+    async def list_api_keys(self, tenant_id: int) -> list[ApiKey]:
+        """A tenant's keys, under its row-level security and filtered by it too."""
+        with _translated("API key"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id",
+                    tenant_id,
+                )
+        return [api_key_from_row(row) for row in rows]
+
+    async def revoke_api_key(
+        self, prefix: str, now: float, tenant_id: int | None = None
+    ) -> ApiKey | None:
+        """Revoke as the owner (operators) or, for ``tenant_id``, under its row-level
+        security and filtered by it too."""
+        sql = (
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE prefix = $1"
+            f" RETURNING {API_KEY_COLUMNS}"
+        )
+        if tenant_id is None:
+            row = await self._fetchrow(sql, prefix, now, subject="API key")
+        else:
+            with _translated("API key"):
+                async with self.tenant_scope(tenant_id) as conn:
+                    row = await conn.fetchrow(
+                        sql.replace(" RETURNING", " AND tenant_id = $3 RETURNING"),
+                        prefix,
+                        now,
+                        tenant_id,
+                    )
+        return None if row is None else api_key_from_row(row)
 
 
 async def _listen_until_lost(conn: Any, wake: Callable[[], None]) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import (
+    ApiKey,
+    ApiScope,
     InboundMessage,
     InboundState,
     MessageState,
@@ -290,3 +292,29 @@ def record_query_where(
         )
         args.append(query.campaign)
     return " AND ".join(where), args
+
+
+API_KEY_COLUMNS = "id, tenant_id, prefix, name, scopes, secret_hash, created_at, revoked_at"
+
+
+def api_key_row(key: ApiKey) -> tuple[object, ...]:
+    """(tenant_id, prefix, name, scopes, secret_hash, created_at, revoked_at): scopes
+    stored as one text, sorted and space-separated."""
+    scopes = " ".join(sorted(key.scopes))
+    return (
+        key.tenant_id,
+        key.prefix,
+        key.name,
+        scopes,
+        key.secret_hash,
+        key.created_at,
+        key.revoked_at,
+    )
+
+
+def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
+    """An API key from a row selected with ``API_KEY_COLUMNS``."""
+    fields = dict(row)
+    fields["scopes"] = frozenset(ApiScope(s) for s in str(fields["scopes"]).split())
+    fields["secret_hash"] = bytes(fields["secret_hash"])
+    return ApiKey(**fields)

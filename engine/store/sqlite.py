@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    ApiKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -69,6 +70,7 @@ from engine.store import (
 )
 from engine.store.migrations import migration_files
 from engine.store.rows import (
+    API_KEY_COLUMNS,
     DOMAIN_COLUMNS,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
@@ -79,6 +81,8 @@ from engine.store.rows import (
     WEBHOOK_COLUMNS,
     WEBHOOK_DELIVERY_COLUMNS,
     WEBHOOK_FIELDS,
+    api_key_from_row,
+    api_key_row,
     claim_order,
     inbound_from_row,
     inbound_row,
@@ -128,6 +132,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DELIVERY_SQL = (
@@ -1078,6 +1083,45 @@ class SqliteStore:
             lambda conn: conn.execute(sql, (before,)).rowcount, "webhook delivery", flush=False
         )
 
+    # API keys.
+
+    async def add_api_key(self, key: ApiKey) -> ApiKey:
+        def insert(conn: sqlite3.Connection) -> ApiKey:
+            cur = conn.execute(
+                "INSERT INTO api_keys (tenant_id, prefix, name, scopes, secret_hash,"
+                " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                api_key_row(key),
+            )
+            return replace(key, id=_rowid(cur))
+
+        return await self._write(insert, f"API key {key.prefix!r}")
+
+    async def get_api_key(self, prefix: str) -> ApiKey | None:
+        sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE prefix = ?"
+        return await self._run(lambda conn: _api_key(conn, sql, (prefix,)))
+
+    async def list_api_keys(self, tenant_id: int) -> list[ApiKey]:
+        sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id"
+        return await self._run(
+            lambda conn: [api_key_from_row(row) for row in conn.execute(sql, (tenant_id,))]
+        )
+
+    async def revoke_api_key(
+        self, prefix: str, now: float, tenant_id: int | None = None
+    ) -> ApiKey | None:
+        mine = "" if tenant_id is None else " AND tenant_id = ?"
+        params: tuple[object, ...] = (prefix,) if tenant_id is None else (prefix, tenant_id)
+
+        def revoke(conn: sqlite3.Connection) -> ApiKey | None:
+            conn.execute(
+                f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE prefix = ?{mine}",
+                (now, *params),
+            )
+            sql = f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE prefix = ?{mine}"
+            return _api_key(conn, sql, params)
+
+        return await self._write(revoke, "API key")
+
 
 class _Connection(sqlite3.Connection):
     """A connection that also holds the file's writer lock descriptor."""
@@ -1246,6 +1290,11 @@ def _webhook_deliveries(
     conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
 ) -> list[WebhookDelivery]:
     return [webhook_delivery_from_row(dict(row)) for row in conn.execute(sql, params)]
+
+
+def _api_key(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> ApiKey | None:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else api_key_from_row(row)
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

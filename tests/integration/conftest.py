@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: a real, migrated store on each backend.
+"""Fixtures of the integration tests: a real, migrated store on each backend, and the
+admin API's (``api_support``).
 
 A test (or a module) that asks for ``store`` runs once on SQLite (a file under
 the test's temporary directory) and once on PostgreSQL (a database of its own,
@@ -14,6 +15,19 @@ import pytest
 
 from engine.store import Store, open_store
 from engine.store.migrations import Backend
+from tests.integration.api_support import (
+    api_app,
+    api_client,
+    api_clock,
+    api_services,
+)
+
+__all__ = [
+    "api_app",
+    "api_client",
+    "api_clock",
+    "api_services",
+]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -16,7 +16,7 @@ import pytest
 
 from config import ConfigError, Settings
 from config.loader import parse_settings
-from engine.runtime.preflight import check_environment
+from engine.runtime.preflight import check_environment, operator_token
 from engine.sealing import load_or_create_secret
 from engine.smtp.tls_cert import ensure_self_signed
 
@@ -98,6 +98,30 @@ def bounce_rules_missing(tmp: Path) -> Settings:
     return settings_in(tmp, delivery={"bounce_rules_file": str(tmp / "rules.toml")})
 
 
+def token_file(tmp: Path, content: str | None, mode: int = 0o600) -> Settings:
+    path = tmp / "operator.token"
+    if content is not None:
+        path.write_text(content)
+        path.chmod(mode)
+    return settings_in(tmp, admin={"operator_token_file": str(path)})
+
+
+def operator_token_missing(tmp: Path) -> Settings:
+    return token_file(tmp, None)
+
+
+def operator_token_empty(tmp: Path) -> Settings:
+    return token_file(tmp, " \n")
+
+
+def operator_token_world_readable(tmp: Path) -> Settings:
+    return token_file(tmp, "s3cret-token\n", 0o644)
+
+
+def key_rate_not_a_spec(tmp: Path) -> Settings:
+    return settings_in(tmp, admin={"key_rate": "fast"})
+
+
 def postgres_refusing(tmp: Path) -> Settings:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -118,6 +142,10 @@ BROKEN: list[tuple[Callable[[Path], Settings], str, str]] = [
     (tls_key_of_another_certificate, "submission.tls_key", "expected the PEM private key"),
     (self_signed_key_lost, "engine.data_dir", "key.pem does not; provide both or neither"),
     (bounce_rules_missing, "delivery.bounce_rules_file", "rules.toml"),
+    (operator_token_missing, "admin.operator_token_file", "{tmp}/operator.token: file not found"),
+    (operator_token_empty, "admin.operator_token_file", "{tmp}/operator.token: expected a token"),
+    (operator_token_world_readable, "admin.operator_token_file", "readable by everyone"),
+    (key_rate_not_a_spec, "admin.key_rate", "not a throttle spec"),
     (postgres_refusing, "database.url", "cannot connect to postgresql://penguin:***@127.0.0.1:"),
 ]
 
@@ -190,3 +218,8 @@ async def test_an_unreadable_certificate_is_named(tmp_path: Path) -> None:
         await check_environment(settings, CONFIG)
     assert err.value.key == "submission.tls_cert"
     assert "Permission denied" in err.value.problem
+
+
+def test_the_operator_token_is_the_files_content_stripped(tmp_path: Path) -> None:
+    assert operator_token(token_file(tmp_path, "  tok-123\n"), CONFIG) == "tok-123"
+    assert operator_token(settings_in(tmp_path), CONFIG) is None

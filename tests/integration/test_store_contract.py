@@ -9,6 +9,8 @@ from dataclasses import replace
 import pytest
 
 from engine.model import (
+    ApiKey,
+    ApiScope,
     MessageState,
     QueueCount,
     QueuedMessage,
@@ -770,6 +772,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
+        await store.add_api_key(api_key(tenant.id, f"{name}0000"))
     done = message("a", 0, acme.id)
     kept = message("b", 0, beta.id)
     await store.accept(
@@ -788,6 +791,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_suppressions(acme.id, "", 10) == []
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
+    assert await store.get_api_key("acme0000") is None
     assert await store.get_message(done.id) is None
     assert await store.get_body("a") is None
     assert [r["type"] for r in await store.list_records(done.id)] == ["Reception", "Delivery"]
@@ -797,6 +801,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_smtp_user("beta-relay") is not None
     assert len(await store.list_suppressions(beta.id, "", 10)) == 1
     assert [d.name for d in await store.list_tracking_domains(None)] == ["t.beta.example"]
+    assert await store.get_api_key("beta0000") is not None
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None
     assert await store.create_tenant("acme", T0 + 1) != acme
@@ -1348,3 +1353,42 @@ async def test_webhook_deliveries_are_claimed_once_retried_and_finished(store: S
     ]
     assert await store.remove_webhook(acme.id, a.id)
     assert await store.list_webhook_deliveries(acme.id, a.id, None, 10) == []
+
+
+def api_key(tenant_id: int, prefix: str, *scopes: ApiScope) -> ApiKey:
+    return ApiKey(
+        tenant_id=tenant_id,
+        prefix=prefix,
+        name=f"key {prefix}",
+        scopes=frozenset(scopes or ApiScope),
+        secret_hash=bytes(range(32)),
+        created_at=T0,
+    )
+
+
+async def test_api_keys_are_stored_listed_by_tenant_and_revoked(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    first = await store.add_api_key(api_key(acme.id, "aaaaaaaa", ApiScope.SEND))
+    second = await store.add_api_key(api_key(acme.id, "bbbbbbbb", ApiScope.READ, ApiScope.MANAGE))
+    theirs = await store.add_api_key(api_key(beta.id, "cccccccc"))
+    assert first.id and second.id and theirs.id
+    assert await store.get_api_key("bbbbbbbb") == second
+    assert second.scopes == {ApiScope.READ, ApiScope.MANAGE}
+    assert await store.get_api_key("zzzzzzzz") is None
+    assert await store.list_api_keys(acme.id) == [first, second]
+    assert await store.list_api_keys(beta.id) == [theirs]
+
+    with pytest.raises(Conflict):
+        await store.add_api_key(api_key(beta.id, "aaaaaaaa"))
+    with pytest.raises(NotFound):
+        await store.add_api_key(api_key(9999, "dddddddd"))
+
+    assert await store.revoke_api_key("cccccccc", T0 + 5, tenant_id=acme.id) is None
+    assert await store.get_api_key("cccccccc") == theirs
+    revoked = await store.revoke_api_key("aaaaaaaa", T0 + 5, tenant_id=acme.id)
+    assert revoked == replace(first, revoked_at=T0 + 5)
+    assert await store.revoke_api_key("aaaaaaaa", T0 + 9) == revoked
+    assert await store.revoke_api_key("cccccccc", T0 + 9) == replace(theirs, revoked_at=T0 + 9)
+    assert await store.revoke_api_key("zzzzzzzz", T0 + 9) is None
+    assert await store.list_api_keys(acme.id) == [revoked, second]

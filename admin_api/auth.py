@@ -1,0 +1,137 @@
+"""Who is calling: tenant API keys, the operator token, scopes and rates.
+
+Every protected route depends on one of:
+
+- ``tenant_caller(scope)``: a tenant endpoint. ``Authorization: Bearer pm_...``
+  (a tenant's API key holding ``scope``) acts for the key's tenant;
+  ``Authorization: Bearer <operator token>`` with ``Penguin-Tenant: NAME``
+  acts for that tenant with every scope. Gives a ``Caller``.
+- ``operator_caller``: an operator endpoint; the operator token only.
+
+Answers: 401 without a credential or with one that proves nothing (unknown,
+revoked, malformed, or the operator token where none is configured); 403
+for a key without the scope; 404 for an unknown ``Penguin-Tenant``; 429 with
+``Retry-After`` (whole seconds, at least 1) once a key goes over
+``admin.key_rate`` (GCRA through the engine's limiter, shared by every
+process with ``redis.url``). The operator is not rate limited.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from admin_api.errors import ApiError
+from admin_api.services import ApiServices
+from engine.model import ApiScope as Scope
+from engine.model import Tenant
+
+TENANT_HEADER = "Penguin-Tenant"
+KEY_RATE_PREFIX = "api-key:"
+"""Limiter keys of the API keys' rates: ``api-key:<prefix>``."""
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A tenant API key (`pm_...`) or the operator token.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a tenant endpoint acts for, and what it may do."""
+
+    tenant: Tenant
+    scopes: frozenset[Scope]
+    key_prefix: str | None
+    """The API key's prefix; None when the operator acts for the tenant."""
+    operator: bool
+
+
+def api_services(request: Request) -> ApiServices:
+    """The process's ``ApiServices`` (set by ``create_app``)."""
+    services: ApiServices = request.app.state.services
+    return services
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("an Authorization: Bearer credential is required")
+    return credentials.credentials
+
+
+def is_operator(services: ApiServices, credential: str) -> bool:
+    """Whether ``credential`` is the operator token (constant-time compare)."""
+    token = services.operator_token
+    if token is None:
+        return False
+    return hmac.compare_digest(credential.encode("utf-8"), token.encode("utf-8"))
+
+
+def tenant_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """A dependency giving the ``Caller`` of a tenant endpoint that needs ``scope``."""
+
+    async def caller(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        tenant_name: str | None = Header(
+            default=None,
+            alias=TENANT_HEADER,
+            description="With the operator token: the tenant to act for.",
+        ),
+        services: ApiServices = Depends(api_services),
+    ) -> Caller:
+        credential = _credential(credentials)
+        if is_operator(services, credential):
+            return await _operator_for(services, tenant_name)
+        known = await services.provisioning.authenticate_api_key(credential)
+        if known is None:
+            raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
+        if scope not in known.key.scopes:
+            raise ApiError(403, "forbidden", f"this API key lacks the {scope.value!r} scope")
+        await _within_rate(services, known.key.prefix)
+        return Caller(known.tenant, known.key.scopes, known.key.prefix, operator=False)
+
+    return caller
+
+
+async def _operator_for(services: ApiServices, tenant_name: str | None) -> Caller:
+    if not tenant_name:
+        message = f"the operator names the tenant to act for in the {TENANT_HEADER} header"
+        raise ApiError(422, "invalid", message, field=TENANT_HEADER)
+    tenant = await services.provisioning.tenant(tenant_name)
+    return Caller(tenant, frozenset(Scope), None, operator=True)
+
+
+async def _within_rate(services: ApiServices, prefix: str) -> None:
+    grant = await services.limiter.throttle(
+        KEY_RATE_PREFIX + prefix, services.key_rate, services.clock.now()
+    )
+    if grant.granted:
+        return
+    wait = max(1, math.ceil(grant.retry_after))
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"this API key is over its rate ({services.key_rate}); retry later",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+async def operator_caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> None:
+    """A dependency admitting the operator token only."""
+    if not is_operator(api_services(request), _credential(credentials)):
+        raise _unauthorized("the operator token is required")
+
+
+__all__ = ["Caller", "Scope", "api_services", "operator_caller", "tenant_caller"]

@@ -1,0 +1,171 @@
+"""The API's errors: one body shape for every failure, and where each comes from.
+
+::
+
+    ApiError(status, code, message, field)   raised by routes and auth
+    RequestValidationError (FastAPI)         -> 422 "invalid", field = first bad field
+    HTTPException (Starlette: 404, 405, ...) -> its status, code from the status
+    ProvisioningError (engine.provisioning)  -> Unknown 404, AlreadyExists 409,
+                                                Invalid 422, TenantHasMail 409,
+                                                SecretUnusable 503, StoreFailed 503
+
+Every failure answers ``{"error": {"code": ..., "message": ..., "field": ...}}``
+(``field`` null unless a field is at fault); ``install`` registers the
+handlers on an application. A field is written as a dotted path with list
+indexes in brackets: ``to[1]``, ``attachments[0].content``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from engine.provisioning import (
+    AlreadyExists,
+    Invalid,
+    ProvisioningError,
+    SecretUnusable,
+    StoreFailed,
+    TenantHasMail,
+    Unknown,
+)
+
+PROVISIONING_STATUS: dict[type[ProvisioningError], tuple[int, str]] = {
+    Unknown: (404, "not_found"),
+    AlreadyExists: (409, "conflict"),
+    Invalid: (422, "invalid"),
+    TenantHasMail: (409, "tenant_has_mail"),
+    SecretUnusable: (503, "unavailable"),
+    StoreFailed: (503, "unavailable"),
+}
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+class ApiError(Exception):
+    """A failure to answer with ``status`` and the error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="What went wrong, for programs: not_found, invalid, ...")
+    message: str = Field(description="What went wrong, for people.")
+    field: str | None = Field(
+        default=None, description="The request field at fault, e.g. `to[1]`; null if none."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for a route's error statuses, e.g. ``responses=responses(404, 409)``."""
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in statuses
+    }
+
+
+def from_provisioning(exc: ProvisioningError) -> ApiError:
+    """The API error a provisioning failure answers with."""
+    for kind, (status, code) in PROVISIONING_STATUS.items():
+        if isinstance(exc, kind):
+            return ApiError(status, code, str(exc))
+    return ApiError(500, "internal", str(exc))
+
+
+def field_path(location: Sequence[int | str]) -> str | None:
+    """``("body", "to", 1)`` as ``to[1]``; None for the whole body."""
+    parts = list(location)
+    if parts and parts[0] in _LOCATIONS:
+        whole = parts[0]
+        parts = parts[1:]
+        if not parts:
+            return None if whole == "body" else str(whole)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or None
+
+
+def install(app: FastAPI) -> None:
+    """Make every failure of ``app`` answer with the error body."""
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+    async def provisioning_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProvisioningError)
+        return await api_error(request, from_provisioning(exc))
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if not errors:
+            return error_response(422, "invalid", "the request is not valid")
+        first = errors[0]
+        field = field_path(first.get("loc", ()))
+        message = str(first.get("msg", "not valid"))
+        return error_response(422, "invalid", f"{field}: {message}" if field else message, field)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = STATUS_CODES.get(exc.status_code, "error")
+        headers = None if exc.headers is None else dict(exc.headers)
+        return error_response(exc.status_code, code, str(exc.detail), None, headers)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(ProvisioningError, provisioning_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)

@@ -1,0 +1,51 @@
+"""What the API's routes use: the process's store, provisioning, settings and clock.
+
+``ApiServices`` is built once per process by the composition root
+(``engine.runtime.app``) and handed to ``create_app``; routes reach it with
+the ``admin_api.auth.api_services`` dependency. ``spool`` is the process's
+submission spool (acceptance over HTTP commits through it, as SMTP does);
+None where the process accepts no mail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from config import Settings
+from engine.clock import Clock
+from engine.limits import Limiter
+from engine.limits.throttle import ThrottleSpec
+from engine.provisioning import Provisioning
+from engine.service import Health
+from engine.store import Store
+from engine.submission.spool import Spool
+
+
+def _no_services() -> dict[str, Health]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServices:
+    """The parts of one engine process the admin API works with."""
+
+    store: Store
+    provisioning: Provisioning
+    settings: Settings
+    clock: Clock
+    limiter: Limiter
+    """Keeps each API key's request rate (``key_rate``); Redis-backed with ``redis.url``."""
+    key_rate: ThrottleSpec
+    """``admin.key_rate``, parsed."""
+    nodeid: str
+    """This node's name in records."""
+    operator_token: str | None = field(default=None, repr=False)
+    """The token of ``admin.operator_token_file``; None: no operator access over HTTP."""
+    spool: Spool | None = None
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    """What ``/metrics`` serves."""
+    health: Callable[[], Mapping[str, Health]] = _no_services
+    """Each service's health by name, for ``/healthz``."""
