@@ -53,6 +53,7 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.provisioning.webhooks import WebhookRegistry
 from engine.return_path import return_path_domain
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
 from engine.store import Conflict, InUse, NotFound, Store, StoreError
@@ -296,6 +297,11 @@ class Provisioning:
             )
         except ValueError as exc:
             raise Invalid(f"domain {name!r}, selector {selector!r}: {exc}") from exc
+
+    @property
+    def webhooks(self) -> WebhookRegistry:
+        """The tenants' webhooks (``engine.provisioning.webhooks``)."""
+        return WebhookRegistry(self._store, self._settings, self._sealing, self._clock)
 
     def _sealing(self) -> Sealer:
         if self._sealer is None:

@@ -72,9 +72,8 @@ async def webhook_receiver(
         await send({"type": "http.response.start", "status": _status(scope["path"])})
         await send({"type": "http.response.body", "body": b"thanks"})
 
-    service = HttpService(
-        "receiver", app, listening_socket("127.0.0.1", 0), ssl_context=ssl_context
-    )
+    sock = listening_socket("127.0.0.1", 0)
+    service = HttpService("receiver", app, sock, ssl_context=ssl_context)
     [(host, port)] = await service.start()
     scheme = "https" if ssl_context is not None else "http"
     receiver = WebhookReceiver(f"{scheme}://{'localhost' if ssl_context else host}:{port}")
@@ -86,3 +85,4 @@ async def webhook_receiver(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        sock.close()
