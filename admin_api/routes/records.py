@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import datetime
 from typing import Any
 
@@ -57,9 +58,13 @@ def parse_time(text: str | None, field: str) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ApiError(422, "invalid", "expected a finite time", field)
+        return seconds
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:

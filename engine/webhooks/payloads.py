@@ -30,13 +30,13 @@ def body(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-def wants(webhook: Webhook, record: LoggedRecord) -> bool:
-    """Whether ``webhook`` is posted ``record``."""
+def wants(webhook: Webhook, record: LoggedRecord, at: float) -> bool:
+    """Whether ``webhook`` is posted ``record``, made at ``at``."""
     if record.tenant_id != webhook.tenant_id:
         return False
     if webhook.record_types and record.type not in webhook.record_types:
         return False
-    return _timestamp(record) >= webhook.created_at
+    return at >= webhook.created_at
 
 
 def plan_deliveries(
@@ -49,10 +49,12 @@ def plan_deliveries(
             by_tenant[webhook.tenant_id].append(webhook)
     matched: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        if record.tenant_id is None:
+        candidates = by_tenant.get(record.tenant_id, []) if record.tenant_id is not None else []
+        if not candidates:
             continue
-        for webhook in by_tenant.get(record.tenant_id, ()):
-            if wants(webhook, record):
+        at = _timestamp(record)
+        for webhook in candidates:
+            if wants(webhook, record, at):
                 matched[webhook.id].append(record.data)
     deliveries: list[NewWebhookDelivery] = []
     for webhook in sorted(webhooks, key=lambda w: w.id):

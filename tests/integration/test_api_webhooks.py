@@ -233,6 +233,8 @@ async def test_records_are_listed_filtered_and_paged_for_their_tenant_only(
         ({"cursor": "bogus!"}, "cursor"),
         ({"type": "Nope"}, "type"),
         ({"since": "yesterday"}, "since"),
+        ({"until": "nan"}, "until"),
+        ({"since": "2026-12-01T00:00:00"}, "since"),
         ({"limit": "1001"}, "limit"),
     ]:
         answer = await client.get("/v1/records", params=params, headers=bearer(key))

@@ -4,7 +4,6 @@ and new mail announced to delivery in other processes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -33,16 +32,6 @@ TENANT_TABLES = (
     "suppressions",
     "tracking_domains",
 )
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:

@@ -4,7 +4,6 @@ view of the record log when transactions commit out of seq order."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,16 +17,6 @@ from engine.store.rows import record_row
 pytestmark = pytest.mark.postgres
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 def hook(webhook_id: str, tenant_id: int) -> Webhook:
