@@ -47,6 +47,9 @@ NOT_SETTINGS = {
     ),
     "tracking_edge.tokens.TokenClaims": "url: the link a click token carries, not a database's",
     "tracking_edge.tokens.TrackingTokens.token": "url: the link of a click token",
+    "admin_api.routes.webhooks.WebhookCreate": "enabled: a webhook's own, not [webhooks]'s",
+    "admin_api.routes.webhooks.WebhookUpdate": "url, enabled: a webhook's, not settings",
+    "engine.provisioning.webhooks.WebhookChange": "url, enabled: a webhook's, not settings",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
