@@ -2,8 +2,9 @@
 
 Its own tasks in its own ``TaskGroup``: one loop dispatches (record log →
 outbox) and claims (outbox → POSTs, each a task of the group), each pass
-right after the last when it found work, else after ``poll_seconds`` or as
-soon as a POST ends; once an hour the delivery log drops what is older than
+right after the last when it read a full batch of records or claimed POSTs,
+else after ``poll_seconds`` (a write or two per poll while mail flows, not
+one per record) or as soon as a POST ends; once an hour the delivery log drops what is older than
 ``keep_log_seconds``. Nothing in mail delivery waits on it: a slow or failing
 endpoint only holds its own POSTs (``sender``). With several delivering
 processes each runs one; the store keeps them from dispatching a record twice
@@ -73,7 +74,7 @@ class WebhookService:
                         await self.sender.freed.wait()
 
     async def _pass(self, posts: asyncio.TaskGroup) -> bool:
-        """One round of dispatching, claiming and purging; whether it found work."""
+        """One round of dispatching, claiming and purging; whether more work is waiting."""
         try:
             read, _ = await self._dispatcher.dispatch_once()
             claimed = await self.sender.claim()
@@ -88,7 +89,7 @@ class WebhookService:
         if self._failing is not None:
             log.info("webhooks flow again")
         self._failing = None
-        return read > 0 or bool(claimed)
+        return read == DISPATCH_BATCH or bool(claimed)
 
     async def _purge(self) -> None:
         now = self._clock.now()
