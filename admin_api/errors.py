@@ -8,6 +8,8 @@
     ProvisioningError (engine.provisioning)  -> Unknown 404, AlreadyExists 409,
                                                 Invalid 422, TenantHasMail 409,
                                                 SecretUnusable 503, StoreFailed 503
+    StoreError (engine.store, called directly) -> 503 "unavailable"
+    any other exception (our bug)            -> 500 "internal" (the server logs it)
 
 Every failure answers ``{"error": {"code": ..., "message": ..., "field": ...}}``
 (``field`` null unless a field is at fault); ``install`` registers the
@@ -17,6 +19,7 @@ indexes in brackets: ``to[1]``, ``attachments[0].content``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -36,6 +39,9 @@ from engine.provisioning import (
     TenantHasMail,
     Unknown,
 )
+from engine.store import StoreError
+
+log = logging.getLogger(__name__)
 
 PROVISIONING_STATUS: dict[type[ProvisioningError], tuple[int, str]] = {
     Unknown: (404, "not_found"),
@@ -165,7 +171,16 @@ def install(app: FastAPI) -> None:
         headers = None if exc.headers is None else dict(exc.headers)
         return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: the store failed: %s", request.method, request.url.path, exc)
+        return error_response(503, "unavailable", "the store is unavailable; retry later")
+
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal", "internal error; it has been logged")
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(Exception, internal)
     app.add_exception_handler(ProvisioningError, provisioning_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)

@@ -3,8 +3,8 @@
 Every command takes ``--config`` (or ``PENGUIN_CONFIG``) and ``--json``,
 before or after the command. Commands that touch the store open it directly,
 so they work whether or not the engine is running (SQLite WAL and PostgreSQL
-both allow it). Tenants, sending domains, SMTP users and suppressions are
-handled by ``engine.provisioning``; the commands here only parse and print.
+both allow it). Tenants, sending domains, SMTP users, API keys and suppressions
+are handled by ``engine.provisioning``; the commands here only parse and print.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.durations import parse_duration
 from engine.header_section import MalformedHeader, parse_header_section
 from engine.model import (
+    ApiKey,
+    ApiScope,
     InboundState,
     MessageState,
     QueuedMessage,
@@ -51,6 +53,7 @@ from engine.model import (
 )
 from engine.node import node_id
 from engine.provisioning import (
+    CACHE_SECONDS,
     DkimKeySpec,
     DomainRecords,
     Provisioning,
@@ -201,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         group("tracking-domain", "tracking domains: where tenants' links and pixels are served")
     )
     _smtp_user_commands(group("smtp-user", "SMTP submission credentials of tenants"))
+    _api_key_commands(group("api-key", "tenants' keys to the admin API"))
     _suppression_commands(group("suppression", "tenants' suppression lists"))
     _records_commands(group("records", "log records"))
     _bounce_commands(group("bounce", "inbound bounces and complaints"))
@@ -342,6 +346,22 @@ def _smtp_user_commands(leaf: Leaf) -> None:
     listing.add_argument("tenant", help="the tenant")
     remove = leaf("remove", _provisioning_command(_smtp_user_remove), "remove an SMTP user")
     remove.add_argument("username", help="the username to remove")
+
+
+def _api_key_commands(leaf: Leaf) -> None:
+    create = leaf("create", _provisioning_command(_api_key_create), "a new API key for a tenant")
+    create.add_argument("tenant", help="the tenant")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=[scope.value for scope in ApiScope],
+        help="what the key may do (repeatable; default: every scope)",
+    )
+    create.add_argument("--name", default="", help="a label for people")
+    listing = leaf("list", _provisioning_command(_api_key_list), "list a tenant's API keys")
+    listing.add_argument("tenant", help="the tenant")
+    revoke = leaf("revoke", _provisioning_command(_api_key_revoke), "revoke an API key")
+    revoke.add_argument("prefix", help="the key's prefix (pm_PREFIX_...)")
 
 
 def _suppression_commands(leaf: Leaf) -> None:
@@ -802,6 +822,49 @@ async def _smtp_user_remove(
     await p.remove_smtp_user(args.username)
     text = f"SMTP user {args.username} removed (a running engine refuses it within a minute)"
     return {"username": args.username, "removed": True}, text
+
+
+def _api_key_row(key: ApiKey) -> dict[str, Any]:
+    return {
+        "prefix": key.prefix,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+async def _api_key_create(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    scopes = {ApiScope(scope) for scope in args.scope or ApiScope}
+    made = await p.create_api_key(args.tenant, scopes, args.name)
+    text = (
+        f"API key {made.key.prefix} of tenant {args.tenant} ({', '.join(sorted(scopes))}):\n"
+        f"{made.token}\nThe key is shown only now; store it safely."
+    )
+    return {"tenant": args.tenant, **_api_key_row(made.key), "token": made.token}, text
+
+
+async def _api_key_list(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    keys = await p.list_api_keys(args.tenant)
+    lines = [
+        f"{k.prefix}\t{','.join(sorted(k.scopes))}\tcreated {_iso(k.created_at)}"
+        + (f"\trevoked {_iso(k.revoked_at)}" if k.revoked_at is not None else "")
+        + (f"\t{k.name}" if k.name else "")
+        for k in keys
+    ]
+    return [_api_key_row(k) for k in keys], "\n".join(lines or ["no API keys"])
+
+
+async def _api_key_revoke(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    key = await p.revoke_api_key(args.prefix)
+    text = f"API key {key.prefix} revoked (a running engine refuses it within {CACHE_SECONDS:g} s)"
+    return _api_key_row(key), text
 
 
 async def _suppression_add(

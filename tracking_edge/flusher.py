@@ -4,7 +4,8 @@ Every ``interval`` (or sooner, ``wake``) the flusher reads up to ``batch_max``
 hits after the journal's committed offset, turns them into records
 (``tracking_edge.hits``), suppresses the recipients of unsubscribes (again,
 harmlessly, if the edge did already), writes the records in one
-``add_records`` and commits the offset. A batch is made into records once:
+``add_records``, commits the offset and counts the events, people and machines
+apart, in ``penguin_tracking_events_total``. A batch is made into records once:
 when the store fails, the same records are written again on the next try
 (with a delay that doubles up to ``MAX_RETRY_SECONDS``), so nothing is lost
 or judged twice while the store is down. An unsubscribe for a tenant that no
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from engine.model import Suppression
+from engine.records import metrics
 from engine.records.record import Record
 from engine.store import NotFound, Store
 from tracking_edge.hits import RECORD_TYPES, HitRecords
@@ -122,6 +124,7 @@ class Flusher:
             await self._store.add_records(batch.records)
         self._journal.commit(batch.end)
         self._batch = None
+        count_events(batch.records)
         if self._written is not None:
             self._written(batch.records)
         return len(batch.records)
@@ -148,11 +151,15 @@ class Flusher:
 
     async def _stored(self, entries: Sequence[Entry]) -> dict[str, tuple[set[str], set[str]]]:
         """For the messages whose records must be looked at: the kinds of hit the store has
-        recorded on each, and the event ids of their records."""
+        recorded on each, and the event ids of their records. Their recipients (in their
+        Reception and delivery records) go to ``HitRecords.recipients``."""
+        seen, recipients = self._records.seen, self._records.recipients
         wanted = {
             entry["m"]
             for entry in entries
-            if self._recovering or (entry["k"], entry["m"]) not in self._records.seen
+            if self._recovering
+            or (entry["k"], entry["m"]) not in seen
+            or entry["m"] not in recipients
         }
         kinds_of = {record_type.value: kind for kind, record_type in RECORD_TYPES.items()}
         stored: dict[str, tuple[set[str], set[str]]] = {}
@@ -161,4 +168,18 @@ class Flusher:
             kinds = {kinds_of[r["type"]] for r in found if r.get("type") in kinds_of}
             events = {str(r.get("meta", {}).get("event_id")) for r in found} - {"None"}
             stored[message_id] = (kinds, events)
+            recipient = next((r["recipient"] for r in found if r.get("recipient")), "")
+            recipients.put(message_id, recipient)
         return stored
+
+
+def count_events(records: Sequence[Record]) -> None:
+    """Count stored hits in ``penguin_tracking_events_total``, people and machines apart."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for record in records:
+        audience = "machine" if record.meta.get("machine") else "human"
+        first = "true" if record.meta.get("first") else "false"
+        labels = (record.type.value, audience, first)
+        counts[labels] = counts.get(labels, 0) + 1
+    for labels, count in counts.items():
+        metrics.TRACKING_EVENTS.labels(*labels).inc(count)

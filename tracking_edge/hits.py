@@ -10,9 +10,12 @@ judgements that need history are made there, off the request path:
 - machine or person (``tracking_edge.bots``), with the reason;
 - first or repeat: a hit is the first of its kind (open, click,
   unsubscribe) on its message unless this edge saw one already (a bounded
-  in-memory set, ``FirstSeen``) or the store holds one (the flusher asks it
-  for messages the set does not hold). Another edge process's hit still in
-  its journal is not seen: two "first" records are possible, never none.
+  in-memory set, ``HitRecords.seen``) or the store holds one (the flusher asks
+  it for messages the set does not hold). Another edge process's hit still in
+  its journal is not seen: two "first" records are possible, never none;
+- the recipient: an unsubscribe's token names it; opens and clicks carry
+  only the message, whose recipient the flusher finds in the message's
+  records (``HitRecords.recipients`` keeps those of messages hit lately).
 
 Each hit carries a random ``event_id`` (in the record's ``meta``): a record
 the flusher wrote before a crash but did not commit is written again, and
@@ -27,13 +30,15 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from json.encoder import encode_basestring
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from engine.records.record import Record, RecordType
 from tracking_edge.bots import HUMAN, ClickBursts, click_verdict, open_verdict
 from tracking_edge.journal import Entry
 from tracking_edge.tokens import TokenClaims, TokenKind
 
+K = TypeVar("K")
+V = TypeVar("V")
 USER_AGENT_MAX: Final = 512
 RECORD_TYPES: Final = {
     TokenKind.OPEN.value: RecordType.OPEN,
@@ -113,21 +118,24 @@ class EventIds:
         return f"{self._prefix}{next(self._count):x}"
 
 
-class FirstSeen:
-    """The (kind, message) pairs this edge has recorded lately, at most ``size``."""
+class Recent(Generic[K, V]):
+    """The ``size`` keys used last, each with a value (an LRU map)."""
 
     def __init__(self, size: int = 100_000) -> None:
         self._size = size
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._seen
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
 
-    def add(self, key: tuple[str, str]) -> None:
-        self._seen[key] = None
-        self._seen.move_to_end(key)
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 class HitRecords:
@@ -137,13 +145,18 @@ class HitRecords:
         self._scanner_seconds = scanner_seconds
         self._nodeid = nodeid
         self._bursts = bursts
-        self.seen = FirstSeen()
+        self.seen: Recent[tuple[str, str], None] = Recent()
+        """The (kind, message) pairs recorded lately."""
+        self.recipients: Recent[str, str] = Recent()
+        """The recipient of each message hit lately (opens' and clicks' tokens carry none);
+        empty when its records name none."""
 
     def record(self, entry: Entry, *, seen_in_store: bool) -> Record:
-        """The record of ``entry``; ``seen_in_store`` when the store has an earlier one."""
+        """The record of ``entry``; ``seen_in_store`` when the store has an earlier one.
+        Its recipient is the token's (unsubscribes), else the one in ``recipients``."""
         kind, message_id = entry["k"], entry["m"]
         first = not seen_in_store and (kind, message_id) not in self.seen
-        self.seen.add((kind, message_id))
+        self.seen.put((kind, message_id), None)
         meta: dict[str, Any] = {
             "tracking_domain": entry["d"],
             "user_agent": entry["ua"],
@@ -174,7 +187,7 @@ class HitRecords:
             timestamp=entry["at"],
             tenant_id=entry["t"],
             id=message_id,
-            recipient=entry["r"] or None,
+            recipient=entry["r"] or self.recipients.get(message_id) or None,
             peer_address=("", entry["ip"]),
             meta=meta,
             nodeid=self._nodeid,

@@ -42,7 +42,7 @@ Invariants:
   ``penguin queue delete`` does. Its records stay in the log.
 """
 
-from engine.provisioning.api_keys import KnownKey
+from engine.provisioning.api_keys import CACHE_SECONDS, KnownKey
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -65,6 +65,7 @@ from engine.provisioning.tracking_domains import TrackingDomains
 from engine.provisioning.tracking_refresh import TrackingRefresh
 
 __all__ = [
+    "CACHE_SECONDS",
     "AlreadyExists",
     "DkimKeySpec",
     "DomainRecords",

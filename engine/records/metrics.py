@@ -96,3 +96,12 @@ SOURCE_DAILY_CAP = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemax",
 )
+
+TRACKING_EVENTS = Counter(
+    "penguin_tracking_events_total",
+    "Opens, clicks and unsubscribes recorded, by event, audience (human, or machine: "
+    "privacy proxies, link scanners, prefetches) and whether it was the recipient's first "
+    "of its kind on the message (unique) or a repeat.",
+    ["event", "audience", "first"],
+    registry=REGISTRY,
+)

@@ -1247,21 +1247,15 @@ class PostgresStore:
     ) -> ApiKey | None:
         """Revoke as the owner (operators) or, for ``tenant_id``, under its row-level
         security and filtered by it too."""
-        sql = (
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE prefix = $1"
-            f" RETURNING {API_KEY_COLUMNS}"
-        )
+        revoke = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE prefix = $1"
+        returning = f" RETURNING {API_KEY_COLUMNS}"
         if tenant_id is None:
-            row = await self._fetchrow(sql, prefix, now, subject="API key")
+            row = await self._fetchrow(revoke + returning, prefix, now, subject="API key")
         else:
             with _translated("API key"):
                 async with self.tenant_scope(tenant_id) as conn:
-                    row = await conn.fetchrow(
-                        sql.replace(" RETURNING", " AND tenant_id = $3 RETURNING"),
-                        prefix,
-                        now,
-                        tenant_id,
-                    )
+                    mine = f"{revoke} AND tenant_id = $3{returning}"
+                    row = await conn.fetchrow(mine, prefix, now, tenant_id)
         return None if row is None else api_key_from_row(row)
 
 

@@ -143,6 +143,8 @@ def test_provisioning_from_tenant_to_suppression_and_back(
         (("domain", "remove", "ghost.test"), "no sending domain 'ghost.test'"),
         (("smtp-user", "remove", "ghost-1234"), "no SMTP user 'ghost-1234'"),
         (("smtp-user", "list", "ghost"), "no tenant named 'ghost'"),
+        (("api-key", "create", "ghost"), "no tenant named 'ghost'"),
+        (("api-key", "revoke", "zzzzzzzz"), "no API key 'zzzzzzzz'"),
         (("suppression", "list", "ghost"), "no tenant named 'ghost'"),
         (("suppression", "remove", "acme", "x@example.com"), "'x@example.com' is not suppressed"),
         (("domain", "add", "acme", "not a domain"), "not a valid DNS name"),
@@ -160,6 +162,31 @@ def test_a_failed_command_says_why(
     status, out, err = run_main(capsys, "--json", *args, "--config", config)
     assert (status, err) == (1, "")
     assert error in json.loads(out)["error"]
+
+
+def test_api_keys_are_shown_once_listed_and_revoked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    command = in_process(capsys, config)
+    command("tenant", "create", "acme")
+    app = command(
+        "api-key", "create", "acme", "--scope", "send", "--scope", "read", "--name", "app"
+    )
+    assert app["scopes"] == ["read", "send"] and app["name"] == "app"
+    assert app["token"].startswith(f"pm_{app['prefix']}_")
+    every = command("api-key", "create", "acme")
+    assert every["scopes"] == ["manage", "read", "send"]
+
+    listed = command("api-key", "list", "acme")
+    assert [k["prefix"] for k in listed] == [app["prefix"], every["prefix"]]
+    assert "token" not in json.dumps(listed) and app["token"] not in json.dumps(listed)
+    revoked = command("api-key", "revoke", app["prefix"])
+    assert revoked["prefix"] == app["prefix"] and revoked["revoked_at"] is not None
+    assert [k["revoked_at"] is None for k in command("api-key", "list", "acme")] == [False, True]
+
+    status, out, _ = run_main(capsys, "api-key", "list", "acme", "--config", str(config))
+    assert status == 0 and f"{app['prefix']}\tread,send\tcreated " in out and "revoked" in out
 
 
 def test_a_tenant_with_queued_mail_is_removed_only_by_force(

@@ -154,9 +154,16 @@ def test_tracked_mail_is_opened_clicked_and_unsubscribed_on_the_tenants_domain(
         return {s["address"] for s in penguin(config, "suppression", "list", account.tenant)}
 
     wait_for(lambda: suppressed() == {recipients[1]}, 15, "the one-click unsubscribe")
-    wait_for(lambda: bool(records(config, ann, "Click")), 15, "the Click record")
-    [click] = records(config, ann, "Click")
+    assert request(edge, "HEAD", clicks[ann][0])[0] == 302
+    assert request(edge, "GET", clicks[ann][0])[0] == 302
+    wait_for(lambda: len(records(config, ann, "Click")) == 3, 15, "the Click records")
+    click, head, again = records(config, ann, "Click")
     assert click["meta"]["url"] == SHOP and click["meta"]["machine"] is False
+    assert click["meta"]["first"] is True and click["meta"]["user_agent"] == BROWSER
+    assert click["peer_address"]["addr"] == "127.0.0.1" and click["timestamp"]
+    assert click["recipient"] == recipients[0], "found from the message, not the link"
+    assert head["meta"]["machine"] is True and head["meta"]["machine_reason"] == "head request"
+    assert again["meta"]["first"] is False and again["meta"]["machine"] is False
     wait_for(lambda: bool(records(config, bob, "Open")), 15, "the Open record")
     wait_for(lambda: bool(records(config, bob, "Unsubscribe")), 15, "the Unsubscribe record")
     assert records(config, ann, "Unsubscribe") == []

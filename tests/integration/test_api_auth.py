@@ -12,12 +12,14 @@ import pytest
 
 from admin_api.app import create_app
 from admin_api.services import ApiServices
+from config.schema import RedisSettings
 from engine.clock import FakeClock
+from engine.limits import open_limiter
 from engine.limits.throttle import ThrottleSpec
 from engine.model import ApiScope
 from engine.provisioning import Provisioning
 from engine.provisioning.api_keys import CACHE_SECONDS, parse_token
-from engine.store import Store
+from engine.store import Store, StoreError
 from tests.integration.api_support import (
     NODE,
     OPERATOR_TOKEN,
@@ -283,3 +285,48 @@ async def test_the_openapi_document_names_the_bearer_scheme(
     operation = document["paths"]["/v1/api-keys"]["post"]
     assert {"401", "403", "422", "429"} <= set(operation["responses"])
     assert "Penguin-Tenant" in [p["name"] for p in operation["parameters"]]
+
+
+async def test_with_redis_a_keys_rate_is_shared_by_every_process(
+    api_services: ApiServices, api_clock: FakeClock, redis_settings: RedisSettings
+) -> None:
+    _, token = await make_tenant_key(api_services, "acme", {ApiScope.READ, ApiScope.MANAGE})
+    limiters = [open_limiter(redis_settings, api_clock) for _ in range(2)]
+    processes = [
+        create_app(
+            dataclasses.replace(api_services, limiter=limiter, key_rate=ThrottleSpec.parse("3/min"))
+        )
+        for limiter in limiters
+    ]
+    try:
+        statuses = []
+        for turn in range(4):
+            async with client_of(processes[turn % 2]) as client:
+                statuses.append((await client.get(KEYS, headers=bearer(token))).status_code)
+        assert statuses == [200, 200, 200, 429]
+    finally:
+        for limiter in limiters:
+            await limiter.close()
+
+
+async def test_a_store_failure_is_503_and_a_bug_500_with_the_error_body(
+    api_services: ApiServices,
+) -> None:
+    app = create_app(api_services)
+
+    async def store_down() -> None:
+        raise StoreError("postgresql: connection refused")
+
+    async def bug() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/store-down", store_down)
+    app.add_api_route("/bug", bug)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        down = await client.get("/store-down")
+        failed = await client.get("/bug")
+    assert down.status_code == 503 and error_of(down)["code"] == "unavailable"
+    assert "refused" not in down.text
+    assert failed.status_code == 500 and error_of(failed)["code"] == "internal"
+    assert "a bug" not in failed.text

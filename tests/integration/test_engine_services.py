@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from config.loader import parse_settings
-from engine.runtime.app import Engine
+from engine.model import ApiScope
+from engine.provisioning import Provisioning
+from engine.runtime.app import Engine, Role, migrated_store
 from engine.service import Address, Health
 
 
@@ -65,10 +67,11 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
         await engine.stop()
 
 
-def get(address: Address, path: str) -> tuple[int, Any]:
+def get(address: Address, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     url = f"http://{address[0]}:{address[1]}{path}"
+    request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         with error:
@@ -126,3 +129,38 @@ async def test_a_service_whose_work_ends_is_reported_as_a_failure(engine: Engine
     failure = asyncio.create_task(engine.wait_for_failure())
     await stub.stop(0)
     assert await asyncio.wait_for(failure, 10) == "bounce intake"
+
+
+async def test_the_admin_listener_serves_the_api_on_the_process_store(tmp_path: Path) -> None:
+    token_file = tmp_path / "operator.token"
+    token_file.write_text("op-secret\n")
+    token_file.chmod(0o600)
+    settings = parse_settings(
+        {
+            "engine": {"data_dir": str(tmp_path / "var"), "shutdown_grace_seconds": 5},
+            "submission": {"listen": ["127.0.0.1:0"]},
+            "admin": {"listen": "127.0.0.1:0", "operator_token_file": str(token_file)},
+            "tracking": {"listen": ""},
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+        }
+    )
+    engine = Engine(settings, role=Role.SUBMISSION)
+    await engine.start()
+    cli_store = await migrated_store(settings)  # as `penguin api-key create` opens it
+    try:
+        [admin] = engine.addresses["admin"]
+        provisioning = Provisioning(cli_store, settings, nodeid="test")
+        await provisioning.create_tenant("acme")
+        made = await provisioning.create_api_key("acme", {ApiScope.MANAGE})
+
+        as_key = {"Authorization": f"Bearer {made.token}"}
+        status, body = await asyncio.to_thread(get, admin, "/v1/api-keys", as_key)
+        assert status == 200 and [k["prefix"] for k in body["api_keys"]] == [made.key.prefix]
+        as_operator = {"Authorization": "Bearer op-secret", "Penguin-Tenant": "acme"}
+        status, body = await asyncio.to_thread(get, admin, "/v1/api-keys", as_operator)
+        assert status == 200 and len(body["api_keys"]) == 1
+        status, body = await asyncio.to_thread(get, admin, "/v1/api-keys", {})
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+    finally:
+        await cli_store.close()
+        await engine.stop()

@@ -4,21 +4,30 @@ and new mail announced to delivery in other processes."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from config.loader import parse_settings
 from engine.model import (
+    ApiKey,
+    ApiScope,
     MessageState,
     QueuedMessage,
     SendingDomain,
+    SmtpUser,
     Submission,
     Suppression,
     TrackingDomain,
+    Webhook,
+    WebhookFormat,
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
+from engine.store import NewWebhookDelivery
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -31,7 +40,13 @@ TENANT_TABLES = (
     "sending_domains",
     "suppressions",
     "tracking_domains",
+    "smtp_users",
+    "api_keys",
+    "webhooks",
+    "webhook_deliveries",
 )
+"""Every table holding tenants' rows that the API reads for a tenant: each has a
+row-level security policy for ``penguin_tenant``."""
 
 
 def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:
@@ -65,6 +80,17 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     )
     await store.add_suppression(Suppression(tenant.id, f"gone@{name}.example", "bounce", T0))
     await store.add_tracking_domain(TrackingDomain(tenant.id, f"click.{name}.example", True, T0))
+    await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$hash", T0))
+    key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
+    await store.add_api_key(key)
+    hook = Webhook(
+        f"wh_{name}", tenant.id, "https://h.example/", (), WebhookFormat.SINGLE, 1, True, b"s",
+        T0, T0,
+    )  # fmt: skip
+    await store.add_webhook(hook)
+    position = await store.webhook_position()
+    posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
+    assert await store.queue_webhook_deliveries(position, position, posting, T0)
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -73,14 +99,23 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     return tenant.id
 
 
+ONE_EACH = {
+    "tracking_domains": 1,
+    "smtp_users": 1,
+    "api_keys": 1,
+    "webhooks": 1,
+    "webhook_deliveries": 1,
+}
+
+
 async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:
     acme = await seed(pg_store, "acme", submissions=2, per=3)
     beta = await seed(pg_store, "beta", submissions=1, per=2)
     expected = {
         acme: {"messages": 6, "records": 6, "bodies": 2, "sending_domains": 1, "suppressions": 1}
-        | {"tracking_domains": 1},
+        | ONE_EACH,
         beta: {"messages": 2, "records": 2, "bodies": 1, "sending_domains": 1, "suppressions": 1}
-        | {"tracking_domains": 1},
+        | ONE_EACH,
     }
 
     for tenant_id, counts in expected.items():
@@ -98,6 +133,62 @@ async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres
 
     assert {m.tenant_id for m in await pg_store.tenant_messages(beta, 100)} == {beta}
     assert len(await pg_store.tenant_messages(acme, 100)) == 6
+
+
+@pytest.fixture
+async def tenant_login(postgres_url: str) -> AsyncIterator[str]:
+    """The URL of a login role made for the test: a member of ``penguin_tenant`` without
+    BYPASSRLS (as a deployment would give the API), dropped afterwards."""
+    role = f"penguin_api_{secrets.token_hex(4)}"
+    owner = await asyncpg.connect(postgres_url)
+    try:
+        await owner.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS")
+        await owner.execute(f"GRANT penguin_tenant TO {role}")
+        parts = urlsplit(postgres_url)
+        yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    finally:
+        await owner.execute(f"DROP ROLE IF EXISTS {role}")
+        await owner.close()
+
+
+async def test_a_login_role_without_bypassrls_sees_only_its_tenants_rows(
+    pg_store: PostgresStore, tenant_login: str
+) -> None:
+    acme = await seed(pg_store, "acme", submissions=2, per=3)
+    beta = await seed(pg_store, "beta", submissions=1, per=2)
+    expected = {
+        acme: {"messages": 6, "records": 6, "bodies": 2} | ONE_EACH,
+        beta: {"messages": 2, "records": 2, "bodies": 1} | ONE_EACH,
+    }
+    conn = await asyncpg.connect(tenant_login)
+    try:
+        assert not await conn.fetchval("SELECT rolbypassrls FROM pg_roles WHERE rolname = user")
+        assert not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = user")
+        for tenant_id, counts in expected.items():
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT set_config('penguin.tenant_id', $1, true)", str(tenant_id)
+                )
+                for table in TENANT_TABLES:
+                    rows = await conn.fetch(f"SELECT tenant_id FROM {table}")
+                    assert len(rows) == counts.get(table, 1), table
+                    assert {row[0] for row in rows} == {tenant_id}, table
+        for table in TENANT_TABLES:  # no tenant set: nothing
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('penguin.tenant_id', $1, true)", str(acme))
+            assert await conn.execute("UPDATE api_keys SET name = 'x'") == "UPDATE 1"
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(
+                    "INSERT INTO api_keys (tenant_id, prefix, name, scopes, secret_hash,"
+                    " created_at) VALUES ($1, 'zzzzzzzz', 'n', 'send', '\\x00', $2)",
+                    beta,
+                    T0,
+                )
+    finally:
+        await conn.close()
+    [theirs] = await pg_store.list_api_keys(beta)
+    assert theirs.name == "k"
 
 
 async def test_tenant_scope_cannot_write_for_another_tenant(pg_store: PostgresStore) -> None:

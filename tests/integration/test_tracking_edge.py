@@ -15,7 +15,8 @@ import pytest
 
 from engine.clock import FakeClock
 from engine.model import MessageState, QueuedMessage, Suppression
-from engine.records.record import Record
+from engine.records.metrics import REGISTRY
+from engine.records.record import Record, RecordType
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.store import Store, open_store
 from engine.token_keys import derive_key
@@ -219,7 +220,14 @@ async def test_other_methods_get_405(edge: Edge) -> None:
     assert response.status == 405 and response.headers["allow"] == "GET, HEAD, POST"
 
 
+def tracking_events(event: str, audience: str, first: str) -> float:
+    labels = {"event": event, "audience": audience, "first": first}
+    return REGISTRY.get_sample_value("penguin_tracking_events_total", labels) or 0.0
+
+
 async def test_opens_and_clicks_become_records(edge: Edge) -> None:
+    counted = [("Open", "human", "true"), ("Open", "machine", "false"), ("Click", "human", "true")]
+    before = [tracking_events(*labels) for labels in counted]
     msg = message(3)
     await edge.request("GET", path_of(TOKENS.open_url(msg, DOMAIN)))
     await edge.request(
@@ -237,6 +245,21 @@ async def test_opens_and_clicks_become_records(edge: Edge) -> None:
     assert found[0]["id"] == msg.id and found[0]["recipient"] is None, "links carry no address"
     assert found[0]["peer_address"]["addr"] == "127.0.0.1"
     assert found[0]["timestamp"].startswith("2025-11-24T")
+    after = [tracking_events(*labels) for labels in counted]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+
+
+async def test_a_hit_is_recorded_with_the_recipient_of_its_message(edge: Edge) -> None:
+    msg = message(5)
+    reception = Record(
+        RecordType.RECEPTION, NOW - 3600, tenant_id=1, id=msg.id, recipient=msg.recipient
+    )
+    await edge.store.add_records([reception])
+    await edge.request("GET", path_of(TOKENS.click_url(msg, DOMAIN, URL)))
+    await edge.request("GET", path_of(TOKENS.open_url(msg, DOMAIN)))
+    _, click, opened = await edge.records(msg.id, 3)
+    assert "Jane" not in TOKENS.click_url(msg, DOMAIN, URL), "the link carries no address"
+    assert click["recipient"] == opened["recipient"] == msg.recipient
 
 
 async def test_a_click_within_seconds_of_the_send_is_a_scanners(edge: Edge) -> None:
