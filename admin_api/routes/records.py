@@ -23,7 +23,7 @@ from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from engine.records.record import RecordType
-from engine.store import RecordQuery, StoreError
+from engine.store import RecordQuery
 
 router = APIRouter(tags=["records"])
 read = tenant_caller(Scope.READ)
@@ -108,9 +108,6 @@ async def list_records(
         until=parse_time(until, "until"),
         after_seq=after,
     )
-    try:
-        found = await services.store.query_records(caller.tenant.id, query, limit)
-    except StoreError as exc:
-        raise ApiError(503, "unavailable", str(exc)) from exc
+    found = await services.store.query_records(caller.tenant.id, query, limit)
     last = found[-1][0] if found else after
     return RecordPage(records=[data for _, data in found], next_cursor=encode_cursor(last))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import secrets
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from config import Settings, is_host_name
@@ -53,10 +53,11 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.provisioning.errors import translated as _translated
 from engine.provisioning.webhooks import WebhookRegistry
 from engine.return_path import return_path_domain
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
-from engine.store import Conflict, InUse, NotFound, Store, StoreError
+from engine.store import InUse, Store
 from engine.submission.passwords import generate_password, generate_username, hash_password
 
 REMOVAL_PAGE = 1000
@@ -513,21 +514,6 @@ class Provisioning:
             known = KnownKey(key, owner)
             self._keys.put(known, now)
         return known if proves(known.key, parsed) else None
-
-
-@contextlib.contextmanager
-def _translated(subject: str) -> Iterator[None]:
-    """The store's errors as provisioning errors about ``subject``."""
-    try:
-        yield
-    except Conflict as exc:
-        raise AlreadyExists(f"{subject} exists") from exc
-    except NotFound as exc:
-        raise Unknown(f"{subject}: {exc}") from exc
-    except InUse:
-        raise
-    except StoreError as exc:
-        raise StoreFailed(str(exc)) from exc
 
 
 def _domain_name(domain: str) -> str:

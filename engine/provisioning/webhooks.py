@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from config import Settings
 from engine.clock import Clock
 from engine.model import Webhook, WebhookDelivery, WebhookFormat
-from engine.provisioning.errors import Invalid, StoreFailed, Unknown
+from engine.provisioning.errors import Invalid, Unknown, translated
 from engine.records.record import RecordType
 from engine.sealing import Sealer
-from engine.store import Conflict, NotFound, Store, StoreError
+from engine.store import Store
 from engine.webhooks.client import HttpPoster
 from engine.webhooks.endpoints import InvalidEndpoint, parse_endpoint
 from engine.webhooks.payloads import MAX_BATCH_SIZE, probe_payload
@@ -83,28 +83,20 @@ class WebhookRegistry:
             created_at=now,
             updated_at=now,
         )
-        try:
+        with translated(f"webhook {webhook.id}"):
             await self._store.add_webhook(webhook)
-        except (Conflict, NotFound) as exc:
-            raise Unknown(f"tenant {tenant_id}: {exc}") from exc
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
         return NewWebhook(webhook, secret)
 
     async def get(self, tenant_id: int, webhook_id: str) -> Webhook:
-        try:
+        with translated(f"webhook {webhook_id!r}"):
             found = await self._store.get_webhook(tenant_id, webhook_id)
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
         if found is None:
             raise Unknown(f"no webhook {webhook_id!r}")
         return found
 
     async def for_tenant(self, tenant_id: int) -> list[Webhook]:
-        try:
+        with translated("webhooks"):
             return await self._store.list_webhooks(tenant_id)
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
 
     async def update(self, tenant_id: int, webhook_id: str, change: WebhookChange) -> Webhook:
         webhook = await self.get(tenant_id, webhook_id)
@@ -122,19 +114,15 @@ class WebhookRegistry:
             updated_at=self._clock.now(),
         )
         self._check(changed.url, changed.record_types, changed.batch_size)
-        try:
+        with translated(f"webhook {webhook_id!r}"):
             updated = await self._store.update_webhook(changed)
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
         if not updated:
             raise Unknown(f"no webhook {webhook_id!r}")
         return changed
 
     async def remove(self, tenant_id: int, webhook_id: str) -> None:
-        try:
+        with translated(f"webhook {webhook_id!r}"):
             removed = await self._store.remove_webhook(tenant_id, webhook_id)
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
         if not removed:
             raise Unknown(f"no webhook {webhook_id!r}")
 
@@ -142,12 +130,10 @@ class WebhookRegistry:
         self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
     ) -> list[WebhookDelivery]:
         await self.get(tenant_id, webhook_id)
-        try:
+        with translated(f"webhook {webhook_id!r}"):
             return await self._store.list_webhook_deliveries(
                 tenant_id, webhook_id, before_id, limit
             )
-        except StoreError as exc:
-            raise StoreFailed(str(exc)) from exc
 
     async def probe(
         self, tenant_id: int, webhook_id: str, poster: HttpPoster | None = None
