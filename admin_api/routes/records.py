@@ -29,6 +29,8 @@ router = APIRouter(tags=["records"])
 read = tenant_caller(Scope.READ)
 MAX_LIMIT = 1000
 _CURSOR_PREFIX = "r1:"
+MAX_SEQ = 2**63 - 1
+"""The largest record sequence number either store can hold."""
 
 
 class RecordPage(BaseModel):
@@ -48,7 +50,9 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ApiError(422, "invalid", "not a cursor this API gave", field="cursor") from exc
     seq = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not seq.isdigit():
+    if not text.startswith(_CURSOR_PREFIX) or not seq.isascii() or not seq.isdigit():
+        raise ApiError(422, "invalid", "not a cursor this API gave", field="cursor")
+    if int(seq) > MAX_SEQ:
         raise ApiError(422, "invalid", "not a cursor this API gave", field="cursor")
     return int(seq)
 

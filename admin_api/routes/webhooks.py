@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import responses
+from admin_api.routes.records import MAX_SEQ
 from admin_api.services import ApiServices
 from engine.model import Webhook, WebhookDelivery, WebhookDeliveryState, WebhookFormat
 from engine.provisioning.webhooks import WebhookChange
@@ -200,7 +201,9 @@ async def probe_webhook(
 )
 async def webhook_deliveries(
     webhook_id: str,
-    before: int | None = Query(default=None, description="Deliveries with a smaller id."),
+    before: int | None = Query(
+        default=None, ge=1, le=MAX_SEQ, description="Deliveries with a smaller id."
+    ),
     limit: int = Query(default=100, ge=1, le=1000, description="Most deliveries returned."),
     caller: Caller = Depends(read),
     services: ApiServices = Depends(api_services),

@@ -1,8 +1,9 @@
 """Where a webhook may post: the URL rule and the address rule.
 
 The URL rule: ``https://host[:port][/path][?query]``, or ``http://`` when the
-operator allows it (``[webhooks] allow_http``); no user info, no fragment, a
-host name or an IP literal, at most ``MAX_URL_LENGTH`` characters.
+operator allows it (``[webhooks] allow_http``); ASCII only (percent-encoded),
+no user info, no fragment, a host name or an IP literal, at most
+``MAX_URL_LENGTH`` characters.
 
 The address rule: unless the operator allows it (``[webhooks]
 allow_private``), every address the host resolves to must be global (not
@@ -51,7 +52,9 @@ def parse_endpoint(url: str, *, allow_http: bool, allow_private: bool) -> Endpoi
     """``url`` as an endpoint; ``InvalidEndpoint`` when a rule refuses it."""
     if len(url) > MAX_URL_LENGTH:
         raise InvalidEndpoint(f"longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
+    if not url.isascii():
+        raise InvalidEndpoint("characters outside ASCII: percent-encode them (IDNs as xn--)")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise InvalidEndpoint("white space or control characters")
     try:
         parts = urlsplit(url)

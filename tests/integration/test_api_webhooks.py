@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from admin_api.app import create_app
+from admin_api.routes.records import encode_cursor
 from admin_api.services import ApiServices
 from config.schema import WebhookSettings
 from engine.clock import FakeClock
@@ -110,6 +111,11 @@ async def test_a_webhook_is_made_listed_changed_probed_and_removed(
 
     log = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=bearer(key))
     assert log.json() == {"deliveries": []}
+    for before in ["0", str(2**64)]:
+        bad = await client.get(
+            f"/v1/webhooks/{hook['id']}/deliveries", params={"before": before}, headers=bearer(key)
+        )
+        assert (bad.status_code, error_of(bad)["field"]) == (422, "before")
     removed = await client.delete(f"/v1/webhooks/{hook['id']}", headers=bearer(key))
     assert removed.status_code == 204
     gone = await client.get(f"/v1/webhooks/{hook['id']}", headers=bearer(key))
@@ -231,6 +237,7 @@ async def test_records_are_listed_filtered_and_paged_for_their_tenant_only(
 
     for params, field in [
         ({"cursor": "bogus!"}, "cursor"),
+        ({"cursor": encode_cursor(2**64)}, "cursor"),
         ({"type": "Nope"}, "type"),
         ({"since": "yesterday"}, "since"),
         ({"until": "nan"}, "until"),

@@ -37,6 +37,8 @@ def test_https_urls_to_public_hosts_are_endpoints(url: str, expected: Endpoint) 
         ("https://bad_host.example/", "host name"),
         ("https://hooks.example.com:99999/", "not a URL"),
         ("https://hooks.example.com/ x", "white space"),
+        ("https://hooks.example.com/caf\u00e9", "ASCII"),
+        ("https://b\u00fccher.example/", "ASCII"),
         ("https://127.0.0.1/", "not a public address"),
         ("https://10.1.2.3/", "not a public address"),
         ("https://169.254.169.254/latest/meta-data", "not a public address"),
