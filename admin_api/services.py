@@ -1,4 +1,4 @@
-"""What the API's routes use: the process's store, provisioning, settings and clock.
+"""What the API's routes use: the process's store, provisioning, operations, settings, clock.
 
 ``ApiServices`` is built once per process by the composition root
 (``engine.runtime.app``) and handed to ``create_app``; routes reach it with
@@ -18,9 +18,10 @@ from config import Settings
 from engine.clock import Clock
 from engine.limits import Limiter
 from engine.limits.throttle import ThrottleSpec
-from engine.provisioning import Provisioning
+from engine.provisioning import Operations, Provisioning
 from engine.service import Health
 from engine.store import Store
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
 
@@ -49,3 +50,11 @@ class ApiServices:
     """What ``/metrics`` serves."""
     health: Callable[[], Mapping[str, Health]] = _no_services
     """Each service's health by name, for ``/healthz``."""
+    quota: TenantQuota | None = None
+    """The tenants' quotas, as SMTP submission checks them (``TenantQuota.admit``); None
+    where the process accepts no mail."""
+
+    @property
+    def operations(self) -> Operations:
+        """The operator's actions (suspensions, the queue, lanes): a stateless service."""
+        return Operations(self.store, self.settings, nodeid=self.nodeid, clock=self.clock)

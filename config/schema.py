@@ -327,7 +327,9 @@ class SchedulerSettings:
     refresh_seconds: float = setting(
         2.0,
         "How often each delivering process reloads suspensions, returns expired leases to "
-        "their queues and stores its warmup counts.",
+        "their queues and stores its warmup counts; and how often every delivering or "
+        "accepting process reloads the tenants' settings set with `penguin tenant set` "
+        "(pool, priority, quotas).",
         min=0.001,
         max=300,
     )
@@ -450,6 +452,20 @@ class TenantSettings:
         "normal",
         "Priority of the tenant's mail without an X-Priority-Class header: bulk (0), "
         "normal (5), transactional (9) or a digit 0..9; higher goes first in its queue.",
+    )
+    daily_quota: int = setting(
+        0,
+        "Messages (one per recipient) the tenant may submit per UTC day; beyond, submission "
+        "is refused for the day (SMTP 452, HTTP 429). 0: no quota. `penguin tenant set` "
+        "overrides it.",
+        min=0,
+        max=1_000_000_000,
+    )
+    rate_quota: str = setting(
+        "",
+        "Rate at which the tenant may submit messages (one per recipient): a throttle spec "
+        "N/period[,max_burst=B] (e.g. 100/min); beyond, refused for now. Empty: no rate "
+        "quota. `penguin tenant set` overrides it.",
     )
     track_opens: bool = setting(
         True,

@@ -35,6 +35,23 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantOverrides:
+    """What an operator set for a tenant in the store (``penguin tenant set``, the API),
+    over its ``[tenants.NAME]`` table of the config: None leaves the config's value.
+
+    ``daily_quota`` counts messages (recipients) accepted per UTC day, 0 for no quota;
+    ``rate_quota`` is a throttle spec ``N/period[,max_burst=B]``, ``""`` for none.
+    """
+
+    tenant_id: int
+    pool: str | None = None
+    priority: str | None = None
+    daily_quota: int | None = None
+    rate_quota: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SendingDomain:
     """A domain a tenant sends from, with its DKIM key.
 

@@ -8,10 +8,17 @@ half sealed with the engine secret, and the DNS records to publish);
 adding, listing and removing tracking domains and choosing a tenant's
 default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
 delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
+setting a tenant's pool, priority and quotas over its ``[tenants.NAME]`` table
+and showing them in force with today's count (``tenant_details``; running
+engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); creating, listing, revoking and authenticating API
 keys (``api_keys``: the token shown once, its secret stored as a SHA-256);
 adding, listing and removing suppressions.
+
+``operations.Operations`` is the operator's other service, behind the CLI and
+the API alike: suspensions, queue inspection and requeue/delete, lanes and
+sources as reported.
 
 In: names as an operator or a tenant types them. Out: model values
 (``engine.model``) and small result types; failures as the
@@ -52,17 +59,23 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.provisioning.operations import MessageDetails, Operations
 from engine.provisioning.service import (
     DkimKeySpec,
     DomainRecords,
     NewApiKey,
     NewSmtpUser,
     Provisioning,
+    TenantDetails,
     TenantRemoval,
     TrackingDomainRecords,
 )
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import (
+    SnapshotRefresh,
+    TenantSettingsRefresh,
+    TrackingRefresh,
+)
 
 __all__ = [
     "CACHE_SECONDS",
@@ -71,14 +84,19 @@ __all__ = [
     "DomainRecords",
     "Invalid",
     "KnownKey",
+    "MessageDetails",
     "NewApiKey",
     "NewSmtpUser",
+    "Operations",
     "Provisioning",
     "ProvisioningError",
     "SecretUnusable",
+    "SnapshotRefresh",
     "StoreFailed",
+    "TenantDetails",
     "TenantHasMail",
     "TenantRemoval",
+    "TenantSettingsRefresh",
     "TrackingDomainRecords",
     "TrackingDomains",
     "TrackingRefresh",

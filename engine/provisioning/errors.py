@@ -36,7 +36,12 @@ class AlreadyExists(ProvisioningError):
 
 
 class Invalid(ProvisioningError):
-    pass
+    """``field`` names the value at fault when it is one of several set together
+    (``pool``, ``daily_quota``, ``rate_quota``, ``priority``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TenantHasMail(ProvisioningError):

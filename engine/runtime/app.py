@@ -57,7 +57,7 @@ from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
 from engine.provisioning import Provisioning
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import TenantSettingsRefresh, TrackingRefresh
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -71,6 +71,7 @@ from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import SourceRotation
 from engine.scheduler.suspensions import suspension_record
+from engine.scheduler.tenant_settings import TenantSettingsBook, config_quota_problem
 from engine.scheduler.warmup import WarmupPolicy, plans_from_settings
 from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.sealing import Sealer, load_or_create_secret, secret_path
@@ -81,6 +82,7 @@ from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 from engine.webhooks.client import HttpPoster
 from engine.webhooks.sender import WebhookSender
@@ -236,6 +238,15 @@ async def migrated_store(settings: Settings) -> Store:
     return store
 
 
+def tenant_settings_book(settings: Settings, config_file: str) -> TenantSettingsBook:
+    """The tenants' settings book; a ``ConfigError`` for a rate quota of the config
+    that is no throttle spec."""
+    problem = config_quota_problem(settings)
+    if problem is not None:
+        raise ConfigError(config_file, *problem)
+    return TenantSettingsBook(settings)
+
+
 def lane_scheduler(
     *,
     store: Store,
@@ -245,6 +256,7 @@ def lane_scheduler(
     shaping: Shaping,
     nodeid: str,
     record_log: RecordLog | None = None,
+    tenant_settings: TenantSettingsBook | None = None,
 ) -> LaneScheduler:
     """The production scheduler, its parts built from ``settings``; the records it stores
     itself also go to ``record_log``."""
@@ -281,6 +293,7 @@ def lane_scheduler(
         delayed_record=delayed,
         admin_record=suspended,
         log_records=record_log.write if record_log is not None else lambda records: None,
+        tenant_settings=tenant_settings,
     )
 
 
@@ -328,6 +341,7 @@ class Engine:
     _scheduler: LaneScheduler | None = None
     _tracking: TrackingRole | None = None
     _tracking_domains: TrackingRefresh | None = None
+    _tenant_settings: TenantSettingsRefresh | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -348,6 +362,14 @@ class Engine:
                 self.clock,
             )
             composed.append(self._tracking_domains)
+        if self.role.delivers or self.role.submits:
+            self._tenant_settings = TenantSettingsRefresh(
+                tenant_settings_book(settings, self.config_file),
+                self._store,
+                settings.scheduler.refresh_seconds,
+                self.clock,
+            )
+            composed.append(self._tenant_settings)
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
@@ -409,6 +431,8 @@ class Engine:
             self._tracking.reload()
         if self._tracking_domains is not None:
             self._tracking_domains.reload()
+        if self._tenant_settings is not None:
+            self._tenant_settings.reload()
         if self._scheduler is None:
             return
         scheduling = self.settings.scheduler
@@ -452,6 +476,7 @@ class Engine:
             shaping=shaping,
             nodeid=node_id(settings),
             record_log=self._record_log,
+            tenant_settings=self._book(),
         )
         delivery = DeliveryService(
             store=self._store,
@@ -469,6 +494,7 @@ class Engine:
 
     def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None
+        assert self._limiter is not None
         settings = self.settings
         sub = settings.submission
         spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
@@ -492,6 +518,8 @@ class Engine:
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
             settings=settings,
+            tenant_settings=self._book(),
+            quota=TenantQuota(self._limiter, self._book()),
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,
@@ -527,6 +555,7 @@ class Engine:
             spool=spool,
             metrics=metrics.served_registry(),
             health=self.health,
+            quota=TenantQuota(self._limiter, self._book()),
         )
         text = settings.admin.listen
         try:
@@ -535,6 +564,10 @@ class Engine:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
         return HttpService("admin", create_app(services), sock)
+
+    def _book(self) -> TenantSettingsBook:
+        assert self._tenant_settings is not None
+        return self._tenant_settings.snapshot
 
     def _domains(self) -> TrackingDomains:
         assert self._tracking_domains is not None

@@ -51,6 +51,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
     Webhook,
@@ -197,6 +198,21 @@ class Store(Protocol):
     async def get_tenant_by_id(self, tenant_id: int) -> Tenant | None: ...
 
     async def list_tenants(self) -> list[Tenant]: ...
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        """Store the tenant's overrides (replacing any); ``NotFound`` for an unknown tenant."""
+        ...
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None: ...
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        """Every tenant's overrides, by tenant id."""
+        ...
+
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        """The tenant's messages (recipients) accepted at or after ``since``, whatever
+        their state now."""
+        ...
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
 
@@ -373,6 +389,11 @@ class Store(Protocol):
         ...
 
     # Operators' hands on the queue (Postfix ``postsuper``).
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` messages waiting in scheduled queue ``queue`` (queued or being
+        delivered), the soonest due first."""
+        ...
+
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
         ...

@@ -48,6 +48,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
     Webhook,
@@ -77,6 +78,7 @@ from engine.store.rows import (
     MESSAGE_FIELDS,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
     WEBHOOK_COLUMNS,
     WEBHOOK_DELIVERY_COLUMNS,
@@ -96,6 +98,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
     webhook_delivery_from_row,
@@ -123,6 +126,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "tenant_settings",
     "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
@@ -335,6 +339,38 @@ class PostgresStore:
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._fetch("SELECT id, name, created_at FROM tenants ORDER BY id")
         return [Tenant(**dict(row)) for row in rows]
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        await self._execute(
+            f"INSERT INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " pool = excluded.pool, priority = excluded.priority,"
+            " daily_quota = excluded.daily_quota, rate_quota = excluded.rate_quota,"
+            " updated_at = excluded.updated_at",
+            *tenant_overrides_row(overrides),
+            subject="tenant settings",
+        )
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        row = await self._fetchrow(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = $1",
+            tenant_id,
+        )
+        return None if row is None else TenantOverrides(**dict(row))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        rows = await self._fetch(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        )
+        return [TenantOverrides(**dict(row)) for row in rows]
+
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        row = await self._fetchrow(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND created_at >= $2",
+            tenant_id,
+            since,
+        )
+        return int(row[0])
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         row = await self._fetchrow(
@@ -743,6 +779,15 @@ class PostgresStore:
         return [message_from_row(row) for row in rows]
 
     # Operators' hands on the queue.
+
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = $1"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT $2",
+            queue,
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
 
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""

@@ -23,6 +23,7 @@ from engine.model import (
     Submission,
     Suspension,
     SuspensionScope,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
     Webhook,
@@ -59,6 +60,15 @@ DOMAIN_COLUMNS = (
 )
 TRACKING_DOMAIN_COLUMNS = "id, tenant_id, name, is_default, created_at"
 SUSPENSION_COLUMNS = "id, scope, target, reason, created_at, until, origin"
+TENANT_OVERRIDE_FIELDS = (
+    "tenant_id",
+    "pool",
+    "priority",
+    "daily_quota",
+    "rate_quota",
+    "updated_at",
+)
+TENANT_OVERRIDE_COLUMNS = ", ".join(TENANT_OVERRIDE_FIELDS)
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
 SettledRow = tuple[str, str, str, int, float, str | None]
@@ -292,6 +302,10 @@ def record_query_where(
         )
         args.append(query.campaign)
     return " AND ".join(where), args
+
+
+def tenant_overrides_row(o: TenantOverrides) -> tuple[object, ...]:
+    return tuple(getattr(o, name) for name in TENANT_OVERRIDE_FIELDS)
 
 
 API_KEY_COLUMNS = "id, tenant_id, prefix, name, scopes, secret_hash, created_at, revoked_at"

@@ -49,6 +49,7 @@ from engine.model import (
     Suppression,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
     Webhook,
@@ -77,6 +78,7 @@ from engine.store.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
     WEBHOOK_COLUMNS,
     WEBHOOK_DELIVERY_COLUMNS,
@@ -96,6 +98,7 @@ from engine.store.rows import (
     settled_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
     webhook_delivery_from_row,
@@ -132,6 +135,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "tenant_settings",
     "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
@@ -226,6 +230,27 @@ class SqliteStore:
     async def list_tenants(self) -> list[Tenant]:
         sql = "SELECT id, name, created_at FROM tenants ORDER BY id"
         return await self._run(lambda conn: _all(conn, Tenant, sql, ()))
+
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        sql = (
+            f"INSERT OR REPLACE INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        row = tenant_overrides_row(overrides)
+        await self._write(lambda conn: conn.execute(sql, row), "tenant settings")
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = ?"
+        return await self._run(lambda conn: _one(conn, TenantOverrides, sql, (tenant_id,)))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        return await self._run(lambda conn: _all(conn, TenantOverrides, sql, ()))
+
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        sql = "SELECT count(*) FROM messages WHERE tenant_id = ? AND created_at >= ?"
+        row = await self._run(lambda conn: conn.execute(sql, (tenant_id, since)).fetchone())
+        return int(row[0])
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         def insert(conn: sqlite3.Connection) -> SendingDomain:
@@ -670,6 +695,13 @@ class SqliteStore:
         return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
 
     # Operators' hands on the queue.
+
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = ?"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (queue, limit)))
 
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""

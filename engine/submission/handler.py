@@ -14,6 +14,15 @@ reporting host (``MAILER-DAEMON@its hostname``). Delivery signs it only when
 that From domain is one of the tenant's; the engine itself never answers a
 notice with another. Every refusal becomes one Rejection record with the
 envelope it refused.
+
+The tenant's quotas (``quota.TenantQuota``) are checked per RCPT, one message
+per recipient: over the daily or the rate quota the recipient gets ``452
+4.5.3`` naming the quota, a temporary refusal the client answers by keeping
+the message for those recipients and trying them again later (RFC 5321
+§4.5.3.1.10), while the recipients admitted before go now. Checked at DATA
+instead, a message with more recipients than the day has left, or than the
+rate's burst, could never pass in one piece. A transaction refused at DATA, or
+not stored, gives its recipients back to the day's quota.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from engine.header_section import MalformedHeader
 from engine.model import Tenant
 from engine.records import metrics
 from engine.records.record import Record, RecordType
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
@@ -49,6 +59,7 @@ from engine.submission.address_policy import (
 )
 from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
 from engine.submission.passwords import verify_password_async
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -124,6 +135,8 @@ class SubmissionHandler:
         nodeid: str,
         rng: random.Random | None = None,
         settings: Settings | None = None,
+        tenant_settings: TenantSettingsBook | None = None,
+        quota: TenantQuota | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
@@ -133,6 +146,8 @@ class SubmissionHandler:
         self._nodeid = nodeid
         self._rng = rng or random.Random()
         self._settings = settings
+        self._tenant_settings = tenant_settings
+        self._quota = quota
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
 
@@ -213,8 +228,26 @@ class SubmissionHandler:
         if account is None:
             return AUTH_REQUIRED
         if envelope.mail_from == NULL_SENDER:
-            return null_sender_recipient_problem(address, account.domains) or RECIPIENT_OK
-        return recipient_problem(address) or RECIPIENT_OK
+            problem = null_sender_recipient_problem(address, account.domains)
+        else:
+            problem = recipient_problem(address)
+        return problem or await self._within_quota(account.tenant) or RECIPIENT_OK
+
+    async def _within_quota(self, tenant: Tenant) -> Reply | None:
+        """None when one more message of ``tenant`` is within its quotas (and counted);
+        else the temporary refusal that names the quota."""
+        if self._quota is None:
+            return None
+        verdict = await self._quota.admit(tenant, 1, self._clock.now())
+        if verdict.allowed:
+            return None
+        wait = "after 00:00 UTC" if verdict.quota == "daily" else f"in {verdict.retry_after:.0f}s"
+        return Reply(452, "4.5.3", f"{verdict.reason(tenant.name).capitalize()}; try again {wait}")
+
+    async def _give_back(self, account: Account, envelope: Envelope) -> None:
+        """The transaction's recipients were not accepted: back to the day's quota."""
+        if self._quota is not None:
+            await self._quota.give_back(account.tenant, len(envelope.rcpt_tos), self._clock.now())
 
     async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
         account = _account(session)
@@ -223,10 +256,12 @@ class SubmissionHandler:
         try:
             fields = parse_header_fields(body)
         except MalformedHeader as exc:
+            await self._give_back(account, envelope)
             return Reply(550, "5.6.0", f"Malformed header field: {exc}")
         if envelope.mail_from != NULL_SENDER:
             domains = from_domains(fields)
             if not domains or any(d not in account.domains for d in domains):
+                await self._give_back(account, envelope)
                 return HEADER_FROM_REFUSED
         now = self._clock.now()
         submission_id = new_submission_id(now, self._rng)
@@ -239,12 +274,13 @@ class SubmissionHandler:
             submission_id=submission_id,
             now=now,
             reception=self._reception(session, account),
-            settings=self._settings,
+            settings=self._routing(),
         )
         try:
             await self._spool.commit(submission, records)
         except Exception:
             log.exception("submission %s not stored", submission_id)
+            await self._give_back(account, envelope)
             return SPOOL_FAILED
         metrics.ACCEPTED.inc(len(submission.messages))
         log.info(
@@ -281,6 +317,12 @@ class SubmissionHandler:
             session_id=session.id,
         )
         self._spool.add_records([record])
+
+    def _routing(self) -> Settings | None:
+        """The settings routing reads: the tenants' tables as in force now."""
+        if self._tenant_settings is not None:
+            return self._tenant_settings.routing
+        return self._settings
 
     def _reception(self, session: Session, account: Account) -> Reception:
         protocol = "ESMTPSA" if session.tls_version else "ESMTPA"

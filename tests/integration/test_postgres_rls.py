@@ -21,6 +21,7 @@ from engine.model import (
     SmtpUser,
     Submission,
     Suppression,
+    TenantOverrides,
     TrackingDomain,
     Webhook,
     WebhookFormat,
@@ -44,6 +45,7 @@ TENANT_TABLES = (
     "api_keys",
     "webhooks",
     "webhook_deliveries",
+    "tenant_settings",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -91,6 +93,7 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     position = await store.webhook_position()
     posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
     assert await store.queue_webhook_deliveries(position, position, posting, T0)
+    await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -103,6 +106,7 @@ ONE_EACH = {
     "tracking_domains": 1,
     "smtp_users": 1,
     "api_keys": 1,
+    "tenant_settings": 1,
     "webhooks": 1,
     "webhook_deliveries": 1,
 }

@@ -22,6 +22,7 @@ from engine.model import (
     Suppression,
     Suspension,
     SuspensionScope,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
     Webhook,
@@ -139,6 +140,63 @@ async def test_tenants(store: Store) -> None:
     with pytest.raises(Conflict):
         await store.create_tenant("acme", T0 + 2)
     assert await store.list_tenants() == [acme, beta]
+
+
+async def test_tenant_overrides_are_stored_replaced_and_listed(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    assert await store.get_tenant_overrides(acme.id) is None
+    assert await store.list_tenant_overrides() == []
+    first = TenantOverrides(acme.id, pool="warm", daily_quota=1000, updated_at=T0)
+    await store.put_tenant_overrides(first)
+    assert await store.get_tenant_overrides(acme.id) == first
+    second = TenantOverrides(
+        acme.id, priority="bulk", rate_quota="10/s,max_burst=5", updated_at=T0 + 1
+    )
+    await store.put_tenant_overrides(second)
+    other = TenantOverrides(beta.id, daily_quota=0, rate_quota="", updated_at=T0 + 2)
+    await store.put_tenant_overrides(other)
+    assert await store.get_tenant_overrides(acme.id) == second
+    assert await store.list_tenant_overrides() == [second, other]
+    with pytest.raises(NotFound):
+        await store.put_tenant_overrides(TenantOverrides(999_999, pool="warm", updated_at=T0))
+
+
+async def test_tenant_messages_are_counted_since_a_time(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    old = message("a", 0, acme.id, created_at=T0 - 10)
+    new = [message("b", n, acme.id, created_at=T0 + n) for n in range(3)]
+    other = message("c", 0, beta.id, created_at=T0)
+    await store.accept(
+        [
+            submission("a", acme.id, [old]),
+            submission("b", acme.id, new),
+            submission("c", beta.id, [other]),
+        ],
+        [],
+    )
+    assert await store.count_tenant_messages(acme.id, T0) == 3
+    assert await store.count_tenant_messages(acme.id, T0 - 10) == 4
+    assert await store.count_tenant_messages(beta.id, T0 + 1) == 0
+
+
+async def test_a_queues_waiting_messages_are_listed_soonest_due_first(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    later = message("a", 0, acme.id, due_at=T0 + 60)
+    sooner = message("a", 1, acme.id, due_at=T0)
+    done = message("a", 2, acme.id, due_at=T0 - 1)
+    elsewhere = message("b", 0, acme.id, queue="news:acme@example.com")
+    await store.accept(
+        [submission("a", acme.id, [later, sooner, done]), submission("b", acme.id, [elsewhere])],
+        [],
+    )
+    claimed = await store.claim("w1", T0, 60.0, 1)
+    await settle_claimed(store, claimed, done.id, MessageState.DELIVERED, T0)
+    listed = await store.queue_messages("default:acme@example.com", 10)
+    assert [m.id for m in listed] == [sooner.id, later.id]
+    assert [m.id for m in await store.queue_messages("default:acme@example.com", 1)] == [sooner.id]
+    assert await store.queue_messages("nothing:acme@example.com", 10) == []
 
 
 async def test_domains(store: Store) -> None:
@@ -772,6 +830,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
+        await store.put_tenant_overrides(TenantOverrides(tenant.id, pool="warm", updated_at=T0))
         await store.add_api_key(api_key(tenant.id, f"{name}0000"))
     done = message("a", 0, acme.id)
     kept = message("b", 0, beta.id)
@@ -791,6 +850,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_suppressions(acme.id, "", 10) == []
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
+    assert await store.get_tenant_overrides(acme.id) is None
     assert await store.get_api_key("acme0000") is None
     assert await store.get_message(done.id) is None
     assert await store.get_body("a") is None
@@ -801,6 +861,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.get_smtp_user("beta-relay") is not None
     assert len(await store.list_suppressions(beta.id, "", 10)) == 1
     assert [d.name for d in await store.list_tracking_domains(None)] == ["t.beta.example"]
+    assert [o.tenant_id for o in await store.list_tenant_overrides()] == [beta.id]
     assert await store.get_api_key("beta0000") is not None
     assert await store.get_message(kept.id) is not None
     assert await store.get_body("b") is not None

@@ -50,6 +50,10 @@ NOT_SETTINGS = {
     "admin_api.routes.webhooks.WebhookCreate": "enabled: a webhook's own, not [webhooks]'s",
     "admin_api.routes.webhooks.WebhookUpdate": "url, enabled: a webhook's, not settings",
     "engine.provisioning.webhooks.WebhookChange": "url, enabled: a webhook's, not settings",
+    "engine.model.TenantOverrides": "pool, priority, quotas: None leaves the config's value",
+    "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
+    "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
+    "admin_api.routes.operators.TenantCreate": "a request body: None sets nothing",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
