@@ -10,6 +10,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -77,10 +78,20 @@ async def webhooks(store: Store, clock: FakeClock) -> AsyncIterator[WebhookServi
         yield service
 
 
+@dataclass(frozen=True)
+class Rig:
+    """A store with the webhooks service running on it, an endpoint, the clock."""
+
+    store: Store
+    clock: FakeClock
+    receiver: WebhookReceiver
+    registry: WebhookRegistry
+
+
 @pytest.fixture
-def registry(store: Store, clock: FakeClock) -> WebhookRegistry:
-    settings = Settings(webhooks=SETTINGS)
-    return WebhookRegistry(store, settings, lambda: SEALER, clock)
+def rig(store: Store, clock: FakeClock, receiver: WebhookReceiver, webhooks: WebhookService) -> Rig:
+    registry = WebhookRegistry(store, Settings(webhooks=SETTINGS), lambda: SEALER, clock)
+    return Rig(store, clock, receiver, registry)
 
 
 async def deliveries(store: Store, tenant: Tenant, webhook_id: str) -> list[WebhookDelivery]:
@@ -94,13 +105,8 @@ def delivery_records(tenant: Tenant, clock: FakeClock, count: int) -> list[Recor
     ]
 
 
-async def test_records_reach_the_webhooks_that_want_them_signed_single_or_batched(
-    store: Store,
-    clock: FakeClock,
-    receiver: WebhookReceiver,
-    registry: WebhookRegistry,
-    webhooks: WebhookService,
-) -> None:
+async def test_records_reach_the_webhooks_that_want_them_signed_single_or_batched(rig: Rig) -> None:
+    store, clock, receiver, registry = rig.store, rig.clock, rig.receiver, rig.registry
     acme = await store.create_tenant("acme", clock.now())
     beta = await store.create_tenant("beta", clock.now())
     single = await registry.create(
@@ -138,13 +144,8 @@ async def test_records_reach_the_webhooks_that_want_them_signed_single_or_batche
     assert len(receiver.requests) == 7  # nothing for beta, nothing twice
 
 
-async def test_a_failing_endpoint_is_retried_with_backoff_for_a_day_then_failed(
-    store: Store,
-    clock: FakeClock,
-    receiver: WebhookReceiver,
-    registry: WebhookRegistry,
-    webhooks: WebhookService,
-) -> None:
+async def test_a_failing_endpoint_is_retried_with_backoff_for_a_day_then_failed(rig: Rig) -> None:
+    store, clock, receiver, registry = rig.store, rig.clock, rig.receiver, rig.registry
     acme = await store.create_tenant("acme", clock.now())
     hook = await registry.create(acme.id, receiver.url("/fail"), [], WebhookFormat.SINGLE, 1, True)
     start = clock.now()
@@ -179,13 +180,8 @@ async def test_a_failing_endpoint_is_retried_with_backoff_for_a_day_then_failed(
     assert {r.headers["penguin-delivery-id"] for r in receiver.requests} == {str(delivery.id)}
 
 
-async def test_a_slow_endpoint_holds_only_its_own_posts(
-    store: Store,
-    clock: FakeClock,
-    receiver: WebhookReceiver,
-    registry: WebhookRegistry,
-    webhooks: WebhookService,
-) -> None:
+async def test_a_slow_endpoint_holds_only_its_own_posts(rig: Rig) -> None:
+    store, clock, receiver, registry = rig.store, rig.clock, rig.receiver, rig.registry
     acme = await store.create_tenant("acme", clock.now())
     await registry.create(acme.id, receiver.url("/slow"), [], WebhookFormat.SINGLE, 1, True)
     await registry.create(acme.id, receiver.url("/ok"), [], WebhookFormat.SINGLE, 1, True)
@@ -194,14 +190,8 @@ async def test_a_slow_endpoint_holds_only_its_own_posts(
     assert 1 <= len(receiver.on("/slow")) <= SETTINGS.concurrency_per_endpoint
 
 
-async def test_two_processes_on_one_store_post_each_record_once(
-    store: Store,
-    store_url: str,
-    clock: FakeClock,
-    receiver: WebhookReceiver,
-    registry: WebhookRegistry,
-    webhooks: WebhookService,
-) -> None:
+async def test_two_processes_on_one_store_post_each_record_once(rig: Rig, store_url: str) -> None:
+    store, clock, receiver, registry = rig.store, rig.clock, rig.receiver, rig.registry
     other = open_store(store_url)
     try:
         async with running(service_on(other, clock)):
