@@ -9,6 +9,8 @@ exist. The logic is ``engine.provisioning.webhooks``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
@@ -62,16 +64,7 @@ class WebhookOut(BaseModel):
 
     @classmethod
     def of(cls, w: Webhook) -> WebhookOut:
-        return cls(
-            id=w.id,
-            url=w.url,
-            record_types=list(w.record_types),
-            format=w.format,
-            batch_size=w.batch_size,
-            enabled=w.enabled,
-            created_at=w.created_at,
-            updated_at=w.updated_at,
-        )
+        return cls.model_validate(dataclasses.asdict(w))
 
 
 class NewWebhookOut(WebhookOut):
@@ -95,17 +88,7 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, d: WebhookDelivery) -> DeliveryOut:
-        return cls(
-            id=d.id,
-            state=d.state,
-            record_count=d.record_count,
-            attempts=d.attempts,
-            next_at=d.next_at,
-            last_status=d.last_status,
-            last_error=d.last_error,
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-        )
+        return cls.model_validate(dataclasses.asdict(d))
 
 
 class DeliveryLog(BaseModel):
