@@ -92,7 +92,7 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     queue_rows,
-    record_query_where,
+    record_query,
     record_row,
     records_about,
     settled_row,
@@ -1071,13 +1071,12 @@ class PostgresStore:
     ) -> list[tuple[int, dict[str, Any]]]:
         """Row-level security and the tenant's condition both keep other tenants' out."""
         count = itertools.count(1)
-        where, args = record_query_where(
-            tenant_id, query, lambda: f"${next(count)}", lambda name: f"(data->>'{name}')"
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: f"${next(count)}", lambda name: f"(data->>'{name}')"
         )
-        sql = f"SELECT seq, data FROM records WHERE {where} ORDER BY seq LIMIT ${next(count)}"
         with _translated("record"):
             async with self.tenant_scope(tenant_id) as conn:
-                rows = await conn.fetch(sql, *args, limit)
+                rows = await conn.fetch(sql, *args)
         return [(int(row[0]), json.loads(row[1])) for row in rows]
 
     # Webhooks.

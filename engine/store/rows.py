@@ -271,12 +271,17 @@ def webhook_delivery_from_row(row: Mapping[str, Any]) -> WebhookDelivery:
     return WebhookDelivery(**fields)
 
 
-def record_query_where(
-    tenant_id: int, query: RecordQuery, mark: Callable[[], str], field_of: Callable[[str], str]
+def record_query(
+    tenant_id: int,
+    query: RecordQuery,
+    limit: int,
+    mark: Callable[[], str],
+    field_of: Callable[[str], str],
 ) -> tuple[str, list[object]]:
-    """The ``WHERE`` condition selecting the tenant's records that match ``query`` and the
-    values it binds, in order; ``mark`` gives the next placeholder, ``field_of`` the SQL
-    of a top-level field of the record's JSON."""
+    """The ``SELECT seq, data`` of up to ``limit`` of the tenant's records matching
+    ``query`` by seq (index ``records_tenant``), and the values it binds, in order;
+    ``mark`` gives the next placeholder, ``field_of`` the SQL of a top-level field of
+    the record's JSON."""
     where = [f"tenant_id = {mark()}", f"seq > {mark()}"]
     args: list[object] = [tenant_id, query.after_seq]
     if query.types:
@@ -301,7 +306,9 @@ def record_query_where(
             f" WHERE messages.tenant_id = records.tenant_id AND campaign = {mark()})"
         )
         args.append(query.campaign)
-    return " AND ".join(where), args
+    args.append(limit)
+    sql = f"SELECT seq, data FROM records WHERE {' AND '.join(where)} ORDER BY seq LIMIT {mark()}"
+    return sql, args
 
 
 def tenant_overrides_row(o: TenantOverrides) -> tuple[object, ...]:

@@ -92,7 +92,7 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     queue_rows,
-    record_query_where,
+    record_query,
     record_row,
     records_about,
     settled_row,
@@ -970,13 +970,12 @@ class SqliteStore:
     async def query_records(
         self, tenant_id: int, query: RecordQuery, limit: int
     ) -> list[tuple[int, dict[str, Any]]]:
-        where, args = record_query_where(
-            tenant_id, query, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
         )
-        sql = f"SELECT seq, data FROM records WHERE {where} ORDER BY seq LIMIT ?"
 
         def select(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            rows = conn.execute(sql, (*args, limit))
+            rows = conn.execute(sql, args)
             return [(int(row[0]), json.loads(row[1])) for row in rows]
 
         return await self._run(select)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -44,6 +45,7 @@ from engine.store import (
 from engine.store.migrations import Backend, migration_files
 from engine.store.postgres import CLAIM_QUEUE_SELECT as POSTGRES_CLAIM
 from engine.store.postgres import PostgresStore
+from engine.store.rows import record_query
 from engine.store.sqlite import CLAIM_QUEUE_SELECT as SQLITE_CLAIM
 from engine.store.sqlite import SqliteStore
 
@@ -1453,3 +1455,30 @@ async def test_api_keys_are_stored_listed_by_tenant_and_revoked(store: Store) ->
     assert await store.revoke_api_key("cccccccc", T0 + 9) == replace(theirs, revoked_at=T0 + 9)
     assert await store.revoke_api_key("zzzzzzzz", T0 + 9) is None
     assert await store.list_api_keys(acme.id) == [revoked, second]
+
+
+async def test_a_tenants_record_query_reads_its_records_through_the_index(
+    store: Store, backend: Backend
+) -> None:
+    big = await store.create_tenant("big", T0)
+    small = await store.create_tenant("small", T0)
+    owners = [small if n % 150 == 0 else big for n in range(3000)]
+    await store.add_records(
+        [Record(RecordType.DELIVERY, T0 + n, t.id, id=f"m{n}") for n, t in enumerate(owners)]
+    )
+    query = RecordQuery(types=frozenset({"Delivery"}), since=T0, after_seq=100)
+    if backend == "sqlite":
+        sql, args = record_query(
+            small.id, query, 50, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
+        )
+    else:
+        count = itertools.count(1)
+        sql, args = record_query(
+            small.id, query, 50, lambda: f"${next(count)}", lambda n: f"(data->>'{n}')"
+        )
+        assert isinstance(store, PostgresStore)
+        await store._execute("ANALYZE records")
+    plan = await query_plan(store, backend, sql, *args)
+    assert "records_tenant" in plan, plan
+    assert "SCAN records" not in plan and "Seq Scan" not in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
