@@ -151,6 +151,13 @@ _CLAIM_QUEUES_SQL = (
     f" RETURNING {MESSAGE_COLUMNS}"
 )
 """Each queue's due messages in claim order (index ``messages_queue_priority``), leased."""
+RECORDS_SINCE_SQL = (
+    "SELECT txid, seq, tenant_id, type, data FROM records"
+    " WHERE txid IS NOT NULL AND (txid, seq) > ($1, $2)"
+    " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    " ORDER BY txid, seq LIMIT $3"
+)
+"""The records after a log position whose transactions ended (index ``records_txid``)."""
 _NEXT_DUE_SQL = (
     "SELECT wanted.queue, (SELECT min(due_at) FROM messages"
     "  WHERE queue = wanted.queue AND state = 'queued')"
@@ -1166,10 +1173,7 @@ class PostgresStore:
         """By (txid, seq), only records of transactions below the snapshot's xmin: every
         transaction that could still add one behind them has ended."""
         rows = await self._fetch(
-            "SELECT txid, seq, tenant_id, type, data FROM records"
-            " WHERE txid IS NOT NULL AND (txid, seq) > ($1, $2)"
-            " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-            " ORDER BY txid, seq LIMIT $3",
+            RECORDS_SINCE_SQL,
             position.txid,
             position.seq,
             limit,

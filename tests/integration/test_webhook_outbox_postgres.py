@@ -11,7 +11,7 @@ import pytest
 from engine.model import Webhook, WebhookFormat
 from engine.records.record import Record, RecordType
 from engine.store import LogPosition, NewWebhookDelivery
-from engine.store.postgres import PostgresStore
+from engine.store.postgres import RECORDS_SINCE_SQL, PostgresStore
 from engine.store.rows import record_row
 
 pytestmark = pytest.mark.postgres
@@ -82,3 +82,15 @@ async def test_a_record_committed_late_under_a_smaller_seq_is_not_skipped(
             if not records:
                 await asyncio.sleep(0.01)
     assert found == ["early", "late"]
+
+
+async def test_following_the_log_reads_the_txid_index(pg_store: PostgresStore) -> None:
+    acme = await pg_store.create_tenant("acme", T0)
+    await pg_store.add_records(
+        [Record(RecordType.DELIVERY, T0, acme.id, id=f"m{n}") for n in range(3000)]
+    )
+    await pg_store._execute("ANALYZE records")
+    rows = await pg_store._fetch(f"EXPLAIN {RECORDS_SINCE_SQL}", 0, 2900, 100)
+    plan = "\n".join(str(row[0]) for row in rows)
+    assert "records_txid" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
