@@ -27,10 +27,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from admin_api import errors
 from admin_api.auth import api_services, bearer, is_operator
 from admin_api.docs_page import DOCS_PAGE
-from admin_api.routes import api_keys, operators, records, webhooks
+from admin_api.routes import (
+    api_keys,
+    domains,
+    operators,
+    records,
+    smtp_users,
+    suppressions,
+    tracking_domains,
+    webhooks,
+)
 from admin_api.services import ApiServices
 
-ROUTERS = (api_keys.router, operators.router, records.router, webhooks.router)
+ROUTERS = (
+    api_keys.router,
+    operators.router,
+    domains.router,
+    tracking_domains.router,
+    smtp_users.router,
+    suppressions.router,
+    records.router,
+    webhooks.router,
+)
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 
 

@@ -4,7 +4,8 @@
 (``engine.runtime.app``) and handed to ``create_app``; routes reach it with
 the ``admin_api.auth.api_services`` dependency. ``spool`` is the process's
 submission spool (acceptance over HTTP commits through it, as SMTP does);
-None where the process accepts no mail.
+None where the process accepts no mail. ``dns`` answers domain verification's
+lookups (``smtp_out.dns_lookup`` on the ``[dns]`` resolvers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from engine.clock import Clock
 from engine.limits import Limiter
 from engine.limits.throttle import ThrottleSpec
 from engine.provisioning import Operations, Provisioning
+from engine.provisioning.verification import DnsLookup
 from engine.service import Health
 from engine.store import Store
 from engine.submission.quota import TenantQuota
@@ -46,6 +48,9 @@ class ApiServices:
     operator_token: str | None = field(default=None, repr=False)
     """The token of ``admin.operator_token_file``; None: no operator access over HTTP."""
     spool: Spool | None = None
+    dns: DnsLookup | None = None
+    """Looks up the records a domain verification checks; None: verification unavailable
+    (no usable resolver configuration)."""
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """What ``/metrics`` serves."""
     health: Callable[[], Mapping[str, Health]] = _no_services

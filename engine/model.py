@@ -114,6 +114,26 @@ class Suppression:
 
 
 @dataclass(frozen=True, slots=True)
+class SuppressionFilter:
+    """Which suppressions ``list_suppressions`` returns; every field set must hold."""
+
+    reason: str = ""
+    """The reason starts with this (``bounce``, ``complaint``, ``unsubscribe``, ...)."""
+    address_prefix: str = ""
+    """The address starts with this (lower-case)."""
+    domain: str = ""
+    """The address is at this domain (lower-case)."""
+    since: float | None = None
+    """Suppressed at or after this time."""
+    until: float | None = None
+    """Suppressed before this time."""
+
+
+EVERY_SUPPRESSION = SuppressionFilter()
+"""The filter every suppression matches."""
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingDomain:
     """A host name a tenant's tracking links and pixels are served on (a CNAME to the
     edge); ``is_default`` for the one its mail uses unless a campaign names another."""

@@ -14,7 +14,9 @@ engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); creating, listing, revoking and authenticating API
 keys (``api_keys``: the token shown once, its secret stored as a SHA-256);
-adding, listing and removing suppressions.
+adding, listing (with filters), importing (CSV, ``suppression_csv``) and
+removing suppressions; and verifying through DNS that a sending domain's
+records are published (``verification``).
 
 ``operations.Operations`` is the operator's other service, behind the CLI and
 the API alike: suspensions, queue inspection and requeue/delete, lanes and
@@ -66,6 +68,7 @@ from engine.provisioning.service import (
     NewApiKey,
     NewSmtpUser,
     Provisioning,
+    SuppressionImport,
     TenantDetails,
     TenantRemoval,
     TrackingDomainRecords,
@@ -93,6 +96,7 @@ __all__ = [
     "SecretUnusable",
     "SnapshotRefresh",
     "StoreFailed",
+    "SuppressionImport",
     "TenantDetails",
     "TenantHasMail",
     "TenantRemoval",

@@ -9,11 +9,12 @@ errors are translated into ``engine.provisioning.errors``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import ipaddress
 import secrets
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +33,13 @@ from engine.dkim.keys import (
     generate_key,
 )
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
     ApiScope,
     SendingDomain,
     SmtpUser,
     Suppression,
+    SuppressionFilter,
     Tenant,
     TenantOverrides,
     TrackingDomain,
@@ -58,6 +61,18 @@ from engine.provisioning.errors import (
     Unknown,
     translated,
 )
+from engine.provisioning.suppression_csv import (
+    BadRow,
+    CsvHeaderError,
+    address_problem,
+    read_rows,
+)
+from engine.provisioning.verification import (
+    DnsLookup,
+    Expectations,
+    VerificationReport,
+    report,
+)
 from engine.provisioning.webhooks import WebhookRegistry
 from engine.return_path import return_path_domain
 from engine.scheduler.tenant_settings import (
@@ -75,6 +90,12 @@ from engine.submission.passwords import generate_password, generate_username, ha
 
 REMOVAL_PAGE = 1000
 """Messages removed per transaction when a tenant is removed with ``force``."""
+IMPORT_BATCH = 1000
+"""Suppressions inserted per transaction by an import."""
+IMPORT_INVALID_SHOWN = 100
+"""Refused rows an import reports (it counts them all)."""
+IMPORT_REASON = "import"
+"""The reason of an imported address whose row gives none."""
 API_KEY_NAME_MAX = 200
 PREFIX_ATTEMPTS = 5
 """New prefixes drawn for an API key before giving up (40 random bits: one is plenty)."""
@@ -115,6 +136,22 @@ class NewSmtpUser:
     tenant: str
     username: str
     password: str = field(repr=False)
+
+
+@dataclass(slots=True)
+class SuppressionImport:
+    """What an import did: addresses added, already suppressed (or repeated in the
+    file), and refused, with the first refused rows."""
+
+    added: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    invalid_rows: list[BadRow] = field(default_factory=list)
+
+    def refused(self, row: BadRow, keep: int) -> None:
+        self.invalid += 1
+        if len(self.invalid_rows) < keep:
+            self.invalid_rows.append(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,23 +355,42 @@ class Provisioning:
         with translated(f"tenant {tenant!r}"):
             return await self._store.list_domains(owner.id)
 
-    async def domain(self, domain: str) -> SendingDomain:
+    async def domain(self, domain: str, *, tenant: str | None = None) -> SendingDomain:
+        """The sending domain ``domain``; with ``tenant``, only if it is that tenant's
+        (another tenant's is ``Unknown`` as if it did not exist)."""
         name = _domain_name(domain)
+        owner = await self._tenant_id(tenant)
         with translated(f"domain {name!r}"):
-            found = await self._store.get_domain(name)
+            found = await self._store.get_domain(name, owner)
         if found is None:
             raise Unknown(f"no sending domain {name!r}")
         return found
 
-    async def domain_records(self, domain: str) -> DomainRecords:
+    async def domain_records(self, domain: str, *, tenant: str | None = None) -> DomainRecords:
         """The DNS records to publish for ``domain``'s current key."""
-        found = await self.domain(domain)
+        found = await self.domain(domain, tenant=tenant)
         return DomainRecords(found, self._records(found.name, found.selector, found))
 
-    async def rotate_domain(self, domain: str, key: DkimKeySpec | None = None) -> DomainRecords:
+    async def verify_domain(
+        self, domain: str, dns: DnsLookup, *, tenant: str | None = None
+    ) -> VerificationReport:
+        """Check through ``dns`` that ``domain``'s records are published: its SPF, DKIM
+        key, DMARC policy, return-path MX and SPF, and its tenant's tracking CNAMEs."""
+        records = await self.domain_records(domain, tenant=tenant)
+        with translated(f"domain {records.domain.name!r}"):
+            tracking = await self._store.list_tracking_domains(records.domain.tenant_id)
+        cnames = [r for t in tracking for r in self._tracking_records(t.name)]
+        expectations = Expectations(records.domain.name, records.dns_records, cnames)
+        wanted = expectations.lookups()
+        answers = await asyncio.gather(*(dns.lookup(name, rdtype) for name, rdtype in wanted))
+        return report(expectations, dict(zip(wanted, answers, strict=True)))
+
+    async def rotate_domain(
+        self, domain: str, key: DkimKeySpec | None = None, *, tenant: str | None = None
+    ) -> DomainRecords:
         """Give ``domain`` a new DKIM key under a new selector; engines sign with it
         once their cache of the domain expires (``engine.domain_keys``)."""
-        current = await self.domain(domain)
+        current = await self.domain(domain, tenant=tenant)
         spec = key or DkimKeySpec()
         selector = self._selector(spec)
         if selector == current.selector:
@@ -345,13 +401,17 @@ class Provisioning:
                 raise Unknown(f"no sending domain {current.name!r}")
         return DomainRecords(keyed, records, previous_selector=current.selector)
 
-    async def remove_domain(self, domain: str) -> SendingDomain:
+    async def remove_domain(self, domain: str, *, tenant: str | None = None) -> SendingDomain:
         """Remove ``domain`` and its key; the domain as it was."""
-        found = await self.domain(domain)
+        found = await self.domain(domain, tenant=tenant)
         with translated(f"domain {found.name!r}"):
-            if not await self._store.remove_domain(found.name):
+            if not await self._store.remove_domain(found.name, found.tenant_id):
                 raise Unknown(f"no sending domain {found.name!r}")
         return found
+
+    async def _tenant_id(self, tenant: str | None) -> int | None:
+        """The id of ``tenant`` (None for None: acting for no tenant in particular)."""
+        return None if tenant is None else (await self.tenant(tenant)).id
 
     def _selector(self, spec: DkimKeySpec) -> str:
         return spec.selector or default_selector(self._clock.now())
@@ -430,11 +490,15 @@ class Provisioning:
         with translated(f"tenant {tenant!r}"):
             return await self._store.list_tracking_domains(owner.id)
 
-    async def tracking_domain(self, domain: str) -> TrackingDomainRecords:
-        """The tracking domain ``domain`` and the CNAME to publish for it."""
+    async def tracking_domain(
+        self, domain: str, *, tenant: str | None = None
+    ) -> TrackingDomainRecords:
+        """The tracking domain ``domain`` and the CNAME to publish for it; with ``tenant``,
+        only if it is that tenant's."""
         name = _domain_name(domain)
+        owner = await self._tenant_id(tenant)
         with translated(f"tracking domain {name!r}"):
-            found = await self._store.get_tracking_domain(name)
+            found = await self._store.get_tracking_domain(name, owner)
         if found is None:
             raise Unknown(f"no tracking domain {name!r}")
         return TrackingDomainRecords(found, self._tracking_records(name))
@@ -451,12 +515,14 @@ class Provisioning:
                 raise Unknown(f"no tracking domain {found.name!r}")
         return TrackingDomain(owner.id, found.name, True, found.created_at, found.id)
 
-    async def remove_tracking_domain(self, domain: str) -> TrackingDomain:
+    async def remove_tracking_domain(
+        self, domain: str, *, tenant: str | None = None
+    ) -> TrackingDomain:
         """Remove ``domain``; the domain as it was. Links already sent on it stop working
         once the edges refresh (``[tracking] refresh_seconds``)."""
-        found = (await self.tracking_domain(domain)).domain
+        found = (await self.tracking_domain(domain, tenant=tenant)).domain
         with translated(f"tracking domain {found.name!r}"):
-            if not await self._store.remove_tracking_domain(found.name):
+            if not await self._store.remove_tracking_domain(found.name, found.tenant_id):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return found
 
@@ -511,11 +577,12 @@ class Provisioning:
         with translated(f"tenant {tenant!r}"):
             return await self._store.list_smtp_users(owner.id)
 
-    async def remove_smtp_user(self, username: str) -> None:
-        """Remove ``username``; a running engine refuses it within a minute
-        (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
+    async def remove_smtp_user(self, username: str, *, tenant: str | None = None) -> None:
+        """Remove ``username`` (with ``tenant``, only if it is that tenant's); a running
+        engine refuses it within a minute (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
+        owner = await self._tenant_id(tenant)
         with translated(f"SMTP user {username!r}"):
-            if not await self._store.remove_smtp_user(username):
+            if not await self._store.remove_smtp_user(username, owner):
                 raise Unknown(f"no SMTP user {username!r}")
 
     # Suppressions.
@@ -529,12 +596,78 @@ class Provisioning:
         return suppression
 
     async def list_suppressions(
-        self, tenant: str, *, after: str = "", limit: int = 1000
+        self,
+        tenant: str,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
     ) -> list[Suppression]:
-        """Up to ``limit`` of ``tenant``'s suppressions, by address, from after ``after``."""
+        """Up to ``limit`` of ``tenant``'s suppressions matching ``where``, by address,
+        from after ``after``."""
         owner = await self.tenant(tenant)
         with translated(f"tenant {tenant!r}"):
-            return await self._store.list_suppressions(owner.id, after.lower(), limit)
+            return await self._store.list_suppressions(owner.id, after.lower(), limit, where)
+
+    async def add_suppressions(
+        self, tenant: str, addresses: Sequence[tuple[str, str]]
+    ) -> SuppressionImport:
+        """Suppress each (address, reason) for ``tenant`` in one transaction; an address
+        already suppressed keeps its reason. ``Invalid`` naming the first bad address
+        (by its index), storing nothing. The counts added and already suppressed."""
+        owner = await self.tenant(tenant)
+        now = self._clock.now()
+        wanted: dict[str, Suppression] = {}
+        for index, (address, reason) in enumerate(addresses):
+            cleaned = address.strip().lower()
+            problem = address_problem(cleaned)
+            if problem is not None:
+                raise Invalid(f"[{index}] {address!r}: {problem}")
+            wanted.setdefault(cleaned, Suppression(owner.id, cleaned, reason, now))
+        counts = SuppressionImport(duplicate=len(addresses) - len(wanted))
+        await self._add_new(wanted, counts)
+        return counts
+
+    async def import_suppressions(
+        self,
+        tenant: str,
+        lines: Iterable[str],
+        *,
+        reason: str = IMPORT_REASON,
+        batch: int = IMPORT_BATCH,
+        keep_invalid: int = IMPORT_INVALID_SHOWN,
+    ) -> SuppressionImport:
+        """Suppress the addresses of a CSV (``engine.provisioning.suppression_csv``) for
+        ``tenant``, ``batch`` rows per transaction, reading ``lines`` as it goes; the
+        counts, and the first ``keep_invalid`` rows refused. ``Invalid`` when the header
+        names no address column."""
+        owner = await self.tenant(tenant)
+        counts = SuppressionImport()
+        pending: dict[str, Suppression] = {}
+        try:
+            for row in read_rows(lines, reason):
+                if isinstance(row, BadRow):
+                    counts.refused(row, keep_invalid)
+                elif row.address in pending:
+                    counts.duplicate += 1
+                else:
+                    now = self._clock.now()
+                    pending[row.address] = Suppression(owner.id, row.address, row.reason, now)
+                    if len(pending) >= batch:
+                        await self._add_new(pending, counts)
+        except CsvHeaderError as exc:
+            raise Invalid(str(exc)) from exc
+        await self._add_new(pending, counts)
+        return counts
+
+    async def _add_new(self, pending: dict[str, Suppression], counts: SuppressionImport) -> None:
+        if not pending:
+            return
+        with translated("suppressions"):
+            added = await self._store.add_new_suppressions(list(pending.values()))
+        counts.added += added
+        counts.duplicate += len(pending) - added
+        pending.clear()
 
     async def remove_suppression(self, tenant: str, address: str) -> None:
         owner = await self.tenant(tenant)

@@ -88,7 +88,8 @@ from engine.webhooks.client import HttpPoster
 from engine.webhooks.sender import WebhookSender
 from engine.webhooks.service import WebhookService
 from smtp_out.deliverer import SmtpDeliverer
-from smtp_out.dns import MxResolver, MxRoute, RouteResolver
+from smtp_out.dns import MxResolver, MxRoute, ResolverConfigurationError, RouteResolver
+from smtp_out.dns_lookup import RecordLookup
 from tracking_edge.app import TrackingEdge
 from tracking_edge.bots import ClickBursts
 from tracking_edge.certificates import CertificateDirectory, CertificateError
@@ -217,6 +218,17 @@ async def prepare(settings: Settings, *, certificate: bool) -> None:
     await store.close()
     if certificate:
         tls_files(settings)
+
+
+def _record_lookup(settings: Settings) -> RecordLookup | None:
+    """The admin API's lookups for domain verification, on the ``[dns]`` resolvers;
+    None (verification answers 503) when the system resolver configuration is unusable."""
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        return RecordLookup(nameservers, settings.dns.timeout_seconds)
+    except ResolverConfigurationError as exc:
+        log.warning("domain verification unavailable: %s", exc)
+        return None
 
 
 def engine_secret(settings: Settings) -> bytes:
@@ -553,6 +565,7 @@ class Engine:
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
             spool=spool,
+            dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,
             quota=TenantQuota(self._limiter, self._book()),

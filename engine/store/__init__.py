@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
     InboundMessage,
     InboundState,
@@ -49,6 +50,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TenantOverrides,
@@ -214,19 +216,32 @@ class Store(Protocol):
         their state now."""
         ...
 
-    async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
-
-    async def get_domain(self, name: str) -> SendingDomain | None: ...
-
-    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
-        """Replace the DKIM key of ``domain.name`` (selector, algorithm, keys); False if absent."""
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        """Store ``domain`` for its tenant (RLS on PostgreSQL); it with its new id."""
         ...
 
-    async def list_domains(self, tenant_id: int) -> list[SendingDomain]: ...
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        """The sending domain ``name``; with ``tenant_id``, only that tenant's (on
+        PostgreSQL through row-level security too)."""
+        ...
 
-    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser: ...
+    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
+        """Replace the DKIM key (selector, algorithm, keys) of ``domain.name``, if it is
+        ``domain.tenant_id``'s (RLS on PostgreSQL); False if absent."""
+        ...
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None: ...
+    async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
+        """A tenant's sending domains, by name; isolated by RLS on PostgreSQL."""
+        ...
+
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
+        """Store ``user`` for its tenant (RLS on PostgreSQL); it with its new id."""
+        ...
+
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
+        """The SMTP user ``username``; with ``tenant_id``, only that tenant's (RLS on
+        PostgreSQL)."""
+        ...
 
     async def add_suppression(self, suppression: Suppression) -> None:
         """Insert or replace (tenant, address); addresses compare case-insensitively."""
@@ -429,25 +444,41 @@ class Store(Protocol):
         nothing. False when there is no such tenant."""
         ...
 
-    async def remove_domain(self, name: str) -> bool:
-        """Remove the sending domain ``name`` and its DKIM key; False if absent."""
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        """Remove the sending domain ``name`` and its DKIM key (with ``tenant_id``, only
+        if it is that tenant's; RLS on PostgreSQL); False if absent."""
         ...
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
-        """A tenant's SMTP users, by username."""
+        """A tenant's SMTP users, by username; isolated by RLS on PostgreSQL."""
         ...
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        """Remove the SMTP user ``username``; False if absent."""
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        """Remove the SMTP user ``username`` (with ``tenant_id``, only if it is that
+        tenant's; RLS on PostgreSQL); False if absent."""
         ...
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        """Up to ``limit`` of a tenant's suppressions with an address above ``after``
-        (``""`` for the first page), by address."""
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        """Up to ``limit`` of a tenant's suppressions matching ``where`` with an address
+        above ``after`` (``""`` for the first page), by address; isolated by RLS on
+        PostgreSQL."""
+        ...
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        """Insert those of ``suppressions`` whose (tenant, address) is not suppressed yet
+        (an address already suppressed keeps its reason and time), in one transaction;
+        how many were inserted. All of one tenant: isolated by RLS on PostgreSQL."""
         ...
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
-        """Remove (tenant, address), the address compared case-insensitively; False if absent."""
+        """Remove (tenant, address), the address compared case-insensitively; False if
+        absent. Isolated by RLS on PostgreSQL."""
         ...
 
     # Inbound bounces and complaints (``bounce_in``).
@@ -493,10 +524,16 @@ class Store(Protocol):
         when the name is taken, ``NotFound`` when the tenant is unknown."""
         ...
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None: ...
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        """The tracking domain ``name``; with ``tenant_id``, only that tenant's (RLS on
+        PostgreSQL)."""
+        ...
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
-        """A tenant's tracking domains (every tenant's for None), by name."""
+        """A tenant's tracking domains (every tenant's for None), by name; a tenant's
+        isolated by RLS on PostgreSQL."""
         ...
 
     async def set_default_tracking_domain(self, name: str) -> bool:
@@ -504,8 +541,9 @@ class Store(Protocol):
         not, in one transaction; False if absent."""
         ...
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        """Remove the tracking domain ``name``; False if absent."""
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        """Remove the tracking domain ``name`` (with ``tenant_id``, only if it is that
+        tenant's; RLS on PostgreSQL); False if absent."""
         ...
 
     # A tenant's records (the admin API; RLS on PostgreSQL).

@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
     InboundMessage,
     InboundState,
@@ -46,6 +47,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TenantOverrides,
@@ -96,6 +98,8 @@ from engine.store.rows import (
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
     tenant_overrides_row,
@@ -234,6 +238,19 @@ class PostgresStore:
             await conn.execute(f"SET LOCAL ROLE {TENANT_ROLE}")
             await conn.execute("SELECT set_config('penguin.tenant_id', $1, true)", str(tenant_id))
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _acting_for(self, tenant_id: int | None, subject: str) -> AsyncIterator[Any]:
+        """A connection for ``tenant_id`` (``tenant_scope``), or as the owner for None;
+        server errors translated."""
+        with _translated(subject):
+            if tenant_id is None:
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    yield conn
+            else:
+                async with self.tenant_scope(tenant_id) as conn:
+                    yield conn
 
     # Lifecycle.
 
@@ -380,60 +397,76 @@ class PostgresStore:
         return int(row[0])
 
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
-        row = await self._fetchrow(
-            "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
-            " private_key_sealed, public_key_b64, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            domain.tenant_id,
-            domain.name,
-            domain.selector,
-            domain.algorithm,
-            domain.private_key_sealed,
-            domain.public_key_b64,
-            domain.created_at,
-            subject=f"domain {domain.name!r}",
-        )
+        async with self._acting_for(domain.tenant_id, f"domain {domain.name!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
+                " private_key_sealed, public_key_b64, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                domain.tenant_id,
+                domain.name,
+                domain.selector,
+                domain.algorithm,
+                domain.private_key_sealed,
+                domain.public_key_b64,
+                domain.created_at,
+            )
         return replace(domain, id=int(row[0]))
 
     async def rotate_domain_key(self, domain: SendingDomain) -> bool:
-        row = await self._fetchrow(
-            "UPDATE sending_domains SET selector = $1, algorithm = $2, private_key_sealed = $3,"
-            " public_key_b64 = $4 WHERE name = $5 RETURNING id",
-            domain.selector,
-            domain.algorithm,
-            domain.private_key_sealed,
-            domain.public_key_b64,
-            domain.name,
-            subject=f"domain {domain.name!r}",
-        )
+        async with self._acting_for(domain.tenant_id, f"domain {domain.name!r}") as conn:
+            row = await conn.fetchrow(
+                "UPDATE sending_domains SET selector = $1, algorithm = $2,"
+                " private_key_sealed = $3, public_key_b64 = $4"
+                " WHERE name = $5 AND tenant_id = $6 RETURNING id",
+                domain.selector,
+                domain.algorithm,
+                domain.private_key_sealed,
+                domain.public_key_b64,
+                domain.name,
+                domain.tenant_id,
+            )
         return row is not None
 
-    async def get_domain(self, name: str) -> SendingDomain | None:
-        row = await self._fetchrow(
-            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name
-        )
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        async with self._acting_for(tenant_id, "domain") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {DOMAIN_COLUMNS} FROM sending_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return None if row is None else SendingDomain(**dict(row))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
-        rows = await self._fetch(
-            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "domain") as conn:
+            rows = await conn.fetch(
+                f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
+                tenant_id,
+            )
         return [SendingDomain(**dict(row)) for row in rows]
 
     async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
-        row = await self._fetchrow(
-            "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            user.tenant_id,
-            user.username,
-            user.password_hash,
-            user.created_at,
-            subject=f"SMTP user {user.username!r}",
-        )
+        async with self._acting_for(user.tenant_id, f"SMTP user {user.username!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                user.tenant_id,
+                user.username,
+                user.password_hash,
+                user.created_at,
+            )
         return replace(user, id=int(row[0]))
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
+        if tenant_id is not None:
+            async with self._acting_for(tenant_id, "SMTP user") as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, tenant_id, username, password_hash, created_at"
+                    " FROM smtp_users WHERE username = $1 AND tenant_id = $2",
+                    username,
+                    tenant_id,
+                )
+            return None if row is None else SmtpUser(**dict(row))
         row = await self._fetchrow(
             "SELECT id, tenant_id, username, password_hash, created_at"
             " FROM smtp_users WHERE username = $1",
@@ -890,43 +923,73 @@ class PostgresStore:
                 await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
         return True
 
-    async def remove_domain(self, name: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM sending_domains WHERE name = $1", name, subject="domain"
-        )
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "domain") as conn:
+            status = await conn.execute(
+                "DELETE FROM sending_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return _row_count(status) == 1
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
-        rows = await self._fetch(
-            "SELECT id, tenant_id, username, password_hash, created_at"
-            " FROM smtp_users WHERE tenant_id = $1 ORDER BY username",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "SMTP user") as conn:
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, username, password_hash, created_at"
+                " FROM smtp_users WHERE tenant_id = $1 ORDER BY username",
+                tenant_id,
+            )
         return [SmtpUser(**dict(row)) for row in rows]
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM smtp_users WHERE username = $1", username, subject="SMTP user"
-        )
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "SMTP user") as conn:
+            status = await conn.execute(
+                "DELETE FROM smtp_users"
+                " WHERE username = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                username,
+                tenant_id,
+            )
         return _row_count(status) == 1
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        rows = await self._fetch(
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
+        numbered = _numbered([*(f" AND {c}" for c in conditions), " ORDER BY address LIMIT ?"], 3)
+        sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = $1 AND address > $2 ORDER BY address LIMIT $3",
-            tenant_id,
-            after,
-            limit,
+            " WHERE tenant_id = $1 AND address > $2" + numbered
         )
+        async with self._acting_for(tenant_id, "suppression") as conn:
+            rows = await conn.fetch(sql, tenant_id, after, *params, limit)
         return [Suppression(**dict(row)) for row in rows]
 
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        if not suppressions:
+            return 0
+        columns = list(zip(*(suppression_row(x) for x in suppressions), strict=True))
+        async with self._acting_for(suppressions[0].tenant_id, "suppression") as conn:
+            status = await conn.execute(
+                "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                " $4::double precision[])"
+                " ON CONFLICT (tenant_id, address) DO NOTHING",
+                *(list(column) for column in columns),
+            )
+        return _row_count(status)
+
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2",
-            tenant_id,
-            address.lower(),
-            subject="suppression",
-        )
+        async with self._acting_for(tenant_id, "suppression") as conn:
+            status = await conn.execute(
+                "DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2",
+                tenant_id,
+                address.lower(),
+            )
         return _row_count(status) == 1
 
     # Inbound bounces and complaints.
@@ -1030,18 +1093,25 @@ class PostgresStore:
                 )
         return replace(domain, id=int(row[0]))
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
-        row = await self._fetchrow(
-            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = $1", name
-        )
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return None if row is None else tracking_domain_from_row(row)
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
-        rows = await self._fetch(
-            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
-            " WHERE $1::bigint IS NULL OR tenant_id = $1 ORDER BY name",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            rows = await conn.fetch(
+                f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+                " WHERE $1::bigint IS NULL OR tenant_id = $1 ORDER BY name",
+                tenant_id,
+            )
         return [tracking_domain_from_row(row) for row in rows]
 
     async def set_default_tracking_domain(self, name: str) -> bool:
@@ -1065,10 +1135,14 @@ class PostgresStore:
                 )
         return True
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM tracking_domains WHERE name = $1", name, subject="tracking domain"
-        )
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            status = await conn.execute(
+                "DELETE FROM tracking_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return _row_count(status) == 1
 
     # A tenant's records.
@@ -1357,6 +1431,12 @@ async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
         return
     rows = [record_row(r) for r in records]
     await conn.copy_records_to_table("records", records=rows, columns=RECORD_FIELDS)
+
+
+def _numbered(parts: Sequence[str], first: int) -> str:
+    """``parts`` joined, their ``?`` placeholders numbered ``$first``, ``$first+1``, ..."""
+    pieces = "".join(parts).split("?")
+    return "".join(f"{p}${first + i}" for i, p in enumerate(pieces[:-1])) + pieces[-1]
 
 
 def _row_count(status: str) -> int:

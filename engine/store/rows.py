@@ -21,6 +21,8 @@ from engine.model import (
     QueuedMessage,
     Settlement,
     Submission,
+    Suppression,
+    SuppressionFilter,
     Suspension,
     SuspensionScope,
     TenantOverrides,
@@ -141,6 +143,36 @@ def queue_rows(submissions: Sequence[Submission]) -> list[tuple[str, int, str, s
         if m.state is MessageState.QUEUED
     }
     return [queues[name] for name in sorted(queues)]
+
+
+def suppression_row(s: Suppression) -> tuple[int, str, str, float]:
+    """A suppression as bound to (tenant_id, address, reason, created_at)."""
+    return (s.tenant_id, s.address.lower(), s.reason, s.created_at)
+
+
+def suppression_conditions(where: SuppressionFilter) -> tuple[list[str], list[object]]:
+    """The SQL conditions of ``where``, with ``?`` for each parameter, and the parameters;
+    prefixes and suffixes compared with ``substr`` (no ``LIKE`` escaping, one meaning on
+    both databases)."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if where.reason:
+        conditions.append("substr(reason, 1, ?) = ?")
+        params += [len(where.reason), where.reason]
+    if where.address_prefix:
+        conditions.append("substr(address, 1, ?) = ?")
+        params += [len(where.address_prefix), where.address_prefix.lower()]
+    if where.domain:
+        at_domain = "@" + where.domain.lower()
+        conditions.append("substr(address, length(address) - ? + 1) = ?")
+        params += [len(at_domain), at_domain]
+    if where.since is not None:
+        conditions.append("created_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        conditions.append("created_at < ?")
+        params.append(where.until)
+    return conditions, params
 
 
 def suspension_row(s: Suspension) -> tuple[object, ...]:

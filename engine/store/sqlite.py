@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
     InboundMessage,
     InboundState,
@@ -47,6 +48,7 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
     TenantOverrides,
@@ -96,6 +98,8 @@ from engine.store.rows import (
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
     tenant_overrides_row,
@@ -109,6 +113,8 @@ from engine.store.rows import (
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
+_OF_TENANT = " AND (? IS NULL OR tenant_id = ?)"
+"""Bound to (tenant_id, tenant_id): rows of that tenant, or of any for None."""
 _CHUNK = 500  # bound on "?" parameters in one IN (...) list
 
 _SETTLE_SQL = (
@@ -275,22 +281,24 @@ class SqliteStore:
         def update(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE sending_domains SET selector = ?, algorithm = ?, private_key_sealed = ?,"
-                " public_key_b64 = ? WHERE name = ?",
+                " public_key_b64 = ? WHERE name = ? AND tenant_id = ?",
                 (
                     domain.selector,
                     domain.algorithm,
                     domain.private_key_sealed,
                     domain.public_key_b64,
                     domain.name,
+                    domain.tenant_id,
                 ),
             )
             return cur.rowcount == 1
 
         return await self._write(update, f"domain {domain.name!r}")
 
-    async def get_domain(self, name: str) -> SendingDomain | None:
-        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
-        return await self._run(lambda conn: _one(conn, SendingDomain, sql, (name,)))
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        return await self._run(lambda conn: _one(conn, SendingDomain, sql, params))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
         sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = ? ORDER BY name"
@@ -307,12 +315,13 @@ class SqliteStore:
 
         return await self._write(insert, f"SMTP user {user.username!r}")
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
         sql = (
             "SELECT id, tenant_id, username, password_hash, created_at"
-            " FROM smtp_users WHERE username = ?"
+            f" FROM smtp_users WHERE username = ?{_OF_TENANT}"
         )
-        return await self._run(lambda conn: _one(conn, SmtpUser, sql, (username,)))
+        params = (username, tenant_id, tenant_id)
+        return await self._run(lambda conn: _one(conn, SmtpUser, sql, params))
 
     async def add_suppression(self, suppression: Suppression) -> None:
         """Insert or replace (tenant, address); addresses compare case-insensitively."""
@@ -800,9 +809,10 @@ class SqliteStore:
 
         return await self._write(delete, "tenant")
 
-    async def remove_domain(self, name: str) -> bool:
-        sql = "DELETE FROM sending_domains WHERE name = ?"
-        return await self._write(lambda conn: conn.execute(sql, (name,)).rowcount == 1, "domain")
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM sending_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "domain")
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
         sql = (
@@ -811,18 +821,41 @@ class SqliteStore:
         )
         return await self._run(lambda conn: _all(conn, SmtpUser, sql, (tenant_id,)))
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        sql = "DELETE FROM smtp_users WHERE username = ?"
-        return await self._write(
-            lambda conn: conn.execute(sql, (username,)).rowcount == 1, "SMTP user"
-        )
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM smtp_users WHERE username = ?{_OF_TENANT}"
+        params = (username, tenant_id, tenant_id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "SMTP user")
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
         sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = ? AND address > ? ORDER BY address LIMIT ?"
+            " WHERE tenant_id = ? AND address > ?"
+            + "".join(f" AND {c}" for c in conditions)
+            + " ORDER BY address LIMIT ?"
         )
-        return await self._run(lambda conn: _all(conn, Suppression, sql, (tenant_id, after, limit)))
+        bound = (tenant_id, after, *params, limit)
+        return await self._run(lambda conn: _all(conn, Suppression, sql, bound))
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        sql = (
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, address) DO NOTHING"
+        )
+        rows = [suppression_row(x) for x in suppressions]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+        return await self._write(insert, "suppression")
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
         sql = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?"
@@ -931,9 +964,12 @@ class SqliteStore:
 
         return await self._write(insert, f"tracking domain {domain.name!r}")
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
-        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = ?"
-        found = await self._run(lambda conn: _tracking_domains(conn, sql, (name,)))
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        found = await self._run(lambda conn: _tracking_domains(conn, sql, params))
         return found[0] if found else None
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
@@ -959,10 +995,11 @@ class SqliteStore:
 
         return await self._write(update, f"tracking domain {name!r}")
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        sql = "DELETE FROM tracking_domains WHERE name = ?"
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM tracking_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
         return await self._write(
-            lambda conn: conn.execute(sql, (name,)).rowcount == 1, "tracking domain"
+            lambda conn: conn.execute(sql, params).rowcount == 1, "tracking domain"
         )
 
     # A tenant's records.

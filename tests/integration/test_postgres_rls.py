@@ -28,7 +28,7 @@ from engine.model import (
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
-from engine.store import NewWebhookDelivery
+from engine.store import NewWebhookDelivery, StoreError
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -210,6 +210,19 @@ async def test_tenant_scope_cannot_write_for_another_tenant(pg_store: PostgresSt
         assert await conn.execute("UPDATE messages SET attempts = 9") == "UPDATE 1"
     [beta_message] = await pg_store.tenant_messages(beta, 10)
     assert beta_message.attempts == 0
+
+
+async def test_tenant_facing_calls_run_under_row_level_security(pg_store: PostgresStore) -> None:
+    acme = await seed(pg_store, "acme", submissions=1, per=1)
+    beta = await seed(pg_store, "beta", submissions=1, per=1)
+    mixed = [
+        Suppression(acme, "new@example.com", "import", T0),
+        Suppression(beta, "new@example.com", "import", T0),
+    ]
+    with pytest.raises(StoreError, match="suppression"):
+        await pg_store.add_new_suppressions(mixed)
+    assert await pg_store.suppressed(acme, ["new@example.com"]) == set()
+    assert await pg_store.suppressed(beta, ["new@example.com"]) == set()
 
 
 async def test_concurrent_claims_never_lease_a_message_twice(

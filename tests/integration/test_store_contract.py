@@ -21,6 +21,7 @@ from engine.model import (
     SmtpUser,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     SuspensionScope,
     TenantOverrides,
@@ -239,6 +240,38 @@ async def test_domain_key_rotation(store: Store) -> None:
     assert await store.get_domain("acme.example") == rotated
     ghost = replace(rotated, name="ghost.example")
     assert await store.rotate_domain_key(ghost) is False
+
+
+async def test_lookups_for_a_tenant_see_only_its_own(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    domain = await store.add_domain(
+        SendingDomain(acme.id, "acme.example", "s1", "rsa", b"k", "KEY", T0)
+    )
+    user = await store.add_smtp_user(SmtpUser(acme.id, "acme-u", "hash", T0))
+    tracking = await store.add_tracking_domain(TrackingDomain(acme.id, "t.acme.example", False, T0))
+
+    assert await store.get_domain("acme.example", beta.id) is None
+    assert await store.get_domain("acme.example", acme.id) == domain
+    assert await store.get_smtp_user("acme-u", beta.id) is None
+    assert await store.get_smtp_user("acme-u", acme.id) == user
+    assert await store.get_tracking_domain("t.acme.example", beta.id) is None
+    assert await store.get_tracking_domain("t.acme.example", acme.id) == tracking
+    assert await store.list_domains(beta.id) == []
+    assert await store.list_tracking_domains(beta.id) == []
+
+    assert await store.rotate_domain_key(replace(domain, tenant_id=beta.id, selector="s2")) is False
+    assert await store.remove_domain("acme.example", beta.id) is False
+    assert await store.remove_smtp_user("acme-u", beta.id) is False
+    assert await store.remove_tracking_domain("t.acme.example", beta.id) is False
+    assert await store.get_domain("acme.example") == domain
+    assert await store.get_smtp_user("acme-u") == user
+    assert await store.get_tracking_domain("t.acme.example") == tracking
+
+    assert await store.remove_domain("acme.example", acme.id) is True
+    assert await store.remove_smtp_user("acme-u", acme.id) is True
+    assert await store.remove_tracking_domain("t.acme.example", acme.id) is True
+    assert await store.get_domain("acme.example") is None
 
 
 async def test_smtp_users(store: Store) -> None:
@@ -756,6 +789,78 @@ async def test_suppressions_are_paged_by_address_and_removed(store: Store) -> No
     assert await store.remove_suppression(acme.id, "alice@example.com") is False
     assert await store.suppressed(acme.id, ["alice@example.com"]) == set()
     assert await store.suppressed(beta.id, ["alice@example.com"]) == {"alice@example.com"}
+
+
+async def test_suppressions_are_filtered_by_reason_address_and_time(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    rows = [
+        ("ann@a.example", "bounce: 5.1.1 InvalidRecipient", T0),
+        ("bob@a.example", "complaint: abuse", T0 + 10),
+        ("ann@b.example", "unsubscribe", T0 + 20),
+        ("anna@sub.a.example", "bounce: 5.7.1 SpamBlock", T0 + 30),
+        ("x_y%z@a.example", "manual", T0 + 40),
+    ]
+    for address, reason, at in rows:
+        await store.add_suppression(Suppression(acme.id, address, reason, at))
+    await store.add_suppression(Suppression(beta.id, "ann@a.example", "bounce: other", T0))
+
+    async def listed(where: SuppressionFilter, after: str = "", limit: int = 10) -> list[str]:
+        return [s.address for s in await store.list_suppressions(acme.id, after, limit, where)]
+
+    assert await listed(SuppressionFilter(reason="bounce")) == [
+        "ann@a.example",
+        "anna@sub.a.example",
+    ]
+    assert await listed(SuppressionFilter(domain="a.example")) == [
+        "ann@a.example",
+        "bob@a.example",
+        "x_y%z@a.example",
+    ]
+    assert await listed(SuppressionFilter(address_prefix="ann")) == [
+        "ann@a.example",
+        "ann@b.example",
+        "anna@sub.a.example",
+    ]
+    assert await listed(SuppressionFilter(address_prefix="x_y%")) == ["x_y%z@a.example"]
+    assert await listed(SuppressionFilter(address_prefix="x%")) == []
+    assert await listed(SuppressionFilter(since=T0 + 10, until=T0 + 30)) == [
+        "ann@b.example",
+        "bob@a.example",
+    ]
+    both = SuppressionFilter(reason="bounce", address_prefix="ann", since=T0 + 1)
+    assert await listed(both) == ["anna@sub.a.example"]
+    assert await listed(SuppressionFilter(domain="a.example"), after="bob@a.example") == [
+        "x_y%z@a.example"
+    ]
+    assert await listed(SuppressionFilter(domain="a.example"), limit=1) == ["ann@a.example"]
+    assert await store.list_suppressions(beta.id, "", 10, SuppressionFilter(reason="bounce")) == [
+        Suppression(beta.id, "ann@a.example", "bounce: other", T0)
+    ]
+
+
+async def test_new_suppressions_are_added_and_existing_ones_kept(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_suppression(Suppression(acme.id, "old@example.com", "bounce", T0))
+    await store.add_suppression(Suppression(beta.id, "new@example.com", "complaint", T0))
+    batch = [
+        Suppression(acme.id, "old@example.com", "import", T0 + 5),
+        Suppression(acme.id, "New@example.com", "import", T0 + 5),
+        Suppression(acme.id, "new@example.com", "again", T0 + 6),
+        Suppression(acme.id, "third@example.com", "import", T0 + 5),
+    ]
+
+    assert await store.add_new_suppressions(batch) == 2
+    assert await store.add_new_suppressions([]) == 0
+    assert await store.list_suppressions(acme.id, "", 10) == [
+        Suppression(acme.id, "new@example.com", "import", T0 + 5),
+        Suppression(acme.id, "old@example.com", "bounce", T0),
+        Suppression(acme.id, "third@example.com", "import", T0 + 5),
+    ]
+    assert await store.list_suppressions(beta.id, "", 10) == [
+        Suppression(beta.id, "new@example.com", "complaint", T0)
+    ]
 
 
 async def test_a_removed_domain_is_gone_and_its_name_free(store: Store) -> None:

@@ -50,6 +50,7 @@ NOT_SETTINGS = {
     "admin_api.routes.webhooks.WebhookCreate": "enabled: a webhook's own, not [webhooks]'s",
     "admin_api.routes.webhooks.WebhookUpdate": "url, enabled: a webhook's, not settings",
     "engine.provisioning.webhooks.WebhookChange": "url, enabled: a webhook's, not settings",
+    "admin_api.routes.suppressions.SuppressionsIn": "address: a suppressed one, not a source's",
     "engine.model.TenantOverrides": "pool, priority, quotas: None leaves the config's value",
     "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
     "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
