@@ -10,7 +10,8 @@ process runs one or more roles, each a service (``engine.service.Service``,
 with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
-``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
+``all`` too when ``bounce.listen`` is set); ``webhooks`` (records posted to the
+tenants' webhooks, ``engine.webhooks``) beside each delivery; role ``tracking`` runs the
 tracking edge alone; ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
@@ -84,6 +85,9 @@ from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
+from engine.webhooks.client import HttpPoster
+from engine.webhooks.sender import WebhookSender
+from engine.webhooks.service import WebhookService
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, ResolverConfigurationError, RouteResolver
 from smtp_out.dns_lookup import RecordLookup
@@ -306,6 +310,18 @@ def lane_scheduler(
     )
 
 
+def webhook_service(
+    settings: Settings, store: Store, sealer: Sealer, clock: Clock
+) -> WebhookService:
+    """The webhooks' dispatcher and sender, posting over the minimal HTTP client."""
+    hooks = settings.webhooks
+    poster = HttpPoster(timeout=hooks.request_timeout_seconds, allow_private=hooks.allow_private)
+    sender = WebhookSender(
+        store=store, settings=hooks, sealer=sealer, clock=clock, post=poster.post
+    )
+    return WebhookService(store=store, settings=hooks, clock=clock, sender=sender)
+
+
 @dataclass
 class Engine:
     """All services of one engine process."""
@@ -370,6 +386,8 @@ class Engine:
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
+            if settings.webhooks.enabled:
+                composed.append(webhook_service(settings, self._store, Sealer(secret), self.clock))
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
