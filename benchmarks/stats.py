@@ -162,9 +162,11 @@ async def bench(backend: str, url: str, options: Options) -> Row:
         assert tenant is not None
         rollup = StatsRollup(store, Shaping.load().provider_of, SystemClock(), "bench")
         began = time.perf_counter()
-        counted = await rollup.catch_up()
+        while rollup.applied < records:  # another database's transaction may hold some back
+            if not await rollup.step():
+                await asyncio.sleep(0.01)
+        counted = rollup.applied
         rolled = time.perf_counter() - began
-        assert counted == records, (counted, records)
         print(f"{backend}: rollup {counted / rolled:.0f} records/s", file=sys.stderr)
         latencies = {}
         for name, query in QUERIES.items():

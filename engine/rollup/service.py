@@ -1,8 +1,10 @@
 """The ``stats`` service: keeps the rollup counters from the record log.
 
-It reads the log in batches after its cursor (``Store.stats_records_after``),
-sums each batch (``Tally``) and applies the sums with the new cursor in one
-transaction (``Store.apply_stats``, which refuses when the cursor moved):
+It reads the log in batches after its position (``Store.records_since``, as
+the webhook dispatcher does: on PostgreSQL no record committed late is
+passed by), sums each batch (``Tally``, with ``Store.message_facts`` for the
+campaign and sender) and applies the sums with the new position in one
+transaction (``Store.apply_stats``, which refuses when the position moved):
 a crash between or inside batches neither loses records nor counts one twice.
 Several delivering processes may run it; a lease in the cursor row
 (``Store.lease_stats``) lets one apply at a time, and the cursor check keeps
@@ -23,7 +25,7 @@ from engine.clock import Clock
 from engine.service import Address, Health
 from engine.stats.counts import Tally
 from engine.stats.report import StatsQuery, StatsRow, stats_rows
-from engine.store import Store, StoreError
+from engine.store import LogPosition, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +68,31 @@ class StatsRollup:
         self._known: dict[str, str] = {}
         self._stopping = asyncio.Event()
         self._error = ""
-        self.cursor: int | None = None
-        """The last record sequence number this process counted or saw counted."""
+        self.position: LogPosition | None = None
+        """The log position this process counted to, or saw counted to."""
         self.applied = 0
         """Records this process read and applied."""
 
     async def step(self) -> int:
         """Apply one batch if this process holds the lease; how many records it read
         (0: nothing new, or another process applies)."""
-        cursor = await self._store.lease_stats(self._owner, self._clock.now(), self._lease)
-        if cursor is None:
+        store = self._store
+        position = await store.lease_stats(self._owner, self._clock.now(), self._lease)
+        if position is None:
             return 0
-        records = await self._store.stats_records_after(cursor, self._batch)
+        records, reached = await store.records_since(position, self._batch)
+        self.position = position
         if not records:
-            self.cursor = cursor
             return 0
+        ids = [r.data["id"] for r in records if r.data.get("id")]
+        facts = await store.message_facts(ids)
         tally = Tally(self._provider_of, self._known)
-        tally.add_all(records)
-        last = records[-1].seq
-        if not await self._store.apply_stats(cursor, last, tally.counts()):
-            log.warning("stats: records after %d were counted by another process", cursor)
+        for record in records:
+            tally.add(record.tenant_id, record.data, facts.get(record.data.get("id") or ""))
+        if not await store.apply_stats(position, reached, tally.counts()):
+            log.warning("stats: records after %s were counted by another process", position)
             return 0
-        self.cursor = last
+        self.position = reached
         self.applied += len(records)
         return len(records)
 
@@ -120,4 +125,5 @@ class StatsRollup:
     def health(self) -> Health:
         if self._error:
             return Health(False, self._error)
-        return Health(True, f"counted to record {self.cursor}")
+        seq = None if self.position is None else self.position.seq
+        return Health(True, f"counted to record {seq}")

@@ -1,7 +1,7 @@
 """Which counters a log record adds to: pure.
 
-A ``Tally`` takes records of the log (``LoggedRecord``: the record's JSON
-with what the store knows of its message) and sums them per ``StatKey``
+A ``Tally`` takes records of the log (the record's JSON with what the
+store knows of its message, ``MessageFacts``) and sums them per ``StatKey``
 (tenant, hour, campaign, sending domain, provider) into ``METRICS`` counts
 and bounce counts by category. Records of no tenant, and of types no metric
 counts, add nothing.
@@ -16,8 +16,9 @@ clicks the total, the unique (``meta.first``) and the human share of each
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 HOUR = 3600
@@ -60,19 +61,14 @@ _HITS = {"Open": "opens", "Click": "clicks"}
 
 
 @dataclass(frozen=True, slots=True)
-class LoggedRecord:
-    """A record of the log as the rollup reads it: its JSON and its message's facts."""
+class MessageFacts:
+    """What the store knows of a record's message, for records that do not say it
+    (opens and clicks name neither sender nor campaign)."""
 
-    seq: int
-    tenant_id: int | None
-    timestamp: float
-    data: dict[str, Any]
-    campaign: str | None = None
-    """The message's campaign (``""`` for none); None when the message is gone."""
-    sender: str | None = None
-    """The message's sender, for records that do not name it (opens, clicks)."""
-    recipient_domain: str | None = None
-    """The message's recipient domain."""
+    campaign: str
+    """``""`` for none."""
+    sender: str
+    recipient_domain: str
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -123,22 +119,20 @@ class Tally:
         self._counts: dict[StatKey, list[int]] = {}
         self._bounces: dict[StatKey, dict[str, int]] = {}
 
-    def add_all(self, records: Iterable[LoggedRecord]) -> None:
-        for record in records:
-            self.add(record)
-
-    def add(self, record: LoggedRecord) -> None:
-        metrics = _metrics_of(record.data)
-        if not metrics or record.tenant_id is None:
+    def add(self, tenant_id: int | None, data: dict[str, Any], facts: MessageFacts | None) -> None:
+        """Count the record ``data`` (its JSON) of ``tenant_id`` about a message of
+        ``facts`` (None when the message is gone or there is none)."""
+        metrics = _metrics_of(data)
+        if not metrics or tenant_id is None:
             return
-        key = self._key_of(record)
+        key = self._key_of(tenant_id, data, facts)
         row = self._counts.get(key)
         if row is None:
             row = self._counts[key] = [0] * len(METRICS)
         for metric in metrics:
             row[_INDEX[metric]] += 1
-        if record.data.get("type") in _BOUNCES:
-            category = record.data.get("bounce_classification") or UNCLASSIFIED
+        if data.get("type") in _BOUNCES:
+            category = data.get("bounce_classification") or UNCLASSIFIED
             by_category = self._bounces.setdefault(key, {})
             by_category[category] = by_category.get(category, 0) + 1
 
@@ -149,9 +143,10 @@ class Tally:
             for key, row in sorted(self._counts.items())
         ]
 
-    def _key_of(self, record: LoggedRecord) -> StatKey:
-        data = record.data
-        recipient_domain = record.recipient_domain or domain_of(data.get("recipient"))
+    def _key_of(self, tenant_id: int, data: dict[str, Any], facts: MessageFacts | None) -> StatKey:
+        recipient_domain = domain_of(data.get("recipient"))
+        if facts is not None:
+            recipient_domain = facts.recipient_domain or recipient_domain
         site = data.get("site")
         if site:
             provider = self._provider_of(site) or OTHER_PROVIDER
@@ -159,14 +154,18 @@ class Tally:
                 self._known[recipient_domain] = provider
         else:
             provider = self._known.get(recipient_domain, OTHER_PROVIDER)
-        assert record.tenant_id is not None
         return StatKey(
-            tenant_id=record.tenant_id,
-            hour=hour_of(record.timestamp),
-            campaign=record.campaign or "",
-            domain=domain_of(data.get("sender") or record.sender),
+            tenant_id=tenant_id,
+            hour=hour_of(timestamp_of(data)),
+            campaign="" if facts is None else facts.campaign,
+            domain=domain_of(data.get("sender") or (facts.sender if facts else None)),
             provider=provider,
         )
+
+
+def timestamp_of(data: dict[str, Any]) -> float:
+    """The POSIX time of a record's JSON ``timestamp`` (RFC 3339)."""
+    return datetime.fromisoformat(data["timestamp"]).timestamp()
 
 
 def _metrics_of(data: dict[str, Any]) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.stats.counts import DAY, METRICS, LoggedRecord, StatCount, hour_of
+from engine.stats.counts import DAY, METRICS, MessageFacts, StatCount, hour_of
 from engine.stats.report import BounceTotal, Dimension, StatsQuery, StatTotal
+from engine.store import LogPosition
 
 KEY_COLUMNS = ("tenant_id", "hour", "campaign", "domain", "provider")
 
@@ -23,14 +24,8 @@ _GROUP_EXPRESSIONS = {
     Dimension.DAY: f"(hour - hour % {DAY})",
 }
 
-LOGGED_RECORDS = (
-    "SELECT r.seq, r.tenant_id, r.timestamp, r.data, m.campaign, m.sender, m.domain"
-    " FROM records r LEFT JOIN messages m ON m.id = r.message_id"
-    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
-)
-"""The log after a sequence number, each record with its message's campaign, sender
-and recipient domain (none once the message is removed)."""
-
+MESSAGE_FACTS = "SELECT id, campaign, sender, domain FROM messages WHERE id IN "
+"""The facts of messages by id (the list of ids follows)."""
 ADD_COUNTS = (
     f"INSERT INTO stat_counts AS s ({', '.join((*KEY_COLUMNS, *METRICS))})"
     f" VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(METRICS)))})"
@@ -45,9 +40,9 @@ ADD_BOUNCES = (
 )
 LEASE = (
     "UPDATE stat_cursor SET owner = ?, lease_expires = ?"
-    " WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_expires <= ?) RETURNING seq"
+    " WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_expires <= ?) RETURNING txid, seq"
 )
-MOVE_CURSOR = "UPDATE stat_cursor SET seq = ? WHERE id = 1 AND seq = ?"
+MOVE_CURSOR = "UPDATE stat_cursor SET txid = ?, seq = ? WHERE id = 1 AND txid = ? AND seq = ?"
 
 
 def lease_params(owner: str, now: float, lease_seconds: float) -> tuple[object, ...]:
@@ -65,17 +60,14 @@ def totals_of(
     )
 
 
-def logged_record(row: Any, data: dict[str, Any]) -> LoggedRecord:
-    """A row of ``LOGGED_RECORDS`` (its ``data`` decoded)."""
-    return LoggedRecord(
-        seq=int(row[0]),
-        tenant_id=row[1],
-        timestamp=float(row[2]),
-        data=data,
-        campaign=row[4],
-        sender=row[5],
-        recipient_domain=row[6],
-    )
+def cursor_params(expected: LogPosition, reached: LogPosition) -> tuple[int, ...]:
+    """``MOVE_CURSOR``'s parameters."""
+    return (reached.txid, reached.seq, expected.txid, expected.seq)
+
+
+def message_facts(row: Any) -> tuple[str, MessageFacts]:
+    """A row of ``MESSAGE_FACTS``: the message id and its facts."""
+    return str(row[0]), MessageFacts(row[1], row[2], row[3])
 
 
 def count_rows(counts: list[StatCount]) -> list[tuple[object, ...]]:

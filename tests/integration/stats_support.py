@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from engine.model import MessageState, QueuedMessage, Submission, Tenant
 from engine.records.record import Record, RecordType
+from engine.rollup.service import StatsRollup
 from engine.store import Store
 
 T0 = 1_800_000_000.0
 """An hour's start (and ``FakeClock``'s default time)."""
+RECORDS = 5 + 16
+"""The records ``send_traffic`` writes."""
 GOOGLE_SITE = "alt1.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com"
 
 
@@ -106,3 +110,12 @@ TOTALS: dict[str, Any] = {
     },
 }
 """What ``send_traffic`` counts, grouped by nothing."""
+
+
+async def until_counted(rollup: StatsRollup, applied: int) -> None:
+    """Step ``rollup`` until it applied ``applied`` records in all (on PostgreSQL another
+    database's running transaction may hold the latest back a moment)."""
+    async with asyncio.timeout(10):
+        while rollup.applied < applied:
+            if not await rollup.step():
+                await asyncio.sleep(0.01)

@@ -19,7 +19,7 @@ from engine.model import ApiScope
 from engine.rollup.service import StatsRollup
 from engine.scheduler.shaping import Shaping
 from tests.integration.api_support import as_operator, bearer, error_of, make_tenant_key
-from tests.integration.stats_support import T0, TOTALS, send_traffic
+from tests.integration.stats_support import RECORDS, T0, TOTALS, send_traffic, until_counted
 
 
 async def counted(services: ApiServices, *tenants: tuple[str, str]) -> dict[str, str]:
@@ -29,7 +29,7 @@ async def counted(services: ApiServices, *tenants: tuple[str, str]) -> dict[str,
         tenant, keys[name] = await make_tenant_key(services, name, {ApiScope.READ})
         await send_traffic(services.store, tenant, campaign)
     rollup = StatsRollup(services.store, Shaping.load().provider_of, FakeClock(T0), "test")
-    await rollup.catch_up()
+    await until_counted(rollup, RECORDS * len(tenants))
     return keys
 
 

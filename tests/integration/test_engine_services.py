@@ -88,6 +88,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
         "tenant-settings",
         "delivery",
         "stats",
+        "webhooks",
         "submission",
         "admin",
         "bounce",

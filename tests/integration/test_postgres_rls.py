@@ -15,6 +15,7 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     MessageState,
     QueuedMessage,
     SendingDomain,
@@ -23,11 +24,13 @@ from engine.model import (
     Suppression,
     TenantOverrides,
     TrackingDomain,
+    Webhook,
+    WebhookFormat,
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
 from engine.stats.counts import METRICS, StatCount, StatKey
-from engine.store import StoreError
+from engine.store import LogPosition, NewWebhookDelivery, StoreError
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -42,22 +45,15 @@ TENANT_TABLES = (
     "tracking_domains",
     "smtp_users",
     "api_keys",
+    "idempotency_keys",
+    "webhooks",
+    "webhook_deliveries",
     "tenant_settings",
     "stat_counts",
     "stat_bounces",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:
@@ -94,17 +90,26 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$hash", T0))
     key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
     await store.add_api_key(key)
+    hook = Webhook(
+        f"wh_{name}", tenant.id, "https://h.example/", (), WebhookFormat.SINGLE, 1, True, b"s",
+        T0, T0,
+    )  # fmt: skip
+    await store.add_webhook(hook)
+    position = await store.webhook_position()
+    posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
+    assert await store.queue_webhook_deliveries(position, position, posting, T0)
     await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
-    cursor = await store.lease_stats(name, T0, 0)
-    assert cursor is not None
-    key = StatKey(tenant.id, int(T0) // 3600 * 3600, "default", f"{name}.example", "other")
-    counts = StatCount(key, (1,) * len(METRICS), {"SpamBlock": 1})
-    assert await store.apply_stats(cursor, cursor + 1, [counts])
+    counted = await store.lease_stats(name, T0, 0)
+    assert counted is not None
+    stat_key = StatKey(tenant.id, int(T0) // 3600 * 3600, "default", f"{name}.example", "other")
+    counts = StatCount(stat_key, (1,) * len(METRICS), {"SpamBlock": 1})
+    reached = LogPosition(counted.txid, counted.seq + 1)
+    assert await store.apply_stats(counted, reached, [counts])
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
-    await store.accept(subs, records)
+    await store.accept(subs, records, [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
     return tenant.id
 
 
@@ -115,6 +120,9 @@ ONE_EACH = {
     "tenant_settings": 1,
     "stat_counts": 1,
     "stat_bounces": 1,
+    "idempotency_keys": 1,
+    "webhooks": 1,
+    "webhook_deliveries": 1,
 }
 
 

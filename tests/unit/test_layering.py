@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "engine.scheduler": 2,
     "engine.limits": 2,
     "engine.rollup": 2,
+    "engine.webhooks": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }

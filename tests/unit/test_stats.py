@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from engine.stats.counts import METRICS, LoggedRecord, StatKey, Tally, hour_of
+from engine.records.record import rfc3339
+from engine.stats.counts import METRICS, MessageFacts, StatKey, Tally, hour_of
 from engine.stats.report import (
     BounceTotal,
     Dimension,
@@ -23,20 +24,29 @@ def provider_of(site: str) -> str:
     return "google" if site.endswith(".google.com") else ""
 
 
-def logged(kind: str, seq: int = 1, tenant_id: int | None = 1, **data: Any) -> LoggedRecord:
-    return LoggedRecord(
-        seq,
-        tenant_id,
-        HOUR + 10,
-        {"type": kind, "sender": "news@Brand.example", "recipient": "u@gmail.example", **data},
-        campaign="spring",
-    )
+FACTS = MessageFacts("spring", "news@Brand.example", "gmail.example")
 
 
-def counted(*records: LoggedRecord) -> dict[str, int]:
-    tally = Tally(provider_of, {})
-    tally.add_all(records)
-    [count] = tally.counts()
+def logged(kind: str, **data: Any) -> dict[str, Any]:
+    """A record's JSON, with the fields the stats read."""
+    return {
+        "type": kind,
+        "timestamp": rfc3339(HOUR + 10),
+        "sender": "news@Brand.example",
+        "recipient": "u@gmail.example",
+        **data,
+    }
+
+
+def tally_of(*records: dict[str, Any], known: dict[str, str] | None = None) -> Tally:
+    tally = Tally(provider_of, {} if known is None else known)
+    for data in records:
+        tally.add(1, data, FACTS)
+    return tally
+
+
+def counted(*records: dict[str, Any]) -> dict[str, int]:
+    [count] = tally_of(*records).counts()
     return {m: n for m, n in zip(METRICS, count.counts, strict=True) if n}
 
 
@@ -68,18 +78,21 @@ def test_each_record_type_adds_to_its_metrics(
 
 
 def test_records_no_metric_counts_and_records_of_no_tenant_add_nothing() -> None:
-    tally = Tally(provider_of, {})
-    tally.add_all([logged("Delayed"), logged("AdminAction"), logged("Delivery", tenant_id=None)])
+    tally = tally_of(logged("Delayed"), logged("AdminAction"))
+    tally.add(None, logged("Delivery"), None)
     assert tally.counts() == []
 
 
 def test_a_site_names_the_provider_of_its_domain_for_later_records() -> None:
     known: dict[str, str] = {}
-    tally = Tally(provider_of, known)
-    tally.add(logged("Reception", seq=1))
-    tally.add(logged("Delivery", seq=2, site="alt1.gmail-smtp-in.l.google.com"))
-    tally.add(logged("Open", seq=3, meta={"first": True}))
-    tally.add(logged("Delivery", seq=4, recipient="x@small.example", site="mx.small.example"))
+    tally = tally_of(
+        logged("Reception"),
+        logged("Delivery", site="alt1.gmail-smtp-in.l.google.com"),
+        {"type": "Open", "timestamp": rfc3339(HOUR), "meta": {"first": True}},
+        known=known,
+    )
+    small = MessageFacts("spring", "news@brand.example", "small.example")
+    tally.add(1, logged("Delivery", recipient="x@small.example", site="mx.small.example"), small)
     google, other = tally.counts()
     assert google.key == StatKey(1, HOUR, "spring", "brand.example", "google")
     assert google.counts == tuple(
@@ -93,13 +106,10 @@ def test_a_site_names_the_provider_of_its_domain_for_later_records() -> None:
 
 
 def test_bounces_are_counted_by_category() -> None:
-    tally = Tally(provider_of, {})
-    tally.add_all(
-        [
-            logged("Bounce", bounce_classification="SpamBlock"),
-            logged("OOB", bounce_classification="SpamBlock"),
-            logged("Bounce"),
-        ]
+    tally = tally_of(
+        logged("Bounce", bounce_classification="SpamBlock"),
+        logged("OOB", bounce_classification="SpamBlock"),
+        logged("Bounce"),
     )
     [count] = tally.counts()
     assert count.bounces == {"SpamBlock": 2, "Uncategorized": 1}

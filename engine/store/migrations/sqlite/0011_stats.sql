@@ -1,8 +1,8 @@
 -- Stats rollups: counters per tenant, hour bucket (POSIX seconds of its start),
 -- campaign, sending domain and provider, kept from the record log by the stats
--- service (engine.stats.rollup); bounces also by category. stat_cursor holds the
--- last record sequence number counted, changed in the same transaction as the
--- counters, and the lease of the one process that applies them.
+-- service (engine.rollup); bounces also by category. stat_cursor holds the log
+-- position counted to (as webhook_cursor: txid and seq), changed in the same
+-- transaction as the counters, and the lease of the one process that applies them.
 
 CREATE TABLE stat_counts (
     tenant_id INTEGER NOT NULL,
@@ -41,8 +41,9 @@ CREATE TABLE stat_bounces (
 
 CREATE TABLE stat_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
+    txid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     owner TEXT,
     lease_expires REAL
 );
-INSERT INTO stat_cursor (id, seq) VALUES (1, 0);
+INSERT INTO stat_cursor (id, txid, seq) VALUES (1, 0, 0);
