@@ -491,8 +491,8 @@ class Store(Protocol):
 
     async def remove_tenant(self, tenant_id: int) -> bool:
         """Remove the tenant with its sending domains, tracking domains, SMTP users, API
-        keys, suppressions and finished messages and their bodies, in one transaction; its
-        records stay.
+        keys, suppressions, stats rollup and finished messages and their bodies, in one
+        transaction; its records stay.
         While it has messages queued, leased or shunted, raises ``InUse`` and changes
         nothing. False when there is no such tenant."""
         ...

@@ -137,6 +137,8 @@ TENANT_OWNED = (
     "idempotency_keys",
     "tenant_settings",
     "api_keys",
+    "stat_counts",
+    "stat_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"

@@ -148,6 +148,8 @@ TENANT_OWNED = (
     "idempotency_keys",
     "tenant_settings",
     "api_keys",
+    "stat_counts",
+    "stat_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DELIVERY_SQL = (

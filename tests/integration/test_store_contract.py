@@ -1679,6 +1679,9 @@ async def test_stat_totals_group_filter_and_keep_to_the_tenant(store: Store) -> 
     assert (await store.stat_totals(acme.id, StatsQuery(provider="yahoo")))[0][0].counts[sent] == 0
     nobody = await store.create_tenant("nobody", T0)
     assert await store.stat_totals(nobody.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
+    assert await store.remove_tenant(acme.id)  # its numbers go with it
+    assert await store.stat_totals(acme.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
+    assert (await store.stat_totals(other.id, StatsQuery()))[0][0].counts[sent] == 100
 
 
 async def test_a_tenants_record_query_reads_its_records_through_the_index(
