@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.records.record import rfc3339
-from engine.stats.counts import METRICS, MessageFacts, StatKey, Tally, hour_of
+from engine.stats.counts import METRICS, MessageFacts, StatCount, StatKey, Tally, hour_of
 from engine.stats.report import (
     BounceTotal,
     Dimension,
@@ -16,6 +16,7 @@ from engine.stats.report import (
     stats_rows,
     stats_table,
 )
+from engine.store.stats_sql import bounce_rows, count_rows, span_of
 
 HOUR = 1_800_000_000
 
@@ -167,3 +168,34 @@ def test_a_query_refuses_both_time_buckets_or_a_dimension_twice(
 ) -> None:
     with pytest.raises(ValueError):
         StatsQuery(group_by=group_by)
+
+
+@pytest.mark.parametrize(
+    ("query", "span"),
+    [
+        (StatsQuery(group_by=(Dimension.CAMPAIGN, Dimension.DAY)), 86400),
+        (StatsQuery(since=HOUR - HOUR % 86400 + 1800, until=HOUR - HOUR % 86400), 86400),
+        (StatsQuery(group_by=(Dimension.HOUR,)), 3600),
+        (StatsQuery(since=HOUR), 3600),
+        (StatsQuery(until=HOUR + 0.5), 3600),
+    ],
+)
+def test_queries_read_days_unless_they_need_hours(query: StatsQuery, span: int) -> None:
+    assert span_of(query) == span
+
+
+def test_counts_are_kept_per_hour_and_summed_per_day() -> None:
+    day = HOUR - HOUR % 86400
+    counts = [
+        StatCount(StatKey(1, day + 3600 * h, "c", "d", "p"), totals(sent=h + 1), {"X": 1})
+        for h in range(3)
+    ]
+    rows = count_rows(counts)
+    assert [row[1:3] for row in rows] == [
+        (3600, day),
+        (3600, day + 3600),
+        (3600, day + 7200),
+        (86400, day),
+    ]
+    assert rows[-1][6] == 1 + 2 + 3
+    assert bounce_rows(counts)[-1] == (1, 86400, day, "c", "d", "p", "X", 3)

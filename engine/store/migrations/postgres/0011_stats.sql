@@ -1,13 +1,16 @@
--- Stats rollups: counters per tenant, hour bucket (POSIX seconds of its start),
--- campaign, sending domain and provider, kept from the record log by the stats
--- service (engine.rollup); bounces also by category. stat_cursor holds the log
--- position counted to (as webhook_cursor: txid and seq), changed in the same
+-- Stats rollups: counters per tenant, time bucket, campaign, sending domain and
+-- provider, kept from the record log by the stats service (engine.rollup); bounces
+-- also by category. Each count is kept per hour (span 3600) and per day (span
+-- 86400, so queries by day, campaign, domain or provider read 24 times fewer
+-- rows); bucket is the POSIX second its hour or day starts. stat_cursor holds the
+-- log position counted to (as webhook_cursor: txid and seq), changed in the same
 -- transaction as the counters, and the lease of the one process that applies them.
 -- Tenants read their own rows (row-level security, as the tenant tables of 0001).
 
 CREATE TABLE stat_counts (
     tenant_id bigint NOT NULL,
-    hour bigint NOT NULL,
+    span bigint NOT NULL,
+    bucket bigint NOT NULL,
     campaign text NOT NULL,
     domain text NOT NULL,
     provider text NOT NULL,
@@ -26,18 +29,19 @@ CREATE TABLE stat_counts (
     clicks_unique bigint NOT NULL DEFAULT 0,
     clicks_human bigint NOT NULL DEFAULT 0,
     clicks_human_unique bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant_id, hour, campaign, domain, provider)
+    PRIMARY KEY (tenant_id, span, bucket, campaign, domain, provider)
 );
 
 CREATE TABLE stat_bounces (
     tenant_id bigint NOT NULL,
-    hour bigint NOT NULL,
+    span bigint NOT NULL,
+    bucket bigint NOT NULL,
     campaign text NOT NULL,
     domain text NOT NULL,
     provider text NOT NULL,
     category text NOT NULL,
     count bigint NOT NULL,
-    PRIMARY KEY (tenant_id, hour, campaign, domain, provider, category)
+    PRIMARY KEY (tenant_id, span, bucket, campaign, domain, provider, category)
 );
 
 CREATE TABLE stat_cursor (
