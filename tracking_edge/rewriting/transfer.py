@@ -77,6 +77,17 @@ def decode_quoted_printable(line: bytes) -> bytes:
 
 def encode_quoted_printable(data: bytes) -> bytes:
     """``data`` (hard lines joined by CRLF) quoted-printable, lines of at most 76
-    characters ending in CRLF, without a final CRLF."""
-    # A CRLF at the end makes b2a_qp break lines with CRLF; it is taken off again.
-    return binascii.b2a_qp(data + b"\r\n")[:-2]
+    characters ending in CRLF, without a final CRLF. A CR or LF that is not part
+    of a CRLF is encoded (=0D, =0A), so decoding gives ``data`` back."""
+    if b"\n" not in data or data.count(b"\n") == data.count(b"\r\n"):
+        # b2a_qp breaks lines the way the first line break it finds ends: the CRLF put
+        # at the end makes that CRLF when there is no other; it is taken off again.
+        return binascii.b2a_qp(data + b"\r\n")[:-2]
+    return b"\r\n".join(_quoted_printable_line(line) for line in data.split(b"\r\n"))
+
+
+def _quoted_printable_line(line: bytes) -> bytes:
+    """One hard line (no CRLF in it) with its bare CRs and LFs encoded."""
+    # As binary, b2a_qp encodes CR and LF and breaks soft lines with "=\n" (an LF
+    # of the data is =0A, so "=\n" is only ever a soft break).
+    return binascii.b2a_qp(line, istext=False).replace(b"=\n", b"=\r\n")
