@@ -91,6 +91,13 @@ class Encoded:
     encode: Callable[[bytes], bytes]
     original: bytes
     """The run as submitted, sent when none of its slots changed."""
+    submitted: tuple[bytes, ...]
+    """The run's octets before encoding as submitted: its slots' originals in place."""
+
+    def render(self, values: Sequence[bytes]) -> bytes:
+        """The run with ``values`` in its slots: encoded again when one changed."""
+        octets = tuple([values[p] if isinstance(p, int) else p for p in self.pieces])
+        return self.original if octets == self.submitted else self.encode(b"".join(octets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +122,7 @@ class Plan:
             elif isinstance(piece, int):
                 out.append(values[piece])
             else:
-                out.append(_encoded(piece, values, self.slots))
+                out.append(piece.render(values))
         return b"".join(out)
 
     def _values(self, links: Links) -> list[bytes]:
@@ -137,8 +144,15 @@ class Plan:
             if url is None:
                 values.append(placed.original)
             else:
-                values.append((html.escape(url) if placed.html else url).encode(placed.codec))
+                values.append((_escaped(url) if placed.html else url).encode(placed.codec))
         return values
+
+
+def _escaped(url: str) -> str:
+    """``url`` as an attribute value (``html.escape``; our URLs seldom need it)."""
+    if "&" in url or '"' in url or "'" in url or "<" in url or ">" in url:
+        return html.escape(url)
+    return url
 
 
 PART_PLANS_SIZE: Final = 32
@@ -214,7 +228,7 @@ def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes |
             shifted.append(piece + base)
         elif isinstance(piece, Encoded):
             inner = tuple(p + base if isinstance(p, int) else p for p in piece.pieces)
-            shifted.append(Encoded(inner, piece.encode, piece.original))
+            shifted.append(Encoded(inner, piece.encode, piece.original, piece.submitted))
         else:
             shifted.append(piece)
     return shifted
@@ -261,7 +275,13 @@ def _base64(
     if pieces is None:
         return None
     trailing = b"\r\n" if raw.endswith(b"\r\n") else b""
-    return [Encoded(tuple(pieces), encode_base64, raw[: len(raw) - len(trailing)]), trailing]
+    run = Encoded(
+        tuple(pieces),
+        encode_base64,
+        raw[: len(raw) - len(trailing)],
+        _submitted(pieces, added, base),
+    )
+    return [run, trailing]
 
 
 def _quoted_printable(
@@ -296,7 +316,8 @@ def _quoted_printable(
         if split is None:
             return None
         original = b"\r\n".join(encoded[first : last + 1])
-        pieces.append(Encoded(tuple(split), encode_quoted_printable, original))
+        submitted = _submitted(split, added, base)
+        pieces.append(Encoded(tuple(split), encode_quoted_printable, original, submitted))
         line = last + 1
         if line < len(encoded):
             pieces.append(b"\r\n")
@@ -304,17 +325,11 @@ def _quoted_printable(
     return pieces
 
 
-def _encoded(run: Encoded, values: list[bytes], slots: Sequence[PlacedSlot]) -> bytes:
-    """A run of a copy: encoded again when a slot in it changed, else as submitted."""
-    octets: list[bytes] = []
-    changed = False
-    for piece in run.pieces:
-        if isinstance(piece, bytes):
-            octets.append(piece)
-        else:
-            changed = changed or values[piece] is not slots[piece].original
-            octets.append(values[piece])
-    return run.encode(b"".join(octets)) if changed else run.original
+def _submitted(
+    pieces: Sequence[bytes | int], added: Sequence[PlacedSlot], base: int
+) -> tuple[bytes, ...]:
+    """``pieces`` (slot ``base + i`` is ``added[i]``) with the slots' originals in place."""
+    return tuple(added[p - base].original if isinstance(p, int) else p for p in pieces)
 
 
 def _joined(pieces: list[bytes | int | Encoded]) -> list[bytes | int | Encoded]:
