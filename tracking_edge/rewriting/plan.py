@@ -29,6 +29,7 @@ Pure: bytes in, bytes out; the URLs come in as values.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import html
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from tracking_edge.rewriting.text import text_slots
 from tracking_edge.rewriting.transfer import (
     BASE64,
     QUOTED_PRINTABLE,
+    QuotedPrintableSplice,
     decode_base64,
     decode_quoted_printable,
     encode_base64,
@@ -93,9 +95,20 @@ class Encoded:
     """The run as submitted, sent when none of its slots changed."""
     submitted: tuple[bytes, ...]
     """The run's octets before encoding as submitted: its slots' originals in place."""
+    splice: QuotedPrintableSplice | None = None
+    """For one hard line of quoted-printable with one slot: its encoding around the slot."""
 
     def render(self, values: Sequence[bytes]) -> bytes:
         """The run with ``values`` in its slots: encoded again when one changed."""
+        if self.splice is not None:
+            slot = self.pieces[1]
+            assert isinstance(slot, int)
+            value = values[slot]
+            if value == self.submitted[1]:
+                return self.original
+            spliced = self.splice.encode(value)
+            if spliced is not None:
+                return spliced
         octets = tuple([values[p] if isinstance(p, int) else p for p in self.pieces])
         return self.original if octets == self.submitted else self.encode(b"".join(octets))
 
@@ -228,7 +241,7 @@ def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes |
             shifted.append(piece + base)
         elif isinstance(piece, Encoded):
             inner = tuple(p + base if isinstance(p, int) else p for p in piece.pieces)
-            shifted.append(Encoded(inner, piece.encode, piece.original, piece.submitted))
+            shifted.append(dataclasses.replace(piece, pieces=inner))
         else:
             shifted.append(piece)
     return shifted
@@ -317,12 +330,23 @@ def _quoted_printable(
             return None
         original = b"\r\n".join(encoded[first : last + 1])
         submitted = _submitted(split, added, base)
-        pieces.append(Encoded(tuple(split), encode_quoted_printable, original, submitted))
+        splice = _splice(split)
+        pieces.append(Encoded(tuple(split), encode_quoted_printable, original, submitted, splice))
         line = last + 1
         if line < len(encoded):
             pieces.append(b"\r\n")
     pieces.append(b"\r\n".join(encoded[line:]))
     return pieces
+
+
+def _splice(pieces: Sequence[bytes | int]) -> QuotedPrintableSplice | None:
+    """The splice of a quoted-printable run that is one hard line around one slot."""
+    if len(pieces) != 3 or not isinstance(pieces[0], bytes) or not isinstance(pieces[2], bytes):
+        return None
+    try:
+        return QuotedPrintableSplice(pieces[0], pieces[2])
+    except ValueError:
+        return None
 
 
 def _submitted(

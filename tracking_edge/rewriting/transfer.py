@@ -91,3 +91,53 @@ def _quoted_printable_line(line: bytes) -> bytes:
     # As binary, b2a_qp encodes CR and LF and breaks soft lines with "=\n" (an LF
     # of the data is =0A, so "=\n" is only ever a soft break).
     return binascii.b2a_qp(line, istext=False).replace(b"=\n", b"=\r\n")
+
+
+QP_LINE: Final = 76
+"""The longest line quoted-printable writes, soft line break included (RFC 2045 §6.7)."""
+_QP_PLAIN: Final = bytes(range(33, 61)) + bytes(range(62, 127))
+"""Octets quoted-printable writes as themselves anywhere in a line (not ``=``, space,
+controls or 8-bit)."""
+
+
+class QuotedPrintableSplice:
+    """One hard line of text with one slot, encoded for each value put in the slot as
+    ``encode_quoted_printable`` encodes the whole line: the octets around the slot are
+    encoded once (after it, once per column it may start at), so a copy only lays out
+    its value and its soft line breaks."""
+
+    def __init__(self, before: bytes, after: bytes) -> None:
+        if b"\r" in before + after or b"\n" in before + after:
+            raise ValueError("a quoted-printable splice is one hard line")
+        # A '=' after the text stands for the value: b2a_qp treats the last octet of the
+        # text as it would before the value, and breaks the line before the '=' if at all.
+        encoded = binascii.b2a_qp(before + b"=\r\n")[: -len(b"=3D\r\n")]
+        self._before = encoded.removesuffix(b"=\r\n")
+        self._column = len(self._before) - (self._before.rfind(b"\n") + 1)
+        self._after = after
+        self._afters: dict[int, bytes] = {}
+
+    def encode(self, value: bytes) -> bytes | None:
+        """The line with ``value`` in the slot, encoded; None for a value with an octet
+        that needs encoding, or a '.' that might be alone on a line (the caller encodes
+        those the long way)."""
+        if not value or value.translate(None, _QP_PLAIN) or (not self._after and b"." in value):
+            return None
+        room = QP_LINE - 1 - self._column
+        if len(value) <= room:
+            column = self._column + len(value)
+            return self._before + value + self._after_at(column)
+        room = max(room, 0)
+        lines = [self._before + value[:room]]
+        lines += [value[at : at + QP_LINE - 1] for at in range(room, len(value), QP_LINE - 1)]
+        return b"=\r\n".join(lines) + self._after_at(len(lines[-1]))
+
+    def _after_at(self, column: int) -> bytes:
+        """The text after the slot, encoded from ``column`` on."""
+        found = self._afters.get(column)
+        if found is None:
+            filler = b"x" * column
+            found = self._afters[column] = binascii.b2a_qp(filler + self._after + b"\r\n")[
+                column:-2
+            ]
+        return found
