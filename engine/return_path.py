@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import re
 from collections.abc import Mapping
@@ -178,7 +179,9 @@ def _hex_bytes(text: str) -> bytes | None:
     return raw if raw and raw.hex() == text and len(raw) <= 255 else None
 
 
+@functools.lru_cache(maxsize=1024)
 def _message_payload(message_id: str) -> bytes:
+    # Cached: the return path and each tracking link of a message name it.
     submission, _, index = message_id.rpartition("-")
     raw = _hex_bytes(submission)
     if raw is not None and index.isascii() and index.isdigit() and str(int(index)) == index:
