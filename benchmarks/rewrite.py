@@ -33,7 +33,7 @@ from engine.dkim.keys import generate_key, load_private_key
 from engine.dkim.signer import DkimSigner
 from engine.model import MessageState, QueuedMessage, TrackingPolicy
 from engine.return_path import ReturnPathCodec
-from engine.submission.acceptance import from_domains, parse_header_fields
+from engine.submission.acceptance import message_from_domains
 from tests.harness.tracking_urls import FakeTrackingUrls
 from tracking_edge.rewriting import PlanCache, TrackingTransform
 from tracking_edge.rewriting.plan import plan
@@ -185,7 +185,7 @@ def measure_copy(runs: int, copies: int) -> dict[str, float]:
 
     def whole(message: QueuedMessage) -> object:
         copy = chain.body(message, body)
-        domains = from_domains(parse_header_fields(copy))
+        domains = message_from_domains(copy)
         assert domains == ["acme.test"]
         signed = signer.sign(copy, domains[0], "s1", "rsa", key, now=message.due_at)
         return chain.sender(message, domains[0]), signed

@@ -206,11 +206,12 @@ def plan(body: bytes, parts: PartPlans | None = None) -> Plan:
         raw = body[part.start : part.end]
         planned = parts.get(raw, part) if parts is not None else _part_plan(raw, part)
         if planned is not None:
-            pieces += [body[pos : part.start], *_shifted(planned[0], len(slots))]
+            _extend(pieces, (body[pos : part.start],))
+            _extend(pieces, _shifted(planned[0], len(slots)))
             slots += planned[1]
             pos = part.end
-    pieces.append(body[pos:])
-    return Plan(body, headers, end, tuple(_joined(pieces)), tuple(slots))
+    _extend(pieces, (body[pos:],))
+    return Plan(body, headers, end, tuple(pieces), tuple(slots))
 
 
 def _part_plan(raw: bytes, part: TextPart) -> PartPlan:
@@ -228,7 +229,7 @@ def _part_plan(raw: bytes, part: TextPart) -> PartPlan:
         return None
     if pieces is None or not added:
         return None
-    return tuple(pieces), tuple(added)
+    return tuple(_joined(list(pieces))), tuple(added)
 
 
 def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes | int | Encoded]:
@@ -354,6 +355,14 @@ def _submitted(
 ) -> tuple[bytes, ...]:
     """``pieces`` (slot ``base + i`` is ``added[i]``) with the slots' originals in place."""
     return tuple(added[p - base].original if isinstance(p, int) else p for p in pieces)
+
+
+def _extend(pieces: list[bytes | int | Encoded], more: Sequence[bytes | int | Encoded]) -> None:
+    """Add ``more`` (joined already, see ``_joined``) to ``pieces``, keeping them joined."""
+    if more and isinstance(more[0], bytes) and pieces and isinstance(pieces[-1], bytes):
+        pieces[-1] += more[0]
+        more = more[1:]
+    pieces.extend(piece for piece in more if not isinstance(piece, bytes) or piece)
 
 
 def _joined(pieces: list[bytes | int | Encoded]) -> list[bytes | int | Encoded]:

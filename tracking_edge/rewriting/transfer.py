@@ -114,6 +114,7 @@ class QuotedPrintableSplice:
         encoded = binascii.b2a_qp(before + b"=\r\n")[: -len(b"=3D\r\n")]
         self._before = encoded.removesuffix(b"=\r\n")
         self._column = len(self._before) - (self._before.rfind(b"\n") + 1)
+        self._room = max(QP_LINE - 1 - self._column, 0)  # a value's octets on that line
         self._after = after
         self._afters: dict[int, bytes] = {}
 
@@ -123,14 +124,16 @@ class QuotedPrintableSplice:
         those the long way)."""
         if not value or value.translate(None, _QP_PLAIN) or (not self._after and b"." in value):
             return None
-        room = QP_LINE - 1 - self._column
-        if len(value) <= room:
-            column = self._column + len(value)
-            return self._before + value + self._after_at(column)
-        room = max(room, 0)
+        room, width, size = self._room, QP_LINE - 1, len(value)
+        if size <= room:
+            return self._before + value + self._after_at(self._column + size)
         lines = [self._before + value[:room]]
-        lines += [value[at : at + QP_LINE - 1] for at in range(room, len(value), QP_LINE - 1)]
-        return b"=\r\n".join(lines) + self._after_at(len(lines[-1]))
+        at = room
+        while size - at > width:
+            lines.append(value[at : at + width])
+            at += width
+        lines.append(value[at:])
+        return b"=\r\n".join(lines) + self._after_at(size - at)
 
     def _after_at(self, column: int) -> bytes:
         """The text after the slot, encoded from ``column`` on."""
