@@ -38,7 +38,16 @@ def test_the_octets_come_back_from_crlf_lines_of_at_most_76_characters(data: byt
 
 @given(text.filter(lambda data: data.count(b"\n") == data.count(b"\r\n")))
 def test_text_with_crlf_line_breaks_is_encoded_as_binascii_does(data: bytes) -> None:
-    assert encode_quoted_printable(data) == binascii.b2a_qp(data + b"\r\n")[:-2]
+    ours, theirs = encode_quoted_printable(data), binascii.b2a_qp(data + b"\r\n")[:-2]
+    if all(len(line) <= 76 for line in theirs.split(b"\r\n")):
+        assert ours == theirs
+    else:  # b2a_qp encoded the white space ending a line past the 76th character
+        assert ours.replace(b"=\r\n", b"") == theirs.replace(b"=\r\n", b"")
+
+
+def test_white_space_ending_a_full_line_goes_on_a_line_of_its_own() -> None:
+    data = b"x" * 74 + b" \r\nnext"
+    assert encode_quoted_printable(data) == b"x" * 74 + b"=\r\n=20\r\nnext"
 
 
 def test_a_bare_line_feed_is_encoded_and_the_last_octet_kept() -> None:

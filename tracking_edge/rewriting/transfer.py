@@ -82,8 +82,21 @@ def encode_quoted_printable(data: bytes) -> bytes:
     if b"\n" not in data or data.count(b"\n") == data.count(b"\r\n"):
         # b2a_qp breaks lines the way the first line break it finds ends: the CRLF put
         # at the end makes that CRLF when there is no other; it is taken off again.
-        return binascii.b2a_qp(data + b"\r\n")[:-2]
+        return _text_quoted_printable(data + b"\r\n")[:-2]
     return b"\r\n".join(_quoted_printable_line(line) for line in data.split(b"\r\n"))
+
+
+def _text_quoted_printable(text: bytes) -> bytes:
+    """b2a_qp of ``text`` (CRLF lines, ending in CRLF), in lines of at most 76 characters."""
+    encoded = binascii.b2a_qp(text)
+    if b" \r\n" not in text and b"\t\r\n" not in text:
+        return encoded
+    # b2a_qp encodes the white space that ends a line after laying the line out, which
+    # can take the line to 77 characters: such a line is broken softly before it.
+    lines = encoded.split(b"\r\n")
+    return b"\r\n".join(
+        line if len(line) <= QP_LINE else line[:-3] + b"=\r\n" + line[-3:] for line in lines
+    )
 
 
 def _quoted_printable_line(line: bytes) -> bytes:
@@ -140,7 +153,6 @@ class QuotedPrintableSplice:
         found = self._afters.get(column)
         if found is None:
             filler = b"x" * column
-            found = self._afters[column] = binascii.b2a_qp(filler + self._after + b"\r\n")[
-                column:-2
-            ]
+            encoded = _text_quoted_printable(filler + self._after + b"\r\n")
+            found = self._afters[column] = encoded[column:-2]
         return found
