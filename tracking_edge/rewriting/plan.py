@@ -359,10 +359,13 @@ def _submitted(
 
 def _extend(pieces: list[bytes | int | Encoded], more: Sequence[bytes | int | Encoded]) -> None:
     """Add ``more`` (joined already, see ``_joined``) to ``pieces``, keeping them joined."""
-    if more and isinstance(more[0], bytes) and pieces and isinstance(pieces[-1], bytes):
-        pieces[-1] += more[0]
-        more = more[1:]
-    pieces.extend(piece for piece in more if not isinstance(piece, bytes) or piece)
+    if more and isinstance(more[0], bytes):
+        if pieces and isinstance(pieces[-1], bytes):
+            pieces[-1] += more[0]
+            more = more[1:]
+        elif not more[0]:
+            more = more[1:]
+    pieces.extend(more)
 
 
 def _joined(pieces: list[bytes | int | Encoded]) -> list[bytes | int | Encoded]:
