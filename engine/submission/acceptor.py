@@ -316,13 +316,14 @@ class Acceptor:
 
 
 def stored_answer(stored: IdempotencyKey, idempotency: Idempotency) -> dict[str, Any]:
-    """The answer to a request whose key ``stored`` is held by an earlier one: its
-    receipt; ``IdempotencyMismatch`` for another request, ``IdempotencyInProgress``
-    while it is not answered yet."""
-    if stored.request_hash != idempotency.request_hash:
-        raise IdempotencyMismatch(idempotency.key)
+    """The answer to a request whose key ``stored`` is held by an earlier one:
+    ``IdempotencyInProgress`` while that one is not answered yet (whatever it asked:
+    it may still fail and free the key), then its receipt, or
+    ``IdempotencyMismatch`` when it asked something else."""
     if stored.pending:
         raise IdempotencyInProgress(idempotency.key)
+    if stored.request_hash != idempotency.request_hash:
+        raise IdempotencyMismatch(idempotency.key)
     answer: dict[str, Any] = json.loads(stored.response)
     return answer
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -43,7 +42,6 @@ from engine.store import (
     RecordQuery,
     Store,
     WebhookAttempt,
-    open_store,
 )
 from engine.store.migrations import Backend, migration_files
 from engine.store.postgres import CLAIM_QUEUE_SELECT as POSTGRES_CLAIM
@@ -56,18 +54,9 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def unmigrated(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def store(unmigrated: Store) -> Store:
-    await unmigrated.migrate()
-    return unmigrated
+async def store(opened_store: Store) -> Store:
+    await opened_store.migrate()
+    return opened_store
 
 
 def message(
@@ -123,13 +112,13 @@ async def enqueue(store: Store, tenant_id: int, due_times: list[float]) -> list[
     return msgs
 
 
-async def test_migrate_is_idempotent(unmigrated: Store, backend: Backend) -> None:
+async def test_migrate_is_idempotent(opened_store: Store, backend: Backend) -> None:
     numbers = [number for number, _ in migration_files(backend)]
     assert numbers and numbers[0] == 1
-    assert await unmigrated.schema_version() == 0
-    assert await unmigrated.migrate() == numbers
-    assert await unmigrated.migrate() == []
-    assert await unmigrated.schema_version() == numbers[-1]
+    assert await opened_store.schema_version() == 0
+    assert await opened_store.migrate() == numbers
+    assert await opened_store.migrate() == []
+    assert await opened_store.schema_version() == numbers[-1]
 
 
 async def test_tenants(store: Store) -> None:
