@@ -91,8 +91,9 @@ def new_submission_id(now: float, rng: random.Random) -> str:
     return f"{int(now * 1000):012x}{rng.getrandbits(64):016x}"
 
 
-def parse_header_fields(raw: bytes) -> list[HeaderField]:
-    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3).
+def parse_header_fields(raw: bytes, only: bytes | None = None) -> list[HeaderField]:
+    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3); with
+    ``only`` (a lower-case name), just the fields of that name.
 
     Raises ``MalformedHeader`` when a line of the header section is part of no
     field: the message cannot be signed, so it is not accepted.
@@ -106,6 +107,7 @@ def parse_header_fields(raw: bytes) -> list[HeaderField]:
             colon,
         )
         for name, value, start, colon, end in parse_header_section(raw).spans()
+        if only is None or name.lower() == only
     ]
 
 
