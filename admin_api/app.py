@@ -27,10 +27,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from admin_api import errors
 from admin_api.auth import api_services, bearer, is_operator
 from admin_api.docs_page import DOCS_PAGE
-from admin_api.routes import api_keys
+from admin_api.routes import (
+    api_keys,
+    domains,
+    inject,
+    messages,
+    operators,
+    records,
+    smtp_users,
+    suppressions,
+    tracking_domains,
+    webhooks,
+)
 from admin_api.services import ApiServices
 
-ROUTERS = (api_keys.router,)
+ROUTERS = (
+    api_keys.router,
+    messages.router,
+    operators.router,
+    domains.router,
+    tracking_domains.router,
+    smtp_users.router,
+    suppressions.router,
+    records.router,
+    webhooks.router,
+)
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 
 
@@ -52,6 +73,7 @@ def create_app(services: ApiServices) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    app.include_router(inject.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(

@@ -6,7 +6,8 @@ Every protected route depends on one of:
   (a tenant's API key holding ``scope``) acts for the key's tenant;
   ``Authorization: Bearer <operator token>`` with ``Penguin-Tenant: NAME``
   acts for that tenant with every scope. Gives a ``Caller``.
-- ``operator_caller``: an operator endpoint; the operator token only.
+- ``operator_caller``: an operator endpoint; the operator token only (a valid
+  tenant API key gets 403 there).
 
 Answers: 401 without a credential or with one that proves nothing (unknown,
 revoked, malformed, or the operator token where none is configured); 403
@@ -129,9 +130,15 @@ async def operator_caller(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> None:
-    """A dependency admitting the operator token only."""
-    if not is_operator(api_services(request), _credential(credentials)):
-        raise _unauthorized("the operator token is required")
+    """A dependency admitting the operator token only: 403 for a valid tenant API key
+    (known, but not the operator's), 401 for anything else."""
+    services = api_services(request)
+    credential = _credential(credentials)
+    if is_operator(services, credential):
+        return
+    if await services.provisioning.authenticate_api_key(credential) is not None:
+        raise ApiError(403, "forbidden", "operator routes need the operator token, not a key")
+    raise _unauthorized("the operator token is required")
 
 
 __all__ = ["Caller", "Scope", "api_services", "operator_caller", "tenant_caller"]

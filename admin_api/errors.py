@@ -123,7 +123,7 @@ def from_provisioning(exc: ProvisioningError) -> ApiError:
     """The API error a provisioning failure answers with."""
     for kind, (status, code) in PROVISIONING_STATUS.items():
         if isinstance(exc, kind):
-            return ApiError(status, code, str(exc))
+            return ApiError(status, code, str(exc), getattr(exc, "field", None))
     return ApiError(500, "internal", str(exc))
 
 

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import importlib.metadata
+import io
 import json
 import os
 import random
@@ -36,19 +37,15 @@ from config import (
 )
 from config.example import render_example
 from engine.clock import SystemClock
-from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, requeue_record
-from engine.delivery.settling import RecordContext
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
-from engine.durations import parse_duration
 from engine.header_section import MalformedHeader, parse_header_section
 from engine.model import (
     ApiKey,
     ApiScope,
     InboundState,
     MessageState,
-    QueuedMessage,
+    SuppressionFilter,
     Suspension,
-    SuspensionScope,
     TrackingDomain,
 )
 from engine.node import node_id
@@ -56,34 +53,30 @@ from engine.provisioning import (
     CACHE_SECONDS,
     DkimKeySpec,
     DomainRecords,
+    Invalid,
+    Operations,
     Provisioning,
     ProvisioningError,
+    TenantDetails,
     TenantHasMail,
 )
-from engine.records.record import Record
+from engine.provisioning.service import IMPORT_REASON
+from engine.provisioning.verification import CheckStatus
 from engine.runtime.preflight import check_environment
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.routing import pool_of
 from engine.scheduler.shaping import FIELDS, Shaping, explain, shown
-from engine.scheduler.status import lane_rows, source_rows
 from engine.scheduler.suspensions import (
-    ADMIN_ORIGIN,
     SCOPE_WORDS,
-    BadTarget,
     describe,
-    resume_record,
     scoped_target,
-    suspension_record,
-    tenant_of,
 )
-from engine.scheduler.warmup import WarmupPolicy, plans_from_settings, utc_day
-from engine.scheduler.warmup_ledger import HISTORY_DAYS as WARMUP_HISTORY_DAYS
-from engine.store import NotFound, Store, StoreError, open_store
+from engine.scheduler.tenant_settings import OVERRIDABLE, TenantSettingsBook
+from engine.store import Store, StoreError, open_store
 from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
+from smtp_out.dns_lookup import RecordLookup
 
 Output = dict[str, Any] | list[Any]
-_PAGE = 1000
-"""Shunted messages requeued per transaction by ``queue requeue --all-shunted``."""
 
 
 class CommandError(Exception):
@@ -285,6 +278,41 @@ def _tenant_commands(leaf: Leaf) -> None:
         action="store_true",
         help="first remove its queued and shunted messages (an AdminBounce record each)",
     )
+    show = leaf(
+        "show",
+        _provisioning_command(_tenant_show),
+        "show a tenant's pool, priority and quotas in force and its messages today",
+    )
+    show.add_argument("name", help="the tenant")
+    change = leaf(
+        "set",
+        _provisioning_command(_tenant_set),
+        "set a tenant's pool, priority or quotas over its [tenants.NAME] table "
+        "(running engines apply them within [scheduler] refresh_seconds)",
+    )
+    change.add_argument("name", help="the tenant")
+    change.add_argument("--pool", help="egress pool, one of [pools]")
+    change.add_argument("--priority", help="bulk, normal, transactional or a digit 0..9")
+    change.add_argument(
+        "--daily-quota",
+        type=int,
+        metavar="N",
+        help="messages (one per recipient) per UTC day; 0 for no quota",
+    )
+    change.add_argument(
+        "--rate",
+        metavar="SPEC",
+        help="rate quota, a throttle spec N/period[,max_burst=B] (e.g. 100/min); '' for none",
+    )
+    change.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=OVERRIDABLE,
+        metavar="SETTING",
+        help="drop what was set for SETTING (pool, priority, daily_quota, rate_quota): "
+        "the config's applies again; may be repeated",
+    )
 
 
 def _key_options(command: argparse.ArgumentParser, selector_help: str) -> None:
@@ -311,6 +339,12 @@ def _domain_commands(leaf: Leaf) -> None:
     listing.add_argument("tenant", help="the tenant")
     remove = leaf("remove", _provisioning_command(_domain_remove), "remove a sending domain")
     remove.add_argument("domain", help="the sending domain")
+    verify = leaf(
+        "verify",
+        _provisioning_command(_domain_verify),
+        "check through DNS that a domain's records are published",
+    )
+    verify.add_argument("domain", help="the sending domain")
 
 
 def _tracking_domain_commands(leaf: Leaf) -> None:
@@ -377,6 +411,21 @@ def _suppression_commands(leaf: Leaf) -> None:
     listing.add_argument(
         "--after", default="", metavar="ADDRESS", help="start after this address (next page)"
     )
+    listing.add_argument("--reason", default="", help="only reasons starting so, e.g. bounce")
+    listing.add_argument("--domain", default="", help="only addresses at this domain")
+    listing.add_argument("--prefix", default="", help="only addresses starting so")
+    imported = leaf(
+        "import", _provisioning_command(_suppression_import), "suppress the addresses of a CSV"
+    )
+    imported.add_argument("tenant", help="the tenant whose list they go on")
+    imported.add_argument(
+        "csv_file",
+        metavar="FILE",
+        help="CSV with a header row naming 'address' and optionally 'reason'; - for stdin",
+    )
+    imported.add_argument(
+        "--reason", default=IMPORT_REASON, help=f"for rows without one (default {IMPORT_REASON})"
+    )
     remove = leaf("remove", _provisioning_command(_suppression_remove), "unsuppress an address")
     remove.add_argument("tenant", help="the tenant")
     remove.add_argument("address", help="the suppressed address")
@@ -405,16 +454,16 @@ def _bounce_commands(leaf: Leaf) -> None:
 
 
 def _queue_commands(leaf: Leaf) -> None:
-    leaf("summary", _store_command(_queue_summary), "messages by queue and state")
-    show = leaf("show", _store_command(_queue_show), "one message or submission")
+    leaf("summary", _operations_command(_queue_summary), "messages by queue and state")
+    show = leaf("show", _operations_command(_queue_show), "one message or submission")
     show.add_argument("id", help="a message id, or a submission's (the queue id of its 250)")
-    shunted = leaf("shunted", _store_command(_queue_shunted), "parked messages")
+    shunted = leaf("shunted", _operations_command(_queue_shunted), "parked messages")
     shunted.add_argument("-n", "--limit", type=int, default=1000, help="messages to list")
-    requeue = leaf("requeue", _store_command(_queue_requeue), "queue shunted messages again")
+    requeue = leaf("requeue", _operations_command(_queue_requeue), "queue shunted messages again")
     which = requeue.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="a message, or a submission's shunted messages")
     which.add_argument("--all-shunted", action="store_true", help="every shunted message")
-    delete = leaf("delete", _store_command(_queue_delete), "remove queued or shunted messages")
+    delete = leaf("delete", _operations_command(_queue_delete), "remove queued or shunted messages")
     delete.add_argument("id", help="a message, or a submission's queued and shunted messages")
 
 
@@ -423,7 +472,7 @@ def _suspension_commands(leaf: Leaf) -> None:
         ("suspend", _suspend, "stop sending for a lane, source, tenant or campaign for a while"),
         ("resume", _resume, "lift the suspensions of a lane, source, tenant or campaign"),
     ):
-        command = leaf(name, _store_command(handler), help_text)
+        command = leaf(name, _operations_command(handler), help_text)
         command.add_argument("scope", choices=SCOPE_WORDS, help="what to act on")
         command.add_argument(
             "target",
@@ -442,15 +491,24 @@ def _suspension_commands(leaf: Leaf) -> None:
                 metavar="DURATION",
                 help="how long: 90s, 30min, 2h, 1d",
             )
-    leaf("suspensions", _store_command(_suspensions), "list the active suspensions")
-    leaf("lanes", _store_command(_lanes), "each lane (source x site): connections, rate, backoff")
-    leaf("ips", _store_command(_ips), "each source: warmup day, today's sent and cap per provider")
+    leaf("suspensions", _operations_command(_suspensions), "list the active suspensions")
+    leaf(
+        "lanes",
+        _operations_command(_lanes),
+        "each lane (source x site): connections, rate, backoff",
+    )
+    leaf(
+        "ips",
+        _operations_command(_ips),
+        "each source: warmup day, today's sent and cap per provider",
+    )
 
 
 Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
 StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
 
 
+OperationsHandler = Callable[[Operations, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
 ProvisioningHandler = Callable[
     [Provisioning, Settings, argparse.Namespace], Awaitable[tuple[Output, str]]
 ]
@@ -471,6 +529,17 @@ def _store_command(handler: StoreHandler) -> Handler:
         return asyncio.run(body())
 
     return run
+
+
+def _operations_command(handler: OperationsHandler) -> Handler:
+    """Run ``handler`` with the operations service on a migrated store."""
+
+    async def run(
+        store: Store, settings: Settings, args: argparse.Namespace
+    ) -> tuple[Output | None, str]:
+        return await handler(Operations(store, settings, nodeid=node_id(settings)), args)
+
+    return _store_command(run)
 
 
 def _provisioning_command(handler: ProvisioningHandler) -> Handler:
@@ -498,9 +567,11 @@ def _config_check(settings: Settings, args: argparse.Namespace) -> tuple[Output,
 
 
 def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    """The lanes of ``args.domain`` from the sources of the tenant's pool, and their shaping."""
+    """The lanes of ``args.domain`` from the sources of the tenant's pool (as set in the
+    store, else the config's), and their shaping."""
     shaping = Shaping.load(settings.scheduler.shaping_files)
-    pool = pool_of(settings, args.tenant, args.campaign)
+    routing = asyncio.run(_routing(settings)) if args.tenant else settings
+    pool = pool_of(routing, args.tenant, args.campaign)
     if args.source:
         if args.source not in settings.sources:
             raise CommandError(f"no source named {args.source!r} in [sources]")
@@ -534,17 +605,20 @@ def _explain(settings: Settings, args: argparse.Namespace) -> tuple[Output, str]
     return result, "\n".join(lines)
 
 
-STATUS_FRESH_SECONDS = 30.0
-"""Reports older than this come from processes that stopped; they are left out."""
+async def _routing(settings: Settings) -> Settings:
+    """The settings with the tenants' tables in force (``penguin tenant set``)."""
+    book = TenantSettingsBook(settings)
+    store = open_store(settings.database_url(), settings.database.pool_size)
+    try:
+        await store.migrate()
+        await book.refresh(store)
+    finally:
+        await store.close()
+    return book.routing
 
 
-async def _reports(store: Store, now: float) -> list[dict[str, Any]]:
-    return [json.loads(data) for _, data, _ in await store.list_status(now - STATUS_FRESH_SECONDS)]
-
-
-async def _lanes(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    now = time.time()
-    rows = lane_rows(await _reports(store, now), await store.queue_depths())
+async def _lanes(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    rows = await ops.lanes()
     lines = [
         f"{'LANE':50} {'CONN':>5} {'LIMIT':>5} {'READY':>6} {'RATE':>12} {'LEVEL':>5}"
         f" {'QUEUED':>8}  NEXT DUE"
@@ -562,23 +636,8 @@ async def _lanes(store: Store, settings: Settings, args: argparse.Namespace) -> 
     return rows, "\n".join(lines)
 
 
-async def _ips(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    now = time.time()
-    today = utc_day(now)
-    plans = plans_from_settings(settings)
-    rows = source_rows(
-        sources={
-            name: plans[source.warmup] if source.warmup else None
-            for name, source in settings.sources.items()
-        },
-        providers=Shaping.load(settings.scheduler.shaping_files).providers,
-        history=await store.warmup_history(today - WARMUP_HISTORY_DAYS),
-        today=today,
-        policy=WarmupPolicy.from_settings(settings),
-        reports=await _reports(store, now),
-        suspensions=await store.active_suspensions(now),
-        now=now,
-    )
+async def _ips(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    rows = await ops.ips()
     lines = [f"{'SOURCE':16} {'PROVIDER':12} {'PLAN':10} {'DAY':>4} {'SENT/CAP':>18}  STATE"]
     for row in rows:
         cap = "-" if row["cap"] is None else f"{row['cap']:,}"
@@ -677,6 +736,46 @@ async def _tenant_remove(
     return data, text
 
 
+async def _tenant_show(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    return _tenant_details(await p.tenant_details(args.name))
+
+
+async def _tenant_set(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    given = {
+        "pool": args.pool,
+        "priority": args.priority,
+        "daily_quota": args.daily_quota,
+        "rate_quota": args.rate,
+    }
+    changes: dict[str, str | int | None] = {k: v for k, v in given.items() if v is not None}
+    both = sorted(set(changes) & set(args.clear))
+    if both:
+        raise CommandError(f"{both[0]} is both set and cleared")
+    changes.update(dict.fromkeys(args.clear))
+    if not changes:
+        raise CommandError(
+            "nothing to set: give --pool, --priority, --daily-quota, --rate or --clear"
+        )
+    return _tenant_details(await p.set_tenant_settings(args.name, changes))
+
+
+def _tenant_details(details: TenantDetails) -> tuple[Output, str]:
+    data = details.to_json()
+    overridden = details.overridden
+    lines = [f"tenant {details.tenant.name} (id {details.tenant.id})"]
+    for name in OVERRIDABLE:
+        value = data[name]
+        shown_value = "none" if value in ("", 0) and name.endswith("quota") else value
+        origin = "set with penguin tenant set" if name in overridden else "config"
+        lines.append(f"  {name}: {shown_value} ({origin})")
+    lines.append(f"  accepted today (UTC): {details.accepted_today}")
+    return data, "\n".join(lines)
+
+
 def _domain_dns(records: DomainRecords) -> tuple[dict[str, Any], str]:
     data = {
         "domain": records.domain.name,
@@ -727,6 +826,28 @@ async def _domain_list(
     rows = [{"name": d.name, "selector": d.selector, "algorithm": d.algorithm} for d in domains]
     lines = [f"{r['name']}\t{r['selector']}\t{r['algorithm']}" for r in rows] or ["no domains"]
     return rows, "\n".join(lines)
+
+
+async def _domain_verify(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        lookup = RecordLookup(nameservers, settings.dns.timeout_seconds)
+    except ResolverConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    verified = await p.verify_domain(args.domain, lookup)
+    lines = [f"{verified.domain}: {'verified' if verified.verified else 'not verified'}"]
+    for check in verified.checks:
+        lines.append(f"{check.status.upper():8}{check.check} ({check.type} {check.name})")
+        if check.status is not CheckStatus.PASS:
+            lines.append(f"        expected: {check.expected}")
+            found = "; ".join(check.found) or "nothing"
+            lines.append(f"        found:    {found}")
+        if check.detail:
+            lines.append(f"        {check.detail}")
+    data = {"verified": verified.verified, **dataclasses.asdict(verified)}
+    return data, "\n".join(lines)
 
 
 async def _domain_remove(
@@ -877,10 +998,35 @@ async def _suppression_add(
 async def _suppression_list(
     p: Provisioning, settings: Settings, args: argparse.Namespace
 ) -> tuple[Output, str]:
-    listed = await p.list_suppressions(args.tenant, after=args.after, limit=args.limit)
+    where = SuppressionFilter(args.reason, args.prefix, args.domain)
+    listed = await p.list_suppressions(args.tenant, after=args.after, limit=args.limit, where=where)
     rows = [{"address": s.address, "reason": s.reason, "created_at": s.created_at} for s in listed]
     lines = [f"{s.address}\t{s.reason}\t{_iso(s.created_at)}" for s in listed]
     return rows, "\n".join(lines) or "no suppressions"
+
+
+async def _suppression_import(
+    p: Provisioning, settings: Settings, args: argparse.Namespace
+) -> tuple[Output, str]:
+    try:  # the command does nothing else meanwhile: blocking reads hold up no one
+        source = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+            if args.csv_file == "-"
+            else open(args.csv_file, encoding="utf-8-sig", newline="")  # noqa: SIM115, ASYNC230
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.csv_file}: {exc}") from None
+    try:
+        done = await p.import_suppressions(args.tenant, source, reason=args.reason)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.csv_file}: {exc}") from None
+    finally:
+        if args.csv_file != "-":
+            source.close()
+    data = dataclasses.asdict(done)
+    lines = [f"{done.added} added, {done.duplicate} already suppressed, {done.invalid} invalid"]
+    lines += [f"line {row.line}: {row.error}: {row.text}" for row in done.invalid_rows]
+    return data, "\n".join(lines)
 
 
 async def _suppression_remove(
@@ -916,10 +1062,8 @@ def _record_line(record: dict[str, Any]) -> str:
     )
 
 
-async def _queue_summary(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    rows = await store.queue_summary()
+async def _queue_summary(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    rows = await ops.queue_summary()
     data = [dataclasses.asdict(r) | {"state": r.state.value} for r in rows]
     width = max([len(r.queue) for r in rows] + [5])
     lines = [f"{'QUEUE':<{width}}  {'STATE':<10}  {'COUNT':>6}  {'NEXT DUE':<20}  LAST ERROR"]
@@ -933,34 +1077,25 @@ async def _queue_summary(
     return data, "\n".join(lines)
 
 
-async def _queue_show(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    message = await store.get_message(args.id)
-    messages = [message] if message else await store.list_submission(args.id)
-    if not messages:
-        raise NotFound(f"no message or submission {args.id!r}")
+async def _queue_show(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    found = await ops.messages(args.id)
     data = []
     lines = []
-    for m in messages:
-        records = await store.list_records(m.id)
-        item = dataclasses.asdict(m)
-        item["records"] = records
-        data.append(item)
+    for details in found:
+        m = details.message
+        data.append(dataclasses.asdict(m) | {"records": details.records})
         lines.append(
             f"{m.id}  {m.state.value}  queue={m.queue}  from={m.sender}  to={m.recipient}"
             f"  attempts={m.attempts}  due={_iso(m.due_at)}"
         )
         if m.last_error:
             lines.append(f"    last error: {m.last_error}")
-        lines += [f"    {_record_line(r)}" for r in records]
-    return (data[0] if message else data), "\n".join(lines)
+        lines += [f"    {_record_line(r)}" for r in details.records]
+    return (data[0] if found[0].message.id == args.id else data), "\n".join(lines)
 
 
-async def _queue_shunted(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    messages = await store.list_shunted(args.limit)
+async def _queue_shunted(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    messages = await ops.shunted(args.limit)
     lines = [
         f"{m.id}  queue={m.queue}  to={m.recipient}  attempts={m.attempts}"
         f"  shunted={_iso(m.due_at)}\n    error: {m.last_error or '-'}"
@@ -1005,101 +1140,48 @@ def _subject(raw: bytes) -> str:
     return value.decode("utf-8", "replace").strip()
 
 
-async def _queue_requeue(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    now = time.time()
-    records = _AdminRecords(store, settings, now)
-    if args.all_shunted:
-        requeued = await _requeue_all_shunted(store, records, now)
-    else:
-        messages = await _chosen(store, args.id, REQUEUEABLE, "shunted")
-        batch = [await records.requeue(m) for m in messages]
-        requeued = await store.requeue_shunted([m.id for m in messages], now, batch)
-    if requeued:
-        store.announce_accepted()
+async def _queue_requeue(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    requeued = await ops.requeue(None if args.all_shunted else args.id)
     text = "\n".join(f"{i} requeued" for i in requeued) or "no shunted messages"
     return {"requeued": requeued}, text
 
 
-async def _requeue_all_shunted(store: Store, records: _AdminRecords, now: float) -> list[str]:
-    """Requeue, a page at a time, every message shunted before ``now``, each once; the ids.
-
-    Every page requeues at least one message not requeued before, or ends the loop.
-    """
-    requeued: dict[str, None] = {}
-    while True:
-        listed = await store.list_shunted(_PAGE)
-        page = [m for m in listed if m.due_at <= now and m.id not in requeued]
-        batch = [await records.requeue(m) for m in page]
-        done = await store.requeue_shunted([m.id for m in page], now, batch)
-        if not done:
-            return list(requeued)
-        requeued.update(dict.fromkeys(done))
-
-
-async def _queue_delete(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    now = time.time()
-    records = _AdminRecords(store, settings, now)
-    messages = await _chosen(store, args.id, REMOVABLE, "queued or shunted")
-    batch = [await records.removal(m) for m in messages]
-    removed = await store.remove_messages([m.id for m in messages], batch)
+async def _queue_delete(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    removed = await ops.delete(args.id)
     return {"removed": removed}, "\n".join(f"{i} removed" for i in removed) or "nothing removed"
 
 
-async def _chosen(
-    store: Store, message_or_submission: str, states: frozenset[MessageState], wanted: str
-) -> list[QueuedMessage]:
-    """The messages in ``states`` of a message id or a submission id."""
-    message = await store.get_message(message_or_submission)
-    messages = [message] if message else await store.list_submission(message_or_submission)
-    if not messages:
-        raise NotFound(f"no message or submission {message_or_submission!r}")
-    chosen = [m for m in messages if m.state in states]
-    if not chosen:
-        found = ", ".join(sorted({m.state.value for m in messages}))
-        raise CommandError(f"{message_or_submission}: nothing {wanted} (found: {found})")
-    return chosen
+SUSPENSION_OPTIONS = {"duration": "--for", "reason": "--reason"}
+"""The option of ``penguin suspend`` that gives each field of the service."""
 
 
-async def _suspend(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    scope, target = _scope_target(settings, args)
+async def _suspend(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
     try:
-        seconds = parse_duration(args.duration)
-    except ValueError as exc:
-        raise CommandError(f"--for: {exc}") from None
-    reason = args.reason.strip()
-    if not reason:
-        raise CommandError("--reason: say why")
-    tenant_id = await _tenant_id_of(store, scope, target)
-    now = time.time()
-    wanted = Suspension(scope, target, reason, now, now + seconds, ADMIN_ORIGIN)
-    record = suspension_record(wanted, nodeid=node_id(settings), tenant_id=tenant_id)
-    added = await store.add_suspension(wanted, [record])
-    text = f"suspended {describe(scope, target)} until {_iso(added.until)}: {reason}"
-    return _suspension_json(added), text
+        added = await ops.suspend(
+            args.scope,
+            args.target,
+            reason=args.reason,
+            duration=args.duration,
+            provider=args.provider,
+        )
+    except Invalid as exc:
+        option = SUSPENSION_OPTIONS.get(exc.field or "")
+        if option is None:
+            raise
+        raise CommandError(f"{option}: {exc}") from None
+    text = f"suspended {describe(added.scope, added.target)} until {_iso(added.until)}"
+    return _suspension_json(added), f"{text}: {added.reason}"
 
 
-async def _resume(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
-    scope, target = _scope_target(settings, args)
-    tenant_id = await _tenant_id_of(store, scope, target)
-    now = time.time()
-    record = resume_record(scope, target, now=now, nodeid=node_id(settings), tenant_id=tenant_id)
-    removed = await store.remove_suspensions(scope.value, target, [record])
-    if not removed:
-        raise CommandError(f"{describe(scope, target)} is not suspended")
+async def _resume(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    removed = await ops.resume(args.scope, args.target, provider=args.provider)
+    scope, target = scoped_target(args.scope, args.target, args.provider)
     data = {"scope": scope.value, "target": target, "removed": removed}
     return data, f"resumed {describe(scope, target)}"
 
 
-async def _suspensions(
-    store: Store, settings: Settings, args: argparse.Namespace
-) -> tuple[Output, str]:
-    active = await store.active_suspensions(time.time())
+async def _suspensions(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
+    active = await ops.suspensions()
     lines = [
         f"{s.id}\t{describe(s.scope, s.target)}\tuntil {_iso(s.until)}\t{s.origin}\t{s.reason}"
         for s in active
@@ -1107,56 +1189,8 @@ async def _suspensions(
     return [_suspension_json(s) for s in active], "\n".join(lines) or "no suspensions"
 
 
-def _scope_target(settings: Settings, args: argparse.Namespace) -> tuple[SuspensionScope, str]:
-    """The scope and target named on the command line; a source must be configured."""
-    try:
-        scope, target = scoped_target(args.scope, args.target, args.provider)
-    except BadTarget as exc:
-        raise CommandError(str(exc)) from None
-    if scope in (SuspensionScope.LANE, SuspensionScope.SOURCE, SuspensionScope.SOURCE_PROVIDER):
-        source = target.partition("|")[0]
-        if source not in settings.sources:
-            known = ", ".join(sorted(settings.sources))
-            raise CommandError(f"unknown source {source!r} (configured: {known})")
-    return scope, target
-
-
-async def _tenant_id_of(store: Store, scope: SuspensionScope, target: str) -> int | None:
-    """The id of the tenant a tenant or campaign target names (which must exist)."""
-    name = tenant_of(scope, target)
-    if not name:
-        return None
-    tenant = await store.get_tenant(name)
-    if tenant is None:
-        raise NotFound(f"no tenant {name!r}")
-    return tenant.id
-
-
 def _suspension_json(s: Suspension) -> dict[str, Any]:
     return dataclasses.asdict(s) | {"scope": s.scope.value}
-
-
-class _AdminRecords:
-    """The records of an operator's actions at ``now``, with each tenant's name."""
-
-    def __init__(self, store: Store, settings: Settings, now: float) -> None:
-        self._store = store
-        self._now = now
-        self._nodeid = node_id(settings)
-        self._tenants: dict[int, str] = {}
-
-    async def requeue(self, message: QueuedMessage) -> Record:
-        return requeue_record(message, now=self._now, context=await self._context(message))
-
-    async def removal(self, message: QueuedMessage) -> Record:
-        return removal_record(message, now=self._now, context=await self._context(message))
-
-    async def _context(self, message: QueuedMessage) -> RecordContext:
-        name = self._tenants.get(message.tenant_id)
-        if name is None:
-            tenant = await self._store.get_tenant_by_id(message.tenant_id)
-            name = self._tenants[message.tenant_id] = tenant.name if tenant else ""
-        return RecordContext(self._nodeid, name)
 
 
 def _iso(ts: float) -> str:

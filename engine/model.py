@@ -35,6 +35,23 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantOverrides:
+    """What an operator set for a tenant in the store (``penguin tenant set``, the API),
+    over its ``[tenants.NAME]`` table of the config: None leaves the config's value.
+
+    ``daily_quota`` counts messages (recipients) accepted per UTC day, 0 for no quota;
+    ``rate_quota`` is a throttle spec ``N/period[,max_burst=B]``, ``""`` for none.
+    """
+
+    tenant_id: int
+    pool: str | None = None
+    priority: str | None = None
+    daily_quota: int | None = None
+    rate_quota: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SendingDomain:
     """A domain a tenant sends from, with its DKIM key.
 
@@ -97,6 +114,26 @@ class Suppression:
 
 
 @dataclass(frozen=True, slots=True)
+class SuppressionFilter:
+    """Which suppressions ``list_suppressions`` returns; every field set must hold."""
+
+    reason: str = ""
+    """The reason starts with this (``bounce``, ``complaint``, ``unsubscribe``, ...)."""
+    address_prefix: str = ""
+    """The address starts with this (lower-case)."""
+    domain: str = ""
+    """The address is at this domain (lower-case)."""
+    since: float | None = None
+    """Suppressed at or after this time."""
+    until: float | None = None
+    """Suppressed before this time."""
+
+
+EVERY_SUPPRESSION = SuppressionFilter()
+"""The filter every suppression matches."""
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingDomain:
     """A host name a tenant's tracking links and pixels are served on (a CNAME to the
     edge); ``is_default`` for the one its mail uses unless a campaign names another."""
@@ -153,6 +190,24 @@ class Submission:
     body: bytes = field(repr=False)
     messages: tuple[QueuedMessage, ...]
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A tenant's idempotency key: the hash of the request that first used it and
+    the response (JSON text) that request got.
+
+    A key is claimed before its acceptance (``pending``, no response yet, under a
+    random ``claim_token``); the acceptance fills in the response by that token."""
+
+    tenant_id: int
+    key: str
+    request_hash: str
+    response: str
+    created_at: float
+    """When the key was claimed."""
+    claim_token: str = ""
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,3 +330,65 @@ class SoftBounce:
     tenant_id: int
     address: str
     at: float
+
+
+class WebhookFormat(enum.StrEnum):
+    """How a webhook's records are posted."""
+
+    SINGLE = "single"
+    """One record per POST: the body is the record's JSON object."""
+    BATCH = "batch"
+    """Up to the webhook's ``batch_size`` records per POST: a JSON array, in log order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's endpoint that is posted the records of ``record_types`` (all when empty).
+
+    ``secret_sealed`` is the signing secret sealed with the engine secret
+    (``engine.sealing``); the tenant sees the secret once, when it is made.
+    """
+
+    id: str
+    tenant_id: int
+    url: str
+    record_types: tuple[str, ...]
+    format: WebhookFormat
+    batch_size: int
+    enabled: bool
+    secret_sealed: bytes = field(repr=False)
+    created_at: float
+    updated_at: float
+
+
+class WebhookDeliveryState(enum.StrEnum):
+    """Where one POST of the webhook outbox is."""
+
+    PENDING = "pending"
+    """Waiting for ``next_at`` (its first attempt or a retry)."""
+    DELIVERED = "delivered"
+    """The endpoint answered 2xx."""
+    FAILED = "failed"
+    """Retried until the retry time ran out; no more attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One POST of the webhook outbox: its body, its attempts and how the last one went."""
+
+    id: int
+    webhook_id: str
+    tenant_id: int
+    payload: str = field(repr=False)
+    """The JSON body posted (an object, or an array for a batch)."""
+    record_count: int
+    state: WebhookDeliveryState
+    attempts: int
+    next_at: float
+    created_at: float
+    updated_at: float
+    last_status: int | None = None
+    """The HTTP status of the last attempt; None before one or when none came back."""
+    last_error: str | None = None
+    lease_token: str | None = None
+    lease_expires: float | None = None

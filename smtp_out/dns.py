@@ -243,7 +243,7 @@ class MxResolver:
         *,
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        self._resolver = _make_resolver(nameservers, timeout_seconds)
+        self._resolver = make_resolver(nameservers, timeout_seconds)
         self._timeout = timeout_seconds
         self._clock = clock
         self._rng = rng
@@ -396,9 +396,12 @@ class MxResolver:
         return _Lookup(_Status.ANSWER, tuple(answer.rrset), ttl)
 
 
-def _make_resolver(
+def make_resolver(
     nameservers: Sequence[tuple[str, int]], timeout_seconds: float
 ) -> dns.asyncresolver.Resolver:
+    """A dnspython resolver on ``nameservers`` (the system's when empty), without its
+    own cache, each query allowed ``timeout_seconds``; ``ResolverConfigurationError``
+    when the system configuration is unusable."""
     if nameservers:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [

@@ -140,10 +140,10 @@ def dns_records(
     algorithm, public = (key.algorithm, key.public_b64) if isinstance(key, DkimKeyPair) else key
     if algorithm not in ALGORITHMS:
         raise DkimKeyError(f"unknown DKIM algorithm {algorithm!r}; expected one of {ALGORITHMS}")
-    domain = _fqdn(domain)
-    return_path_domain = _fqdn(return_path_domain)
-    engine_hostname = _fqdn(engine_hostname)
-    selector = _fqdn(selector)
+    domain = dns_name(domain)
+    return_path_domain = dns_name(return_path_domain)
+    engine_hostname = dns_name(engine_hostname)
+    selector = dns_name(selector)
     return [
         DnsRecord(
             f"{selector}._domainkey.{domain}",
@@ -197,7 +197,9 @@ def _escape(chunk: str) -> str:
     return chunk.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _fqdn(name: str) -> str:
+def dns_name(name: str) -> str:
+    """``name`` lower-case without a final dot; ``ValueError`` when it cannot be
+    published in DNS (an empty label, a label over 63 octets, a name over 253)."""
     name = name.strip().rstrip(".").lower()
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):

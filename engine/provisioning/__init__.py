@@ -8,10 +8,19 @@ half sealed with the engine secret, and the DNS records to publish);
 adding, listing and removing tracking domains and choosing a tenant's
 default (with the CNAME to publish; ``tracking_domains`` holds the snapshot
 delivery and the tracking edge read, ``tracking_refresh`` keeps it fresh);
+setting a tenant's pool, priority and quotas over its ``[tenants.NAME]`` table
+and showing them in force with today's count (``tenant_details``; running
+engines read them through ``tracking_refresh.TenantSettingsRefresh``);
 creating, listing and removing SMTP users (generated username and password,
 stored as a scrypt hash); creating, listing, revoking and authenticating API
 keys (``api_keys``: the token shown once, its secret stored as a SHA-256);
-adding, listing and removing suppressions.
+adding, listing (with filters), importing (CSV, ``suppression_csv``) and
+removing suppressions; and verifying through DNS that a sending domain's
+records are published (``verification``).
+
+``operations.Operations`` is the operator's other service, behind the CLI and
+the API alike: suspensions, queue inspection and requeue/delete, lanes and
+sources as reported.
 
 In: names as an operator or a tenant types them. Out: model values
 (``engine.model``) and small result types; failures as the
@@ -20,15 +29,17 @@ or key error.
 
 May import ``config``, ``engine.model``, ``engine.store`` (the interface),
 ``engine.dkim_keys``, ``engine.sealing``, ``engine.passwords``,
-``engine.queue_admin``, ``engine.settling`` and ``engine.clock``; never an
-edge (``smtp_out``, ``admin_api``, ...) nor the composition root
-(``engine.app``, ``engine.cli``).
+``engine.queue_admin``, ``engine.settling``, ``engine.webhooks`` and
+``engine.clock``; never an edge (``smtp_out``, ``admin_api``, ...) nor the
+composition root (``engine.app``, ``engine.cli``).
 
 Invariants:
 
 - a DKIM private key is sealed before it reaches the store and is never
   returned; a password is returned once, by ``create_smtp_user``, and stored
-  only as its hash; so is an API key's token, by ``create_api_key``;
+  only as its hash; so is an API key's token, by ``create_api_key``; a
+  webhook's signing secret is returned once, by ``webhooks.create``, and
+  stored sealed with the engine secret;
 - domain names are stored lower-case without a final dot, suppressed
   addresses lower-case; a domain or selector that cannot be published in DNS
   is refused before a key is made;
@@ -50,17 +61,24 @@ from engine.provisioning.errors import (
     TenantHasMail,
     Unknown,
 )
+from engine.provisioning.operations import MessageDetails, Operations
 from engine.provisioning.service import (
     DkimKeySpec,
     DomainRecords,
     NewApiKey,
     NewSmtpUser,
     Provisioning,
+    SuppressionImport,
+    TenantDetails,
     TenantRemoval,
     TrackingDomainRecords,
 )
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import (
+    SnapshotRefresh,
+    TenantSettingsRefresh,
+    TrackingRefresh,
+)
 
 __all__ = [
     "CACHE_SECONDS",
@@ -69,14 +87,20 @@ __all__ = [
     "DomainRecords",
     "Invalid",
     "KnownKey",
+    "MessageDetails",
     "NewApiKey",
     "NewSmtpUser",
+    "Operations",
     "Provisioning",
     "ProvisioningError",
     "SecretUnusable",
+    "SnapshotRefresh",
     "StoreFailed",
+    "SuppressionImport",
+    "TenantDetails",
     "TenantHasMail",
     "TenantRemoval",
+    "TenantSettingsRefresh",
     "TrackingDomainRecords",
     "TrackingDomains",
     "TrackingRefresh",

@@ -9,13 +9,17 @@ errors are translated into ``engine.provisioning.errors``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import secrets
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from config import Settings, is_host_name
+from config.schema import TenantSettings
 from engine.clock import Clock, SystemClock
 from engine.delivery.queue_admin import REMOVABLE, removal_record
 from engine.delivery.settling import RecordContext
@@ -29,12 +33,15 @@ from engine.dkim.keys import (
     generate_key,
 )
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
     ApiScope,
     SendingDomain,
     SmtpUser,
     Suppression,
+    SuppressionFilter,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
 )
 from engine.provisioning.api_keys import (
@@ -52,14 +59,43 @@ from engine.provisioning.errors import (
     StoreFailed,
     TenantHasMail,
     Unknown,
+    translated,
 )
+from engine.provisioning.suppression_csv import (
+    BadRow,
+    CsvHeaderError,
+    address_problem,
+    read_rows,
+)
+from engine.provisioning.verification import (
+    DnsLookup,
+    Expectations,
+    VerificationReport,
+    report,
+)
+from engine.provisioning.webhooks import WebhookRegistry
 from engine.return_path import return_path_domain
+from engine.scheduler.tenant_settings import (
+    DEFAULT_TENANT,
+    OVERRIDABLE,
+    TenantQuotas,
+    check_overrides,
+    effective,
+    quotas_of,
+)
+from engine.scheduler.warmup import SECONDS_PER_DAY, utc_day
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
-from engine.store import Conflict, InUse, NotFound, Store, StoreError
+from engine.store import InUse, Store
 from engine.submission.passwords import generate_password, generate_username, hash_password
 
 REMOVAL_PAGE = 1000
 """Messages removed per transaction when a tenant is removed with ``force``."""
+IMPORT_BATCH = 1000
+"""Suppressions inserted per transaction by an import."""
+IMPORT_INVALID_SHOWN = 100
+"""Refused rows an import reports (it counts them all)."""
+IMPORT_REASON = "import"
+"""The reason of an imported address whose row gives none."""
 API_KEY_NAME_MAX = 200
 PREFIX_ATTEMPTS = 5
 """New prefixes drawn for an API key before giving up (40 random bits: one is plenty)."""
@@ -100,6 +136,54 @@ class NewSmtpUser:
     tenant: str
     username: str
     password: str = field(repr=False)
+
+
+@dataclass(slots=True)
+class SuppressionImport:
+    """What an import did: addresses added, already suppressed (or repeated in the
+    file), and refused, with the first refused rows."""
+
+    added: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    invalid_rows: list[BadRow] = field(default_factory=list)
+
+    def refused(self, row: BadRow, keep: int) -> None:
+        self.invalid += 1
+        if len(self.invalid_rows) < keep:
+            self.invalid_rows.append(row)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDetails:
+    """A tenant, its settings in force (``[tenants.NAME]`` with the store's overrides),
+    what the store overrides, and the messages (recipients) it had accepted since
+    00:00 UTC when asked."""
+
+    tenant: Tenant
+    settings: TenantSettings
+    overrides: TenantOverrides
+    accepted_today: int
+
+    @property
+    def quotas(self) -> TenantQuotas:
+        return quotas_of(self.settings)
+
+    @property
+    def overridden(self) -> list[str]:
+        """The settings the store sets (the others are the config's)."""
+        return [name for name in OVERRIDABLE if getattr(self.overrides, name) is not None]
+
+    def to_json(self) -> dict[str, object]:
+        """What ``penguin tenant show --json`` prints and the API's tenant carries."""
+        return {
+            "id": self.tenant.id,
+            "name": self.tenant.name,
+            "created_at": self.tenant.created_at,
+            **{name: getattr(self.settings, name) for name in OVERRIDABLE},
+            "overridden": self.overridden,
+            "accepted_today": self.accepted_today,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +232,73 @@ class Provisioning:
 
     # Tenants.
 
-    async def create_tenant(self, name: str) -> Tenant:
+    async def create_tenant(
+        self, name: str, settings: Mapping[str, str | int | None] | None = None
+    ) -> Tenant:
+        """Create tenant ``name``, with ``settings`` (as ``set_tenant_settings`` takes them)
+        stored for it; nothing is created when one of them is refused."""
         if not name.strip():
-            raise Invalid("a tenant needs a name")
-        with _translated(f"tenant {name!r}"):
-            return await self._store.create_tenant(name, self._clock.now())
+            raise Invalid("a tenant needs a name", field="name")
+        if settings:
+            self._overrides(name, TenantOverrides(0), settings)
+        with translated(f"tenant {name!r}"):
+            tenant = await self._store.create_tenant(name, self._clock.now())
+        if settings:
+            await self.set_tenant_settings(name, settings)
+        return tenant
 
     async def list_tenants(self) -> list[Tenant]:
-        with _translated("tenants"):
+        with translated("tenants"):
             return await self._store.list_tenants()
 
     async def tenant(self, name: str) -> Tenant:
-        with _translated(f"tenant {name!r}"):
+        with translated(f"tenant {name!r}"):
             tenant = await self._store.get_tenant(name)
         if tenant is None:
             raise Unknown(f"no tenant named {name!r}")
         return tenant
+
+    async def tenant_details(self, name: str) -> TenantDetails:
+        """Tenant ``name`` with its settings in force and today's count of messages."""
+        tenant = await self.tenant(name)
+        now = self._clock.now()
+        with translated(f"tenant {name!r}"):
+            stored = await self._store.get_tenant_overrides(tenant.id)
+            accepted = await self._store.count_tenant_messages(
+                tenant.id, utc_day(now) * SECONDS_PER_DAY
+            )
+        overrides = stored or TenantOverrides(tenant.id)
+        config = self._settings.tenants.get(tenant.name, DEFAULT_TENANT)
+        return TenantDetails(tenant, effective(config, overrides), overrides, accepted)
+
+    async def set_tenant_settings(
+        self, name: str, changes: Mapping[str, str | int | None]
+    ) -> TenantDetails:
+        """Set tenant ``name``'s ``changes`` (fields of ``OVERRIDABLE``) in the store; a
+        None value clears the field, so the config's applies again. Running engines
+        apply them within ``[scheduler] refresh_seconds``."""
+        tenant = await self.tenant(name)
+        with translated(f"tenant {name!r}"):
+            current = await self._store.get_tenant_overrides(tenant.id)
+        updated = self._overrides(name, current or TenantOverrides(tenant.id), changes)
+        with translated(f"tenant {name!r}"):
+            await self._store.put_tenant_overrides(updated)
+        return await self.tenant_details(name)
+
+    def _overrides(
+        self, name: str, current: TenantOverrides, changes: Mapping[str, str | int | None]
+    ) -> TenantOverrides:
+        """``current`` with ``changes``, as of now; ``Invalid`` naming a refused field."""
+        unknown = sorted(set(changes) - set(OVERRIDABLE))
+        if unknown:
+            raise Invalid(f"not a tenant setting: {unknown[0]!r}", field=unknown[0])
+        fields: dict[str, Any] = dict(changes)
+        updated = dataclasses.replace(current, **fields, updated_at=self._clock.now())
+        problem = check_overrides(self._settings, updated)
+        if problem is not None:
+            field_name, text = problem
+            raise Invalid(f"tenant {name!r}: {field_name}: {text}", field=field_name)
+        return updated
 
     async def remove_tenant(self, name: str, *, force: bool = False) -> TenantRemoval:
         """Remove tenant ``name`` with its domains, SMTP users, suppressions and
@@ -172,7 +307,7 @@ class Provisioning:
         tenant = await self.tenant(name)
         removed = await self._remove_pending(tenant) if force else []
         try:
-            with _translated(f"tenant {name!r}"):
+            with translated(f"tenant {name!r}"):
                 if not await self._store.remove_tenant(tenant.id):
                     raise Unknown(f"no tenant named {name!r}")
         except InUse as exc:
@@ -191,7 +326,7 @@ class Provisioning:
         context = RecordContext(self._nodeid, tenant.name)
         removed: list[str] = []
         while True:
-            with _translated(f"tenant {tenant.name!r}"):
+            with translated(f"tenant {tenant.name!r}"):
                 listed = await self._store.tenant_messages_in(tenant.id, REMOVABLE, REMOVAL_PAGE)
                 page = [m for m in listed if m.created_at <= started]
                 now = self._clock.now()
@@ -211,49 +346,72 @@ class Provisioning:
         owner = await self.tenant(tenant)
         spec = key or DkimKeySpec()
         keyed, records = self._keyed(owner.id, name, spec, self._selector(spec))
-        with _translated(f"domain {name!r}"):
+        with translated(f"domain {name!r}"):
             added = await self._store.add_domain(keyed)
         return DomainRecords(added, records)
 
     async def list_domains(self, tenant: str) -> list[SendingDomain]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_domains(owner.id)
 
-    async def domain(self, domain: str) -> SendingDomain:
+    async def domain(self, domain: str, *, tenant: str | None = None) -> SendingDomain:
+        """The sending domain ``domain``; with ``tenant``, only if it is that tenant's
+        (another tenant's is ``Unknown`` as if it did not exist)."""
         name = _domain_name(domain)
-        with _translated(f"domain {name!r}"):
-            found = await self._store.get_domain(name)
+        owner = await self._tenant_id(tenant)
+        with translated(f"domain {name!r}"):
+            found = await self._store.get_domain(name, owner)
         if found is None:
             raise Unknown(f"no sending domain {name!r}")
         return found
 
-    async def domain_records(self, domain: str) -> DomainRecords:
+    async def domain_records(self, domain: str, *, tenant: str | None = None) -> DomainRecords:
         """The DNS records to publish for ``domain``'s current key."""
-        found = await self.domain(domain)
+        found = await self.domain(domain, tenant=tenant)
         return DomainRecords(found, self._records(found.name, found.selector, found))
 
-    async def rotate_domain(self, domain: str, key: DkimKeySpec | None = None) -> DomainRecords:
+    async def verify_domain(
+        self, domain: str, dns: DnsLookup, *, tenant: str | None = None
+    ) -> VerificationReport:
+        """Check through ``dns`` that ``domain``'s records are published: its SPF, DKIM
+        key, DMARC policy, return-path MX and SPF, and its tenant's tracking CNAMEs."""
+        records = await self.domain_records(domain, tenant=tenant)
+        with translated(f"domain {records.domain.name!r}"):
+            tracking = await self._store.list_tracking_domains(records.domain.tenant_id)
+        cnames = [r for t in tracking for r in self._tracking_records(t.name)]
+        expectations = Expectations(records.domain.name, records.dns_records, cnames)
+        wanted = expectations.lookups()
+        answers = await asyncio.gather(*(dns.lookup(name, rdtype) for name, rdtype in wanted))
+        return report(expectations, dict(zip(wanted, answers, strict=True)))
+
+    async def rotate_domain(
+        self, domain: str, key: DkimKeySpec | None = None, *, tenant: str | None = None
+    ) -> DomainRecords:
         """Give ``domain`` a new DKIM key under a new selector; engines sign with it
         once their cache of the domain expires (``engine.domain_keys``)."""
-        current = await self.domain(domain)
+        current = await self.domain(domain, tenant=tenant)
         spec = key or DkimKeySpec()
         selector = self._selector(spec)
         if selector == current.selector:
             raise Invalid(f"selector {selector!r} is in use; choose another")
         keyed, records = self._keyed(current.tenant_id, current.name, spec, selector)
-        with _translated(f"domain {current.name!r}"):
+        with translated(f"domain {current.name!r}"):
             if not await self._store.rotate_domain_key(keyed):
                 raise Unknown(f"no sending domain {current.name!r}")
         return DomainRecords(keyed, records, previous_selector=current.selector)
 
-    async def remove_domain(self, domain: str) -> SendingDomain:
+    async def remove_domain(self, domain: str, *, tenant: str | None = None) -> SendingDomain:
         """Remove ``domain`` and its key; the domain as it was."""
-        found = await self.domain(domain)
-        with _translated(f"domain {found.name!r}"):
-            if not await self._store.remove_domain(found.name):
+        found = await self.domain(domain, tenant=tenant)
+        with translated(f"domain {found.name!r}"):
+            if not await self._store.remove_domain(found.name, found.tenant_id):
                 raise Unknown(f"no sending domain {found.name!r}")
         return found
+
+    async def _tenant_id(self, tenant: str | None) -> int | None:
+        """The id of ``tenant`` (None for None: acting for no tenant in particular)."""
+        return None if tenant is None else (await self.tenant(tenant)).id
 
     def _selector(self, spec: DkimKeySpec) -> str:
         return spec.selector or default_selector(self._clock.now())
@@ -297,6 +455,11 @@ class Provisioning:
         except ValueError as exc:
             raise Invalid(f"domain {name!r}, selector {selector!r}: {exc}") from exc
 
+    @property
+    def webhooks(self) -> WebhookRegistry:
+        """The tenants' webhooks (``engine.provisioning.webhooks``)."""
+        return WebhookRegistry(self._store, self._settings, self._sealing, self._clock)
+
     def _sealing(self) -> Sealer:
         if self._sealer is None:
             path = secret_path(self._settings.engine)
@@ -318,20 +481,24 @@ class Provisioning:
         owner = await self.tenant(tenant)
         await self._check_unclaimed(name, owner)
         added = TrackingDomain(owner.id, name, default, self._clock.now())
-        with _translated(f"tracking domain {name!r}"):
+        with translated(f"tracking domain {name!r}"):
             added = await self._store.add_tracking_domain(added)
         return TrackingDomainRecords(added, self._tracking_records(name))
 
     async def list_tracking_domains(self, tenant: str) -> list[TrackingDomain]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_tracking_domains(owner.id)
 
-    async def tracking_domain(self, domain: str) -> TrackingDomainRecords:
-        """The tracking domain ``domain`` and the CNAME to publish for it."""
+    async def tracking_domain(
+        self, domain: str, *, tenant: str | None = None
+    ) -> TrackingDomainRecords:
+        """The tracking domain ``domain`` and the CNAME to publish for it; with ``tenant``,
+        only if it is that tenant's."""
         name = _domain_name(domain)
-        with _translated(f"tracking domain {name!r}"):
-            found = await self._store.get_tracking_domain(name)
+        owner = await self._tenant_id(tenant)
+        with translated(f"tracking domain {name!r}"):
+            found = await self._store.get_tracking_domain(name, owner)
         if found is None:
             raise Unknown(f"no tracking domain {name!r}")
         return TrackingDomainRecords(found, self._tracking_records(name))
@@ -343,17 +510,19 @@ class Provisioning:
         found = (await self.tracking_domain(domain)).domain
         if found.tenant_id != owner.id:
             raise Invalid(f"{found.name!r} is not a tracking domain of tenant {owner.name!r}")
-        with _translated(f"tracking domain {found.name!r}"):
+        with translated(f"tracking domain {found.name!r}"):
             if not await self._store.set_default_tracking_domain(found.name):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return TrackingDomain(owner.id, found.name, True, found.created_at, found.id)
 
-    async def remove_tracking_domain(self, domain: str) -> TrackingDomain:
+    async def remove_tracking_domain(
+        self, domain: str, *, tenant: str | None = None
+    ) -> TrackingDomain:
         """Remove ``domain``; the domain as it was. Links already sent on it stop working
         once the edges refresh (``[tracking] refresh_seconds``)."""
-        found = (await self.tracking_domain(domain)).domain
-        with _translated(f"tracking domain {found.name!r}"):
-            if not await self._store.remove_tracking_domain(found.name):
+        found = (await self.tracking_domain(domain, tenant=tenant)).domain
+        with translated(f"tracking domain {found.name!r}"):
+            if not await self._store.remove_tracking_domain(found.name, found.tenant_id):
                 raise Unknown(f"no tracking domain {found.name!r}")
         return found
 
@@ -370,7 +539,7 @@ class Provisioning:
 
     async def _check_unclaimed(self, name: str, owner: Tenant) -> None:
         """``name`` is no other tenant's tracking domain, sending domain or subdomain of one."""
-        with _translated(f"tracking domain {name!r}"):
+        with translated(f"tracking domain {name!r}"):
             tracking = await self._store.get_tracking_domain(name)
             labels = name.split(".")
             parents = [".".join(labels[i:]) for i in range(len(labels) - 1)]
@@ -399,20 +568,21 @@ class Provisioning:
         owner = await self.tenant(tenant)
         username, password = generate_username(owner.name), generate_password()
         user = SmtpUser(owner.id, username, hash_password(password), self._clock.now())
-        with _translated(f"SMTP user {username!r}"):
+        with translated(f"SMTP user {username!r}"):
             await self._store.add_smtp_user(user)
         return NewSmtpUser(owner.name, username, password)
 
     async def list_smtp_users(self, tenant: str) -> list[SmtpUser]:
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_smtp_users(owner.id)
 
-    async def remove_smtp_user(self, username: str) -> None:
-        """Remove ``username``; a running engine refuses it within a minute
-        (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
-        with _translated(f"SMTP user {username!r}"):
-            if not await self._store.remove_smtp_user(username):
+    async def remove_smtp_user(self, username: str, *, tenant: str | None = None) -> None:
+        """Remove ``username`` (with ``tenant``, only if it is that tenant's); a running
+        engine refuses it within a minute (``engine.submission.CREDENTIAL_CACHE_SECONDS``)."""
+        owner = await self._tenant_id(tenant)
+        with translated(f"SMTP user {username!r}"):
+            if not await self._store.remove_smtp_user(username, owner):
                 raise Unknown(f"no SMTP user {username!r}")
 
     # Suppressions.
@@ -421,22 +591,88 @@ class Provisioning:
         """Suppress ``address`` for ``tenant`` (again, with this reason, if it was)."""
         owner = await self.tenant(tenant)
         suppression = Suppression(owner.id, _address(address), reason, self._clock.now())
-        with _translated(f"suppression of {suppression.address!r}"):
+        with translated(f"suppression of {suppression.address!r}"):
             await self._store.add_suppression(suppression)
         return suppression
 
     async def list_suppressions(
-        self, tenant: str, *, after: str = "", limit: int = 1000
+        self,
+        tenant: str,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
     ) -> list[Suppression]:
-        """Up to ``limit`` of ``tenant``'s suppressions, by address, from after ``after``."""
+        """Up to ``limit`` of ``tenant``'s suppressions matching ``where``, by address,
+        from after ``after``."""
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
-            return await self._store.list_suppressions(owner.id, after.lower(), limit)
+        with translated(f"tenant {tenant!r}"):
+            return await self._store.list_suppressions(owner.id, after.lower(), limit, where)
+
+    async def add_suppressions(
+        self, tenant: str, addresses: Sequence[tuple[str, str]]
+    ) -> SuppressionImport:
+        """Suppress each (address, reason) for ``tenant`` in one transaction; an address
+        already suppressed keeps its reason. ``Invalid`` naming the first bad address
+        (by its index), storing nothing. The counts added and already suppressed."""
+        owner = await self.tenant(tenant)
+        now = self._clock.now()
+        wanted: dict[str, Suppression] = {}
+        for index, (address, reason) in enumerate(addresses):
+            cleaned = address.strip().lower()
+            problem = address_problem(cleaned)
+            if problem is not None:
+                raise Invalid(f"[{index}] {address!r}: {problem}")
+            wanted.setdefault(cleaned, Suppression(owner.id, cleaned, reason, now))
+        counts = SuppressionImport(duplicate=len(addresses) - len(wanted))
+        await self._add_new(wanted, counts)
+        return counts
+
+    async def import_suppressions(
+        self,
+        tenant: str,
+        lines: Iterable[str],
+        *,
+        reason: str = IMPORT_REASON,
+        batch: int = IMPORT_BATCH,
+        keep_invalid: int = IMPORT_INVALID_SHOWN,
+    ) -> SuppressionImport:
+        """Suppress the addresses of a CSV (``engine.provisioning.suppression_csv``) for
+        ``tenant``, ``batch`` rows per transaction, reading ``lines`` as it goes; the
+        counts, and the first ``keep_invalid`` rows refused. ``Invalid`` when the header
+        names no address column."""
+        owner = await self.tenant(tenant)
+        counts = SuppressionImport()
+        pending: dict[str, Suppression] = {}
+        try:
+            for row in read_rows(lines, reason):
+                if isinstance(row, BadRow):
+                    counts.refused(row, keep_invalid)
+                elif row.address in pending:
+                    counts.duplicate += 1
+                else:
+                    now = self._clock.now()
+                    pending[row.address] = Suppression(owner.id, row.address, row.reason, now)
+                    if len(pending) >= batch:
+                        await self._add_new(pending, counts)
+        except CsvHeaderError as exc:
+            raise Invalid(str(exc)) from exc
+        await self._add_new(pending, counts)
+        return counts
+
+    async def _add_new(self, pending: dict[str, Suppression], counts: SuppressionImport) -> None:
+        if not pending:
+            return
+        with translated("suppressions"):
+            added = await self._store.add_new_suppressions(list(pending.values()))
+        counts.added += added
+        counts.duplicate += len(pending) - added
+        pending.clear()
 
     async def remove_suppression(self, tenant: str, address: str) -> None:
         owner = await self.tenant(tenant)
         wanted = _address(address)
-        with _translated(f"suppression of {wanted!r}"):
+        with translated(f"suppression of {wanted!r}"):
             if not await self._store.remove_suppression(owner.id, wanted):
                 raise Unknown(f"{wanted!r} is not suppressed for tenant {tenant!r}")
 
@@ -463,7 +699,7 @@ class Provisioning:
                 created_at=self._clock.now(),
             )
             try:
-                with _translated(f"API key {token.prefix!r}"):
+                with translated(f"API key {token.prefix!r}"):
                     return NewApiKey(await self._store.add_api_key(key), token.text)
             except AlreadyExists:
                 continue
@@ -472,7 +708,7 @@ class Provisioning:
     async def list_api_keys(self, tenant: str) -> list[ApiKey]:
         """``tenant``'s keys, revoked ones too, oldest first."""
         owner = await self.tenant(tenant)
-        with _translated(f"tenant {tenant!r}"):
+        with translated(f"tenant {tenant!r}"):
             return await self._store.list_api_keys(owner.id)
 
     async def revoke_api_key(self, prefix: str, *, tenant: str | None = None) -> ApiKey:
@@ -481,7 +717,7 @@ class Provisioning:
         ``api_keys.CACHE_SECONDS``."""
         owner = None if tenant is None else await self.tenant(tenant)
         wanted = prefix.strip().lower()
-        with _translated(f"API key {wanted!r}"):
+        with translated(f"API key {wanted!r}"):
             key = await self._store.revoke_api_key(
                 wanted, self._clock.now(), None if owner is None else owner.id
             )
@@ -499,7 +735,7 @@ class Provisioning:
         now = self._clock.now()
         known = self._keys.get(parsed.prefix, now)
         if known is None:
-            with _translated("API key"):
+            with translated("API key"):
                 key = await self._store.get_api_key(parsed.prefix)
                 owner = None if key is None else await self._store.get_tenant_by_id(key.tenant_id)
             if key is None or owner is None:
@@ -507,21 +743,6 @@ class Provisioning:
             known = KnownKey(key, owner)
             self._keys.put(known, now)
         return known if proves(known.key, parsed) else None
-
-
-@contextlib.contextmanager
-def _translated(subject: str) -> Iterator[None]:
-    """The store's errors as provisioning errors about ``subject``."""
-    try:
-        yield
-    except Conflict as exc:
-        raise AlreadyExists(f"{subject} exists") from exc
-    except NotFound as exc:
-        raise Unknown(f"{subject}: {exc}") from exc
-    except InUse:
-        raise
-    except StoreError as exc:
-        raise StoreFailed(str(exc)) from exc
 
 
 def _domain_name(domain: str) -> str:

@@ -10,7 +10,8 @@ process runs one or more roles, each a service (``engine.service.Service``,
 with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
-``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
+``all`` too when ``bounce.listen`` is set); ``webhooks`` (records posted to the
+tenants' webhooks, ``engine.webhooks``) beside each delivery; role ``tracking`` runs the
 tracking edge alone; ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
@@ -56,7 +57,7 @@ from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
 from engine.provisioning import Provisioning
 from engine.provisioning.tracking_domains import TrackingDomains
-from engine.provisioning.tracking_refresh import TrackingRefresh
+from engine.provisioning.tracking_refresh import TenantSettingsRefresh, TrackingRefresh
 from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
@@ -70,6 +71,7 @@ from engine.scheduler.lanes import LaneScheduler
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.sources import SourceRotation
 from engine.scheduler.suspensions import suspension_record
+from engine.scheduler.tenant_settings import TenantSettingsBook, config_quota_problem
 from engine.scheduler.warmup import WarmupPolicy, plans_from_settings
 from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.sealing import Sealer, load_or_create_secret, secret_path
@@ -78,11 +80,17 @@ from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
+from engine.submission.acceptor import Acceptor
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
+from engine.webhooks.client import HttpPoster
+from engine.webhooks.sender import WebhookSender
+from engine.webhooks.service import WebhookService
 from smtp_out.deliverer import SmtpDeliverer
-from smtp_out.dns import MxResolver, MxRoute, RouteResolver
+from smtp_out.dns import MxResolver, MxRoute, ResolverConfigurationError, RouteResolver
+from smtp_out.dns_lookup import RecordLookup
 from tracking_edge.app import TrackingEdge
 from tracking_edge.bots import ClickBursts
 from tracking_edge.certificates import CertificateDirectory, CertificateError
@@ -213,6 +221,17 @@ async def prepare(settings: Settings, *, certificate: bool) -> None:
         tls_files(settings)
 
 
+def _record_lookup(settings: Settings) -> RecordLookup | None:
+    """The admin API's lookups for domain verification, on the ``[dns]`` resolvers;
+    None (verification answers 503) when the system resolver configuration is unusable."""
+    nameservers = [parse_host_port(ns, default_port=53) for ns in settings.dns.nameservers]
+    try:
+        return RecordLookup(nameservers, settings.dns.timeout_seconds)
+    except ResolverConfigurationError as exc:
+        log.warning("domain verification unavailable: %s", exc)
+        return None
+
+
 def engine_secret(settings: Settings) -> bytes:
     """The engine secret, made (with the data directory) at the first start."""
     Path(settings.engine.data_dir).mkdir(parents=True, exist_ok=True)
@@ -232,6 +251,15 @@ async def migrated_store(settings: Settings) -> Store:
     return store
 
 
+def tenant_settings_book(settings: Settings, config_file: str) -> TenantSettingsBook:
+    """The tenants' settings book; a ``ConfigError`` for a rate quota of the config
+    that is no throttle spec."""
+    problem = config_quota_problem(settings)
+    if problem is not None:
+        raise ConfigError(config_file, *problem)
+    return TenantSettingsBook(settings)
+
+
 def lane_scheduler(
     *,
     store: Store,
@@ -241,6 +269,7 @@ def lane_scheduler(
     shaping: Shaping,
     nodeid: str,
     record_log: RecordLog | None = None,
+    tenant_settings: TenantSettingsBook | None = None,
 ) -> LaneScheduler:
     """The production scheduler, its parts built from ``settings``; the records it stores
     itself also go to ``record_log``."""
@@ -277,7 +306,20 @@ def lane_scheduler(
         delayed_record=delayed,
         admin_record=suspended,
         log_records=record_log.write if record_log is not None else lambda records: None,
+        tenant_settings=tenant_settings,
     )
+
+
+def webhook_service(
+    settings: Settings, store: Store, sealer: Sealer, clock: Clock
+) -> WebhookService:
+    """The webhooks' dispatcher and sender, posting over the minimal HTTP client."""
+    hooks = settings.webhooks
+    poster = HttpPoster(timeout=hooks.request_timeout_seconds, allow_private=hooks.allow_private)
+    sender = WebhookSender(
+        store=store, settings=hooks, sealer=sealer, clock=clock, post=poster.post
+    )
+    return WebhookService(store=store, settings=hooks, clock=clock, sender=sender)
 
 
 @dataclass
@@ -312,6 +354,7 @@ class Engine:
     _scheduler: LaneScheduler | None = None
     _tracking: TrackingRole | None = None
     _tracking_domains: TrackingRefresh | None = None
+    _tenant_settings: TenantSettingsRefresh | None = None
     _started: list[tuple[Service, asyncio.Task[None]]] = field(default_factory=list)
 
     async def start(self) -> dict[str, list[Address]]:
@@ -332,14 +375,24 @@ class Engine:
                 self.clock,
             )
             composed.append(self._tracking_domains)
+        if self.role.delivers or self.role.submits:
+            self._tenant_settings = TenantSettingsRefresh(
+                tenant_settings_book(settings, self.config_file),
+                self._store,
+                settings.scheduler.refresh_seconds,
+                self.clock,
+            )
+            composed.append(self._tenant_settings)
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
+            if settings.webhooks.enabled:
+                composed.append(webhook_service(settings, self._store, Sealer(secret), self.clock))
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
             if self.serve_admin:
-                composed.append(self._admin(secret, submission.spool))
+                composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -391,6 +444,8 @@ class Engine:
             self._tracking.reload()
         if self._tracking_domains is not None:
             self._tracking_domains.reload()
+        if self._tenant_settings is not None:
+            self._tenant_settings.reload()
         if self._scheduler is None:
             return
         scheduling = self.settings.scheduler
@@ -434,6 +489,7 @@ class Engine:
             shaping=shaping,
             nodeid=node_id(settings),
             record_log=self._record_log,
+            tenant_settings=self._book(),
         )
         delivery = DeliveryService(
             store=self._store,
@@ -451,6 +507,7 @@ class Engine:
 
     def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None
+        assert self._limiter is not None
         settings = self.settings
         sub = settings.submission
         spool = Spool(self._store, self._record_log, settings.database.commit_batch_max)
@@ -461,9 +518,19 @@ class Engine:
         if self.accepted_pipe is not None:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
+        quota = TenantQuota(self._limiter, self._book())
+        acceptor = Acceptor(
+            store=self._store,
+            spool=spool,
+            clock=self.clock,
+            settings=settings,
+            tenant_settings=self._book(),
+            quota=quota,
+        )
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
+            acceptor=acceptor,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -473,7 +540,7 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
-            settings=settings,
+            quota=quota,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,
@@ -485,10 +552,10 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        return SubmissionRole(config, handler, spool, sockets)
+        return SubmissionRole(config, handler, spool, sockets, acceptor)
 
-    def _admin(self, secret: bytes, spool: Spool) -> HttpService:
-        """The admin API on this process's store, limiter and submission spool."""
+    def _admin(self, secret: bytes, acceptor: Acceptor) -> HttpService:
+        """The admin API on this process's store, limiter and acceptance path."""
         assert self._store is not None and self._limiter is not None
         settings = self.settings
         services = ApiServices(
@@ -506,9 +573,11 @@ class Engine:
             key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
-            spool=spool,
+            acceptor=acceptor,
+            dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,
+            quota=TenantQuota(self._limiter, self._book()),
         )
         text = settings.admin.listen
         try:
@@ -517,6 +586,10 @@ class Engine:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
         return HttpService("admin", create_app(services), sock)
+
+    def _book(self) -> TenantSettingsBook:
+        assert self._tenant_settings is not None
+        return self._tenant_settings.snapshot
 
     def _domains(self) -> TrackingDomains:
         assert self._tracking_domains is not None

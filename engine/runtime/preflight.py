@@ -14,6 +14,7 @@ the way ``penguin run`` is about to use it, creating and changing nothing:
   a PEM certificate, and a key that belongs to it;
 - the operator's bounce rules (``delivery.bounce_rules_file``);
 - the bounce intake's windows and client rates (``[bounce]``, ``[tenants.NAME]``);
+- the tenants' rate quotas (``tenants.NAME.rate_quota``): throttle specs;
 - the operator token (``admin.operator_token_file``): a regular file, not
   readable by others, holding a token; and the API keys' rate
   (``admin.key_rate``), a throttle spec;
@@ -46,6 +47,7 @@ from engine.delivery.bounce_classify import Rule, RuleFileError, load_rules
 from engine.limits.throttle import ThrottleSpec
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.shaping import Shaping
+from engine.scheduler.tenant_settings import config_quota_problem
 from engine.sealing import SecretFileError, load_or_create_secret, secret_path
 from engine.smtp.tls_cert import server_context
 
@@ -90,6 +92,9 @@ async def check_environment(
     operator_rules(settings, config_file)
     bounce_policies(settings, config_file)
     bounce_client_rates(settings, config_file)
+    quota_problem = config_quota_problem(settings)
+    if quota_problem:
+        raise fail(*quota_problem)
     operator_token(settings, config_file)
     throttle_spec(settings.admin.key_rate, config_file, "admin.key_rate")
     Shaping.load(settings.scheduler.shaping_files)

@@ -15,6 +15,8 @@ has due and its lanes can take now:
   messages in flight in this process (the ready queue); a queue whose next
   source in turn has a full lane is parked until it frees a slot (a full
   lane keeps its turns, so the pool's weights hold);
+- the tenant's pool as in force (``tenant_settings``: the config's, or what an
+  operator set in the store);
 - suspensions (operators' and backoff rules', ``suspensions.SuspensionBook``)
   of the tenant, campaign, source, source-provider or lane;
 - warmup: today's cap of each (source, provider) (``warmup_ledger``); an over-cap
@@ -66,6 +68,7 @@ from engine.scheduler.routing import pool_of
 from engine.scheduler.shaping import LaneShaping, Shaping
 from engine.scheduler.sources import Source, SourceRotation
 from engine.scheduler.suspensions import SuspensionBook
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.scheduler.warmup import seconds_to_next_day
 from engine.scheduler.warmup_ledger import WarmupLedger
 from engine.smtp.reply import Reply
@@ -131,12 +134,15 @@ class LaneScheduler:
         delayed_record: Callable[[QueuedMessage, Reply, float, str], Record],
         admin_record: Callable[[Suspension, float], Record],
         log_records: Callable[[list[Record]], None] = lambda records: None,
+        tenant_settings: TenantSettingsBook | None = None,
     ) -> None:
         """``log_records`` gets the records the scheduler stores itself (Delayed), for
-        the record log."""
+        the record log; ``tenant_settings`` the tenants' pools in force (without one,
+        the config's)."""
         self._store = store
         self._limiter = limiter
         self._settings = settings
+        self._tenant_settings = tenant_settings or TenantSettingsBook(settings)
         self._tuning = settings.scheduler
         self.shaping = shaping
         self.rules = tuple(rules)
@@ -264,7 +270,7 @@ class LaneScheduler:
             return None
         site = await self._site(entry, now)
         provider = self.shaping.provider_of(site)
-        pool = pool_of(self._settings, tenant, info.campaign)
+        pool = pool_of(self._tenant_settings.routing, tenant, info.campaign)
         rooms: dict[str, int] = {}
         warm: dict[str, int | None] = {}
         shapes: dict[str, LaneShaping] = {}

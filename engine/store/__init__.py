@@ -36,7 +36,9 @@ from typing import Any, Protocol
 
 from config import sqlite_path
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -49,10 +51,15 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryState,
 )
 from engine.records.record import Record
 
@@ -66,6 +73,78 @@ class ClaimedQueue:
     """The earliest due time of its messages still queued; None when none is."""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class LogPosition:
+    """Where a follower of the record log stands: every record at or before it was read.
+
+    On SQLite records commit in ``seq`` order, and ``txid`` stays 0. On
+    PostgreSQL two transactions may commit out of ``seq`` order, so records
+    are followed by (transaction id, seq) and only those of transactions older
+    than every running one (below the snapshot's ``xmin``): that set never grows
+    behind the follower.
+    """
+
+    txid: int = 0
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRecord:
+    """A stored record as a follower of the log reads it."""
+
+    seq: int
+    tenant_id: int | None
+    type: str
+    data: dict[str, Any]
+    """The record's JSON object (``Record.to_json``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """Which of a tenant's records to list (``Store.query_records``): each filter set
+    narrows the list; records come by ``seq`` from after ``after_seq``."""
+
+    types: frozenset[str] = frozenset()
+    """Record types (``RecordType`` values); empty means every type."""
+    campaign: str | None = None
+    """The campaign of the record's message (records of removed messages have none)."""
+    recipient: str | None = None
+    """Compared case-insensitively."""
+    message_id: str | None = None
+    since: float | None = None
+    """Records at or after this time."""
+    until: float | None = None
+    """Records before this time."""
+    after_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhookDelivery:
+    """A POST the dispatcher queues in the webhook outbox, due at once."""
+
+    webhook_id: str
+    tenant_id: int
+    payload: str
+    record_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """The end of one attempt at a claimed webhook delivery (``Store.finish_webhook_delivery``).
+
+    ``state`` PENDING schedules a retry at ``next_at``; DELIVERED and FAILED end it.
+    """
+
+    delivery_id: int
+    lease_token: str
+    state: WebhookDeliveryState
+    attempts: int
+    next_at: float
+    status: int | None
+    error: str | None
+    at: float
+
+
 class StoreError(Exception):
     """Base of the store's errors.
 
@@ -73,6 +152,7 @@ class StoreError(Exception):
      ├── Conflict        (a unique name is taken: tenant, domain, SMTP user,
      │                    tracking domain, API key prefix)
      ├── NotFound        (a named parent does not exist)
+     ├── ClaimLost       (an idempotency claim was taken over before its acceptance)
      └── InUse           (a tenant to remove still has messages to deliver)
     """
 
@@ -83,6 +163,11 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class ClaimLost(StoreError):
+    """An idempotency key's claim is no longer pending under its token: it was
+    abandoned and claimed again, so the acceptance must not be stored."""
 
 
 class InUse(StoreError):
@@ -123,19 +208,47 @@ class Store(Protocol):
 
     async def list_tenants(self) -> list[Tenant]: ...
 
-    async def add_domain(self, domain: SendingDomain) -> SendingDomain: ...
-
-    async def get_domain(self, name: str) -> SendingDomain | None: ...
-
-    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
-        """Replace the DKIM key of ``domain.name`` (selector, algorithm, keys); False if absent."""
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        """Store the tenant's overrides (replacing any); ``NotFound`` for an unknown tenant."""
         ...
 
-    async def list_domains(self, tenant_id: int) -> list[SendingDomain]: ...
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None: ...
 
-    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser: ...
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        """Every tenant's overrides, by tenant id."""
+        ...
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None: ...
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        """The tenant's messages (recipients) accepted at or after ``since``, whatever
+        their state now."""
+        ...
+
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        """Store ``domain`` for its tenant (RLS on PostgreSQL); it with its new id."""
+        ...
+
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        """The sending domain ``name``; with ``tenant_id``, only that tenant's (on
+        PostgreSQL through row-level security too)."""
+        ...
+
+    async def rotate_domain_key(self, domain: SendingDomain) -> bool:
+        """Replace the DKIM key (selector, algorithm, keys) of ``domain.name``, if it is
+        ``domain.tenant_id``'s (RLS on PostgreSQL); False if absent."""
+        ...
+
+    async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
+        """A tenant's sending domains, by name; isolated by RLS on PostgreSQL."""
+        ...
+
+    async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
+        """Store ``user`` for its tenant (RLS on PostgreSQL); it with its new id."""
+        ...
+
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
+        """The SMTP user ``username``; with ``tenant_id``, only that tenant's (RLS on
+        PostgreSQL)."""
+        ...
 
     async def add_suppression(self, suppression: Suppression) -> None:
         """Insert or replace (tenant, address); addresses compare case-insensitively."""
@@ -146,8 +259,34 @@ class Store(Protocol):
         ...
 
     # Acceptance and records.
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages and records in one durable transaction, and fill in
+        the response of each of ``idempotency_keys``' pending claims (found by tenant,
+        key and claim token) in it; ``ClaimLost`` (nothing stored) when a claim is no
+        longer pending under its token."""
+        ...
+
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        """Claim ``claim.key`` for ``claim`` (pending, under its token) in one atomic
+        statement when the tenant has no such key, or when the one it has was claimed
+        before ``expired_before`` or is a pending claim from before ``abandoned_before``;
+        returns the key as stored: ``claim`` when claimed, else the one held."""
+        ...
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        """Remove the tenant's pending claim of ``key`` under ``claim_token``; whether
+        there was one (an answered key stays)."""
+        ...
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        """Remove idempotency keys claimed before ``before``; returns how many."""
         ...
 
     async def add_records(self, records: Sequence[Record]) -> None: ...
@@ -291,6 +430,13 @@ class Store(Protocol):
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]: ...
 
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        """The tenant's message ``message_id`` with its records' JSON objects, oldest
+        first; None when it does not exist or is another tenant's."""
+        ...
+
     async def queue_summary(self) -> list[QueueCount]: ...
 
     async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
@@ -298,6 +444,11 @@ class Store(Protocol):
         ...
 
     # Operators' hands on the queue (Postfix ``postsuper``).
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` messages waiting in scheduled queue ``queue`` (queued or being
+        delivered), the soonest due first."""
+        ...
+
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
         ...
@@ -333,25 +484,41 @@ class Store(Protocol):
         nothing. False when there is no such tenant."""
         ...
 
-    async def remove_domain(self, name: str) -> bool:
-        """Remove the sending domain ``name`` and its DKIM key; False if absent."""
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        """Remove the sending domain ``name`` and its DKIM key (with ``tenant_id``, only
+        if it is that tenant's; RLS on PostgreSQL); False if absent."""
         ...
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
-        """A tenant's SMTP users, by username."""
+        """A tenant's SMTP users, by username; isolated by RLS on PostgreSQL."""
         ...
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        """Remove the SMTP user ``username``; False if absent."""
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        """Remove the SMTP user ``username`` (with ``tenant_id``, only if it is that
+        tenant's; RLS on PostgreSQL); False if absent."""
         ...
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        """Up to ``limit`` of a tenant's suppressions with an address above ``after``
-        (``""`` for the first page), by address."""
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        """Up to ``limit`` of a tenant's suppressions matching ``where`` with an address
+        above ``after`` (``""`` for the first page), by address; isolated by RLS on
+        PostgreSQL."""
+        ...
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        """Insert those of ``suppressions`` whose (tenant, address) is not suppressed yet
+        (an address already suppressed keeps its reason and time), in one transaction;
+        how many were inserted. All of one tenant: isolated by RLS on PostgreSQL."""
         ...
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
-        """Remove (tenant, address), the address compared case-insensitively; False if absent."""
+        """Remove (tenant, address), the address compared case-insensitively; False if
+        absent. Isolated by RLS on PostgreSQL."""
         ...
 
     # Inbound bounces and complaints (``bounce_in``).
@@ -397,10 +564,16 @@ class Store(Protocol):
         when the name is taken, ``NotFound`` when the tenant is unknown."""
         ...
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None: ...
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        """The tracking domain ``name``; with ``tenant_id``, only that tenant's (RLS on
+        PostgreSQL)."""
+        ...
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
-        """A tenant's tracking domains (every tenant's for None), by name."""
+        """A tenant's tracking domains (every tenant's for None), by name; a tenant's
+        isolated by RLS on PostgreSQL."""
         ...
 
     async def set_default_tracking_domain(self, name: str) -> bool:
@@ -408,9 +581,93 @@ class Store(Protocol):
         not, in one transaction; False if absent."""
         ...
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        """Remove the tracking domain ``name``; False if absent."""
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        """Remove the tracking domain ``name`` (with ``tenant_id``, only if it is that
+        tenant's; RLS on PostgreSQL); False if absent."""
         ...
+
+    # A tenant's records (the admin API; RLS on PostgreSQL).
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` of the tenant's records matching ``query``, as (seq, JSON object),
+        by seq from after ``query.after_seq``."""
+        ...
+
+    # Webhooks: a tenant's endpoints (the admin API; RLS on PostgreSQL).
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        """Store ``webhook``; ``Conflict`` when its id is taken, ``NotFound`` for an
+        unknown tenant."""
+        ...
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        """The tenant's webhook ``webhook_id``; None when absent or another tenant's."""
+        ...
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        """The tenant's webhooks, oldest first."""
+        ...
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        """Replace url, record types, format, batch size, enabled and updated_at of the
+        webhook ``webhook.id`` of ``webhook.tenant_id``; False when it has none such."""
+        ...
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        """Remove the tenant's webhook and its deliveries; False when it has none such."""
+        ...
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        """Up to ``limit`` deliveries of the tenant's webhook with an id below ``before_id``
+        (None: from the newest), the newest first."""
+        ...
+
+    # The webhook outbox (the dispatcher and the sender; every tenant).
+    async def enabled_webhooks(self) -> list[Webhook]:
+        """Every tenant's enabled webhooks, by id."""
+        ...
+
+    async def webhook_position(self) -> LogPosition:
+        """How far the dispatcher has followed the record log."""
+        ...
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """Up to ``limit`` records after ``position`` whose transactions ended (a later
+        call never finds one behind the position it returned), in log order, and the
+        position after the last one (``position`` when none)."""
+        ...
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        """Queue ``deliveries`` (due at ``now``) and move the dispatcher's position from
+        ``expected`` to ``reached``, in one transaction; False, storing nothing, when
+        the position is no longer ``expected`` (another process dispatched meanwhile)."""
+        ...
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        """Lease up to ``limit`` pending deliveries due at ``now`` (not leased, or their
+        lease expired) of enabled webhooks not in ``skip``, the earliest due first, under
+        one new lease token until ``now + lease_seconds``."""
+        ...
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        """Apply ``attempt`` while the delivery is still leased under its token, clearing
+        the lease; False, changing nothing, otherwise."""
+        ...
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        """Remove delivered and failed deliveries last updated before ``before``; how many."""
 
     # API keys (``engine.provisioning``).
     async def add_api_key(self, key: ApiKey) -> ApiKey:

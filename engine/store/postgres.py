@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
@@ -32,7 +33,9 @@ from typing import Any
 import asyncpg
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -45,40 +48,73 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    ClaimLost,
+    Conflict,
+    InUse,
+    LoggedRecord,
+    LogPosition,
+    NewWebhookDelivery,
+    NotFound,
+    RecordQuery,
+    StoreError,
+    WebhookAttempt,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
+    CLAIM_ATTEMPTS,
     DOMAIN_COLUMNS,
+    IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
+    WEBHOOK_COLUMNS,
+    WEBHOOK_DELIVERY_COLUMNS,
+    WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
     claim_order,
+    claim_params,
+    idempotency_claim_sql,
+    idempotency_key_from_row,
     inbound_from_row,
     inbound_row,
     message_from_row,
     message_row,
     new_lease_token,
     queue_rows,
+    record_query,
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
+    webhook_delivery_from_row,
+    webhook_from_row,
+    webhook_row,
 )
 
 log = logging.getLogger(__name__)
@@ -92,6 +128,8 @@ ANNOUNCE_INTERVAL_SECONDS = 0.05
 """Least time between two notifications; announcements asked meanwhile make one."""
 TENANT_ROLE = "penguin_tenant"
 TENANT_OWNED = (
+    "webhook_deliveries",
+    "webhooks",
     "messages",
     "bodies",
     "suppressions",
@@ -99,6 +137,8 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "idempotency_keys",
+    "tenant_settings",
     "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
@@ -123,6 +163,13 @@ _CLAIM_QUEUES_SQL = (
     f" RETURNING {MESSAGE_COLUMNS}"
 )
 """Each queue's due messages in claim order (index ``messages_queue_priority``), leased."""
+RECORDS_SINCE_SQL = (
+    "SELECT txid, seq, tenant_id, type, data FROM records"
+    " WHERE txid IS NOT NULL AND (txid, seq) > ($1, $2)"
+    " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    " ORDER BY txid, seq LIMIT $3"
+)
+"""The records after a log position whose transactions ended (index ``records_txid``)."""
 _NEXT_DUE_SQL = (
     "SELECT wanted.queue, (SELECT min(due_at) FROM messages"
     "  WHERE queue = wanted.queue AND state = 'queued')"
@@ -199,6 +246,19 @@ class PostgresStore:
             await conn.execute(f"SET LOCAL ROLE {TENANT_ROLE}")
             await conn.execute("SELECT set_config('penguin.tenant_id', $1, true)", str(tenant_id))
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _acting_for(self, tenant_id: int | None, subject: str) -> AsyncIterator[Any]:
+        """A connection for ``tenant_id`` (``tenant_scope``), or as the owner for None;
+        server errors translated."""
+        with _translated(subject):
+            if tenant_id is None:
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    yield conn
+            else:
+                async with self.tenant_scope(tenant_id) as conn:
+                    yield conn
 
     # Lifecycle.
 
@@ -312,61 +372,109 @@ class PostgresStore:
         rows = await self._fetch("SELECT id, name, created_at FROM tenants ORDER BY id")
         return [Tenant(**dict(row)) for row in rows]
 
-    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
-        row = await self._fetchrow(
-            "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
-            " private_key_sealed, public_key_b64, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            domain.tenant_id,
-            domain.name,
-            domain.selector,
-            domain.algorithm,
-            domain.private_key_sealed,
-            domain.public_key_b64,
-            domain.created_at,
-            subject=f"domain {domain.name!r}",
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        await self._execute(
+            f"INSERT INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " pool = excluded.pool, priority = excluded.priority,"
+            " daily_quota = excluded.daily_quota, rate_quota = excluded.rate_quota,"
+            " updated_at = excluded.updated_at",
+            *tenant_overrides_row(overrides),
+            subject="tenant settings",
         )
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        row = await self._fetchrow(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = $1",
+            tenant_id,
+        )
+        return None if row is None else TenantOverrides(**dict(row))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        rows = await self._fetch(
+            f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        )
+        return [TenantOverrides(**dict(row)) for row in rows]
+
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        row = await self._fetchrow(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND created_at >= $2",
+            tenant_id,
+            since,
+        )
+        return int(row[0])
+
+    async def add_domain(self, domain: SendingDomain) -> SendingDomain:
+        async with self._acting_for(domain.tenant_id, f"domain {domain.name!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO sending_domains (tenant_id, name, selector, algorithm,"
+                " private_key_sealed, public_key_b64, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                domain.tenant_id,
+                domain.name,
+                domain.selector,
+                domain.algorithm,
+                domain.private_key_sealed,
+                domain.public_key_b64,
+                domain.created_at,
+            )
         return replace(domain, id=int(row[0]))
 
     async def rotate_domain_key(self, domain: SendingDomain) -> bool:
-        row = await self._fetchrow(
-            "UPDATE sending_domains SET selector = $1, algorithm = $2, private_key_sealed = $3,"
-            " public_key_b64 = $4 WHERE name = $5 RETURNING id",
-            domain.selector,
-            domain.algorithm,
-            domain.private_key_sealed,
-            domain.public_key_b64,
-            domain.name,
-            subject=f"domain {domain.name!r}",
-        )
+        async with self._acting_for(domain.tenant_id, f"domain {domain.name!r}") as conn:
+            row = await conn.fetchrow(
+                "UPDATE sending_domains SET selector = $1, algorithm = $2,"
+                " private_key_sealed = $3, public_key_b64 = $4"
+                " WHERE name = $5 AND tenant_id = $6 RETURNING id",
+                domain.selector,
+                domain.algorithm,
+                domain.private_key_sealed,
+                domain.public_key_b64,
+                domain.name,
+                domain.tenant_id,
+            )
         return row is not None
 
-    async def get_domain(self, name: str) -> SendingDomain | None:
-        row = await self._fetchrow(
-            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = $1", name
-        )
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        async with self._acting_for(tenant_id, "domain") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {DOMAIN_COLUMNS} FROM sending_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return None if row is None else SendingDomain(**dict(row))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
-        rows = await self._fetch(
-            f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "domain") as conn:
+            rows = await conn.fetch(
+                f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = $1 ORDER BY name",
+                tenant_id,
+            )
         return [SendingDomain(**dict(row)) for row in rows]
 
     async def add_smtp_user(self, user: SmtpUser) -> SmtpUser:
-        row = await self._fetchrow(
-            "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            user.tenant_id,
-            user.username,
-            user.password_hash,
-            user.created_at,
-            subject=f"SMTP user {user.username!r}",
-        )
+        async with self._acting_for(user.tenant_id, f"SMTP user {user.username!r}") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO smtp_users (tenant_id, username, password_hash, created_at)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                user.tenant_id,
+                user.username,
+                user.password_hash,
+                user.created_at,
+            )
         return replace(user, id=int(row[0]))
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
+        if tenant_id is not None:
+            async with self._acting_for(tenant_id, "SMTP user") as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, tenant_id, username, password_hash, created_at"
+                    " FROM smtp_users WHERE username = $1 AND tenant_id = $2",
+                    username,
+                    tenant_id,
+                )
+            return None if row is None else SmtpUser(**dict(row))
         row = await self._fetchrow(
             "SELECT id, tenant_id, username, password_hash, created_at"
             " FROM smtp_users WHERE username = $1",
@@ -398,8 +506,13 @@ class PostgresStore:
 
     # Acceptance and records.
 
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages, records and idempotency keys in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
         messages = [message_row(m) for s in submissions for m in s.messages]
         pool = await self._get_pool()
@@ -414,6 +527,49 @@ class PostgresStore:
                     )
                 await _insert_records(conn, records)
                 await _bump_queues(conn, queue_rows(submissions))
+                await _answer_claims(conn, idempotency_keys)
+
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        # The upsert and the read of a key held are two statements: the read may find
+        # the key released in between, and the claim is tried again.
+        for _ in range(CLAIM_ATTEMPTS):
+            async with self._acting_for(claim.tenant_id, "idempotency key") as conn:
+                await conn.execute(_NO_FLUSH)
+                claimed = await conn.fetchval(
+                    idempotency_claim_sql("$"),
+                    *claim_params(claim, expired_before, abandoned_before),
+                )
+                if claimed is not None:
+                    return replace(claim, response="", pending=True)
+                row = await conn.fetchrow(
+                    f"SELECT {IDEMPOTENCY_HELD} FROM idempotency_keys"
+                    " WHERE tenant_id = $1 AND key = $2",
+                    claim.tenant_id,
+                    claim.key,
+                )
+            if row is not None:
+                return idempotency_key_from_row(claim.tenant_id, claim.key, row)
+        raise StoreError(f"idempotency key {claim.key!r}: claimed and released repeatedly")
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        async with self._acting_for(tenant_id, "idempotency key") as conn:
+            await conn.execute(_NO_FLUSH)
+            status: str = await conn.execute(
+                "DELETE FROM idempotency_keys"
+                " WHERE tenant_id = $1 AND key = $2 AND claim_token = $3 AND pending",
+                tenant_id,
+                key,
+                claim_token,
+            )
+        return status != "DELETE 0"
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        status = await self._execute(
+            "DELETE FROM idempotency_keys WHERE created_at < $1", before, subject="idempotency key"
+        )
+        return int(status.rsplit(" ", 1)[1])
 
     async def add_records(self, records: Sequence[Record]) -> None:
         pool = await self._get_pool()
@@ -690,6 +846,26 @@ class PostgresStore:
         )
         return None if row is None else message_from_row(row)
 
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        with _translated("message"):
+            async with self.tenant_scope(tenant_id) as conn:
+                row = await conn.fetchrow(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND tenant_id = $2",
+                    message_id,
+                    tenant_id,
+                )
+                if row is None:
+                    return None
+                rows = await conn.fetch(
+                    "SELECT data FROM records WHERE message_id = $1 AND tenant_id = $2"
+                    " ORDER BY seq",
+                    message_id,
+                    tenant_id,
+                )
+        return message_from_row(row), [json.loads(r[0]) for r in rows]
+
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
         rows = await self._fetch(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE submission_id = $1 ORDER BY id",
@@ -719,6 +895,15 @@ class PostgresStore:
         return [message_from_row(row) for row in rows]
 
     # Operators' hands on the queue.
+
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = $1"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT $2",
+            queue,
+            limit,
+        )
+        return [message_from_row(row) for row in rows]
 
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
@@ -814,43 +999,73 @@ class PostgresStore:
                 await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
         return True
 
-    async def remove_domain(self, name: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM sending_domains WHERE name = $1", name, subject="domain"
-        )
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "domain") as conn:
+            status = await conn.execute(
+                "DELETE FROM sending_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return _row_count(status) == 1
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
-        rows = await self._fetch(
-            "SELECT id, tenant_id, username, password_hash, created_at"
-            " FROM smtp_users WHERE tenant_id = $1 ORDER BY username",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "SMTP user") as conn:
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, username, password_hash, created_at"
+                " FROM smtp_users WHERE tenant_id = $1 ORDER BY username",
+                tenant_id,
+            )
         return [SmtpUser(**dict(row)) for row in rows]
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM smtp_users WHERE username = $1", username, subject="SMTP user"
-        )
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "SMTP user") as conn:
+            status = await conn.execute(
+                "DELETE FROM smtp_users"
+                " WHERE username = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                username,
+                tenant_id,
+            )
         return _row_count(status) == 1
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
-        rows = await self._fetch(
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
+        numbered = _numbered([*(f" AND {c}" for c in conditions), " ORDER BY address LIMIT ?"], 3)
+        sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = $1 AND address > $2 ORDER BY address LIMIT $3",
-            tenant_id,
-            after,
-            limit,
+            " WHERE tenant_id = $1 AND address > $2" + numbered
         )
+        async with self._acting_for(tenant_id, "suppression") as conn:
+            rows = await conn.fetch(sql, tenant_id, after, *params, limit)
         return [Suppression(**dict(row)) for row in rows]
 
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        if not suppressions:
+            return 0
+        columns = list(zip(*(suppression_row(x) for x in suppressions), strict=True))
+        async with self._acting_for(suppressions[0].tenant_id, "suppression") as conn:
+            status = await conn.execute(
+                "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                " $4::double precision[])"
+                " ON CONFLICT (tenant_id, address) DO NOTHING",
+                *(list(column) for column in columns),
+            )
+        return _row_count(status)
+
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2",
-            tenant_id,
-            address.lower(),
-            subject="suppression",
-        )
+        async with self._acting_for(tenant_id, "suppression") as conn:
+            status = await conn.execute(
+                "DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2",
+                tenant_id,
+                address.lower(),
+            )
         return _row_count(status) == 1
 
     # Inbound bounces and complaints.
@@ -954,18 +1169,25 @@ class PostgresStore:
                 )
         return replace(domain, id=int(row[0]))
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
-        row = await self._fetchrow(
-            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = $1", name
-        )
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return None if row is None else tracking_domain_from_row(row)
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
-        rows = await self._fetch(
-            f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
-            " WHERE $1::bigint IS NULL OR tenant_id = $1 ORDER BY name",
-            tenant_id,
-        )
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            rows = await conn.fetch(
+                f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains"
+                " WHERE $1::bigint IS NULL OR tenant_id = $1 ORDER BY name",
+                tenant_id,
+            )
         return [tracking_domain_from_row(row) for row in rows]
 
     async def set_default_tracking_domain(self, name: str) -> bool:
@@ -989,11 +1211,207 @@ class PostgresStore:
                 )
         return True
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM tracking_domains WHERE name = $1", name, subject="tracking domain"
-        )
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        async with self._acting_for(tenant_id, "tracking domain") as conn:
+            status = await conn.execute(
+                "DELETE FROM tracking_domains"
+                " WHERE name = $1 AND ($2::bigint IS NULL OR tenant_id = $2)",
+                name,
+                tenant_id,
+            )
         return _row_count(status) == 1
+
+    # A tenant's records.
+
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Row-level security and the tenant's condition both keep other tenants' out."""
+        count = itertools.count(1)
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: f"${next(count)}", lambda name: f"(data->>'{name}')"
+        )
+        with _translated("record"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, *args)
+        return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+    # Webhooks.
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        marks = ", ".join(f"${n}" for n in range(1, len(WEBHOOK_FIELDS) + 1))
+        with _translated("webhook"):
+            async with self.tenant_scope(webhook.tenant_id) as conn:
+                await conn.execute(
+                    f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ({marks})",
+                    *webhook_row(webhook),
+                )
+        return webhook
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        found = await self._tenant_webhooks(
+            tenant_id, "WHERE tenant_id = $1 AND id = $2", webhook_id
+        )
+        return found[0] if found else None
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        return await self._tenant_webhooks(
+            tenant_id, "WHERE tenant_id = $1 ORDER BY created_at, id"
+        )
+
+    async def _tenant_webhooks(self, tenant_id: int, where: str, *args: object) -> list[Webhook]:
+        with _translated("webhook"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {WEBHOOK_COLUMNS} FROM webhooks {where}", tenant_id, *args
+                )
+        return [webhook_from_row(row) for row in rows]
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        row = webhook_row(webhook)
+        with _translated("webhook"):
+            async with self.tenant_scope(webhook.tenant_id) as conn:
+                status = await conn.execute(
+                    "UPDATE webhooks SET url = $1, record_types = $2, format = $3,"
+                    " batch_size = $4, enabled = $5, updated_at = $6"
+                    " WHERE tenant_id = $7 AND id = $8",
+                    *row[2:7],
+                    webhook.updated_at,
+                    webhook.tenant_id,
+                    webhook.id,
+                )
+        return _row_count(status) == 1
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        with _translated("webhook"):
+            async with self.tenant_scope(tenant_id) as conn:
+                status = await conn.execute(
+                    "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2", tenant_id, webhook_id
+                )
+        return _row_count(status) == 1
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        before = before_id if before_id is not None else 2**63 - 1
+        with _translated("webhook delivery"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries"
+                    " WHERE tenant_id = $1 AND webhook_id = $2 AND id < $3"
+                    " ORDER BY id DESC LIMIT $4",
+                    tenant_id,
+                    webhook_id,
+                    before,
+                    limit,
+                )
+        return [webhook_delivery_from_row(row) for row in rows]
+
+    async def enabled_webhooks(self) -> list[Webhook]:
+        rows = await self._fetch(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE enabled ORDER BY id", subject="webhook"
+        )
+        return [webhook_from_row(row) for row in rows]
+
+    async def webhook_position(self) -> LogPosition:
+        row = await self._fetchrow("SELECT txid, seq FROM webhook_cursor WHERE id = 1")
+        return LogPosition(int(row[0]), int(row[1]))
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """By (txid, seq), only records of transactions below the snapshot's xmin: every
+        transaction that could still add one behind them has ended."""
+        rows = await self._fetch(
+            RECORDS_SINCE_SQL,
+            position.txid,
+            position.seq,
+            limit,
+            subject="record",
+        )
+        found = [LoggedRecord(row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+        if not rows:
+            return found, position
+        return found, LogPosition(int(rows[-1][0]), int(rows[-1][1]))
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        pool = await self._get_pool()
+        with _translated("webhook delivery"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                status = await conn.execute(
+                    "UPDATE webhook_cursor SET txid = $1, seq = $2"
+                    " WHERE id = 1 AND txid = $3 AND seq = $4",
+                    reached.txid,
+                    reached.seq,
+                    expected.txid,
+                    expected.seq,
+                )
+                if _row_count(status) != 1:
+                    return False
+                if deliveries:
+                    await conn.execute(
+                        "INSERT INTO webhook_deliveries (webhook_id, tenant_id, payload,"
+                        " record_count, state, attempts, next_at, created_at, updated_at)"
+                        " SELECT w, t, p, c, 'pending', 0, $5, $5, $5"
+                        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[])"
+                        " AS d(w, t, p, c)",
+                        [d.webhook_id for d in deliveries],
+                        [d.tenant_id for d in deliveries],
+                        [d.payload for d in deliveries],
+                        [d.record_count for d in deliveries],
+                        now,
+                    )
+        return True
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        async with self._unflushed("webhook delivery") as conn:
+            rows = await conn.fetch(
+                "UPDATE webhook_deliveries SET lease_token = $1, lease_expires = $2"
+                " WHERE id IN (SELECT d.id FROM webhook_deliveries d"
+                "  JOIN webhooks w ON w.id = d.webhook_id"
+                "  WHERE d.state = 'pending' AND d.next_at <= $3"
+                "  AND (d.lease_expires IS NULL OR d.lease_expires <= $3) AND w.enabled"
+                "  AND NOT d.webhook_id = ANY($4::text[])"
+                "  ORDER BY d.next_at, d.id LIMIT $5 FOR UPDATE OF d SKIP LOCKED)"
+                f" RETURNING {WEBHOOK_DELIVERY_COLUMNS}",
+                new_lease_token(),
+                now + lease_seconds,
+                now,
+                sorted(skip),
+                limit,
+            )
+        found = [webhook_delivery_from_row(row) for row in rows]
+        return sorted(found, key=lambda d: (d.next_at, d.id))
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        a = attempt
+        async with self._unflushed("webhook delivery") as conn:
+            status = await conn.execute(
+                "UPDATE webhook_deliveries SET state = $1, attempts = $2, next_at = $3,"
+                " last_status = $4, last_error = $5, updated_at = $6,"
+                " lease_token = NULL, lease_expires = NULL"
+                " WHERE id = $7 AND state = 'pending' AND lease_token = $8",
+                a.state.value, a.attempts, a.next_at, a.status, a.error, a.at,
+                a.delivery_id, a.lease_token,
+            )  # fmt: skip
+        return _row_count(status) == 1
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        async with self._unflushed("webhook delivery") as conn:
+            status = await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1",
+                before,
+            )
+        return _row_count(status)
 
     # API keys.
 
@@ -1065,6 +1483,26 @@ def _translated(subject: str) -> Iterator[None]:
         raise StoreError(f"postgresql: {exc}") from exc
 
 
+async def _answer_claims(conn: Any, keys: Sequence[IdempotencyKey]) -> None:
+    """Fill in the responses of the pending claims ``keys``; ``ClaimLost`` when one is
+    no longer pending under its token (the transaction is then rolled back)."""
+    if not keys:
+        return
+    status: str = await conn.execute(
+        "UPDATE idempotency_keys AS k SET response = a.response, pending = false"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
+        " AS a (tenant_id, key, claim_token, response)"
+        " WHERE k.tenant_id = a.tenant_id AND k.key = a.key"
+        " AND k.claim_token = a.claim_token AND k.pending",
+        [k.tenant_id for k in keys],
+        [k.key for k in keys],
+        [k.claim_token for k in keys],
+        [k.response for k in keys],
+    )
+    if int(status.rsplit(" ", 1)[1]) != len(keys):
+        raise ClaimLost(f"{len(keys)} idempotency keys, not all still claimed")
+
+
 async def _bump_queues(conn: Any, rows: Sequence[tuple[str, int, str, str]]) -> None:
     """Upsert the queues (name, tenant_id, campaign, domain) that got queued messages
     with one new bump, under the bump lock (held to the commit, so bumps become visible
@@ -1089,6 +1527,12 @@ async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
         return
     rows = [record_row(r) for r in records]
     await conn.copy_records_to_table("records", records=rows, columns=RECORD_FIELDS)
+
+
+def _numbered(parts: Sequence[str], first: int) -> str:
+    """``parts`` joined, their ``?`` placeholders numbered ``$first``, ``$first+1``, ..."""
+    pieces = "".join(parts).split("?")
+    return "".join(f"{p}${first + i}" for i, p in enumerate(pieces[:-1])) + pieces[-1]
 
 
 def _row_count(status: str) -> int:

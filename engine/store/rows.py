@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
     QueuedMessage,
     Settlement,
     Submission,
+    Suppression,
+    SuppressionFilter,
     Suspension,
     SuspensionScope,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryState,
+    WebhookFormat,
 )
 from engine.records.record import Record
+from engine.store import RecordQuery
 
 MESSAGE_FIELDS = (
     "id",
@@ -54,10 +63,65 @@ DOMAIN_COLUMNS = (
 )
 TRACKING_DOMAIN_COLUMNS = "id, tenant_id, name, is_default, created_at"
 SUSPENSION_COLUMNS = "id, scope, target, reason, created_at, until, origin"
+TENANT_OVERRIDE_FIELDS = (
+    "tenant_id",
+    "pool",
+    "priority",
+    "daily_quota",
+    "rate_quota",
+    "updated_at",
+)
+TENANT_OVERRIDE_COLUMNS = ", ".join(TENANT_OVERRIDE_FIELDS)
 RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
 SettledRow = tuple[str, str, str, int, float, str | None]
 """One settled message: (id, lease_token, state, attempts, due_at, error)."""
+
+
+IDEMPOTENCY_HELD = "request_hash, response, created_at, claim_token, pending"
+CLAIM_ATTEMPTS = 5
+"""How often a claim is tried when the key it found held is gone before it is read."""
+
+
+def idempotency_claim_sql(mark: str) -> str:
+    """The atomic claim of an idempotency key (parameters: tenant, key, hash, now,
+    token, expired-before, abandoned-before; ``mark`` is the driver's numbered
+    placeholder prefix): insert, or take over an expired key or an abandoned claim;
+    returns the token when claimed, no row when the key is held."""
+    return (
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response,"
+        f" created_at, claim_token, pending) VALUES ({mark}1, {mark}2, {mark}3, '',"
+        f" {mark}4, {mark}5, true) ON CONFLICT (tenant_id, key) DO UPDATE SET"
+        " request_hash = excluded.request_hash, response = '',"
+        " created_at = excluded.created_at, claim_token = excluded.claim_token,"
+        f" pending = true WHERE idempotency_keys.created_at < {mark}6"
+        f" OR (idempotency_keys.pending AND idempotency_keys.created_at < {mark}7)"
+        " RETURNING claim_token"
+    )
+
+
+def claim_params(
+    claim: IdempotencyKey, expired_before: float, abandoned_before: float
+) -> tuple[object, ...]:
+    """The parameters of ``idempotency_claim_sql`` for ``claim``."""
+    return (
+        claim.tenant_id,
+        claim.key,
+        claim.request_hash,
+        claim.created_at,
+        claim.claim_token,
+        expired_before,
+        abandoned_before,
+    )
+
+
+def idempotency_key_from_row(tenant_id: int, key: str, row: Sequence[Any]) -> IdempotencyKey:
+    """An idempotency key from the columns ``IDEMPOTENCY_HELD``."""
+    request_hash, response, created_at, claim_token, pending = row
+    return IdempotencyKey(
+        tenant_id, key, str(request_hash), str(response), float(created_at), str(claim_token),
+        bool(pending),
+    )  # fmt: skip
 
 
 def message_row(m: QueuedMessage) -> tuple[object, ...]:
@@ -128,6 +192,36 @@ def queue_rows(submissions: Sequence[Submission]) -> list[tuple[str, int, str, s
     return [queues[name] for name in sorted(queues)]
 
 
+def suppression_row(s: Suppression) -> tuple[int, str, str, float]:
+    """A suppression as bound to (tenant_id, address, reason, created_at)."""
+    return (s.tenant_id, s.address.lower(), s.reason, s.created_at)
+
+
+def suppression_conditions(where: SuppressionFilter) -> tuple[list[str], list[object]]:
+    """The SQL conditions of ``where``, with ``?`` for each parameter, and the parameters;
+    prefixes and suffixes compared with ``substr`` (no ``LIKE`` escaping, one meaning on
+    both databases)."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if where.reason:
+        conditions.append("substr(reason, 1, ?) = ?")
+        params += [len(where.reason), where.reason]
+    if where.address_prefix:
+        conditions.append("substr(address, 1, ?) = ?")
+        params += [len(where.address_prefix), where.address_prefix.lower()]
+    if where.domain:
+        at_domain = "@" + where.domain.lower()
+        conditions.append("substr(address, length(address) - ? + 1) = ?")
+        params += [len(at_domain), at_domain]
+    if where.since is not None:
+        conditions.append("created_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        conditions.append("created_at < ?")
+        params.append(where.until)
+    return conditions, params
+
+
 def suspension_row(s: Suspension) -> tuple[object, ...]:
     """A suspension as bound to (scope, target, reason, created_at, until, origin)."""
     return (s.scope.value, s.target, s.reason, s.created_at, s.until, s.origin)
@@ -183,6 +277,121 @@ def tracking_domain_from_row(row: Mapping[str, Any]) -> TrackingDomain:
     fields = dict(row)
     fields["is_default"] = bool(fields["is_default"])
     return TrackingDomain(**fields)
+
+
+WEBHOOK_FIELDS = (
+    "id",
+    "tenant_id",
+    "url",
+    "record_types",
+    "format",
+    "batch_size",
+    "enabled",
+    "secret_sealed",
+    "created_at",
+    "updated_at",
+)
+WEBHOOK_COLUMNS = ", ".join(WEBHOOK_FIELDS)
+WEBHOOK_DELIVERY_FIELDS = (
+    "id",
+    "webhook_id",
+    "tenant_id",
+    "payload",
+    "record_count",
+    "state",
+    "attempts",
+    "next_at",
+    "created_at",
+    "updated_at",
+    "last_status",
+    "last_error",
+    "lease_token",
+    "lease_expires",
+)
+WEBHOOK_DELIVERY_COLUMNS = ", ".join(WEBHOOK_DELIVERY_FIELDS)
+
+
+def webhook_row(w: Webhook) -> tuple[object, ...]:
+    """A webhook as bound to ``WEBHOOK_FIELDS`` (record types as a JSON array)."""
+    return (
+        w.id,
+        w.tenant_id,
+        w.url,
+        json.dumps(list(w.record_types)),
+        w.format.value,
+        w.batch_size,
+        w.enabled,
+        w.secret_sealed,
+        w.created_at,
+        w.updated_at,
+    )
+
+
+def webhook_from_row(row: Mapping[str, Any]) -> Webhook:
+    """A webhook from a row selected with ``WEBHOOK_COLUMNS``."""
+    return Webhook(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        record_types=tuple(json.loads(row["record_types"])),
+        format=WebhookFormat(row["format"]),
+        batch_size=row["batch_size"],
+        enabled=bool(row["enabled"]),
+        secret_sealed=bytes(row["secret_sealed"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def webhook_delivery_from_row(row: Mapping[str, Any]) -> WebhookDelivery:
+    """A delivery from a row selected with ``WEBHOOK_DELIVERY_COLUMNS``."""
+    fields = dict(row)
+    fields["state"] = WebhookDeliveryState(fields["state"])
+    return WebhookDelivery(**fields)
+
+
+def record_query(
+    tenant_id: int,
+    query: RecordQuery,
+    limit: int,
+    mark: Callable[[], str],
+    field_of: Callable[[str], str],
+) -> tuple[str, list[object]]:
+    """The ``SELECT seq, data`` of up to ``limit`` of the tenant's records matching
+    ``query`` by seq (index ``records_tenant``), and the values it binds, in order;
+    ``mark`` gives the next placeholder, ``field_of`` the SQL of a top-level field of
+    the record's JSON."""
+    where = [f"tenant_id = {mark()}", f"seq > {mark()}"]
+    args: list[object] = [tenant_id, query.after_seq]
+    if query.types:
+        types = sorted(query.types)
+        where.append(f"type IN ({', '.join(mark() for _ in types)})")
+        args.extend(types)
+    if query.message_id is not None:
+        where.append(f"message_id = {mark()}")
+        args.append(query.message_id)
+    if query.recipient is not None:
+        where.append(f"lower({field_of('recipient')}) = {mark()}")
+        args.append(query.recipient.lower())
+    if query.since is not None:
+        where.append(f"timestamp >= {mark()}")
+        args.append(query.since)
+    if query.until is not None:
+        where.append(f"timestamp < {mark()}")
+        args.append(query.until)
+    if query.campaign is not None:
+        where.append(
+            "message_id IN (SELECT id FROM messages"
+            f" WHERE messages.tenant_id = records.tenant_id AND campaign = {mark()})"
+        )
+        args.append(query.campaign)
+    args.append(limit)
+    sql = f"SELECT seq, data FROM records WHERE {' AND '.join(where)} ORDER BY seq LIMIT {mark()}"
+    return sql, args
+
+
+def tenant_overrides_row(o: TenantOverrides) -> tuple[object, ...]:
+    return tuple(getattr(o, name) for name in TENANT_OVERRIDE_FIELDS)
 
 
 API_KEY_COLUMNS = "id, tenant_id, prefix, name, scopes, secret_hash, created_at, revoked_at"

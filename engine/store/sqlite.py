@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.model import (
+    EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -47,44 +49,78 @@ from engine.model import (
     SoftBounce,
     Submission,
     Suppression,
+    SuppressionFilter,
     Suspension,
     Tenant,
+    TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    ClaimLost,
+    Conflict,
+    InUse,
+    LoggedRecord,
+    LogPosition,
+    NewWebhookDelivery,
+    NotFound,
+    RecordQuery,
+    StoreError,
+    WebhookAttempt,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
     DOMAIN_COLUMNS,
+    IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
     SUSPENSION_COLUMNS,
+    TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
+    WEBHOOK_COLUMNS,
+    WEBHOOK_DELIVERY_COLUMNS,
+    WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
     claim_order,
+    claim_params,
+    idempotency_claim_sql,
+    idempotency_key_from_row,
     inbound_from_row,
     inbound_row,
     message_from_row,
     message_row,
     new_lease_token,
     queue_rows,
+    record_query,
     record_row,
     records_about,
     settled_row,
+    suppression_conditions,
+    suppression_row,
     suspension_from_row,
     suspension_row,
+    tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
+    webhook_delivery_from_row,
+    webhook_from_row,
+    webhook_row,
 )
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
+_OF_TENANT = " AND (? IS NULL OR tenant_id = ?)"
+"""Bound to (tenant_id, tenant_id): rows of that tenant, or of any for None."""
 _CHUNK = 500  # bound on "?" parameters in one IN (...) list
 
 _SETTLE_SQL = (
@@ -102,6 +138,8 @@ CLAIM_QUEUE_SELECT = (
 would take ``messages_queue_due`` and sort every due message of the queue, where this
 one stops after the first ``LIMIT`` in priority order."""
 TENANT_OWNED = (
+    "webhook_deliveries",
+    "webhooks",
     "messages",
     "bodies",
     "suppressions",
@@ -109,9 +147,15 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "idempotency_keys",
+    "tenant_settings",
     "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
+_QUEUE_DELIVERY_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, tenant_id, payload, record_count, state,"
+    " attempts, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+)
 _QUEUE_DEPTHS_SQL = (
     "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued' GROUP BY queue"
 )
@@ -200,6 +244,27 @@ class SqliteStore:
         sql = "SELECT id, name, created_at FROM tenants ORDER BY id"
         return await self._run(lambda conn: _all(conn, Tenant, sql, ()))
 
+    async def put_tenant_overrides(self, overrides: TenantOverrides) -> None:
+        sql = (
+            f"INSERT OR REPLACE INTO tenant_settings ({TENANT_OVERRIDE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        row = tenant_overrides_row(overrides)
+        await self._write(lambda conn: conn.execute(sql, row), "tenant settings")
+
+    async def get_tenant_overrides(self, tenant_id: int) -> TenantOverrides | None:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings WHERE tenant_id = ?"
+        return await self._run(lambda conn: _one(conn, TenantOverrides, sql, (tenant_id,)))
+
+    async def list_tenant_overrides(self) -> list[TenantOverrides]:
+        sql = f"SELECT {TENANT_OVERRIDE_COLUMNS} FROM tenant_settings ORDER BY tenant_id"
+        return await self._run(lambda conn: _all(conn, TenantOverrides, sql, ()))
+
+    async def count_tenant_messages(self, tenant_id: int, since: float) -> int:
+        sql = "SELECT count(*) FROM messages WHERE tenant_id = ? AND created_at >= ?"
+        row = await self._run(lambda conn: conn.execute(sql, (tenant_id, since)).fetchone())
+        return int(row[0])
+
     async def add_domain(self, domain: SendingDomain) -> SendingDomain:
         def insert(conn: sqlite3.Connection) -> SendingDomain:
             cur = conn.execute(
@@ -223,22 +288,24 @@ class SqliteStore:
         def update(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE sending_domains SET selector = ?, algorithm = ?, private_key_sealed = ?,"
-                " public_key_b64 = ? WHERE name = ?",
+                " public_key_b64 = ? WHERE name = ? AND tenant_id = ?",
                 (
                     domain.selector,
                     domain.algorithm,
                     domain.private_key_sealed,
                     domain.public_key_b64,
                     domain.name,
+                    domain.tenant_id,
                 ),
             )
             return cur.rowcount == 1
 
         return await self._write(update, f"domain {domain.name!r}")
 
-    async def get_domain(self, name: str) -> SendingDomain | None:
-        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?"
-        return await self._run(lambda conn: _one(conn, SendingDomain, sql, (name,)))
+    async def get_domain(self, name: str, tenant_id: int | None = None) -> SendingDomain | None:
+        sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        return await self._run(lambda conn: _one(conn, SendingDomain, sql, params))
 
     async def list_domains(self, tenant_id: int) -> list[SendingDomain]:
         sql = f"SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE tenant_id = ? ORDER BY name"
@@ -255,12 +322,13 @@ class SqliteStore:
 
         return await self._write(insert, f"SMTP user {user.username!r}")
 
-    async def get_smtp_user(self, username: str) -> SmtpUser | None:
+    async def get_smtp_user(self, username: str, tenant_id: int | None = None) -> SmtpUser | None:
         sql = (
             "SELECT id, tenant_id, username, password_hash, created_at"
-            " FROM smtp_users WHERE username = ?"
+            f" FROM smtp_users WHERE username = ?{_OF_TENANT}"
         )
-        return await self._run(lambda conn: _one(conn, SmtpUser, sql, (username,)))
+        params = (username, tenant_id, tenant_id)
+        return await self._run(lambda conn: _one(conn, SmtpUser, sql, params))
 
     async def add_suppression(self, suppression: Suppression) -> None:
         """Insert or replace (tenant, address); addresses compare case-insensitively."""
@@ -296,8 +364,13 @@ class SqliteStore:
 
     # Acceptance and records.
 
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages, records and idempotency keys in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
         messages = [message_row(m) for s in submissions for m in s.messages]
 
@@ -312,8 +385,41 @@ class SqliteStore:
             )
             _insert_records(conn, records)
             _bump_queues(conn, queue_rows(submissions))
+            _answer_claims(conn, idempotency_keys)
 
         await self._write(insert, "submission")
+
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        def upsert(conn: sqlite3.Connection) -> IdempotencyKey:
+            params = claim_params(claim, expired_before, abandoned_before)
+            if conn.execute(idempotency_claim_sql("?"), params).fetchone() is not None:
+                return replace(claim, response="", pending=True)
+            row = conn.execute(
+                f"SELECT {IDEMPOTENCY_HELD} FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+                (claim.tenant_id, claim.key),
+            ).fetchone()
+            return idempotency_key_from_row(claim.tenant_id, claim.key, row)
+
+        return await self._write(upsert, "idempotency key", flush=False)
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            sql = (
+                "DELETE FROM idempotency_keys"
+                " WHERE tenant_id = ? AND key = ? AND claim_token = ? AND pending"
+            )
+            return conn.execute(sql, (tenant_id, key, claim_token)).rowcount > 0
+
+        return await self._write(delete, "idempotency key", flush=False)
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM idempotency_keys WHERE created_at < ?"
+            return conn.execute(sql, (before,)).rowcount
+
+        return await self._write(delete, "idempotency key")
 
     async def add_records(self, records: Sequence[Record]) -> None:
         await self._write(lambda conn: _insert_records(conn, records), "record")
@@ -617,6 +723,24 @@ class SqliteStore:
 
         return await self._run(select)
 
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        def select(conn: sqlite3.Connection) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+            row = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant_id = ?",
+                (message_id, tenant_id),
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(
+                "SELECT data FROM records WHERE message_id = ? AND tenant_id = ? ORDER BY seq",
+                (message_id, tenant_id),
+            )
+            return _message(row), [json.loads(r[0]) for r in rows]
+
+        return await self._run(select)
+
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE submission_id = ? ORDER BY id"
         return await self._run(lambda conn: _messages(conn, sql, (submission_id,)))
@@ -643,6 +767,13 @@ class SqliteStore:
         return await self._run(lambda conn: _messages(conn, sql, (tenant_id, limit)))
 
     # Operators' hands on the queue.
+
+    async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = ?"
+            " AND state IN ('queued', 'leased') ORDER BY due_at, id LIMIT ?"
+        )
+        return await self._run(lambda conn: _messages(conn, sql, (queue, limit)))
 
     async def list_shunted(self, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` shunted messages, the longest parked first."""
@@ -741,9 +872,10 @@ class SqliteStore:
 
         return await self._write(delete, "tenant")
 
-    async def remove_domain(self, name: str) -> bool:
-        sql = "DELETE FROM sending_domains WHERE name = ?"
-        return await self._write(lambda conn: conn.execute(sql, (name,)).rowcount == 1, "domain")
+    async def remove_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM sending_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "domain")
 
     async def list_smtp_users(self, tenant_id: int) -> list[SmtpUser]:
         sql = (
@@ -752,18 +884,41 @@ class SqliteStore:
         )
         return await self._run(lambda conn: _all(conn, SmtpUser, sql, (tenant_id,)))
 
-    async def remove_smtp_user(self, username: str) -> bool:
-        sql = "DELETE FROM smtp_users WHERE username = ?"
-        return await self._write(
-            lambda conn: conn.execute(sql, (username,)).rowcount == 1, "SMTP user"
-        )
+    async def remove_smtp_user(self, username: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM smtp_users WHERE username = ?{_OF_TENANT}"
+        params = (username, tenant_id, tenant_id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "SMTP user")
 
-    async def list_suppressions(self, tenant_id: int, after: str, limit: int) -> list[Suppression]:
+    async def list_suppressions(
+        self,
+        tenant_id: int,
+        after: str,
+        limit: int,
+        where: SuppressionFilter = EVERY_SUPPRESSION,
+    ) -> list[Suppression]:
+        conditions, params = suppression_conditions(where)
         sql = (
             "SELECT tenant_id, address, reason, created_at FROM suppressions"
-            " WHERE tenant_id = ? AND address > ? ORDER BY address LIMIT ?"
+            " WHERE tenant_id = ? AND address > ?"
+            + "".join(f" AND {c}" for c in conditions)
+            + " ORDER BY address LIMIT ?"
         )
-        return await self._run(lambda conn: _all(conn, Suppression, sql, (tenant_id, after, limit)))
+        bound = (tenant_id, after, *params, limit)
+        return await self._run(lambda conn: _all(conn, Suppression, sql, bound))
+
+    async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
+        sql = (
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, address) DO NOTHING"
+        )
+        rows = [suppression_row(x) for x in suppressions]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+        return await self._write(insert, "suppression")
 
     async def remove_suppression(self, tenant_id: int, address: str) -> bool:
         sql = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?"
@@ -872,9 +1027,12 @@ class SqliteStore:
 
         return await self._write(insert, f"tracking domain {domain.name!r}")
 
-    async def get_tracking_domain(self, name: str) -> TrackingDomain | None:
-        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = ?"
-        found = await self._run(lambda conn: _tracking_domains(conn, sql, (name,)))
+    async def get_tracking_domain(
+        self, name: str, tenant_id: int | None = None
+    ) -> TrackingDomain | None:
+        sql = f"SELECT {TRACKING_DOMAIN_COLUMNS} FROM tracking_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
+        found = await self._run(lambda conn: _tracking_domains(conn, sql, params))
         return found[0] if found else None
 
     async def list_tracking_domains(self, tenant_id: int | None) -> list[TrackingDomain]:
@@ -900,10 +1058,160 @@ class SqliteStore:
 
         return await self._write(update, f"tracking domain {name!r}")
 
-    async def remove_tracking_domain(self, name: str) -> bool:
-        sql = "DELETE FROM tracking_domains WHERE name = ?"
+    async def remove_tracking_domain(self, name: str, tenant_id: int | None = None) -> bool:
+        sql = f"DELETE FROM tracking_domains WHERE name = ?{_OF_TENANT}"
+        params = (name, tenant_id, tenant_id)
         return await self._write(
-            lambda conn: conn.execute(sql, (name,)).rowcount == 1, "tracking domain"
+            lambda conn: conn.execute(sql, params).rowcount == 1, "tracking domain"
+        )
+
+    # A tenant's records.
+
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
+        )
+
+        def select(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
+            rows = conn.execute(sql, args)
+            return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+        return await self._run(select)
+
+    # Webhooks.
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        sql = (
+            f"INSERT INTO webhooks ({WEBHOOK_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(WEBHOOK_FIELDS))})"
+        )
+        await self._write(lambda conn: conn.execute(sql, webhook_row(webhook)), "webhook")
+        return webhook
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ?"
+        found = await self._run(lambda conn: _webhooks(conn, sql, (tenant_id, webhook_id)))
+        return found[0] if found else None
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? ORDER BY created_at, id"
+        return await self._run(lambda conn: _webhooks(conn, sql, (tenant_id,)))
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        row = webhook_row(webhook)
+        sql = (
+            "UPDATE webhooks SET url = ?, record_types = ?, format = ?, batch_size = ?,"
+            " enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?"
+        )
+        params = (*row[2:7], webhook.updated_at, webhook.tenant_id, webhook.id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "webhook")
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        sql = "DELETE FROM webhooks WHERE tenant_id = ? AND id = ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (tenant_id, webhook_id)).rowcount == 1, "webhook"
+        )
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        sql = (
+            f"SELECT {WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries"
+            " WHERE tenant_id = ? AND webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+        )
+        before = before_id if before_id is not None else 2**63 - 1
+        params = (tenant_id, webhook_id, before, limit)
+        return await self._run(lambda conn: _webhook_deliveries(conn, sql, params))
+
+    async def enabled_webhooks(self) -> list[Webhook]:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE enabled = 1 ORDER BY id"
+        return await self._run(lambda conn: _webhooks(conn, sql, ()))
+
+    async def webhook_position(self) -> LogPosition:
+        sql = "SELECT txid, seq FROM webhook_cursor WHERE id = 1"
+        row = await self._run(lambda conn: conn.execute(sql).fetchone())
+        return LogPosition(int(row[0]), int(row[1]))
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """By seq: one writer at a time, so records commit in seq order."""
+        sql = "SELECT seq, tenant_id, type, data FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
+
+        def select(conn: sqlite3.Connection) -> list[LoggedRecord]:
+            rows = conn.execute(sql, (position.seq, limit))
+            return [LoggedRecord(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+
+        found = await self._run(select)
+        return found, LogPosition(0, found[-1].seq) if found else position
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        rows = [
+            (d.webhook_id, d.tenant_id, d.payload, d.record_count, now, now, now)
+            for d in deliveries
+        ]
+
+        def update(conn: sqlite3.Connection) -> bool:
+            moved = conn.execute(
+                "UPDATE webhook_cursor SET txid = ?, seq = ? WHERE id = 1 AND txid = ? AND seq = ?",
+                (reached.txid, reached.seq, expected.txid, expected.seq),
+            )
+            if moved.rowcount != 1:
+                return False
+            conn.executemany(_QUEUE_DELIVERY_SQL, rows)
+            return True
+
+        return await self._write(update, "webhook delivery", flush=False)
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        skipped = sorted(skip)
+        sql = (
+            "UPDATE webhook_deliveries SET lease_token = ?, lease_expires = ?"
+            " WHERE id IN (SELECT d.id FROM webhook_deliveries d"
+            "  JOIN webhooks w ON w.id = d.webhook_id"
+            "  WHERE d.state = 'pending' AND d.next_at <= ?"
+            "  AND (d.lease_expires IS NULL OR d.lease_expires <= ?) AND w.enabled = 1"
+            f"  AND d.webhook_id NOT IN ({', '.join('?' * len(skipped))})"
+            f"  ORDER BY d.next_at, d.id LIMIT ?) RETURNING {WEBHOOK_DELIVERY_COLUMNS}"
+        )
+        params = (new_lease_token(), now + lease_seconds, now, now, *skipped, limit)
+
+        def update(conn: sqlite3.Connection) -> list[WebhookDelivery]:
+            found = _webhook_deliveries(conn, sql, params)
+            return sorted(found, key=lambda d: (d.next_at, d.id))
+
+        return await self._write(update, "webhook delivery", flush=False)
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        sql = (
+            "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?,"
+            " last_status = ?, last_error = ?, updated_at = ?,"
+            " lease_token = NULL, lease_expires = NULL"
+            " WHERE id = ? AND state = 'pending' AND lease_token = ?"
+        )
+        a = attempt
+        params = (
+            a.state.value, a.attempts, a.next_at, a.status, a.error, a.at,
+            a.delivery_id, a.lease_token,
+        )  # fmt: skip
+        return await self._write(
+            lambda conn: conn.execute(sql, params).rowcount == 1, "webhook delivery", flush=False
+        )
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        sql = "DELETE FROM webhook_deliveries WHERE state != 'pending' AND updated_at < ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (before,)).rowcount, "webhook delivery", flush=False
         )
 
     # API keys.
@@ -973,6 +1281,18 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _answer_claims(conn: sqlite3.Connection, keys: Sequence[IdempotencyKey]) -> None:
+    """Fill in the responses of the pending claims ``keys``; ``ClaimLost`` when one is
+    no longer pending under its token (the transaction is then rolled back)."""
+    sql = (
+        "UPDATE idempotency_keys SET response = ?, pending = false"
+        " WHERE tenant_id = ? AND key = ? AND claim_token = ? AND pending"
+    )
+    for k in keys:
+        if conn.execute(sql, (k.response, k.tenant_id, k.key, k.claim_token)).rowcount != 1:
+            raise ClaimLost(f"idempotency key {k.key!r} is no longer claimed")
 
 
 def _transaction(
@@ -1103,6 +1423,16 @@ def _tracking_domains(
     conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
 ) -> list[TrackingDomain]:
     return [tracking_domain_from_row(row) for row in conn.execute(sql, params)]
+
+
+def _webhooks(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Webhook]:
+    return [webhook_from_row(row) for row in conn.execute(sql, params)]
+
+
+def _webhook_deliveries(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
+) -> list[WebhookDelivery]:
+    return [webhook_delivery_from_row(dict(row)) for row in conn.execute(sql, params)]
 
 
 def _api_key(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> ApiKey | None:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import functools
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate, getaddresses
+from typing import Any
 
 from config.schema import Settings
 from engine.header_section import parse_header_section
@@ -91,9 +92,8 @@ def new_submission_id(now: float, rng: random.Random) -> str:
     return f"{int(now * 1000):012x}{rng.getrandbits(64):016x}"
 
 
-def parse_header_fields(raw: bytes, only: bytes | None = None) -> list[HeaderField]:
-    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3); with
-    ``only`` (a lower-case name), just the fields of that name.
+def parse_header_fields(raw: bytes) -> list[HeaderField]:
+    """The header fields of a message, folded lines joined (RFC 5322 §2.2.3).
 
     Raises ``MalformedHeader`` when a line of the header section is part of no
     field: the message cannot be signed, so it is not accepted.
@@ -107,7 +107,6 @@ def parse_header_fields(raw: bytes, only: bytes | None = None) -> list[HeaderFie
             colon,
         )
         for name, value, start, colon, end in parse_header_section(raw).spans()
-        if only is None or name.lower() == only
     ]
 
 
@@ -122,7 +121,20 @@ def header_value(fields: Iterable[HeaderField], name: str) -> str | None:
 
 def from_domains(fields: Sequence[HeaderField]) -> list[str] | None:
     """Domains of every address in the From header; None when From is absent or empty."""
-    values = [f.value for f in fields if f.name.lower() == "from"]
+    return _from_domains([f.value for f in fields if f.name.lower() == "from"])
+
+
+def message_from_domains(raw: bytes) -> list[str] | None:
+    """``from_domains`` of a message's header fields, reading its From fields only."""
+    values = [
+        value.decode("utf-8", "replace").replace("\r\n", "").strip()
+        for name, value, *_ in parse_header_section(raw).spans()
+        if name.lower() == b"from"
+    ]
+    return _from_domains(values)
+
+
+def _from_domains(values: list[str]) -> list[str] | None:
     if len(values) != 1:
         return None
     plain = _PLAIN_FROM.fullmatch(values[0])
@@ -212,8 +224,11 @@ def plan_submission(
     now: float,
     reception: Reception,
     settings: Settings | None = None,
+    due_at: float | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> tuple[Submission, list[Record]]:
-    """The submission to store, every recipient queued, and their Reception records;
+    """The submission to store, every recipient queued (due at ``due_at``, ``now`` when
+    None), and their Reception records, whose ``meta`` gains ``meta`` (tags, metadata);
     priorities by ``settings``' tenants and campaigns (the defaults when None)."""
     campaign = campaign_name(header_value(fields, "x-campaign"))
     priority = priority_of(
@@ -221,7 +236,12 @@ def plan_submission(
     )
     body = build_body(raw, fields, submission_id, now, reception)
     headers = {n: v for n in TRACE_HEADERS if (v := header_value(fields, n)) is not None}
-    meta = {"tenant": tenant.name, "campaign": campaign or None, "user": reception.username}
+    record_meta = {
+        **(meta or {}),
+        "tenant": tenant.name,
+        "campaign": campaign or None,
+        "user": reception.username,
+    }
     messages: list[QueuedMessage] = []
     records: list[Record] = []
     for index, recipient in enumerate(recipients, start=1):
@@ -237,7 +257,7 @@ def plan_submission(
             recipient=recipient,
             domain=domain,
             state=MessageState.QUEUED,
-            due_at=now,
+            due_at=now if due_at is None else due_at,
             created_at=now,
             priority=priority,
         )
@@ -254,7 +274,7 @@ def plan_submission(
                 size=len(body),
                 created=now,
                 peer_address=(reception.ehlo_name, reception.peer_host),
-                meta=meta,
+                meta=record_meta,
                 headers=headers,
                 reception_protocol=reception.protocol,
                 nodeid=reception.nodeid,
@@ -290,3 +310,19 @@ def suppress(
         if record.type is RecordType.RECEPTION and record.id in hit:
             out.append(replace(record, type=RecordType.SUPPRESSED))
     return replace(submission, messages=messages), out
+
+
+def receipt(submissions: Sequence[Submission]) -> dict[str, Any]:
+    """What the submitter is told once ``submissions`` (one request's) are stored:
+    the first submission's id, each queued message's id and recipient, and the
+    recipients not queued because they are suppressed."""
+    messages = [m for s in submissions for m in s.messages]
+    return {
+        "submission_id": submissions[0].id if submissions else None,
+        "messages": [
+            {"id": m.id, "recipient": m.recipient}
+            for m in messages
+            if m.state is not MessageState.SUPPRESSED
+        ],
+        "suppressed": [m.recipient for m in messages if m.state is MessageState.SUPPRESSED],
+    }

@@ -14,6 +14,16 @@ reporting host (``MAILER-DAEMON@its hostname``). Delivery signs it only when
 that From domain is one of the tenant's; the engine itself never answers a
 notice with another. Every refusal becomes one Rejection record with the
 envelope it refused.
+
+The tenant's quotas (``quota.TenantQuota``) are checked per RCPT, one message
+per recipient: over the daily or the rate quota the recipient gets ``452
+4.5.3`` naming the quota, a temporary refusal the client answers by keeping
+the message for those recipients and trying them again later (RFC 5321
+§4.5.3.1.10), while the recipients admitted before go now. Checked at DATA
+instead, a message with more recipients than the day has left, or than the
+rate's burst, could never pass in one piece. A transaction refused at DATA, or
+not stored, gives its recipients back to the day's quota (``acceptor``, told
+they were counted).
 """
 
 from __future__ import annotations
@@ -21,26 +31,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import secrets
 from dataclasses import dataclass
 
-from config.schema import Settings
 from engine.clock import Clock
-from engine.header_section import MalformedHeader
 from engine.model import Tenant
-from engine.records import metrics
 from engine.records.record import Record, RecordType
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
-from engine.submission.acceptance import (
-    Reception,
-    from_domains,
-    new_submission_id,
-    parse_header_fields,
-    plan_submission,
-)
+from engine.submission.acceptance import Reception
+from engine.submission.acceptor import Acceptor, NotStored, Outgoing, Refused
 from engine.submission.address_policy import (
     NULL_SENDER,
     null_sender_recipient_problem,
@@ -49,6 +50,7 @@ from engine.submission.address_policy import (
 )
 from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
 from engine.submission.passwords import verify_password_async
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,6 @@ AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 CLIENT_REFUSED = Reply(421, "4.7.0", "Too many failed authentications from your address")
 SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
-HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
 CREDENTIAL_CACHE_SECONDS = 60.0
 ADMISSION_WAIT_SECONDS = 30.0
@@ -118,21 +119,21 @@ class SubmissionHandler:
         *,
         store: Store,
         spool: Spool,
+        acceptor: Acceptor,
         clock: Clock,
         throttle: AuthThrottle,
         hostname: str,
         nodeid: str,
-        rng: random.Random | None = None,
-        settings: Settings | None = None,
+        quota: TenantQuota | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
+        self._acceptor = acceptor
         self._clock = clock
         self._throttle = throttle
         self._hostname = hostname
         self._nodeid = nodeid
-        self._rng = rng or random.Random()
-        self._settings = settings
+        self._quota = quota
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
 
@@ -213,48 +214,40 @@ class SubmissionHandler:
         if account is None:
             return AUTH_REQUIRED
         if envelope.mail_from == NULL_SENDER:
-            return null_sender_recipient_problem(address, account.domains) or RECIPIENT_OK
-        return recipient_problem(address) or RECIPIENT_OK
+            problem = null_sender_recipient_problem(address, account.domains)
+        else:
+            problem = recipient_problem(address)
+        return problem or await self._within_quota(account.tenant) or RECIPIENT_OK
+
+    async def _within_quota(self, tenant: Tenant) -> Reply | None:
+        """None when one more message of ``tenant`` is within its quotas (and counted);
+        else the temporary refusal that names the quota."""
+        if self._quota is None:
+            return None
+        verdict = await self._quota.admit(tenant, 1, self._clock.now())
+        if verdict.allowed:
+            return None
+        wait = "after 00:00 UTC" if verdict.quota == "daily" else f"in {verdict.retry_after:.0f}s"
+        return Reply(452, "4.5.3", f"{verdict.reason(tenant.name).capitalize()}; try again {wait}")
 
     async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
         account = _account(session)
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
         try:
-            fields = parse_header_fields(body)
-        except MalformedHeader as exc:
-            return Reply(550, "5.6.0", f"Malformed header field: {exc}")
-        if envelope.mail_from != NULL_SENDER:
-            domains = from_domains(fields)
-            if not domains or any(d not in account.domains for d in domains):
-                return HEADER_FROM_REFUSED
-        now = self._clock.now()
-        submission_id = new_submission_id(now, self._rng)
-        submission, records = plan_submission(
-            tenant=account.tenant,
-            sender=envelope.mail_from,
-            recipients=envelope.rcpt_tos,
-            raw=body,
-            fields=fields,
-            submission_id=submission_id,
-            now=now,
-            reception=self._reception(session, account),
-            settings=self._settings,
-        )
-        try:
-            await self._spool.commit(submission, records)
-        except Exception:
-            log.exception("submission %s not stored", submission_id)
+            accepted = await self._acceptor.accept(
+                tenant=account.tenant,
+                domains=account.domains,
+                sender=envelope.mail_from,
+                messages=[Outgoing(body, envelope.rcpt_tos)],
+                reception=self._reception(session, account),
+                counted=True,
+            )
+        except Refused as exc:
+            return exc.reply
+        except NotStored:
             return SPOOL_FAILED
-        metrics.ACCEPTED.inc(len(submission.messages))
-        log.info(
-            "accepted id=%s tenant=%s recipients=%d size=%d",
-            submission_id,
-            account.tenant.name,
-            len(envelope.rcpt_tos),
-            len(submission.body),
-        )
-        return Reply(250, "2.0.0", f"Ok: queued as {submission_id}")
+        return Reply(250, "2.0.0", f"Ok: queued as {accepted['submission_id']}")
 
     async def on_rejection(
         self,

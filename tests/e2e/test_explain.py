@@ -24,6 +24,8 @@ address = "127.0.0.1"
 ehlo_hostname = "ip-new.mta.test"
 [pools.default]
 sources = ["ip1", "ip-new"]
+[pools.fresh]
+sources = ["ip-new"]
 """
 
 
@@ -79,6 +81,19 @@ def test_explain_shows_each_lane_and_where_its_values_come_from(
     assert lane["values"]["max_message_rate"] == "10/min"
     assert lane["values"]["max_deliveries_per_connection"] == "100"
     assert lane["origins"]["max_message_rate"] == f"{local}: source.ip-new.max_message_rate"
+
+
+def test_explain_follows_the_pool_set_for_the_tenant(
+    tmp_path: Path, dns: ThreadedDnsServer
+) -> None:
+    config = configured(tmp_path, dns, "")
+    assert penguin(config, "tenant", "create", "acme").returncode == 0
+    assert penguin(config, "tenant", "set", "acme", "--pool", "fresh").returncode == 0
+    done = penguin(config, "explain", "example.test", "--tenant", "acme", "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["pool"] == "fresh"
+    assert [lane["source"] for lane in shown["lanes"]] == ["ip-new"]
 
 
 def test_explain_says_why_it_cannot(tmp_path: Path, dns: ThreadedDnsServer) -> None:

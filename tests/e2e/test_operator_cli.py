@@ -220,3 +220,46 @@ def test_a_tenant_with_queued_mail_is_removed_only_by_force(
     assert command("queue", "summary") == []
     records = penguin_lines(config, "records", "tail")
     assert [(r["type"], r["id"]) for r in records] == [("AdminBounce", m.id) for m in queued]
+
+
+def test_a_tenants_pool_and_quotas_are_set_shown_and_cleared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tables = (
+        '[sources.s1]\naddress = "127.0.0.1"\nehlo_hostname = "s1.penguin.test"\n'
+        '[pools.default]\nsources = ["s1"]\n[pools.warm]\nsources = ["s1"]\n'
+        '[tenants.acme]\ndaily_quota = 500\nrate_quota = "10/s"\n'
+    )
+    config = write_config(tmp_path, tables=tables)
+    command = in_process(capsys, config)
+    tenant = command("tenant", "create", "acme")
+    shown = command("tenant", "show", "acme")
+    assert shown == {
+        **tenant,
+        "pool": "default",
+        "priority": "normal",
+        "daily_quota": 500,
+        "rate_quota": "10/s",
+        "overridden": [],
+        "accepted_today": 0,
+    }
+    changed = command(
+        "tenant", "set", "acme", "--pool", "warm", "--daily-quota", "1000", "--rate", ""
+    )
+    assert (changed["pool"], changed["daily_quota"], changed["rate_quota"]) == ("warm", 1000, "")
+    assert changed["overridden"] == ["pool", "daily_quota", "rate_quota"]
+    assert command("tenant", "show", "acme") == changed
+    cleared = command("tenant", "set", "acme", "--clear", "daily_quota", "--clear", "rate_quota")
+    assert (cleared["daily_quota"], cleared["rate_quota"]) == (500, "10/s")
+
+    status, out, err = run_main(capsys, "tenant", "show", "acme", "--config", str(config))
+    assert status == 0, err
+    assert "  pool: warm (set with penguin tenant set)\n" in out
+    assert "  daily_quota: 500 (config)\n" in out
+    for args, error in [
+        (("--pool", "cold"), "error: tenant 'acme': pool: unknown pool 'cold'"),
+        (("--rate", "fast"), "error: tenant 'acme': rate_quota: not a throttle spec"),
+        ((), "error: nothing to set"),
+    ]:
+        status, _, err = run_main(capsys, "tenant", "set", "acme", *args, "--config", str(config))
+        assert status == 1 and err.startswith(error), err

@@ -3,7 +3,8 @@ admin API's (``api_support``).
 
 A test (or a module) that asks for ``store`` runs once on SQLite (a file under
 the test's temporary directory) and once on PostgreSQL (a database of its own,
-``tests.conftest.postgres_url``).
+``tests.conftest.postgres_url``). ``pg_store`` is a migrated PostgreSQL store
+alone, for the tests of what only PostgreSQL does.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import pytest
 
 from engine.store import Store, open_store
 from engine.store.migrations import Backend
+from engine.store.postgres import PostgresStore
 from tests.integration.api_support import (
     api_app,
+    api_book,
     api_client,
     api_clock,
     api_services,
@@ -24,6 +27,7 @@ from tests.integration.api_support import (
 
 __all__ = [
     "api_app",
+    "api_book",
     "api_client",
     "api_clock",
     "api_services",
@@ -47,6 +51,18 @@ def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) 
 
 
 @pytest.fixture
+async def opened_store(store_url: str) -> AsyncIterator[Store]:
+    """The store at ``store_url``, opened but not migrated: alone, an empty database;
+    beside ``store``, a second connection to its database (as another engine process
+    has)."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     """The store at ``store_url``, migrated; closed after the test."""
     opened = open_store(store_url)
@@ -55,3 +71,14 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    """A migrated ``PostgresStore`` of four connections on a database of its own."""
+    store = PostgresStore(postgres_url, pool_size=4)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()

@@ -85,7 +85,9 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
     assert body["status"] == "ok"
     assert list(body["services"]) == [
         "tracking-domains",
+        "tenant-settings",
         "delivery",
+        "webhooks",
         "submission",
         "admin",
         "bounce",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,14 @@ from engine.model import (
     Suspension,
     SuspensionScope,
     Tenant,
+    TenantOverrides,
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import lane_scheduler
 from engine.scheduler import Dispatch
 from engine.scheduler.lanes import DELAY_GRACE_SECONDS, LaneScheduler
 from engine.scheduler.shaping import Shaping
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.scheduler.warmup import SECONDS_PER_DAY, utc_day
 from engine.smtp.reply import Reply, Stage
 from engine.store.sqlite import SqliteStore
@@ -146,6 +148,7 @@ async def make_world(
     dns: tuple[str, int],
     config: dict[str, Any],
     shaping: dict[str, Any] | None = None,
+    tenant_settings: Callable[[Settings], TenantSettingsBook] | None = None,
 ) -> World:
     clock = FakeClock(START)
     store = SqliteStore(str(tmp_path / "penguin.db"))
@@ -166,6 +169,7 @@ async def make_world(
         resolver=MxResolver([dns], 2.0, clock, random.Random(1)),
         shaping=Shaping.parse(("test-shaping.toml", shaping or {})),
         nodeid="n1",
+        tenant_settings=tenant_settings(settings) if tenant_settings else None,
     )
     return World(store, clock, scheduler, tenants)
 
@@ -253,6 +257,32 @@ async def test_sources_take_weighted_turns_and_campaigns_use_their_own_pool(
     assert by_queue["acme@site1.test"] == {"a": 30, "b": 10}
     assert by_queue["promo:acme@site2.test"] == {"c": 10}
     assert {d.pool for d in batch if d.message.campaign == "promo"} == {"p2"}
+    await world.store.close()
+
+
+async def test_a_pool_set_in_the_store_routes_the_tenants_mail_once_loaded(
+    tmp_path: Path, dns: tuple[str, int]
+) -> None:
+    config = {
+        "sources": {"a": {"address": "127.0.0.21"}, "c": {"address": "127.0.0.23"}},
+        "pools": {"p1": {"sources": ["a"]}, "p2": {"sources": ["c"]}},
+        "tenants": {"acme": {"pool": "p1"}},
+    }
+    books: list[TenantSettingsBook] = []
+
+    def book_of(settings: Settings) -> TenantSettingsBook:
+        books.append(TenantSettingsBook(settings))
+        return books[-1]
+
+    world = await make_world(tmp_path, dns, config, tenant_settings=book_of)
+    await world.queue("acme", "site1.test", 2)
+    assert {d.source.name for d in await world.pick()} == {"a"}
+    acme = world.tenants["acme"]
+    await world.store.put_tenant_overrides(TenantOverrides(acme.id, pool="p2", updated_at=START))
+    await books[0].refresh(world.store)
+    await world.queue("acme", "site2.test", 2)
+    batch = await world.pick()
+    assert {(d.source.name, d.pool) for d in batch} == {("c", "p2")}
     await world.store.close()
 
 

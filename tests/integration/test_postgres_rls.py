@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -15,16 +16,21 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     MessageState,
     QueuedMessage,
     SendingDomain,
     SmtpUser,
     Submission,
     Suppression,
+    TenantOverrides,
     TrackingDomain,
+    Webhook,
+    WebhookFormat,
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
+from engine.store import NewWebhookDelivery, StoreError
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -39,19 +45,13 @@ TENANT_TABLES = (
     "tracking_domains",
     "smtp_users",
     "api_keys",
+    "idempotency_keys",
+    "webhooks",
+    "webhook_deliveries",
+    "tenant_settings",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:
@@ -88,15 +88,34 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$hash", T0))
     key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
     await store.add_api_key(key)
+    hook = Webhook(
+        f"wh_{name}", tenant.id, "https://h.example/", (), WebhookFormat.SINGLE, 1, True, b"s",
+        T0, T0,
+    )  # fmt: skip
+    await store.add_webhook(hook)
+    position = await store.webhook_position()
+    posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
+    assert await store.queue_webhook_deliveries(position, position, posting, T0)
+    await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
-    await store.accept(subs, records)
+    claim = IdempotencyKey(tenant.id, "k", "h", "", T0, f"t-{name}", pending=True)
+    await store.claim_idempotency_key(claim, 0.0, 0.0)
+    await store.accept(subs, records, [replace(claim, response="{}")])
     return tenant.id
 
 
-ONE_EACH = {"tracking_domains": 1, "smtp_users": 1, "api_keys": 1}
+ONE_EACH = {
+    "tracking_domains": 1,
+    "smtp_users": 1,
+    "api_keys": 1,
+    "idempotency_keys": 1,
+    "tenant_settings": 1,
+    "webhooks": 1,
+    "webhook_deliveries": 1,
+}
 
 
 async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres_url: str) -> None:
@@ -197,6 +216,19 @@ async def test_tenant_scope_cannot_write_for_another_tenant(pg_store: PostgresSt
         assert await conn.execute("UPDATE messages SET attempts = 9") == "UPDATE 1"
     [beta_message] = await pg_store.tenant_messages(beta, 10)
     assert beta_message.attempts == 0
+
+
+async def test_tenant_facing_calls_run_under_row_level_security(pg_store: PostgresStore) -> None:
+    acme = await seed(pg_store, "acme", submissions=1, per=1)
+    beta = await seed(pg_store, "beta", submissions=1, per=1)
+    mixed = [
+        Suppression(acme, "new@example.com", "import", T0),
+        Suppression(beta, "new@example.com", "import", T0),
+    ]
+    with pytest.raises(StoreError, match="suppression"):
+        await pg_store.add_new_suppressions(mixed)
+    assert await pg_store.suppressed(acme, ["new@example.com"]) == set()
+    assert await pg_store.suppressed(beta, ["new@example.com"]) == set()
 
 
 async def test_concurrent_claims_never_lease_a_message_twice(

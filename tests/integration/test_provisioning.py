@@ -231,6 +231,90 @@ async def test_suppressions_are_added_listed_by_page_and_removed(world: World) -
         await p.add_suppression("acme", " ", "manual")
 
 
+async def test_a_csv_is_imported_in_batches_with_its_counts(world: World) -> None:
+    p = world.provisioning
+    acme = await p.create_tenant("acme")
+    await p.create_tenant("beta")
+    await p.add_suppression("acme", "old@example.com", "bounce")
+    await p.add_suppression("beta", "ann@example.com", "complaint")
+    lines = [
+        "address,reason\n",
+        "Ann@Example.com,bounced elsewhere\n",
+        "old@example.com,x\n",
+        "bad address,x\n",
+        "ann@example.com,again\n",
+        "bob@example.com\n",
+        "carl@example.com,\n",
+        "@nope,x\n",
+    ]
+
+    done = await p.import_suppressions("acme", iter(lines), batch=2, keep_invalid=1)
+
+    assert (done.added, done.duplicate, done.invalid) == (3, 2, 2)
+    assert [(r.line, r.text) for r in done.invalid_rows] == [(4, "bad address,x")]
+    assert await p.list_suppressions("acme") == [
+        Suppression(acme.id, "ann@example.com", "bounced elsewhere", NOW),
+        Suppression(acme.id, "bob@example.com", "import", NOW),
+        Suppression(acme.id, "carl@example.com", "import", NOW),
+        Suppression(acme.id, "old@example.com", "bounce", NOW),
+    ]
+    assert len(await p.list_suppressions("beta")) == 1
+    with pytest.raises(Invalid, match="no 'address' column"):
+        await p.import_suppressions("acme", iter(["who\n", "ann@example.com\n"]))
+    with pytest.raises(Unknown):
+        await p.import_suppressions("ghost", iter(lines))
+
+
+async def test_suppressions_are_added_together_or_not_at_all(world: World) -> None:
+    p = world.provisioning
+    acme = await p.create_tenant("acme")
+    await p.add_suppression("acme", "old@example.com", "bounce")
+    with pytest.raises(Invalid, match=re.escape("[1] 'nope': ")):
+        await p.add_suppressions("acme", [("ann@example.com", "manual"), ("nope", "manual")])
+    assert [s.address for s in await p.list_suppressions("acme")] == ["old@example.com"]
+
+    added = await p.add_suppressions(
+        "acme",
+        [("Ann@Example.com", "manual"), ("old@example.com", "manual"), ("ann@example.com", "x")],
+    )
+    assert (added.added, added.duplicate, added.invalid) == (1, 2, 0)
+    assert await p.list_suppressions("acme") == [
+        Suppression(acme.id, "ann@example.com", "manual", NOW),
+        Suppression(acme.id, "old@example.com", "bounce", NOW),
+    ]
+
+
+async def test_a_tenant_reaches_only_its_own_domains_and_users(world: World) -> None:
+    p = world.provisioning
+    await p.create_tenant("acme")
+    await p.create_tenant("beta")
+    await p.add_domain("acme", "acme.test", ED25519)
+    await p.add_tracking_domain("acme", "click.acme.test")
+    user = await p.create_smtp_user("acme")
+
+    assert (await p.domain("acme.test", tenant="acme")).name == "acme.test"
+    for call in (
+        p.domain("acme.test", tenant="beta"),
+        p.domain_records("acme.test", tenant="beta"),
+        p.rotate_domain("acme.test", ED25519, tenant="beta"),
+        p.remove_domain("acme.test", tenant="beta"),
+    ):
+        with pytest.raises(Unknown, match=re.escape("no sending domain 'acme.test'")):
+            await call
+    for tracking in (
+        p.tracking_domain("click.acme.test", tenant="beta"),
+        p.remove_tracking_domain("click.acme.test", tenant="beta"),
+    ):
+        with pytest.raises(Unknown, match=re.escape("no tracking domain 'click.acme.test'")):
+            await tracking
+    with pytest.raises(Unknown, match=re.escape(f"no SMTP user '{user.username}'")):
+        await p.remove_smtp_user(user.username, tenant="beta")
+    assert await p.list_smtp_users("acme") != []
+    assert (await p.domain("acme.test")).name == "acme.test"
+    await p.remove_smtp_user(user.username, tenant="acme")
+    assert await p.list_smtp_users("acme") == []
+
+
 async def test_a_tenant_with_mail_to_deliver_stays_unless_forced(world: World) -> None:
     p, store = world.provisioning, world.store
     acme = await p.create_tenant("acme")

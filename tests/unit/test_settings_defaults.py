@@ -47,6 +47,16 @@ NOT_SETTINGS = {
     ),
     "tracking_edge.tokens.TokenClaims": "url: the link a click token carries, not a database's",
     "tracking_edge.tokens.TrackingTokens.token": "url: the link of a click token",
+    "admin_api.routes.webhooks.WebhookCreate": "enabled: a webhook's own, not [webhooks]'s",
+    "admin_api.routes.webhooks.WebhookUpdate": "url, enabled: a webhook's, not settings",
+    "engine.provisioning.webhooks.WebhookChange": "url, enabled: a webhook's, not settings",
+    "admin_api.routes.suppressions.SuppressionsIn": "address: a suppressed one, not a source's",
+    "engine.model.TenantOverrides": "pool, priority, quotas: None leaves the config's value",
+    "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
+    "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
+    "admin_api.routes.operators.TenantCreate": "a request body: None sets nothing",
+    "admin_api.routes.messages.MessageIn": "priority: the message's own, not its tenant's setting",
+    "engine.submission.composition.Draft": "priority: the message's own, not its tenant's setting",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 
