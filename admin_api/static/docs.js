@@ -164,9 +164,13 @@ function expand(doc, schema, depth) {
   return out;
 }
 
+// A schema section, folded: the operation's form comes first.
 function section(parent, title, value) {
-  parent.appendChild(el("h4", title));
-  parent.appendChild(el("pre", JSON.stringify(value, null, 2)));
+  const folded = el("details");
+  folded.className = "schema";
+  folded.appendChild(el("summary", title));
+  folded.appendChild(el("pre", JSON.stringify(value, null, 2)));
+  parent.appendChild(folded);
 }
 
 function credentials() {
@@ -291,10 +295,10 @@ function render(doc) {
       head.appendChild(document.createTextNode(" " + (op.summary || "")));
       box.appendChild(head);
       if (op.description) box.appendChild(el("p", op.description));
+      box.appendChild(tryItForm(doc, path, method, op));
       if (op.parameters) section(box, "Parameters", expand(doc, op.parameters, 0));
       if (op.requestBody) section(box, "Request body", expand(doc, op.requestBody, 0));
       section(box, "Responses", expand(doc, op.responses, 0));
-      box.appendChild(tryItForm(doc, path, method, op));
       root.appendChild(box);
     }
   }
