@@ -243,7 +243,7 @@ function tryItForm(doc, path, method, op) {
     event.preventDefault();
     const values = {};
     for (const input of form.querySelectorAll("input, select")) values[input.name] = input.value;
-    const sent = textarea ? { type: body.type, text: textarea.value } : null;
+    const sent = textarea && textarea.value.trim() ? { type: body.type, text: textarea.value } : null;
     send(path, method, op, values, sent, result);
   });
   return form;
