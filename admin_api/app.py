@@ -8,8 +8,9 @@ the error body in ``admin_api.errors``.
 What is public (no credential): ``/healthz`` (``200`` with ``"status":
 "ok"`` when every service of the process is healthy, ``503`` with
 ``"status": "failing"`` when one is not), ``/openapi.json`` and the docs
-pages ``/docs`` and ``/redoc`` (one self-contained page rendering the
-OpenAPI document: no script or style from a CDN). ``/metrics`` is served
+page ``/docs`` (also ``/redoc``) with its script and style
+(``admin_api.docs_page``: the OpenAPI document rendered and tried; nothing
+from a CDN). ``/metrics`` is served
 without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
@@ -20,13 +21,12 @@ from __future__ import annotations
 import ipaddress
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from admin_api import errors
+from admin_api import docs_page, errors
 from admin_api.auth import api_services, bearer, is_operator
-from admin_api.docs_page import DOCS_PAGE
 from admin_api.routes import (
     api_keys,
     domains,
@@ -76,6 +76,7 @@ def create_app(services: ApiServices) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(inject.router)
+    app.include_router(docs_page.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(
@@ -106,11 +107,6 @@ def create_app(services: ApiServices) -> FastAPI:
             },
         }
         return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/docs", include_in_schema=False)
-    @app.get("/redoc", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return HTMLResponse(DOCS_PAGE)
 
     return app
 

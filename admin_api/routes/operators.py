@@ -5,7 +5,8 @@ credential, or with one that proves nothing, 401; with a valid tenant API key,
 403 (the key is known, but operator routes are not a tenant's). They are the
 CLI's actions over HTTP, through the same services: ``Provisioning`` for
 tenants (``penguin tenant``), ``Operations`` for suspensions (``penguin
-suspend`` / ``resume`` / ``suspensions``), the queue (``penguin queue``) and
+suspend`` / ``resume`` / ``suspensions``), the queue (``penguin queue``: its
+summary, a queue's messages, one message or submission shown or deleted) and
 the lanes and sources (``penguin lanes`` / ``ips``). A tenant's settings set
 here (pool, priority, daily and rate quotas) override its ``[tenants.NAME]``
 table; running engines apply them within ``[scheduler] refresh_seconds``.
@@ -16,14 +17,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin_api.auth import api_services, operator_caller
 from admin_api.errors import responses
 from admin_api.services import ApiServices
 from engine.model import QueueCount, QueuedMessage, Suspension
-from engine.provisioning import TenantDetails
+from engine.provisioning import MessageDetails, TenantDetails
 
 router = APIRouter(tags=["operators"], dependencies=[Depends(operator_caller)])
 AUTH = (401, 403)
@@ -285,6 +286,28 @@ class MessageList(BaseModel):
     messages: list[MessageOut] = Field(description="The messages.")
 
 
+class MessageWithRecords(MessageOut):
+    records: list[dict[str, Any]] = Field(
+        description="Its records, oldest first, in KumoMTA's record shape."
+    )
+
+    @classmethod
+    def of_details(cls, details: MessageDetails) -> MessageWithRecords:
+        return cls.model_validate(
+            MessageOut.of(details.message).model_dump() | {"records": details.records}
+        )
+
+
+class MessageDetailsList(BaseModel):
+    messages: list[MessageWithRecords] = Field(
+        description="The message of that id, or every message of that submission."
+    )
+
+
+class Removed(BaseModel):
+    removed: list[str] = Field(description="The messages removed, an AdminBounce record each.")
+
+
 class RequeueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -339,6 +362,39 @@ async def requeue_shunted(
     body: RequeueRequest, services: ApiServices = Depends(api_services)
 ) -> Requeued:
     return Requeued(requeued=await services.operations.requeue(body.id))
+
+
+QUEUED_ID = Path(
+    min_length=1,
+    max_length=200,
+    description="A message id, or a submission's (the queue id of its 250 reply).",
+)
+
+
+@router.get(
+    "/queue/messages/{id}",
+    summary="A message, or a submission's messages, with their records",
+    responses=responses(*AUTH, 404),
+)
+async def show_queued(
+    id: str = QUEUED_ID, services: ApiServices = Depends(api_services)
+) -> MessageDetailsList:
+    found = await services.operations.messages(id)
+    return MessageDetailsList(messages=[MessageWithRecords.of_details(d) for d in found])
+
+
+@router.delete(
+    "/queue/messages/{id}",
+    summary="Remove a queued or shunted message, or a submission's",
+    description="Removes the message (or the submission's queued and shunted messages) "
+    "from the queue, an AdminBounce record each, as `penguin queue delete`; 422 when none "
+    "of them is queued or shunted (being delivered, say); 404 once removed.",
+    responses=responses(*AUTH, 404, 422),
+)
+async def delete_queued(
+    id: str = QUEUED_ID, services: ApiServices = Depends(api_services)
+) -> Removed:
+    return Removed(removed=await services.operations.delete(id))
 
 
 # Lanes and sources.

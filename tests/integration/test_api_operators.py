@@ -33,7 +33,7 @@ from tests.integration.api_support import (
     error_of,
     make_tenant_key,
 )
-from tests.integration.test_store_contract import message, shunt_all, submission
+from tests.integration.test_store_contract import message, reception, shunt_all, submission
 
 TABLES = """
 [sources.s1]
@@ -103,6 +103,8 @@ OPERATOR_ROUTES = [
     ("GET", "/v1/queues/default:acme@example.com/messages"),
     ("GET", "/v1/shunted"),
     ("POST", "/v1/shunted/requeue"),
+    ("GET", "/v1/queue/messages/s1-0"),
+    ("DELETE", "/v1/queue/messages/s1-0"),
     ("GET", "/v1/lanes"),
     ("GET", "/v1/ips"),
 ]
@@ -265,6 +267,56 @@ async def test_the_queue_is_inspected_and_shunted_mail_requeued(api: Api) -> Non
     assert (await api.get("/v1/shunted"))["messages"] == []
 
 
+def as_api(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``penguin queue show --json`` without the lease fields the API leaves out."""
+    return [
+        {k: v for k, v in m.items() if not k.startswith("lease_") and k != "domain"} for m in shown
+    ]
+
+
+async def test_a_queued_message_is_shown_and_deleted_as_the_cli_does(api: Api) -> None:
+    tenant = await api.services.provisioning.create_tenant("acme", {})
+    store = api.services.store
+    now = time.time()
+    first = [message("s1", n, tenant.id, due_at=now + 60, created_at=now) for n in range(3)]
+    second = [message("s2", n, tenant.id, due_at=now + 60, created_at=now) for n in range(2)]
+    await store.accept(
+        [submission("s1", tenant.id, first), submission("s2", tenant.id, second)],
+        [reception(m) for m in first + second],
+    )
+
+    def cli(*args: str) -> Any:
+        return cli_json(api.config, "queue", *args)
+
+    one = (await api.get("/v1/queue/messages/s1-1"))["messages"]
+    assert one == as_api([await asyncio.to_thread(cli, "show", "s1-1")])
+    assert [r["type"] for r in one[0]["records"]] == ["Reception"]
+    whole = (await api.get("/v1/queue/messages/s1"))["messages"]
+    assert whole == as_api(await asyncio.to_thread(cli, "show", "s1"))
+    assert [m["id"] for m in whole] == [m.id for m in first]
+
+    removed = await api.client.delete("/v1/queue/messages/s1-0", headers=OPERATOR)
+    assert removed.json() == {"removed": ["s1-0"]}, removed.text
+    rest = await api.client.delete("/v1/queue/messages/s1", headers=OPERATOR)
+    assert rest.json() == {"removed": ["s1-1", "s1-2"]}
+    assert await asyncio.to_thread(cli, "delete", "s2") == {"removed": ["s2-0", "s2-1"]}
+    for gone in ("s1-0", "s2-1"):
+        records = await store.list_records(gone)
+        assert [r["type"] for r in records] == ["Reception", "AdminBounce"]
+    assert (await api.get("/v1/queues"))["queues"] == []
+
+    leased = message("s3", 0, tenant.id, due_at=now, created_at=now)
+    await store.accept([submission("s3", tenant.id, [leased])], [])
+    assert [m.id for m in await store.claim("w1", now, 60.0, 1)] == ["s3-0"]
+    in_flight = await api.client.delete("/v1/queue/messages/s3", headers=OPERATOR)
+    assert in_flight.status_code == 422 and error_of(in_flight)["code"] == "invalid"
+    assert (await api.get("/v1/queue/messages/s3-0"))["messages"][0]["state"] == "leased"
+    for method, removed_id in [("GET", "s1-0"), ("DELETE", "s1"), ("GET", "nope")]:
+        path = f"/v1/queue/messages/{removed_id}"
+        unknown = await api.client.request(method, path, headers=OPERATOR)
+        assert unknown.status_code == 404 and error_of(unknown)["code"] == "not_found"
+
+
 async def test_lanes_and_sources_as_the_engines_report_them(api: Api) -> None:
     now = api.services.clock.now()
     lane = {
@@ -311,8 +363,10 @@ async def test_the_api_and_the_cli_show_the_same_numbers(api: Api) -> None:
 async def test_the_openapi_document_describes_every_operator_route(api: Api) -> None:
     document = (await api.client.get("/openapi.json")).json()
     for method, path in OPERATOR_ROUTES:
-        templated = path.replace("/acme", "/{name}").replace(
-            "/default:acme@example.com/", "/{queue}/"
+        templated = (
+            path.replace("/acme", "/{name}")
+            .replace("/default:acme@example.com/", "/{queue}/")
+            .replace("/messages/s1-0", "/messages/{id}")
         )
         operation = document["paths"][templated][method.lower()]
         assert {"401", "403"} <= set(operation["responses"]), (method, path)
