@@ -9,7 +9,9 @@ What is public (no credential): ``/healthz`` (``200`` with ``"status":
 "ok"`` when every service of the process is healthy, ``503`` with
 ``"status": "failing"`` when one is not), ``/openapi.json`` and the docs
 pages ``/docs`` and ``/redoc`` (one self-contained page rendering the
-OpenAPI document: no script or style from a CDN). ``/metrics`` is served
+OpenAPI document: no script or style from a CDN) and the dashboard's page and
+files under ``/dashboard`` (``admin_api.dashboard_page``; its data comes from
+``/v1`` with the credential the user types in). ``/metrics`` is served
 without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
@@ -26,11 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from admin_api import errors
 from admin_api.auth import api_services, bearer, is_operator
+from admin_api.dashboard_page import router as dashboard_router
 from admin_api.docs_page import DOCS_PAGE
 from admin_api.routes import (
     api_keys,
     domains,
     operators,
+    queue,
     records,
     smtp_users,
     suppressions,
@@ -42,6 +46,7 @@ from admin_api.services import ApiServices
 ROUTERS = (
     api_keys.router,
     operators.router,
+    queue.router,
     domains.router,
     tracking_domains.router,
     smtp_users.router,
@@ -70,6 +75,7 @@ def create_app(services: ApiServices) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    app.include_router(dashboard_router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(
