@@ -33,6 +33,8 @@ from admin_api.docs_page import DOCS_PAGE
 from admin_api.routes import (
     api_keys,
     domains,
+    inject,
+    messages,
     operators,
     queue,
     records,
@@ -45,6 +47,7 @@ from admin_api.services import ApiServices
 
 ROUTERS = (
     api_keys.router,
+    messages.router,
     operators.router,
     queue.router,
     domains.router,
@@ -75,6 +78,7 @@ def create_app(services: ApiServices) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    app.include_router(inject.router)
     app.include_router(dashboard_router)
 
     @app.get("/metrics", include_in_schema=False)

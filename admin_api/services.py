@@ -2,10 +2,11 @@
 
 ``ApiServices`` is built once per process by the composition root
 (``engine.runtime.app``) and handed to ``create_app``; routes reach it with
-the ``admin_api.auth.api_services`` dependency. ``spool`` is the process's
-submission spool (acceptance over HTTP commits through it, as SMTP does);
-None where the process accepts no mail. ``dns`` answers domain verification's
-lookups (``smtp_out.dns_lookup`` on the ``[dns]`` resolvers).
+the ``admin_api.auth.api_services`` dependency. ``acceptor`` is the process's
+acceptance path (``engine.submission.acceptor``: the one SMTP submission uses,
+committing through its spool); None where the process accepts no mail. ``dns``
+answers domain verification's lookups (``smtp_out.dns_lookup`` on the ``[dns]``
+resolvers).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from engine.provisioning import Operations, Provisioning
 from engine.provisioning.verification import DnsLookup
 from engine.service import Health
 from engine.store import Store
+from engine.submission.acceptor import Acceptor
 from engine.submission.quota import TenantQuota
-from engine.submission.spool import Spool
 
 
 def _no_services() -> dict[str, Health]:
@@ -47,7 +48,7 @@ class ApiServices:
     """This node's name in records."""
     operator_token: str | None = field(default=None, repr=False)
     """The token of ``admin.operator_token_file``; None: no operator access over HTTP."""
-    spool: Spool | None = None
+    acceptor: Acceptor | None = None
     dns: DnsLookup | None = None
     """Looks up the records a domain verification checks; None: verification unavailable
     (no usable resolver configuration)."""
@@ -56,8 +57,8 @@ class ApiServices:
     health: Callable[[], Mapping[str, Health]] = _no_services
     """Each service's health by name, for ``/healthz``."""
     quota: TenantQuota | None = None
-    """The tenants' quotas, as SMTP submission checks them (``TenantQuota.admit``); None
-    where the process accepts no mail."""
+    """The tenants' quotas (``TenantQuota``, the one ``acceptor`` checks); None where the
+    process accepts no mail."""
 
     @property
     def operations(self) -> Operations:

@@ -193,6 +193,18 @@ class Submission:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A tenant's idempotency key: the hash of the request that first used it and
+    the response (JSON text) that request got."""
+
+    tenant_id: int
+    key: str
+    request_hash: str
+    response: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueueCount:
     """One row of the queue summary."""
 

@@ -80,6 +80,7 @@ from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
+from engine.submission.acceptor import Acceptor
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
 from engine.submission.quota import TenantQuota
@@ -391,7 +392,7 @@ class Engine:
             submission = self._submission(delivery)
             composed.append(submission)
             if self.serve_admin:
-                composed.append(self._admin(secret, submission.spool))
+                composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -517,9 +518,19 @@ class Engine:
         if self.accepted_pipe is not None:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
+        quota = TenantQuota(self._limiter, self._book())
+        acceptor = Acceptor(
+            store=self._store,
+            spool=spool,
+            clock=self.clock,
+            settings=settings,
+            tenant_settings=self._book(),
+            quota=quota,
+        )
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
+            acceptor=acceptor,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -529,9 +540,7 @@ class Engine:
             ),
             hostname=settings.engine.hostname,
             nodeid=node_id(settings),
-            settings=settings,
-            tenant_settings=self._book(),
-            quota=TenantQuota(self._limiter, self._book()),
+            quota=quota,
         )
         config = ServerConfig.from_settings(
             settings.engine.hostname,
@@ -543,10 +552,10 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        return SubmissionRole(config, handler, spool, sockets)
+        return SubmissionRole(config, handler, spool, sockets, acceptor)
 
-    def _admin(self, secret: bytes, spool: Spool) -> HttpService:
-        """The admin API on this process's store, limiter and submission spool."""
+    def _admin(self, secret: bytes, acceptor: Acceptor) -> HttpService:
+        """The admin API on this process's store, limiter and acceptance path."""
         assert self._store is not None and self._limiter is not None
         settings = self.settings
         services = ApiServices(
@@ -564,7 +573,7 @@ class Engine:
             key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
-            spool=spool,
+            acceptor=acceptor,
             dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,

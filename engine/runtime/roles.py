@@ -29,6 +29,7 @@ from engine.service import Address, Health
 from engine.smtp.handler import SmtpHandler
 from engine.smtp.server import ServerConfig, SmtpServer
 from engine.store import Store
+from engine.submission.acceptor import Acceptor
 from engine.submission.spool import Spool
 from tracking_edge.certificates import CertificateDirectory
 from tracking_edge.flusher import Flusher
@@ -36,21 +37,23 @@ from tracking_edge.journal import Journal, JournalReader, JournalWriter
 
 
 class SubmissionRole:
-    """``Service``: SMTP submission on ``sockets``, committed by ``spool``."""
+    """``Service``: SMTP submission on ``sockets``, committed by ``spool``; ``acceptor``
+    is the acceptance path behind it, which HTTP acceptance shares."""
 
     name = "submission"
 
     def __init__(
-        self, config: ServerConfig, handler: SmtpHandler, spool: Spool, sockets: list[socket.socket]
+        self,
+        config: ServerConfig,
+        handler: SmtpHandler,
+        spool: Spool,
+        sockets: list[socket.socket],
+        acceptor: Acceptor,
     ) -> None:
         self._spool = spool
+        self.acceptor = acceptor
         self._listeners = [(SmtpServer(config, handler), sock) for sock in sockets]
         self._running = False
-
-    @property
-    def spool(self) -> Spool:
-        """Where this role's submissions are committed (HTTP acceptance uses it too)."""
-        return self._spool
 
     async def start(self) -> list[Address]:
         return [await server.start(sock=sock) for server, sock in self._listeners]

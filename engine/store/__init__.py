@@ -38,6 +38,7 @@ from config import sqlite_path
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -252,8 +253,24 @@ class Store(Protocol):
         ...
 
     # Acceptance and records.
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages, records and idempotency keys in one durable
+        transaction; a key replaces a stored one of the same (tenant, key)."""
+        ...
+
+    async def get_idempotency_key(
+        self, tenant_id: int, key: str, since: float
+    ) -> IdempotencyKey | None:
+        """The tenant's idempotency ``key`` if stored at or after ``since``."""
+        ...
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        """Remove idempotency keys stored before ``before``; returns how many."""
         ...
 
     async def add_records(self, records: Sequence[Record]) -> None: ...
@@ -396,6 +413,13 @@ class Store(Protocol):
     async def get_message(self, message_id: str) -> QueuedMessage | None: ...
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]: ...
+
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        """The tenant's message ``message_id`` with its records' JSON objects, oldest
+        first; None when it does not exist or is another tenant's."""
+        ...
 
     async def queue_summary(self, tenant_id: int | None = None) -> list[QueueCount]:
         """Messages by queue and state, every tenant's or only ``tenant_id``'s (isolated

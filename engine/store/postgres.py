@@ -35,6 +35,7 @@ import asyncpg
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -130,6 +131,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "idempotency_keys",
     "tenant_settings",
     "api_keys",
 )
@@ -498,8 +500,13 @@ class PostgresStore:
 
     # Acceptance and records.
 
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages, records and idempotency keys in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
         messages = [message_row(m) for s in submissions for m in s.messages]
         pool = await self._get_pool()
@@ -514,6 +521,40 @@ class PostgresStore:
                     )
                 await _insert_records(conn, records)
                 await _bump_queues(conn, queue_rows(submissions))
+                if idempotency_keys:
+                    await conn.executemany(
+                        "INSERT INTO idempotency_keys"
+                        " (tenant_id, key, request_hash, response, created_at)"
+                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, key) DO UPDATE"
+                        " SET request_hash = excluded.request_hash,"
+                        " response = excluded.response, created_at = excluded.created_at",
+                        [
+                            (k.tenant_id, k.key, k.request_hash, k.response, k.created_at)
+                            for k in idempotency_keys
+                        ],
+                    )
+
+    async def get_idempotency_key(
+        self, tenant_id: int, key: str, since: float
+    ) -> IdempotencyKey | None:
+        with _translated("idempotency key"):
+            async with self.tenant_scope(tenant_id) as conn:
+                row = await conn.fetchrow(
+                    "SELECT request_hash, response, created_at FROM idempotency_keys"
+                    " WHERE tenant_id = $1 AND key = $2 AND created_at >= $3",
+                    tenant_id,
+                    key,
+                    since,
+                )
+        if row is None:
+            return None
+        return IdempotencyKey(tenant_id, key, str(row[0]), str(row[1]), float(row[2]))
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        status = await self._execute(
+            "DELETE FROM idempotency_keys WHERE created_at < $1", before, subject="idempotency key"
+        )
+        return int(status.rsplit(" ", 1)[1])
 
     async def add_records(self, records: Sequence[Record]) -> None:
         pool = await self._get_pool()
@@ -789,6 +830,26 @@ class PostgresStore:
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
         )
         return None if row is None else message_from_row(row)
+
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        with _translated("message"):
+            async with self.tenant_scope(tenant_id) as conn:
+                row = await conn.fetchrow(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND tenant_id = $2",
+                    message_id,
+                    tenant_id,
+                )
+                if row is None:
+                    return None
+                rows = await conn.fetch(
+                    "SELECT data FROM records WHERE message_id = $1 AND tenant_id = $2"
+                    " ORDER BY seq",
+                    message_id,
+                    tenant_id,
+                )
+        return message_from_row(row), [json.loads(r[0]) for r in rows]
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]:
         rows = await self._fetch(

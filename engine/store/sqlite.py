@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -141,6 +142,7 @@ TENANT_OWNED = (
     "sending_domains",
     "tracking_domains",
     "soft_bounces",
+    "idempotency_keys",
     "tenant_settings",
     "api_keys",
 )
@@ -357,8 +359,13 @@ class SqliteStore:
 
     # Acceptance and records.
 
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
-        """Store bodies, messages and records in one durable transaction."""
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
+        """Store bodies, messages, records and idempotency keys in one durable transaction."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
         messages = [message_row(m) for s in submissions for m in s.messages]
 
@@ -373,8 +380,36 @@ class SqliteStore:
             )
             _insert_records(conn, records)
             _bump_queues(conn, queue_rows(submissions))
+            conn.executemany(
+                "INSERT OR REPLACE INTO idempotency_keys"
+                " (tenant_id, key, request_hash, response, created_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (k.tenant_id, k.key, k.request_hash, k.response, k.created_at)
+                    for k in idempotency_keys
+                ],
+            )
 
         await self._write(insert, "submission")
+
+    async def get_idempotency_key(
+        self, tenant_id: int, key: str, since: float
+    ) -> IdempotencyKey | None:
+        def select(conn: sqlite3.Connection) -> IdempotencyKey | None:
+            row = conn.execute(
+                "SELECT request_hash, response, created_at FROM idempotency_keys"
+                " WHERE tenant_id = ? AND key = ? AND created_at >= ?",
+                (tenant_id, key, since),
+            ).fetchone()
+            return None if row is None else IdempotencyKey(tenant_id, key, *row)
+
+        return await self._run(select)
+
+    async def sweep_idempotency_keys(self, before: float) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM idempotency_keys WHERE created_at < ?"
+            return conn.execute(sql, (before,)).rowcount
+
+        return await self._write(delete, "idempotency key")
 
     async def add_records(self, records: Sequence[Record]) -> None:
         await self._write(lambda conn: _insert_records(conn, records), "record")
@@ -675,6 +710,24 @@ class SqliteStore:
         def select(conn: sqlite3.Connection) -> QueuedMessage | None:
             row = conn.execute(sql, (message_id,)).fetchone()
             return None if row is None else _message(row)
+
+        return await self._run(select)
+
+    async def tenant_message(
+        self, tenant_id: int, message_id: str
+    ) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+        def select(conn: sqlite3.Connection) -> tuple[QueuedMessage, list[dict[str, Any]]] | None:
+            row = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant_id = ?",
+                (message_id, tenant_id),
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(
+                "SELECT data FROM records WHERE message_id = ? AND tenant_id = ? ORDER BY seq",
+                (message_id, tenant_id),
+            )
+            return _message(row), [json.loads(r[0]) for r in rows]
 
         return await self._run(select)
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 import functools
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate, getaddresses
+from typing import Any
 
 from config.schema import Settings
 from engine.header_section import parse_header_section
@@ -210,8 +211,11 @@ def plan_submission(
     now: float,
     reception: Reception,
     settings: Settings | None = None,
+    due_at: float | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> tuple[Submission, list[Record]]:
-    """The submission to store, every recipient queued, and their Reception records;
+    """The submission to store, every recipient queued (due at ``due_at``, ``now`` when
+    None), and their Reception records, whose ``meta`` gains ``meta`` (tags, metadata);
     priorities by ``settings``' tenants and campaigns (the defaults when None)."""
     campaign = campaign_name(header_value(fields, "x-campaign"))
     priority = priority_of(
@@ -219,7 +223,12 @@ def plan_submission(
     )
     body = build_body(raw, fields, submission_id, now, reception)
     headers = {n: v for n in TRACE_HEADERS if (v := header_value(fields, n)) is not None}
-    meta = {"tenant": tenant.name, "campaign": campaign or None, "user": reception.username}
+    record_meta = {
+        **(meta or {}),
+        "tenant": tenant.name,
+        "campaign": campaign or None,
+        "user": reception.username,
+    }
     messages: list[QueuedMessage] = []
     records: list[Record] = []
     for index, recipient in enumerate(recipients, start=1):
@@ -235,7 +244,7 @@ def plan_submission(
             recipient=recipient,
             domain=domain,
             state=MessageState.QUEUED,
-            due_at=now,
+            due_at=now if due_at is None else due_at,
             created_at=now,
             priority=priority,
         )
@@ -252,7 +261,7 @@ def plan_submission(
                 size=len(body),
                 created=now,
                 peer_address=(reception.ehlo_name, reception.peer_host),
-                meta=meta,
+                meta=record_meta,
                 headers=headers,
                 reception_protocol=reception.protocol,
                 nodeid=reception.nodeid,
@@ -288,3 +297,19 @@ def suppress(
         if record.type is RecordType.RECEPTION and record.id in hit:
             out.append(replace(record, type=RecordType.SUPPRESSED))
     return replace(submission, messages=messages), out
+
+
+def receipt(submissions: Sequence[Submission]) -> dict[str, Any]:
+    """What the submitter is told once ``submissions`` (one request's) are stored:
+    the first submission's id, each queued message's id and recipient, and the
+    recipients not queued because they are suppressed."""
+    messages = [m for s in submissions for m in s.messages]
+    return {
+        "submission_id": submissions[0].id if submissions else None,
+        "messages": [
+            {"id": m.id, "recipient": m.recipient}
+            for m in messages
+            if m.state is not MessageState.SUPPRESSED
+        ],
+        "suppressed": [m.recipient for m in messages if m.state is MessageState.SUPPRESSED],
+    }

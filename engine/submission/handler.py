@@ -22,7 +22,8 @@ the message for those recipients and trying them again later (RFC 5321
 §4.5.3.1.10), while the recipients admitted before go now. Checked at DATA
 instead, a message with more recipients than the day has left, or than the
 rate's burst, could never pass in one piece. A transaction refused at DATA, or
-not stored, gives its recipients back to the day's quota.
+not stored, gives its recipients back to the day's quota (``acceptor``, told
+they were counted).
 """
 
 from __future__ import annotations
@@ -30,27 +31,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import secrets
 from dataclasses import dataclass
 
-from config.schema import Settings
 from engine.clock import Clock
-from engine.header_section import MalformedHeader
 from engine.model import Tenant
-from engine.records import metrics
 from engine.records.record import Record, RecordType
-from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
-from engine.submission.acceptance import (
-    Reception,
-    from_domains,
-    new_submission_id,
-    parse_header_fields,
-    plan_submission,
-)
+from engine.submission.acceptance import Reception
+from engine.submission.acceptor import Acceptor, NotStored, Outgoing, Refused
 from engine.submission.address_policy import (
     NULL_SENDER,
     null_sender_recipient_problem,
@@ -71,7 +62,6 @@ AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 CLIENT_REFUSED = Reply(421, "4.7.0", "Too many failed authentications from your address")
 SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
-HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 SPOOL_FAILED = Reply(451, "4.3.0", "Message not stored; try again later")
 CREDENTIAL_CACHE_SECONDS = 60.0
 ADMISSION_WAIT_SECONDS = 30.0
@@ -129,24 +119,20 @@ class SubmissionHandler:
         *,
         store: Store,
         spool: Spool,
+        acceptor: Acceptor,
         clock: Clock,
         throttle: AuthThrottle,
         hostname: str,
         nodeid: str,
-        rng: random.Random | None = None,
-        settings: Settings | None = None,
-        tenant_settings: TenantSettingsBook | None = None,
         quota: TenantQuota | None = None,
     ) -> None:
         self._store = store
         self._spool = spool
+        self._acceptor = acceptor
         self._clock = clock
         self._throttle = throttle
         self._hostname = hostname
         self._nodeid = nodeid
-        self._rng = rng or random.Random()
-        self._settings = settings
-        self._tenant_settings = tenant_settings
         self._quota = quota
         self._credentials = CredentialCache(CREDENTIAL_CACHE_SECONDS)
         self._attempt_ended_event = asyncio.Event()
@@ -244,53 +230,24 @@ class SubmissionHandler:
         wait = "after 00:00 UTC" if verdict.quota == "daily" else f"in {verdict.retry_after:.0f}s"
         return Reply(452, "4.5.3", f"{verdict.reason(tenant.name).capitalize()}; try again {wait}")
 
-    async def _give_back(self, account: Account, envelope: Envelope) -> None:
-        """The transaction's recipients were not accepted: back to the day's quota."""
-        if self._quota is not None:
-            await self._quota.give_back(account.tenant, len(envelope.rcpt_tos), self._clock.now())
-
     async def on_data(self, session: Session, envelope: Envelope, body: bytes) -> Reply:
         account = _account(session)
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
         try:
-            fields = parse_header_fields(body)
-        except MalformedHeader as exc:
-            await self._give_back(account, envelope)
-            return Reply(550, "5.6.0", f"Malformed header field: {exc}")
-        if envelope.mail_from != NULL_SENDER:
-            domains = from_domains(fields)
-            if not domains or any(d not in account.domains for d in domains):
-                await self._give_back(account, envelope)
-                return HEADER_FROM_REFUSED
-        now = self._clock.now()
-        submission_id = new_submission_id(now, self._rng)
-        submission, records = plan_submission(
-            tenant=account.tenant,
-            sender=envelope.mail_from,
-            recipients=envelope.rcpt_tos,
-            raw=body,
-            fields=fields,
-            submission_id=submission_id,
-            now=now,
-            reception=self._reception(session, account),
-            settings=self._routing(),
-        )
-        try:
-            await self._spool.commit(submission, records)
-        except Exception:
-            log.exception("submission %s not stored", submission_id)
-            await self._give_back(account, envelope)
+            accepted = await self._acceptor.accept(
+                tenant=account.tenant,
+                domains=account.domains,
+                sender=envelope.mail_from,
+                messages=[Outgoing(body, envelope.rcpt_tos)],
+                reception=self._reception(session, account),
+                counted=True,
+            )
+        except Refused as exc:
+            return exc.reply
+        except NotStored:
             return SPOOL_FAILED
-        metrics.ACCEPTED.inc(len(submission.messages))
-        log.info(
-            "accepted id=%s tenant=%s recipients=%d size=%d",
-            submission_id,
-            account.tenant.name,
-            len(envelope.rcpt_tos),
-            len(submission.body),
-        )
-        return Reply(250, "2.0.0", f"Ok: queued as {submission_id}")
+        return Reply(250, "2.0.0", f"Ok: queued as {accepted['submission_id']}")
 
     async def on_rejection(
         self,
@@ -317,12 +274,6 @@ class SubmissionHandler:
             session_id=session.id,
         )
         self._spool.add_records([record])
-
-    def _routing(self) -> Settings | None:
-        """The settings routing reads: the tenants' tables as in force now."""
-        if self._tenant_settings is not None:
-            return self._tenant_settings.routing
-        return self._settings
 
     def _reception(self, session: Session, account: Account) -> Reception:
         protocol = "ESMTPSA" if session.tls_version else "ESMTPA"

@@ -6,9 +6,11 @@ Fixtures (registered for every test under ``tests/integration`` by its
 - ``store`` (``conftest.py``): a migrated store, SQLite and PostgreSQL (each test
   runs on both);
 - ``api_clock``: a ``FakeClock`` the services read time from;
-- ``api_services``: ``ApiServices`` on that store, with a running submission
-  spool, an in-process limiter on the fake clock, the operator token
-  ``OPERATOR_TOKEN`` and a key rate generous enough not to get in the way;
+- ``api_book``: the tenants' settings book the services read (quotas, routing);
+- ``api_services``: ``ApiServices`` on that store, with the acceptance path
+  (``Acceptor``, with the quotas of ``api_book``) on a running submission spool,
+  an in-process limiter on the fake clock, the operator token ``OPERATOR_TOKEN``
+  and a key rate generous enough not to get in the way;
 - ``api_app``: ``create_app(api_services)``;
 - ``api_client``: an ``httpx.AsyncClient`` on the app (``ASGITransport``,
   peer 127.0.0.1).
@@ -41,7 +43,10 @@ from engine.limits.throttle import ThrottleSpec
 from engine.model import ApiScope, Tenant
 from engine.provisioning import Provisioning, Unknown
 from engine.records.log import RecordLog
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.store import Store
+from engine.submission.acceptor import Acceptor
+from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
 OPERATOR_TOKEN = "operator-token-for-the-tests-8d1f0c"
@@ -64,22 +69,39 @@ def api_clock() -> FakeClock:
 
 
 @pytest.fixture
+def api_book() -> TenantSettingsBook:
+    """The tenants' settings the services' quotas and routing read (none set: no quota)."""
+    return TenantSettingsBook(Settings())
+
+
+@pytest.fixture
 async def api_services(
-    store: Store, store_url: str, api_clock: FakeClock, tmp_path: Path
+    store: Store, store_url: str, api_clock: FakeClock, api_book: TenantSettingsBook, tmp_path: Path
 ) -> AsyncIterator[ApiServices]:
     settings = api_settings(tmp_path / "var", store_url)
     record_log = RecordLog(str(tmp_path / "var" / "records.jsonl"))
     spool = Spool(store, record_log, settings.database.commit_batch_max)
+    limiter = LocalLimiter(api_clock)
+    quota = TenantQuota(limiter, api_book)
+    acceptor = Acceptor(
+        store=store,
+        spool=spool,
+        clock=api_clock,
+        settings=settings,
+        tenant_settings=api_book,
+        quota=quota,
+    )
     services = ApiServices(
         store=store,
         provisioning=Provisioning(store, settings, nodeid=NODE, clock=api_clock),
         settings=settings,
         clock=api_clock,
-        limiter=LocalLimiter(api_clock),
+        limiter=limiter,
         key_rate=ROOMY_RATE,
         nodeid=NODE,
         operator_token=OPERATOR_TOKEN,
-        spool=spool,
+        acceptor=acceptor,
+        quota=quota,
     )
     spooling = asyncio.create_task(spool.run(), name="spool")
     try:

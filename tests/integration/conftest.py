@@ -19,6 +19,7 @@ from engine.store.migrations import Backend
 from engine.store.postgres import PostgresStore
 from tests.integration.api_support import (
     api_app,
+    api_book,
     api_client,
     api_clock,
     api_services,
@@ -26,6 +27,7 @@ from tests.integration.api_support import (
 
 __all__ = [
     "api_app",
+    "api_book",
     "api_client",
     "api_clock",
     "api_services",

@@ -15,6 +15,7 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     MessageState,
     QueuedMessage,
     SendingDomain,
@@ -43,6 +44,7 @@ TENANT_TABLES = (
     "tracking_domains",
     "smtp_users",
     "api_keys",
+    "idempotency_keys",
     "webhooks",
     "webhook_deliveries",
     "tenant_settings",
@@ -98,7 +100,7 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
-    await store.accept(subs, records)
+    await store.accept(subs, records, [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
     return tenant.id
 
 
@@ -106,6 +108,7 @@ ONE_EACH = {
     "tracking_domains": 1,
     "smtp_users": 1,
     "api_keys": 1,
+    "idempotency_keys": 1,
     "tenant_settings": 1,
     "webhooks": 1,
     "webhook_deliveries": 1,

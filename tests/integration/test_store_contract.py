@@ -12,6 +12,7 @@ import pytest
 from engine.model import (
     ApiKey,
     ApiScope,
+    IdempotencyKey,
     MessageState,
     QueueCount,
     QueuedMessage,
@@ -535,6 +536,46 @@ async def test_get_message_and_list_submission(store: Store) -> None:
     assert await store.get_body("missing") is None
 
 
+async def test_a_tenant_message_comes_with_its_records_and_only_to_its_tenant(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    mine = message("a", 0, acme.id)
+    await store.accept([submission("a", acme.id, [mine])], [reception(mine)])
+
+    found = await store.tenant_message(acme.id, mine.id)
+    assert found is not None
+    assert found[0] == mine
+    assert [r["type"] for r in found[1]] == ["Reception"]
+    assert found[1][0]["meta"] == {"batch": 1}
+    assert await store.tenant_message(beta.id, mine.id) is None
+    assert await store.tenant_message(acme.id, "missing") is None
+
+
+async def test_idempotency_keys_are_stored_with_the_acceptance_and_swept(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    m = message("a", 0, acme.id)
+    key = IdempotencyKey(acme.id, "k1", "h1", '{"submission_id":"a"}', T0)
+    await store.accept([submission("a", acme.id, [m])], [reception(m)], [key])
+
+    assert await store.get_idempotency_key(acme.id, "k1", T0 - 10) == key
+    assert await store.get_idempotency_key(acme.id, "k1", T0 + 1) is None
+    assert await store.get_idempotency_key(beta.id, "k1", T0 - 10) is None
+    assert await store.get_idempotency_key(acme.id, "k2", T0 - 10) is None
+
+    again = IdempotencyKey(acme.id, "k1", "h2", '{"submission_id":"b"}', T0 + 100)
+    theirs = IdempotencyKey(beta.id, "k1", "h3", "{}", T0 + 100)
+    await store.accept([], [], [again, theirs])
+    assert await store.get_idempotency_key(acme.id, "k1", T0) == again
+    assert await store.get_idempotency_key(beta.id, "k1", T0) == theirs
+
+    assert await store.sweep_idempotency_keys(T0 + 100) == 0
+    assert await store.sweep_idempotency_keys(T0 + 101) == 2
+    assert await store.get_idempotency_key(acme.id, "k1", 0.0) is None
+
+
 async def test_tenant_messages_are_isolated(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     beta = await store.create_tenant("beta", T0)
@@ -947,6 +988,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
+        await store.accept([], [], [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
         await store.put_tenant_overrides(TenantOverrides(tenant.id, pool="warm", updated_at=T0))
         await store.add_api_key(api_key(tenant.id, f"{name}0000"))
     done = message("a", 0, acme.id)
@@ -967,6 +1009,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_suppressions(acme.id, "", 10) == []
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
+    assert await store.get_idempotency_key(acme.id, "k", 0.0) is None
     assert await store.get_tenant_overrides(acme.id) is None
     assert await store.get_api_key("acme0000") is None
     assert await store.get_message(done.id) is None

@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from engine.model import MessageState, QueuedMessage, Submission
+from engine.model import IdempotencyKey, MessageState, QueuedMessage, Submission
 from engine.records.log import RecordLog
 from engine.records.record import Record, RecordType
 from engine.store import Store
@@ -28,7 +28,12 @@ class SlowStore:
         self.suppression_queries.append((tenant_id, list(addresses)))
         return {a.lower() for a in addresses} & self.suppressions
 
-    async def accept(self, submissions: Sequence[Submission], records: Sequence[Record]) -> None:
+    async def accept(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> None:
         await asyncio.sleep(0.01)
         if self.fail:
             raise OSError("disk full")

@@ -1,0 +1,78 @@
+"""A message sent over HTTP (``POST /v1/messages`` on the admin listener of
+``penguin run``) is delivered, DKIM-signed, to a loopback sink like one
+submitted over SMTP, and its records follow it to Delivery."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+from pathlib import Path
+
+import dkim
+import httpx
+import pytest
+
+from tests.e2e.conftest import (
+    EngineProcess,
+    Receivers,
+    dkim_lookup,
+    penguin,
+    provision,
+    start_engine,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "e2e-operator-token-0123456789abcdef"
+
+
+def with_operator_token(config: Path) -> None:
+    token_file = config.parent / "operator.token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    text = config.read_text()
+    admin = '[admin]\nlisten = "127.0.0.1:0"\n'
+    assert admin in text
+    config.write_text(text.replace(admin, f'{admin}operator_token_file = "{token_file}"\n'))
+
+
+def test_a_message_sent_over_http_is_delivered_signed(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(tmp_path)
+    with_operator_token(config)
+    account = provision(config)
+    receivers.publish(account)
+    engine = start_engine(engine_factory, config)
+
+    host, port = engine.admin
+    body = {
+        "from": {"email": f"news@{account.domain}", "name": "Acme Nëws"},
+        "to": [{"email": "user0@example.com", "variables": {"name": "Ann"}}],
+        "subject": "Hello {{ name }}",
+        "text": "Hi {{ name }}",
+        "html": "<p>Hi {{ name }}</p>",
+        "attachments": [{"filename": "a.txt", "content_type": "text/plain", "content": "aGk="}],
+    }
+    headers = {"Authorization": f"Bearer {TOKEN}", "Penguin-Tenant": account.tenant}
+    sent = httpx.post(f"http://{host}:{port}/v1/messages", json=body, headers=headers, timeout=30)
+    assert sent.status_code == 202, sent.text
+    [accepted] = sent.json()["messages"]
+
+    [copy] = receivers.sink.wait_for_count(1, timeout=30)
+    assert dkim.verify(copy.data, dnsfunc=dkim_lookup(receivers.dns.address))
+    assert list(copy.rcpt_tos) == ["user0@example.com"]
+    parsed = email.message_from_bytes(copy.data, policy=policy.default)
+    assert parsed["Subject"] == "Hello Ann"
+    assert [p.get_filename() for p in parsed.iter_attachments()] == ["a.txt"]
+
+    def delivered() -> bool:
+        return bool(penguin(config, "queue", "show", accepted["id"])["state"] == "delivered")
+
+    wait_for(delivered, what="the message delivered")
+    shown = httpx.get(
+        f"http://{host}:{port}/v1/messages/{accepted['id']}", headers=headers, timeout=30
+    ).json()
+    assert [r["type"] for r in shown["records"]] == ["Reception", "Delivery"]
+    assert shown["records"][0]["reception_protocol"] == "HTTP"
