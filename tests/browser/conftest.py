@@ -17,10 +17,11 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.integration.api_support import api_app, api_clock, api_services
+# The integration tests' fixtures: the admin API's (its ``__all__``) and the store's.
+from tests.integration.conftest import *  # noqa: F403
 from tests.integration.conftest import backend, store, store_url
 
-__all__ = ["api_app", "api_clock", "api_services", "backend", "store", "store_url"]
+__all__ = ["backend", "store", "store_url"]
 
 WINDOW = (1280, 2400)
 
