@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,12 +22,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from admin_api.app import create_app
 from admin_api.auth import Caller, Scope, tenant_caller
 from admin_api.services import ApiServices
+from config.loader import load_settings
 from engine.model import ApiScope
+from engine.provisioning import Provisioning
 from engine.runtime.http_serving import HttpService, listening_socket
 from tests.browser.png import decode, hex_colour
-from tests.integration.api_support import OPERATOR_TOKEN, bearer, make_tenant_key
+from tests.integration.api_support import NODE, OPERATOR_TOKEN, bearer, make_tenant_key
 from tests.integration.test_store_contract import message, submission
 
 SERIES_COLOURS = {"delivery": "#1a7f37", "bounce": "#cf222e", "complaint": "#8250df"}
@@ -74,6 +78,35 @@ def with_stats(app: FastAPI) -> FastAPI:
 
     app.include_router(stand_in, prefix="/v1")
     return app
+
+
+SOURCES = """
+[sources.s1]
+address = "127.0.0.1"
+ehlo_hostname = "s1.penguin.test"
+warmup = "standard"
+[sources.s2]
+address = "127.0.0.2"
+ehlo_hostname = "s2.penguin.test"
+[pools.default]
+sources = ["s1", "s2"]
+"""
+"""Two source IPs, one warming up: what the operator's warmup table shows."""
+
+
+@pytest.fixture
+def api_app(api_services: ApiServices, store_url: str, tmp_path: Path) -> FastAPI:
+    """The admin app of ``api_services`` with the sources of ``SOURCES`` configured."""
+    config = tmp_path / "penguin.toml"
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "var"}"\nhostname = "mta.penguin.test"\n'
+        f'[database]\nurl = "{store_url}"\n{SOURCES}'
+    )
+    settings = load_settings(config)
+    provisioning = Provisioning(api_services.store, settings, nodeid=NODE, clock=api_services.clock)
+    return create_app(
+        dataclasses.replace(api_services, settings=settings, provisioning=provisioning)
+    )
 
 
 @dataclasses.dataclass
@@ -251,6 +284,7 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
         s["address"] for s in rest["suppressions"]
     ]
     assert len(rest["suppressions"]) == 5
+    assert all(s["address"].endswith("@acme-list.example") for s in rest["suppressions"])
 
     for series, colour in SERIES_COLOURS.items():
         box = await asyncio.to_thread(page.chart_box, series)
@@ -291,10 +325,13 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
         "other@globex.example",
         "someone@globex.example",
     ]
-    sources = await served.get("/v1/ips", OPERATOR_TOKEN)
-    assert await asyncio.to_thread(page.column, "warmup-table") == [
-        s["source"] for s in sources["sources"]
+    sources = (await served.get("/v1/ips", OPERATOR_TOKEN))["sources"]
+    assert {"s1", "s2"} <= {s["source"] for s in sources}
+    assert await asyncio.to_thread(page.column, "warmup-table") == [s["source"] for s in sources]
+    assert await asyncio.to_thread(page.column, "warmup-table", 5) == [
+        "no cap" if s["cap"] is None else str(s["cap"]) for s in sources
     ]
+    assert any(s["cap"] for s in sources)
 
 
 async def test_a_refused_key_stays_on_the_sign_in_form(
