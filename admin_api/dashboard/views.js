@@ -68,16 +68,14 @@ export function showStats(body) {
 
 export function showSources(body) {
   fillTable(document.getElementById("warmup-table"), body.sources.map((source) => {
-    const progress = document.createElement("progress");
+    const bar = document.createElement("td");
     if (source.cap) {
+      const progress = document.createElement("progress");
       progress.max = source.cap;
       progress.value = Math.min(source.sent_today, source.cap);
-    } else {
-      progress.removeAttribute("value");
+      progress.setAttribute("aria-label", `${source.source} ${source.provider}: sent of cap`);
+      bar.append(progress);
     }
-    progress.setAttribute("aria-label", `${source.source} ${source.provider}`);
-    const bar = document.createElement("td");
-    bar.append(progress);
     return [
       cell(source.source), cell(source.provider), cell(source.plan || "none"),
       cell(source.day === null ? "" : String(source.day)), count(source.sent_today),
