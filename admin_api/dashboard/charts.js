@@ -1,5 +1,5 @@
-// Rates over time as small SVG line charts: the arithmetic (`ratesByHour`) apart from
-// the drawing (`lineChart`).
+// Rates over time as small SVG line charts, one per rate, from the rows of
+// `GET /v1/stats?group_by=hour` (each with its `hour` and the `rates` the API computed).
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 320;
@@ -7,23 +7,21 @@ const HEIGHT = 160;
 const MARGIN = { top: 12, right: 12, bottom: 24, left: 44 };
 
 export const SERIES = [
-  { key: "delivery", label: "Delivery rate", colour: "#1a7f37" },
-  { key: "bounce", label: "Bounce rate", colour: "#cf222e" },
-  { key: "complaint", label: "Complaint rate", colour: "#8250df" },
+  { key: "delivery_rate", label: "Delivery rate", basis: "sent", colour: "#1a7f37" },
+  { key: "bounce_rate", label: "Bounce rate", basis: "sent", colour: "#cf222e" },
+  { key: "complaint_rate", label: "Complaint rate", basis: "delivered", colour: "#8250df" },
 ];
 
-// Each hour of the stats rows with its rates in percent of the messages sent.
+// Each hour of the stats rows with its rates in percent (null: nothing to rate).
 export function ratesByHour(rows) {
   return rows
     .map((row) => {
-      const sent = row.sent || 0;
-      const share = (n) => (sent > 0 ? (100 * (n || 0)) / sent : 0);
-      return {
-        time: Date.parse(row.key.hour),
-        delivery: share(row.delivered),
-        bounce: share(row.bounced ? row.bounced.total : 0),
-        complaint: share(row.complaints),
-      };
+      const point = { time: Date.parse(row.hour) };
+      for (const { key } of SERIES) {
+        const rate = row.rates[key];
+        point[key] = rate === null || rate === undefined ? null : 100 * rate;
+      }
+      return point;
     })
     .filter((point) => Number.isFinite(point.time))
     .sort((a, b) => a.time - b.time);
@@ -41,7 +39,8 @@ function hourLabel(time) {
 }
 
 // An SVG chart of `points[*][series.key]` over `points[*].time`.
-export function lineChart(points, series) {
+export function lineChart(rated, series) {
+  const points = rated.filter((p) => p[series.key] !== null);
   const svg = node("svg", {
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": series.label,
     "data-series": series.key,
@@ -59,7 +58,7 @@ export function lineChart(points, series) {
   svg.append(node("text", { x: left - 4, y: top + 4, "text-anchor": "end", "font-size": 10 }, `${highest.toFixed(1)}%`));
   svg.append(node("text", { x: left - 4, y: bottom, "text-anchor": "end", "font-size": 10 }, "0%"));
   if (!points.length) {
-    svg.append(node("text", { x: (left + right) / 2, y: (top + bottom) / 2, "text-anchor": "middle", "font-size": 12 }, "No mail sent yet"));
+    svg.append(node("text", { x: (left + right) / 2, y: (top + bottom) / 2, "text-anchor": "middle", "font-size": 12 }, "Nothing to rate yet"));
     return svg;
   }
   svg.append(node("text", { x: left, y: HEIGHT - 6, "font-size": 10 }, hourLabel(first)));

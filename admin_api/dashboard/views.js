@@ -49,18 +49,14 @@ export function showQueue(body) {
 
 export function showStats(body) {
   const sum = (pick) => body.rows.reduce((total, row) => total + (pick(row) || 0), 0);
-  fillTotals(document.getElementById("stats-totals"), [
-    ["sent", "sent", sum((r) => r.sent)],
-    ["delivered", "delivered", sum((r) => r.delivered)],
-    ["deferred", "deferred", sum((r) => r.deferred)],
-    ["bounced", "bounced", sum((r) => r.bounced && r.bounced.total)],
-    ["complaints", "complaints", sum((r) => r.complaints)],
-  ]);
+  fillTotals(document.getElementById("stats-totals"),
+    ["sent", "delivered", "deferred", "bounced", "complained"].map(
+      (name) => [name, name, sum((r) => r[name])]));
   const points = ratesByHour(body.rows);
   document.getElementById("charts").replaceChildren(...SERIES.map((series) => {
     const figure = document.createElement("figure");
     const caption = document.createElement("figcaption");
-    caption.textContent = `${series.label} (% of sent)`;
+    caption.textContent = `${series.label} (% of ${series.basis})`;
     figure.append(caption, lineChart(points, series));
     return figure;
   }));

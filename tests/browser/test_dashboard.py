@@ -3,8 +3,9 @@ over a real store (SQLite and PostgreSQL) holding real tenants, queued mail and
 suppressions: signing in with an API key or the operator token, the numbers the page
 shows against the API's, and the charts checked from a screenshot's pixels.
 
-Until ``/v1/stats`` is on main the tests register a stand-in answering its documented
-shape (``STATS``) for the tenant asking; the page reads it like any other route.
+Until ``/v1/stats`` is on main the tests register a stand-in answering in its shape
+(``STATS``, the rows with their ``hour`` and ``rates``) for the tenant asking; the page
+reads it like any other route.
 """
 
 from __future__ import annotations
@@ -33,34 +34,52 @@ from tests.browser.png import decode, hex_colour
 from tests.integration.api_support import NODE, OPERATOR_TOKEN, bearer, make_tenant_key
 from tests.integration.test_store_contract import message, submission
 
-SERIES_COLOURS = {"delivery": "#1a7f37", "bounce": "#cf222e", "complaint": "#8250df"}
+SERIES_COLOURS = {
+    "delivery_rate": "#1a7f37",
+    "bounce_rate": "#cf222e",
+    "complaint_rate": "#8250df",
+}
 """The series' colours, as ``admin_api/dashboard/charts.js`` draws them."""
 WAIT_SECONDS = 20.0
 
 
-def stats_row(hour: str, sent: int, delivered: int, bounced: int, complaints: int) -> Any:
+def stats_row(hour: str, sent: int, delivered: int, bounced: int, complained: int) -> Any:
+    """A row of ``GET /v1/stats?group_by=hour`` (the shape of branch ``stats``)."""
+    hits = dict.fromkeys(
+        ("total", "unique", "human_total", "human_unique", "machine_total", "machine_unique"), 0
+    )
     return {
-        "key": {"hour": f"2026-12-01T{hour}:00:00Z"},
+        "hour": f"2026-12-01T{hour}:00:00Z",
         "sent": sent,
         "delivered": delivered,
         "deferred": sent - delivered - bounced,
-        "bounced": {"total": bounced, "by_category": {"InvalidRecipient": bounced}},
-        "complaints": complaints,
-        "opens": {"unique": 0, "total": 0},
-        "clicks": {"unique": 0, "total": 0},
-        "unsubscribes": 0,
+        "bounced": bounced,
+        "bounced_by_category": {"InvalidRecipient": bounced},
+        "expired": 0,
+        "complained": complained,
+        "unsubscribed": 0,
+        "opens": hits,
+        "clicks": hits,
+        "rates": {
+            "delivery_rate": delivered / sent,
+            "bounce_rate": bounced / sent,
+            "complaint_rate": complained / delivered,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+        },
     }
 
 
 STATS = {
     "acme": {
+        "group_by": ["hour"],
         "rows": [
             stats_row("01", 200, 180, 12, 1),
             stats_row("02", 400, 390, 6, 2),
             stats_row("03", 300, 240, 45, 6),
-        ]
+        ],
     },
-    "globex": {"rows": [stats_row("02", 50, 50, 0, 0)]},
+    "globex": {"group_by": ["hour"], "rows": [stats_row("02", 50, 50, 0, 0)]},
 }
 
 
@@ -243,14 +262,8 @@ def queue_totals(body: Any) -> dict[str, int]:
 
 
 def stats_totals(body: Any) -> dict[str, int]:
-    rows = body["rows"]
-    return {
-        "sent": sum(r["sent"] for r in rows),
-        "delivered": sum(r["delivered"] for r in rows),
-        "deferred": sum(r["deferred"] for r in rows),
-        "bounced": sum(r["bounced"]["total"] for r in rows),
-        "complaints": sum(r["complaints"] for r in rows),
-    }
+    names = ("sent", "delivered", "deferred", "bounced", "complained")
+    return {name: sum(row[name] for row in body["rows"]) for name in names}
 
 
 async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
