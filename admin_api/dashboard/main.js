@@ -27,6 +27,14 @@ async function loadSuppressions() {
   $("suppressions-previous").disabled = state.cursors.length < 2;
 }
 
+// What the operator sees besides the tenant's: every tenant's queue, the sources' warmup.
+function operatorSections() {
+  return [
+    section("all-queues-error", async () => views.showQueueTotals("all-queue-totals", await get("/queues"))),
+    section("warmup-error", async () => views.showSources(await get("/ips"))),
+  ];
+}
+
 async function loadTenant() {
   const as = state.tenant;
   state.cursors = [null];
@@ -34,9 +42,7 @@ async function loadTenant() {
     section("queue-error", async () => views.showQueue(await get("/queue", {}, as))),
     section("stats-error", async () => views.showStats(await get("/stats", { group_by: "hour" }, as))),
     section("suppressions-error", loadSuppressions),
-    state.role === "operator"
-      ? section("warmup-error", async () => views.showSources(await get("/ips")))
-      : Promise.resolve(),
+    ...(state.role === "operator" ? operatorSections() : []),
   ]);
   document.body.dataset.loaded = as || "key";
 }
@@ -56,6 +62,7 @@ async function start() {
   $("who").textContent = role === "operator" ? "Signed in as the operator" : "Signed in with an API key";
   $("tenants").hidden = role !== "operator";
   $("warmup").hidden = role !== "operator";
+  $("all-queues").hidden = role !== "operator";
   if (role === "operator") {
     const tenants = await get("/tenants");
     if (!tenants.tenants.length) {

@@ -35,13 +35,18 @@ function fillTotals(list, totals) {
 const count = (n) => cell(String(n), "number");
 const when = (seconds) => new Date(seconds * 1000).toISOString().replace(".000", "");
 
-export function showQueue(body) {
+// The messages of a queue summary (`/v1/queue`, `/v1/queues`) by state, into the list `id`.
+export function showQueueTotals(id, body) {
   const byState = new Map();
   for (const row of body.queues) byState.set(row.state, (byState.get(row.state) || 0) + row.count);
   const states = ["queued", "leased", "shunted", "delivered", "bounced", "expired"];
   for (const state of byState.keys()) if (!states.includes(state)) states.push(state);
-  fillTotals(document.getElementById("queue-totals"),
+  fillTotals(document.getElementById(id),
     states.map((state) => [state, state, byState.get(state) || 0]));
+}
+
+export function showQueue(body) {
+  showQueueTotals("queue-totals", body);
   fillTable(document.getElementById("queue-table"), body.queues.map((row) => [
     cell(row.queue), cell(row.state), count(row.count), cell(row.last_error || ""),
   ]));

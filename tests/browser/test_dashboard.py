@@ -279,6 +279,7 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
     assert await asyncio.to_thread(page.stored_credential) == key
     assert not await asyncio.to_thread(page.shown, "warmup")
     assert not await asyncio.to_thread(page.shown, "tenants")
+    assert not await asyncio.to_thread(page.shown, "all-queues")
 
     queue = await served.get("/v1/queue", key)
     shown_queue = await asyncio.to_thread(page.totals, "queue-totals")
@@ -320,6 +321,9 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
     await asyncio.to_thread(page.sign_in, OPERATOR_TOKEN)
     assert await asyncio.to_thread(page.shown, "tenants")
     assert await asyncio.to_thread(page.shown, "warmup")
+    every = await served.get("/v1/queues", OPERATOR_TOKEN)
+    shown_every = await asyncio.to_thread(page.totals, "all-queue-totals")
+    assert {s: n for s, n in shown_every.items() if n} == queue_totals(every) == {"queued": 11}
 
     def choose(name: str) -> None:
         Select(browser.find_element(By.ID, "tenant")).select_by_visible_text(name)
