@@ -309,6 +309,8 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
         assert painted > 150, f"the {series} chart shows {painted} pixels of its colour"
         others = [hex_colour(c) for s, c in SERIES_COLOURS.items() if s != series]
         assert [image.count_near(other, tolerance=10) for other in others] == [0, 0], series
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    assert not [m for m in console if "Content Security Policy" in m or "Uncaught" in m], console
     whole = decode(browser.get_screenshot_as_png())
     assert len(set(whole.pixels[:: max(1, len(whole.pixels) // 5000)])) > 10, "a blank page"
 
