@@ -15,7 +15,6 @@ from typing import NoReturn
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.remote.webdriver import WebDriver
 
 # The integration tests' fixtures: the admin API's (its ``__all__``) and the store's.
 from tests.integration.conftest import *  # noqa: F403
@@ -33,7 +32,7 @@ def _missing(reason: str) -> NoReturn:
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def browser() -> Iterator[webdriver.Chrome]:
     """A headless Chromium (a ``selenium.webdriver.Chrome``), quit after the test."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")

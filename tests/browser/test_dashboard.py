@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -267,7 +268,7 @@ def stats_totals(body: Any) -> dict[str, int]:
 
 
 async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
-    browser: WebDriver, served: Served, api_services: ApiServices
+    browser: Chrome, served: Served, api_services: ApiServices
 ) -> None:
     tenants = await seeded(api_services)
     key = tenants.acme_key
@@ -309,14 +310,15 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
         assert painted > 150, f"the {series} chart shows {painted} pixels of its colour"
         others = [hex_colour(c) for s, c in SERIES_COLOURS.items() if s != series]
         assert [image.count_near(other, tolerance=10) for other in others] == [0, 0], series
-    console = [entry["message"] for entry in browser.get_log("browser")]
+    logged = browser.get_log("browser")  # type: ignore[no-untyped-call]  # selenium: untyped
+    console = [str(entry["message"]) for entry in logged]
     assert not [m for m in console if "Content Security Policy" in m or "Uncaught" in m], console
     whole = decode(browser.get_screenshot_as_png())
     assert len(set(whole.pixels[:: max(1, len(whole.pixels) // 5000)])) > 10, "a blank page"
 
 
 async def test_the_operator_picks_a_tenant_and_sees_the_sources(
-    browser: WebDriver, served: Served, api_services: ApiServices
+    browser: Chrome, served: Served, api_services: ApiServices
 ) -> None:
     await seeded(api_services)
     page = Dashboard(browser, served.url)
@@ -354,7 +356,7 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
 
 
 async def test_a_refused_key_stays_on_the_sign_in_form(
-    browser: WebDriver, served: Served, api_services: ApiServices
+    browser: Chrome, served: Served, api_services: ApiServices
 ) -> None:
     def refused() -> str:
         browser.get(f"{served.url}/dashboard")
