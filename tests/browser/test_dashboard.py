@@ -286,6 +286,7 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
     shown_queue = await asyncio.to_thread(page.totals, "queue-totals")
     assert {s: n for s, n in shown_queue.items() if n} == queue_totals(queue) == {"queued": 4}
     stats = await served.get("/v1/stats", key, group_by="hour")
+    assert len(stats["rows"]) == 3, "the charts need hours of stats: seed records for them"
     assert await asyncio.to_thread(page.totals, "stats-totals") == stats_totals(stats)
 
     first = await served.get("/v1/suppressions", key, limit=20)
