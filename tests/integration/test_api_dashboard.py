@@ -114,3 +114,12 @@ async def test_the_cli_refuses_an_unknown_tenant(
         )
     assert status != 0
     assert "no tenant 'nobody'" in err.getvalue()
+
+
+async def test_the_openapi_document_has_the_queue_and_not_the_page(
+    api_client: httpx.AsyncClient,
+) -> None:
+    document = (await api_client.get("/openapi.json")).json()
+    queue = document["paths"]["/v1/queue"]["get"]
+    assert queue["summary"] == "The tenant's messages by scheduled queue and state"
+    assert not [path for path in document["paths"] if path.startswith("/dashboard")]
