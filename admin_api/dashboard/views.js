@@ -39,7 +39,7 @@ const when = (seconds) => new Date(seconds * 1000).toISOString().replace(".000",
 export function showQueueTotals(id, body) {
   const byState = new Map();
   for (const row of body.queues) byState.set(row.state, (byState.get(row.state) || 0) + row.count);
-  const states = ["queued", "leased", "shunted", "delivered", "bounced", "expired"];
+  const states = ["queued", "leased", "shunted", "delivered", "bounced", "expired", "suppressed"];
   for (const state of byState.keys()) if (!states.includes(state)) states.push(state);
   fillTotals(document.getElementById(id),
     states.map((state) => [state, state, byState.get(state) || 0]));
