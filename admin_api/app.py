@@ -39,6 +39,7 @@ from admin_api.routes import (
     queue,
     records,
     smtp_users,
+    stats,
     suppressions,
     tracking_domains,
     webhooks,
@@ -54,6 +55,7 @@ ROUTERS = (
     tracking_domains.router,
     smtp_users.router,
     suppressions.router,
+    stats.router,
     records.router,
     webhooks.router,
 )

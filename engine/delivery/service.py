@@ -20,10 +20,12 @@ Each claimed message runs as a task of the service's TaskGroup, at most
 ``delivery.max_in_flight`` at once. Before signing, the message transform
 (``engine.delivery.transform``) gives the body of each copy; while it is not
 per-recipient, a submission in a claimed batch is transformed and signed once
-and its copies share the result. The body is signed with the key of its
-header From domain if that is a sending domain of the message's tenant
-(never another tenant's key); the transform then gives each message its
-envelope sender from that sending domain (a return path of its own). An unexpected error
+and its copies share the result. The copies of a claimed batch are signed
+together: one hand-off to each signing thread per batch, not one per copy.
+The body is signed with the key of its header From domain if that is a
+sending domain of the message's tenant (never another tenant's key); the
+transform then gives each message its envelope sender from that sending
+domain (a return path of its own). An unexpected error
 while handling a message never drops it: the message is parked as
 ``shunted`` with the error and a record (Mailman's shunt queue). Stopping
 lets in-flight attempts finish to a deadline; what is cut off keeps its
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import random
@@ -78,6 +79,21 @@ class Prepared:
     data: bytes
     sending_domain: str | None
 
+
+@dataclass(frozen=True, slots=True)
+class SignJob:
+    """A body to sign with the key of its sending domain."""
+
+    body: bytes
+    domain: str
+    selector: str
+    algorithm: str
+    key: DkimPrivateKey
+    now: float
+
+
+Copies = dict[str, Prepared | Exception]
+"""The body of each copy of a claimed batch, by ``DeliveryService._copy``."""
 
 QUEUE_GAUGE_SECONDS = 5.0
 STATUS_REPORT_SECONDS = 2.0
@@ -188,22 +204,17 @@ class DeliveryService:
             # One of ours claimed again keeps its running attempt, under the new lease.
             self._leases[message.id] = message.lease_token
         bodies = await self._store.get_bodies(sorted({d.message.submission_id for d in starting}))
-        prepared: dict[str, asyncio.Future[Prepared]] = {}
+        prepared = asyncio.ensure_future(self._prepare(starting, bodies, self._clock.now()))
         for dispatch in starting:
             await self._slots.acquire()
             self._in_flight += 1
-            attempts.create_task(self._attempt(dispatch, bodies, prepared))
+            attempts.create_task(self._attempt(dispatch, prepared))
 
-    async def _attempt(
-        self,
-        dispatch: Dispatch,
-        bodies: dict[str, bytes],
-        prepared: dict[str, asyncio.Future[Prepared]],
-    ) -> None:
+    async def _attempt(self, dispatch: Dispatch, prepared: asyncio.Future[Copies]) -> None:
         message = dispatch.message
         report: AttemptReport | None = None
         try:
-            report, settled = await self._attempt_once(dispatch, bodies, prepared)
+            report, settled = await self._attempt_once(dispatch, prepared)
         except Exception as exc:
             log.exception("message %s: unexpected error, parked as shunted", message.id)
             settled = self._shunt(dispatch, exc)
@@ -234,10 +245,7 @@ class DeliveryService:
         self._record_log.write(list(records))
 
     async def _attempt_once(
-        self,
-        dispatch: Dispatch,
-        bodies: dict[str, bytes],
-        prepared: dict[str, asyncio.Future[Prepared]],
+        self, dispatch: Dispatch, prepared: asyncio.Future[Copies]
     ) -> tuple[AttemptReport | None, Settled]:
         message = dispatch.message
         now = self._clock.now()
@@ -247,14 +255,9 @@ class DeliveryService:
             return None, expire_unattempted(
                 message, lease_token=self._leases[message.id], now=now, context=context
             )
-        copy = message.id if self._transform.per_recipient(message) else message.submission_id
-        preparing = prepared.get(copy)
-        if preparing is None:
-            body = bodies.get(message.submission_id)
-            if body is None:
-                raise LookupError(f"body of submission {message.submission_id} is missing")
-            preparing = prepared[copy] = asyncio.ensure_future(self._prepare(message, body, now))
-        outgoing = await asyncio.shield(preparing)
+        outgoing = (await asyncio.shield(prepared))[self._copy(message)]
+        if isinstance(outgoing, Exception):
+            raise outgoing
         data = outgoing.data
         started = time.perf_counter()
         report = await self._deliverer.deliver(
@@ -283,46 +286,88 @@ class DeliveryService:
             context=context,
         )
 
-    async def _prepare(self, message: QueuedMessage, body: bytes, now: float) -> Prepared:
-        """The signed body that goes out for ``message`` (and, unless the transform
-        is per-recipient, for the other copies of its submission)."""
-        return await self._sign(self._transform.body(message, body), message.tenant_id, now)
+    def _copy(self, message: QueuedMessage) -> str:
+        """What names the body ``message`` shares with other messages of its batch."""
+        return message.id if self._transform.per_recipient(message) else message.submission_id
 
-    async def _sign(self, body: bytes, tenant_id: int, now: float) -> Prepared:
-        """``body`` signed by its From domain's key; unsigned if that domain is not
-        one of the tenant's sending domains."""
+    async def _prepare(
+        self, batch: Sequence[Dispatch], bodies: dict[str, bytes], now: float
+    ) -> Copies:
+        """The body that goes out for each copy of ``batch``, signed by its From
+        domain's key (unsigned if that domain is not one of the tenant's sending
+        domains), or the error that stopped it."""
+        copies: Copies = {}
+        signing: list[tuple[str, SignJob]] = []
+        seen: set[str] = set()
+        for dispatch in batch:
+            message = dispatch.message
+            copy = self._copy(message)
+            if copy in seen:
+                continue
+            seen.add(copy)
+            outgoing: Prepared | SignJob | Exception
+            try:
+                body = bodies.get(message.submission_id)
+                if body is None:
+                    raise LookupError(f"body of submission {message.submission_id} is missing")
+                outgoing = await self._unsigned_or_job(
+                    self._transform.body(message, body), message.tenant_id, now
+                )
+            except Exception as exc:
+                outgoing = exc
+            if isinstance(outgoing, SignJob):
+                signing.append((copy, outgoing))
+            else:
+                copies[copy] = outgoing
+        signed = await self._sign_all([job for _, job in signing])
+        for (copy, job), data in zip(signing, signed, strict=True):
+            copies[copy] = data if isinstance(data, Exception) else Prepared(data, job.domain)
+        return copies
+
+    async def _unsigned_or_job(self, body: bytes, tenant_id: int, now: float) -> Prepared | SignJob:
+        """``body`` unsigned if its From domain is not one of the tenant's sending
+        domains, else what signing it takes."""
         domains = message_from_domains(body)
         domain = await self._keys.domain(domains[0]) if domains else None
         if domain is None or domain.tenant_id != tenant_id:
             log.warning("no DKIM key of the tenant for From domain %s; sending unsigned", domains)
             return Prepared(body, None)
-        sign = functools.partial(
-            self._timed_sign,
-            body,
-            domain.name,
-            domain.selector,
-            domain.algorithm,
-            self._keys.private_key(domain),
-            now,
-        )
-        if self._signing_pool is None:
-            return Prepared(sign(), domain.name)
-        signed = await asyncio.get_running_loop().run_in_executor(self._signing_pool, sign)
-        return Prepared(signed, domain.name)
+        key = self._keys.private_key(domain)
+        return SignJob(body, domain.name, domain.selector, domain.algorithm, key, now)
 
-    def _timed_sign(
-        self,
-        body: bytes,
-        domain: str,
-        selector: str,
-        algorithm: str,
-        key: DkimPrivateKey,
-        now: float,
-    ) -> bytes:
-        started = time.perf_counter()
-        data = self._signer.sign(body, domain, selector, algorithm, key, now=now)
-        metrics.DKIM_SIGN_SECONDS.observe(time.perf_counter() - started)
-        return data
+    async def _sign_all(self, jobs: list[SignJob]) -> list[bytes | Exception]:
+        """Each job's signed body, or the error signing it raised: on the event loop
+        without signing threads, else split between the threads, one hand-off each."""
+        if not jobs:
+            return []
+        if self._signing_pool is None:
+            return self._sign_each(jobs)
+        loop = asyncio.get_running_loop()
+        shares = min(self._tuning.signing_threads, len(jobs))
+        size = -(-len(jobs) // shares)
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._signing_pool, self._sign_each, jobs[i : i + size])
+                for i in range(0, len(jobs), size)
+            )
+        )
+        return [signed for part in parts for signed in part]
+
+    def _sign_each(self, jobs: list[SignJob]) -> list[bytes | Exception]:
+        signed: list[bytes | Exception] = []
+        for job in jobs:
+            started = time.perf_counter()
+            try:
+                signed.append(
+                    self._signer.sign(
+                        job.body, job.domain, job.selector, job.algorithm, job.key, now=job.now
+                    )
+                )
+            except Exception as exc:
+                signed.append(exc)
+                continue
+            metrics.DKIM_SIGN_SECONDS.observe(time.perf_counter() - started)
+        return signed
 
     def _shunt(self, dispatch: Dispatch, exc: Exception) -> Settled:
         message = dispatch.message

@@ -99,6 +99,20 @@ class World:
     ) -> str:
         """Submit a message From news@``domain``, with ``sender`` (default: the From
         address) as its envelope sender; its submission id."""
+        submission, records = self.plan(recipients, domain, headers, sender, content)
+        await self.store.accept([submission], records)
+        self.service.wake()
+        return submission.id
+
+    def plan(
+        self,
+        recipients: list[str],
+        domain: str = "rsa.acme.test",
+        headers: str = "",
+        sender: str | None = None,
+        content: str = "Hello!\r\n",
+    ) -> tuple[Submission, list[Record]]:
+        """The submission ``submit`` accepts, and its records, not yet accepted."""
         author = f"news@{domain}"
         sender = author if sender is None else sender
         raw = (
@@ -106,20 +120,17 @@ class World:
             "List-Unsubscribe: <https://u.acme.test/x>\r\n"
             f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n{content}"
         ).encode()
-        submission_id = secrets.token_hex(8)
         submission, records = plan_submission(
             tenant=self.tenants["acme"],
             sender=sender,
             recipients=recipients,
             raw=raw,
             fields=parse_header_fields(raw),
-            submission_id=submission_id,
+            submission_id=secrets.token_hex(8),
             now=self.clock.now(),
             reception=RX,
         )
-        await self.store.accept([submission], records)
-        self.service.wake()
-        return submission_id
+        return submission, list(records)
 
     async def state_of(self, message_id: str) -> MessageState:
         message = await self.store.get_message(message_id)
@@ -314,6 +325,49 @@ async def test_delivered_copies_carry_a_valid_dkim_signature(world: World, domai
         assert delivery["source_address"] == SOURCE_ADDRESS
         assert delivery["num_attempts"] == 1
         assert delivery["meta"]["tenant"] == "acme"
+
+
+@pytest.mark.parametrize(
+    "world",
+    [{"signing_threads": 2}, {"signing_threads": 0}],
+    indirect=True,
+    ids=["signing-threads", "on-the-loop"],
+)
+async def test_a_claimed_batch_is_signed_copy_by_copy_and_one_bad_key_parks_only_its_own(
+    world: World,
+) -> None:
+    """Submissions claimed in one batch are signed together: each copy with its own
+    domain's key, once per submission, and a key that cannot be opened parks only the
+    messages signed with it."""
+    current = await world.store.get_domain("rsa.acme.test")
+    assert current is not None
+    await world.store.rotate_domain_key(
+        replace(current, selector="broken", private_key_sealed=b"\x01not a sealed key")
+    )
+    world.clock.advance(61)
+    planned = [
+        world.plan(["a@example.com", "b@example.org"], "ed.acme.test"),
+        world.plan(["c@example.com"], "rsa.acme.test"),
+        world.plan(["d@example.com", "e@example.org"], "ed.acme.test"),
+        world.plan(["f@example.com"], "unknown.test"),
+    ]
+    signed_before = signings()
+    await world.store.accept([s for s, _ in planned], [r for _, rs in planned for r in rs])
+    world.service.wake()
+    received = await world.sink.wait_for_count(5, timeout=15)
+    (good, _), (bad, _), (other, _), (unsigned, _) = planned
+    await world.wait_state(f"{bad.id}-1", MessageState.SHUNTED)
+    assert "SealError" in (await world.records(f"{bad.id}-1"))[-1]["response"]["content"]
+    for sid, n in ((good.id, 1), (good.id, 2), (other.id, 1), (other.id, 2), (unsigned.id, 1)):
+        await world.wait_state(f"{sid}-{n}", MessageState.DELIVERED)
+    assert signings() - signed_before == 2, "one signing per submission signed"
+    lookup = dkim_dns(world.dns.address)
+    by_recipient = {m.rcpt_tos[0]: m.data for m in received}
+    for recipient in ("a@example.com", "b@example.org", "d@example.com", "e@example.org"):
+        data = by_recipient[recipient]
+        assert await asyncio.to_thread(dkim.verify, data, dnsfunc=lookup), data[:400]
+        assert b"d=ed.acme.test" in data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b"")
+    assert b"DKIM-Signature" not in by_recipient["f@example.com"].split(b"\r\n\r\n", 1)[0]
 
 
 async def test_tempfail_is_retried_after_the_backoff(world: World) -> None:
