@@ -3,9 +3,8 @@ over a real store (SQLite and PostgreSQL) holding real tenants, queued mail and
 suppressions: signing in with an API key or the operator token, the numbers the page
 shows against the API's, and the charts checked from a screenshot's pixels.
 
-Until ``/v1/stats`` is on main the tests register a stand-in answering in its shape
-(``STATS``, the rows with their ``hour`` and ``rates``) for the tenant asking; the page
-reads it like any other route.
+The stats the charts draw are counted from real records by the stats rollup, as the
+engine counts them.
 """
 
 from __future__ import annotations
@@ -18,21 +17,26 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import FastAPI
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from admin_api.app import create_app
-from admin_api.auth import Caller, Scope, tenant_caller
 from admin_api.services import ApiServices
 from config.loader import load_settings
-from engine.model import ApiScope
+from engine.clock import FakeClock
+from engine.model import ApiScope, QueuedMessage, Tenant
 from engine.provisioning import Provisioning
+from engine.records.record import Record, RecordType
+from engine.rollup.service import StatsRollup
 from engine.runtime.http_serving import HttpService, listening_socket
+from engine.scheduler.shaping import Shaping
+from engine.store import Store
 from tests.browser.png import decode, hex_colour
 from tests.integration.api_support import NODE, OPERATOR_TOKEN, bearer, make_tenant_key
+from tests.integration.stats_support import T0, until_counted
 from tests.integration.test_store_contract import message, submission
 
 SERIES_COLOURS = {
@@ -44,60 +48,38 @@ SERIES_COLOURS = {
 WAIT_SECONDS = 20.0
 
 
-def stats_row(hour: str, sent: int, delivered: int, bounced: int, complained: int) -> Any:
-    """A row of ``GET /v1/stats?group_by=hour`` (the shape of branch ``stats``)."""
-    hits = dict.fromkeys(
-        ("total", "unique", "human_total", "human_unique", "machine_total", "machine_unique"), 0
-    )
-    return {
-        "hour": f"2026-12-01T{hour}:00:00Z",
-        "sent": sent,
-        "delivered": delivered,
-        "deferred": sent - delivered - bounced,
-        "bounced": bounced,
-        "bounced_by_category": {"InvalidRecipient": bounced},
-        "expired": 0,
-        "complained": complained,
-        "unsubscribed": 0,
-        "opens": hits,
-        "clicks": hits,
-        "rates": {
-            "delivery_rate": delivered / sent,
-            "bounce_rate": bounced / sent,
-            "complaint_rate": complained / delivered,
-            "open_rate": 0.0,
-            "click_rate": 0.0,
-        },
-    }
+HOURS = [(10, 9, 1, 1), (10, 10, 0, 0), (10, 6, 4, 2)]
+"""acme's traffic, hour after hour: (sent, delivered, bounced, complained)."""
 
 
-STATS = {
-    "acme": {
-        "group_by": ["hour"],
-        "rows": [
-            stats_row("01", 200, 180, 12, 1),
-            stats_row("02", 400, 390, 6, 2),
-            stats_row("03", 300, 240, 45, 6),
-        ],
-    },
-    "globex": {"group_by": ["hour"], "rows": [stats_row("02", 50, 50, 0, 0)]},
-}
+def record(kind: RecordType, m: QueuedMessage, at: float, **fields: Any) -> Record:
+    """A record of ``kind`` about message ``m`` at ``at``."""
+    return Record(kind, at, m.tenant_id, id=m.id, recipient=m.recipient, **fields)
 
 
-def with_stats(app: FastAPI) -> FastAPI:
-    """``app`` with the stand-in ``/v1/stats`` unless it has the real one."""
-    if any(getattr(route, "path", "") == "/v1/stats" for route in app.routes):
-        return app
-    stand_in = APIRouter()
-    read = tenant_caller(Scope.READ)
+async def send_hours(store: Store, tenant: Tenant, hours: list[tuple[int, int, int, int]]) -> int:
+    """``tenant``'s messages and their records, an hour apart from ``T0``; the number of
+    records written."""
+    written = 0
+    for hour, (sent, delivered, bounced, complained) in enumerate(hours):
+        at = T0 + 3600 * hour
+        name = f"{tenant.name}-h{hour}"
+        queue = f"default:{tenant.name}@example.com"
+        mail = [message(name, n, tenant.id, queue=queue, due_at=at) for n in range(sent)]
 
-    @stand_in.get("/stats")
-    async def stats(group_by: str, caller: Caller = Depends(read)) -> Any:
-        assert group_by == "hour"
-        return STATS.get(caller.tenant.name, {"rows": []})
-
-    app.include_router(stand_in, prefix="/v1")
-    return app
+        receptions = [record(RecordType.RECEPTION, m, at) for m in mail]
+        await store.accept([submission(name, tenant.id, mail)], receptions)
+        outcomes = [
+            *(record(RecordType.DELIVERY, m, at + 60) for m in mail[:delivered]),
+            *(
+                record(RecordType.BOUNCE, m, at + 60, bounce_classification="InvalidRecipient")
+                for m in mail[delivered : delivered + bounced]
+            ),
+            *(record(RecordType.FEEDBACK, m, at + 60) for m in mail[:complained]),
+        ]
+        await store.add_records(outcomes)
+        written += len(receptions) + len(outcomes)
+    return written
 
 
 SOURCES = """
@@ -144,7 +126,7 @@ class Served:
 @pytest.fixture
 async def served(api_app: FastAPI) -> AsyncIterator[Served]:
     """The admin app served as the engine serves it, on a loopback port bound 0."""
-    service = HttpService("admin", with_stats(api_app), listening_socket("127.0.0.1", 0))
+    service = HttpService("admin", api_app, listening_socket("127.0.0.1", 0))
     [(host, port)] = await service.start()
     running = asyncio.create_task(service.run())
     url = f"http://{host}:{port}"
@@ -163,7 +145,8 @@ class Tenants:
 
 
 async def seeded(services: ApiServices) -> Tenants:
-    """Two tenants with queued mail and suppressions: acme 25 addresses, globex 2."""
+    """Two tenants with queued mail, their traffic counted into the stats (acme's
+    ``HOURS``, globex one hour) and suppressions: acme 25 addresses, globex 2."""
     acme, acme_key = await make_tenant_key(services, "acme", {ApiScope.READ})
     globex, globex_key = await make_tenant_key(services, "globex", {ApiScope.READ})
     mail = [message("a", n, acme.id, queue="default:acme@example.com") for n in range(4)]
@@ -171,6 +154,10 @@ async def seeded(services: ApiServices) -> Tenants:
     await services.store.accept(
         [submission("a", acme.id, mail), submission("g", globex.id, theirs)], []
     )
+    records = await send_hours(services.store, acme, HOURS)
+    records += await send_hours(services.store, globex, [(5, 5, 0, 0)])
+    rollup = StatsRollup(services.store, Shaping.load().provider_of, FakeClock(T0), "test")
+    await until_counted(rollup, records)
     await services.provisioning.add_suppressions(
         "acme", [(f"user{n:02d}@acme-list.example", "bounce: 5.1.1") for n in range(25)]
     )
@@ -284,10 +271,20 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
 
     queue = await served.get("/v1/queue", key)
     shown_queue = await asyncio.to_thread(page.totals, "queue-totals")
-    assert {s: n for s, n in shown_queue.items() if n} == queue_totals(queue) == {"queued": 4}
+    assert {s: n for s, n in shown_queue.items() if n} == queue_totals(queue) == {"queued": 34}
     stats = await served.get("/v1/stats", key, group_by="hour")
     assert len(stats["rows"]) == 3, "the charts need hours of stats: seed records for them"
-    assert await asyncio.to_thread(page.totals, "stats-totals") == stats_totals(stats)
+    assert (
+        await asyncio.to_thread(page.totals, "stats-totals")
+        == stats_totals(stats)
+        == {
+            "sent": 30,
+            "delivered": 25,
+            "deferred": 0,
+            "bounced": 5,
+            "complained": 3,
+        }
+    )
 
     first = await served.get("/v1/suppressions", key, limit=20)
     assert await asyncio.to_thread(page.column, "suppressions-table") == [
@@ -328,7 +325,7 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
     assert await asyncio.to_thread(page.shown, "warmup")
     every = await served.get("/v1/queues", OPERATOR_TOKEN)
     shown_every = await asyncio.to_thread(page.totals, "all-queue-totals")
-    assert {s: n for s, n in shown_every.items() if n} == queue_totals(every) == {"queued": 11}
+    assert {s: n for s, n in shown_every.items() if n} == queue_totals(every) == {"queued": 46}
 
     def choose(name: str) -> None:
         Select(browser.find_element(By.ID, "tenant")).select_by_visible_text(name)
@@ -342,7 +339,7 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
     await asyncio.to_thread(page.wait_loaded, "globex")
     globex = await served.get("/v1/queue", OPERATOR_TOKEN, tenant="globex")
     shown = await asyncio.to_thread(page.totals, "queue-totals")
-    assert {s: n for s, n in shown.items() if n} == queue_totals(globex) == {"queued": 7}
+    assert {s: n for s, n in shown.items() if n} == queue_totals(globex) == {"queued": 12}
     assert await asyncio.to_thread(page.column, "suppressions-table") == [
         "other@globex.example",
         "someone@globex.example",
