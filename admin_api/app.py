@@ -10,7 +10,9 @@ What is public (no credential): ``/healthz`` (``200`` with ``"status":
 ``"status": "failing"`` when one is not), ``/openapi.json`` and the docs
 page ``/docs`` (also ``/redoc``) with its script and style
 (``admin_api.docs_page``: the OpenAPI document rendered and tried; nothing
-from a CDN). ``/metrics`` is served
+from a CDN), and the dashboard's page and files under ``/dashboard``
+(``admin_api.dashboard_page``; its data comes from ``/v1`` with the
+credential the user types in). ``/metrics`` is served
 without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
@@ -27,12 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from admin_api import docs_page, errors
 from admin_api.auth import api_services, bearer, is_operator
+from admin_api.dashboard_page import router as dashboard_router
 from admin_api.routes import (
     api_keys,
     domains,
     inject,
     messages,
     operators,
+    queue,
     records,
     smtp_users,
     stats,
@@ -46,6 +50,7 @@ ROUTERS = (
     api_keys.router,
     messages.router,
     operators.router,
+    queue.router,
     domains.router,
     tracking_domains.router,
     smtp_users.router,
@@ -77,6 +82,7 @@ def create_app(services: ApiServices) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(inject.router)
     app.include_router(docs_page.router)
+    app.include_router(dashboard_router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(

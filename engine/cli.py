@@ -488,7 +488,8 @@ def _moment(text: str) -> float:
 
 
 def _queue_commands(leaf: Leaf) -> None:
-    leaf("summary", _operations_command(_queue_summary), "messages by queue and state")
+    summary = leaf("summary", _operations_command(_queue_summary), "messages by queue and state")
+    summary.add_argument("--tenant", metavar="NAME", help="only this tenant's messages")
     show = leaf("show", _operations_command(_queue_show), "one message or submission")
     show.add_argument("id", help="a message id, or a submission's (the queue id of its 250)")
     shunted = leaf("shunted", _operations_command(_queue_shunted), "parked messages")
@@ -1115,7 +1116,7 @@ async def _stats(store: Store, settings: Settings, args: argparse.Namespace) -> 
 
 
 async def _queue_summary(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
-    rows = await ops.queue_summary()
+    rows = await ops.queue_summary(args.tenant)
     data = [dataclasses.asdict(r) | {"state": r.state.value} for r in rows]
     width = max([len(r.queue) for r in rows] + [5])
     lines = [f"{'QUEUE':<{width}}  {'STATE':<10}  {'COUNT':>6}  {'NEXT DUE':<20}  LAST ERROR"]

@@ -127,8 +127,10 @@ class Operations:
     async def _tenant_id(self, scope: SuspensionScope, target: str) -> int | None:
         """The id of the tenant a tenant or campaign target names (which must exist)."""
         name = tenant_of(scope, target)
-        if not name:
-            return None
+        return await self._existing_tenant_id(name) if name else None
+
+    async def _existing_tenant_id(self, name: str) -> int:
+        """The id of the tenant named ``name``; ``Unknown`` when there is none."""
         with translated(f"tenant {name!r}"):
             tenant = await self._store.get_tenant(name)
         if tenant is None:
@@ -137,10 +139,12 @@ class Operations:
 
     # The queue.
 
-    async def queue_summary(self) -> list[QueueCount]:
-        """Messages by scheduled queue and state, with the next due time and last error."""
+    async def queue_summary(self, tenant: str | None = None) -> list[QueueCount]:
+        """Messages by scheduled queue and state, with the next due time and last error;
+        every tenant's, or only those of the tenant named ``tenant`` (which must exist)."""
+        tenant_id = None if tenant is None else await self._existing_tenant_id(tenant)
         with translated("queue"):
-            return await self._store.queue_summary()
+            return await self._store.queue_summary(tenant_id)
 
     async def queue_messages(self, queue: str, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` messages waiting in ``queue``, the soonest due first."""

@@ -466,7 +466,10 @@ class Store(Protocol):
         first; None when it does not exist or is another tenant's."""
         ...
 
-    async def queue_summary(self) -> list[QueueCount]: ...
+    async def queue_summary(self, tenant_id: int | None = None) -> list[QueueCount]:
+        """Messages by queue and state, every tenant's or only ``tenant_id``'s (isolated
+        by RLS on PostgreSQL too)."""
+        ...
 
     async def tenant_messages(self, tenant_id: int, limit: int) -> list[QueuedMessage]:
         """A tenant's messages, newest first; isolated by RLS on PostgreSQL."""

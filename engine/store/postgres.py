@@ -917,11 +917,14 @@ class PostgresStore:
         )
         return [message_from_row(row) for row in rows]
 
-    async def queue_summary(self) -> list[QueueCount]:
-        rows = await self._fetch(
-            "SELECT queue, state, count(*), min(due_at), max(last_error) FROM messages"
-            " GROUP BY queue, state ORDER BY queue, state"
-        )
+    async def queue_summary(self, tenant_id: int | None = None) -> list[QueueCount]:
+        where, args = ("", ()) if tenant_id is None else (" WHERE tenant_id = $1", (tenant_id,))
+        async with self._acting_for(tenant_id, "queue") as conn:
+            rows = await conn.fetch(
+                "SELECT queue, state, count(*), min(due_at), max(last_error) FROM messages"
+                f"{where} GROUP BY queue, state ORDER BY queue, state",
+                *args,
+            )
         return [
             QueueCount(str(row[0]), MessageState(row[1]), int(row[2]), row[3], row[4])
             for row in rows

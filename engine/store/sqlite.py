@@ -799,11 +799,14 @@ class SqliteStore:
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE submission_id = ? ORDER BY id"
         return await self._run(lambda conn: _messages(conn, sql, (submission_id,)))
 
-    async def queue_summary(self) -> list[QueueCount]:
+    async def queue_summary(self, tenant_id: int | None = None) -> list[QueueCount]:
+        where, args = ("", ()) if tenant_id is None else (" WHERE tenant_id = ?", (tenant_id,))
+
         def select(conn: sqlite3.Connection) -> list[QueueCount]:
             rows = conn.execute(
                 "SELECT queue, state, count(*), min(due_at), max(last_error) FROM messages"
-                " GROUP BY queue, state ORDER BY queue, state"
+                f"{where} GROUP BY queue, state ORDER BY queue, state",
+                args,
             )
             return [
                 QueueCount(queue, MessageState(state), count, due, error)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from admin_api.app import create_app
-from admin_api.docs_page import CONTENT_SECURITY_POLICY
+from admin_api.pages import CONTENT_SECURITY_POLICY
 from admin_api.services import ApiServices
 from tests.integration.api_support import client_of
 

@@ -501,11 +501,21 @@ async def test_queue_summary(store: Store) -> None:
             queued = MessageState.QUEUED
             assert await settle_one(store, m, lease_token(m), queued, 1, T0 + 60, None)
 
-    assert await store.queue_summary() == [
+    acme_rows = [
         QueueCount(queue_a, MessageState.LEASED, 2, T0, None),
         QueueCount(queue_a, MessageState.QUEUED, 1, T0 + 60, None),
         QueueCount(queue_b, MessageState.BOUNCED, 2, T0, "550 no such user"),
     ]
+    assert await store.queue_summary() == acme_rows
+
+    globex = await store.create_tenant("globex", T0)
+    theirs = [message("g", n, globex.id, queue="c:globex@example.com") for n in range(3)]
+    await store.accept([submission("g", globex.id, theirs)], [])
+    globex_rows = [QueueCount("c:globex@example.com", MessageState.QUEUED, 3, T0, None)]
+    assert await store.queue_summary() == acme_rows + globex_rows
+    assert await store.queue_summary(acme.id) == acme_rows
+    assert await store.queue_summary(globex.id) == globex_rows
+    assert await store.queue_summary(globex.id + 100) == []
 
 
 async def test_get_message_and_list_submission(store: Store) -> None:
