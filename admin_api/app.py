@@ -29,6 +29,7 @@ from admin_api.auth import api_services, bearer, is_operator
 from admin_api.docs_page import DOCS_PAGE
 from admin_api.routes import (
     api_keys,
+    campaigns,
     domains,
     inject,
     messages,
@@ -41,6 +42,7 @@ from admin_api.services import ApiServices
 
 ROUTERS = (
     api_keys.router,
+    campaigns.router,
     messages.router,
     operators.router,
     domains.router,

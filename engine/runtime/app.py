@@ -45,6 +45,7 @@ from admin_api.app import create_app
 from admin_api.services import ApiServices
 from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
+from engine.campaigns.expansion import Expansion
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
@@ -373,6 +374,15 @@ class Engine:
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
+            composed.append(
+                Expansion(
+                    store=self._store,
+                    intake=submission.intake,
+                    clock=self.clock,
+                    hostname=settings.engine.hostname,
+                    nodeid=node_id(settings),
+                )
+            )
             if self.serve_admin:
                 composed.append(self._admin(secret, submission.intake))
         if self.serves_bounces:
