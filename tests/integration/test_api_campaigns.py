@@ -5,7 +5,11 @@ doubles a recipient), progress, pause/resume/cancel, and another tenant's 404s."
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +17,7 @@ import pytest
 
 from admin_api.services import ApiServices
 from engine.campaigns.expansion import Expansion
+from engine.cli import main
 from engine.model import (
     ApiScope,
     MessageState,
@@ -22,6 +27,7 @@ from engine.model import (
     SuspensionScope,
     Tenant,
 )
+from engine.records.record import Record, RecordType
 from engine.store import Store
 from tests.integration.api_support import NODE, bearer, error_of, make_tenant_key
 
@@ -269,3 +275,55 @@ async def test_another_tenants_campaign_is_not_found(
         assert response.json() == missing.json()
     shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
     assert (shown["state"], shown["progress"]["pending"]) == ("draft", 2)
+
+
+def cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> Any:
+    status = main([*args, "--config", str(config), "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return json.loads(out)
+
+
+async def test_the_cli_prints_the_apis_numbers_through_the_same_service(
+    api_services: ApiServices,
+    api_client: httpx.AsyncClient,
+    store_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    await api_services.store.add_suppression(
+        Suppression(tenant.id, "r1@dest.example", "bounce", 0.0)
+    )
+    campaign_id = await made(api_client, headers, csv_of(5) + "bad,X,Y\n")
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    await expansion(api_services).round()
+    messages = await api_services.store.tenant_messages(tenant.id, 10)
+    first = next(m for m in messages if m.state is MessageState.QUEUED)
+    delivered = Record(RecordType.DELIVERY, 1.0, tenant.id, id=first.id)
+    await api_services.store.add_records([delivered, replace(delivered, type=RecordType.CLICK)])
+    config = tmp_path / "penguin.toml"
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "cli"}"\n\n[database]\nurl = "{store_url}"\n'
+    )
+
+    api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    shown = await asyncio.to_thread(cli, capsys, config, "campaign", "show", "acme", "spring")
+    assert shown["progress"] == api["progress"]
+    assert (api["progress"]["delivered"], api["progress"]["clicked"]) == (1, 1)
+    assert (api["progress"]["suppressed"], api["progress"]["invalid"]) == (1, 1)
+    listed = await asyncio.to_thread(cli, capsys, config, "campaign", "list", "acme")
+    assert listed == [{"id": campaign_id, "name": "spring", "state": "running"}]
+
+    paused = await asyncio.to_thread(cli, capsys, config, "campaign", "pause", "acme", "spring")
+    assert paused["state"] == "paused"
+    api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert api["state"] == "paused"
+    cancelled = await asyncio.to_thread(
+        cli, capsys, config, "campaign", "cancel", "acme", str(campaign_id)
+    )
+    assert (cancelled["state"], cancelled["removed"]) == ("cancelled", 2)
+    status = await asyncio.to_thread(
+        main, ["campaign", "show", "globex", "spring", "--config", str(config)]
+    )
+    assert status == 1

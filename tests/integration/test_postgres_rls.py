@@ -15,6 +15,10 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    CampaignTemplate,
     IdempotencyKey,
     MessageState,
     QueuedMessage,
@@ -44,6 +48,8 @@ TENANT_TABLES = (
     "api_keys",
     "idempotency_keys",
     "tenant_settings",
+    "campaigns",
+    "campaign_recipients",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -99,6 +105,14 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
     await store.accept(subs, records, [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
+    template = CampaignTemplate(f"news@{name}.example", "Hi", text="Hello")
+    campaign = await store.add_campaign(
+        Campaign(
+            0, tenant.id, "spring", CampaignState.DRAFT, template, None, None, None, None, T0, T0
+        )
+    )
+    recipient = CampaignRecipient(1, f"ann@{name}.example", {})
+    await store.add_campaign_recipients(tenant.id, campaign.id, [recipient])
     return tenant.id
 
 
@@ -108,6 +122,8 @@ ONE_EACH = {
     "api_keys": 1,
     "idempotency_keys": 1,
     "tenant_settings": 1,
+    "campaigns": 1,
+    "campaign_recipients": 1,
 }
 
 
