@@ -34,9 +34,11 @@ from admin_api.routes import (
     inject,
     messages,
     operators,
+    records,
     smtp_users,
     suppressions,
     tracking_domains,
+    webhooks,
 )
 from admin_api.services import ApiServices
 
@@ -49,6 +51,8 @@ ROUTERS = (
     tracking_domains.router,
     smtp_users.router,
     suppressions.router,
+    records.router,
+    webhooks.router,
 )
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 

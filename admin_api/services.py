@@ -2,8 +2,8 @@
 
 ``ApiServices`` is built once per process by the composition root
 (``engine.runtime.app``) and handed to ``create_app``; routes reach it with
-the ``admin_api.auth.api_services`` dependency. ``intake`` is the process's
-acceptance path (``engine.submission.intake``: the one SMTP submission uses,
+the ``admin_api.auth.api_services`` dependency. ``acceptor`` is the process's
+acceptance path (``engine.submission.acceptor``: the one SMTP submission uses,
 committing through its spool); None where the process accepts no mail. ``dns``
 answers domain verification's lookups (``smtp_out.dns_lookup`` on the ``[dns]``
 resolvers).
@@ -25,7 +25,7 @@ from engine.provisioning import Operations, Provisioning
 from engine.provisioning.verification import DnsLookup
 from engine.service import Health
 from engine.store import Store
-from engine.submission.intake import Intake
+from engine.submission.acceptor import Acceptor
 from engine.submission.quota import TenantQuota
 
 
@@ -49,7 +49,7 @@ class ApiServices:
     """This node's name in records."""
     operator_token: str | None = field(default=None, repr=False)
     """The token of ``admin.operator_token_file``; None: no operator access over HTTP."""
-    intake: Intake | None = None
+    acceptor: Acceptor | None = None
     dns: DnsLookup | None = None
     """Looks up the records a domain verification checks; None: verification unavailable
     (no usable resolver configuration)."""
@@ -58,7 +58,7 @@ class ApiServices:
     health: Callable[[], Mapping[str, Health]] = _no_services
     """Each service's health by name, for ``/healthz``."""
     quota: TenantQuota | None = None
-    """The tenants' quotas (``TenantQuota``, the one ``intake`` checks); None where the
+    """The tenants' quotas (``TenantQuota``, the one ``acceptor`` checks); None where the
     process accepts no mail."""
 
     @property

@@ -677,6 +677,68 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Posting records to the tenants' webhooks: ``[webhooks]``."""
+
+    enabled: bool = setting(
+        True,
+        "Run the webhook dispatcher and sender in the delivering processes; false queues and "
+        "sends nothing (the record log keeps its place until it runs again).",
+    )
+    allow_http: bool = setting(
+        False,
+        "Accept webhook URLs with http:// (no TLS); otherwise https:// only. For tests and "
+        "endpoints on a trusted network.",
+    )
+    allow_private: bool = setting(
+        False,
+        "Let webhooks post to addresses that are not public: loopback, private (RFC 1918, "
+        "unique local), link-local (cloud metadata), shared, reserved. Checked on every "
+        "address a URL's host resolves to, when the webhook is saved and before each POST.",
+    )
+    request_timeout_seconds: float = setting(
+        10.0,
+        "Time allowed for one POST, from resolving the host to the endpoint's status line.",
+        min=0.1,
+        max=300,
+    )
+    concurrency_per_endpoint: int = setting(
+        4, "POSTs in flight to one webhook at once, per engine process.", min=1, max=1000
+    )
+    max_in_flight: int = setting(
+        64, "POSTs in flight to all webhooks at once, per engine process.", min=1, max=100000
+    )
+    first_retry_seconds: float = setting(
+        30.0, "Delay before the first retry of a failed POST.", min=0.1, max=86400
+    )
+    max_retry_seconds: float = setting(
+        3600.0, "Cap on the retry delay, which doubles after each attempt.", min=0.1, max=86400
+    )
+    retry_jitter: float = setting(
+        0.2, "Random spread added to each retry delay (fraction).", min=0, max=1
+    )
+    retry_for_seconds: float = setting(
+        86400.0,
+        "How long a POST is retried, from when it was queued; the last attempt comes at this "
+        "age, after which it is marked failed.",
+        min=1,
+        max=30 * 86400,
+    )
+    poll_seconds: float = setting(
+        1.0,
+        "How often new records are looked for and due POSTs claimed.",
+        min=0.001,
+        max=60,
+    )
+    keep_log_seconds: float = setting(
+        7 * 86400.0,
+        "How long delivered and failed POSTs stay in a webhook's delivery log.",
+        min=60,
+        max=365 * 86400,
+    )
+
+
+@dataclass(frozen=True)
 class RecordsSettings:
     json_log: str = setting(
         "",
@@ -750,6 +812,7 @@ class Settings:
         TrackingSettings, "The tracking edge, its links and the tenants' tracking domains."
     )
     records: RecordsSettings = section(RecordsSettings, "Log records output.")
+    webhooks: WebhookSettings = section(WebhookSettings, "Records posted to tenants' webhooks.")
     logging: LoggingSettings = section(LoggingSettings, "Operator logs.")
 
     def database_url(self) -> str:

@@ -327,6 +327,68 @@ class SoftBounce:
     at: float
 
 
+class WebhookFormat(enum.StrEnum):
+    """How a webhook's records are posted."""
+
+    SINGLE = "single"
+    """One record per POST: the body is the record's JSON object."""
+    BATCH = "batch"
+    """Up to the webhook's ``batch_size`` records per POST: a JSON array, in log order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's endpoint that is posted the records of ``record_types`` (all when empty).
+
+    ``secret_sealed`` is the signing secret sealed with the engine secret
+    (``engine.sealing``); the tenant sees the secret once, when it is made.
+    """
+
+    id: str
+    tenant_id: int
+    url: str
+    record_types: tuple[str, ...]
+    format: WebhookFormat
+    batch_size: int
+    enabled: bool
+    secret_sealed: bytes = field(repr=False)
+    created_at: float
+    updated_at: float
+
+
+class WebhookDeliveryState(enum.StrEnum):
+    """Where one POST of the webhook outbox is."""
+
+    PENDING = "pending"
+    """Waiting for ``next_at`` (its first attempt or a retry)."""
+    DELIVERED = "delivered"
+    """The endpoint answered 2xx."""
+    FAILED = "failed"
+    """Retried until the retry time ran out; no more attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One POST of the webhook outbox: its body, its attempts and how the last one went."""
+
+    id: int
+    webhook_id: str
+    tenant_id: int
+    payload: str = field(repr=False)
+    """The JSON body posted (an object, or an array for a batch)."""
+    record_count: int
+    state: WebhookDeliveryState
+    attempts: int
+    next_at: float
+    created_at: float
+    updated_at: float
+    last_status: int | None = None
+    """The HTTP status of the last attempt; None before one or when none came back."""
+    last_error: str | None = None
+    lease_token: str | None = None
+    lease_expires: float | None = None
+
+
 class CampaignState(enum.StrEnum):
     """Where a campaign is: ``draft`` takes recipients; ``scheduled`` starts at its
     ``send_at``; ``running`` expands; ``paused`` holds expansion and its queued mail;

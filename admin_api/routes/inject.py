@@ -9,7 +9,7 @@ recipient gets a message of their own; with substitutions, the content is a
 template (Jinja2, sandboxed, strict) rendered per recipient. A recipient the
 rules refuse or the suppression list holds is counted as failed; a template
 or content that does not render or compose answers 422. Accepted through the
-same ``Intake`` as ``/v1/messages`` and SMTP; authenticated the same way
+same ``Acceptor`` as ``/v1/messages`` and SMTP; authenticated the same way
 (scope ``send``).
 """
 
@@ -26,14 +26,14 @@ from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.routes.messages import (
     accept_outgoing,
+    acceptor_of,
     composed,
-    intake_of,
     rendered,
     sending_domains,
 )
 from admin_api.services import ApiServices
+from engine.submission.acceptor import Outgoing, Refused, check_envelope
 from engine.submission.composition import Attachment, Draft, Mailbox, raw_message
-from engine.submission.intake import Outgoing, Refused, check_envelope
 from engine.submission.templating import TemplateProblem, render
 
 router = APIRouter(tags=["messages"])
@@ -99,7 +99,7 @@ async def inject(
     caller: Caller = Depends(send),
     services: ApiServices = Depends(api_services),
 ) -> InjectReply:
-    intake = intake_of(services)
+    acceptor = acceptor_of(services)
     domains = await sending_domains(services, caller.tenant)
     limit = services.settings.submission.max_message_bytes
     failed: list[str] = []
@@ -125,7 +125,7 @@ async def inject(
     accepted: dict[str, Any] = {"messages": [], "suppressed": []}
     if outgoing:
         accepted = await accept_outgoing(
-            intake,
+            acceptor,
             services,
             caller,
             request,

@@ -3,7 +3,7 @@
 ``POST /v1/messages`` takes structured JSON (composed by
 ``engine.submission.composition``, templates rendered by
 ``engine.submission.templating``) or a raw RFC 5322 message with its envelope,
-and accepts it through the same ``Intake`` as SMTP submission: durable before
+and accepts it through the same ``Acceptor`` as SMTP submission: durable before
 the ``202``, the same sender-domain, header and suppression rules, Reception
 records with protocol ``HTTP``. The answer names one message id per queued
 recipient and the suppressed recipients. With per-recipient ``variables``,
@@ -40,6 +40,15 @@ from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from engine.model import Tenant
 from engine.submission.acceptance import Reception
+from engine.submission.acceptor import (
+    Acceptor,
+    Idempotency,
+    IdempotencyMismatch,
+    NotStored,
+    Outgoing,
+    OverQuota,
+    Refused,
+)
 from engine.submission.composition import (
     Attachment,
     CompositionError,
@@ -47,15 +56,6 @@ from engine.submission.composition import (
     Mailbox,
     compose,
     raw_message,
-)
-from engine.submission.intake import (
-    Idempotency,
-    IdempotencyMismatch,
-    Intake,
-    NotStored,
-    Outgoing,
-    OverQuota,
-    Refused,
 )
 from engine.submission.templating import TemplateProblem, render_draft
 
@@ -217,7 +217,7 @@ async def send_message(
         description="Repeats of a request with this key within a day get the first answer.",
     ),
 ) -> Accepted:
-    intake = intake_of(services)
+    acceptor = acceptor_of(services)
     limit = services.settings.submission.max_message_bytes
     now = services.clock.now()
     due_at = _due_at(body.send_at, now)
@@ -249,7 +249,7 @@ async def send_message(
         if len(message.raw) > limit:
             raise ApiError(413, "too_large", f"the message is larger than {limit} bytes")
     accepted = await accept_outgoing(
-        intake,
+        acceptor,
         services,
         caller,
         request,
@@ -293,11 +293,11 @@ async def get_message(
     )
 
 
-def intake_of(services: ApiServices) -> Intake:
+def acceptor_of(services: ApiServices) -> Acceptor:
     """The process's acceptance path; 503 where it accepts no mail."""
-    if services.intake is None:
+    if services.acceptor is None:
         raise ApiError(503, "unavailable", "this process accepts no mail")
-    return services.intake
+    return services.acceptor
 
 
 def _due_at(send_at: datetime | None, now: float) -> float | None:
@@ -418,7 +418,7 @@ def http_reception(services: ApiServices, caller: Caller, request: Request) -> R
 
 
 async def accept_outgoing(
-    intake: Intake,
+    acceptor: Acceptor,
     services: ApiServices,
     caller: Caller,
     request: Request,
@@ -431,9 +431,9 @@ async def accept_outgoing(
     meta: dict[str, Any],
     idempotency: Idempotency | None,
 ) -> dict[str, Any]:
-    """``outgoing`` accepted through the intake; its refusals as 422 naming the field."""
+    """``outgoing`` accepted through the acceptor; its refusals as 422 naming the field."""
     try:
-        return await intake.accept(
+        return await acceptor.accept(
             tenant=caller.tenant,
             domains=await sending_domains(services, caller.tenant),
             sender=sender,

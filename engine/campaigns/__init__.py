@@ -3,7 +3,7 @@
 ``recipients`` checks uploaded rows (pure); ``service.Campaigns`` is the one
 service behind the API and the CLI (create, recipients, start, pause, resume,
 cancel, progress); ``expansion.Expansion`` renders a running campaign's
-pending rows and accepts them through the intake, in batches a crash can
+pending rows and accepts them through the acceptor, in batches a crash can
 neither lose nor double.
 """
 

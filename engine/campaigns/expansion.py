@@ -1,12 +1,12 @@
 """Expansion: a running campaign's pending rows made into messages and accepted.
 
-It runs in the accepting process (where the intake and its spool are): a
+It runs in the accepting process (where the acceptor and its spool are): a
 campaign's messages take the same way in as SMTP and HTTP ones (checks,
 quotas, suppressions at commit, durable before they count), and no other
 process needs the template. Each round takes up to ``batch`` pending rows of
 each running campaign, renders and composes one message per row (a row that
 does not render or compose is ``failed`` with why) and accepts them in one
-intake call under the idempotency key ``campaign:ID:FIRST-LAST``, stored in
+acceptor call under the idempotency key ``campaign:ID:FIRST-LAST``, stored in
 the acceptance's transaction. The rows are then marked ``queued`` (with the
 message id) or ``suppressed``. A crash between the two leaves the rows
 pending; the next round takes the same rows (a running campaign's list does
@@ -42,15 +42,15 @@ from engine.model import (
 from engine.service import Address, Health
 from engine.store import Store
 from engine.submission.acceptance import Reception
-from engine.submission.composition import CompositionError, Mailbox, compose
-from engine.submission.intake import (
+from engine.submission.acceptor import (
+    Acceptor,
     Idempotency,
-    Intake,
     NotStored,
     Outgoing,
     OverQuota,
     Refused,
 )
+from engine.submission.composition import CompositionError, Mailbox, compose
 from engine.submission.templating import CompiledDraft, TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Expansion:
         self,
         *,
         store: Store,
-        intake: Intake,
+        acceptor: Acceptor,
         clock: Clock,
         hostname: str,
         nodeid: str,
@@ -76,7 +76,7 @@ class Expansion:
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self._store = store
-        self._intake = intake
+        self._acceptor = acceptor
         self._clock = clock
         self._hostname = hostname
         self._nodeid = nodeid
@@ -178,7 +178,7 @@ class Expansion:
         span = f"campaign:{campaign.id}:{sent[0].row}-{sent[-1].row}"
         domains = frozenset(d.name for d in await self._store.list_domains(tenant.id))
         try:
-            receipt = await self._intake.accept(
+            receipt = await self._acceptor.accept(
                 tenant=tenant,
                 domains=domains,
                 sender=campaign.template.sender,

@@ -29,15 +29,17 @@ or key error.
 
 May import ``config``, ``engine.model``, ``engine.store`` (the interface),
 ``engine.dkim_keys``, ``engine.sealing``, ``engine.passwords``,
-``engine.queue_admin``, ``engine.settling`` and ``engine.clock``; never an
-edge (``smtp_out``, ``admin_api``, ...) nor the composition root
-(``engine.app``, ``engine.cli``).
+``engine.queue_admin``, ``engine.settling``, ``engine.webhooks`` and
+``engine.clock``; never an edge (``smtp_out``, ``admin_api``, ...) nor the
+composition root (``engine.app``, ``engine.cli``).
 
 Invariants:
 
 - a DKIM private key is sealed before it reaches the store and is never
   returned; a password is returned once, by ``create_smtp_user``, and stored
-  only as its hash; so is an API key's token, by ``create_api_key``;
+  only as its hash; so is an API key's token, by ``create_api_key``; a
+  webhook's signing secret is returned once, by ``webhooks.create``, and
+  stored sealed with the engine secret;
 - domain names are stored lower-case without a final dot, suppressed
   addresses lower-case; a domain or selector that cannot be published in DNS
   is refused before a key is made;

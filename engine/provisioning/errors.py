@@ -17,6 +17,11 @@ it is; none holds a password or a key.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from engine.store import Conflict, InUse, NotFound, StoreError
+
 
 class ProvisioningError(Exception):
     """Base of the provisioning errors."""
@@ -55,3 +60,18 @@ class SecretUnusable(ProvisioningError):
 
 class StoreFailed(ProvisioningError):
     pass
+
+
+@contextlib.contextmanager
+def translated(subject: str) -> Iterator[None]:
+    """The store's errors as provisioning errors about ``subject`` (``InUse`` passes)."""
+    try:
+        yield
+    except Conflict as exc:
+        raise AlreadyExists(f"{subject} exists") from exc
+    except NotFound as exc:
+        raise Unknown(f"{subject}: {exc}") from exc
+    except InUse:
+        raise
+    except StoreError as exc:
+        raise StoreFailed(str(exc)) from exc

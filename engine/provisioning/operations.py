@@ -31,8 +31,7 @@ from engine.delivery.queue_admin import REMOVABLE, REQUEUEABLE, removal_record, 
 from engine.delivery.settling import RecordContext
 from engine.durations import parse_duration
 from engine.model import MessageState, QueueCount, QueuedMessage, Suspension, SuspensionScope
-from engine.provisioning.errors import Invalid, Unknown
-from engine.provisioning.service import translated
+from engine.provisioning.errors import Invalid, Unknown, translated
 from engine.records.record import Record
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.status import lane_rows, source_rows

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import secrets
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,7 @@ from engine.provisioning.errors import (
     StoreFailed,
     TenantHasMail,
     Unknown,
+    translated,
 )
 from engine.provisioning.suppression_csv import (
     BadRow,
@@ -72,6 +73,7 @@ from engine.provisioning.verification import (
     VerificationReport,
     report,
 )
+from engine.provisioning.webhooks import WebhookRegistry
 from engine.return_path import return_path_domain
 from engine.scheduler.tenant_settings import (
     DEFAULT_TENANT,
@@ -83,7 +85,7 @@ from engine.scheduler.tenant_settings import (
 )
 from engine.scheduler.warmup import SECONDS_PER_DAY, utc_day
 from engine.sealing import Sealer, SecretFileError, load_or_create_secret, secret_path
-from engine.store import Conflict, InUse, NotFound, Store, StoreError
+from engine.store import InUse, Store
 from engine.submission.passwords import generate_password, generate_username, hash_password
 
 REMOVAL_PAGE = 1000
@@ -453,6 +455,11 @@ class Provisioning:
         except ValueError as exc:
             raise Invalid(f"domain {name!r}, selector {selector!r}: {exc}") from exc
 
+    @property
+    def webhooks(self) -> WebhookRegistry:
+        """The tenants' webhooks (``engine.provisioning.webhooks``)."""
+        return WebhookRegistry(self._store, self._settings, self._sealing, self._clock)
+
     def _sealing(self) -> Sealer:
         if self._sealer is None:
             path = secret_path(self._settings.engine)
@@ -736,21 +743,6 @@ class Provisioning:
             known = KnownKey(key, owner)
             self._keys.put(known, now)
         return known if proves(known.key, parsed) else None
-
-
-@contextlib.contextmanager
-def translated(subject: str) -> Iterator[None]:
-    """The store's errors as provisioning errors about ``subject``."""
-    try:
-        yield
-    except Conflict as exc:
-        raise AlreadyExists(f"{subject} exists") from exc
-    except NotFound as exc:
-        raise Unknown(f"{subject}: {exc}") from exc
-    except InUse:
-        raise
-    except StoreError as exc:
-        raise StoreFailed(str(exc)) from exc
 
 
 def _domain_name(domain: str) -> str:

@@ -10,7 +10,8 @@ process runs one or more roles, each a service (``engine.service.Service``,
 with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
-``all`` too when ``bounce.listen`` is set); role ``tracking`` runs the
+``all`` too when ``bounce.listen`` is set); ``webhooks`` (records posted to the
+tenants' webhooks, ``engine.webhooks``) beside each delivery; role ``tracking`` runs the
 tracking edge alone; ``Engine.services`` adds more.
 Several processes may share one store; the workers ``engine.runtime.runner``
 forks get their listening sockets, whether they serve the admin listener,
@@ -80,11 +81,14 @@ from engine.smtp.reply import Reply
 from engine.smtp.server import LISTEN_BACKLOG, ServerConfig
 from engine.smtp.tls_cert import ensure_self_signed, server_context
 from engine.store import Store, open_store
+from engine.submission.acceptor import Acceptor
 from engine.submission.auth_throttle import AuthThrottle
 from engine.submission.handler import SubmissionHandler
-from engine.submission.intake import Intake
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
+from engine.webhooks.client import HttpPoster
+from engine.webhooks.sender import WebhookSender
+from engine.webhooks.service import WebhookService
 from smtp_out.deliverer import SmtpDeliverer
 from smtp_out.dns import MxResolver, MxRoute, ResolverConfigurationError, RouteResolver
 from smtp_out.dns_lookup import RecordLookup
@@ -307,6 +311,18 @@ def lane_scheduler(
     )
 
 
+def webhook_service(
+    settings: Settings, store: Store, sealer: Sealer, clock: Clock
+) -> WebhookService:
+    """The webhooks' dispatcher and sender, posting over the minimal HTTP client."""
+    hooks = settings.webhooks
+    poster = HttpPoster(timeout=hooks.request_timeout_seconds, allow_private=hooks.allow_private)
+    sender = WebhookSender(
+        store=store, settings=hooks, sealer=sealer, clock=clock, post=poster.post
+    )
+    return WebhookService(store=store, settings=hooks, clock=clock, sender=sender)
+
+
 @dataclass
 class Engine:
     """All services of one engine process."""
@@ -371,20 +387,22 @@ class Engine:
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
+            if settings.webhooks.enabled:
+                composed.append(webhook_service(settings, self._store, Sealer(secret), self.clock))
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
             composed.append(
                 Expansion(
                     store=self._store,
-                    intake=submission.intake,
+                    acceptor=submission.acceptor,
                     clock=self.clock,
                     hostname=settings.engine.hostname,
                     nodeid=node_id(settings),
                 )
             )
             if self.serve_admin:
-                composed.append(self._admin(secret, submission.intake))
+                composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
         if self.role is Role.TRACKING and not settings.tracking.listen:
@@ -511,7 +529,7 @@ class Engine:
             spool.on_accepted.append(functools.partial(_signal, self.accepted_pipe[1]))
         cert, key = tls_files(settings)
         quota = TenantQuota(self._limiter, self._book())
-        intake = Intake(
+        acceptor = Acceptor(
             store=self._store,
             spool=spool,
             clock=self.clock,
@@ -522,7 +540,7 @@ class Engine:
         handler = SubmissionHandler(
             store=self._store,
             spool=spool,
-            intake=intake,
+            acceptor=acceptor,
             clock=self.clock,
             throttle=AuthThrottle(
                 delay_after=sub.auth_failure_delay_after,
@@ -544,9 +562,9 @@ class Engine:
         sockets = self.submission_sockets
         if sockets is None:
             sockets = bind_listeners(settings, self.config_file)
-        return SubmissionRole(config, handler, spool, sockets, intake)
+        return SubmissionRole(config, handler, spool, sockets, acceptor)
 
-    def _admin(self, secret: bytes, intake: Intake) -> HttpService:
+    def _admin(self, secret: bytes, acceptor: Acceptor) -> HttpService:
         """The admin API on this process's store, limiter and acceptance path."""
         assert self._store is not None and self._limiter is not None
         settings = self.settings
@@ -565,7 +583,7 @@ class Engine:
             key_rate=throttle_spec(settings.admin.key_rate, self.config_file, "admin.key_rate"),
             nodeid=node_id(settings),
             operator_token=operator_token(settings, self.config_file),
-            intake=intake,
+            acceptor=acceptor,
             dns=_record_lookup(settings),
             metrics=metrics.served_registry(),
             health=self.health,

@@ -29,7 +29,7 @@ from engine.service import Address, Health
 from engine.smtp.handler import SmtpHandler
 from engine.smtp.server import ServerConfig, SmtpServer
 from engine.store import Store
-from engine.submission.intake import Intake
+from engine.submission.acceptor import Acceptor
 from engine.submission.spool import Spool
 from tracking_edge.certificates import CertificateDirectory
 from tracking_edge.flusher import Flusher
@@ -37,7 +37,7 @@ from tracking_edge.journal import Journal, JournalReader, JournalWriter
 
 
 class SubmissionRole:
-    """``Service``: SMTP submission on ``sockets``, committed by ``spool``; ``intake``
+    """``Service``: SMTP submission on ``sockets``, committed by ``spool``; ``acceptor``
     is the acceptance path behind it, which HTTP acceptance shares."""
 
     name = "submission"
@@ -48,10 +48,10 @@ class SubmissionRole:
         handler: SmtpHandler,
         spool: Spool,
         sockets: list[socket.socket],
-        intake: Intake,
+        acceptor: Acceptor,
     ) -> None:
         self._spool = spool
-        self.intake = intake
+        self.acceptor = acceptor
         self._listeners = [(SmtpServer(config, handler), sock) for sock in sockets]
         self._running = False
 

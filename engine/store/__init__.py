@@ -61,6 +61,9 @@ from engine.model import (
     TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryState,
 )
 from engine.records.record import Record
 
@@ -72,6 +75,78 @@ class ClaimedQueue:
     messages: list[QueuedMessage]
     next_due: float | None
     """The earliest due time of its messages still queued; None when none is."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LogPosition:
+    """Where a follower of the record log stands: every record at or before it was read.
+
+    On SQLite records commit in ``seq`` order, and ``txid`` stays 0. On
+    PostgreSQL two transactions may commit out of ``seq`` order, so records
+    are followed by (transaction id, seq) and only those of transactions older
+    than every running one (below the snapshot's ``xmin``): that set never grows
+    behind the follower.
+    """
+
+    txid: int = 0
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRecord:
+    """A stored record as a follower of the log reads it."""
+
+    seq: int
+    tenant_id: int | None
+    type: str
+    data: dict[str, Any]
+    """The record's JSON object (``Record.to_json``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """Which of a tenant's records to list (``Store.query_records``): each filter set
+    narrows the list; records come by ``seq`` from after ``after_seq``."""
+
+    types: frozenset[str] = frozenset()
+    """Record types (``RecordType`` values); empty means every type."""
+    campaign: str | None = None
+    """The campaign of the record's message (records of removed messages have none)."""
+    recipient: str | None = None
+    """Compared case-insensitively."""
+    message_id: str | None = None
+    since: float | None = None
+    """Records at or after this time."""
+    until: float | None = None
+    """Records before this time."""
+    after_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhookDelivery:
+    """A POST the dispatcher queues in the webhook outbox, due at once."""
+
+    webhook_id: str
+    tenant_id: int
+    payload: str
+    record_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """The end of one attempt at a claimed webhook delivery (``Store.finish_webhook_delivery``).
+
+    ``state`` PENDING schedules a retry at ``next_at``; DELIVERED and FAILED end it.
+    """
+
+    delivery_id: int
+    lease_token: str
+    state: WebhookDeliveryState
+    attempts: int
+    next_at: float
+    status: int | None
+    error: str | None
+    at: float
 
 
 class StoreError(Exception):
@@ -498,6 +573,89 @@ class Store(Protocol):
         """Remove the tracking domain ``name`` (with ``tenant_id``, only if it is that
         tenant's; RLS on PostgreSQL); False if absent."""
         ...
+
+    # A tenant's records (the admin API; RLS on PostgreSQL).
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` of the tenant's records matching ``query``, as (seq, JSON object),
+        by seq from after ``query.after_seq``."""
+        ...
+
+    # Webhooks: a tenant's endpoints (the admin API; RLS on PostgreSQL).
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        """Store ``webhook``; ``Conflict`` when its id is taken, ``NotFound`` for an
+        unknown tenant."""
+        ...
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        """The tenant's webhook ``webhook_id``; None when absent or another tenant's."""
+        ...
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        """The tenant's webhooks, oldest first."""
+        ...
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        """Replace url, record types, format, batch size, enabled and updated_at of the
+        webhook ``webhook.id`` of ``webhook.tenant_id``; False when it has none such."""
+        ...
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        """Remove the tenant's webhook and its deliveries; False when it has none such."""
+        ...
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        """Up to ``limit`` deliveries of the tenant's webhook with an id below ``before_id``
+        (None: from the newest), the newest first."""
+        ...
+
+    # The webhook outbox (the dispatcher and the sender; every tenant).
+    async def enabled_webhooks(self) -> list[Webhook]:
+        """Every tenant's enabled webhooks, by id."""
+        ...
+
+    async def webhook_position(self) -> LogPosition:
+        """How far the dispatcher has followed the record log."""
+        ...
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """Up to ``limit`` records after ``position`` whose transactions ended (a later
+        call never finds one behind the position it returned), in log order, and the
+        position after the last one (``position`` when none)."""
+        ...
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        """Queue ``deliveries`` (due at ``now``) and move the dispatcher's position from
+        ``expected`` to ``reached``, in one transaction; False, storing nothing, when
+        the position is no longer ``expected`` (another process dispatched meanwhile)."""
+        ...
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        """Lease up to ``limit`` pending deliveries due at ``now`` (not leased, or their
+        lease expired) of enabled webhooks not in ``skip``, the earliest due first, under
+        one new lease token until ``now + lease_seconds``."""
+        ...
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        """Apply ``attempt`` while the delivery is still leased under its token, clearing
+        the lease; False, changing nothing, otherwise."""
+        ...
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        """Remove delivered and failed deliveries last updated before ``before``; how many."""
 
     # API keys (``engine.provisioning``).
     async def add_api_key(self, key: ApiKey) -> ApiKey:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
@@ -57,9 +58,23 @@ from engine.model import (
     TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    Conflict,
+    InUse,
+    LoggedRecord,
+    LogPosition,
+    NewWebhookDelivery,
+    NotFound,
+    RecordQuery,
+    StoreError,
+    WebhookAttempt,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
@@ -77,6 +92,9 @@ from engine.store.rows import (
     SUSPENSION_COLUMNS,
     TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
+    WEBHOOK_COLUMNS,
+    WEBHOOK_DELIVERY_COLUMNS,
+    WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
     campaign_from_row,
@@ -90,6 +108,7 @@ from engine.store.rows import (
     queue_rows,
     recipient_from_row,
     recipient_rows,
+    record_query,
     record_row,
     records_about,
     settled_row,
@@ -100,6 +119,9 @@ from engine.store.rows import (
     tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
+    webhook_delivery_from_row,
+    webhook_from_row,
+    webhook_row,
 )
 
 log = logging.getLogger(__name__)
@@ -115,6 +137,8 @@ TENANT_ROLE = "penguin_tenant"
 TENANT_OWNED = (
     "campaign_recipients",
     "campaigns",
+    "webhook_deliveries",
+    "webhooks",
     "messages",
     "bodies",
     "suppressions",
@@ -148,6 +172,13 @@ _CLAIM_QUEUES_SQL = (
     f" RETURNING {MESSAGE_COLUMNS}"
 )
 """Each queue's due messages in claim order (index ``messages_queue_priority``), leased."""
+RECORDS_SINCE_SQL = (
+    "SELECT txid, seq, tenant_id, type, data FROM records"
+    " WHERE txid IS NOT NULL AND (txid, seq) > ($1, $2)"
+    " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    " ORDER BY txid, seq LIMIT $3"
+)
+"""The records after a log position whose transactions ended (index ``records_txid``)."""
 _NEXT_DUE_SQL = (
     "SELECT wanted.queue, (SELECT min(due_at) FROM messages"
     "  WHERE queue = wanted.queue AND state = 'queued')"
@@ -1334,6 +1365,198 @@ class PostgresStore:
                 tenant_id,
             )
         return _row_count(status) == 1
+
+    # A tenant's records.
+
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Row-level security and the tenant's condition both keep other tenants' out."""
+        count = itertools.count(1)
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: f"${next(count)}", lambda name: f"(data->>'{name}')"
+        )
+        with _translated("record"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, *args)
+        return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+    # Webhooks.
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        marks = ", ".join(f"${n}" for n in range(1, len(WEBHOOK_FIELDS) + 1))
+        with _translated("webhook"):
+            async with self.tenant_scope(webhook.tenant_id) as conn:
+                await conn.execute(
+                    f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ({marks})",
+                    *webhook_row(webhook),
+                )
+        return webhook
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        found = await self._tenant_webhooks(
+            tenant_id, "WHERE tenant_id = $1 AND id = $2", webhook_id
+        )
+        return found[0] if found else None
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        return await self._tenant_webhooks(
+            tenant_id, "WHERE tenant_id = $1 ORDER BY created_at, id"
+        )
+
+    async def _tenant_webhooks(self, tenant_id: int, where: str, *args: object) -> list[Webhook]:
+        with _translated("webhook"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {WEBHOOK_COLUMNS} FROM webhooks {where}", tenant_id, *args
+                )
+        return [webhook_from_row(row) for row in rows]
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        row = webhook_row(webhook)
+        with _translated("webhook"):
+            async with self.tenant_scope(webhook.tenant_id) as conn:
+                status = await conn.execute(
+                    "UPDATE webhooks SET url = $1, record_types = $2, format = $3,"
+                    " batch_size = $4, enabled = $5, updated_at = $6"
+                    " WHERE tenant_id = $7 AND id = $8",
+                    *row[2:7],
+                    webhook.updated_at,
+                    webhook.tenant_id,
+                    webhook.id,
+                )
+        return _row_count(status) == 1
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        with _translated("webhook"):
+            async with self.tenant_scope(tenant_id) as conn:
+                status = await conn.execute(
+                    "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2", tenant_id, webhook_id
+                )
+        return _row_count(status) == 1
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        before = before_id if before_id is not None else 2**63 - 1
+        with _translated("webhook delivery"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries"
+                    " WHERE tenant_id = $1 AND webhook_id = $2 AND id < $3"
+                    " ORDER BY id DESC LIMIT $4",
+                    tenant_id,
+                    webhook_id,
+                    before,
+                    limit,
+                )
+        return [webhook_delivery_from_row(row) for row in rows]
+
+    async def enabled_webhooks(self) -> list[Webhook]:
+        rows = await self._fetch(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE enabled ORDER BY id", subject="webhook"
+        )
+        return [webhook_from_row(row) for row in rows]
+
+    async def webhook_position(self) -> LogPosition:
+        row = await self._fetchrow("SELECT txid, seq FROM webhook_cursor WHERE id = 1")
+        return LogPosition(int(row[0]), int(row[1]))
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """By (txid, seq), only records of transactions below the snapshot's xmin: every
+        transaction that could still add one behind them has ended."""
+        rows = await self._fetch(
+            RECORDS_SINCE_SQL,
+            position.txid,
+            position.seq,
+            limit,
+            subject="record",
+        )
+        found = [LoggedRecord(row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+        if not rows:
+            return found, position
+        return found, LogPosition(int(rows[-1][0]), int(rows[-1][1]))
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        pool = await self._get_pool()
+        with _translated("webhook delivery"):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_NO_FLUSH)
+                status = await conn.execute(
+                    "UPDATE webhook_cursor SET txid = $1, seq = $2"
+                    " WHERE id = 1 AND txid = $3 AND seq = $4",
+                    reached.txid,
+                    reached.seq,
+                    expected.txid,
+                    expected.seq,
+                )
+                if _row_count(status) != 1:
+                    return False
+                if deliveries:
+                    await conn.execute(
+                        "INSERT INTO webhook_deliveries (webhook_id, tenant_id, payload,"
+                        " record_count, state, attempts, next_at, created_at, updated_at)"
+                        " SELECT w, t, p, c, 'pending', 0, $5, $5, $5"
+                        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[])"
+                        " AS d(w, t, p, c)",
+                        [d.webhook_id for d in deliveries],
+                        [d.tenant_id for d in deliveries],
+                        [d.payload for d in deliveries],
+                        [d.record_count for d in deliveries],
+                        now,
+                    )
+        return True
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        async with self._unflushed("webhook delivery") as conn:
+            rows = await conn.fetch(
+                "UPDATE webhook_deliveries SET lease_token = $1, lease_expires = $2"
+                " WHERE id IN (SELECT d.id FROM webhook_deliveries d"
+                "  JOIN webhooks w ON w.id = d.webhook_id"
+                "  WHERE d.state = 'pending' AND d.next_at <= $3"
+                "  AND (d.lease_expires IS NULL OR d.lease_expires <= $3) AND w.enabled"
+                "  AND NOT d.webhook_id = ANY($4::text[])"
+                "  ORDER BY d.next_at, d.id LIMIT $5 FOR UPDATE OF d SKIP LOCKED)"
+                f" RETURNING {WEBHOOK_DELIVERY_COLUMNS}",
+                new_lease_token(),
+                now + lease_seconds,
+                now,
+                sorted(skip),
+                limit,
+            )
+        found = [webhook_delivery_from_row(row) for row in rows]
+        return sorted(found, key=lambda d: (d.next_at, d.id))
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        a = attempt
+        async with self._unflushed("webhook delivery") as conn:
+            status = await conn.execute(
+                "UPDATE webhook_deliveries SET state = $1, attempts = $2, next_at = $3,"
+                " last_status = $4, last_error = $5, updated_at = $6,"
+                " lease_token = NULL, lease_expires = NULL"
+                " WHERE id = $7 AND state = 'pending' AND lease_token = $8",
+                a.state.value, a.attempts, a.next_at, a.status, a.error, a.at,
+                a.delivery_id, a.lease_token,
+            )  # fmt: skip
+        return _row_count(status) == 1
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        async with self._unflushed("webhook delivery") as conn:
+            status = await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1",
+                before,
+            )
+        return _row_count(status)
 
     # API keys.
 

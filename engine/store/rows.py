@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import (
@@ -33,8 +33,13 @@ from engine.model import (
     TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryState,
+    WebhookFormat,
 )
 from engine.records.record import Record
+from engine.store import RecordQuery
 
 MESSAGE_FIELDS = (
     "id",
@@ -230,6 +235,117 @@ def tracking_domain_from_row(row: Mapping[str, Any]) -> TrackingDomain:
     fields = dict(row)
     fields["is_default"] = bool(fields["is_default"])
     return TrackingDomain(**fields)
+
+
+WEBHOOK_FIELDS = (
+    "id",
+    "tenant_id",
+    "url",
+    "record_types",
+    "format",
+    "batch_size",
+    "enabled",
+    "secret_sealed",
+    "created_at",
+    "updated_at",
+)
+WEBHOOK_COLUMNS = ", ".join(WEBHOOK_FIELDS)
+WEBHOOK_DELIVERY_FIELDS = (
+    "id",
+    "webhook_id",
+    "tenant_id",
+    "payload",
+    "record_count",
+    "state",
+    "attempts",
+    "next_at",
+    "created_at",
+    "updated_at",
+    "last_status",
+    "last_error",
+    "lease_token",
+    "lease_expires",
+)
+WEBHOOK_DELIVERY_COLUMNS = ", ".join(WEBHOOK_DELIVERY_FIELDS)
+
+
+def webhook_row(w: Webhook) -> tuple[object, ...]:
+    """A webhook as bound to ``WEBHOOK_FIELDS`` (record types as a JSON array)."""
+    return (
+        w.id,
+        w.tenant_id,
+        w.url,
+        json.dumps(list(w.record_types)),
+        w.format.value,
+        w.batch_size,
+        w.enabled,
+        w.secret_sealed,
+        w.created_at,
+        w.updated_at,
+    )
+
+
+def webhook_from_row(row: Mapping[str, Any]) -> Webhook:
+    """A webhook from a row selected with ``WEBHOOK_COLUMNS``."""
+    return Webhook(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        record_types=tuple(json.loads(row["record_types"])),
+        format=WebhookFormat(row["format"]),
+        batch_size=row["batch_size"],
+        enabled=bool(row["enabled"]),
+        secret_sealed=bytes(row["secret_sealed"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def webhook_delivery_from_row(row: Mapping[str, Any]) -> WebhookDelivery:
+    """A delivery from a row selected with ``WEBHOOK_DELIVERY_COLUMNS``."""
+    fields = dict(row)
+    fields["state"] = WebhookDeliveryState(fields["state"])
+    return WebhookDelivery(**fields)
+
+
+def record_query(
+    tenant_id: int,
+    query: RecordQuery,
+    limit: int,
+    mark: Callable[[], str],
+    field_of: Callable[[str], str],
+) -> tuple[str, list[object]]:
+    """The ``SELECT seq, data`` of up to ``limit`` of the tenant's records matching
+    ``query`` by seq (index ``records_tenant``), and the values it binds, in order;
+    ``mark`` gives the next placeholder, ``field_of`` the SQL of a top-level field of
+    the record's JSON."""
+    where = [f"tenant_id = {mark()}", f"seq > {mark()}"]
+    args: list[object] = [tenant_id, query.after_seq]
+    if query.types:
+        types = sorted(query.types)
+        where.append(f"type IN ({', '.join(mark() for _ in types)})")
+        args.extend(types)
+    if query.message_id is not None:
+        where.append(f"message_id = {mark()}")
+        args.append(query.message_id)
+    if query.recipient is not None:
+        where.append(f"lower({field_of('recipient')}) = {mark()}")
+        args.append(query.recipient.lower())
+    if query.since is not None:
+        where.append(f"timestamp >= {mark()}")
+        args.append(query.since)
+    if query.until is not None:
+        where.append(f"timestamp < {mark()}")
+        args.append(query.until)
+    if query.campaign is not None:
+        where.append(
+            "message_id IN (SELECT id FROM messages"
+            f" WHERE messages.tenant_id = records.tenant_id AND campaign = {mark()})"
+        )
+        args.append(query.campaign)
+    args.append(limit)
+    sql = f"SELECT seq, data FROM records WHERE {' AND '.join(where)} ORDER BY seq LIMIT {mark()}"
+    return sql, args
 
 
 def tenant_overrides_row(o: TenantOverrides) -> tuple[object, ...]:

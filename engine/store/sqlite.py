@@ -59,9 +59,23 @@ from engine.model import (
     TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDelivery,
 )
 from engine.records.record import Record
-from engine.store import PENDING_STATES, ClaimedQueue, Conflict, InUse, NotFound, StoreError
+from engine.store import (
+    PENDING_STATES,
+    ClaimedQueue,
+    Conflict,
+    InUse,
+    LoggedRecord,
+    LogPosition,
+    NewWebhookDelivery,
+    NotFound,
+    RecordQuery,
+    StoreError,
+    WebhookAttempt,
+)
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
@@ -78,6 +92,9 @@ from engine.store.rows import (
     SUSPENSION_COLUMNS,
     TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
+    WEBHOOK_COLUMNS,
+    WEBHOOK_DELIVERY_COLUMNS,
+    WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
     campaign_from_row,
@@ -91,6 +108,7 @@ from engine.store.rows import (
     queue_rows,
     recipient_from_row,
     recipient_rows,
+    record_query,
     record_row,
     records_about,
     settled_row,
@@ -101,6 +119,9 @@ from engine.store.rows import (
     tenant_overrides_row,
     tracking_domain_from_row,
     warmup_row,
+    webhook_delivery_from_row,
+    webhook_from_row,
+    webhook_row,
 )
 
 T = TypeVar("T")
@@ -127,6 +148,8 @@ one stops after the first ``LIMIT`` in priority order."""
 TENANT_OWNED = (
     "campaign_recipients",
     "campaigns",
+    "webhook_deliveries",
+    "webhooks",
     "messages",
     "bodies",
     "suppressions",
@@ -139,6 +162,10 @@ TENANT_OWNED = (
     "api_keys",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
+_QUEUE_DELIVERY_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, tenant_id, payload, record_count, state,"
+    " attempts, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+)
 _QUEUE_DEPTHS_SQL = (
     "SELECT queue, count(*), min(due_at) FROM messages WHERE state = 'queued' GROUP BY queue"
 )
@@ -1166,6 +1193,155 @@ class SqliteStore:
             lambda conn: conn.execute(sql, params).rowcount == 1, "tracking domain"
         )
 
+    # A tenant's records.
+
+    async def query_records(
+        self, tenant_id: int, query: RecordQuery, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        sql, args = record_query(
+            tenant_id, query, limit, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
+        )
+
+        def select(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
+            rows = conn.execute(sql, args)
+            return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+        return await self._run(select)
+
+    # Webhooks.
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        sql = (
+            f"INSERT INTO webhooks ({WEBHOOK_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(WEBHOOK_FIELDS))})"
+        )
+        await self._write(lambda conn: conn.execute(sql, webhook_row(webhook)), "webhook")
+        return webhook
+
+    async def get_webhook(self, tenant_id: int, webhook_id: str) -> Webhook | None:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ?"
+        found = await self._run(lambda conn: _webhooks(conn, sql, (tenant_id, webhook_id)))
+        return found[0] if found else None
+
+    async def list_webhooks(self, tenant_id: int) -> list[Webhook]:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? ORDER BY created_at, id"
+        return await self._run(lambda conn: _webhooks(conn, sql, (tenant_id,)))
+
+    async def update_webhook(self, webhook: Webhook) -> bool:
+        row = webhook_row(webhook)
+        sql = (
+            "UPDATE webhooks SET url = ?, record_types = ?, format = ?, batch_size = ?,"
+            " enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?"
+        )
+        params = (*row[2:7], webhook.updated_at, webhook.tenant_id, webhook.id)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, "webhook")
+
+    async def remove_webhook(self, tenant_id: int, webhook_id: str) -> bool:
+        sql = "DELETE FROM webhooks WHERE tenant_id = ? AND id = ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (tenant_id, webhook_id)).rowcount == 1, "webhook"
+        )
+
+    async def list_webhook_deliveries(
+        self, tenant_id: int, webhook_id: str, before_id: int | None, limit: int
+    ) -> list[WebhookDelivery]:
+        sql = (
+            f"SELECT {WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries"
+            " WHERE tenant_id = ? AND webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+        )
+        before = before_id if before_id is not None else 2**63 - 1
+        params = (tenant_id, webhook_id, before, limit)
+        return await self._run(lambda conn: _webhook_deliveries(conn, sql, params))
+
+    async def enabled_webhooks(self) -> list[Webhook]:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE enabled = 1 ORDER BY id"
+        return await self._run(lambda conn: _webhooks(conn, sql, ()))
+
+    async def webhook_position(self) -> LogPosition:
+        sql = "SELECT txid, seq FROM webhook_cursor WHERE id = 1"
+        row = await self._run(lambda conn: conn.execute(sql).fetchone())
+        return LogPosition(int(row[0]), int(row[1]))
+
+    async def records_since(
+        self, position: LogPosition, limit: int
+    ) -> tuple[list[LoggedRecord], LogPosition]:
+        """By seq: one writer at a time, so records commit in seq order."""
+        sql = "SELECT seq, tenant_id, type, data FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
+
+        def select(conn: sqlite3.Connection) -> list[LoggedRecord]:
+            rows = conn.execute(sql, (position.seq, limit))
+            return [LoggedRecord(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+
+        found = await self._run(select)
+        return found, LogPosition(0, found[-1].seq) if found else position
+
+    async def queue_webhook_deliveries(
+        self,
+        expected: LogPosition,
+        reached: LogPosition,
+        deliveries: Sequence[NewWebhookDelivery],
+        now: float,
+    ) -> bool:
+        rows = [
+            (d.webhook_id, d.tenant_id, d.payload, d.record_count, now, now, now)
+            for d in deliveries
+        ]
+
+        def update(conn: sqlite3.Connection) -> bool:
+            moved = conn.execute(
+                "UPDATE webhook_cursor SET txid = ?, seq = ? WHERE id = 1 AND txid = ? AND seq = ?",
+                (reached.txid, reached.seq, expected.txid, expected.seq),
+            )
+            if moved.rowcount != 1:
+                return False
+            conn.executemany(_QUEUE_DELIVERY_SQL, rows)
+            return True
+
+        return await self._write(update, "webhook delivery", flush=False)
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease_seconds: float, limit: int, skip: Collection[str]
+    ) -> list[WebhookDelivery]:
+        skipped = sorted(skip)
+        sql = (
+            "UPDATE webhook_deliveries SET lease_token = ?, lease_expires = ?"
+            " WHERE id IN (SELECT d.id FROM webhook_deliveries d"
+            "  JOIN webhooks w ON w.id = d.webhook_id"
+            "  WHERE d.state = 'pending' AND d.next_at <= ?"
+            "  AND (d.lease_expires IS NULL OR d.lease_expires <= ?) AND w.enabled = 1"
+            f"  AND d.webhook_id NOT IN ({', '.join('?' * len(skipped))})"
+            f"  ORDER BY d.next_at, d.id LIMIT ?) RETURNING {WEBHOOK_DELIVERY_COLUMNS}"
+        )
+        params = (new_lease_token(), now + lease_seconds, now, now, *skipped, limit)
+
+        def update(conn: sqlite3.Connection) -> list[WebhookDelivery]:
+            found = _webhook_deliveries(conn, sql, params)
+            return sorted(found, key=lambda d: (d.next_at, d.id))
+
+        return await self._write(update, "webhook delivery", flush=False)
+
+    async def finish_webhook_delivery(self, attempt: WebhookAttempt) -> bool:
+        sql = (
+            "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?,"
+            " last_status = ?, last_error = ?, updated_at = ?,"
+            " lease_token = NULL, lease_expires = NULL"
+            " WHERE id = ? AND state = 'pending' AND lease_token = ?"
+        )
+        a = attempt
+        params = (
+            a.state.value, a.attempts, a.next_at, a.status, a.error, a.at,
+            a.delivery_id, a.lease_token,
+        )  # fmt: skip
+        return await self._write(
+            lambda conn: conn.execute(sql, params).rowcount == 1, "webhook delivery", flush=False
+        )
+
+    async def purge_webhook_deliveries(self, before: float) -> int:
+        sql = "DELETE FROM webhook_deliveries WHERE state != 'pending' AND updated_at < ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (before,)).rowcount, "webhook delivery", flush=False
+        )
+
     # API keys.
 
     async def add_api_key(self, key: ApiKey) -> ApiKey:
@@ -1363,6 +1539,16 @@ def _tracking_domains(
     conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()
 ) -> list[TrackingDomain]:
     return [tracking_domain_from_row(row) for row in conn.execute(sql, params)]
+
+
+def _webhooks(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Webhook]:
+    return [webhook_from_row(row) for row in conn.execute(sql, params)]
+
+
+def _webhook_deliveries(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
+) -> list[WebhookDelivery]:
+    return [webhook_delivery_from_row(dict(row)) for row in conn.execute(sql, params)]
 
 
 def _api_key(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> ApiKey | None:

@@ -22,7 +22,7 @@ the message for those recipients and trying them again later (RFC 5321
 §4.5.3.1.10), while the recipients admitted before go now. Checked at DATA
 instead, a message with more recipients than the day has left, or than the
 rate's burst, could never pass in one piece. A transaction refused at DATA, or
-not stored, gives its recipients back to the day's quota (``intake``, told
+not stored, gives its recipients back to the day's quota (``acceptor``, told
 they were counted).
 """
 
@@ -41,6 +41,7 @@ from engine.smtp.handler import Envelope, Session
 from engine.smtp.reply import Reply
 from engine.store import Store
 from engine.submission.acceptance import Reception
+from engine.submission.acceptor import Acceptor, NotStored, Outgoing, Refused
 from engine.submission.address_policy import (
     NULL_SENDER,
     null_sender_recipient_problem,
@@ -48,7 +49,6 @@ from engine.submission.address_policy import (
     sender_problem,
 )
 from engine.submission.auth_throttle import Admission, AuthThrottle, client_key
-from engine.submission.intake import Intake, NotStored, Outgoing, Refused
 from engine.submission.passwords import verify_password_async
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
@@ -119,7 +119,7 @@ class SubmissionHandler:
         *,
         store: Store,
         spool: Spool,
-        intake: Intake,
+        acceptor: Acceptor,
         clock: Clock,
         throttle: AuthThrottle,
         hostname: str,
@@ -128,7 +128,7 @@ class SubmissionHandler:
     ) -> None:
         self._store = store
         self._spool = spool
-        self._intake = intake
+        self._acceptor = acceptor
         self._clock = clock
         self._throttle = throttle
         self._hostname = hostname
@@ -235,7 +235,7 @@ class SubmissionHandler:
         if account is None or envelope.mail_from is None or not envelope.rcpt_tos:
             return AUTH_REQUIRED
         try:
-            accepted = await self._intake.accept(
+            accepted = await self._acceptor.accept(
                 tenant=account.tenant,
                 domains=account.domains,
                 sender=envelope.mail_from,

@@ -8,7 +8,7 @@ Fixtures (registered for every test under ``tests/integration`` by its
 - ``api_clock``: a ``FakeClock`` the services read time from;
 - ``api_book``: the tenants' settings book the services read (quotas, routing);
 - ``api_services``: ``ApiServices`` on that store, with the acceptance path
-  (``Intake``, with the quotas of ``api_book``) on a running submission spool,
+  (``Acceptor``, with the quotas of ``api_book``) on a running submission spool,
   an in-process limiter on the fake clock, the operator token ``OPERATOR_TOKEN``
   and a key rate generous enough not to get in the way;
 - ``api_app``: ``create_app(api_services)``;
@@ -45,7 +45,7 @@ from engine.provisioning import Provisioning, Unknown
 from engine.records.log import RecordLog
 from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.store import Store
-from engine.submission.intake import Intake
+from engine.submission.acceptor import Acceptor
 from engine.submission.quota import TenantQuota
 from engine.submission.spool import Spool
 
@@ -83,7 +83,7 @@ async def api_services(
     spool = Spool(store, record_log, settings.database.commit_batch_max)
     limiter = LocalLimiter(api_clock)
     quota = TenantQuota(limiter, api_book)
-    intake = Intake(
+    acceptor = Acceptor(
         store=store,
         spool=spool,
         clock=api_clock,
@@ -100,7 +100,7 @@ async def api_services(
         key_rate=ROOMY_RATE,
         nodeid=NODE,
         operator_token=OPERATOR_TOKEN,
-        intake=intake,
+        acceptor=acceptor,
         quota=quota,
     )
     spooling = asyncio.create_task(spool.run(), name="spool")

@@ -3,7 +3,8 @@ admin API's (``api_support``).
 
 A test (or a module) that asks for ``store`` runs once on SQLite (a file under
 the test's temporary directory) and once on PostgreSQL (a database of its own,
-``tests.conftest.postgres_url``).
+``tests.conftest.postgres_url``). ``pg_store`` is a migrated PostgreSQL store
+alone, for the tests of what only PostgreSQL does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from engine.store import Store, open_store
 from engine.store.migrations import Backend
+from engine.store.postgres import PostgresStore
 from tests.integration.api_support import (
     api_app,
     api_book,
@@ -57,3 +59,14 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    """A migrated ``PostgresStore`` of four connections on a database of its own."""
+    store = PostgresStore(postgres_url, pool_size=4)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()

@@ -1,6 +1,6 @@
 """Campaigns through the real app on a real store (SQLite and PostgreSQL): creation
 and its 422s, recipients (CSV and JSON) with their report, expansion through the one
-intake (suppressed rows skipped and counted, a crash between batches neither loses nor
+acceptor (suppressed rows skipped and counted, a crash between batches neither loses nor
 doubles a recipient), progress, pause/resume/cancel, and another tenant's 404s."""
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def campaign(**changes: Any) -> dict[str, Any]:
 
 
 def expansion(services: ApiServices, store: Store | None = None, batch: int = 3) -> Expansion:
-    assert services.intake is not None
+    assert services.acceptor is not None
     return Expansion(
         store=store or services.store,
-        intake=services.intake,
+        acceptor=services.acceptor,
         clock=services.clock,
         hostname="mta.penguin.test",
         nodeid=NODE,

@@ -87,6 +87,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
         "tracking-domains",
         "tenant-settings",
         "delivery",
+        "webhooks",
         "submission",
         "admin",
         "bounce",

@@ -28,10 +28,12 @@ from engine.model import (
     Suppression,
     TenantOverrides,
     TrackingDomain,
+    Webhook,
+    WebhookFormat,
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
-from engine.store import StoreError
+from engine.store import NewWebhookDelivery, StoreError
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -47,22 +49,14 @@ TENANT_TABLES = (
     "smtp_users",
     "api_keys",
     "idempotency_keys",
+    "webhooks",
+    "webhook_deliveries",
     "tenant_settings",
     "campaigns",
     "campaign_recipients",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 def batch(tenant_id: int, prefix: str, submissions: int, per: int) -> list[Submission]:
@@ -99,6 +93,14 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$hash", T0))
     key = ApiKey(tenant.id, f"{name:x<8}"[:8], "k", frozenset(ApiScope), b"h" * 32, T0)
     await store.add_api_key(key)
+    hook = Webhook(
+        f"wh_{name}", tenant.id, "https://h.example/", (), WebhookFormat.SINGLE, 1, True, b"s",
+        T0, T0,
+    )  # fmt: skip
+    await store.add_webhook(hook)
+    position = await store.webhook_position()
+    posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
+    assert await store.queue_webhook_deliveries(position, position, posting, T0)
     await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
     subs = batch(tenant.id, name, submissions, per)
     records = [
@@ -124,6 +126,8 @@ ONE_EACH = {
     "tenant_settings": 1,
     "campaigns": 1,
     "campaign_recipients": 1,
+    "webhooks": 1,
+    "webhook_deliveries": 1,
 }
 
 

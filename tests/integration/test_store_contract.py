@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -32,12 +34,26 @@ from engine.model import (
     TenantOverrides,
     TrackingDomain,
     WarmupCount,
+    Webhook,
+    WebhookDeliveryState,
+    WebhookFormat,
 )
 from engine.records.record import Record, RecordType
-from engine.store import Conflict, InUse, NotFound, Store, open_store
+from engine.store import (
+    Conflict,
+    InUse,
+    LoggedRecord,
+    NewWebhookDelivery,
+    NotFound,
+    RecordQuery,
+    Store,
+    WebhookAttempt,
+    open_store,
+)
 from engine.store.migrations import Backend, migration_files
 from engine.store.postgres import CLAIM_QUEUE_SELECT as POSTGRES_CLAIM
 from engine.store.postgres import PostgresStore
+from engine.store.rows import record_query
 from engine.store.sqlite import CLAIM_QUEUE_SELECT as SQLITE_CLAIM
 from engine.store.sqlite import SqliteStore
 
@@ -1343,6 +1359,219 @@ async def test_queue_queries_read_only_their_queue_through_the_indexes(
     assert "SCAN messages" not in due_plan and "Seq Scan" not in due_plan, due_plan
 
 
+def webhook(webhook_id: str, tenant_id: int, *types: str, at: float = T0) -> Webhook:
+    return Webhook(
+        id=webhook_id,
+        tenant_id=tenant_id,
+        url=f"https://hooks.example/{webhook_id}",
+        record_types=types,
+        format=WebhookFormat.SINGLE,
+        batch_size=1,
+        enabled=True,
+        secret_sealed=b"sealed-" + webhook_id.encode(),
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def test_query_records_filters_a_tenants_records_and_pages_by_seq(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    news = replace(message("n", 0, acme.id), campaign="news", recipient="Ann@Dest.example")
+    other = message("o", 0, acme.id)
+    await store.accept(
+        [submission("n", acme.id, [news]), submission("o", acme.id, [other])],
+        [reception(news), reception(other)],
+    )
+    await store.add_records(
+        [
+            Record(RecordType.DELIVERY, T0 + 10, acme.id, id=news.id, recipient=news.recipient),
+            Record(RecordType.BOUNCE, T0 + 20, acme.id, id=other.id, recipient=other.recipient),
+            Record(RecordType.DELIVERY, T0 + 30, beta.id, id="b-0", recipient=news.recipient),
+        ]
+    )
+
+    async def ids(query: RecordQuery, limit: int = 100) -> list[tuple[str, str]]:
+        found = await store.query_records(acme.id, query, limit)
+        assert [seq for seq, _ in found] == sorted(seq for seq, _ in found)
+        return [(data["type"], data["id"]) for _, data in found]
+
+    everything = [
+        ("Reception", news.id),
+        ("Reception", other.id),
+        ("Delivery", news.id),
+        ("Bounce", other.id),
+    ]
+    assert await ids(RecordQuery()) == everything
+    assert await ids(RecordQuery(types=frozenset({"Delivery", "Bounce"}))) == everything[2:]
+    assert await ids(RecordQuery(campaign="news")) == [everything[0], everything[2]]
+    assert await ids(RecordQuery(recipient="ann@dest.EXAMPLE")) == [everything[0], everything[2]]
+    assert await ids(RecordQuery(message_id=other.id)) == [everything[1], everything[3]]
+    assert await ids(RecordQuery(since=T0 + 10, until=T0 + 20)) == [everything[2]]
+    first = await store.query_records(acme.id, RecordQuery(), 3)
+    assert len(first) == 3
+    rest = await store.query_records(acme.id, RecordQuery(after_seq=first[-1][0]), 3)
+    assert [(d["type"], d["id"]) for _, d in rest] == everything[3:]
+    beta_only = await store.query_records(beta.id, RecordQuery(), 100)
+    assert [d["id"] for _, d in beta_only] == ["b-0"]
+
+
+async def test_webhooks_belong_to_their_tenant(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    first = await store.add_webhook(webhook("wh_a1", acme.id, "Delivery", "Bounce"))
+    second = await store.add_webhook(webhook("wh_a2", acme.id, at=T0 + 1))
+    theirs = await store.add_webhook(webhook("wh_b1", beta.id))
+    with pytest.raises(Conflict):
+        await store.add_webhook(webhook("wh_a1", acme.id))
+    with pytest.raises(NotFound):
+        await store.add_webhook(webhook("wh_x", acme.id + beta.id + 10))
+
+    assert await store.get_webhook(acme.id, "wh_a1") == first
+    assert await store.get_webhook(acme.id, "wh_b1") is None
+    assert await store.list_webhooks(acme.id) == [first, second]
+    assert await store.list_webhooks(beta.id) == [theirs]
+
+    changed = replace(
+        first,
+        url="https://elsewhere.example/",
+        record_types=("Open",),
+        format=WebhookFormat.BATCH,
+        batch_size=50,
+        enabled=False,
+        updated_at=T0 + 5,
+    )
+    assert await store.update_webhook(changed)
+    assert await store.get_webhook(acme.id, "wh_a1") == changed
+    assert not await store.update_webhook(replace(theirs, tenant_id=acme.id, enabled=False))
+    assert (await store.get_webhook(beta.id, "wh_b1")) == theirs
+    assert await store.enabled_webhooks() == [second, theirs]
+
+    assert not await store.remove_webhook(acme.id, "wh_b1")
+    assert await store.remove_webhook(acme.id, "wh_a2")
+    assert await store.list_webhooks(acme.id) == [changed]
+    assert await store.remove_tenant(acme.id)
+    assert await store.list_webhooks(beta.id) == [theirs]
+
+
+async def follow(store: Store, page: int, expected: int) -> list[LoggedRecord]:
+    """Follow the log from the dispatcher's position, moving it, until ``expected`` records
+    came (on PostgreSQL another database's running transaction may hold them back a moment),
+    then once more to see that no more come."""
+    found: list[LoggedRecord] = []
+    position = await store.webhook_position()
+    async with asyncio.timeout(10):
+        while True:
+            records, reached = await store.records_since(position, page)
+            if records:
+                assert await store.queue_webhook_deliveries(position, reached, [], T0)
+                found.extend(records)
+                position = reached
+            elif len(found) >= expected:
+                return found
+            else:
+                await asyncio.sleep(0.01)
+
+
+async def test_records_since_follows_the_log_once(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    assert await follow(store, 10, 0) == []
+    records = [Record(RecordType.DELIVERY, T0 + i, acme.id, id=f"m{i}") for i in range(5)]
+    await store.add_records(records[:2])
+    await store.add_records(records[2:])
+    followed = await follow(store, 2, 5)
+    assert [r.data for r in followed] == [r.to_json() for r in records]
+    assert {(r.tenant_id, r.type) for r in followed} == {(acme.id, "Delivery")}
+    assert await follow(store, 2, 0) == []
+    late = Record(RecordType.BOUNCE, T0 + 9, None, id="m9")
+    await store.add_records([late])
+    assert [r.data for r in await follow(store, 2, 1)] == [late.to_json()]
+
+
+async def test_the_dispatch_position_moves_only_from_where_it_was(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    hook = await store.add_webhook(webhook("wh_1", acme.id))
+    await store.add_records([Record(RecordType.DELIVERY, T0, acme.id, id="m0")])
+    start = await store.webhook_position()
+    async with asyncio.timeout(10):
+        while True:
+            records, reached = await store.records_since(start, 10)
+            if records:
+                break
+            await asyncio.sleep(0.01)
+    assert len(records) == 1 and reached > start
+    queued = NewWebhookDelivery(hook.id, acme.id, '{"n":1}', 1)
+    assert await store.queue_webhook_deliveries(start, reached, [queued], T0)
+    assert not await store.queue_webhook_deliveries(start, reached, [queued], T0)
+    assert await store.webhook_position() == reached
+    assert len(await store.list_webhook_deliveries(acme.id, hook.id, None, 10)) == 1
+
+
+async def test_webhook_deliveries_are_claimed_once_retried_and_finished(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    a = await store.add_webhook(webhook("wh_a", acme.id))
+    b = await store.add_webhook(webhook("wh_b", beta.id))
+    off = await store.add_webhook(replace(webhook("wh_off", acme.id), enabled=False))
+    position = await store.webhook_position()
+    new = [
+        NewWebhookDelivery(a.id, acme.id, '{"n":1}', 1),
+        NewWebhookDelivery(b.id, beta.id, '{"n":2}', 1),
+        NewWebhookDelivery(off.id, acme.id, '{"n":3}', 1),
+        NewWebhookDelivery(a.id, acme.id, '[{"n":4},{"n":5}]', 2),
+    ]
+    assert await store.queue_webhook_deliveries(position, position, new, T0)
+
+    claimed = await store.claim_webhook_deliveries(T0, 30, 10, skip={"wh_b"})
+    assert [d.payload for d in claimed] == ['{"n":1}', '[{"n":4},{"n":5}]']
+    first, second = claimed
+    assert first.lease_token is not None and first.lease_token == second.lease_token
+    assert (first.state, first.attempts, first.record_count) == (
+        WebhookDeliveryState.PENDING,
+        0,
+        1,
+    )
+    assert await store.claim_webhook_deliveries(T0 + 1, 30, 10, skip={"wh_b"}) == []
+    [theirs] = await store.claim_webhook_deliveries(T0 + 1, 30, 10, skip=())
+    assert theirs.webhook_id == "wh_b"
+
+    assert first.lease_token is not None and second.lease_token is not None
+    retry = WebhookAttempt(
+        first.id, first.lease_token, WebhookDeliveryState.PENDING, 1, T0 + 60, 500, "HTTP 500", T0
+    )
+    assert await store.finish_webhook_delivery(retry)
+    assert not await store.finish_webhook_delivery(retry)  # the lease is gone
+    done = WebhookAttempt(
+        second.id, second.lease_token, WebhookDeliveryState.DELIVERED, 1, T0, 200, None, T0 + 2
+    )
+    assert await store.finish_webhook_delivery(done)
+    assert await store.claim_webhook_deliveries(T0 + 59, 30, 10, skip={"wh_b"}) == []
+    [again] = await store.claim_webhook_deliveries(T0 + 60, 30, 10, skip={"wh_b"})
+    assert (again.id, again.attempts, again.last_status, again.last_error) == (
+        first.id,
+        1,
+        500,
+        "HTTP 500",
+    )
+    # An expired lease is claimed again, under a new token.
+    [reclaimed] = await store.claim_webhook_deliveries(T0 + 91, 30, 10, skip={"wh_b"})
+    assert reclaimed.id == first.id and reclaimed.lease_token != again.lease_token
+
+    log = await store.list_webhook_deliveries(acme.id, a.id, None, 10)
+    assert [d.id for d in log] == [second.id, first.id]
+    assert log[0].state is WebhookDeliveryState.DELIVERED and log[0].last_status == 200
+    assert [d.id for d in await store.list_webhook_deliveries(acme.id, a.id, second.id, 10)] == [
+        first.id
+    ]
+    assert await store.list_webhook_deliveries(beta.id, a.id, None, 10) == []
+    assert await store.purge_webhook_deliveries(T0 + 3) == 1
+    assert [d.id for d in await store.list_webhook_deliveries(acme.id, a.id, None, 10)] == [
+        first.id
+    ]
+    assert await store.remove_webhook(acme.id, a.id)
+    assert await store.list_webhook_deliveries(acme.id, a.id, None, 10) == []
+
+
 def api_key(tenant_id: int, prefix: str, *scopes: ApiScope) -> ApiKey:
     return ApiKey(
         tenant_id=tenant_id,
@@ -1466,3 +1695,30 @@ async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(
     await store.remove_messages([m.id], [])
     assert await store.remove_tenant(acme.id)
     assert await store.get_campaign(acme.id, made.id) is None
+
+
+async def test_a_tenants_record_query_reads_its_records_through_the_index(
+    store: Store, backend: Backend
+) -> None:
+    big = await store.create_tenant("big", T0)
+    small = await store.create_tenant("small", T0)
+    owners = [small if n % 150 == 0 else big for n in range(3000)]
+    await store.add_records(
+        [Record(RecordType.DELIVERY, T0 + n, t.id, id=f"m{n}") for n, t in enumerate(owners)]
+    )
+    query = RecordQuery(types=frozenset({"Delivery"}), since=T0, after_seq=100)
+    if backend == "sqlite":
+        sql, args = record_query(
+            small.id, query, 50, lambda: "?", lambda name: f"json_extract(data, '$.{name}')"
+        )
+    else:
+        count = itertools.count(1)
+        sql, args = record_query(
+            small.id, query, 50, lambda: f"${next(count)}", lambda n: f"(data->>'{n}')"
+        )
+        assert isinstance(store, PostgresStore)
+        await store._execute("ANALYZE records")
+    plan = await query_plan(store, backend, sql, *args)
+    assert "records_tenant" in plan, plan
+    assert "SCAN records" not in plan and "Seq Scan" not in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan

@@ -62,6 +62,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "engine": {"data_dir": str(tmp_path / "var"), "shutdown_grace_seconds": 5},
             "submission": {"listen": ["127.0.0.1:0"]},
             "admin": {"listen": "127.0.0.1:0"},
+            "bounce": {"listen": ["127.0.0.1:0"]},
+            "tracking": {"listen": "127.0.0.1:0"},
             "dns": {"nameservers": ["127.0.0.1:9"]},
             "sources": {"s1": {"address": "127.0.0.1", "ehlo_hostname": "s1.penguin.test"}},
             "pools": {"default": {"sources": ["s1"]}, "warm": {"sources": ["s1"]}},

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "engine.provisioning": 2,
     "engine.scheduler": 2,
     "engine.limits": 2,
+    "engine.webhooks": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }

@@ -1,4 +1,4 @@
-"""Intake: the one acceptance path, for SMTP submission and HTTP alike.
+"""Acceptor: the one acceptance path, for SMTP submission and HTTP alike.
 
 In: the tenant, its sending domains, an envelope and one or more raw messages
 (several when an HTTP request renders each recipient's message apart). Out,
@@ -134,7 +134,7 @@ class _KeyLock:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """One call of ``Intake.accept``."""
+    """One call of ``Acceptor.accept``."""
 
     tenant: Tenant
     domains: frozenset[str]
@@ -147,7 +147,7 @@ class _Request:
     counted: bool
 
 
-class Intake:
+class Acceptor:
     """Checks, plans and durably stores submissions; see the module docstring."""
 
     def __init__(

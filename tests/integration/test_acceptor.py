@@ -1,4 +1,4 @@
-"""Intake, the acceptance path SMTP and HTTP share, on a real store and spool."""
+"""Acceptor, the acceptance path SMTP and HTTP share, on a real store and spool."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from engine.model import MessageState, Suppression, Tenant
 from engine.records.log import RecordLog
 from engine.store import Store
 from engine.submission.acceptance import Reception
-from engine.submission.intake import (
+from engine.submission.acceptor import (
     IDEMPOTENCY_SECONDS,
+    Acceptor,
     Idempotency,
     IdempotencyMismatch,
-    Intake,
     Outgoing,
     Refused,
 )
@@ -37,7 +37,7 @@ def raw(subject: str = "hi", sender: str = "news@acme.example") -> bytes:
 @dataclass
 class World:
     store: Store
-    intake: Intake
+    acceptor: Acceptor
     clock: FakeClock
     tenant: Tenant
 
@@ -49,9 +49,9 @@ async def world(store: Store, tmp_path: Path) -> AsyncIterator[World]:
     spool = Spool(store, record_log, batch_max=64)
     writer = asyncio.create_task(spool.run())
     tenant = await store.create_tenant("acme", clock.now())
-    intake = Intake(store=store, spool=spool, clock=clock, rng=random.Random(7))
+    acceptor = Acceptor(store=store, spool=spool, clock=clock, rng=random.Random(7))
     try:
-        yield World(store, intake, clock, tenant)
+        yield World(store, acceptor, clock, tenant)
     finally:
         spool.close()
         await writer
@@ -65,7 +65,7 @@ async def accept(
     meta: dict[str, Any] | None = None,
     idempotency: Idempotency | None = None,
 ) -> dict[str, Any]:
-    return await w.intake.accept(
+    return await w.acceptor.accept(
         tenant=w.tenant,
         domains=DOMAINS,
         sender="bounces@acme.example",
@@ -127,7 +127,7 @@ async def test_what_smtp_refuses_is_refused(
     world: World, sender: str, message: bytes, code: int, recipient: int | None
 ) -> None:
     with pytest.raises(Refused) as refused:
-        await world.intake.accept(
+        await world.acceptor.accept(
             tenant=world.tenant,
             domains=DOMAINS,
             sender=sender,
