@@ -89,6 +89,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
         "delivery",
         "webhooks",
         "submission",
+        "campaigns",
         "admin",
         "bounce",
         "tracking",
