@@ -202,39 +202,39 @@ def _json_list(body: bytes) -> list[dict[str, Any]]:
     return items
 
 
-async def _control(
-    action: str, campaign_id: int, caller: Caller, services: ApiServices
-) -> Campaign:
-    campaigns = services.campaigns
-    try:
-        if action == "start":
-            return await campaigns.start(caller.tenant, campaign_id)
-        if action == "pause":
-            return await campaigns.pause(caller.tenant, campaign_id)
-        return await campaigns.resume(caller.tenant, campaign_id)
-    except (CampaignUnknown, CampaignConflict) as exc:
-        raise _translated(exc) from exc
+CONTROLS = {
+    "start": "Schedule a draft: it starts at its send_at (or now)",
+    "pause": "Stop expanding and hold the campaign's queued mail",
+    "resume": "Go on with a paused campaign",
+}
 
 
-@router.post("/campaigns/{campaign_id}/start", responses=responses(401, 403, 404, 409, 429))
-async def start_campaign(
-    campaign_id: int, caller: Caller = Depends(send), services: ApiServices = Depends(api_services)
-) -> CampaignOut:
-    return CampaignOut.of(await _control("start", campaign_id, caller, services))
+def _control_route(action: str, summary: str) -> None:
+    """``POST /campaigns/{id}/ACTION``: the campaign moved, as it is then."""
+
+    async def control(
+        campaign_id: int,
+        caller: Caller = Depends(send),
+        services: ApiServices = Depends(api_services),
+    ) -> CampaignOut:
+        move = getattr(services.campaigns, action)
+        try:
+            return CampaignOut.of(await move(caller.tenant, campaign_id))
+        except (CampaignUnknown, CampaignConflict) as exc:
+            raise _translated(exc) from exc
+
+    router.add_api_route(
+        f"/campaigns/{{campaign_id}}/{action}",
+        control,
+        methods=["POST"],
+        name=f"{action}_campaign",
+        summary=summary,
+        responses=responses(401, 403, 404, 409, 429),
+    )
 
 
-@router.post("/campaigns/{campaign_id}/pause", responses=responses(401, 403, 404, 409, 429))
-async def pause_campaign(
-    campaign_id: int, caller: Caller = Depends(send), services: ApiServices = Depends(api_services)
-) -> CampaignOut:
-    return CampaignOut.of(await _control("pause", campaign_id, caller, services))
-
-
-@router.post("/campaigns/{campaign_id}/resume", responses=responses(401, 403, 404, 409, 429))
-async def resume_campaign(
-    campaign_id: int, caller: Caller = Depends(send), services: ApiServices = Depends(api_services)
-) -> CampaignOut:
-    return CampaignOut.of(await _control("resume", campaign_id, caller, services))
+for _action, _summary in CONTROLS.items():
+    _control_route(_action, _summary)
 
 
 @router.post("/campaigns/{campaign_id}/cancel", responses=responses(401, 403, 404, 409, 429))

@@ -19,27 +19,17 @@ from admin_api.services import ApiServices
 from engine.campaigns.expansion import Expansion
 from engine.cli import main
 from engine.model import (
-    ApiScope,
     MessageState,
     RecipientMark,
-    SendingDomain,
     Suppression,
     SuspensionScope,
-    Tenant,
 )
 from engine.records.record import Record, RecordType
 from engine.store import Store
-from tests.integration.api_support import NODE, bearer, error_of, make_tenant_key
+from tests.integration.api_support import NODE, error_of
+from tests.integration.test_api_messages import sender_of
 
 CAMPAIGNS = "/v1/campaigns"
-
-
-async def sender_of(services: ApiServices, name: str = "acme") -> tuple[Tenant, dict[str, str]]:
-    """Tenant ``name`` with the sending domain ``NAME.example`` and a send+read key."""
-    tenant, token = await make_tenant_key(services, name, {ApiScope.SEND, ApiScope.READ})
-    domain = SendingDomain(tenant.id, f"{name}.example", "s1", "rsa", b"", "", 0.0)
-    await services.store.add_domain(domain)
-    return tenant, bearer(token)
 
 
 def campaign(**changes: Any) -> dict[str, Any]:
