@@ -6,7 +6,7 @@ quotas, suppressions at commit, durable before they count), and no other
 process needs the template. Each round takes up to ``batch`` pending rows of
 each running campaign, renders and composes one message per row (a row that
 does not render or compose is ``failed`` with why) and accepts them in one
-acceptor call under the idempotency key ``campaign:ID:FIRST-LAST``, stored in
+acceptor call under the idempotency key ``KEY_PREFIX`` + ``ID:FIRST-LAST``, stored in
 the acceptance's transaction. The rows are then marked ``queued`` (with the
 message id) or ``suppressed``. A crash between the two leaves the rows
 pending; the next round takes the same rows (a running campaign's list does
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 IDLE_SECONDS = 1.0
+KEY_PREFIX = "campaign\n"
+"""Of a batch's idempotency key: no HTTP header value holds a line break, so no
+request's ``Idempotency-Key`` can take a campaign's."""
 
 
 class Expansion:
@@ -175,7 +178,7 @@ class Expansion:
                 marks.append(RecipientMark(row.row, RecipientStatus.FAILED, reason=str(exc)))
         if not sent:
             return marks
-        span = f"campaign:{campaign.id}:{sent[0].row}-{sent[-1].row}"
+        span = f"{KEY_PREFIX}{campaign.id}:{sent[0].row}-{sent[-1].row}"
         domains = frozenset(d.name for d in await self._store.list_domains(tenant.id))
         try:
             receipt = await self._acceptor.accept(
