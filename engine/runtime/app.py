@@ -7,7 +7,8 @@ process and node), the scheduler, the message transform (signed return
 paths, their keys derived from the engine secret), the SMTP deliverer. A
 process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
+with the admin HTTP listener, ``admin``, and campaign expansion,
+``campaigns``, in one process per node, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
 ``all`` too when ``bounce.listen`` is set); ``webhooks`` (records posted to the
@@ -392,16 +393,17 @@ class Engine:
         if self.role.submits:
             submission = self._submission(delivery)
             composed.append(submission)
-            composed.append(
-                Expansion(
-                    store=self._store,
-                    acceptor=submission.acceptor,
-                    clock=self.clock,
-                    hostname=settings.engine.hostname,
-                    nodeid=node_id(settings),
-                )
-            )
             if self.serve_admin:
+                # One expanding process per node: two would take the same rows.
+                composed.append(
+                    Expansion(
+                        store=self._store,
+                        acceptor=submission.acceptor,
+                        clock=self.clock,
+                        hostname=settings.engine.hostname,
+                        nodeid=node_id(settings),
+                    )
+                )
                 composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))
