@@ -163,6 +163,12 @@ max_commands = 10000000
 [admin]
 listen = "127.0.0.1:0"
 
+[bounce]
+listen = ["127.0.0.1:0"]
+
+[tracking]
+listen = "127.0.0.1:0"
+
 [records]
 json_log_enabled = false
 

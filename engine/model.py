@@ -196,13 +196,19 @@ class Submission:
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     """A tenant's idempotency key: the hash of the request that first used it and
-    the response (JSON text) that request got."""
+    the response (JSON text) that request got.
+
+    A key is claimed before its acceptance (``pending``, no response yet, under a
+    random ``claim_token``); the acceptance fills in the response by that token."""
 
     tenant_id: int
     key: str
     request_hash: str
     response: str
     created_at: float
+    """When the key was claimed."""
+    claim_token: str = ""
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,10 @@ class TokenKeys:
             raise ValueError(f"no key for the current key id {current_key_id!r}")
         self._keys = dict(keys)
         self.current_id = current_key_id
+        # Keyed once: a copy skips the key's setup (and the digest's lookup) on every MAC.
+        self._keyed = {
+            key_id: hmac.new(key, digestmod=hashlib.sha256) for key_id, key in keys.items()
+        }
 
     @property
     def current(self) -> bytes:
@@ -43,6 +47,15 @@ class TokenKeys:
     def get(self, key_id: str) -> bytes | None:
         """The key of ``key_id``; None when it is not trusted."""
         return self._keys.get(key_id)
+
+    def mac(self, key_id: str) -> hmac.HMAC | None:
+        """A new HMAC-SHA256 under the key of ``key_id``; None when it is not trusted."""
+        keyed = self._keyed.get(key_id)
+        return keyed.copy() if keyed is not None else None
+
+    def signing_mac(self) -> hmac.HMAC:
+        """A new HMAC-SHA256 under the key that signs new tokens."""
+        return self._keyed[self.current_id].copy()
 
     def __repr__(self) -> str:
         return f"TokenKeys(current={self.current_id!r}, key_ids={sorted(self._keys)!r})"

@@ -36,11 +36,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hashlib
 import hmac
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,6 +52,7 @@ MAC_BYTES: Final = 12
 KEY_PURPOSE: Final = "tracking"
 _HEAD: Final = struct.Struct(">cII")
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 class TokenKind(enum.StrEnum):
@@ -109,6 +109,26 @@ class TrackingTokens:
         """The one-click unsubscribe URL (``/u/<token>``, RFC 8058) for ``message``."""
         return self._url(TokenKind.UNSUBSCRIBE, message, domain, "", sent_at)
 
+    def click_urls(
+        self, message: QueuedMessage, domain: str, *, sent_at: float | None = None
+    ) -> Callable[[str], str]:
+        """``click_url`` of ``message`` on ``domain`` for any link: what the links of one
+        message share (the token's head, the MAC's key and head) is made once."""
+        host = _host(domain)
+        head = self._head(TokenKind.CLICK, message, sent_at)
+        signing = self._keys.signing_mac()
+        signing.update(head)
+        tail = _mac_tail(host)
+        prefix = f"{self._scheme}://{host}/{TokenKind.CLICK.value}/"
+
+        def click_url(url: str) -> str:
+            target = url.encode("utf-8")
+            mac = signing.copy()
+            mac.update(target + tail)
+            return prefix + _b64encode(head + target + mac.digest()[:MAC_BYTES])
+
+        return click_url
+
     def token(
         self,
         kind: TokenKind,
@@ -118,26 +138,10 @@ class TrackingTokens:
         sent_at: float | None = None,
     ) -> str:
         """The token of a link; ``sent_at`` defaults to the message's due time."""
-        when = message.due_at if sent_at is None else sent_at
-        key_id = self._keys.current_id.encode("ascii")
-        mid = message_id_bytes(message.id)
-        rcpt = message.recipient.encode("utf-8") if kind is TokenKind.UNSUBSCRIBE else b""
-        if len(mid) > 255 or len(rcpt) > 65535:
-            raise ValueError(f"message {message.id!r} does not fit a tracking token")
-        signed = b"".join(
-            (
-                bytes([len(key_id)]),
-                key_id,
-                _HEAD.pack(kind.value.encode("ascii"), max(0, int(when)), message.tenant_id),
-                bytes([len(mid)]),
-                mid,
-                len(rcpt).to_bytes(2, "big"),
-                rcpt,
-                url.encode("utf-8"),
-            )
-        )
-        mac = _mac(self._keys.current, signed, _host(domain))
-        return base64.urlsafe_b64encode(signed + mac).rstrip(b"=").decode("ascii")
+        signed = self._head(kind, message, sent_at) + url.encode("utf-8")
+        mac = self._keys.signing_mac()
+        mac.update(signed + _mac_tail(_host(domain)))
+        return _b64encode(signed + mac.digest()[:MAC_BYTES])
 
     def decode(self, token: str, host: str) -> TokenClaims | None:
         """The claims of ``token`` presented on ``host``; None unless trusted there."""
@@ -146,11 +150,34 @@ class TrackingTokens:
             return None
         signed, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
         key_id = signed[1 : 1 + signed[0]].decode("ascii", "replace")
-        key = self._keys.get(key_id)
         domain = _host(host)
-        if key is None or not hmac.compare_digest(_mac(key, signed, domain), mac):
+        expected = self._keys.mac(key_id)
+        if expected is None:
+            return None
+        expected.update(signed + _mac_tail(domain))
+        if not hmac.compare_digest(expected.digest()[:MAC_BYTES], mac):
             return None
         return _claims(signed[1 + signed[0] :], domain, key_id)
+
+    def _head(self, kind: TokenKind, message: QueuedMessage, sent_at: float | None) -> bytes:
+        """The token's bytes before the URL (all of them but the MAC, for no click)."""
+        when = message.due_at if sent_at is None else sent_at
+        key_id = self._keys.current_id.encode("ascii")
+        mid = message_id_bytes(message.id)
+        rcpt = message.recipient.encode("utf-8") if kind is TokenKind.UNSUBSCRIBE else b""
+        if len(mid) > 255 or len(rcpt) > 65535:
+            raise ValueError(f"message {message.id!r} does not fit a tracking token")
+        return b"".join(
+            (
+                bytes([len(key_id)]),
+                key_id,
+                _HEAD.pack(kind.value.encode("ascii"), max(0, int(when)), message.tenant_id),
+                bytes([len(mid)]),
+                mid,
+                len(rcpt).to_bytes(2, "big"),
+                rcpt,
+            )
+        )
 
     def _url(
         self,
@@ -179,9 +206,14 @@ def _host(domain: str) -> str:
     return domain.lower().rstrip(".")
 
 
-def _mac(key: bytes, signed: bytes, domain: str) -> bytes:
-    message = signed + b"\0" + domain.encode("utf-8", "surrogateescape")
-    return hmac.digest(key, message, hashlib.sha256)[:MAC_BYTES]
+def _mac_tail(domain: str) -> bytes:
+    """What the MAC covers after the token's bytes: a zero byte and the tracking domain."""
+    return b"\0" + domain.encode("utf-8", "surrogateescape")
+
+
+def _b64encode(raw: bytes) -> str:
+    """``raw`` in unpadded base64url."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(token: str) -> bytes | None:
@@ -193,7 +225,7 @@ def _b64decode(token: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     # Unused low bits of the last character are ignored by the decoder: refuse them set.
-    return raw if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == token else None
+    return raw if _b64encode(raw) == token else None
 
 
 def _claims(body: bytes, domain: str, key_id: str) -> TokenClaims | None:

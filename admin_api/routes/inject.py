@@ -81,7 +81,7 @@ class InjectRequest(BaseModel):
     )
 
 
-class InjectReply(BaseModel):
+class InjectResult(BaseModel):
     success_count: int
     fail_count: int
     failed_recipients: list[str]
@@ -98,7 +98,7 @@ async def inject(
     request: Request,
     caller: Caller = Depends(send),
     services: ApiServices = Depends(api_services),
-) -> InjectReply:
+) -> InjectResult:
     acceptor = acceptor_of(services)
     domains = await sending_domains(services, caller.tenant)
     limit = services.settings.submission.max_message_bytes
@@ -140,7 +140,7 @@ async def inject(
     for address in accepted["suppressed"]:
         failed.append(address)
         errors.append(f"{address}: the recipient is on the suppression list")
-    return InjectReply(
+    return InjectResult(
         success_count=len(accepted["messages"]),
         fail_count=len(failed),
         failed_recipients=failed,

@@ -14,7 +14,9 @@ over them, 429 ``quota_exceeded`` with ``Retry-After``.
 
 ``Idempotency-Key`` (at most 255 characters): the same key with the same body
 within a day answers the first response again; with another body, 422
-``idempotency_mismatch``.
+``idempotency_mismatch``; while the first request with the key is still being
+accepted (by any engine process), 409 ``idempotency_in_progress`` with
+``Retry-After: 1``.
 
 ``GET /v1/messages/{id}``: the message and its records (KumoMTA's shape);
 another tenant's id answers 404 like an unknown one.
@@ -43,6 +45,7 @@ from engine.submission.acceptance import Reception
 from engine.submission.acceptor import (
     Acceptor,
     Idempotency,
+    IdempotencyInProgress,
     IdempotencyMismatch,
     NotStored,
     Outgoing,
@@ -203,7 +206,7 @@ _RAW_ONLY = frozenset({"from_", "to", "tags", "metadata", "send_at", "raw"})
     "/messages",
     status_code=202,
     summary="Send a message",
-    responses=responses(401, 403, 413, 422, 429, 503),
+    responses=responses(401, 403, 409, 413, 422, 429, 503),
 )
 async def send_message(
     body: MessageIn,
@@ -455,6 +458,13 @@ async def accept_outgoing(
             "idempotency_mismatch",
             "this Idempotency-Key was used with another request body",
             field="Idempotency-Key",
+        ) from exc
+    except IdempotencyInProgress as exc:
+        raise ApiError(
+            409,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is being accepted; retry shortly",
+            headers={"Retry-After": "1"},
         ) from exc
     except OverQuota as exc:
         retry = str(max(1, math.ceil(exc.verdict.retry_after)))

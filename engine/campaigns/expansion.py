@@ -45,6 +45,7 @@ from engine.submission.acceptance import Reception
 from engine.submission.acceptor import (
     Acceptor,
     Idempotency,
+    IdempotencyInProgress,
     NotStored,
     Outgoing,
     OverQuota,
@@ -194,7 +195,8 @@ class Expansion:
             row = sent[exc.message]
             failed = RecipientMark(row.row, RecipientStatus.FAILED, reason=exc.reply.text)
             return [*marks, failed]  # the others stay pending: the next round takes them
-        except (OverQuota, NotStored) as exc:
+        except (OverQuota, NotStored, IdempotencyInProgress) as exc:
+            # Over quota, the store down, or another process accepting these rows now.
             log.warning("campaign %s waits: %s", campaign.name, exc)
             return None
         return sorted([*marks, *_marks(sent, receipt)], key=lambda m: m.row)

@@ -64,7 +64,7 @@ from engine.records.record import Record
 from engine.scheduler import Dispatch, Scheduler
 from engine.store import Store
 from engine.store.group_commit import GroupCommit
-from engine.submission.acceptance import from_domains, parse_header_fields
+from engine.submission.acceptance import message_from_domains
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class DeliveryService:
     async def _sign(self, body: bytes, tenant_id: int, now: float) -> Prepared:
         """``body`` signed by its From domain's key; unsigned if that domain is not
         one of the tenant's sending domains."""
-        domains = from_domains(parse_header_fields(body))
+        domains = message_from_domains(body)
         domain = await self._keys.domain(domains[0]) if domains else None
         if domain is None or domain.tenant_id != tenant_id:
             log.warning("no DKIM key of the tenant for From domain %s; sending unsigned", domains)

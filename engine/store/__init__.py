@@ -156,6 +156,7 @@ class StoreError(Exception):
      ├── Conflict        (a unique name is taken: tenant, domain, SMTP user,
      │                    tracking domain, API key prefix)
      ├── NotFound        (a named parent does not exist)
+     ├── ClaimLost       (an idempotency claim was taken over before its acceptance)
      └── InUse           (a tenant to remove still has messages to deliver)
     """
 
@@ -166,6 +167,11 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class ClaimLost(StoreError):
+    """An idempotency key's claim is no longer pending under its token: it was
+    abandoned and claimed again, so the acceptance must not be stored."""
 
 
 class InUse(StoreError):
@@ -263,18 +269,28 @@ class Store(Protocol):
         records: Sequence[Record],
         idempotency_keys: Sequence[IdempotencyKey] = (),
     ) -> None:
-        """Store bodies, messages, records and idempotency keys in one durable
-        transaction; a key replaces a stored one of the same (tenant, key)."""
+        """Store bodies, messages and records in one durable transaction, and fill in
+        the response of each of ``idempotency_keys``' pending claims (found by tenant,
+        key and claim token) in it; ``ClaimLost`` (nothing stored) when a claim is no
+        longer pending under its token."""
         ...
 
-    async def get_idempotency_key(
-        self, tenant_id: int, key: str, since: float
-    ) -> IdempotencyKey | None:
-        """The tenant's idempotency ``key`` if stored at or after ``since``."""
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        """Claim ``claim.key`` for ``claim`` (pending, under its token) in one atomic
+        statement when the tenant has no such key, or when the one it has was claimed
+        before ``expired_before`` or is a pending claim from before ``abandoned_before``;
+        returns the key as stored: ``claim`` when claimed, else the one held."""
+        ...
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        """Remove the tenant's pending claim of ``key`` under ``claim_token``; whether
+        there was one (an answered key stays)."""
         ...
 
     async def sweep_idempotency_keys(self, before: float) -> int:
-        """Remove idempotency keys stored before ``before``; returns how many."""
+        """Remove idempotency keys claimed before ``before``; returns how many."""
         ...
 
     async def add_records(self, records: Sequence[Record]) -> None: ...

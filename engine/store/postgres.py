@@ -65,6 +65,7 @@ from engine.records.record import Record
 from engine.store import (
     PENDING_STATES,
     ClaimedQueue,
+    ClaimLost,
     Conflict,
     InUse,
     LoggedRecord,
@@ -81,7 +82,9 @@ from engine.store.rows import (
     CAMPAIGN_COLUMNS,
     CAMPAIGN_INSERT,
     CAMPAIGN_RECORD_TYPES,
+    CLAIM_ATTEMPTS,
     DOMAIN_COLUMNS,
+    IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
@@ -100,6 +103,9 @@ from engine.store.rows import (
     campaign_from_row,
     campaign_row,
     claim_order,
+    claim_params,
+    idempotency_claim_sql,
+    idempotency_key_from_row,
     inbound_from_row,
     inbound_row,
     message_from_row,
@@ -536,34 +542,43 @@ class PostgresStore:
                     )
                 await _insert_records(conn, records)
                 await _bump_queues(conn, queue_rows(submissions))
-                if idempotency_keys:
-                    await conn.executemany(
-                        "INSERT INTO idempotency_keys"
-                        " (tenant_id, key, request_hash, response, created_at)"
-                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, key) DO UPDATE"
-                        " SET request_hash = excluded.request_hash,"
-                        " response = excluded.response, created_at = excluded.created_at",
-                        [
-                            (k.tenant_id, k.key, k.request_hash, k.response, k.created_at)
-                            for k in idempotency_keys
-                        ],
-                    )
+                await _answer_claims(conn, idempotency_keys)
 
-    async def get_idempotency_key(
-        self, tenant_id: int, key: str, since: float
-    ) -> IdempotencyKey | None:
-        with _translated("idempotency key"):
-            async with self.tenant_scope(tenant_id) as conn:
-                row = await conn.fetchrow(
-                    "SELECT request_hash, response, created_at FROM idempotency_keys"
-                    " WHERE tenant_id = $1 AND key = $2 AND created_at >= $3",
-                    tenant_id,
-                    key,
-                    since,
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        # The upsert and the read of a key held are two statements: the read may find
+        # the key released in between, and the claim is tried again.
+        for _ in range(CLAIM_ATTEMPTS):
+            async with self._acting_for(claim.tenant_id, "idempotency key") as conn:
+                await conn.execute(_NO_FLUSH)
+                claimed = await conn.fetchval(
+                    idempotency_claim_sql("$"),
+                    *claim_params(claim, expired_before, abandoned_before),
                 )
-        if row is None:
-            return None
-        return IdempotencyKey(tenant_id, key, str(row[0]), str(row[1]), float(row[2]))
+                if claimed is not None:
+                    return replace(claim, response="", pending=True)
+                row = await conn.fetchrow(
+                    f"SELECT {IDEMPOTENCY_HELD} FROM idempotency_keys"
+                    " WHERE tenant_id = $1 AND key = $2",
+                    claim.tenant_id,
+                    claim.key,
+                )
+            if row is not None:
+                return idempotency_key_from_row(claim.tenant_id, claim.key, row)
+        raise StoreError(f"idempotency key {claim.key!r}: claimed and released repeatedly")
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        async with self._acting_for(tenant_id, "idempotency key") as conn:
+            await conn.execute(_NO_FLUSH)
+            status: str = await conn.execute(
+                "DELETE FROM idempotency_keys"
+                " WHERE tenant_id = $1 AND key = $2 AND claim_token = $3 AND pending",
+                tenant_id,
+                key,
+                claim_token,
+            )
+        return status != "DELETE 0"
 
     async def sweep_idempotency_keys(self, before: float) -> int:
         status = await self._execute(
@@ -1626,6 +1641,26 @@ def _translated(subject: str) -> Iterator[None]:
         raise NotFound(f"{subject}: unknown tenant") from exc
     except asyncpg.PostgresError as exc:
         raise StoreError(f"postgresql: {exc}") from exc
+
+
+async def _answer_claims(conn: Any, keys: Sequence[IdempotencyKey]) -> None:
+    """Fill in the responses of the pending claims ``keys``; ``ClaimLost`` when one is
+    no longer pending under its token (the transaction is then rolled back)."""
+    if not keys:
+        return
+    status: str = await conn.execute(
+        "UPDATE idempotency_keys AS k SET response = a.response, pending = false"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
+        " AS a (tenant_id, key, claim_token, response)"
+        " WHERE k.tenant_id = a.tenant_id AND k.key = a.key"
+        " AND k.claim_token = a.claim_token AND k.pending",
+        [k.tenant_id for k in keys],
+        [k.key for k in keys],
+        [k.claim_token for k in keys],
+        [k.response for k in keys],
+    )
+    if int(status.rsplit(" ", 1)[1]) != len(keys):
+        raise ClaimLost(f"{len(keys)} idempotency keys, not all still claimed")
 
 
 async def _bump_queues(conn: Any, rows: Sequence[tuple[str, int, str, str]]) -> None:

@@ -19,6 +19,7 @@ from engine.model import (
     CampaignRecipient,
     CampaignState,
     CampaignTemplate,
+    IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
@@ -80,6 +81,52 @@ RECORD_FIELDS = ("tenant_id", "message_id", "type", "timestamp", "data")
 
 SettledRow = tuple[str, str, str, int, float, str | None]
 """One settled message: (id, lease_token, state, attempts, due_at, error)."""
+
+
+IDEMPOTENCY_HELD = "request_hash, response, created_at, claim_token, pending"
+CLAIM_ATTEMPTS = 5
+"""How often a claim is tried when the key it found held is gone before it is read."""
+
+
+def idempotency_claim_sql(mark: str) -> str:
+    """The atomic claim of an idempotency key (parameters: tenant, key, hash, now,
+    token, expired-before, abandoned-before; ``mark`` is the driver's numbered
+    placeholder prefix): insert, or take over an expired key or an abandoned claim;
+    returns the token when claimed, no row when the key is held."""
+    return (
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response,"
+        f" created_at, claim_token, pending) VALUES ({mark}1, {mark}2, {mark}3, '',"
+        f" {mark}4, {mark}5, true) ON CONFLICT (tenant_id, key) DO UPDATE SET"
+        " request_hash = excluded.request_hash, response = '',"
+        " created_at = excluded.created_at, claim_token = excluded.claim_token,"
+        f" pending = true WHERE idempotency_keys.created_at < {mark}6"
+        f" OR (idempotency_keys.pending AND idempotency_keys.created_at < {mark}7)"
+        " RETURNING claim_token"
+    )
+
+
+def claim_params(
+    claim: IdempotencyKey, expired_before: float, abandoned_before: float
+) -> tuple[object, ...]:
+    """The parameters of ``idempotency_claim_sql`` for ``claim``."""
+    return (
+        claim.tenant_id,
+        claim.key,
+        claim.request_hash,
+        claim.created_at,
+        claim.claim_token,
+        expired_before,
+        abandoned_before,
+    )
+
+
+def idempotency_key_from_row(tenant_id: int, key: str, row: Sequence[Any]) -> IdempotencyKey:
+    """An idempotency key from the columns ``IDEMPOTENCY_HELD``."""
+    request_hash, response, created_at, claim_token, pending = row
+    return IdempotencyKey(
+        tenant_id, key, str(request_hash), str(response), float(created_at), str(claim_token),
+        bool(pending),
+    )  # fmt: skip
 
 
 def message_row(m: QueuedMessage) -> tuple[object, ...]:

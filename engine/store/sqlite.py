@@ -66,6 +66,7 @@ from engine.records.record import Record
 from engine.store import (
     PENDING_STATES,
     ClaimedQueue,
+    ClaimLost,
     Conflict,
     InUse,
     LoggedRecord,
@@ -83,6 +84,7 @@ from engine.store.rows import (
     CAMPAIGN_INSERT,
     CAMPAIGN_RECORD_TYPES,
     DOMAIN_COLUMNS,
+    IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
@@ -100,6 +102,9 @@ from engine.store.rows import (
     campaign_from_row,
     campaign_row,
     claim_order,
+    claim_params,
+    idempotency_claim_sql,
+    idempotency_key_from_row,
     inbound_from_row,
     inbound_row,
     message_from_row,
@@ -395,29 +400,34 @@ class SqliteStore:
             )
             _insert_records(conn, records)
             _bump_queues(conn, queue_rows(submissions))
-            conn.executemany(
-                "INSERT OR REPLACE INTO idempotency_keys"
-                " (tenant_id, key, request_hash, response, created_at) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (k.tenant_id, k.key, k.request_hash, k.response, k.created_at)
-                    for k in idempotency_keys
-                ],
-            )
+            _answer_claims(conn, idempotency_keys)
 
         await self._write(insert, "submission")
 
-    async def get_idempotency_key(
-        self, tenant_id: int, key: str, since: float
-    ) -> IdempotencyKey | None:
-        def select(conn: sqlite3.Connection) -> IdempotencyKey | None:
+    async def claim_idempotency_key(
+        self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
+    ) -> IdempotencyKey:
+        def upsert(conn: sqlite3.Connection) -> IdempotencyKey:
+            params = claim_params(claim, expired_before, abandoned_before)
+            if conn.execute(idempotency_claim_sql("?"), params).fetchone() is not None:
+                return replace(claim, response="", pending=True)
             row = conn.execute(
-                "SELECT request_hash, response, created_at FROM idempotency_keys"
-                " WHERE tenant_id = ? AND key = ? AND created_at >= ?",
-                (tenant_id, key, since),
+                f"SELECT {IDEMPOTENCY_HELD} FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+                (claim.tenant_id, claim.key),
             ).fetchone()
-            return None if row is None else IdempotencyKey(tenant_id, key, *row)
+            return idempotency_key_from_row(claim.tenant_id, claim.key, row)
 
-        return await self._run(select)
+        return await self._write(upsert, "idempotency key", flush=False)
+
+    async def release_idempotency_key(self, tenant_id: int, key: str, claim_token: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            sql = (
+                "DELETE FROM idempotency_keys"
+                " WHERE tenant_id = ? AND key = ? AND claim_token = ? AND pending"
+            )
+            return conn.execute(sql, (tenant_id, key, claim_token)).rowcount > 0
+
+        return await self._write(delete, "idempotency key", flush=False)
 
     async def sweep_idempotency_keys(self, before: float) -> int:
         def delete(conn: sqlite3.Connection) -> int:
@@ -1409,6 +1419,18 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _answer_claims(conn: sqlite3.Connection, keys: Sequence[IdempotencyKey]) -> None:
+    """Fill in the responses of the pending claims ``keys``; ``ClaimLost`` when one is
+    no longer pending under its token (the transaction is then rolled back)."""
+    sql = (
+        "UPDATE idempotency_keys SET response = ?, pending = false"
+        " WHERE tenant_id = ? AND key = ? AND claim_token = ? AND pending"
+    )
+    for k in keys:
+        if conn.execute(sql, (k.response, k.tenant_id, k.key, k.claim_token)).rowcount != 1:
+            raise ClaimLost(f"idempotency key {k.key!r} is no longer claimed")
 
 
 def _transaction(

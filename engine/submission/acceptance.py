@@ -121,7 +121,20 @@ def header_value(fields: Iterable[HeaderField], name: str) -> str | None:
 
 def from_domains(fields: Sequence[HeaderField]) -> list[str] | None:
     """Domains of every address in the From header; None when From is absent or empty."""
-    values = [f.value for f in fields if f.name.lower() == "from"]
+    return _from_domains([f.value for f in fields if f.name.lower() == "from"])
+
+
+def message_from_domains(raw: bytes) -> list[str] | None:
+    """``from_domains`` of a message's header fields, reading its From fields only."""
+    values = [
+        value.decode("utf-8", "replace").replace("\r\n", "").strip()
+        for name, value, *_ in parse_header_section(raw).spans()
+        if name.lower() == b"from"
+    ]
+    return _from_domains(values)
+
+
+def _from_domains(values: list[str]) -> list[str] | None:
     if len(values) != 1:
         return None
     plain = _PLAIN_FROM.fullmatch(values[0])

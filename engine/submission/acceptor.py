@@ -17,12 +17,21 @@ tenant's suppressions are applied at commit (``spool``). A refusal raises
 ``Refused`` with the SMTP reply that says why; a store failure raises
 ``NotStored``; either gives the recipients back to the day's quota.
 
-Idempotency (HTTP): a request with a key is answered, within
-``IDEMPOTENCY_SECONDS`` of the first, with the first one's receipt when its
-hash is the same, and refused (``IdempotencyMismatch``) when not. The key is
-stored in the acceptance's transaction, so a crash cannot queue a request
-twice; requests with one key are serialised in this process. Expired keys
-are swept at most once every ``SWEEP_SECONDS``, by the next request with a key.
+Idempotency (HTTP), Stripe's semantics: a request with a key first claims it
+in the store, in one atomic statement (``Store.claim_idempotency_key``), which
+holds across processes sharing the store. Within ``IDEMPOTENCY_SECONDS`` of the
+first claim, a later request with the key is answered with the first one's
+receipt when its hash is the same (replay), refused (``IdempotencyMismatch``)
+when not, and told to retry (``IdempotencyInProgress``) while the first is
+still being accepted. The acceptance's transaction fills in the claim's
+response by its token, so a crash cannot queue a request twice; a request that
+fails (refused, over quota, not stored) releases its claim, so a retry may go
+ahead. A claim left pending longer than ``CLAIM_SECONDS`` was abandoned (its
+process died) and may be claimed again. Requests with one key are also
+serialised in this process (a lock): the second waits for the first and is
+answered with its receipt rather than ``IdempotencyInProgress``, without a
+round trip. Expired keys are swept at most once every ``SWEEP_SECONDS``, by the
+next request with a key.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from engine.records.record import Record
 from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.smtp.reply import Reply
 from engine.store import Store
+from engine.store.rows import new_lease_token
 from engine.submission.acceptance import (
     HeaderField,
     Reception,
@@ -67,6 +77,10 @@ log = logging.getLogger(__name__)
 HEADER_FROM_REFUSED = Reply(550, "5.7.1", "Header From must use a sending domain of this account")
 IDEMPOTENCY_SECONDS = 24 * 3600.0
 """How long an idempotency key answers with its first response."""
+CLAIM_SECONDS = 300.0
+"""How long a pending claim holds its key. Far longer than any acceptance takes
+(checks, the quota's round trips and one group commit, each bounded by seconds):
+only a claim whose process died before answering or releasing it gets older."""
 SWEEP_SECONDS = 3600.0
 """How often keys older than ``IDEMPOTENCY_SECONDS`` are removed."""
 
@@ -108,6 +122,10 @@ class IdempotencyMismatch(Exception):
     """The idempotency key was used within the day by a request with another body."""
 
 
+class IdempotencyInProgress(Exception):
+    """Another request with the idempotency key is being accepted; retry shortly."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One raw message (CRLF line ends) and the envelope recipients it goes to."""
@@ -143,7 +161,6 @@ class _Request:
     reception: Reception
     due_at: float | None
     meta: Mapping[str, Any] | None
-    idempotency: Idempotency | None
     counted: bool
 
 
@@ -189,9 +206,7 @@ class Acceptor:
         ``counted``: the recipients were admitted to the tenant's quotas already
         (SMTP, per RCPT); otherwise they are admitted here, all or none
         (``OverQuota``). Either way a refusal gives them back."""
-        request = _Request(
-            tenant, domains, sender, messages, reception, due_at, meta, idempotency, counted
-        )
+        request = _Request(tenant, domains, sender, messages, reception, due_at, meta, counted)
         if idempotency is None:
             return await self._accept(request)
         lock_key = (tenant.id, idempotency.key)
@@ -199,45 +214,53 @@ class Acceptor:
         held.users += 1
         try:
             async with held.lock:
-                return await self._accept(request)
+                return await self._accept_claimed(request, idempotency)
         finally:
             held.users -= 1
             if not held.users:
                 del self._key_locks[lock_key]
 
-    async def _accept(self, request: _Request) -> dict[str, Any]:
+    async def _accept_claimed(self, request: _Request, idempotency: Idempotency) -> dict[str, Any]:
+        """Claim the key, then accept; the stored answer when the key is held."""
         now = self._clock.now()
-        if request.idempotency is not None:
-            answer = await self._replayed(request.tenant, request.idempotency, now)
-            if answer is not None:
-                return answer
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            await self._store.sweep_idempotency_keys(now - IDEMPOTENCY_SECONDS)
+        claim = IdempotencyKey(
+            request.tenant.id, idempotency.key, idempotency.request_hash, "", now,
+            new_lease_token(), pending=True,
+        )  # fmt: skip
+        stored = await self._store.claim_idempotency_key(
+            claim, now - IDEMPOTENCY_SECONDS, now - CLAIM_SECONDS
+        )
+        if stored.claim_token != claim.claim_token:
+            return stored_answer(stored, idempotency)
+        try:
+            return await self._accept(request, claim)
+        except BaseException:
+            await self._release(claim)
+            raise
+
+    async def _release(self, claim: IdempotencyKey) -> None:
+        """Give the key up after a failed request (an answered key stays)."""
+        try:
+            await self._store.release_idempotency_key(claim.tenant_id, claim.key, claim.claim_token)
+        except Exception:
+            log.exception("idempotency key %r not released; free in %ds", claim.key, CLAIM_SECONDS)
+
+    async def _accept(
+        self, request: _Request, claim: IdempotencyKey | None = None
+    ) -> dict[str, Any]:
+        now = self._clock.now()
         count = sum(len(m.recipients) for m in request.messages)
         if not request.counted:
             await self._admit(request.tenant, count, now)
         try:
-            return await self._store_all(request, now)
+            return await self._store_all(request, now, claim)
         except (Refused, NotStored):
             if self._quota is not None:
                 await self._quota.give_back(request.tenant, count, now)
             raise
-
-    async def _replayed(
-        self, tenant: Tenant, idempotency: Idempotency, now: float
-    ) -> dict[str, Any] | None:
-        """The answer stored for the key, or None; ``IdempotencyMismatch`` when the key
-        was used with another request."""
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_SECONDS
-            await self._store.sweep_idempotency_keys(now - IDEMPOTENCY_SECONDS)
-        stored = await self._store.get_idempotency_key(
-            tenant.id, idempotency.key, now - IDEMPOTENCY_SECONDS
-        )
-        if stored is None:
-            return None
-        if stored.request_hash != idempotency.request_hash:
-            raise IdempotencyMismatch(idempotency.key)
-        answer: dict[str, Any] = json.loads(stored.response)
-        return answer
 
     async def _admit(self, tenant: Tenant, count: int, now: float) -> None:
         if self._quota is None:
@@ -246,7 +269,9 @@ class Acceptor:
         if not verdict.allowed:
             raise OverQuota(verdict, verdict.reason(tenant.name))
 
-    async def _store_all(self, request: _Request, now: float) -> dict[str, Any]:
+    async def _store_all(
+        self, request: _Request, now: float, claim: IdempotencyKey | None
+    ) -> dict[str, Any]:
         submissions: list[Submission] = []
         records: list[Record] = []
         for index, message in enumerate(request.messages):
@@ -266,14 +291,8 @@ class Acceptor:
             )
             submissions.append(submission)
             records.extend(planned)
-        key = None
-        if request.idempotency is not None:
-            idempotency = request.idempotency
-            key = IdempotencyKey(
-                request.tenant.id, idempotency.key, idempotency.request_hash, "", now
-            )
         try:
-            stored_submissions = await self._spool.commit_all(submissions, records, key)
+            stored_submissions = await self._spool.commit_all(submissions, records, claim)
         except Exception as exc:
             log.exception("submission %s not stored", submissions[0].id if submissions else "-")
             raise NotStored(str(exc)) from exc
@@ -294,6 +313,19 @@ class Acceptor:
         if self._tenant_settings is not None:
             return self._tenant_settings.routing
         return self._settings
+
+
+def stored_answer(stored: IdempotencyKey, idempotency: Idempotency) -> dict[str, Any]:
+    """The answer to a request whose key ``stored`` is held by an earlier one:
+    ``IdempotencyInProgress`` while that one is not answered yet (whatever it asked:
+    it may still fail and free the key), then its receipt, or
+    ``IdempotencyMismatch`` when it asked something else."""
+    if stored.pending:
+        raise IdempotencyInProgress(idempotency.key)
+    if stored.request_hash != idempotency.request_hash:
+        raise IdempotencyMismatch(idempotency.key)
+    answer: dict[str, Any] = json.loads(stored.response)
+    return answer
 
 
 def check_envelope(

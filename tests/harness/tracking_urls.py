@@ -4,8 +4,10 @@ signed ones (an HMAC-SHA256 per URL), without depending on the token codec."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from engine.model import QueuedMessage
 
@@ -23,6 +25,9 @@ class FakeTrackingUrls:
 
     def click_url(self, message: QueuedMessage, domain: str, url: str) -> str:
         return self._url("c", message, domain, url)
+
+    def click_urls(self, message: QueuedMessage, domain: str) -> Callable[[str], str]:
+        return functools.partial(self.click_url, message, domain)
 
     def unsubscribe_url(self, message: QueuedMessage, domain: str) -> str:
         return self._url("u", message, domain, "")

@@ -74,28 +74,30 @@ def api_book() -> TenantSettingsBook:
     return TenantSettingsBook(Settings())
 
 
-@pytest.fixture
-async def api_services(
-    store: Store, store_url: str, api_clock: FakeClock, api_book: TenantSettingsBook, tmp_path: Path
+@contextlib.asynccontextmanager
+async def services_on(
+    store: Store, store_url: str, clock: FakeClock, book: TenantSettingsBook, data_dir: Path
 ) -> AsyncIterator[ApiServices]:
-    settings = api_settings(tmp_path / "var", store_url)
-    record_log = RecordLog(str(tmp_path / "var" / "records.jsonl"))
+    """``ApiServices`` on ``store`` (opened from ``store_url``) as ``api_services`` has
+    them, with its spool running until the block ends; data under ``data_dir``."""
+    settings = api_settings(data_dir, store_url)
+    record_log = RecordLog(str(data_dir / "records.jsonl"))
     spool = Spool(store, record_log, settings.database.commit_batch_max)
-    limiter = LocalLimiter(api_clock)
-    quota = TenantQuota(limiter, api_book)
+    limiter = LocalLimiter(clock)
+    quota = TenantQuota(limiter, book)
     acceptor = Acceptor(
         store=store,
         spool=spool,
-        clock=api_clock,
+        clock=clock,
         settings=settings,
-        tenant_settings=api_book,
+        tenant_settings=book,
         quota=quota,
     )
     services = ApiServices(
         store=store,
-        provisioning=Provisioning(store, settings, nodeid=NODE, clock=api_clock),
+        provisioning=Provisioning(store, settings, nodeid=NODE, clock=clock),
         settings=settings,
-        clock=api_clock,
+        clock=clock,
         limiter=limiter,
         key_rate=ROOMY_RATE,
         nodeid=NODE,
@@ -110,6 +112,14 @@ async def api_services(
         spool.close()
         await spooling
         record_log.close()
+
+
+@pytest.fixture
+async def api_services(
+    store: Store, store_url: str, api_clock: FakeClock, api_book: TenantSettingsBook, tmp_path: Path
+) -> AsyncIterator[ApiServices]:
+    async with services_on(store, store_url, api_clock, api_book, tmp_path / "var") as services:
+        yield services
 
 
 @pytest.fixture

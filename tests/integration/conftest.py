@@ -51,6 +51,18 @@ def store_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) 
 
 
 @pytest.fixture
+async def opened_store(store_url: str) -> AsyncIterator[Store]:
+    """The store at ``store_url``, opened but not migrated: alone, an empty database;
+    beside ``store``, a second connection to its database (as another engine process
+    has)."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     """The store at ``store_url``, migrated; closed after the test."""
     opened = open_store(store_url)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.clock import FakeClock
-from engine.model import MessageState, Suppression, Tenant
+from engine.model import IdempotencyKey, MessageState, Suppression, Tenant
 from engine.records.log import RecordLog
 from engine.store import Store
 from engine.submission.acceptance import Reception
 from engine.submission.acceptor import (
+    CLAIM_SECONDS,
     IDEMPOTENCY_SECONDS,
     Acceptor,
     Idempotency,
+    IdempotencyInProgress,
     IdempotencyMismatch,
     Outgoing,
     Refused,
@@ -184,4 +186,20 @@ async def test_a_refused_first_request_does_not_let_two_later_ones_race(world: W
     assert isinstance(first, Refused)
     late = await accept(world, Outgoing(raw(), ["a@dest.example"]), idempotency=key)
     assert rest[0] == rest[1] == late
+    assert len(await world.store.tenant_messages(world.tenant.id, 10)) == 1
+
+
+async def test_a_claim_abandoned_by_a_dead_process_holds_the_key_for_claim_seconds(
+    world: World,
+) -> None:
+    dead = IdempotencyKey(world.tenant.id, "order-4", "hash-a", "", world.clock.now(), "dead")
+    await world.store.claim_idempotency_key(replace(dead, pending=True), 0.0, 0.0)
+    with pytest.raises(IdempotencyInProgress):
+        await accept(
+            world, Outgoing(raw(), ["a@dest.example"]), idempotency=Idempotency("order-4", "x")
+        )
+    world.clock.advance(CLAIM_SECONDS + 1)
+    key = Idempotency("order-4", "hash-a")
+    first = await accept(world, Outgoing(raw(), ["a@dest.example"]), idempotency=key)
+    assert await accept(world, Outgoing(raw(), ["a@dest.example"]), idempotency=key) == first
     assert len(await world.store.tenant_messages(world.tenant.id, 10)) == 1

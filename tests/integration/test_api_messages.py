@@ -433,3 +433,20 @@ async def test_a_request_over_the_tenants_quota_is_a_429_and_takes_none_of_it(
     assert len(sent.json()["messages"]) == 3
     over = await api_client.post(MESSAGES, json=structured(to=["e@dest.example"]), headers=auth)
     assert over.status_code == 429
+
+
+async def test_a_keyed_request_that_fails_frees_its_key_for_the_retry(
+    api_services: ApiServices,
+    api_client: httpx.AsyncClient,
+    api_book: TenantSettingsBook,
+    store: Store,
+) -> None:
+    tenant, auth = await sender_of(api_services)
+    keyed = {**auth, "Idempotency-Key": "order-9"}
+    api_book.load([tenant], [TenantOverrides(tenant.id, daily_quota=1)])
+    refused = await api_client.post(MESSAGES, json=structured(), headers=keyed)
+    assert refused.status_code == 429
+    api_book.load([tenant], [TenantOverrides(tenant.id, daily_quota=10)])
+    retried = await api_client.post(MESSAGES, json=structured(), headers=keyed)
+    assert retried.status_code == 202, retried.text
+    assert len(await store.tenant_messages(tenant.id, 10)) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -106,7 +107,9 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
     ]
-    await store.accept(subs, records, [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
+    claim = IdempotencyKey(tenant.id, "k", "h", "", T0, f"t-{name}", pending=True)
+    await store.claim_idempotency_key(claim, 0.0, 0.0)
+    await store.accept(subs, records, [replace(claim, response="{}")])
     template = CampaignTemplate(f"news@{name}.example", "Hi", text="Hello")
     campaign = await store.add_campaign(
         Campaign(

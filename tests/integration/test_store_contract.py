@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -40,6 +39,7 @@ from engine.model import (
 )
 from engine.records.record import Record, RecordType
 from engine.store import (
+    ClaimLost,
     Conflict,
     InUse,
     LoggedRecord,
@@ -48,7 +48,6 @@ from engine.store import (
     RecordQuery,
     Store,
     WebhookAttempt,
-    open_store,
 )
 from engine.store.migrations import Backend, migration_files
 from engine.store.postgres import CLAIM_QUEUE_SELECT as POSTGRES_CLAIM
@@ -61,18 +60,9 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def unmigrated(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def store(unmigrated: Store) -> Store:
-    await unmigrated.migrate()
-    return unmigrated
+async def store(opened_store: Store) -> Store:
+    await opened_store.migrate()
+    return opened_store
 
 
 def message(
@@ -128,13 +118,13 @@ async def enqueue(store: Store, tenant_id: int, due_times: list[float]) -> list[
     return msgs
 
 
-async def test_migrate_is_idempotent(unmigrated: Store, backend: Backend) -> None:
+async def test_migrate_is_idempotent(opened_store: Store, backend: Backend) -> None:
     numbers = [number for number, _ in migration_files(backend)]
     assert numbers and numbers[0] == 1
-    assert await unmigrated.schema_version() == 0
-    assert await unmigrated.migrate() == numbers
-    assert await unmigrated.migrate() == []
-    assert await unmigrated.schema_version() == numbers[-1]
+    assert await opened_store.schema_version() == 0
+    assert await opened_store.migrate() == numbers
+    assert await opened_store.migrate() == []
+    assert await opened_store.schema_version() == numbers[-1]
 
 
 async def test_tenants(store: Store) -> None:
@@ -549,27 +539,92 @@ async def test_a_tenant_message_comes_with_its_records_and_only_to_its_tenant(
     assert await store.tenant_message(acme.id, "missing") is None
 
 
-async def test_idempotency_keys_are_stored_with_the_acceptance_and_swept(store: Store) -> None:
+def claim_of(
+    tenant_id: int, key: str, request_hash: str, token: str, at: float = T0
+) -> IdempotencyKey:
+    return IdempotencyKey(tenant_id, key, request_hash, "", at, token, pending=True)
+
+
+async def test_an_idempotency_key_is_claimed_then_answered_with_the_acceptance(
+    store: Store,
+) -> None:
     acme = await store.create_tenant("acme", T0)
     beta = await store.create_tenant("beta", T0)
+    mine = claim_of(acme.id, "k1", "h1", "t1")
+    assert await store.claim_idempotency_key(mine, T0 - 100, T0 - 10) == mine
+    assert await store.claim_idempotency_key(claim_of(beta.id, "k1", "h3", "b1"), 0.0, 0.0) == (
+        claim_of(beta.id, "k1", "h3", "b1")
+    )
+    in_progress = await store.claim_idempotency_key(
+        claim_of(acme.id, "k1", "h1", "t2", T0 + 1), T0 - 99, T0 - 9
+    )
+    assert in_progress == mine
+
     m = message("a", 0, acme.id)
-    key = IdempotencyKey(acme.id, "k1", "h1", '{"submission_id":"a"}', T0)
-    await store.accept([submission("a", acme.id, [m])], [reception(m)], [key])
+    answered = replace(mine, response='{"submission_id":"a"}')
+    await store.accept([submission("a", acme.id, [m])], [reception(m)], [answered])
+    replay = await store.claim_idempotency_key(
+        claim_of(acme.id, "k1", "h1", "t3", T0 + 2), T0 - 98, T0 - 8
+    )
+    assert replay == replace(answered, pending=False)
+    other_body = await store.claim_idempotency_key(
+        claim_of(acme.id, "k1", "h2", "t4", T0 + 3), T0 - 97, T0 - 7
+    )
+    assert other_body.request_hash == "h1" and other_body.claim_token == "t1"
+    assert await store.release_idempotency_key(acme.id, "k1", "t1") is False
 
-    assert await store.get_idempotency_key(acme.id, "k1", T0 - 10) == key
-    assert await store.get_idempotency_key(acme.id, "k1", T0 + 1) is None
-    assert await store.get_idempotency_key(beta.id, "k1", T0 - 10) is None
-    assert await store.get_idempotency_key(acme.id, "k2", T0 - 10) is None
 
-    again = IdempotencyKey(acme.id, "k1", "h2", '{"submission_id":"b"}', T0 + 100)
-    theirs = IdempotencyKey(beta.id, "k1", "h3", "{}", T0 + 100)
-    await store.accept([], [], [again, theirs])
-    assert await store.get_idempotency_key(acme.id, "k1", T0) == again
-    assert await store.get_idempotency_key(beta.id, "k1", T0) == theirs
+async def test_an_answered_key_is_claimed_again_only_once_expired(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    first = claim_of(acme.id, "k", "h1", "t1")
+    await store.claim_idempotency_key(first, 0.0, 0.0)
+    await store.accept([], [], [replace(first, response="{}")])
+    held = await store.claim_idempotency_key(claim_of(acme.id, "k", "h2", "t2"), T0, T0 + 1000)
+    assert held.claim_token == "t1" and not held.pending
+    later = claim_of(acme.id, "k", "h2", "t2", T0 + 10)
+    assert await store.claim_idempotency_key(later, T0 + 1, T0 - 1000) == later
 
-    assert await store.sweep_idempotency_keys(T0 + 100) == 0
-    assert await store.sweep_idempotency_keys(T0 + 101) == 2
-    assert await store.get_idempotency_key(acme.id, "k1", 0.0) is None
+
+async def test_an_abandoned_claim_is_claimed_again_and_the_first_holder_fenced(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    first = claim_of(acme.id, "k", "h", "t1")
+    await store.claim_idempotency_key(first, 0.0, 0.0)
+    fresh = await store.claim_idempotency_key(claim_of(acme.id, "k", "h", "t2", T0 + 5), 0.0, T0)
+    assert fresh == first
+    second = claim_of(acme.id, "k", "h", "t2", T0 + 400)
+    assert await store.claim_idempotency_key(second, 0.0, T0 + 100) == second
+
+    m = message("a", 0, acme.id)
+    with pytest.raises(ClaimLost):
+        await store.accept(
+            [submission("a", acme.id, [m])], [reception(m)], [replace(first, response="{}")]
+        )
+    assert await store.get_message(m.id) is None
+    assert await store.release_idempotency_key(acme.id, "k", "t1") is False
+
+
+async def test_a_released_claim_frees_the_key(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    first = claim_of(acme.id, "k", "h", "t1")
+    await store.claim_idempotency_key(first, 0.0, 0.0)
+    assert await store.release_idempotency_key(acme.id, "k", "t2") is False
+    assert await store.release_idempotency_key(acme.id, "k", "t1") is True
+    retry = claim_of(acme.id, "k", "h", "t2", T0 + 1)
+    assert await store.claim_idempotency_key(retry, 0.0, 0.0) == retry
+
+
+async def test_idempotency_keys_are_swept_when_expired(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.claim_idempotency_key(claim_of(acme.id, "k1", "h", "a"), 0.0, 0.0)
+    await store.claim_idempotency_key(claim_of(beta.id, "k1", "h", "b", T0 + 100), 0.0, 0.0)
+
+    assert await store.sweep_idempotency_keys(T0) == 0
+    assert await store.sweep_idempotency_keys(T0 + 1) == 1
+    assert await store.release_idempotency_key(acme.id, "k1", "a") is False
+    assert await store.release_idempotency_key(beta.id, "k1", "b") is True
 
 
 async def test_tenant_messages_are_isolated(store: Store) -> None:
@@ -984,7 +1039,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
         await store.add_smtp_user(SmtpUser(tenant.id, f"{name}-relay", "$h", T0))
         await store.add_suppression(Suppression(tenant.id, f"x@{name}.example", "bounce", T0))
         await store.add_tracking_domain(TrackingDomain(tenant.id, f"t.{name}.example", True, T0))
-        await store.accept([], [], [IdempotencyKey(tenant.id, "k", "h", "{}", T0)])
+        await store.claim_idempotency_key(claim_of(tenant.id, "k", "h", "t"), 0.0, 0.0)
         await store.put_tenant_overrides(TenantOverrides(tenant.id, pool="warm", updated_at=T0))
         await store.add_api_key(api_key(tenant.id, f"{name}0000"))
     done = message("a", 0, acme.id)
@@ -1005,7 +1060,7 @@ async def test_removing_a_tenant_takes_what_it_owns_but_its_records(store: Store
     assert await store.list_suppressions(acme.id, "", 10) == []
     assert await store.list_tracking_domains(acme.id) == []
     assert await store.get_tracking_domain("t.acme.example") is None
-    assert await store.get_idempotency_key(acme.id, "k", 0.0) is None
+    assert await store.release_idempotency_key(acme.id, "k", "t") is False
     assert await store.get_tenant_overrides(acme.id) is None
     assert await store.get_api_key("acme0000") is None
     assert await store.get_message(done.id) is None

@@ -12,6 +12,7 @@ from engine.submission.acceptance import (
     campaign_name,
     from_domains,
     header_value,
+    message_from_domains,
     new_submission_id,
     parse_header_fields,
     plan_submission,
@@ -89,6 +90,7 @@ def test_a_line_that_is_no_field_is_refused(raw: bytes, reason: str) -> None:
 )
 def test_from_domains(raw: bytes, expected: list[str] | None) -> None:
     assert from_domains(parse_header_fields(raw)) == expected
+    assert message_from_domains(raw) == expected
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,8 @@ NOT_SETTINGS = {
     "engine.scheduler.tenant_settings.TenantQuotas": "daily: a tenant's quota, not a warmup plan",
     "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
     "admin_api.routes.operators.TenantCreate": "a request body: None sets nothing",
+    "admin_api.routes.messages.MessageIn": "priority: the message's own, not its tenant's setting",
+    "engine.submission.composition.Draft": "priority: the message's own, not its tenant's setting",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
 

@@ -183,3 +183,37 @@ def test_tokens_from_settings_use_the_configured_keys() -> None:
 
 def test_tracking_keys_differ_from_return_path_keys() -> None:
     assert derive_key(SECRET, "a", KEY_PURPOSE) != return_path.derive_key(SECRET, "a")
+
+
+MADE_BEFORE = {
+    TokenKind.CLICK: "https://click.acme.test/c/AWFjaSSBAAAAAAcRAQ4BkvOktcbX6PkKGyw9TgEAAGh0dHBzOi8v"
+    "YWNtZS50ZXN0L3NwcmluZy1zYWxlP3V0bV9zb3VyY2U9bWFpbCZpZD00MqSKOIYMCDo4Z3uZww",
+    TokenKind.UNSUBSCRIBE: "https://click.acme.test/u/AWF1aSSBAAAAAAcRAQ4BkvOktcbX6PkKGyw9TgEAFGph"
+    "bmUuZG9lQGV4YW1wbGUuY29tdBaZeL4ic0EcL7Jv",
+}
+"""Links of ``MESSAGE`` as mail already sent carries them: the format does not change."""
+
+
+def test_links_are_made_as_they_always_were_and_still_verify() -> None:
+    assert TOKENS.click_url(MESSAGE, DOMAIN, URL) == MADE_BEFORE[TokenKind.CLICK]
+    assert TOKENS.click_urls(MESSAGE, DOMAIN)(URL) == MADE_BEFORE[TokenKind.CLICK]
+    assert TOKENS.unsubscribe_url(MESSAGE, DOMAIN) == MADE_BEFORE[TokenKind.UNSUBSCRIBE]
+    for kind, url in MADE_BEFORE.items():
+        claims = TOKENS.decode(token_of(url), DOMAIN)
+        assert claims is not None and claims.kind is kind
+
+
+@given(
+    urls=st.lists(st.text(min_size=1, max_size=300), min_size=1, max_size=5),
+    domain=st.sampled_from([DOMAIN, "Click.Acme.Test.", "t.example.org"]),
+    sent_at=st.one_of(st.none(), st.floats(0, 2**32 - 1)),
+)
+def test_the_click_urls_of_a_message_are_its_click_url_for_each_link(
+    urls: list[str], domain: str, sent_at: float | None
+) -> None:
+    click_urls = TOKENS.click_urls(MESSAGE, domain, sent_at=sent_at)
+    for url in urls:
+        made = click_urls(url)
+        assert made == TOKENS.click_url(MESSAGE, domain, url, sent_at=sent_at)
+        claims = TOKENS.decode(token_of(made), domain)
+        assert claims is not None and claims.url == url

@@ -23,6 +23,7 @@ Pure: bytes in, spans out.
 from __future__ import annotations
 
 import email.message
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +34,9 @@ from tracking_edge.rewriting.transfer import ENCODINGS, usable_codec
 MAX_DEPTH: Final = 12
 _TEXT_TYPES: Final = frozenset({"text/html", "text/plain"})
 _PADDING: Final = b" \t"
+_CONTENT_FIELDS: Final = frozenset(
+    {b"content-type", b"content-transfer-encoding", b"content-disposition"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,25 +63,54 @@ def _walk(message: bytes, start: int, end: int, default: str, depth: int) -> Ite
         section = parse_header_section(message[start:end])
     except MalformedHeader:
         return
-    entity = email.message.Message()
-    for name, value in section.unfolded():
-        if name in (b"content-type", b"content-transfer-encoding", b"content-disposition"):
-            entity[name.decode("ascii")] = value.decode("latin-1").strip()
-    entity.set_default_type(default)
+    fields = tuple(field for field in section.unfolded() if field[0] in _CONTENT_FIELDS)
+    entity = _entity(fields, default)
     body = start + section.body_start
+    if isinstance(entity, _Multipart):
+        if depth >= MAX_DEPTH:
+            return
+        for part_start, part_end in _parts(message, body, end, entity.boundary):
+            yield from _walk(message, part_start, part_end, entity.inner, depth + 1)
+    elif entity is not None:
+        yield TextPart(body, end, entity.html, entity.codec, entity.encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class _Multipart:
+    boundary: bytes
+    inner: str
+    """The default content type of its parts."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    html: bool
+    codec: str
+    encoding: str
+
+
+@functools.lru_cache(maxsize=256)
+def _entity(fields: tuple[tuple[bytes, bytes], ...], default: str) -> _Multipart | _Text | None:
+    """What an entity with these content fields (lower-case name, unfolded value) is: a
+    multipart, a text part that may be rewritten, or neither (None). Read once for the
+    many messages that share their content fields."""
+    entity = email.message.Message()
+    for name, value in fields:
+        entity[name.decode("ascii")] = value.decode("latin-1").strip()
+    entity.set_default_type(default)
     content_type = entity.get_content_type()
     if entity.get_content_maintype() == "multipart":
         boundary = entity.get_param("boundary")
-        if not isinstance(boundary, str) or not boundary or depth >= MAX_DEPTH:
-            return
+        if not isinstance(boundary, str) or not boundary:
+            return None
         inner = "message/rfc822" if content_type == "multipart/digest" else "text/plain"
-        for part_start, part_end in _parts(message, body, end, boundary.encode("latin-1")):
-            yield from _walk(message, part_start, part_end, inner, depth + 1)
-    elif content_type in _TEXT_TYPES and entity.get_content_disposition() != "attachment":
+        return _Multipart(boundary.encode("latin-1"), inner)
+    if content_type in _TEXT_TYPES and entity.get_content_disposition() != "attachment":
         encoding = str(entity.get("content-transfer-encoding", "7bit")).strip().lower()
         codec = usable_codec(entity.get_content_charset("us-ascii") or "us-ascii")
         if encoding in ENCODINGS and codec is not None:
-            yield TextPart(body, end, content_type == "text/html", codec, encoding)
+            return _Text(content_type == "text/html", codec, encoding)
+    return None
 
 
 def _parts(message: bytes, body: int, end: int, boundary: bytes) -> list[tuple[int, int]]:

@@ -29,6 +29,7 @@ Pure: bytes in, bytes out; the URLs come in as values.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import html
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from tracking_edge.rewriting.text import text_slots
 from tracking_edge.rewriting.transfer import (
     BASE64,
     QUOTED_PRINTABLE,
+    QuotedPrintableSplice,
     decode_base64,
     decode_quoted_printable,
     encode_base64,
@@ -91,6 +93,24 @@ class Encoded:
     encode: Callable[[bytes], bytes]
     original: bytes
     """The run as submitted, sent when none of its slots changed."""
+    submitted: tuple[bytes, ...]
+    """The run's octets before encoding as submitted: its slots' originals in place."""
+    splice: QuotedPrintableSplice | None = None
+    """For one hard line of quoted-printable with one slot: its encoding around the slot."""
+
+    def render(self, values: Sequence[bytes]) -> bytes:
+        """The run with ``values`` in its slots: encoded again when one changed."""
+        if self.splice is not None:
+            slot = self.pieces[1]
+            assert isinstance(slot, int)
+            value = values[slot]
+            if value == self.submitted[1]:
+                return self.original
+            spliced = self.splice.encode(value)
+            if spliced is not None:
+                return spliced
+        octets = tuple([values[p] if isinstance(p, int) else p for p in self.pieces])
+        return self.original if octets == self.submitted else self.encode(b"".join(octets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +135,7 @@ class Plan:
             elif isinstance(piece, int):
                 out.append(values[piece])
             else:
-                out.append(_encoded(piece, values, self.slots))
+                out.append(piece.render(values))
         return b"".join(out)
 
     def _values(self, links: Links) -> list[bytes]:
@@ -137,8 +157,15 @@ class Plan:
             if url is None:
                 values.append(placed.original)
             else:
-                values.append((html.escape(url) if placed.html else url).encode(placed.codec))
+                values.append((_escaped(url) if placed.html else url).encode(placed.codec))
         return values
+
+
+def _escaped(url: str) -> str:
+    """``url`` as an attribute value (``html.escape``; our URLs seldom need it)."""
+    if "&" in url or '"' in url or "'" in url or "<" in url or ">" in url:
+        return html.escape(url)
+    return url
 
 
 PART_PLANS_SIZE: Final = 32
@@ -179,11 +206,12 @@ def plan(body: bytes, parts: PartPlans | None = None) -> Plan:
         raw = body[part.start : part.end]
         planned = parts.get(raw, part) if parts is not None else _part_plan(raw, part)
         if planned is not None:
-            pieces += [body[pos : part.start], *_shifted(planned[0], len(slots))]
+            _extend(pieces, (body[pos : part.start],))
+            _extend(pieces, _shifted(planned[0], len(slots)))
             slots += planned[1]
             pos = part.end
-    pieces.append(body[pos:])
-    return Plan(body, headers, end, tuple(_joined(pieces)), tuple(slots))
+    _extend(pieces, (body[pos:],))
+    return Plan(body, headers, end, tuple(pieces), tuple(slots))
 
 
 def _part_plan(raw: bytes, part: TextPart) -> PartPlan:
@@ -201,7 +229,7 @@ def _part_plan(raw: bytes, part: TextPart) -> PartPlan:
         return None
     if pieces is None or not added:
         return None
-    return tuple(pieces), tuple(added)
+    return tuple(_joined(list(pieces))), tuple(added)
 
 
 def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes | int | Encoded]:
@@ -214,7 +242,7 @@ def _shifted(pieces: Sequence[bytes | int | Encoded], base: int) -> list[bytes |
             shifted.append(piece + base)
         elif isinstance(piece, Encoded):
             inner = tuple(p + base if isinstance(p, int) else p for p in piece.pieces)
-            shifted.append(Encoded(inner, piece.encode, piece.original))
+            shifted.append(dataclasses.replace(piece, pieces=inner))
         else:
             shifted.append(piece)
     return shifted
@@ -261,7 +289,13 @@ def _base64(
     if pieces is None:
         return None
     trailing = b"\r\n" if raw.endswith(b"\r\n") else b""
-    return [Encoded(tuple(pieces), encode_base64, raw[: len(raw) - len(trailing)]), trailing]
+    run = Encoded(
+        tuple(pieces),
+        encode_base64,
+        raw[: len(raw) - len(trailing)],
+        _submitted(pieces, added, base),
+    )
+    return [run, trailing]
 
 
 def _quoted_printable(
@@ -296,7 +330,9 @@ def _quoted_printable(
         if split is None:
             return None
         original = b"\r\n".join(encoded[first : last + 1])
-        pieces.append(Encoded(tuple(split), encode_quoted_printable, original))
+        submitted = _submitted(split, added, base)
+        splice = _splice(split)
+        pieces.append(Encoded(tuple(split), encode_quoted_printable, original, submitted, splice))
         line = last + 1
         if line < len(encoded):
             pieces.append(b"\r\n")
@@ -304,17 +340,32 @@ def _quoted_printable(
     return pieces
 
 
-def _encoded(run: Encoded, values: list[bytes], slots: Sequence[PlacedSlot]) -> bytes:
-    """A run of a copy: encoded again when a slot in it changed, else as submitted."""
-    octets: list[bytes] = []
-    changed = False
-    for piece in run.pieces:
-        if isinstance(piece, bytes):
-            octets.append(piece)
-        else:
-            changed = changed or values[piece] is not slots[piece].original
-            octets.append(values[piece])
-    return run.encode(b"".join(octets)) if changed else run.original
+def _splice(pieces: Sequence[bytes | int]) -> QuotedPrintableSplice | None:
+    """The splice of a quoted-printable run that is one hard line around one slot."""
+    if len(pieces) != 3 or not isinstance(pieces[0], bytes) or not isinstance(pieces[2], bytes):
+        return None
+    try:
+        return QuotedPrintableSplice(pieces[0], pieces[2])
+    except ValueError:
+        return None
+
+
+def _submitted(
+    pieces: Sequence[bytes | int], added: Sequence[PlacedSlot], base: int
+) -> tuple[bytes, ...]:
+    """``pieces`` (slot ``base + i`` is ``added[i]``) with the slots' originals in place."""
+    return tuple(added[p - base].original if isinstance(p, int) else p for p in pieces)
+
+
+def _extend(pieces: list[bytes | int | Encoded], more: Sequence[bytes | int | Encoded]) -> None:
+    """Add ``more`` (joined already, see ``_joined``) to ``pieces``, keeping them joined."""
+    if more and isinstance(more[0], bytes):
+        if pieces and isinstance(pieces[-1], bytes):
+            pieces[-1] += more[0]
+            more = more[1:]
+        elif not more[0]:
+            more = more[1:]
+    pieces.extend(more)
 
 
 def _joined(pieces: list[bytes | int | Encoded]) -> list[bytes | int | Encoded]:

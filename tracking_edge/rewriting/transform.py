@@ -23,7 +23,6 @@ is one). Pure apart from the cache: the same inputs give the same copy.
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -40,6 +39,10 @@ class TrackingUrls(Protocol):
     def open_url(self, message: QueuedMessage, domain: str) -> str: ...
 
     def click_url(self, message: QueuedMessage, domain: str, url: str) -> str: ...
+
+    def click_urls(self, message: QueuedMessage, domain: str) -> Callable[[str], str]:
+        """``click_url`` of ``message`` on ``domain``, for any URL."""
+        ...
 
     def unsubscribe_url(self, message: QueuedMessage, domain: str) -> str: ...
 
@@ -99,7 +102,7 @@ class TrackingTransform:
         """The URLs of ``message`` on the policy's tracking domain, as its switches say."""
         tokens, domain = self._tokens, policy.domain
         return Links(
-            click=functools.partial(tokens.click_url, message, domain) if policy.clicks else None,
+            click=tokens.click_urls(message, domain) if policy.clicks else None,
             unsubscribe=tokens.unsubscribe_url(message, domain) if policy.unsubscribe else None,
             open=tokens.open_url(message, domain) if policy.opens else None,
         )
