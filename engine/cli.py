@@ -37,7 +37,7 @@ from config import (
     redacted_url,
 )
 from config.example import render_example
-from engine.campaigns import CampaignConflict, Campaigns, CampaignUnknown
+from engine.campaigns import Campaigns
 from engine.clock import SystemClock
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.header_section import MalformedHeader, parse_header_section
@@ -573,10 +573,7 @@ def _campaigns_command(handler: CampaignsHandler) -> Handler:
         if tenant is None:
             raise CommandError(f"no tenant {args.tenant!r}")
         operations = Operations(store, settings, nodeid=node_id(settings))
-        try:
-            return await handler(Campaigns(store, SystemClock(), operations), tenant, args)
-        except (CampaignUnknown, CampaignConflict) as exc:
-            raise CommandError(str(exc)) from None
+        return await handler(Campaigns(store, SystemClock(), operations), tenant, args)
 
     return _store_command(run)
 

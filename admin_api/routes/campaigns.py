@@ -25,14 +25,7 @@ from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from admin_api.uploads import receive_file
-from engine.campaigns import (
-    CampaignConflict,
-    CampaignInvalid,
-    CampaignProgress,
-    CampaignSpec,
-    CampaignUnknown,
-    RecipientReport,
-)
+from engine.campaigns import CampaignProgress, CampaignSpec, RecipientReport
 from engine.campaigns.recipients import csv_rows, json_rows
 from engine.campaigns.service import recipient_json
 from engine.model import Campaign, CampaignTemplate
@@ -106,14 +99,6 @@ class CancelOut(CampaignOut):
     removed: int = Field(description="Queued messages removed.")
 
 
-def _translated(exc: Exception) -> ApiError:
-    if isinstance(exc, CampaignUnknown):
-        return ApiError(404, "not_found", "no such campaign")
-    if isinstance(exc, CampaignInvalid):
-        return ApiError(422, "invalid", exc.message, field=exc.field)
-    return ApiError(409, "conflict", str(exc))
-
-
 @router.post("/campaigns", status_code=201, responses=responses(401, 403, 409, 422, 429))
 async def create_campaign(
     body: CampaignIn,
@@ -126,10 +111,7 @@ async def create_campaign(
         body.name, template, tuple(body.variables), body.tracking_domain,
         body.pool, body.priority, body.send_at,
     )  # fmt: skip
-    try:
-        return CampaignOut.of(await services.campaigns.create(caller.tenant, spec))
-    except (CampaignInvalid, CampaignConflict) as exc:
-        raise _translated(exc) from exc
+    return CampaignOut.of(await services.campaigns.create(caller.tenant, spec))
 
 
 @router.get("/campaigns", responses=responses(401, 403, 429))
@@ -145,10 +127,7 @@ async def show_campaign(
     caller: Caller = Depends(read),
     services: ApiServices = Depends(api_services),
 ) -> CampaignOut:
-    try:
-        progress = await services.campaigns.progress(caller.tenant, campaign_id)
-    except CampaignUnknown as exc:
-        raise _translated(exc) from exc
+    progress = await services.campaigns.progress(caller.tenant, campaign_id)
     return CampaignOut.of(progress.campaign, progress)
 
 
@@ -163,26 +142,23 @@ async def add_recipients(
     services: ApiServices = Depends(api_services),
 ) -> RecipientReportOut:
     campaigns = services.campaigns
-    try:
-        needed = await campaigns.needed_variables(caller.tenant, campaign_id)
-        if request.headers.get("content-type", "").startswith("application/json"):
-            items = _json_list(await request.body())
-            report = await campaigns.add_recipients(
-                caller.tenant, campaign_id, json_rows(items, needed)
-            )
-            return RecipientReportOut.of(report)
-        with await receive_file(request, CSV_TYPES, UPLOAD_MAX_BYTES) as received:
-            text = io.TextIOWrapper(received, encoding="utf-8-sig", errors="replace", newline="")
-            try:
-                rows = csv_rows(text, needed)
-                report = await campaigns.add_recipients(caller.tenant, campaign_id, rows)
-            except CsvHeaderError as exc:
-                raise ApiError(422, "invalid", str(exc), field="file") from exc
-            finally:
-                text.detach()
+    needed = await campaigns.needed_variables(caller.tenant, campaign_id)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        items = _json_list(await request.body())
+        report = await campaigns.add_recipients(
+            caller.tenant, campaign_id, json_rows(items, needed)
+        )
         return RecipientReportOut.of(report)
-    except (CampaignUnknown, CampaignConflict) as exc:
-        raise _translated(exc) from exc
+    with await receive_file(request, CSV_TYPES, UPLOAD_MAX_BYTES) as received:
+        text = io.TextIOWrapper(received, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            rows = csv_rows(text, needed)
+            report = await campaigns.add_recipients(caller.tenant, campaign_id, rows)
+        except CsvHeaderError as exc:
+            raise ApiError(422, "invalid", str(exc), field="file") from exc
+        finally:
+            text.detach()
+    return RecipientReportOut.of(report)
 
 
 def _json_list(body: bytes) -> list[dict[str, Any]]:
@@ -218,10 +194,7 @@ def _control_route(action: str, summary: str) -> None:
         services: ApiServices = Depends(api_services),
     ) -> CampaignOut:
         move = getattr(services.campaigns, action)
-        try:
-            return CampaignOut.of(await move(caller.tenant, campaign_id))
-        except (CampaignUnknown, CampaignConflict) as exc:
-            raise _translated(exc) from exc
+        return CampaignOut.of(await move(caller.tenant, campaign_id))
 
     router.add_api_route(
         f"/campaigns/{{campaign_id}}/{action}",
@@ -241,8 +214,5 @@ for _action, _summary in CONTROLS.items():
 async def cancel_campaign(
     campaign_id: int, caller: Caller = Depends(send), services: ApiServices = Depends(api_services)
 ) -> CancelOut:
-    try:
-        campaign, removed = await services.campaigns.cancel(caller.tenant, campaign_id)
-    except (CampaignUnknown, CampaignConflict) as exc:
-        raise _translated(exc) from exc
+    campaign, removed = await services.campaigns.cancel(caller.tenant, campaign_id)
     return CancelOut(**CampaignOut.of(campaign).model_dump(), removed=removed)

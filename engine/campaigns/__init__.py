@@ -8,21 +8,10 @@ neither lose nor double.
 """
 
 from engine.campaigns.service import (
-    CampaignConflict,
-    CampaignInvalid,
     CampaignProgress,
     Campaigns,
     CampaignSpec,
-    CampaignUnknown,
     RecipientReport,
 )
 
-__all__ = [
-    "CampaignConflict",
-    "CampaignInvalid",
-    "CampaignProgress",
-    "CampaignSpec",
-    "CampaignUnknown",
-    "Campaigns",
-    "RecipientReport",
-]
+__all__ = ["CampaignProgress", "CampaignSpec", "Campaigns", "RecipientReport"]

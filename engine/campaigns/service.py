@@ -2,13 +2,18 @@
 
 Creating compiles the template (Jinja2, sandboxed) and renders it with the
 declared variables: a syntax error or a variable not declared is
-``CampaignInvalid`` naming the field (``template.subject``), before any mail
-exists. Recipients go to a draft only, streamed to the store in batches of
-``BATCH`` rows (invalid rows are stored too, as ``invalid``, and reported
-with their line). ``start`` makes a draft ``scheduled`` (expansion starts it
+``Invalid`` naming the field (``template.subject``), before any mail exists.
+Recipients go to a draft only, streamed to the store in batches of ``BATCH``
+rows (invalid rows are stored too, as ``invalid``, and reported with their
+line). ``start`` makes a draft ``scheduled`` (expansion starts it
 at its ``send_at``); ``pause`` holds expansion and suspends the campaign's
 queued mail (a campaign suspension); ``resume`` lifts both; ``cancel``
 stops expansion and removes its queued messages with AdminBounce records.
+
+Failures are provisioning's errors (the API and the CLI report them as
+theirs): ``Unknown`` for a campaign absent or another tenant's (one message
+for both), ``AlreadyExists`` for a name taken or a state that does not allow
+the action, ``Invalid`` naming the field.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from engine.model import (
     Tenant,
 )
 from engine.provisioning import Operations
-from engine.provisioning.errors import Unknown
+from engine.provisioning.errors import AlreadyExists, Invalid, Unknown
 from engine.provisioning.suppression_csv import BadRow
 from engine.store import Conflict, Store
 from engine.submission.composition import Draft, Mailbox
@@ -39,25 +44,10 @@ BATCH = 1000
 """Recipient rows stored per transaction."""
 REPORTED_ROWS = 100
 """Invalid rows an upload's report lists (all are counted)."""
+NO_CAMPAIGN = "no such campaign"
+"""The one answer for a campaign absent or another tenant's."""
 PAUSE_DURATION = "3650d"
 """A pause's suspension lasts until resumed or cancelled."""
-
-
-class CampaignInvalid(ValueError):
-    """A campaign or request that cannot be; ``field`` names the bad input."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class CampaignUnknown(LookupError):
-    """No such campaign of the tenant."""
-
-
-class CampaignConflict(Exception):
-    """The name is taken, or the campaign's state does not allow the action."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +113,13 @@ def campaign_draft(template: CampaignTemplate) -> Draft:
 
 
 def compiled_template(template: CampaignTemplate) -> CompiledDraft:
-    """The template compiled; ``CampaignInvalid`` naming ``template.FIELD``."""
+    """The template compiled; ``Invalid`` naming ``template.FIELD``."""
     if template.html is None and template.text is None:
-        raise CampaignInvalid("template.text", "give text, html or both")
+        raise Invalid("give text, html or both", field="template.text")
     try:
         return CompiledDraft(campaign_draft(template), "template.")
     except TemplateProblem as exc:
-        raise CampaignInvalid(exc.field, exc.message) from exc
+        raise Invalid(exc.message, field=exc.field) from exc
 
 
 class Campaigns:
@@ -145,7 +135,7 @@ class Campaigns:
         try:
             compiled.render(dict.fromkeys(spec.variables, "x"))
         except TemplateProblem as exc:
-            raise CampaignInvalid(exc.field, exc.message) from exc
+            raise Invalid(exc.message, field=exc.field) from exc
         now = self._clock.now()
         state = CampaignState.DRAFT
         campaign = Campaign(
@@ -155,12 +145,12 @@ class Campaigns:
         try:
             return await self._store.add_campaign(campaign)
         except Conflict as exc:
-            raise CampaignConflict(f"campaign {spec.name!r} exists") from exc
+            raise AlreadyExists(f"campaign {spec.name!r} exists") from exc
 
     async def get(self, tenant: Tenant, campaign_id: int) -> Campaign:
         campaign = await self._store.get_campaign(tenant.id, campaign_id)
         if campaign is None:
-            raise CampaignUnknown(f"no campaign {campaign_id}")
+            raise Unknown(NO_CAMPAIGN)
         return campaign
 
     async def find(self, tenant: Tenant, name_or_id: str) -> Campaign:
@@ -170,7 +160,7 @@ class Campaigns:
         for campaign in await self._store.list_campaigns(tenant.id):
             if campaign.name == name_or_id:
                 return campaign
-        raise CampaignUnknown(f"no campaign {name_or_id!r}")
+        raise Unknown(NO_CAMPAIGN)
 
     async def list(self, tenant: Tenant) -> list[Campaign]:
         return await self._store.list_campaigns(tenant.id)
@@ -185,7 +175,7 @@ class Campaigns:
         """Store ``rows`` (streamed: ``BATCH`` at a time) after the campaign's last row."""
         campaign = await self.get(tenant, campaign_id)
         if campaign.state is not CampaignState.DRAFT:
-            raise CampaignConflict(f"recipients go to a draft; the campaign is {campaign.state}")
+            raise AlreadyExists(f"recipients go to a draft; the campaign is {campaign.state}")
         report = RecipientReport()
         number = await self._store.last_campaign_row(tenant.id, campaign.id)
         batch: list[CampaignRecipient] = []
@@ -270,7 +260,7 @@ class Campaigns:
         moved = await self._store.set_campaign_state(tenant.id, campaign_id, state, now, when=when)
         if moved is None:
             campaign = await self.get(tenant, campaign_id)
-            raise CampaignConflict(f"campaign {campaign.name!r} is {campaign.state}")
+            raise AlreadyExists(f"campaign {campaign.name!r} is {campaign.state}")
         return moved
 
 

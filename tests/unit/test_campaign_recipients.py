@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from engine.campaigns.recipients import csv_rows, json_rows
-from engine.campaigns.service import CampaignInvalid, compiled_template
+from engine.campaigns.service import compiled_template
 from engine.model import CampaignRecipient, CampaignTemplate
+from engine.provisioning import Invalid
 from engine.provisioning.suppression_csv import BadRow, CsvHeaderError
 from engine.submission.templating import TemplateProblem
 
@@ -64,10 +65,10 @@ def test_the_template_is_compiled_once_and_says_what_it_needs() -> None:
 
 def test_a_template_that_does_not_compile_names_its_field() -> None:
     broken = CampaignTemplate("news@acme.example", "Hi", text="{% if %}")
-    with pytest.raises(CampaignInvalid) as problem:
+    with pytest.raises(Invalid) as problem:
         compiled_template(broken)
     assert problem.value.field == "template.text"
-    with pytest.raises(CampaignInvalid) as empty:
+    with pytest.raises(Invalid) as empty:
         compiled_template(CampaignTemplate("news@acme.example", "Hi"))
     assert empty.value.field == "template.text"
 
