@@ -18,6 +18,7 @@ import pytest
 from admin_api.services import ApiServices
 from engine.campaigns.expansion import Expansion
 from engine.cli import main
+from engine.clock import FakeClock
 from engine.model import (
     MessageState,
     RecipientMark,
@@ -317,3 +318,30 @@ async def test_the_cli_prints_the_apis_numbers_through_the_same_service(
         main, ["campaign", "show", "globex", "spring", "--config", str(config)]
     )
     assert status == 1
+
+
+async def test_a_scheduled_campaign_starts_at_its_send_at(
+    api_services: ApiServices, api_client: httpx.AsyncClient, api_clock: FakeClock
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    body = campaign(send_at=api_clock.now() + 3600)
+    response = await api_client.post(CAMPAIGNS, json=body, headers=headers)
+    campaign_id = response.json()["id"]
+    await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content=csv_of(2),
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    runner = expansion(api_services)
+    assert not await runner.round()
+    assert await api_services.store.tenant_messages(tenant.id, 10) == []
+    late = await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content=csv_of(1, start=5),
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert late.status_code == 409  # the list is fixed once the campaign is started
+    api_clock.advance(3600)
+    await expand_all(runner)
+    assert len(await api_services.store.tenant_messages(tenant.id, 10)) == 2
