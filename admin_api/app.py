@@ -36,6 +36,7 @@ from admin_api.routes import (
     operators,
     records,
     smtp_users,
+    stats,
     suppressions,
     tracking_domains,
     webhooks,
@@ -51,6 +52,7 @@ ROUTERS = (
     tracking_domains.router,
     smtp_users.router,
     suppressions.router,
+    stats.router,
     records.router,
     webhooks.router,
 )

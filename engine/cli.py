@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import functools
 import importlib.metadata
 import io
@@ -66,6 +67,7 @@ from engine.provisioning import (
 )
 from engine.provisioning.service import IMPORT_REASON
 from engine.provisioning.verification import CheckStatus
+from engine.rollup.service import read_stats
 from engine.runtime.preflight import check_environment
 from engine.scheduler.backoff import BackoffPolicy
 from engine.scheduler.routing import pool_of
@@ -76,6 +78,7 @@ from engine.scheduler.suspensions import (
     scoped_target,
 )
 from engine.scheduler.tenant_settings import OVERRIDABLE, TenantSettingsBook
+from engine.stats.report import Dimension, StatsQuery, stats_json, stats_table
 from engine.store import Store, StoreError, open_store
 from smtp_out.dns import DnsFailure, MxResolver, ResolverConfigurationError, Route
 from smtp_out.dns_lookup import RecordLookup
@@ -207,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bounce_commands(group("bounce", "inbound bounces and complaints"))
     _queue_commands(group("queue", "the message queue"))
     _campaign_commands(group("campaign", "tenants' campaigns: progress and control"))
+    _stats_command(_leaves(commands, common))
     explain = _leaves(commands, common)(
         "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
     )
@@ -456,6 +460,36 @@ def _bounce_commands(leaf: Leaf) -> None:
         "unmatched", _store_command(_bounce_unmatched), "inbound mail not attributed to ours"
     )
     unmatched.add_argument("-n", "--limit", type=int, default=50, help="messages to list")
+
+
+def _stats_command(leaf: Leaf) -> None:
+    stats = leaf("stats", _store_command(_stats), "a tenant's numbers, as GET /v1/stats")
+    stats.add_argument("tenant", help="the tenant's name")
+    stats.add_argument(
+        "--by",
+        default="",
+        help="group by: campaign, domain, provider, hour or day, comma-separated",
+    )
+    for name, what in (("campaign", "campaign"), ("domain", "sending domain")):
+        stats.add_argument(f"--{name}", help=f"only this {what}")
+    stats.add_argument("--provider", help="only this provider (other: none)")
+    stats.add_argument("--since", type=_moment, help="from this time (RFC 3339 or POSIX)")
+    stats.add_argument("--until", type=_moment, help="before this time (RFC 3339 or POSIX)")
+
+
+def _moment(text: str) -> float:
+    """A time given as RFC 3339 (UTC when no offset) or POSIX seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def _queue_commands(leaf: Leaf) -> None:
@@ -1131,6 +1165,24 @@ async def _campaign_action(
         data["removed"] = removed
         lines.append(f"removed {removed} queued messages")
     return data, "\n".join(lines)
+
+
+async def _stats(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:
+    tenant = await Provisioning(store, settings, nodeid=node_id(settings)).tenant(args.tenant)
+    try:
+        query = StatsQuery(
+            group_by=tuple(Dimension(name.strip()) for name in args.by.split(",") if name.strip()),
+            campaign=args.campaign,
+            domain=None if args.domain is None else args.domain.lower(),
+            provider=args.provider,
+            since=args.since,
+            until=args.until,
+        )
+    except ValueError as exc:
+        expected = ", ".join(d.value for d in Dimension)
+        raise CommandError(f"--by: {exc} (expected {expected})") from None
+    rows = await read_stats(store, tenant.id, query)
+    return stats_json(query, rows), stats_table(query, rows)
 
 
 async def _queue_summary(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:

@@ -9,7 +9,8 @@ process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
 with the admin HTTP listener, ``admin``, and campaign expansion,
 ``campaigns``, in one process per node, and the tracking edge, ``tracking``,
-when ``tracking.listen`` is set), ``delivery`` (claiming and delivering) and
+when ``tracking.listen`` is set), ``delivery`` (claiming and delivering; with
+``stats``, the rollup of the record log, ``engine.rollup.service``) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
 ``all`` too when ``bounce.listen`` is set); ``webhooks`` (records posted to the
 tenants' webhooks, ``engine.webhooks``) beside each delivery; role ``tracking`` runs the
@@ -64,6 +65,7 @@ from engine.records import metrics
 from engine.records.log import RecordLog
 from engine.records.record import Record
 from engine.return_path import codec_from_settings
+from engine.rollup.service import StatsRollup
 from engine.runtime.bounce import bounce_parts, bounce_service
 from engine.runtime.http_serving import HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, operator_token, throttle_spec, tls_paths
@@ -388,6 +390,7 @@ class Engine:
         delivery = self._delivery(secret, classifier) if self.role.delivers else None
         if delivery is not None:
             composed.append(delivery)
+            composed.append(self._stats())
             if settings.webhooks.enabled:
                 composed.append(webhook_service(settings, self._store, Sealer(secret), self.clock))
         if self.role.submits:
@@ -516,6 +519,13 @@ class Engine:
         )
         accepted = self.accepted_pipe[0] if self.accepted_pipe is not None else None
         return DeliveryRole(delivery, deliverer, self._store, accepted)
+
+    def _stats(self) -> StatsRollup:
+        """The stats rollup: every delivering process runs one, one at a time applies."""
+        assert self._store is not None
+        shaping = Shaping.load(self.settings.scheduler.shaping_files)
+        owner = f"{node_id(self.settings)}:{os.getpid()}"
+        return StatsRollup(self._store, shaping.provider_of, self.clock, owner)
 
     def _submission(self, delivery: DeliveryRole | None) -> SubmissionRole:
         assert self._store is not None and self._record_log is not None

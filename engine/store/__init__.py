@@ -66,6 +66,8 @@ from engine.model import (
     WebhookDeliveryState,
 )
 from engine.records.record import Record
+from engine.stats.counts import MessageFacts, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +432,33 @@ class Store(Protocol):
         """The highest record sequence number (0 when there are none)."""
         ...
 
+    # Stats rollups (``engine.stats``).
+    async def message_facts(self, message_ids: Sequence[str]) -> dict[str, MessageFacts]:
+        """The campaign, sender and recipient domain of those of ``message_ids`` stored,
+        by id: what the stats rollup counts the records about them by."""
+        ...
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> LogPosition | None:
+        """Take or renew, for ``owner``, the lease of applying stats (held by one process
+        at a time) until ``now + lease_seconds``; the log position counted to, or None
+        while another owner's lease runs."""
+        ...
+
+    async def apply_stats(
+        self, expected: LogPosition, reached: LogPosition, counts: Sequence[StatCount]
+    ) -> bool:
+        """Add ``counts`` to the rollup and move its position from ``expected`` to
+        ``reached`` (``records_since``), in one transaction; False, changing nothing,
+        when the position is no longer ``expected`` (the records were counted already)."""
+        ...
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        """The tenant's rollup summed per group of ``query`` (metrics, and bounces by
+        category), filtered by it; isolated by RLS on PostgreSQL."""
+        ...
+
     async def get_message(self, message_id: str) -> QueuedMessage | None: ...
 
     async def list_submission(self, submission_id: str) -> list[QueuedMessage]: ...
@@ -482,8 +511,8 @@ class Store(Protocol):
 
     async def remove_tenant(self, tenant_id: int) -> bool:
         """Remove the tenant with its sending domains, tracking domains, SMTP users, API
-        keys, suppressions and finished messages and their bodies, in one transaction; its
-        records stay.
+        keys, suppressions, stats rollup and finished messages and their bodies, in one
+        transaction; its records stay.
         While it has messages queued, leased or shunted, raises ``InUse`` and changes
         nothing. False when there is no such tenant."""
         ...

@@ -62,6 +62,8 @@ from engine.model import (
     WebhookDelivery,
 )
 from engine.records.record import Record
+from engine.stats.counts import MessageFacts, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
 from engine.store import (
     PENDING_STATES,
     ClaimedQueue,
@@ -75,6 +77,7 @@ from engine.store import (
     RecordQuery,
     StoreError,
     WebhookAttempt,
+    stats_sql,
 )
 from engine.store.migrations import migration_files
 from engine.store.rows import (
@@ -155,6 +158,8 @@ TENANT_OWNED = (
     "idempotency_keys",
     "tenant_settings",
     "api_keys",
+    "stat_counts",
+    "stat_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
@@ -609,6 +614,45 @@ class PostgresStore:
     async def last_record_seq(self) -> int:
         rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM records")
         return int(rows[0][0])
+
+    # Stats rollups.
+
+    async def message_facts(self, message_ids: Sequence[str]) -> dict[str, MessageFacts]:
+        rows = await self._fetch(
+            f"{stats_sql.MESSAGE_FACTS}(SELECT unnest($1::text[]))", sorted(set(message_ids))
+        )
+        return dict(stats_sql.message_facts(row) for row in rows)
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> LogPosition | None:
+        sql = _numbered([stats_sql.LEASE], 1)
+        async with self._unflushed("stats") as conn:
+            row = await conn.fetchrow(sql, *stats_sql.lease_params(owner, now, lease_seconds))
+        return None if row is None else LogPosition(int(row[0]), int(row[1]))
+
+    async def apply_stats(
+        self, expected: LogPosition, reached: LogPosition, counts: Sequence[StatCount]
+    ) -> bool:
+        moved = stats_sql.cursor_params(expected, reached)
+        async with self._unflushed("stats") as conn:
+            status = await conn.execute(_numbered([stats_sql.MOVE_CURSOR], 1), *moved)
+            if _row_count(status) != 1:
+                return False
+            rows = stats_sql.count_rows(list(counts))
+            if rows:
+                await conn.executemany(_numbered([stats_sql.ADD_COUNTS], 1), rows)
+            bounces = stats_sql.bounce_rows(list(counts))
+            if bounces:
+                await conn.executemany(_numbered([stats_sql.ADD_BOUNCES], 1), bounces)
+        return True
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        totals_sql, bounces_sql, params = stats_sql.totals_sql(query, cast="::bigint")
+        async with self._acting_for(tenant_id, "stats") as conn:
+            totals = await conn.fetch(_numbered([totals_sql], 1), tenant_id, *params)
+            bounces = await conn.fetch(_numbered([bounces_sql], 1), tenant_id, *params)
+        return stats_sql.totals_of(query, totals, bounces)
 
     # The queue.
 

@@ -63,6 +63,8 @@ from engine.model import (
     WebhookDelivery,
 )
 from engine.records.record import Record
+from engine.stats.counts import MessageFacts, StatCount
+from engine.stats.report import BounceTotal, StatsQuery, StatTotal
 from engine.store import (
     PENDING_STATES,
     ClaimedQueue,
@@ -76,6 +78,7 @@ from engine.store import (
     RecordQuery,
     StoreError,
     WebhookAttempt,
+    stats_sql,
 )
 from engine.store.migrations import migration_files
 from engine.store.rows import (
@@ -165,6 +168,8 @@ TENANT_OWNED = (
     "idempotency_keys",
     "tenant_settings",
     "api_keys",
+    "stat_counts",
+    "stat_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DELIVERY_SQL = (
@@ -464,6 +469,55 @@ class SqliteStore:
     async def last_record_seq(self) -> int:
         def select(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0])
+
+        return await self._run(select)
+
+    # Stats rollups.
+
+    async def message_facts(self, message_ids: Sequence[str]) -> dict[str, MessageFacts]:
+        wanted = sorted(set(message_ids))
+
+        def select(conn: sqlite3.Connection) -> dict[str, MessageFacts]:
+            found: dict[str, MessageFacts] = {}
+            for first in range(0, len(wanted), 500):
+                chunk = wanted[first : first + 500]
+                sql = f"{stats_sql.MESSAGE_FACTS}({', '.join('?' * len(chunk))})"
+                found.update(stats_sql.message_facts(row) for row in conn.execute(sql, chunk))
+            return found
+
+        return await self._run(select)
+
+    async def lease_stats(self, owner: str, now: float, lease_seconds: float) -> LogPosition | None:
+        def lease(conn: sqlite3.Connection) -> LogPosition | None:
+            params = stats_sql.lease_params(owner, now, lease_seconds)
+            row = conn.execute(stats_sql.LEASE, params).fetchone()
+            return None if row is None else LogPosition(int(row[0]), int(row[1]))
+
+        return await self._write(lease, "stats", flush=False)
+
+    async def apply_stats(
+        self, expected: LogPosition, reached: LogPosition, counts: Sequence[StatCount]
+    ) -> bool:
+        moved = stats_sql.cursor_params(expected, reached)
+
+        def apply(conn: sqlite3.Connection) -> bool:
+            if conn.execute(stats_sql.MOVE_CURSOR, moved).rowcount != 1:
+                return False
+            conn.executemany(stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts)))
+            conn.executemany(stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts)))
+            return True
+
+        return await self._write(apply, "stats", flush=False)
+
+    async def stat_totals(
+        self, tenant_id: int, query: StatsQuery
+    ) -> tuple[list[StatTotal], list[BounceTotal]]:
+        totals_sql, bounces_sql, params = stats_sql.totals_sql(query, cast="")
+
+        def select(conn: sqlite3.Connection) -> tuple[list[StatTotal], list[BounceTotal]]:
+            totals = conn.execute(totals_sql, (tenant_id, *params)).fetchall()
+            bounces = conn.execute(bounces_sql, (tenant_id, *params)).fetchall()
+            return stats_sql.totals_of(query, totals, bounces)
 
         return await self._run(select)
 

@@ -22,6 +22,7 @@ from engine.model import ApiScope
 from engine.provisioning import Provisioning
 from engine.runtime.app import Engine, Role, migrated_store
 from engine.service import Address, Health
+from tests.integration.stats_support import TOTALS, send_traffic
 
 
 class StubService:
@@ -87,6 +88,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
         "tracking-domains",
         "tenant-settings",
         "delivery",
+        "stats",
         "webhooks",
         "submission",
         "campaigns",
@@ -166,3 +168,24 @@ async def test_the_admin_listener_serves_the_api_on_the_process_store(tmp_path: 
     finally:
         await cli_store.close()
         await engine.stop()
+
+
+async def test_the_delivering_process_counts_the_record_log_into_stats(engine: Engine) -> None:
+    [admin] = engine.addresses["admin"]
+    store = await migrated_store(engine.settings)  # another process's records, as it were
+    try:
+        provisioning = Provisioning(store, engine.settings, nodeid="test")
+        acme = await provisioning.create_tenant("acme")
+        made = await provisioning.create_api_key("acme", {ApiScope.READ})
+        await send_traffic(store, acme)
+    finally:
+        await store.close()
+    as_key = {"Authorization": f"Bearer {made.token}"}
+    async with asyncio.timeout(20):
+        while True:
+            status, body = await asyncio.to_thread(get, admin, "/v1/stats", as_key)
+            assert status == 200
+            if body["rows"][0]["expired"]:  # the last record counted is there
+                break
+            await asyncio.sleep(0.1)
+    assert body["rows"] == [TOTALS]

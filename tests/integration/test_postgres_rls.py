@@ -34,7 +34,8 @@ from engine.model import (
 )
 from engine.records.record import Record, RecordType
 from engine.runtime.app import migrated_store
-from engine.store import NewWebhookDelivery, StoreError
+from engine.stats.counts import METRICS, StatCount, StatKey
+from engine.store import LogPosition, NewWebhookDelivery, StoreError
 from engine.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -55,6 +56,8 @@ TENANT_TABLES = (
     "tenant_settings",
     "campaigns",
     "campaign_recipients",
+    "stat_counts",
+    "stat_bounces",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -103,6 +106,12 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     posting = [NewWebhookDelivery(hook.id, tenant.id, "{}", 1)]
     assert await store.queue_webhook_deliveries(position, position, posting, T0)
     await store.put_tenant_overrides(TenantOverrides(tenant.id, daily_quota=10, updated_at=T0))
+    counted = await store.lease_stats(name, T0, 0)
+    assert counted is not None
+    stat_key = StatKey(tenant.id, int(T0) // 3600 * 3600, "default", f"{name}.example", "other")
+    counts = StatCount(stat_key, (1,) * len(METRICS), {"SpamBlock": 1})
+    reached = LogPosition(counted.txid, counted.seq + 1)
+    assert await store.apply_stats(counted, reached, [counts])
     subs = batch(tenant.id, name, submissions, per)
     records = [
         Record(RecordType.RECEPTION, T0, tenant.id, id=m.id) for s in subs for m in s.messages
@@ -121,14 +130,16 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     return tenant.id
 
 
+STATS_ROWS = {"stat_counts": 2, "stat_bounces": 2}
+"""A count of ``seed``'s per hour and per day."""
 ONE_EACH = {
     "tracking_domains": 1,
     "smtp_users": 1,
     "api_keys": 1,
-    "idempotency_keys": 1,
     "tenant_settings": 1,
     "campaigns": 1,
     "campaign_recipients": 1,
+    "idempotency_keys": 1,
     "webhooks": 1,
     "webhook_deliveries": 1,
 }
@@ -139,9 +150,11 @@ async def test_tenant_scope_sees_only_its_rows(pg_store: PostgresStore, postgres
     beta = await seed(pg_store, "beta", submissions=1, per=2)
     expected = {
         acme: {"messages": 6, "records": 6, "bodies": 2, "sending_domains": 1, "suppressions": 1}
-        | ONE_EACH,
+        | ONE_EACH
+        | STATS_ROWS,
         beta: {"messages": 2, "records": 2, "bodies": 1, "sending_domains": 1, "suppressions": 1}
-        | ONE_EACH,
+        | ONE_EACH
+        | STATS_ROWS,
     }
 
     for tenant_id, counts in expected.items():
@@ -183,8 +196,8 @@ async def test_a_login_role_without_bypassrls_sees_only_its_tenants_rows(
     acme = await seed(pg_store, "acme", submissions=2, per=3)
     beta = await seed(pg_store, "beta", submissions=1, per=2)
     expected = {
-        acme: {"messages": 6, "records": 6, "bodies": 2} | ONE_EACH,
-        beta: {"messages": 2, "records": 2, "bodies": 1} | ONE_EACH,
+        acme: {"messages": 6, "records": 6, "bodies": 2} | ONE_EACH | STATS_ROWS,
+        beta: {"messages": 2, "records": 2, "bodies": 1} | ONE_EACH | STATS_ROWS,
     }
     conn = await asyncpg.connect(tenant_login)
     try:

@@ -38,11 +38,14 @@ from engine.model import (
     WebhookFormat,
 )
 from engine.records.record import Record, RecordType
+from engine.stats.counts import METRICS, MessageFacts, StatCount, StatKey
+from engine.stats.report import Dimension, StatsQuery
 from engine.store import (
     ClaimLost,
     Conflict,
     InUse,
     LoggedRecord,
+    LogPosition,
     NewWebhookDelivery,
     NotFound,
     RecordQuery,
@@ -1750,6 +1753,82 @@ async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(
     await store.remove_messages([m.id], [])
     assert await store.remove_tenant(acme.id)
     assert await store.get_campaign(acme.id, made.id) is None
+
+
+def stat_count(tenant_id: int, hour: int, campaign: str, sent: int, **bounces: int) -> StatCount:
+    counts = tuple(sent if name == "sent" else 0 for name in METRICS)
+    key = StatKey(tenant_id, hour, campaign, "acme.example", "google")
+    return StatCount(key, counts, bounces)
+
+
+async def test_message_facts_name_campaign_sender_and_recipient_domain(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    m = message("s", 0, acme.id)
+    await store.accept([submission("s", acme.id, [m])], [])
+    facts = MessageFacts("default", "news@acme.example", "dest0.example")
+    assert await store.message_facts([m.id, "gone", m.id]) == {m.id: facts}
+    assert await store.message_facts([]) == {}
+
+
+async def test_stats_lease_is_held_by_one_owner_until_it_runs_out(store: Store) -> None:
+    start = LogPosition()
+    assert await store.lease_stats("a", T0, 30) == start
+    assert await store.lease_stats("b", T0 + 10, 30) is None
+    assert await store.lease_stats("a", T0 + 20, 30) == start  # renewed to T0 + 50
+    assert await store.lease_stats("b", T0 + 49, 30) is None
+    assert await store.lease_stats("b", T0 + 50, 30) == start
+
+
+async def test_apply_stats_moves_the_cursor_with_the_counts_once(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    hour = 1_699_999_200
+    first = [stat_count(acme.id, hour, "spring", 2, InvalidRecipient=1)]
+    start, ten, twelve = LogPosition(), LogPosition(5, 10), LogPosition(6, 12)
+    assert await store.apply_stats(start, ten, first)
+    assert not await store.apply_stats(start, ten, first)  # counted already: nothing added
+    second = [stat_count(acme.id, hour, "spring", 3, SpamBlock=2)]
+    assert await store.apply_stats(ten, twelve, second)
+    assert await store.lease_stats("a", T0, 30) == twelve
+    totals, bounces = await store.stat_totals(acme.id, StatsQuery())
+    assert [t.counts[METRICS.index("sent")] for t in totals] == [5]
+    assert sorted((b.category, b.count) for b in bounces) == [
+        ("InvalidRecipient", 1),
+        ("SpamBlock", 2),
+    ]
+
+
+async def test_stat_totals_group_filter_and_keep_to_the_tenant(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    other = await store.create_tenant("other", T0)
+    day = 1_699_920_000  # a day's start
+    counts = [
+        stat_count(acme.id, day, "spring", 1),
+        stat_count(acme.id, day + 3600, "spring", 2, SpamBlock=1),
+        stat_count(acme.id, day + 86400, "summer", 4),
+        stat_count(other.id, day, "spring", 100, SpamBlock=50),
+    ]
+    assert await store.apply_stats(LogPosition(), LogPosition(1, 4), counts)
+    sent = METRICS.index("sent")
+
+    by_day = StatsQuery(group_by=(Dimension.DAY, Dimension.CAMPAIGN))
+    totals, bounces = await store.stat_totals(acme.id, by_day)
+    assert sorted((t.group, t.counts[sent]) for t in totals) == [
+        ((day, "spring"), 3),
+        ((day + 86400, "summer"), 4),
+    ]
+    assert [(b.group, b.category, b.count) for b in bounces] == [((day, "spring"), "SpamBlock", 1)]
+    hours = StatsQuery(group_by=(Dimension.HOUR,), since=day + 1800, until=day + 86400)
+    totals, _ = await store.stat_totals(acme.id, hours)
+    assert sorted((t.group, t.counts[sent]) for t in totals) == [((day,), 1), ((day + 3600,), 2)]
+    summer = StatsQuery(group_by=(Dimension.PROVIDER,), campaign="summer", domain="acme.example")
+    totals, _ = await store.stat_totals(acme.id, summer)
+    assert [(t.group, t.counts[sent]) for t in totals] == [(("google",), 4)]
+    assert (await store.stat_totals(acme.id, StatsQuery(provider="yahoo")))[0][0].counts[sent] == 0
+    nobody = await store.create_tenant("nobody", T0)
+    assert await store.stat_totals(nobody.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
+    assert await store.remove_tenant(acme.id)  # its numbers go with it
+    assert await store.stat_totals(acme.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
+    assert (await store.stat_totals(other.id, StatsQuery()))[0][0].counts[sent] == 100
 
 
 async def test_a_tenants_record_query_reads_its_records_through_the_index(

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "engine": 1,  # the core: clock, model, sealing, header_section, the glossary
     "engine.smtp": 1,
     "engine.records": 1,
+    "engine.stats": 1,
     "engine.store": 2,
     "engine.dkim": 2,
     "engine.submission": 2,
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "engine.provisioning": 2,
     "engine.scheduler": 2,
     "engine.limits": 2,
+    "engine.rollup": 2,
     "engine.webhooks": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
