@@ -36,6 +36,8 @@ from engine.model import (
 from engine.provisioning import Operations
 from engine.provisioning.errors import AlreadyExists, Invalid, Unknown
 from engine.provisioning.suppression_csv import BadRow
+from engine.rollup.service import read_stats
+from engine.stats.report import StatsQuery
 from engine.store import Conflict, Store
 from engine.submission.composition import Draft, Mailbox
 from engine.submission.templating import CompiledDraft, TemplateProblem
@@ -75,29 +77,31 @@ class RecipientReport:
 
 @dataclass(frozen=True, slots=True)
 class CampaignProgress:
-    """A campaign and its numbers."""
+    """A campaign, its rows by status and its record-derived counts (the stats
+    rollup of its campaign name, ``engine.rollup``)."""
 
     campaign: Campaign
-    counts: dict[str, int]
+    rows: dict[str, int]
+    stats: dict[str, int]
 
     def numbers(self) -> dict[str, int]:
-        """The progress as the API and the CLI show it."""
-        c = self.counts
-        delivered, bounced = c.get("Delivery", 0), c.get("Bounce", 0)
+        """The progress as the API and the CLI show it: ``sent`` is the messages
+        delivered or bounced, ``opened`` and ``clicked`` count messages once."""
+        rows, stats = self.rows, self.stats
         return {
-            "recipients": sum(c.get(s.value, 0) for s in RecipientStatus),
-            "pending": c.get("pending", 0),
-            "queued": c.get("queued", 0),
-            "sent": delivered + bounced,
-            "delivered": delivered,
-            "bounced": bounced,
-            "opened": c.get("Open", 0),
-            "clicked": c.get("Click", 0),
-            "complained": c.get("Feedback", 0),
-            "unsubscribed": c.get("Unsubscribe", 0),
-            "suppressed": c.get("suppressed", 0),
-            "invalid": c.get("invalid", 0),
-            "failed": c.get("failed", 0),
+            "recipients": sum(rows.get(s.value, 0) for s in RecipientStatus),
+            "pending": rows.get("pending", 0),
+            "queued": rows.get("queued", 0),
+            "sent": stats["delivered"] + stats["bounced"],
+            "delivered": stats["delivered"],
+            "bounced": stats["bounced"],
+            "opened": stats["opens_unique"],
+            "clicked": stats["clicks_unique"],
+            "complained": stats["complained"],
+            "unsubscribed": stats["unsubscribed"],
+            "suppressed": rows.get("suppressed", 0),
+            "invalid": rows.get("invalid", 0),
+            "failed": rows.get("failed", 0),
         }
 
 
@@ -167,7 +171,9 @@ class Campaigns:
 
     async def progress(self, tenant: Tenant, campaign_id: int) -> CampaignProgress:
         campaign = await self.get(tenant, campaign_id)
-        return CampaignProgress(campaign, await self._store.campaign_counts(tenant.id, campaign.id))
+        rows = await self._store.campaign_counts(tenant.id, campaign.id)
+        [stats] = await read_stats(self._store, tenant.id, StatsQuery(campaign=campaign.name))
+        return CampaignProgress(campaign, rows, stats.metrics)
 
     async def add_recipients(
         self, tenant: Tenant, campaign_id: int, rows: Iterable[CampaignRecipient | BadRow]

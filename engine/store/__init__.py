@@ -783,9 +783,8 @@ class Store(Protocol):
         ...
 
     async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
-        """The campaign's progress: its rows by status (``pending``, ``queued``...) and
-        its queued messages with at least one record of each type of
-        ``rows.CAMPAIGN_RECORD_TYPES`` (``Delivery``, ``Open``...), absent ones 0."""
+        """The campaign's rows by status (``pending``, ``queued``...); a status no row
+        has is absent."""
         ...
 
     async def campaign_messages_in(

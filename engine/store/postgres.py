@@ -84,7 +84,6 @@ from engine.store.rows import (
     API_KEY_COLUMNS,
     CAMPAIGN_COLUMNS,
     CAMPAIGN_INSERT,
-    CAMPAIGN_RECORD_TYPES,
     CLAIM_ATTEMPTS,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
@@ -1239,25 +1238,14 @@ class PostgresStore:
                 )
 
     async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
-        by_status = (
+        sql = (
             "SELECT status, count(*) FROM campaign_recipients"
             " WHERE campaign_id = $1 AND tenant_id = $2 GROUP BY status"
         )
-        by_record = (
-            "SELECT r.type, count(DISTINCT r.message_id) FROM campaign_recipients c"
-            " JOIN records r ON r.message_id = c.message_id"
-            " WHERE c.campaign_id = $1 AND c.tenant_id = $2 AND c.status = 'queued'"
-            " AND r.type = ANY($3::text[]) GROUP BY r.type"
-        )
-        counts = dict.fromkeys(CAMPAIGN_RECORD_TYPES, 0)
         with _translated("campaign"):
             async with self.tenant_scope(tenant_id) as conn:
-                for kind, count in await conn.fetch(by_status, campaign_id, tenant_id):
-                    counts[str(kind)] = int(count)
-                types = list(CAMPAIGN_RECORD_TYPES)
-                for kind, count in await conn.fetch(by_record, campaign_id, tenant_id, types):
-                    counts[str(kind)] = int(count)
-        return counts
+                rows = await conn.fetch(sql, campaign_id, tenant_id)
+        return {str(status): int(count) for status, count in rows}
 
     async def campaign_messages_in(
         self, tenant_id: int, campaign: str, states: Collection[MessageState], limit: int

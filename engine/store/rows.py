@@ -438,8 +438,6 @@ RECIPIENT_INSERT = (
     "INSERT INTO campaign_recipients (campaign_id, tenant_id, row_no, address, variables, status,"
     " reason)"
 )
-CAMPAIGN_RECORD_TYPES = ("Delivery", "Bounce", "Open", "Click", "Feedback", "Unsubscribe")
-"""The record types a campaign's progress counts (messages with at least one)."""
 
 
 def campaign_row(campaign: Campaign) -> tuple[object, ...]:

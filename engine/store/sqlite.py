@@ -85,7 +85,6 @@ from engine.store.rows import (
     API_KEY_COLUMNS,
     CAMPAIGN_COLUMNS,
     CAMPAIGN_INSERT,
-    CAMPAIGN_RECORD_TYPES,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
@@ -1086,25 +1085,14 @@ class SqliteStore:
         await self._write(lambda conn: conn.executemany(sql, rows), "campaign recipient")
 
     async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
-        types = ", ".join("?" * len(CAMPAIGN_RECORD_TYPES))
-        by_status = (
+        sql = (
             "SELECT status, count(*) FROM campaign_recipients"
             " WHERE campaign_id = ? AND tenant_id = ? GROUP BY status"
         )
-        by_record = (
-            "SELECT r.type, count(DISTINCT r.message_id) FROM campaign_recipients c"
-            " JOIN records r ON r.message_id = c.message_id"
-            " WHERE c.campaign_id = ? AND c.tenant_id = ? AND c.status = 'queued'"
-            f" AND r.type IN ({types}) GROUP BY r.type"
-        )
 
         def select(conn: sqlite3.Connection) -> dict[str, int]:
-            counts = dict.fromkeys(CAMPAIGN_RECORD_TYPES, 0)
-            params = (campaign_id, tenant_id)
-            counts.update({str(k): int(v) for k, v in conn.execute(by_status, params)})
-            for kind, count in conn.execute(by_record, (*params, *CAMPAIGN_RECORD_TYPES)):
-                counts[str(kind)] = int(count)
-            return counts
+            rows = conn.execute(sql, (campaign_id, tenant_id))
+            return {str(status): int(count) for status, count in rows}
 
         return await self._run(select)
 

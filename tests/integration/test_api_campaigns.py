@@ -26,6 +26,7 @@ from engine.model import (
     SuspensionScope,
 )
 from engine.records.record import Record, RecordType
+from engine.rollup.service import StatsRollup
 from engine.store import Store
 from tests.integration.api_support import NODE, error_of
 from tests.integration.test_api_messages import sender_of
@@ -292,7 +293,13 @@ async def test_the_cli_prints_the_apis_numbers_through_the_same_service(
     messages = await api_services.store.tenant_messages(tenant.id, 10)
     first = next(m for m in messages if m.state is MessageState.QUEUED)
     delivered = Record(RecordType.DELIVERY, 1.0, tenant.id, id=first.id)
-    await api_services.store.add_records([delivered, replace(delivered, type=RecordType.CLICK)])
+    click = replace(delivered, type=RecordType.CLICK, meta={"first": True})
+    await api_services.store.add_records([delivered, click, replace(click, meta={})])
+    rollup = StatsRollup(api_services.store, lambda domain: "other", api_services.clock, "test")
+    async with asyncio.timeout(10):  # on PostgreSQL a running transaction may hold it back
+        while (await api_services.campaigns.progress(tenant, campaign_id)).stats["clicks"] < 2:
+            if not await rollup.step():
+                await asyncio.sleep(0.01)
     config = tmp_path / "penguin.toml"
     config.write_text(
         f'[engine]\ndata_dir = "{tmp_path / "cli"}"\n\n[database]\nurl = "{store_url}"\n'

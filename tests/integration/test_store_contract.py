@@ -1729,24 +1729,14 @@ async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(
         ],
     )
     assert await store.pending_campaign_recipients(acme.id, made.id, 0, 10) == rows[3:]
-    await store.add_records(
-        [
-            Record(RecordType.DELIVERY, T0, acme.id, id=m.id),
-            Record(RecordType.OPEN, T0, acme.id, id=m.id),
-            Record(RecordType.OPEN, T0 + 1, acme.id, id=m.id),
-        ]
-    )
-    counts = await store.campaign_counts(acme.id, made.id)
-    assert {k: v for k, v in counts.items() if v} == {
+    assert await store.campaign_counts(acme.id, made.id) == {
         "queued": 1,
         "suppressed": 1,
         "failed": 1,
         "pending": 2,
         "invalid": 1,
-        "Delivery": 1,
-        "Open": 1,
     }
-    assert not any((await store.campaign_counts(beta.id, made.id)).values())
+    assert await store.campaign_counts(beta.id, made.id) == {}
     default = await store.campaign_messages_in(acme.id, "default", {MessageState.QUEUED}, 10)
     assert [x.id for x in default] == [m.id]
     assert await store.campaign_messages_in(beta.id, "default", {MessageState.QUEUED}, 10) == []
