@@ -11,11 +11,17 @@ import pytest
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    CampaignTemplate,
     IdempotencyKey,
     MessageState,
     QueueCount,
     QueuedMessage,
     QueueInfo,
+    RecipientMark,
+    RecipientStatus,
     SendingDomain,
     Settlement,
     SmtpUser,
@@ -1671,6 +1677,82 @@ async def test_api_keys_are_stored_listed_by_tenant_and_revoked(store: Store) ->
     assert await store.revoke_api_key("cccccccc", T0 + 9) == replace(theirs, revoked_at=T0 + 9)
     assert await store.revoke_api_key("zzzzzzzz", T0 + 9) is None
     assert await store.list_api_keys(acme.id) == [revoked, second]
+
+
+def spring(tenant_id: int, name: str = "spring") -> Campaign:
+    template = CampaignTemplate(
+        "news@acme.example", "Hi {{ name }}", html="<p>{{ name }}</p>", headers=(("X-A", "b"),)
+    )
+    draft = CampaignState.DRAFT
+    return Campaign(
+        0, tenant_id, name, draft, template, "t.acme.example", "p", "bulk", None, T0, T0
+    )
+
+
+async def test_campaigns_are_stored_per_tenant_and_move_between_states(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    made = await store.add_campaign(spring(acme.id))
+    assert made.id > 0
+    assert await store.get_campaign(acme.id, made.id) == made
+    assert await store.get_campaign(beta.id, made.id) is None
+    with pytest.raises(Conflict):
+        await store.add_campaign(spring(acme.id))
+    other = await store.add_campaign(spring(beta.id))
+    assert [c.id for c in await store.list_campaigns(acme.id)] == [made.id]
+    scheduled, draft = CampaignState.SCHEDULED, CampaignState.DRAFT
+    assert await store.set_campaign_state(beta.id, made.id, scheduled, T0, when={draft}) is None
+    moved = await store.set_campaign_state(acme.id, made.id, scheduled, T0 + 1, when={draft})
+    assert moved == replace(made, state=scheduled, updated_at=T0 + 1)
+    assert await store.set_campaign_state(acme.id, made.id, scheduled, T0, when={draft}) is None
+    assert [c.id for c in await store.campaigns_in({scheduled})] == [made.id]
+    assert [c.id for c in await store.campaigns_in({draft, scheduled})] == [made.id, other.id]
+
+
+async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    made = await store.add_campaign(spring(acme.id))
+    assert await store.last_campaign_row(acme.id, made.id) == 0
+    rows = [CampaignRecipient(n, f"r{n}@dest.example", {"name": f"N{n}"}) for n in range(1, 6)]
+    bad = CampaignRecipient(6, "nope", {}, RecipientStatus.INVALID, None, "no domain")
+    await store.add_campaign_recipients(acme.id, made.id, [*rows, bad])
+    with pytest.raises(Conflict):
+        await store.add_campaign_recipients(acme.id, made.id, rows[:1])
+    assert await store.last_campaign_row(acme.id, made.id) == 6
+    assert await store.pending_campaign_recipients(beta.id, made.id, 0, 10) == []
+    assert await store.pending_campaign_recipients(acme.id, made.id, 0, 2) == rows[:2]
+    assert await store.pending_campaign_recipients(acme.id, made.id, 3, 10) == rows[3:]
+
+    m = message("s1", 1, acme.id)
+    await store.accept([submission("s1", acme.id, [m])], [reception(m)])
+    queued = RecipientStatus.QUEUED
+    await store.mark_campaign_recipients(
+        acme.id,
+        made.id,
+        [
+            RecipientMark(1, queued, m.id),
+            RecipientMark(2, RecipientStatus.SUPPRESSED),
+            RecipientMark(3, RecipientStatus.FAILED, reason="bad"),
+        ],
+    )
+    assert await store.pending_campaign_recipients(acme.id, made.id, 0, 10) == rows[3:]
+    assert await store.campaign_counts(acme.id, made.id) == {
+        "queued": 1,
+        "suppressed": 1,
+        "failed": 1,
+        "pending": 2,
+        "invalid": 1,
+    }
+    assert await store.campaign_counts(beta.id, made.id) == {}
+    default = await store.campaign_messages_in(acme.id, "default", {MessageState.QUEUED}, 10)
+    assert [x.id for x in default] == [m.id]
+    assert await store.campaign_messages_in(beta.id, "default", {MessageState.QUEUED}, 10) == []
+    await store.remove_messages([m.id], [])
+    assert await store.remove_tenant(acme.id)
+    assert await store.get_campaign(acme.id, made.id) is None
 
 
 def stat_count(tenant_id: int, hour: int, campaign: str, sent: int, **bounces: int) -> StatCount:
