@@ -159,6 +159,8 @@ TENANT_OWNED = (
     "api_keys",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
@@ -636,12 +638,14 @@ class PostgresStore:
             status = await conn.execute(_numbered([stats_sql.MOVE_CURSOR], 1), *moved)
             if _row_count(status) != 1:
                 return False
-            rows = stats_sql.count_rows(list(counts))
-            if rows:
-                await conn.executemany(_numbered([stats_sql.ADD_COUNTS], 1), rows)
-            bounces = stats_sql.bounce_rows(list(counts))
-            if bounces:
-                await conn.executemany(_numbered([stats_sql.ADD_BOUNCES], 1), bounces)
+            for sql, rows in (
+                (stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts))),
+                (stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts))),
+                (stats_sql.ADD_PROVIDER_COUNTS, stats_sql.provider_count_rows(list(counts))),
+                (stats_sql.ADD_PROVIDER_BOUNCES, stats_sql.provider_bounce_rows(list(counts))),
+            ):
+                if rows:
+                    await conn.executemany(_numbered([sql], 1), rows)
         return True
 
     async def stat_totals(

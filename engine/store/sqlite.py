@@ -169,6 +169,8 @@ TENANT_OWNED = (
     "api_keys",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DELIVERY_SQL = (
@@ -504,6 +506,12 @@ class SqliteStore:
                 return False
             conn.executemany(stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts)))
             conn.executemany(stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts)))
+            conn.executemany(
+                stats_sql.ADD_PROVIDER_COUNTS, stats_sql.provider_count_rows(list(counts))
+            )
+            conn.executemany(
+                stats_sql.ADD_PROVIDER_BOUNCES, stats_sql.provider_bounce_rows(list(counts))
+            )
             return True
 
         return await self._write(apply, "stats", flush=False)

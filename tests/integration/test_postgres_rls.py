@@ -58,6 +58,8 @@ TENANT_TABLES = (
     "campaign_recipients",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -130,7 +132,12 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     return tenant.id
 
 
-STATS_ROWS = {"stat_counts": 2, "stat_bounces": 2}
+STATS_ROWS = {
+    "stat_counts": 2,
+    "stat_bounces": 2,
+    "stat_provider_counts": 2,
+    "stat_provider_bounces": 2,
+}
 """A count of ``seed``'s per hour and per day."""
 ONE_EACH = {
     "tracking_domains": 1,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import random
 from dataclasses import replace
 
 import pytest
@@ -1829,6 +1831,84 @@ async def test_stat_totals_group_filter_and_keep_to_the_tenant(store: Store) -> 
     assert await store.remove_tenant(acme.id)  # its numbers go with it
     assert await store.stat_totals(acme.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
     assert (await store.stat_totals(other.id, StatsQuery()))[0][0].counts[sent] == 100
+
+
+DAY0 = 1_699_920_000
+"""A day's start."""
+GENERATED_QUERIES = [
+    StatsQuery(),
+    StatsQuery(group_by=(Dimension.PROVIDER, Dimension.HOUR)),
+    StatsQuery(group_by=(Dimension.HOUR, Dimension.PROVIDER), since=DAY0 + 5 * 3600),
+    StatsQuery(group_by=(Dimension.DAY,), provider="yahoo"),
+    StatsQuery(group_by=(Dimension.PROVIDER,), until=DAY0 + 86400 + 7200),
+    StatsQuery(group_by=(Dimension.CAMPAIGN, Dimension.DAY)),
+    StatsQuery(group_by=(Dimension.DOMAIN, Dimension.PROVIDER, Dimension.HOUR)),
+    StatsQuery(group_by=(Dimension.HOUR,), campaign="c1", since=DAY0 + 1800),
+    StatsQuery(group_by=(Dimension.PROVIDER,), domain="d0.example"),
+]
+
+
+def generated_counts(tenant_id: int, seed: int) -> list[list[StatCount]]:
+    """Batches of random counts over three days, campaigns, domains and providers."""
+    rng = random.Random(seed)
+    batches = []
+    for _ in range(4):
+        batch: dict[StatKey, StatCount] = {}
+        for _ in range(150):
+            key = StatKey(
+                tenant_id,
+                DAY0 + 3600 * rng.randrange(72),
+                f"c{rng.randrange(3)}",
+                f"d{rng.randrange(2)}.example",
+                rng.choice(("google", "yahoo", "other")),
+            )
+            counts = tuple(rng.randrange(6) for _ in METRICS)
+            bounces = {c: rng.randrange(1, 4) for c in rng.sample(["A", "B", "C"], 2)}
+            batch[key] = StatCount(key, counts, bounces)
+        batches.append(list(batch.values()))
+    return batches
+
+
+def summed(
+    counts: list[StatCount], tenant_id: int, query: StatsQuery
+) -> tuple[dict[tuple[object, ...], list[int]], dict[tuple[object, ...], int]]:
+    """``query``'s totals and bounces, summed the straightforward way."""
+    totals: dict[tuple[object, ...], list[int]] = {}
+    bounces: dict[tuple[object, ...], int] = {}
+    since = -1 if query.since is None else query.since - query.since % 3600
+    until = math.inf if query.until is None else math.ceil(query.until)
+    for c in counts:
+        k = c.key
+        named = {"campaign": k.campaign, "domain": k.domain, "provider": k.provider}
+        if k.tenant_id != tenant_id or not since <= k.hour < until:
+            continue
+        if any(getattr(query, name) not in (None, value) for name, value in named.items()):
+            continue
+        values = {**named, "hour": k.hour, "day": k.hour - k.hour % 86400}
+        group = tuple(values[str(d)] for d in query.group_by)
+        into = totals.setdefault(group, [0] * len(METRICS))
+        for i, n in enumerate(c.counts):
+            into[i] += n
+        for category, n in c.bounces.items():
+            bounces[(*group, category)] = bounces.get((*group, category), 0) + n
+    return totals, bounces
+
+
+async def test_stat_totals_equal_the_counts_summed_one_by_one(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    other = await store.create_tenant("other", T0)
+    batches = generated_counts(acme.id, 1) + generated_counts(other.id, 2)
+    position = LogPosition()
+    for n, batch in enumerate(batches, 1):
+        reached = LogPosition(n, n)
+        assert await store.apply_stats(position, reached, batch)
+        position = reached
+    every = [c for batch in batches for c in batch]
+    for query in GENERATED_QUERIES:
+        totals, bounces = await store.stat_totals(acme.id, query)
+        expected_totals, expected_bounces = summed(every, acme.id, query)
+        assert {t.group: list(t.counts) for t in totals} == expected_totals, query
+        assert {(*b.group, b.category): b.count for b in bounces} == expected_bounces, query
 
 
 async def test_a_tenants_record_query_reads_its_records_through_the_index(
