@@ -494,18 +494,10 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def parse_options(argv: list[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.accept", description="accepted messages/s, durability on"
-    )
-    parser.add_argument("--messages", type=int, default=10000, help="messages per run")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent connections")
-    parser.add_argument("--sizes", default="2048,20480", help="message sizes in octets")
-    parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--modes", default="conn,reuse", help="conn and/or reuse")
+def add_run_arguments(parser: argparse.ArgumentParser, warmup_help: str) -> None:
+    """The options of how runs are made: runs, warm-up, quiet waits, attempts, keep."""
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tls", action="store_true", help="STARTTLS before AUTH")
-    parser.add_argument("--warmup", type=int, default=500, help="messages per mode first")
+    parser.add_argument("--warmup", type=int, default=500, help=warmup_help)
     parser.add_argument(
         "--settle",
         type=float,
@@ -520,6 +512,19 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--attempts", type=int, default=4, help="tries per disturbed run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+
+
+def parse_options(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.accept", description="accepted messages/s, durability on"
+    )
+    parser.add_argument("--messages", type=int, default=10000, help="messages per run")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent connections")
+    parser.add_argument("--sizes", default="2048,20480", help="message sizes in octets")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--modes", default="conn,reuse", help="conn and/or reuse")
+    parser.add_argument("--tls", action="store_true", help="STARTTLS before AUTH")
+    add_run_arguments(parser, warmup_help="messages per mode first")
     parser.add_argument(
         "--processes", type=int, default=1, help="engine processes (engine.processes; 0 = per CPU)"
     )

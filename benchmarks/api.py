@@ -53,6 +53,8 @@ from benchmarks.accept import (
     EngineProcess,
     Options,
     RunRow,
+    _csv,
+    add_run_arguments,
     attempts,
     cli,
     database,
@@ -312,10 +314,6 @@ def table(rows: list[RunRow]) -> str:
     return "\n".join(lines)
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
 def parse_options(argv: list[str] | None) -> ApiOptions:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.api",
@@ -328,22 +326,7 @@ def parse_options(argv: list[str] | None) -> ApiOptions:
     )
     parser.add_argument("--size", type=int, default=2048, help="body size in octets")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=500, help="messages per case first")
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=600.0,
-        help="most seconds to wait for a quiet machine (under 10%% busy) before a run",
-    )
-    parser.add_argument(
-        "--max-foreign",
-        type=float,
-        default=0.5,
-        help="CPU seconds other processes may use during a run before it counts as disturbed",
-    )
-    parser.add_argument("--attempts", type=int, default=4, help="tries per disturbed run")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    add_run_arguments(parser, warmup_help="messages per case first")
     args = parser.parse_args(argv)
     backends = _csv(args.backends)
     if not backends or set(backends) - set(BACKENDS):
