@@ -52,6 +52,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             body = json.loads(await reader.readexactly(length))
             served += 1
+            answer: dict[str, object]
             if body["from"].startswith("refuse"):
                 status, answer = "429 Too Many Requests", {"error": {"code": "rate_limited"}}
             else:
