@@ -122,9 +122,26 @@ def compose(draft: Draft) -> bytes:
         _set_bodies(message, draft)
         for part in message.iter_parts() if message.is_multipart() else ():
             _drop_part_mime_version(part)
-    else:
-        _set_text_bodies(message, draft)
-    return message.as_bytes(policy=SMTP_POLICY)
+        return message.as_bytes(policy=SMTP_POLICY)
+    _set_text_bodies(message, draft)
+    return flattened(message)
+
+
+def flattened(message: EmailMessage) -> bytes:
+    """What ``message.as_bytes(policy=SMTP_POLICY)`` gives for a message of raw header
+    fields and one ASCII ``str`` payload (``_set_text_bodies``), without the generator's
+    parsing of each field: fields as set, lines ended by CRLF, the payload's line ends
+    made CRLF."""
+    head = "".join(
+        f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in message.raw_items()
+    )
+    payload = message.get_payload()
+    assert payload is None or isinstance(payload, str), "a text message's payload is a string"
+    body = CRLF.join(_LINE_END.split(payload)) if payload else ""
+    return (head + CRLF + body).encode("ascii")
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _drop_part_mime_version(part: MIMEPart) -> None:
