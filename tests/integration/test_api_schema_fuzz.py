@@ -39,10 +39,18 @@ from config import Settings
 from engine.clock import FakeClock
 from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.store import open_store
-from tests.integration.api_support import OPERATOR_TOKEN, bearer, make_tenant_key, services_on
+from tests.integration.api_support import (
+    OPERATOR_TOKEN,
+    as_operator,
+    bearer,
+    make_tenant_key,
+    services_on,
+)
 
 MAX_EXAMPLES = 25
 OPERATOR_TAG = "operators"
+FUZZED_TENANT = "fuzzed-tenant-5e0c1a"
+"""The tenant the requests act for; a name the fuzzer will not delete by chance."""
 Operation = APIOperation[Any, Any, Any, Any]
 STARTUP_DEADLINE = 30.0
 
@@ -92,7 +100,7 @@ class ServedApi:
             async with services_on(
                 store, url, FakeClock(), book, self.data_dir / "var"
             ) as services:
-                _, self.tenant_key = await make_tenant_key(services, "fuzz")
+                _, self.tenant_key = await make_tenant_key(services, FUZZED_TENANT)
                 config = uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
                 self._server = uvicorn.Server(config)
                 listening = socket.socket()
@@ -119,19 +127,33 @@ def test_every_operation_keeps_its_contract(served_api: ServedApi) -> None:
             failures.append(f"an operation the fuzzer cannot read: {operation.err()}")
             continue
         fuzzed = operation.ok()
-        for mode in GenerationMode:
+        for caller, mode, headers in _callers(fuzzed, served_api):
             try:
-                _fuzz(fuzzed, mode, served_api)
+                _fuzz(fuzzed, mode, headers, served_api)
             except (Exception, BaseExceptionGroup) as exc:
-                failures.append(f"{fuzzed.label} ({mode.value} data): {exc}")
+                failures.append(f"{fuzzed.label} ({caller}, {mode.value} data): {exc}")
     assert not failures, "\n\n".join(failures)
 
 
-def _fuzz(operation: Operation, mode: GenerationMode, served_api: ServedApi) -> None:
+def _callers(
+    operation: Operation, served_api: ServedApi
+) -> Iterator[tuple[str, GenerationMode, dict[str, str]]]:
+    """Who calls ``operation``, with which data, sending which headers: the operator
+    on its routes; elsewhere the tenant's key, and the operator acting for the tenant."""
+    if OPERATOR_TAG in operation.definition.raw.get("tags", []):
+        for mode in GenerationMode:
+            yield "operator", mode, bearer(OPERATOR_TOKEN)
+        return
+    for mode in GenerationMode:
+        yield "tenant key", mode, bearer(served_api.tenant_key)
+    yield "operator for the tenant", GenerationMode.POSITIVE, as_operator(FUZZED_TENANT)
+
+
+def _fuzz(
+    operation: Operation, mode: GenerationMode, headers: dict[str, str], served_api: ServedApi
+) -> None:
     """``MAX_EXAMPLES`` requests to ``operation`` generated in ``mode`` (data valid
-    by the schema, or not), each answer checked."""
-    tags = operation.definition.raw.get("tags", [])
-    token = OPERATOR_TOKEN if OPERATOR_TAG in tags else served_api.tenant_key
+    by the schema, or not), sent with ``headers``, each answer checked."""
 
     @hypothesis.settings(
         max_examples=MAX_EXAMPLES,
@@ -144,7 +166,7 @@ def _fuzz(operation: Operation, mode: GenerationMode, served_api: ServedApi) -> 
     def requests(case: schemathesis.Case[Operation]) -> None:
         case.call_and_validate(
             base_url=served_api.base_url,
-            headers=bearer(token),
+            headers=headers,
             checks=[
                 not_a_server_error,
                 status_code_conformance,
