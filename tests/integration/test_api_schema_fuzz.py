@@ -4,14 +4,18 @@ The app (``create_app`` on the services of ``api_support``) is served by uvicorn
 on a port bound 0, in a thread with its own event loop (its spool runs there), on
 a SQLite store only: the properties checked are the HTTP contract's, which does
 not depend on the backend, and PostgreSQL would double the run's time. Each
-operation gets ``MAX_EXAMPLES`` generated requests, authenticated: the operator
-token on the operator routes (tag ``operators``), a key of tenant ``fuzz`` with
-every scope elsewhere. Each answer must be no 5xx, a documented status, of the
-documented content type and matching the documented schema. POST /v1/messages gets
-a further pass whose messages come from the tenant's sending domain to addresses
-that parse, so that the rest of the message reaches composition and acceptance.
-No webhook exists, so POST /v1/webhooks/{id}/test only answers 404: nothing
-is POSTed anywhere.
+operation gets ``MAX_EXAMPLES`` requests per pass, with data valid by the schema
+and with data that is not: the operator routes (tag ``operators``) with the
+operator token; the others with a key of ``FUZZED_TENANT`` holding every scope,
+and (valid data) as the operator acting for that tenant. Each answer must be no
+5xx, a documented status, of the documented content type, matching the documented
+schema. POST /v1/messages gets a further pass whose messages come from the
+tenant's sending domain to addresses that parse, so that the rest of the message
+reaches composition and acceptance. No webhook exists, so POST
+/v1/webhooks/{id}/test only answers 404: nothing is POSTed anywhere.
+
+The operations are walked with hypothesis directly rather than schemathesis's
+pytest plugin (``from_fixture``), which does not run on pytest 9.
 """
 
 from __future__ import annotations
