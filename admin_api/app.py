@@ -32,6 +32,7 @@ from admin_api.auth import api_services, bearer, is_operator
 from admin_api.dashboard_page import router as dashboard_router
 from admin_api.routes import (
     api_keys,
+    campaigns,
     domains,
     inject,
     messages,
@@ -48,6 +49,7 @@ from admin_api.services import ApiServices
 
 ROUTERS = (
     api_keys.router,
+    campaigns.router,
     messages.router,
     operators.router,
     queue.router,

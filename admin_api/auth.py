@@ -53,8 +53,14 @@ class Caller:
     operator: bool
 
 
-def api_services(request: Request) -> ApiServices:
-    """The process's ``ApiServices`` (set by ``create_app``)."""
+async def api_services(request: Request) -> ApiServices:
+    """The process's ``ApiServices`` (set by ``create_app``). A coroutine, so that
+    FastAPI runs it on the event loop rather than handing it to a thread per request."""
+    return services_of(request)
+
+
+def services_of(request: Request) -> ApiServices:
+    """The process's ``ApiServices``, outside dependency injection."""
     services: ApiServices = request.app.state.services
     return services
 
@@ -132,7 +138,7 @@ async def operator_caller(
 ) -> None:
     """A dependency admitting the operator token only: 403 for a valid tenant API key
     (known, but not the operator's), 401 for anything else."""
-    services = api_services(request)
+    services = services_of(request)
     credential = _credential(credentials)
     if is_operator(services, credential):
         return

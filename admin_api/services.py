@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from config import Settings
+from engine.campaigns import Campaigns
 from engine.clock import Clock
 from engine.limits import Limiter
 from engine.limits.throttle import ThrottleSpec
@@ -64,3 +65,8 @@ class ApiServices:
     def operations(self) -> Operations:
         """The operator's actions (suspensions, the queue, lanes): a stateless service."""
         return Operations(self.store, self.settings, nodeid=self.nodeid, clock=self.clock)
+
+    @property
+    def campaigns(self) -> Campaigns:
+        """The tenants' campaigns: a stateless service over the store."""
+        return Campaigns(self.store, self.clock, self.operations)

@@ -42,11 +42,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import uvloop
 
@@ -139,6 +139,7 @@ url = {_toml_string(database_url)}
 
 [admin]
 listen = "127.0.0.1:0"
+key_rate = "1000000/s,max_burst=1000000"
 
 [submission]
 listen = ["127.0.0.1:0"]
@@ -233,6 +234,14 @@ class EngineProcess:
             time.sleep(0.05)
         raise BenchError(f"engine did not become ready: {self.output_tail()}")
 
+    def listening(self, service: str) -> tuple[str, int]:
+        """The first address ``service`` (``submission``, ``admin``, ...) listens on."""
+        text = self._stdout.read_text(errors="replace")
+        found = re.search(rf"^{re.escape(service)} listening on (\S+):(\d+)$", text, re.MULTILINE)
+        if found is None:
+            raise BenchError(f"the engine announced no {service} address in {text!r}")
+        return found.group(1), int(found.group(2))
+
     def output_tail(self) -> str:
         text = self._stdout.read_text(errors="replace") + self._stderr.read_text(errors="replace")
         return text[-2000:]
@@ -310,24 +319,40 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Workload(Protocol):
+    """What one run sends: ``LoadSpec`` for SMTP, or another generator's spec."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def clients(self) -> int: ...
+
+
+W = TypeVar("W", bound=Workload)
+
+
 def measure(
     engine: EngineProcess,
     config: Path,
-    spec: LoadSpec,
+    spec: W,
     backend: str,
     run: int,
     max_foreign_seconds: float = 0.5,
+    load: Callable[[W], Coroutine[Any, Any, LoadResult]] = run_load,  # type: ignore[assignment]
 ) -> RunRow:
-    """One run of ``spec``, with its durability check and CPU figures.
+    """One run of ``spec`` by ``load``, with its durability check and CPU figures.
 
-    A run is disturbed when other processes used more than ``max_foreign_seconds``
-    of CPU meanwhile.
+    ``load`` counts in ``LoadResult.accepted`` the messages it had queued (one
+    per recipient). A run is disturbed when other processes used more than
+    ``max_foreign_seconds`` of CPU meanwhile.
     """
     ours, skip_postgres = {os.getpid(), *engine.pids()}, backend == "postgres"
     before = stored_messages(config)
     foreign0 = foreign_cpu_seconds(ours, skip_postgres)
     engine0, own0, machine0 = engine.cpu_seconds(), _own_cpu_seconds(), _machine_jiffies()
-    result: LoadResult = uvloop.run(run_load(spec))
+    result: LoadResult = uvloop.run(load(spec))
     engine1, own1, machine1 = engine.cpu_seconds(), _own_cpu_seconds(), _machine_jiffies()
     foreign = foreign_cpu_seconds(ours, skip_postgres) - foreign0
     stored = stored_messages(config) - before
@@ -418,17 +443,23 @@ def _cases(
         for size in options.sizes:
             for mode in options.modes:
                 spec = replace(base, size=size, mode=mode)
-                rows.append(_attempts(engine, config, spec, backend, run, options))
+                rows.append(attempts(engine, config, spec, backend, run, options))
     return rows
 
 
-def _attempts(
-    engine: EngineProcess, config: Path, spec: LoadSpec, backend: str, run: int, options: Options
+def attempts(
+    engine: EngineProcess,
+    config: Path,
+    spec: W,
+    backend: str,
+    run: int,
+    options: Options,
+    load: Callable[[W], Coroutine[Any, Any, LoadResult]] = run_load,  # type: ignore[assignment]
 ) -> RunRow:
     """Run until one attempt is undisturbed, at most ``options.attempts`` times."""
     for _ in range(options.attempts):
         busy = wait_quiet(options.settle_seconds)
-        row = measure(engine, config, spec, backend, run, options.max_foreign_seconds)
+        row = measure(engine, config, spec, backend, run, options.max_foreign_seconds, load)
         print(f"{row.line()} (before: {busy:.0f}% busy)", file=sys.stderr, flush=True)
         if not row.disturbed:
             break
@@ -463,18 +494,10 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def parse_options(argv: list[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.accept", description="accepted messages/s, durability on"
-    )
-    parser.add_argument("--messages", type=int, default=10000, help="messages per run")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent connections")
-    parser.add_argument("--sizes", default="2048,20480", help="message sizes in octets")
-    parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--modes", default="conn,reuse", help="conn and/or reuse")
+def add_run_arguments(parser: argparse.ArgumentParser, warmup_help: str) -> None:
+    """The options of how runs are made: runs, warm-up, quiet waits, attempts, keep."""
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tls", action="store_true", help="STARTTLS before AUTH")
-    parser.add_argument("--warmup", type=int, default=500, help="messages per mode first")
+    parser.add_argument("--warmup", type=int, default=500, help=warmup_help)
     parser.add_argument(
         "--settle",
         type=float,
@@ -489,6 +512,19 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--attempts", type=int, default=4, help="tries per disturbed run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+
+
+def parse_options(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.accept", description="accepted messages/s, durability on"
+    )
+    parser.add_argument("--messages", type=int, default=10000, help="messages per run")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent connections")
+    parser.add_argument("--sizes", default="2048,20480", help="message sizes in octets")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--modes", default="conn,reuse", help="conn and/or reuse")
+    parser.add_argument("--tls", action="store_true", help="STARTTLS before AUTH")
+    add_run_arguments(parser, warmup_help="messages per mode first")
     parser.add_argument(
         "--processes", type=int, default=1, help="engine processes (engine.processes; 0 = per CPU)"
     )

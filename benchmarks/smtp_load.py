@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import ssl
 import sys
 import time
@@ -81,11 +82,20 @@ class LoadResult:
     failed: int
     connections: int
     errors: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from sending each accepted transaction (or request) to its final reply."""
 
     @property
     def rate(self) -> float:
         """Accepted messages per second."""
         return self.accepted / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def latency(self, quantile: float) -> float:
+        """The ``quantile`` (0..1) of ``latencies`` in seconds, nearest rank; 0 without any."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(quantile * len(ordered)) - 1))]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -94,6 +104,8 @@ class LoadResult:
             "failed": self.failed,
             "connections": self.connections,
             "accepted_per_second": round(self.rate, 1),
+            "p50_ms": round(1000 * self.latency(0.5), 2),
+            "p99_ms": round(1000 * self.latency(0.99), 2),
             "errors": dict(self.errors.most_common()),
         }
 
@@ -232,6 +244,7 @@ class _Run:
         self.failed = 0
         self.connections = 0
         self.errors: Counter[str] = Counter()
+        self.latencies: list[float] = []
 
     def take(self) -> int | None:
         if self.next_index >= self.spec.messages:
@@ -272,6 +285,7 @@ class _Run:
     async def send(self, streams: Streams, index: int) -> bool:
         """One transaction; True if the message was accepted (250 after the body)."""
         reader, writer = streams
+        started = time.perf_counter()
         writer.write(self.wire.envelopes[index])
         mail, mail_text = await _reply(reader)
         rcpt, rcpt_text = await _reply(reader)
@@ -291,6 +305,7 @@ class _Run:
         if code != 250:
             self.fail(_error_key("end of data", text))
             return False
+        self.latencies.append(time.perf_counter() - started)
         self.accepted += 1
         return True
 
@@ -359,7 +374,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         run.failed += unresolved
         run.errors[f"deadline of {spec.deadline_seconds:g}s exceeded"] += unresolved
     elapsed = time.perf_counter() - started
-    return LoadResult(elapsed, run.accepted, run.failed, run.connections, run.errors)
+    return LoadResult(elapsed, run.accepted, run.failed, run.connections, run.errors, run.latencies)
 
 
 def _arguments(argv: list[str] | None) -> LoadSpec:

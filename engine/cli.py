@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import io
 import json
@@ -37,16 +38,19 @@ from config import (
     redacted_url,
 )
 from config.example import render_example
+from engine.campaigns import Campaigns
 from engine.clock import SystemClock
 from engine.dkim.keys import RSA_DEFAULT_BITS, render_instructions
 from engine.header_section import MalformedHeader, parse_header_section
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
     InboundState,
     MessageState,
     SuppressionFilter,
     Suspension,
+    Tenant,
     TrackingDomain,
 )
 from engine.node import node_id
@@ -205,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _records_commands(group("records", "log records"))
     _bounce_commands(group("bounce", "inbound bounces and complaints"))
     _queue_commands(group("queue", "the message queue"))
+    _campaign_commands(group("campaign", "tenants' campaigns: progress and control"))
     _stats_command(_leaves(commands, common))
     explain = _leaves(commands, common)(
         "explain", _explain, "show the traffic shaping of a destination's lanes and its origin"
@@ -502,6 +507,21 @@ def _queue_commands(leaf: Leaf) -> None:
     delete.add_argument("id", help="a message, or a submission's queued and shunted messages")
 
 
+def _campaign_commands(leaf: Leaf) -> None:
+    listed = leaf("list", _campaigns_command(_campaign_list), "a tenant's campaigns")
+    listed.add_argument("tenant", help="the tenant's name")
+    for name, help_text in (
+        ("show", "a campaign's state and progress (as GET /v1/campaigns/ID)"),
+        ("pause", "stop expanding a campaign and hold its queued mail"),
+        ("resume", "go on with a paused campaign"),
+        ("cancel", "stop a campaign and remove its queued mail"),
+    ):
+        action = functools.partial(_campaign_action, name)
+        command = leaf(name, _campaigns_command(action), help_text)
+        command.add_argument("tenant", help="the tenant's name")
+        command.add_argument("campaign", help="the campaign's id or name")
+
+
 def _suspension_commands(leaf: Leaf) -> None:
     for name, handler, help_text in (
         ("suspend", _suspend, "stop sending for a lane, source, tenant or campaign for a while"),
@@ -544,6 +564,7 @@ StoreHandler = Callable[[Store, Settings, argparse.Namespace], Awaitable[tuple[O
 
 
 OperationsHandler = Callable[[Operations, argparse.Namespace], Awaitable[tuple[Output | None, str]]]
+CampaignsHandler = Callable[[Campaigns, Tenant, argparse.Namespace], Awaitable[tuple[Output, str]]]
 ProvisioningHandler = Callable[
     [Provisioning, Settings, argparse.Namespace], Awaitable[tuple[Output, str]]
 ]
@@ -573,6 +594,21 @@ def _operations_command(handler: OperationsHandler) -> Handler:
         store: Store, settings: Settings, args: argparse.Namespace
     ) -> tuple[Output | None, str]:
         return await handler(Operations(store, settings, nodeid=node_id(settings)), args)
+
+    return _store_command(run)
+
+
+def _campaigns_command(handler: CampaignsHandler) -> Handler:
+    """Run ``handler`` with the campaigns service (the API's) and the tenant named."""
+
+    async def run(
+        store: Store, settings: Settings, args: argparse.Namespace
+    ) -> tuple[Output | None, str]:
+        tenant = await store.get_tenant(args.tenant)
+        if tenant is None:
+            raise CommandError(f"no tenant {args.tenant!r}")
+        operations = Operations(store, settings, nodeid=node_id(settings))
+        return await handler(Campaigns(store, SystemClock(), operations), tenant, args)
 
     return _store_command(run)
 
@@ -1095,6 +1131,41 @@ def _record_line(record: dict[str, Any]) -> str:
         f"{record['timestamp']}  {record['type']:<16} {record.get('id') or '-'}  "
         f"{record.get('recipient') or '-'}  {reply}"
     )
+
+
+def _campaign_row(campaign: Campaign) -> dict[str, Any]:
+    return {"id": campaign.id, "name": campaign.name, "state": campaign.state.value}
+
+
+async def _campaign_list(
+    campaigns: Campaigns, tenant: Tenant, args: argparse.Namespace
+) -> tuple[Output, str]:
+    found = await campaigns.list(tenant)
+    lines = [f"{c.id}\t{c.name}\t{c.state.value}" for c in found] or ["no campaigns"]
+    return [_campaign_row(c) for c in found], "\n".join(lines)
+
+
+async def _campaign_action(
+    action: str, campaigns: Campaigns, tenant: Tenant, args: argparse.Namespace
+) -> tuple[Output, str]:
+    """``action`` (show, pause, resume, cancel) done, then the campaign's progress."""
+    campaign_id = (await campaigns.find(tenant, args.campaign)).id
+    removed = None
+    if action == "pause":
+        await campaigns.pause(tenant, campaign_id)
+    elif action == "resume":
+        await campaigns.resume(tenant, campaign_id)
+    elif action == "cancel":
+        removed = (await campaigns.cancel(tenant, campaign_id))[1]
+    progress = await campaigns.progress(tenant, campaign_id)
+    numbers = progress.numbers()
+    data: dict[str, Any] = _campaign_row(progress.campaign) | {"progress": numbers}
+    lines = [f"{progress.campaign.name} ({progress.campaign.id}): {progress.campaign.state}"]
+    lines += [f"  {name:<13}{count:>10}" for name, count in numbers.items()]
+    if removed is not None:
+        data["removed"] = removed
+        lines.append(f"removed {removed} queued messages")
+    return data, "\n".join(lines)
 
 
 async def _stats(store: Store, settings: Settings, args: argparse.Namespace) -> tuple[Output, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class MessageState(enum.StrEnum):
@@ -392,3 +393,79 @@ class WebhookDelivery:
     last_error: str | None = None
     lease_token: str | None = None
     lease_expires: float | None = None
+
+
+class CampaignState(enum.StrEnum):
+    """Where a campaign is: ``draft`` takes recipients; ``scheduled`` starts at its
+    ``send_at``; ``running`` expands; ``paused`` holds expansion and its queued mail;
+    ``cancelled`` and ``done`` are final."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+class RecipientStatus(enum.StrEnum):
+    """A campaign recipient row's status: pending until expansion accepts it (queued)
+    or skips it (suppressed; failed: its message could not be made or accepted).
+    Invalid rows are reported at upload and never stored."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    SUPPRESSED = "suppressed"
+    INVALID = "invalid"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignTemplate:
+    """The message every recipient gets, its fields Jinja2 templates (sandboxed)."""
+
+    sender: str
+    """The From address (a sending domain of the tenant); also the envelope sender."""
+    subject: str
+    html: str | None = None
+    text: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A tenant's campaign; ``name`` is the campaign of its queues."""
+
+    id: int
+    tenant_id: int
+    name: str
+    state: CampaignState
+    template: CampaignTemplate
+    tracking_domain: str | None
+    pool: str | None
+    priority: str | None
+    send_at: float | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecipient:
+    """One row of a campaign's recipient list (``row`` counts from 1)."""
+
+    row: int
+    address: str
+    variables: dict[str, Any]
+    status: RecipientStatus = RecipientStatus.PENDING
+    message_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientMark:
+    """What expansion decided for one row."""
+
+    row: int
+    status: RecipientStatus
+    message_id: str | None = None
+    reason: str | None = None

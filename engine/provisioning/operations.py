@@ -21,6 +21,7 @@ shunted message handles each once, even while more are shunted meanwhile.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,12 +182,16 @@ class Operations:
     async def delete(self, message_or_submission: str) -> list[str]:
         """Remove the queued or shunted message (or the submission's), each with an
         AdminBounce record; the ids removed."""
-        now = self._clock.now()
-        records = _AdminRecords(self._store, self._nodeid, now)
         chosen = await self._chosen(message_or_submission, REMOVABLE, "queued or shunted")
         with translated(message_or_submission):
-            batch = [await records.removal(m) for m in chosen]
-            return await self._store.remove_messages([m.id for m in chosen], batch)
+            return await self.remove(chosen)
+
+    async def remove(self, messages: Sequence[QueuedMessage]) -> list[str]:
+        """Remove those of ``messages`` still queued or shunted, each with an AdminBounce
+        record; the ids removed (a campaign's cancel, ``delete``)."""
+        records = _AdminRecords(self._store, self._nodeid, self._clock.now())
+        batch = [await records.removal(m) for m in messages]
+        return await self._store.remove_messages([m.id for m in messages], batch)
 
     async def _requeue_all(self, records: _AdminRecords, now: float) -> list[str]:
         """Requeue, a page at a time, every message shunted before ``now``, each once.

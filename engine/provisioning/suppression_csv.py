@@ -47,9 +47,43 @@ class CsvHeaderError(ValueError):
 
 def read_rows(lines: Iterable[str], default_reason: str) -> Iterator[CsvRow | BadRow]:
     """Each record of the CSV ``lines`` after its header, checked (see the module)."""
+    header, records = read_records(lines)
+    address_at, reason_at = _columns(header)
+    for record in records:
+        if isinstance(record, BadRow):
+            yield record
+        else:
+            yield _row(record, address_at, reason_at, default_reason)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRecord:
+    """One non-blank record after the header: the line it ended on and its fields."""
+
+    line: int
+    fields: list[str]
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.fields)
+
+
+def read_records(lines: Iterable[str]) -> tuple[list[str], Iterator[CsvRecord | BadRow]]:
+    """The header row's column names (stripped, lower-cased) and, streamed, each
+    non-blank record after it (a ``BadRow`` when it is not CSV); ``CsvHeaderError``
+    when there is no header row."""
     numbered = _Numbered(lines)
     reader = csv.reader(numbered, strict=True)
-    address_at, reason_at = _columns(reader)
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise CsvHeaderError("the CSV is empty; its first row names the columns") from None
+    except csv.Error as exc:
+        raise CsvHeaderError(f"the header row is not CSV: {exc}") from None
+    return header, _records(numbered, reader)
+
+
+def _records(numbered: _Numbered, reader: Iterator[list[str]]) -> Iterator[CsvRecord | BadRow]:
     while True:
         try:
             fields = next(reader)
@@ -58,9 +92,8 @@ def read_rows(lines: Iterable[str], default_reason: str) -> Iterator[CsvRow | Ba
         except csv.Error as exc:
             yield BadRow(numbered.line, numbered.last.rstrip("\r\n"), f"not CSV: {exc}")
             continue
-        if not any(f.strip() for f in fields):
-            continue
-        yield _row(numbered, fields, address_at, reason_at, default_reason)
+        if any(f.strip() for f in fields):
+            yield CsvRecord(numbered.line, fields)
 
 
 def address_problem(address: str) -> str | None:
@@ -75,13 +108,7 @@ def address_problem(address: str) -> str | None:
     return None if problem is None else problem.text.lower()
 
 
-def _columns(reader: Iterator[list[str]]) -> tuple[int, int | None]:
-    try:
-        header = [name.strip().lower() for name in next(reader)]
-    except StopIteration:
-        raise CsvHeaderError("the CSV is empty; its first row names the columns") from None
-    except csv.Error as exc:
-        raise CsvHeaderError(f"the header row is not CSV: {exc}") from None
+def _columns(header: list[str]) -> tuple[int, int | None]:
     found = [header.index(name) for name in ADDRESS_COLUMNS if name in header]
     if not found:
         raise CsvHeaderError(
@@ -91,23 +118,19 @@ def _columns(reader: Iterator[list[str]]) -> tuple[int, int | None]:
 
 
 def _row(
-    numbered: _Numbered,
-    fields: list[str],
-    address_at: int,
-    reason_at: int | None,
-    default_reason: str,
+    record: CsvRecord, address_at: int, reason_at: int | None, default_reason: str
 ) -> CsvRow | BadRow:
-    text = ",".join(fields)
+    fields, line = record.fields, record.line
     if address_at >= len(fields):
-        return BadRow(numbered.line, text, "no address column in this row")
+        return BadRow(line, record.text, "no address column in this row")
     address = fields[address_at].strip().lower()
     problem = address_problem(address)
     if problem is not None:
-        return BadRow(numbered.line, text, problem)
+        return BadRow(line, record.text, problem)
     reason = fields[reason_at].strip() if reason_at is not None and reason_at < len(fields) else ""
     if len(reason) > MAX_REASON:
-        return BadRow(numbered.line, text, f"reason longer than {MAX_REASON} characters")
-    return CsvRow(numbered.line, address, reason or default_reason)
+        return BadRow(line, record.text, f"reason longer than {MAX_REASON} characters")
+    return CsvRow(line, address, reason or default_reason)
 
 
 class _Numbered:

@@ -7,7 +7,8 @@ process and node), the scheduler, the message transform (signed return
 paths, their keys derived from the engine secret), the SMTP deliverer. A
 process runs one or more roles, each a service (``engine.service.Service``,
 ``engine.runtime.roles``): ``submission`` (the SMTP listener and the spool,
-with the admin HTTP listener, ``admin``, and the tracking edge, ``tracking``,
+with the admin HTTP listener, ``admin``, and campaign expansion,
+``campaigns``, in one process per node, and the tracking edge, ``tracking``,
 when ``tracking.listen`` is set), ``delivery`` (claiming and delivering; with
 ``stats``, the rollup of the record log, ``engine.rollup.service``) and
 ``bounce`` (the bounce listener and intake, ``engine.runtime.bounce``; in role
@@ -47,6 +48,7 @@ from admin_api.app import create_app
 from admin_api.services import ApiServices
 from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
+from engine.campaigns.expansion import Expansion
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
@@ -395,6 +397,16 @@ class Engine:
             submission = self._submission(delivery)
             composed.append(submission)
             if self.serve_admin:
+                # One expanding process per node: two would take the same rows.
+                composed.append(
+                    Expansion(
+                        store=self._store,
+                        acceptor=submission.acceptor,
+                        clock=self.clock,
+                        hostname=settings.engine.hostname,
+                        nodeid=node_id(settings),
+                    )
+                )
                 composed.append(self._admin(secret, submission.acceptor))
         if self.serves_bounces:
             composed.append(self._bounce(secret, classifier))

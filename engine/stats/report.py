@@ -129,7 +129,8 @@ def stats_rows(
             by_group[group],
             bounced.get(group, {}),
         )
-        for group in sorted(by_group, key=_sort_key)
+        # A dimension's values are all names or all bucket starts: tuples compare as they are.
+        for group in sorted(by_group)
     ]
 
 
@@ -173,10 +174,6 @@ def stats_table(query: StatsQuery, rows: Sequence[StatsRow]) -> str:
 
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.2f}"
-
-
-def _sort_key(group: tuple[GroupValue, ...]) -> tuple[tuple[int, str], ...]:
-    return tuple((v, "") if isinstance(v, int) else (0, v) for v in group)
 
 
 def _hits(m: dict[str, int], kind: str) -> dict[str, int]:

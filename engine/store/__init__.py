@@ -38,6 +38,9 @@ from config import sqlite_path
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
     IdempotencyKey,
     InboundMessage,
     InboundState,
@@ -45,6 +48,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     QueueInfo,
+    RecipientMark,
     SendingDomain,
     Settlement,
     SmtpUser,
@@ -723,6 +727,73 @@ class Store(Protocol):
         """Mark the key of ``prefix`` revoked at ``now`` (one revoked already keeps its
         time); the key as it is then, None when there is no such key (of ``tenant_id``
         when given: on PostgreSQL under its row-level security)."""
+        ...
+
+    # Campaigns (``engine.campaigns``): a tenant's, on PostgreSQL under its row-level
+    # security and filtered by it too.
+    async def add_campaign(self, campaign: Campaign) -> Campaign:
+        """Store ``campaign``; it with its new id. ``Conflict`` when the tenant has a
+        campaign of that name, ``NotFound`` when the tenant is unknown."""
+        ...
+
+    async def get_campaign(self, tenant_id: int, campaign_id: int) -> Campaign | None:
+        """The tenant's campaign ``campaign_id``; None if absent or another tenant's."""
+        ...
+
+    async def list_campaigns(self, tenant_id: int) -> list[Campaign]:
+        """The tenant's campaigns, newest first."""
+        ...
+
+    async def campaigns_in(self, states: Collection[CampaignState]) -> list[Campaign]:
+        """Every tenant's campaigns in ``states``, by id (expansion finds its work)."""
+        ...
+
+    async def set_campaign_state(
+        self,
+        tenant_id: int,
+        campaign_id: int,
+        state: CampaignState,
+        now: float,
+        *,
+        when: Collection[CampaignState],
+    ) -> Campaign | None:
+        """Move the tenant's campaign to ``state`` if it is in one of ``when`` (one
+        statement: two callers cannot both move it); it as it is then, None when it
+        is absent or was in another state."""
+        ...
+
+    async def add_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, recipients: Sequence[CampaignRecipient]
+    ) -> None:
+        """Store a batch of recipient rows of the tenant's campaign in one transaction;
+        ``Conflict`` when a row number is taken."""
+        ...
+
+    async def last_campaign_row(self, tenant_id: int, campaign_id: int) -> int:
+        """The highest row number of the campaign's recipients (0 when it has none)."""
+        ...
+
+    async def pending_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, after_row: int, limit: int
+    ) -> list[CampaignRecipient]:
+        """Up to ``limit`` pending rows numbered above ``after_row``, by row."""
+        ...
+
+    async def mark_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, marks: Sequence[RecipientMark]
+    ) -> None:
+        """Set each row's status, message id and reason, in one transaction."""
+        ...
+
+    async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
+        """The campaign's rows by status (``pending``, ``queued``...); a status no row
+        has is absent."""
+        ...
+
+    async def campaign_messages_in(
+        self, tenant_id: int, campaign: str, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        """Up to ``limit`` of the tenant's messages of ``campaign`` in ``states``."""
         ...
 
 

@@ -35,6 +35,9 @@ import asyncpg
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
     IdempotencyKey,
     InboundMessage,
     InboundState,
@@ -42,6 +45,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     QueueInfo,
+    RecipientMark,
     SendingDomain,
     Settlement,
     SmtpUser,
@@ -78,6 +82,8 @@ from engine.store import (
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
+    CAMPAIGN_COLUMNS,
+    CAMPAIGN_INSERT,
     CLAIM_ATTEMPTS,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
@@ -85,6 +91,8 @@ from engine.store.rows import (
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
+    RECIPIENT_COLUMNS,
+    RECIPIENT_INSERT,
     RECORD_FIELDS,
     SUSPENSION_COLUMNS,
     TENANT_OVERRIDE_COLUMNS,
@@ -94,6 +102,8 @@ from engine.store.rows import (
     WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
+    campaign_from_row,
+    campaign_row,
     claim_order,
     claim_params,
     idempotency_claim_sql,
@@ -104,6 +114,8 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     queue_rows,
+    recipient_from_row,
+    recipient_rows,
     record_query,
     record_row,
     records_about,
@@ -131,6 +143,8 @@ ANNOUNCE_INTERVAL_SECONDS = 0.05
 """Least time between two notifications; announcements asked meanwhile make one."""
 TENANT_ROLE = "penguin_tenant"
 TENANT_OWNED = (
+    "campaign_recipients",
+    "campaigns",
     "webhook_deliveries",
     "webhooks",
     "messages",
@@ -145,6 +159,8 @@ TENANT_OWNED = (
     "api_keys",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _LOCK_TENANT = "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
@@ -622,12 +638,14 @@ class PostgresStore:
             status = await conn.execute(_numbered([stats_sql.MOVE_CURSOR], 1), *moved)
             if _row_count(status) != 1:
                 return False
-            rows = stats_sql.count_rows(list(counts))
-            if rows:
-                await conn.executemany(_numbered([stats_sql.ADD_COUNTS], 1), rows)
-            bounces = stats_sql.bounce_rows(list(counts))
-            if bounces:
-                await conn.executemany(_numbered([stats_sql.ADD_BOUNCES], 1), bounces)
+            for sql, rows in (
+                (stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts))),
+                (stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts))),
+                (stats_sql.ADD_PROVIDER_COUNTS, stats_sql.provider_count_rows(list(counts))),
+                (stats_sql.ADD_PROVIDER_BOUNCES, stats_sql.provider_bounce_rows(list(counts))),
+            ):
+                if rows:
+                    await conn.executemany(_numbered([sql], 1), rows)
         return True
 
     async def stat_totals(
@@ -1114,6 +1132,140 @@ class PostgresStore:
                 address.lower(),
             )
         return _row_count(status) == 1
+
+    # Campaigns: under the tenant's row-level security, and filtered by it too.
+
+    async def add_campaign(self, campaign: Campaign) -> Campaign:
+        with _translated(f"campaign {campaign.name!r}"):
+            async with self.tenant_scope(campaign.tenant_id) as conn:
+                row = await conn.fetchrow(
+                    f"{CAMPAIGN_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    " RETURNING id",
+                    *campaign_row(campaign),
+                )
+        return replace(campaign, id=int(row[0]))
+
+    async def get_campaign(self, tenant_id: int, campaign_id: int) -> Campaign | None:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 AND tenant_id = $2"
+        with _translated("campaign"):
+            async with self.tenant_scope(tenant_id) as conn:
+                row = await conn.fetchrow(sql, campaign_id, tenant_id)
+        return None if row is None else campaign_from_row(row)
+
+    async def list_campaigns(self, tenant_id: int) -> list[Campaign]:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant_id = $1 ORDER BY id DESC"
+        with _translated("campaign"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, tenant_id)
+        return [campaign_from_row(row) for row in rows]
+
+    async def campaigns_in(self, states: Collection[CampaignState]) -> list[Campaign]:
+        rows = await self._fetch(
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state = ANY($1::text[]) ORDER BY id",
+            sorted(state.value for state in states),
+            subject="campaign",
+        )
+        return [campaign_from_row(row) for row in rows]
+
+    async def set_campaign_state(
+        self,
+        tenant_id: int,
+        campaign_id: int,
+        state: CampaignState,
+        now: float,
+        *,
+        when: Collection[CampaignState],
+    ) -> Campaign | None:
+        sql = (
+            "UPDATE campaigns SET state = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4"
+            f" AND state = ANY($5::text[]) RETURNING {CAMPAIGN_COLUMNS}"
+        )
+        wanted = sorted(s.value for s in when)
+        with _translated("campaign"):
+            async with self.tenant_scope(tenant_id) as conn:
+                row = await conn.fetchrow(sql, state.value, now, campaign_id, tenant_id, wanted)
+        return None if row is None else campaign_from_row(row)
+
+    async def add_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, recipients: Sequence[CampaignRecipient]
+    ) -> None:
+        """One INSERT from arrays (COPY is refused under row-level security)."""
+        rows = recipient_rows(campaign_id, tenant_id, recipients)
+        if not rows:
+            return
+        with _translated("campaign recipient"):
+            async with self.tenant_scope(tenant_id) as conn:
+                await conn.execute(
+                    f"{RECIPIENT_INSERT} SELECT * FROM unnest($1::bigint[], $2::bigint[],"
+                    " $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])",
+                    *(list(column) for column in zip(*rows, strict=True)),
+                )
+
+    async def last_campaign_row(self, tenant_id: int, campaign_id: int) -> int:
+        sql = (
+            "SELECT coalesce(max(row_no), 0) FROM campaign_recipients"
+            " WHERE campaign_id = $1 AND tenant_id = $2"
+        )
+        with _translated("campaign recipient"):
+            async with self.tenant_scope(tenant_id) as conn:
+                return int(await conn.fetchval(sql, campaign_id, tenant_id))
+
+    async def pending_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, after_row: int, limit: int
+    ) -> list[CampaignRecipient]:
+        sql = (
+            f"SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients"
+            " WHERE campaign_id = $1 AND status = 'pending' AND row_no > $2 AND tenant_id = $3"
+            " ORDER BY row_no LIMIT $4"
+        )
+        with _translated("campaign recipient"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, campaign_id, after_row, tenant_id, limit)
+        return [recipient_from_row(row) for row in rows]
+
+    async def mark_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, marks: Sequence[RecipientMark]
+    ) -> None:
+        sql = (
+            "UPDATE campaign_recipients AS c SET status = m.status, message_id = m.message_id,"
+            " reason = m.reason FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])"
+            " AS m (row_no, status, message_id, reason)"
+            " WHERE c.campaign_id = $5 AND c.row_no = m.row_no AND c.tenant_id = $6"
+        )
+        with _translated("campaign recipient"):
+            async with self.tenant_scope(tenant_id) as conn:
+                await conn.execute(
+                    sql,
+                    [m.row for m in marks],
+                    [m.status.value for m in marks],
+                    [m.message_id for m in marks],
+                    [m.reason for m in marks],
+                    campaign_id,
+                    tenant_id,
+                )
+
+    async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
+        sql = (
+            "SELECT status, count(*) FROM campaign_recipients"
+            " WHERE campaign_id = $1 AND tenant_id = $2 GROUP BY status"
+        )
+        with _translated("campaign"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, campaign_id, tenant_id)
+        return {str(status): int(count) for status, count in rows}
+
+    async def campaign_messages_in(
+        self, tenant_id: int, campaign: str, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND campaign = $2"
+            " AND state = ANY($3::text[]) ORDER BY created_at, id LIMIT $4"
+        )
+        wanted = sorted(state.value for state in states)
+        with _translated("campaign"):
+            async with self.tenant_scope(tenant_id) as conn:
+                rows = await conn.fetch(sql, tenant_id, campaign, wanted, limit)
+        return [message_from_row(row) for row in rows]
 
     # Inbound bounces and complaints.
 

@@ -15,11 +15,16 @@ from typing import Any
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    CampaignTemplate,
     IdempotencyKey,
     InboundMessage,
     InboundState,
     MessageState,
     QueuedMessage,
+    RecipientStatus,
     Settlement,
     Submission,
     Suppression,
@@ -418,3 +423,84 @@ def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
     fields["scopes"] = frozenset(ApiScope(s) for s in str(fields["scopes"]).split())
     fields["secret_hash"] = bytes(fields["secret_hash"])
     return ApiKey(**fields)
+
+
+CAMPAIGN_COLUMNS = (
+    "id, tenant_id, name, state, template, tracking_domain, pool, priority, send_at,"
+    " created_at, updated_at"
+)
+CAMPAIGN_INSERT = (
+    "INSERT INTO campaigns (tenant_id, name, state, template, tracking_domain, pool,"
+    " priority, send_at, created_at, updated_at)"
+)
+RECIPIENT_COLUMNS = "row_no, address, variables, status, message_id, reason"
+RECIPIENT_INSERT = (
+    "INSERT INTO campaign_recipients (campaign_id, tenant_id, row_no, address, variables, status,"
+    " reason)"
+)
+
+
+def campaign_row(campaign: Campaign) -> tuple[object, ...]:
+    """The values of ``CAMPAIGN_INSERT``: the template stored as one JSON text."""
+    template = campaign.template
+    stored = {
+        "from": template.sender,
+        "subject": template.subject,
+        "html": template.html,
+        "text": template.text,
+        "headers": [list(h) for h in template.headers],
+    }
+    return (
+        campaign.tenant_id,
+        campaign.name,
+        campaign.state.value,
+        json.dumps(stored, separators=(",", ":")),
+        campaign.tracking_domain,
+        campaign.pool,
+        campaign.priority,
+        campaign.send_at,
+        campaign.created_at,
+        campaign.updated_at,
+    )
+
+
+def campaign_from_row(row: Mapping[str, Any]) -> Campaign:
+    """A campaign from a row selected with ``CAMPAIGN_COLUMNS``."""
+    fields = dict(row)
+    stored = json.loads(fields["template"])
+    fields["template"] = CampaignTemplate(
+        sender=stored["from"],
+        subject=stored["subject"],
+        html=stored["html"],
+        text=stored["text"],
+        headers=tuple((str(n), str(v)) for n, v in stored["headers"]),
+    )
+    fields["state"] = CampaignState(fields["state"])
+    return Campaign(**fields)
+
+
+def recipient_rows(
+    campaign_id: int, tenant_id: int, recipients: Sequence[CampaignRecipient]
+) -> list[tuple[object, ...]]:
+    """The values of ``RECIPIENT_INSERT`` for ``recipients``."""
+    return [
+        (
+            campaign_id,
+            tenant_id,
+            r.row,
+            r.address,
+            json.dumps(r.variables, separators=(",", ":")),
+            r.status.value,
+            r.reason,
+        )
+        for r in recipients
+    ]
+
+
+def recipient_from_row(row: Mapping[str, Any]) -> CampaignRecipient:
+    """A recipient row from a row selected with ``RECIPIENT_COLUMNS``."""
+    fields = dict(row)
+    fields["row"] = fields.pop("row_no")
+    fields["variables"] = json.loads(fields["variables"])
+    fields["status"] = RecipientStatus(fields["status"])
+    return CampaignRecipient(**fields)

@@ -36,6 +36,9 @@ from typing import Any, TypeVar
 from engine.model import (
     EVERY_SUPPRESSION,
     ApiKey,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
     IdempotencyKey,
     InboundMessage,
     InboundState,
@@ -43,6 +46,7 @@ from engine.model import (
     QueueCount,
     QueuedMessage,
     QueueInfo,
+    RecipientMark,
     SendingDomain,
     Settlement,
     SmtpUser,
@@ -79,12 +83,16 @@ from engine.store import (
 from engine.store.migrations import migration_files
 from engine.store.rows import (
     API_KEY_COLUMNS,
+    CAMPAIGN_COLUMNS,
+    CAMPAIGN_INSERT,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
     INBOUND_FIELDS,
     MESSAGE_COLUMNS,
     MESSAGE_FIELDS,
+    RECIPIENT_COLUMNS,
+    RECIPIENT_INSERT,
     SUSPENSION_COLUMNS,
     TENANT_OVERRIDE_COLUMNS,
     TRACKING_DOMAIN_COLUMNS,
@@ -93,6 +101,8 @@ from engine.store.rows import (
     WEBHOOK_FIELDS,
     api_key_from_row,
     api_key_row,
+    campaign_from_row,
+    campaign_row,
     claim_order,
     claim_params,
     idempotency_claim_sql,
@@ -103,6 +113,8 @@ from engine.store.rows import (
     message_row,
     new_lease_token,
     queue_rows,
+    recipient_from_row,
+    recipient_rows,
     record_query,
     record_row,
     records_about,
@@ -141,6 +153,8 @@ CLAIM_QUEUE_SELECT = (
 would take ``messages_queue_due`` and sort every due message of the queue, where this
 one stops after the first ``LIMIT`` in priority order."""
 TENANT_OWNED = (
+    "campaign_recipients",
+    "campaigns",
     "webhook_deliveries",
     "webhooks",
     "messages",
@@ -155,6 +169,8 @@ TENANT_OWNED = (
     "api_keys",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """The tables whose rows ``remove_tenant`` deletes with the tenant, children first."""
 _QUEUE_DELIVERY_SQL = (
@@ -490,6 +506,12 @@ class SqliteStore:
                 return False
             conn.executemany(stats_sql.ADD_COUNTS, stats_sql.count_rows(list(counts)))
             conn.executemany(stats_sql.ADD_BOUNCES, stats_sql.bounce_rows(list(counts)))
+            conn.executemany(
+                stats_sql.ADD_PROVIDER_COUNTS, stats_sql.provider_count_rows(list(counts))
+            )
+            conn.executemany(
+                stats_sql.ADD_PROVIDER_BOUNCES, stats_sql.provider_bounce_rows(list(counts))
+            )
             return True
 
         return await self._write(apply, "stats", flush=False)
@@ -983,6 +1005,118 @@ class SqliteStore:
         return await self._write(
             lambda conn: conn.execute(sql, params).rowcount == 1, "suppression"
         )
+
+    # Campaigns.
+
+    async def add_campaign(self, campaign: Campaign) -> Campaign:
+        def insert(conn: sqlite3.Connection) -> Campaign:
+            values = campaign_row(campaign)
+            sql = f"{CAMPAIGN_INSERT} VALUES ({', '.join('?' * len(values))})"
+            return replace(campaign, id=_rowid(conn.execute(sql, values)))
+
+        return await self._write(insert, f"campaign {campaign.name!r}")
+
+    async def get_campaign(self, tenant_id: int, campaign_id: int) -> Campaign | None:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ? AND tenant_id = ?"
+        return await self._run(lambda conn: _campaign(conn, sql, (campaign_id, tenant_id)))
+
+    async def list_campaigns(self, tenant_id: int) -> list[Campaign]:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant_id = ? ORDER BY id DESC"
+        return await self._run(lambda conn: _campaigns(conn, sql, (tenant_id,)))
+
+    async def campaigns_in(self, states: Collection[CampaignState]) -> list[Campaign]:
+        wanted = sorted(state.value for state in states)
+        sql = (
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns"
+            f" WHERE state IN ({', '.join('?' * len(wanted))}) ORDER BY id"
+        )
+        return await self._run(lambda conn: _campaigns(conn, sql, tuple(wanted)))
+
+    async def set_campaign_state(
+        self,
+        tenant_id: int,
+        campaign_id: int,
+        state: CampaignState,
+        now: float,
+        *,
+        when: Collection[CampaignState],
+    ) -> Campaign | None:
+        wanted = sorted(s.value for s in when)
+        sql = (
+            "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ? AND tenant_id = ?"
+            f" AND state IN ({', '.join('?' * len(wanted))}) RETURNING {CAMPAIGN_COLUMNS}"
+        )
+        params = (state.value, now, campaign_id, tenant_id, *wanted)
+        return await self._write(lambda conn: _campaign(conn, sql, params), "campaign")
+
+    async def add_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, recipients: Sequence[CampaignRecipient]
+    ) -> None:
+        rows = recipient_rows(campaign_id, tenant_id, recipients)
+        sql = f"{RECIPIENT_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._write(lambda conn: conn.executemany(sql, rows), "campaign recipient")
+
+    async def last_campaign_row(self, tenant_id: int, campaign_id: int) -> int:
+        sql = (
+            "SELECT coalesce(max(row_no), 0) FROM campaign_recipients"
+            " WHERE campaign_id = ? AND tenant_id = ?"
+        )
+        return await self._run(
+            lambda conn: int(conn.execute(sql, (campaign_id, tenant_id)).fetchone()[0])
+        )
+
+    async def pending_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, after_row: int, limit: int
+    ) -> list[CampaignRecipient]:
+        sql = (
+            f"SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients"
+            " INDEXED BY campaign_recipients_pending"
+            " WHERE campaign_id = ? AND status = 'pending' AND row_no > ? AND tenant_id = ?"
+            " ORDER BY row_no LIMIT ?"
+        )
+        params = (campaign_id, after_row, tenant_id, limit)
+
+        def select(conn: sqlite3.Connection) -> list[CampaignRecipient]:
+            cursor = conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [recipient_from_row(dict(zip(names, r, strict=True))) for r in cursor]
+
+        return await self._run(select)
+
+    async def mark_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, marks: Sequence[RecipientMark]
+    ) -> None:
+        sql = (
+            "UPDATE campaign_recipients SET status = ?, message_id = ?, reason = ?"
+            " WHERE campaign_id = ? AND row_no = ? AND tenant_id = ?"
+        )
+        rows = [
+            (m.status.value, m.message_id, m.reason, campaign_id, m.row, tenant_id) for m in marks
+        ]
+        await self._write(lambda conn: conn.executemany(sql, rows), "campaign recipient")
+
+    async def campaign_counts(self, tenant_id: int, campaign_id: int) -> dict[str, int]:
+        sql = (
+            "SELECT status, count(*) FROM campaign_recipients"
+            " WHERE campaign_id = ? AND tenant_id = ? GROUP BY status"
+        )
+
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(sql, (campaign_id, tenant_id))
+            return {str(status): int(count) for status, count in rows}
+
+        return await self._run(select)
+
+    async def campaign_messages_in(
+        self, tenant_id: int, campaign: str, states: Collection[MessageState], limit: int
+    ) -> list[QueuedMessage]:
+        wanted = sorted(state.value for state in states)
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ? AND campaign = ?"
+            f" AND state IN ({', '.join('?' * len(wanted))}) ORDER BY created_at, id LIMIT ?"
+        )
+        params = (tenant_id, campaign, *wanted, limit)
+        return await self._run(lambda conn: _messages(conn, sql, params))
 
     # Inbound bounces and complaints.
 
@@ -1495,6 +1629,17 @@ def _webhook_deliveries(
 def _api_key(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> ApiKey | None:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else api_key_from_row(row)
+
+
+def _campaigns(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Campaign]:
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [campaign_from_row(dict(zip(names, row, strict=True))) for row in cursor]
+
+
+def _campaign(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Campaign | None:
+    found = _campaigns(conn, sql, params)
+    return found[0] if found else None
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

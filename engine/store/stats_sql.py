@@ -8,7 +8,7 @@ bigint is a numeric) so both backends return integers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +17,8 @@ from engine.stats.report import BounceTotal, Dimension, StatsQuery, StatTotal
 from engine.store import LogPosition
 
 KEY_COLUMNS = ("tenant_id", "span", "bucket", "campaign", "domain", "provider")
+PROVIDER_KEY_COLUMNS = ("tenant_id", "span", "bucket", "provider")
+"""The key of the rollup by provider (``KEY_COLUMNS`` without campaign and domain)."""
 
 _GROUP_EXPRESSIONS = {
     Dimension.CAMPAIGN: "campaign",
@@ -29,18 +31,31 @@ TIME_GROUPS = frozenset({_GROUP_EXPRESSIONS[Dimension.HOUR], _GROUP_EXPRESSIONS[
 
 MESSAGE_FACTS = "SELECT id, campaign, sender, domain FROM messages WHERE id IN "
 """The facts of messages by id (the list of ids follows)."""
-ADD_COUNTS = (
-    f"INSERT INTO stat_counts AS s ({', '.join((*KEY_COLUMNS, *METRICS))})"
-    f" VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(METRICS)))})"
-    f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
-    + ", ".join(f"{m} = s.{m} + excluded.{m}" for m in METRICS)
-)
-ADD_BOUNCES = (
-    f"INSERT INTO stat_bounces AS s ({', '.join(KEY_COLUMNS)}, category, count)"
-    f" VALUES ({', '.join('?' * (len(KEY_COLUMNS) + 2))})"
-    f" ON CONFLICT ({', '.join(KEY_COLUMNS)}, category) DO UPDATE SET"
-    " count = s.count + excluded.count"
-)
+
+
+def _add_counts(table: str, keys: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table} AS s ({', '.join((*keys, *METRICS))})"
+        f" VALUES ({', '.join('?' * (len(keys) + len(METRICS)))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = s.{m} + excluded.{m}" for m in METRICS)
+    )
+
+
+def _add_bounces(table: str, keys: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table} AS s ({', '.join(keys)}, category, count)"
+        f" VALUES ({', '.join('?' * (len(keys) + 2))})"
+        f" ON CONFLICT ({', '.join(keys)}, category) DO UPDATE SET"
+        " count = s.count + excluded.count"
+    )
+
+
+ADD_COUNTS = _add_counts("stat_counts", KEY_COLUMNS)
+ADD_BOUNCES = _add_bounces("stat_bounces", KEY_COLUMNS)
+ADD_PROVIDER_COUNTS = _add_counts("stat_provider_counts", PROVIDER_KEY_COLUMNS)
+ADD_PROVIDER_BOUNCES = _add_bounces("stat_provider_bounces", PROVIDER_KEY_COLUMNS)
+
 LEASE = (
     "UPDATE stat_cursor SET owner = ?, lease_expires = ?"
     " WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_expires <= ?) RETURNING txid, seq"
@@ -58,7 +73,7 @@ def totals_of(
     """The rows of ``totals_sql``'s statements as values."""
     n = len(query.group_by)
     return (
-        [StatTotal(tuple(row[:n]), tuple(int(v) for v in row[n:])) for row in totals],
+        [StatTotal(tuple(row[:n]), tuple(row[n:])) for row in totals],
         [BounceTotal(tuple(row[:n]), str(row[n]), int(row[n + 1])) for row in bounces],
     )
 
@@ -87,17 +102,40 @@ def bounce_rows(counts: Sequence[StatCount]) -> list[tuple[object, ...]]:
     ]
 
 
+def provider_count_rows(counts: Sequence[StatCount]) -> list[tuple[object, ...]]:
+    """``ADD_PROVIDER_COUNTS``'s rows: ``count_rows`` summed over campaign and domain."""
+    return [_without_sender(row) for row in count_rows(_by_provider(counts))]
+
+
+def provider_bounce_rows(counts: Sequence[StatCount]) -> list[tuple[object, ...]]:
+    """``ADD_PROVIDER_BOUNCES``'s rows: ``bounce_rows`` summed over campaign and domain."""
+    return [_without_sender(row) for row in bounce_rows(_by_provider(counts))]
+
+
+def _by_provider(counts: Sequence[StatCount]) -> list[StatCount]:
+    return _summed(counts, lambda key: replace(key, campaign="", domain=""))
+
+
+def _without_sender(row: tuple[object, ...]) -> tuple[object, ...]:
+    # KEY_COLUMNS' campaign and domain dropped: PROVIDER_KEY_COLUMNS.
+    return (*row[:3], *row[5:])
+
+
 def _spans(counts: Sequence[StatCount]) -> list[tuple[int, StatCount]]:
-    days: dict[StatKey, tuple[list[int], dict[str, int]]] = {}
+    by_day = _summed(counts, lambda key: replace(key, hour=key.hour - key.hour % DAY))
+    return [(HOUR, c) for c in counts] + [(DAY, c) for c in by_day]
+
+
+def _summed(counts: Sequence[StatCount], key_of: Callable[[StatKey], StatKey]) -> list[StatCount]:
+    """``counts`` summed per ``key_of`` their key."""
+    sums: dict[StatKey, tuple[list[int], dict[str, int]]] = {}
     for c in counts:
-        day = replace(c.key, hour=c.key.hour - c.key.hour % DAY)
-        sums, bounces = days.setdefault(day, ([0] * len(METRICS), {}))
+        metrics, bounces = sums.setdefault(key_of(c.key), ([0] * len(METRICS), {}))
         for i, n in enumerate(c.counts):
-            sums[i] += n
+            metrics[i] += n
         for category, n in c.bounces.items():
             bounces[category] = bounces.get(category, 0) + n
-    by_day = [StatCount(key, tuple(sums), bounces) for key, (sums, bounces) in days.items()]
-    return [(HOUR, c) for c in counts] + [(DAY, c) for c in by_day]
+    return [StatCount(key, tuple(metrics), bounces) for key, (metrics, bounces) in sums.items()]
 
 
 def _key(c: StatCount, span: int) -> tuple[object, ...]:
@@ -124,12 +162,21 @@ def totals_sql(query: StatsQuery, cast: str) -> tuple[str, str, list[object]]:
     order = sorted(groups, key=lambda g: g not in TIME_GROUPS)
     group_by = f" GROUP BY {', '.join(order)}" if groups else ""
     sums = ", ".join(f"coalesce(sum({m}), 0){cast}" for m in METRICS)
-    totals = f"SELECT {', '.join([*groups, sums])} FROM stat_counts{where}{group_by}"
+    counts_table, bounces_table = _tables(query)
+    totals = f"SELECT {', '.join([*groups, sums])} FROM {counts_table}{where}{group_by}"
     bounces = (
-        f"SELECT {', '.join([*groups, 'category', f'sum(count){cast}'])} FROM stat_bounces"
+        f"SELECT {', '.join([*groups, 'category', f'sum(count){cast}'])} FROM {bounces_table}"
         f"{where} GROUP BY {', '.join([*order, 'category'])}"
     )
     return totals, bounces, params
+
+
+def _tables(query: StatsQuery) -> tuple[str, str]:
+    """The rollup tables ``query`` reads: by provider unless it needs campaign or domain."""
+    sender = {Dimension.CAMPAIGN, Dimension.DOMAIN}.intersection(query.group_by)
+    if sender or query.campaign is not None or query.domain is not None:
+        return "stat_counts", "stat_bounces"
+    return "stat_provider_counts", "stat_provider_bounces"
 
 
 def _conditions(query: StatsQuery) -> tuple[list[str], list[object]]:

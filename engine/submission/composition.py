@@ -19,10 +19,13 @@ Bad input raises ``CompositionError`` naming the field (``to[2]``,
 
 from __future__ import annotations
 
+import random
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
+from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.header import Header
 from email.message import EmailMessage, MIMEPart
 from email.utils import formataddr
@@ -115,9 +118,12 @@ def compose(draft: Draft) -> bytes:
     if draft.priority is not None:
         del message[PRIORITY_HEADER]
         message.set_raw("X-Priority-Class", draft.priority)
-    _set_bodies(message, draft)
-    for part in message.iter_parts() if message.is_multipart() else ():
-        _drop_part_mime_version(part)
+    if draft.attachments:
+        _set_bodies(message, draft)
+        for part in message.iter_parts() if message.is_multipart() else ():
+            _drop_part_mime_version(part)
+    else:
+        _set_text_bodies(message, draft)
     return message.as_bytes(policy=SMTP_POLICY)
 
 
@@ -269,6 +275,45 @@ def _set_bodies(message: EmailMessage, draft: Draft) -> None:
             message.add_attachment(
                 attachment.content, maintype, subtype, filename=attachment.filename.strip()
             )
+
+
+def _set_text_bodies(message: EmailMessage, draft: Draft) -> None:
+    """Text and/or HTML without attachments, written as ``_set_bodies`` would (the
+    stdlib's own body encoder, the same header fields) without its per-part header
+    parsing: a campaign composes a message per recipient."""
+    parts = [
+        (subtype, _encode_text(body, "utf-8", _text_cte(body), SMTP_POLICY))
+        for subtype, body in (("plain", draft.text), ("html", draft.html))
+        if body is not None
+    ]
+    if not parts:
+        return
+    message.set_raw("MIME-Version", "1.0")
+    if len(parts) == 1:
+        [(subtype, (cte, data))] = parts
+        message.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+        message.set_raw("Content-Transfer-Encoding", cte)
+        message.set_payload(data)
+        return
+    boundary = _boundary([data for _, (_, data) in parts])
+    message.set_raw("Content-Type", f'multipart/alternative; boundary="{boundary}"')
+    body = "".join(
+        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n{data.replace(chr(10), CRLF)}\r\n"
+        for subtype, (cte, data) in parts
+    )
+    message.set_payload(f"{body}--{boundary}--\r\n")
+
+
+CRLF = "\r\n"
+
+
+def _boundary(bodies: Sequence[str]) -> str:
+    """A multipart boundary in the stdlib's style that no body line starts with."""
+    while True:
+        boundary = f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
+        if not any(f"--{boundary}" in body for body in bodies):
+            return boundary
 
 
 def _text_cte(text: str) -> str:

@@ -91,6 +91,7 @@ async def test_healthz_reports_every_service_of_the_process(engine: Engine) -> N
         "stats",
         "webhooks",
         "submission",
+        "campaigns",
         "admin",
         "bounce",
         "tracking",

@@ -16,6 +16,10 @@ from config.loader import parse_settings
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    CampaignTemplate,
     IdempotencyKey,
     MessageState,
     QueuedMessage,
@@ -50,8 +54,12 @@ TENANT_TABLES = (
     "webhooks",
     "webhook_deliveries",
     "tenant_settings",
+    "campaigns",
+    "campaign_recipients",
     "stat_counts",
     "stat_bounces",
+    "stat_provider_counts",
+    "stat_provider_bounces",
 )
 """Every table holding tenants' rows that the API reads for a tenant: each has a
 row-level security policy for ``penguin_tenant``."""
@@ -113,16 +121,31 @@ async def seed(store: PostgresStore, name: str, submissions: int, per: int) -> i
     claim = IdempotencyKey(tenant.id, "k", "h", "", T0, f"t-{name}", pending=True)
     await store.claim_idempotency_key(claim, 0.0, 0.0)
     await store.accept(subs, records, [replace(claim, response="{}")])
+    template = CampaignTemplate(f"news@{name}.example", "Hi", text="Hello")
+    campaign = await store.add_campaign(
+        Campaign(
+            0, tenant.id, "spring", CampaignState.DRAFT, template, None, None, None, None, T0, T0
+        )
+    )
+    recipient = CampaignRecipient(1, f"ann@{name}.example", {})
+    await store.add_campaign_recipients(tenant.id, campaign.id, [recipient])
     return tenant.id
 
 
-STATS_ROWS = {"stat_counts": 2, "stat_bounces": 2}
+STATS_ROWS = {
+    "stat_counts": 2,
+    "stat_bounces": 2,
+    "stat_provider_counts": 2,
+    "stat_provider_bounces": 2,
+}
 """A count of ``seed``'s per hour and per day."""
 ONE_EACH = {
     "tracking_domains": 1,
     "smtp_users": 1,
     "api_keys": 1,
     "tenant_settings": 1,
+    "campaigns": 1,
+    "campaign_recipients": 1,
     "idempotency_keys": 1,
     "webhooks": 1,
     "webhook_deliveries": 1,

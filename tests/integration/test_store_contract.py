@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import random
 from dataclasses import replace
 
 import pytest
@@ -11,11 +13,17 @@ import pytest
 from engine.model import (
     ApiKey,
     ApiScope,
+    Campaign,
+    CampaignRecipient,
+    CampaignState,
+    CampaignTemplate,
     IdempotencyKey,
     MessageState,
     QueueCount,
     QueuedMessage,
     QueueInfo,
+    RecipientMark,
+    RecipientStatus,
     SendingDomain,
     Settlement,
     SmtpUser,
@@ -1673,6 +1681,82 @@ async def test_api_keys_are_stored_listed_by_tenant_and_revoked(store: Store) ->
     assert await store.list_api_keys(acme.id) == [revoked, second]
 
 
+def spring(tenant_id: int, name: str = "spring") -> Campaign:
+    template = CampaignTemplate(
+        "news@acme.example", "Hi {{ name }}", html="<p>{{ name }}</p>", headers=(("X-A", "b"),)
+    )
+    draft = CampaignState.DRAFT
+    return Campaign(
+        0, tenant_id, name, draft, template, "t.acme.example", "p", "bulk", None, T0, T0
+    )
+
+
+async def test_campaigns_are_stored_per_tenant_and_move_between_states(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    made = await store.add_campaign(spring(acme.id))
+    assert made.id > 0
+    assert await store.get_campaign(acme.id, made.id) == made
+    assert await store.get_campaign(beta.id, made.id) is None
+    with pytest.raises(Conflict):
+        await store.add_campaign(spring(acme.id))
+    other = await store.add_campaign(spring(beta.id))
+    assert [c.id for c in await store.list_campaigns(acme.id)] == [made.id]
+    scheduled, draft = CampaignState.SCHEDULED, CampaignState.DRAFT
+    assert await store.set_campaign_state(beta.id, made.id, scheduled, T0, when={draft}) is None
+    moved = await store.set_campaign_state(acme.id, made.id, scheduled, T0 + 1, when={draft})
+    assert moved == replace(made, state=scheduled, updated_at=T0 + 1)
+    assert await store.set_campaign_state(acme.id, made.id, scheduled, T0, when={draft}) is None
+    assert [c.id for c in await store.campaigns_in({scheduled})] == [made.id]
+    assert [c.id for c in await store.campaigns_in({draft, scheduled})] == [made.id, other.id]
+
+
+async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    made = await store.add_campaign(spring(acme.id))
+    assert await store.last_campaign_row(acme.id, made.id) == 0
+    rows = [CampaignRecipient(n, f"r{n}@dest.example", {"name": f"N{n}"}) for n in range(1, 6)]
+    bad = CampaignRecipient(6, "nope", {}, RecipientStatus.INVALID, None, "no domain")
+    await store.add_campaign_recipients(acme.id, made.id, [*rows, bad])
+    with pytest.raises(Conflict):
+        await store.add_campaign_recipients(acme.id, made.id, rows[:1])
+    assert await store.last_campaign_row(acme.id, made.id) == 6
+    assert await store.pending_campaign_recipients(beta.id, made.id, 0, 10) == []
+    assert await store.pending_campaign_recipients(acme.id, made.id, 0, 2) == rows[:2]
+    assert await store.pending_campaign_recipients(acme.id, made.id, 3, 10) == rows[3:]
+
+    m = message("s1", 1, acme.id)
+    await store.accept([submission("s1", acme.id, [m])], [reception(m)])
+    queued = RecipientStatus.QUEUED
+    await store.mark_campaign_recipients(
+        acme.id,
+        made.id,
+        [
+            RecipientMark(1, queued, m.id),
+            RecipientMark(2, RecipientStatus.SUPPRESSED),
+            RecipientMark(3, RecipientStatus.FAILED, reason="bad"),
+        ],
+    )
+    assert await store.pending_campaign_recipients(acme.id, made.id, 0, 10) == rows[3:]
+    assert await store.campaign_counts(acme.id, made.id) == {
+        "queued": 1,
+        "suppressed": 1,
+        "failed": 1,
+        "pending": 2,
+        "invalid": 1,
+    }
+    assert await store.campaign_counts(beta.id, made.id) == {}
+    default = await store.campaign_messages_in(acme.id, "default", {MessageState.QUEUED}, 10)
+    assert [x.id for x in default] == [m.id]
+    assert await store.campaign_messages_in(beta.id, "default", {MessageState.QUEUED}, 10) == []
+    await store.remove_messages([m.id], [])
+    assert await store.remove_tenant(acme.id)
+    assert await store.get_campaign(acme.id, made.id) is None
+
+
 def stat_count(tenant_id: int, hour: int, campaign: str, sent: int, **bounces: int) -> StatCount:
     counts = tuple(sent if name == "sent" else 0 for name in METRICS)
     key = StatKey(tenant_id, hour, campaign, "acme.example", "google")
@@ -1747,6 +1831,84 @@ async def test_stat_totals_group_filter_and_keep_to_the_tenant(store: Store) -> 
     assert await store.remove_tenant(acme.id)  # its numbers go with it
     assert await store.stat_totals(acme.id, StatsQuery(group_by=(Dimension.DAY,))) == ([], [])
     assert (await store.stat_totals(other.id, StatsQuery()))[0][0].counts[sent] == 100
+
+
+DAY0 = 1_699_920_000
+"""A day's start."""
+GENERATED_QUERIES = [
+    StatsQuery(),
+    StatsQuery(group_by=(Dimension.PROVIDER, Dimension.HOUR)),
+    StatsQuery(group_by=(Dimension.HOUR, Dimension.PROVIDER), since=DAY0 + 5 * 3600),
+    StatsQuery(group_by=(Dimension.DAY,), provider="yahoo"),
+    StatsQuery(group_by=(Dimension.PROVIDER,), until=DAY0 + 86400 + 7200),
+    StatsQuery(group_by=(Dimension.CAMPAIGN, Dimension.DAY)),
+    StatsQuery(group_by=(Dimension.DOMAIN, Dimension.PROVIDER, Dimension.HOUR)),
+    StatsQuery(group_by=(Dimension.HOUR,), campaign="c1", since=DAY0 + 1800),
+    StatsQuery(group_by=(Dimension.PROVIDER,), domain="d0.example"),
+]
+
+
+def generated_counts(tenant_id: int, seed: int) -> list[list[StatCount]]:
+    """Batches of random counts over three days, campaigns, domains and providers."""
+    rng = random.Random(seed)
+    batches = []
+    for _ in range(4):
+        batch: dict[StatKey, StatCount] = {}
+        for _ in range(150):
+            key = StatKey(
+                tenant_id,
+                DAY0 + 3600 * rng.randrange(72),
+                f"c{rng.randrange(3)}",
+                f"d{rng.randrange(2)}.example",
+                rng.choice(("google", "yahoo", "other")),
+            )
+            counts = tuple(rng.randrange(6) for _ in METRICS)
+            bounces = {c: rng.randrange(1, 4) for c in rng.sample(["A", "B", "C"], 2)}
+            batch[key] = StatCount(key, counts, bounces)
+        batches.append(list(batch.values()))
+    return batches
+
+
+def summed(
+    counts: list[StatCount], tenant_id: int, query: StatsQuery
+) -> tuple[dict[tuple[object, ...], list[int]], dict[tuple[object, ...], int]]:
+    """``query``'s totals and bounces, summed the straightforward way."""
+    totals: dict[tuple[object, ...], list[int]] = {}
+    bounces: dict[tuple[object, ...], int] = {}
+    since = -1 if query.since is None else query.since - query.since % 3600
+    until = math.inf if query.until is None else math.ceil(query.until)
+    for c in counts:
+        k = c.key
+        named = {"campaign": k.campaign, "domain": k.domain, "provider": k.provider}
+        if k.tenant_id != tenant_id or not since <= k.hour < until:
+            continue
+        if any(getattr(query, name) not in (None, value) for name, value in named.items()):
+            continue
+        values = {**named, "hour": k.hour, "day": k.hour - k.hour % 86400}
+        group = tuple(values[str(d)] for d in query.group_by)
+        into = totals.setdefault(group, [0] * len(METRICS))
+        for i, n in enumerate(c.counts):
+            into[i] += n
+        for category, n in c.bounces.items():
+            bounces[(*group, category)] = bounces.get((*group, category), 0) + n
+    return totals, bounces
+
+
+async def test_stat_totals_equal_the_counts_summed_one_by_one(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    other = await store.create_tenant("other", T0)
+    batches = generated_counts(acme.id, 1) + generated_counts(other.id, 2)
+    position = LogPosition()
+    for n, batch in enumerate(batches, 1):
+        reached = LogPosition(n, n)
+        assert await store.apply_stats(position, reached, batch)
+        position = reached
+    every = [c for batch in batches for c in batch]
+    for query in GENERATED_QUERIES:
+        totals, bounces = await store.stat_totals(acme.id, query)
+        expected_totals, expected_bounces = summed(every, acme.id, query)
+        assert {t.group: list(t.counts) for t in totals} == expected_totals, query
+        assert {(*b.group, b.category): b.count for b in bounces} == expected_bounces, query
 
 
 async def test_a_tenants_record_query_reads_its_records_through_the_index(

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.submission import composition
 from engine.submission.acceptance import from_domains, parse_header_fields
 from engine.submission.composition import (
     Attachment,
@@ -272,3 +273,47 @@ def test_template_problems_name_the_field(
     with pytest.raises(TemplateProblem) as problem:
         render(template, variables, field)
     assert problem.value.field == field
+
+
+def _stdlib_bodies(draft: Draft) -> bytes:
+    """The bodies as the stdlib's ``set_content`` writes them (the attachments' way)."""
+    message = EmailMessage(policy=composition.SMTP_POLICY)
+    composition._set_bodies(message, draft)
+    for part in message.iter_parts() if message.is_multipart() else ():
+        composition._drop_part_mime_version(part)
+    return message.as_bytes(policy=composition.SMTP_POLICY)
+
+
+def _parts(raw: bytes) -> list[tuple[str, str, str | None, str | None]]:
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    leaves = parsed.walk() if parsed.is_multipart() else [parsed]
+    return [
+        (
+            p.get_content_type(),
+            p.get_content(),
+            p["Content-Transfer-Encoding"],
+            p.get_content_charset(),
+        )
+        for p in leaves
+        if not p.is_multipart()
+    ] + [(parsed.get_content_type(), "", None, None)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain ascii", "Grüße, Jörg " * 30 + "\nline two\n", "x" * 200, "a\r\nb\nc", "🐧\n--===\n"],
+)
+@pytest.mark.parametrize("shape", ["text", "html", "both"])
+def test_text_bodies_are_written_as_the_stdlib_writes_them(text: str, shape: str) -> None:
+    draft = Draft(
+        sender=Mailbox("news@acme.example"),
+        to=(Mailbox("ann@dest.example"),),
+        subject="Hi",
+        text=None if shape == "html" else text,
+        html=None if shape == "text" else f"<p>{text}</p>",
+    )
+    raw = compose(draft)
+    assert _parts(raw) == _parts(_stdlib_bodies(draft))
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")

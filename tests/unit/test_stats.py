@@ -16,7 +16,14 @@ from engine.stats.report import (
     stats_rows,
     stats_table,
 )
-from engine.store.stats_sql import bounce_rows, count_rows, span_of
+from engine.store.stats_sql import (
+    bounce_rows,
+    count_rows,
+    provider_bounce_rows,
+    provider_count_rows,
+    span_of,
+    totals_sql,
+)
 
 HOUR = 1_800_000_000
 
@@ -199,3 +206,45 @@ def test_counts_are_kept_per_hour_and_summed_per_day() -> None:
     ]
     assert rows[-1][6] == 1 + 2 + 3
     assert bounce_rows(counts)[-1] == (1, 86400, day, "c", "d", "p", "X", 3)
+
+
+def test_counts_by_provider_are_summed_over_campaign_and_domain() -> None:
+    keys = [("c", "d", "p"), ("c2", "d", "p"), ("c", "d2", "p"), ("c", "d", "q")]
+    counts = [
+        StatCount(StatKey(1, HOUR, *key), totals(sent=n + 1), {"X": n + 1})
+        for n, key in enumerate(keys)
+    ]
+    day = HOUR - HOUR % 86400
+    rows = provider_count_rows(counts)
+    assert sorted((row[:4], row[4]) for row in rows) == [
+        ((1, 3600, HOUR, "p"), 1 + 2 + 3),
+        ((1, 3600, HOUR, "q"), 4),
+        ((1, 86400, day, "p"), 1 + 2 + 3),
+        ((1, 86400, day, "q"), 4),
+    ]
+    assert all(len(row) == 4 + len(METRICS) for row in rows)
+    assert sorted(provider_bounce_rows(counts)) == [
+        (1, 3600, HOUR, "p", "X", 6),
+        (1, 3600, HOUR, "q", "X", 4),
+        (1, 86400, day, "p", "X", 6),
+        (1, 86400, day, "q", "X", 4),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "table"),
+    [
+        (StatsQuery(group_by=(Dimension.PROVIDER, Dimension.HOUR)), "stat_provider_counts"),
+        (StatsQuery(group_by=(Dimension.DAY,), provider="google"), "stat_provider_counts"),
+        (StatsQuery(), "stat_provider_counts"),
+        (StatsQuery(group_by=(Dimension.CAMPAIGN,)), "stat_counts"),
+        (StatsQuery(group_by=(Dimension.HOUR,), domain="brand.example"), "stat_counts"),
+        (StatsQuery(group_by=(Dimension.PROVIDER,), campaign="spring"), "stat_counts"),
+    ],
+)
+def test_queries_without_campaign_or_domain_read_the_rollup_by_provider(
+    query: StatsQuery, table: str
+) -> None:
+    counts, bounces, _ = totals_sql(query, cast="")
+    assert f" FROM {table} " in counts
+    assert f" FROM {table.replace('counts', 'bounces')} " in bounces

@@ -1,0 +1,354 @@
+"""Campaigns through the real app on a real store (SQLite and PostgreSQL): creation
+and its 422s, recipients (CSV and JSON) with their report, expansion through the one
+acceptor (suppressed rows skipped and counted, a crash between batches neither loses nor
+doubles a recipient), progress, pause/resume/cancel, and another tenant's 404s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from admin_api.services import ApiServices
+from engine.campaigns.expansion import Expansion
+from engine.cli import main
+from engine.clock import FakeClock
+from engine.model import (
+    MessageState,
+    RecipientMark,
+    Suppression,
+    SuspensionScope,
+)
+from engine.records.record import Record, RecordType
+from engine.rollup.service import StatsRollup
+from engine.store import Store
+from tests.integration.api_support import NODE, error_of
+from tests.integration.test_api_messages import sender_of
+
+CAMPAIGNS = "/v1/campaigns"
+
+
+def campaign(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "spring",
+        "template": {
+            "from": "news@acme.example",
+            "subject": "Hello {{ first_name }}",
+            "text": "Hi {{ first_name }}, see {{ city }}",
+            "html": "<p>Hi {{ first_name }}</p>",
+        },
+        "variables": ["first_name", "city"],
+    }
+    body.update(changes)
+    return body
+
+
+def expansion(services: ApiServices, store: Store | None = None, batch: int = 3) -> Expansion:
+    assert services.acceptor is not None
+    return Expansion(
+        store=store or services.store,
+        acceptor=services.acceptor,
+        clock=services.clock,
+        hostname="mta.penguin.test",
+        nodeid=NODE,
+        batch=batch,
+    )
+
+
+async def expand_all(runner: Expansion) -> None:
+    for _ in range(1000):
+        if not await runner.round():
+            await runner.round()  # the round that finds nothing left marks it done
+            return
+    raise AssertionError("expansion did not finish")
+
+
+def csv_of(count: int, start: int = 0) -> str:
+    lines = ["email,first_name,city"]
+    lines += [f"r{i}@dest.example,Name{i},City{i}" for i in range(start, start + count)]
+    return "\n".join(lines) + "\n"
+
+
+async def made(client: httpx.AsyncClient, headers: dict[str, str], csv: str) -> int:
+    response = await client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    assert response.status_code == 201, response.text
+    campaign_id: int = response.json()["id"]
+    response = await client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content=csv,
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    return campaign_id
+
+
+async def test_a_template_that_does_not_render_is_a_422_naming_the_field(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    _, headers = await sender_of(api_services)
+    bad_syntax = campaign()
+    bad_syntax["template"]["subject"] = "Hello {{ first_name "
+    response = await api_client.post(CAMPAIGNS, json=bad_syntax, headers=headers)
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "template.subject"
+    undeclared = campaign()
+    undeclared["template"]["html"] = "<p>{{ nickname }}</p>"
+    response = await api_client.post(CAMPAIGNS, json=undeclared, headers=headers)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["field"] == "template.html"
+    assert "nickname" in str(error["message"])
+    assert (await api_client.get(CAMPAIGNS, headers=headers)).json() == []
+    created = await api_client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    assert created.status_code == 201
+    again = await api_client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    assert again.status_code == 409
+
+
+async def test_recipients_are_reported_row_by_row_and_expanded_once_each(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    await api_services.store.add_suppression(
+        Suppression(tenant.id, "r3@dest.example", "bounce", 0.0)
+    )
+    csv = csv_of(7) + "not-an-address,X,Y\nr9@dest.example,OnlyName\n"
+    campaign_id = await made(api_client, headers, csv)
+    json_rows = [{"email": "j1@dest.example", "variables": {"first_name": "J", "city": "C"}}]
+    response = await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients", json=json_rows, headers=headers
+    )
+    assert response.json() == {"added": 1, "invalid": 0, "invalid_rows": []}
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert shown["state"] == "draft"
+    assert shown["progress"]["pending"] == 8
+    assert shown["progress"]["invalid"] == 2
+
+    started = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    assert started.json()["state"] == "scheduled"
+    await expand_all(expansion(api_services))
+
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert shown["state"] == "done"
+    progress = shown["progress"]
+    assert (progress["queued"], progress["suppressed"], progress["pending"]) == (7, 1, 0)
+    messages = await api_services.store.tenant_messages(tenant.id, 100)
+    queued = [m for m in messages if m.state is MessageState.QUEUED]
+    assert sorted(m.recipient for m in queued) == sorted(
+        [f"r{i}@dest.example" for i in range(7) if i != 3] + ["j1@dest.example"]
+    )
+    assert {m.campaign for m in queued} == {"spring"}
+    assert {m.queue for m in queued} == {"spring:acme@dest.example"}
+
+
+async def test_the_invalid_rows_report_names_lines_and_why(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    _, headers = await sender_of(api_services)
+    response = await api_client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    campaign_id = response.json()["id"]
+    csv = csv_of(2) + "not-an-address,X,Y\nr9@dest.example,OnlyName\n"
+    response = await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        files={"file": ("list.csv", csv.encode(), "text/csv")},
+        headers=headers,
+    )
+    report = response.json()
+    assert (report["added"], report["invalid"]) == (2, 2)
+    assert [(r["line"], r["error"]) for r in report["invalid_rows"]][1] == (
+        5,
+        "missing variable city",
+    )
+    assert report["invalid_rows"][0]["line"] == 4
+    no_email = await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content="address2,first_name\n",
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert no_email.status_code == 422
+    assert error_of(no_email)["field"] == "file"
+
+
+class _CrashAfterAccept:
+    """The real store, whose first marking of rows fails as a crash would stop it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def mark_campaign_recipients(
+        self, tenant_id: int, campaign_id: int, marks: Sequence[RecipientMark]
+    ) -> None:
+        if not self.crashed:
+            self.crashed = True
+            raise ConnectionError("the process died here")
+        await self._store.mark_campaign_recipients(tenant_id, campaign_id, marks)
+
+
+async def test_a_crash_between_acceptance_and_marking_neither_loses_nor_doubles(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(10))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    first = expansion(api_services)
+    assert await first.round()  # one batch marked
+    crashing = _CrashAfterAccept(api_services.store)
+    doomed = expansion(api_services, store=crashing)
+    with pytest.raises(ConnectionError):
+        await doomed.round()
+    await expand_all(expansion(api_services))  # the restarted process
+    messages = await api_services.store.tenant_messages(tenant.id, 100)
+    assert sorted(m.recipient for m in messages) == sorted(f"r{i}@dest.example" for i in range(10))
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert shown["progress"]["queued"] == 10
+
+
+async def test_pause_suspends_resume_lifts_and_cancel_removes_the_queued_mail(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(6))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    runner = expansion(api_services)
+    await runner.round()
+    paused = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/pause", headers=headers)
+    assert paused.json()["state"] == "paused"
+    now = api_services.clock.now()
+    held = await api_services.store.active_suspensions(now)
+    assert [(s.scope, s.target) for s in held] == [(SuspensionScope.CAMPAIGN, "acme:spring")]
+    assert not await runner.round()  # paused: nothing expands
+    resumed = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/resume", headers=headers)
+    assert resumed.json()["state"] == "running"
+    assert await api_services.store.active_suspensions(now) == []
+    again = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/resume", headers=headers)
+    assert again.status_code == 409
+    cancelled = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/cancel", headers=headers)
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["removed"] == 3
+    left = await api_services.store.tenant_messages(tenant.id, 100)
+    assert [m for m in left if m.state is MessageState.QUEUED] == []
+    assert not await runner.round()
+
+
+async def test_another_tenants_campaign_is_not_found(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    _, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(2))
+    _, other = await sender_of(api_services, "globex")
+    assert (await api_client.get(CAMPAIGNS, headers=other)).json() == []
+    missing = await api_client.get(f"{CAMPAIGNS}/999999", headers=other)
+    assert missing.status_code == 404
+    for method, path in [
+        ("GET", ""),
+        ("POST", "/recipients"),
+        ("POST", "/start"),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/cancel"),
+    ]:
+        response = await api_client.request(
+            method,
+            f"{CAMPAIGNS}/{campaign_id}{path}",
+            headers={**other, "Content-Type": "text/csv"},
+            content=csv_of(1) if path == "/recipients" else None,
+        )
+        assert response.status_code == 404, (path, response.text)
+        assert response.json() == missing.json()
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert (shown["state"], shown["progress"]["pending"]) == ("draft", 2)
+
+
+def cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> Any:
+    status = main([*args, "--config", str(config), "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return json.loads(out)
+
+
+async def test_the_cli_prints_the_apis_numbers_through_the_same_service(
+    api_services: ApiServices,
+    api_client: httpx.AsyncClient,
+    store_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    await api_services.store.add_suppression(
+        Suppression(tenant.id, "r1@dest.example", "bounce", 0.0)
+    )
+    campaign_id = await made(api_client, headers, csv_of(5) + "bad,X,Y\n")
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    await expansion(api_services).round()
+    messages = await api_services.store.tenant_messages(tenant.id, 10)
+    first = next(m for m in messages if m.state is MessageState.QUEUED)
+    delivered = Record(RecordType.DELIVERY, 1.0, tenant.id, id=first.id)
+    click = replace(delivered, type=RecordType.CLICK, meta={"first": True})
+    await api_services.store.add_records([delivered, click, replace(click, meta={})])
+    rollup = StatsRollup(api_services.store, lambda domain: "other", api_services.clock, "test")
+    async with asyncio.timeout(10):  # on PostgreSQL a running transaction may hold it back
+        while (await api_services.campaigns.progress(tenant, campaign_id)).stats["clicks"] < 2:
+            if not await rollup.step():
+                await asyncio.sleep(0.01)
+    config = tmp_path / "penguin.toml"
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "cli"}"\n\n[database]\nurl = "{store_url}"\n'
+    )
+
+    api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    shown = await asyncio.to_thread(cli, capsys, config, "campaign", "show", "acme", "spring")
+    assert shown["progress"] == api["progress"]
+    assert (api["progress"]["delivered"], api["progress"]["clicked"]) == (1, 1)
+    assert (api["progress"]["suppressed"], api["progress"]["invalid"]) == (1, 1)
+    listed = await asyncio.to_thread(cli, capsys, config, "campaign", "list", "acme")
+    assert listed == [{"id": campaign_id, "name": "spring", "state": "running"}]
+
+    paused = await asyncio.to_thread(cli, capsys, config, "campaign", "pause", "acme", "spring")
+    assert paused["state"] == "paused"
+    api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert api["state"] == "paused"
+    cancelled = await asyncio.to_thread(
+        cli, capsys, config, "campaign", "cancel", "acme", str(campaign_id)
+    )
+    assert (cancelled["state"], cancelled["removed"]) == ("cancelled", 2)
+    status = await asyncio.to_thread(
+        main, ["campaign", "show", "globex", "spring", "--config", str(config)]
+    )
+    assert status == 1
+
+
+async def test_a_scheduled_campaign_starts_at_its_send_at(
+    api_services: ApiServices, api_client: httpx.AsyncClient, api_clock: FakeClock
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    body = campaign(send_at=api_clock.now() + 3600)
+    response = await api_client.post(CAMPAIGNS, json=body, headers=headers)
+    campaign_id = response.json()["id"]
+    await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content=csv_of(2),
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    runner = expansion(api_services)
+    assert not await runner.round()
+    assert await api_services.store.tenant_messages(tenant.id, 10) == []
+    late = await api_client.post(
+        f"{CAMPAIGNS}/{campaign_id}/recipients",
+        content=csv_of(1, start=5),
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert late.status_code == 409  # the list is fixed once the campaign is started
+    api_clock.advance(3600)
+    await expand_all(runner)
+    assert len(await api_services.store.tenant_messages(tenant.id, 10)) == 2
