@@ -4,7 +4,8 @@
 
     ApiError(status, code, message, field)   raised by routes and auth
     RequestValidationError (FastAPI)         -> 422 "invalid", field = first bad field
-    HTTPException (Starlette: 404, 405, ...) -> its status, code from the status
+    HTTPException (Starlette: 404, 405, ...) -> its status, code from the status;
+                                                400 (a body FastAPI cannot parse) -> 422
     ProvisioningError (engine.provisioning)  -> Unknown 404, AlreadyExists 409,
                                                 Invalid 422, TenantHasMail 409,
                                                 SecretUnusable 503, StoreFailed 503
@@ -167,6 +168,10 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot parse (not UTF-8, not the media
+            # type): invalid as a request, like a body that parses but does not validate.
+            return error_response(422, "invalid", "the body cannot be parsed")
         code = STATUS_CODES.get(exc.status_code, "error")
         headers = None if exc.headers is None else dict(exc.headers)
         return error_response(exc.status_code, code, str(exc.detail), None, headers)

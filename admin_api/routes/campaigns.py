@@ -18,7 +18,7 @@ import io
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
@@ -32,6 +32,9 @@ from engine.model import Campaign, CampaignTemplate
 from engine.provisioning.suppression_csv import CsvHeaderError
 
 router = APIRouter(tags=["campaigns"])
+
+CAMPAIGN_ID = Path(ge=1, le=2**63 - 1, description="The campaign's id.")
+"""A campaign id: within what either store can hold, or a 422 naming it."""
 read = tenant_caller(Scope.READ)
 send = tenant_caller(Scope.SEND)
 
@@ -123,7 +126,7 @@ async def list_campaigns(
 
 @router.get("/campaigns/{campaign_id}", responses=responses(401, 403, 404, 429))
 async def show_campaign(
-    campaign_id: int,
+    campaign_id: int = CAMPAIGN_ID,
     caller: Caller = Depends(read),
     services: ApiServices = Depends(api_services),
 ) -> CampaignOut:
@@ -136,8 +139,8 @@ async def show_campaign(
     responses=responses(401, 403, 404, 409, 413, 415, 422, 429),
 )
 async def add_recipients(
-    campaign_id: int,
     request: Request,
+    campaign_id: int = CAMPAIGN_ID,
     caller: Caller = Depends(send),
     services: ApiServices = Depends(api_services),
 ) -> RecipientReportOut:
@@ -189,7 +192,7 @@ def _control_route(action: str, summary: str) -> None:
     """``POST /campaigns/{id}/ACTION``: the campaign moved, as it is then."""
 
     async def control(
-        campaign_id: int,
+        campaign_id: int = CAMPAIGN_ID,
         caller: Caller = Depends(send),
         services: ApiServices = Depends(api_services),
     ) -> CampaignOut:
@@ -212,7 +215,9 @@ for _action, _summary in CONTROLS.items():
 
 @router.post("/campaigns/{campaign_id}/cancel", responses=responses(401, 403, 404, 409, 429))
 async def cancel_campaign(
-    campaign_id: int, caller: Caller = Depends(send), services: ApiServices = Depends(api_services)
+    campaign_id: int = CAMPAIGN_ID,
+    caller: Caller = Depends(send),
+    services: ApiServices = Depends(api_services),
 ) -> CancelOut:
     campaign, removed = await services.campaigns.cancel(caller.tenant, campaign_id)
     return CancelOut(**CampaignOut.of(campaign).model_dump(), removed=removed)

@@ -160,9 +160,11 @@ class WebhookRegistry:
         try:
             parse_endpoint(url, allow_http=hooks.allow_http, allow_private=hooks.allow_private)
         except InvalidEndpoint as exc:
-            raise Invalid(f"url: {exc}") from exc
+            raise Invalid(f"url: {exc}", field="url") from exc
         unknown = sorted(set(record_types) - RECORD_TYPES)
         if unknown:
-            raise Invalid(f"record_types: unknown record type {unknown[0]!r}")
+            raise Invalid(f"record_types: unknown record type {unknown[0]!r}", field="record_types")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise Invalid(f"batch_size: expected 1 to {MAX_BATCH_SIZE}, got {batch_size}")
+            raise Invalid(
+                f"batch_size: expected 1 to {MAX_BATCH_SIZE}, got {batch_size}", field="batch_size"
+            )

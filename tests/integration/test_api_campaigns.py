@@ -269,6 +269,29 @@ async def test_another_tenants_campaign_is_not_found(
     assert (shown["state"], shown["progress"]["pending"]) == ("draft", 2)
 
 
+async def test_an_id_no_store_can_hold_is_a_422_naming_it(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    # Found by the fuzzing: an id past 2**63 - 1 overflowed SQLite's integer (a 500).
+    _, headers = await sender_of(api_services)
+    for method, path in [
+        ("GET", ""),
+        ("POST", "/recipients"),
+        ("POST", "/start"),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/cancel"),
+    ]:
+        response = await api_client.request(
+            method,
+            f"{CAMPAIGNS}/{2**63}{path}",
+            headers={**headers, "Content-Type": "text/csv"},
+            content=csv_of(1) if path == "/recipients" else None,
+        )
+        assert response.status_code == 422, (path, response.text)
+        assert error_of(response)["field"] == "campaign_id"
+
+
 def cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> Any:
     status = main([*args, "--config", str(config), "--json"])
     out, err = capsys.readouterr()

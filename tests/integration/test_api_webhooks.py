@@ -123,22 +123,21 @@ async def test_a_webhook_is_made_listed_changed_probed_and_removed(
 
 
 @pytest.mark.parametrize(
-    ("body", "field_or_text"),
+    ("body", "field"),
     [
         ({"url": "ftp://x.example/"}, "url"),
-        ({"url": "https://x.example/", "record_types": ["Nope"]}, "record type"),
+        ({"url": "https://x.example/", "record_types": ["Nope"]}, "record_types"),
         ({"url": "https://x.example/", "batch_size": 0}, "batch_size"),
         ({"url": "https://x.example/", "format": "zip"}, "format"),
     ],
 )
-async def test_bad_webhooks_are_refused_naming_what(
-    client: httpx.AsyncClient, api_services: ApiServices, body: dict[str, Any], field_or_text: str
+async def test_bad_webhooks_are_refused_naming_the_field(
+    client: httpx.AsyncClient, api_services: ApiServices, body: dict[str, Any], field: str
 ) -> None:
     _, key = await make_tenant_key(api_services, "acme")
     answer = await client.post("/v1/webhooks", json=body, headers=bearer(key))
     assert answer.status_code == 422
-    error = error_of(answer)
-    assert field_or_text in f"{error['field']} {error['message']}"
+    assert error_of(answer)["field"] == field
 
 
 async def test_private_addresses_are_refused_unless_the_operator_allows_them(
