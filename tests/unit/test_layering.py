@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "engine.limits": 2,
     "engine.rollup": 2,
     "engine.webhooks": 2,
+    "engine.campaigns": 2,
     **dict.fromkeys(EDGES, 3),
     **dict.fromkeys(COMPOSITION, 4),
 }

@@ -56,6 +56,9 @@ NOT_SETTINGS = {
     "admin_api.routes.operators.TenantSettingsIn": "a request body: None sets nothing",
     "admin_api.routes.operators.TenantCreate": "a request body: None sets nothing",
     "admin_api.routes.messages.MessageIn": "priority: the message's own, not its tenant's setting",
+    "admin_api.routes.campaigns.CampaignIn": "pool, priority, tracking_domain: a campaign's own",
+    "engine.campaigns.service.CampaignSpec": "pool, priority, tracking_domain: a campaign's own",
+    "engine.rollup.service.StatsRollup": "lease_seconds: the rollup's lease, not a message's",
     "engine.submission.composition.Draft": "priority: the message's own, not its tenant's setting",
 }
 """Callables whose parameters share a setting's name but are not that setting."""
