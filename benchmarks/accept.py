@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -558,20 +558,33 @@ def unwind_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
+    return run_backends(
+        "accept", options.backends, lambda backend: bench_backend(backend, options), table
+    )
+
+
+def run_backends(
+    name: str,
+    backends: Sequence[str],
+    bench: Callable[[str], list[RunRow]],
+    tabulate: Callable[[list[RunRow]], str],
+) -> int:
+    """Run ``bench`` on each backend, print the table of what ran (also when one fails),
+    and the exit status: 1 when a run failed its checks or the benchmark could not go on."""
     unwind_on_sigterm()
     rows: list[RunRow] = []
     try:
-        for backend in options.backends:
-            rows += bench_backend(backend, options)
+        for backend in backends:
+            rows += bench(backend)
     except BenchError as exc:
-        print(f"accept: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     finally:
         if rows:
-            print(table(rows))
+            print(tabulate(rows))
     broken = [row for row in rows if not row.durable or row.result.failed]
     for row in broken:
-        print(f"accept: check failed: {row.line()}", file=sys.stderr)
+        print(f"{name}: check failed: {row.line()}", file=sys.stderr)
     return 1 if broken else 0
 
 

@@ -49,7 +49,6 @@ from benchmarks.accept import (
     BACKENDS,
     SENDER,
     TENANT,
-    BenchError,
     EngineProcess,
     Options,
     RunRow,
@@ -60,7 +59,7 @@ from benchmarks.accept import (
     database,
     measure,
     provision,
-    unwind_on_sigterm,
+    run_backends,
     write_config,
 )
 from benchmarks.smtp_load import DEFAULT_DOMAINS, LoadResult, LoadSpec
@@ -358,21 +357,9 @@ def parse_options(argv: list[str] | None) -> ApiOptions:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
-    unwind_on_sigterm()
-    rows: list[RunRow] = []
-    try:
-        for backend in options.base.backends:
-            rows += bench_backend(backend, options)
-    except BenchError as exc:
-        print(f"api: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if rows:
-            print(table(rows))
-    broken = [row for row in rows if not row.durable or row.result.failed]
-    for row in broken:
-        print(f"api: check failed: {row.line()}", file=sys.stderr)
-    return 1 if broken else 0
+    return run_backends(
+        "api", options.base.backends, lambda backend: bench_backend(backend, options), table
+    )
 
 
 if __name__ == "__main__":
