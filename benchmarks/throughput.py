@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import shutil
 import statistics
@@ -103,6 +104,8 @@ class Run:
     """CPU milliseconds per delivered message of the engine's processes."""
     harness_cpu_ms: float
     """The same of this process (load generator, DNS server) and the sink."""
+    server_cpu_ms: float
+    """The same of the PostgreSQL server's processes (0 on SQLite: it runs in the engine)."""
 
 
 def recipient_domains(count: int) -> tuple[str, ...]:
@@ -284,6 +287,22 @@ def _harness_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every process named ``postgres`` on the machine (the store server)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone since listed
+            continue
+        name_end = text.rfind(")")
+        if text[text.find("(") + 1 : name_end] != "postgres":
+            continue
+        fields = text[name_end + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -343,6 +362,7 @@ def one_run(
     )
     engine_cpu = sum(engine.cpu_seconds() for engine in started_engines)
     harness_cpu = _harness_cpu_seconds()
+    server_cpu = postgres_cpu_seconds() if backend == "postgres" else 0.0
     started = time.perf_counter()
     result = uvloop.run(run_load(spec))
     if result.failed:
@@ -350,6 +370,8 @@ def one_run(
     finished = sink.wait(options.messages, timeout=1800)
     engine_cpu = sum(engine.cpu_seconds() for engine in started_engines) - engine_cpu
     harness_cpu = _harness_cpu_seconds() - harness_cpu
+    if backend == "postgres":
+        server_cpu = postgres_cpu_seconds() - server_cpu
     latencies = asyncio.run(_latencies(url, seq))
     deadline = time.monotonic() + 5
     while len(latencies) < options.messages and time.monotonic() < deadline:
@@ -366,12 +388,14 @@ def one_run(
         delivered=len(latencies),
         engine_cpu_ms=1000 * engine_cpu / options.messages,
         harness_cpu_ms=1000 * harness_cpu / options.messages,
+        server_cpu_ms=1000 * server_cpu / options.messages,
     )
     print(
         f"{backend} {size} B run {run}: accepted {row.accepted_per_second:.0f}/s, delivered "
         f"{row.delivered_per_second:.0f}/s end to end, p50 {row.p50_seconds:.3f} s, "
         f"p99 {row.p99_seconds:.3f} s ({row.delivered} Delivery records), CPU ms/msg: "
-        f"engine {row.engine_cpu_ms:.2f}, load+DNS+sink {row.harness_cpu_ms:.2f}",
+        f"engine {row.engine_cpu_ms:.2f}, PostgreSQL {row.server_cpu_ms:.2f}, "
+        f"load+DNS+sink {row.harness_cpu_ms:.2f}",
         file=sys.stderr,
         flush=True,
     )
@@ -421,8 +445,8 @@ def table(rows: list[Run], options: Options) -> str:
     lines = [
         "| backend | size | layout | domains | runs | accepted msgs/s | delivered msgs/s "
         "| p50 accept→delivery | p99 accept→delivery | engine CPU ms/msg "
-        "| load+DNS+sink CPU ms/msg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| PostgreSQL CPU ms/msg | load+DNS+sink CPU ms/msg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backend, size), group in groups.items():
         lines.append(
@@ -432,6 +456,7 @@ def table(rows: list[Run], options: Options) -> str:
             f"| {statistics.median(r.p50_seconds for r in group):.3f} s "
             f"| {statistics.median(r.p99_seconds for r in group):.3f} s "
             f"| {statistics.median(r.engine_cpu_ms for r in group):.2f} "
+            f"| {statistics.median(r.server_cpu_ms for r in group):.2f} "
             f"| {statistics.median(r.harness_cpu_ms for r in group):.2f} |"
         )
     return "\n".join(lines)
