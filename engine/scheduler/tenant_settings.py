@@ -11,8 +11,12 @@ loads it again every ``[scheduler] refresh_seconds`` and on ``reload``.
 
 ``effective`` (the merge) and ``check_overrides`` (what may be stored) are pure.
 
+The book also holds the campaigns created through the API that set a pool
+(``Store.campaign_routes``), merged into ``routing``'s ``[campaigns]`` tables by
+``engine.scheduler.routing.campaign_tables`` (the stored pool wins).
+
 Invariants: the book's ``routing`` settings are the config's with the tenants'
-tables replaced, nothing else; until its first load, the book answers the
+and the campaigns' tables replaced, nothing else; until its first load, the book answers the
 config's values; a rate quota in the book is a valid throttle spec (the config's
 are checked at start, ``config_quota_problem``; the stored ones when set).
 """
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 
 from config.schema import Settings, TenantSettings, priority_value
 from engine.limits.throttle import ThrottleSpec
-from engine.model import Tenant, TenantOverrides
+from engine.model import CampaignRoute, Tenant, TenantOverrides
+from engine.scheduler.routing import campaign_tables
 from engine.store import Store
 
 DEFAULT_TENANT = TenantSettings()
@@ -118,10 +123,17 @@ class TenantSettingsBook:
     async def refresh(self, store: Store) -> None:
         """Load a new snapshot from ``store``; its errors (``StoreError``) propagate and
         the snapshot in use stays."""
-        self.load(await store.list_tenants(), await store.list_tenant_overrides())
+        tenants = await store.list_tenants()
+        self.load(tenants, await store.list_tenant_overrides(), await store.campaign_routes())
 
-    def load(self, tenants: Iterable[Tenant], overrides: Iterable[TenantOverrides]) -> None:
-        """Replace the snapshot with ``tenants`` and their ``overrides``."""
+    def load(
+        self,
+        tenants: Iterable[Tenant],
+        overrides: Iterable[TenantOverrides],
+        routes: Iterable[CampaignRoute] = (),
+    ) -> None:
+        """Replace the snapshot with ``tenants``, their ``overrides`` and their stored
+        campaigns' ``routes``."""
         names = {t.id: t.name for t in tenants}
         stored = {names[o.tenant_id]: o for o in overrides if o.tenant_id in names}
         tables = dict(self._settings.tenants)
@@ -129,7 +141,8 @@ class TenantSettingsBook:
             tables[name] = effective(tables.get(name, DEFAULT_TENANT), o)
         self._quotas = {name: quotas_of(t) for name, t in tables.items()}
         self._overrides = stored
-        self.routing = dataclasses.replace(self._settings, tenants=tables)
+        campaigns = campaign_tables(self._settings, names, routes)
+        self.routing = dataclasses.replace(self._settings, tenants=tables, campaigns=campaigns)
         self.loads += 1
 
     def tenant(self, name: str) -> TenantSettings:

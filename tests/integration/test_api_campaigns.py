@@ -54,6 +54,7 @@ def expansion(services: ApiServices, store: Store | None = None, batch: int = 3)
     return Expansion(
         store=store or services.store,
         acceptor=services.acceptor,
+        operations=services.operations,
         clock=services.clock,
         hostname="mta.penguin.test",
         nodeid=NODE,
