@@ -2,13 +2,17 @@
 
 Creating compiles the template (Jinja2, sandboxed) and renders it with the
 declared variables: a syntax error or a variable not declared is
-``Invalid`` naming the field (``template.subject``), before any mail exists.
+``Invalid`` naming the field (``template.subject``), before any mail exists;
+so is a ``pool`` not in ``[pools]`` or a ``tracking_domain`` not the tenant's
+(stored lowercased; ``engine.scheduler.routing`` says how they apply).
 Recipients go to a draft only, streamed to the store in batches of ``BATCH``
 rows (invalid rows are stored too, as ``invalid``, and reported with their
 line). ``start`` makes a draft ``scheduled`` (expansion starts it
 at its ``send_at``); ``pause`` holds expansion and suspends the campaign's
 queued mail (a campaign suspension); ``resume`` lifts both; ``cancel``
-stops expansion and removes its queued messages with AdminBounce records.
+stops expansion and removes its queued messages with AdminBounce records
+naming the cancellation (``remove_queued``; see ``expansion`` for a batch
+accepted meanwhile).
 
 Failures are provisioning's errors (the API and the CLI report them as
 theirs): ``Unknown`` for a campaign absent or another tenant's (one message

@@ -87,7 +87,7 @@ def test_a_campaign_goes_out_from_its_pool_with_its_tracking_domain(
 
     destinations.sink.wait_for_count(len(campaign) + len(plain), timeout=30)
     peers: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    hosts: dict[str, set[str]] = collections.defaultdict(set)
+    hosts: dict[str, set[bytes]] = collections.defaultdict(set)
     for _, rcpt, m in destinations.arrivals("dest.test"):
         group = rcpt[:4]
         peers[group][m.peer[0]] += 1
