@@ -190,8 +190,8 @@ class Expansion:
         await self._store.mark_campaign_recipients(tenant.id, campaign.id, marks)
         if len(marks) == len(rows):
             self._after[campaign.id] = rows[-1].row
-        now = await self._store.get_campaign(tenant.id, campaign.id)
-        if now is None or now.state is CampaignState.CANCELLED:
+        current = await self._store.get_campaign(tenant.id, campaign.id)
+        if current is None or current.state is CampaignState.CANCELLED:
             await remove_queued(self._store, self._operations, tenant, campaign)
         return len(marks)
 

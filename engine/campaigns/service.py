@@ -42,6 +42,7 @@ from engine.provisioning import Operations
 from engine.provisioning.errors import AlreadyExists, Invalid, Unknown
 from engine.provisioning.suppression_csv import BadRow
 from engine.rollup.service import read_stats
+from engine.scheduler.tenant_settings import pool_problem
 from engine.stats.report import StatsQuery
 from engine.store import Conflict, Store
 from engine.submission.composition import Draft, Mailbox
@@ -149,9 +150,8 @@ class Campaigns:
         except TemplateProblem as exc:
             raise Invalid(exc.message, field=exc.field) from exc
         tracking_domain = await self._tracking_domain(tenant, spec.tracking_domain)
-        if spec.pool is not None and spec.pool not in self._settings.pools:
-            known = ", ".join(sorted(self._settings.pools))
-            raise Invalid(f"unknown pool {spec.pool!r} (configured: {known})", field="pool")
+        if spec.pool is not None and (problem := pool_problem(self._settings, spec.pool)):
+            raise Invalid(problem, field="pool")
         now = self._clock.now()
         state = CampaignState.DRAFT
         campaign = Campaign(

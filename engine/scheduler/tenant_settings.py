@@ -65,14 +65,20 @@ def effective(config: TenantSettings, overrides: TenantOverrides | None) -> Tena
     return dataclasses.replace(config, **changes) if changes else config
 
 
+def pool_problem(settings: Settings, pool: str) -> str | None:
+    """Why ``pool`` cannot be chosen (it is none of ``[pools]``); None when it can."""
+    if pool in settings.pools:
+        return None
+    return f"unknown pool {pool!r} (configured: {', '.join(sorted(settings.pools))})"
+
+
 def check_overrides(settings: Settings, overrides: TenantOverrides) -> tuple[str, str] | None:
     """The first field of ``overrides`` that cannot be stored, and why; None when all can.
 
     The pool must be one of ``[pools]``; the priority bulk, normal, transactional or
     a digit; the daily quota at least 0; the rate quota empty or a throttle spec."""
-    if overrides.pool is not None and overrides.pool not in settings.pools:
-        known = ", ".join(sorted(settings.pools))
-        return "pool", f"unknown pool {overrides.pool!r} (configured: {known})"
+    if overrides.pool is not None and (problem := pool_problem(settings, overrides.pool)):
+        return "pool", problem
     if overrides.priority is not None and priority_value(overrides.priority) is None:
         problem = (
             f"expected bulk, normal, transactional or a digit 0..9, got {overrides.priority!r}"
