@@ -69,4 +69,4 @@ class ApiServices:
     @property
     def campaigns(self) -> Campaigns:
         """The tenants' campaigns: a stateless service over the store."""
-        return Campaigns(self.store, self.clock, self.operations)
+        return Campaigns(self.store, self.settings, self.clock, self.operations)

@@ -71,7 +71,7 @@ async def bench(url: str, recipients: int, batch: int, directory: Path) -> dict[
         tenant = await store.create_tenant("bench", clock.now())
         await store.add_domain(SendingDomain(tenant.id, DOMAIN, "s1", "rsa", b"", "", 0.0))
         operations = Operations(store, Settings(), nodeid="bench", clock=clock)
-        campaigns = Campaigns(store, clock, operations)
+        campaigns = Campaigns(store, Settings(), clock, operations)
         made = await campaigns.create(
             tenant, CampaignSpec("bench", TEMPLATE, ("first_name", "city"))
         )
@@ -86,6 +86,7 @@ async def bench(url: str, recipients: int, batch: int, directory: Path) -> dict[
         runner = Expansion(
             store=store,
             acceptor=acceptor,
+            operations=operations,
             clock=clock,
             hostname="mta.bench.test",
             nodeid="bench",

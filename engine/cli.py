@@ -608,7 +608,7 @@ def _campaigns_command(handler: CampaignsHandler) -> Handler:
         if tenant is None:
             raise CommandError(f"no tenant {args.tenant!r}")
         operations = Operations(store, settings, nodeid=node_id(settings))
-        return await handler(Campaigns(store, SystemClock(), operations), tenant, args)
+        return await handler(Campaigns(store, settings, SystemClock(), operations), tenant, args)
 
     return _store_command(run)
 

@@ -450,6 +450,17 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignRoute:
+    """The way out a campaign created through the API sets for its mail (None: the
+    config's or the tenant's): read by routing and by link rewriting."""
+
+    tenant_id: int
+    name: str
+    pool: str | None
+    tracking_domain: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignRecipient:
     """One row of a campaign's recipient list (``row`` counts from 1)."""
 

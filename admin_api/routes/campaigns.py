@@ -2,7 +2,8 @@
 
 Creating (scope ``send``) compiles the template and renders it with the
 declared ``variables``: a syntax error or an undeclared variable is a 422
-naming the field (``template.subject``). Recipients go to a draft as a JSON
+naming the field (``template.subject``), and so is a ``pool`` not configured
+or a ``tracking_domain`` not the tenant's. Recipients go to a draft as a JSON
 list (``application/json``: ``[{"email": ..., "variables": {...}}]``) or a
 CSV (``text/csv`` body or a form's ``file`` part; header
 ``email,var1,var2...``), streamed to the store in batches; the answer
@@ -59,8 +60,10 @@ class CampaignIn(BaseModel):
     variables: list[str] = Field(
         default_factory=list, description="The variables each recipient gives."
     )
-    tracking_domain: str | None = Field(default=None, description="The tracking host.")
-    pool: str | None = Field(default=None, description="The egress pool.")
+    tracking_domain: str | None = Field(
+        default=None, description="One of the tenant's tracking domains, for its links."
+    )
+    pool: str | None = Field(default=None, description="The egress pool (a configured pool).")
     priority: str | None = Field(default=None, description="The priority class.")
     send_at: float | None = Field(default=None, description="When to start (POSIX seconds).")
 

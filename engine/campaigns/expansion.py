@@ -14,9 +14,20 @@ not change), finds the key and marks them from the receipt stored with it:
 no row is lost or accepted twice. Rows are taken in row order after the last
 one done, so a round never waits on a scan of rows already done.
 
-A scheduled campaign starts at its ``send_at``; a running one with no pending
-row left is ``done``. Over the tenant's quota a campaign waits for the next
-round.
+A scheduled campaign starts at its ``send_at``, and no sooner than
+``settle_seconds`` after its creation: by then every process's snapshots of
+routing and tracking (refreshed from the store) hold its pool and tracking
+domain, so none of its mail goes out another way. A running one with no
+pending row left is ``done``. Over the tenant's quota a campaign waits for the
+next round.
+
+Cancel (``Campaigns.cancel``, any process) marks the campaign cancelled, then
+removes its queued messages. A batch being accepted meanwhile may commit after
+that sweep: so after each batch is accepted the campaign's state is read again,
+and if it is cancelled the expansion removes the campaign's queued messages
+itself (the same ``remove_queued``). Either the cancel's sweep sees the batch
+(accepted before the state changed) or this check sees the cancel; no later
+round takes a cancelled campaign.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from engine.campaigns.service import campaign_draft
+from config import Settings
+from engine.campaigns.service import campaign_draft, remove_queued
 from engine.clock import Clock
 from engine.model import (
     Campaign,
@@ -39,6 +51,7 @@ from engine.model import (
     RecipientStatus,
     Tenant,
 )
+from engine.provisioning import Operations
 from engine.service import Address, Health
 from engine.store import Store
 from engine.submission.acceptance import Reception
@@ -58,9 +71,19 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 IDLE_SECONDS = 1.0
+SETTLING_REFRESHES = 2
+"""Refreshes of the slower snapshot a new campaign waits for (see ``settle_seconds``)."""
 KEY_PREFIX = "campaign\n"
 """Of a batch's idempotency key: no HTTP header value holds a line break, so no
 request's ``Idempotency-Key`` can take a campaign's."""
+
+
+def settle_seconds(settings: Settings) -> float:
+    """How long after its creation a campaign waits to start: ``SETTLING_REFRESHES``
+    periods of the slower of the snapshots that read its pool (``[scheduler]
+    refresh_seconds``) and its tracking domain (``[tracking] refresh_seconds``)."""
+    slower = max(settings.scheduler.refresh_seconds, settings.tracking.refresh_seconds)
+    return SETTLING_REFRESHES * slower
 
 
 class Expansion:
@@ -73,15 +96,19 @@ class Expansion:
         *,
         store: Store,
         acceptor: Acceptor,
+        operations: Operations,
         clock: Clock,
         hostname: str,
         nodeid: str,
         batch: int = BATCH,
         idle_seconds: float = IDLE_SECONDS,
+        settle_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._acceptor = acceptor
+        self._operations = operations
         self._clock = clock
+        self._settle_seconds = settle_seconds
         self._hostname = hostname
         self._nodeid = nodeid
         self._batch = batch
@@ -122,7 +149,8 @@ class Expansion:
             {CampaignState.SCHEDULED, CampaignState.RUNNING}
         ):
             if campaign.state is CampaignState.SCHEDULED:
-                if campaign.send_at is not None and campaign.send_at > now:
+                starts = max(campaign.send_at or 0.0, campaign.created_at + self._settle_seconds)
+                if starts > now:
                     continue
                 started = await self._store.set_campaign_state(
                     campaign.tenant_id,
@@ -162,6 +190,9 @@ class Expansion:
         await self._store.mark_campaign_recipients(tenant.id, campaign.id, marks)
         if len(marks) == len(rows):
             self._after[campaign.id] = rows[-1].row
+        current = await self._store.get_campaign(tenant.id, campaign.id)
+        if current is None or current.state is CampaignState.CANCELLED:
+            await remove_queued(self._store, self._operations, tenant, campaign)
         return len(marks)
 
     async def _accepted(

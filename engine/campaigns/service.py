@@ -2,13 +2,17 @@
 
 Creating compiles the template (Jinja2, sandboxed) and renders it with the
 declared variables: a syntax error or a variable not declared is
-``Invalid`` naming the field (``template.subject``), before any mail exists.
+``Invalid`` naming the field (``template.subject``), before any mail exists;
+so is a ``pool`` not in ``[pools]`` or a ``tracking_domain`` not the tenant's
+(stored lowercased; ``engine.scheduler.routing`` says how they apply).
 Recipients go to a draft only, streamed to the store in batches of ``BATCH``
 rows (invalid rows are stored too, as ``invalid``, and reported with their
 line). ``start`` makes a draft ``scheduled`` (expansion starts it
 at its ``send_at``); ``pause`` holds expansion and suspends the campaign's
 queued mail (a campaign suspension); ``resume`` lifts both; ``cancel``
-stops expansion and removes its queued messages with AdminBounce records.
+stops expansion and removes its queued messages with AdminBounce records
+naming the cancellation (``remove_queued``; see ``expansion`` for a batch
+accepted meanwhile).
 
 Failures are provisioning's errors (the API and the CLI report them as
 theirs): ``Unknown`` for a campaign absent or another tenant's (one message
@@ -23,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from config import Settings
 from engine.clock import Clock
 from engine.delivery.queue_admin import REMOVABLE
 from engine.model import (
@@ -37,6 +42,7 @@ from engine.provisioning import Operations
 from engine.provisioning.errors import AlreadyExists, Invalid, Unknown
 from engine.provisioning.suppression_csv import BadRow
 from engine.rollup.service import read_stats
+from engine.scheduler.tenant_settings import pool_problem
 from engine.stats.report import StatsQuery
 from engine.store import Conflict, Store
 from engine.submission.composition import Draft, Mailbox
@@ -129,8 +135,11 @@ def compiled_template(template: CampaignTemplate) -> CompiledDraft:
 class Campaigns:
     """A tenant's campaigns on ``store``; ``operations`` suspends and removes mail."""
 
-    def __init__(self, store: Store, clock: Clock, operations: Operations) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Clock, operations: Operations
+    ) -> None:
         self._store = store
+        self._settings = settings
         self._clock = clock
         self._operations = operations
 
@@ -140,16 +149,32 @@ class Campaigns:
             compiled.render(dict.fromkeys(spec.variables, "x"))
         except TemplateProblem as exc:
             raise Invalid(exc.message, field=exc.field) from exc
+        tracking_domain = await self._tracking_domain(tenant, spec.tracking_domain)
+        if spec.pool is not None and (problem := pool_problem(self._settings, spec.pool)):
+            raise Invalid(problem, field="pool")
         now = self._clock.now()
         state = CampaignState.DRAFT
         campaign = Campaign(
-            0, tenant.id, spec.name, state, spec.template, spec.tracking_domain,
+            0, tenant.id, spec.name, state, spec.template, tracking_domain,
             spec.pool, spec.priority, spec.send_at, now, now,
         )  # fmt: skip
         try:
             return await self._store.add_campaign(campaign)
         except Conflict as exc:
             raise AlreadyExists(f"campaign {spec.name!r} exists") from exc
+
+    async def _tracking_domain(self, tenant: Tenant, name: str | None) -> str | None:
+        """``name`` as stored, one of the tenant's tracking domains; ``Invalid`` if not."""
+        if name is None:
+            return None
+        wanted = name.strip().lower().rstrip(".")
+        if await self._store.get_tracking_domain(wanted, tenant.id) is None:
+            known = ", ".join(d.name for d in await self._store.list_tracking_domains(tenant.id))
+            raise Invalid(
+                f"{name!r} is not a tracking domain of the tenant (its: {known or 'none'})",
+                field="tracking_domain",
+            )
+        return wanted
 
     async def get(self, tenant: Tenant, campaign_id: int) -> Campaign:
         campaign = await self._store.get_campaign(tenant.id, campaign_id)
@@ -241,17 +266,7 @@ class Campaigns:
             CampaignState.PAUSED,
         }
         campaign = await self._move(tenant, campaign_id, CampaignState.CANCELLED, live)
-        removed = 0
-        while True:
-            page = await self._store.campaign_messages_in(
-                tenant.id, campaign.name, REMOVABLE, BATCH
-            )
-            if not page:
-                break
-            done = await self._operations.remove(page)
-            removed += len(done)
-            if not done:
-                break
+        removed = await remove_queued(self._store, self._operations, tenant, campaign)
         await self._lift(tenant, campaign)
         return campaign, removed
 
@@ -268,6 +283,23 @@ class Campaigns:
             campaign = await self.get(tenant, campaign_id)
             raise AlreadyExists(f"campaign {campaign.name!r} is {campaign.state}")
         return moved
+
+
+async def remove_queued(
+    store: Store, operations: Operations, tenant: Tenant, campaign: Campaign
+) -> int:
+    """Remove the cancelled ``campaign``'s queued and shunted messages, each with an
+    AdminBounce record naming the cancellation; how many."""
+    why = f"campaign {campaign.name} cancelled"
+    removed = 0
+    while True:
+        page = await store.campaign_messages_in(tenant.id, campaign.name, REMOVABLE, BATCH)
+        if not page:
+            return removed
+        done = await operations.remove(page, why=why)
+        removed += len(done)
+        if not done:
+            return removed
 
 
 def _target(tenant: Tenant, campaign: Campaign) -> str:

@@ -34,13 +34,21 @@ def requeue_record(message: QueuedMessage, *, now: float, context: RecordContext
     )
 
 
-def removal_record(message: QueuedMessage, *, now: float, context: RecordContext) -> Record:
-    """The AdminBounce record of ``message`` removed from the queue at ``now``."""
+def removal_record(
+    message: QueuedMessage, *, now: float, context: RecordContext, why: str = ""
+) -> Record:
+    """The AdminBounce record of ``message`` removed from the queue at ``now``; its
+    response says ``why`` when given (a campaign cancelled)."""
+    response = REMOVED_RESPONSE
+    if why:
+        response = Reply(
+            REMOVED_RESPONSE.code, REMOVED_RESPONSE.enhanced, f"Removed from the queue: {why}"
+        )
     return message_record(
         RecordType.ADMIN_BOUNCE,
         message,
         now=now,
         context=context,
         num_attempts=message.attempts,
-        response=REMOVED_RESPONSE,
+        response=response,
     )

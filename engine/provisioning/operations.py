@@ -186,11 +186,12 @@ class Operations:
         with translated(message_or_submission):
             return await self.remove(chosen)
 
-    async def remove(self, messages: Sequence[QueuedMessage]) -> list[str]:
+    async def remove(self, messages: Sequence[QueuedMessage], *, why: str = "") -> list[str]:
         """Remove those of ``messages`` still queued or shunted, each with an AdminBounce
-        record; the ids removed (a campaign's cancel, ``delete``)."""
+        record (saying ``why``, when given); the ids removed (a campaign's cancel,
+        ``delete``)."""
         records = _AdminRecords(self._store, self._nodeid, self._clock.now())
-        batch = [await records.removal(m) for m in messages]
+        batch = [await records.removal(m, why) for m in messages]
         return await self._store.remove_messages([m.id for m in messages], batch)
 
     async def _requeue_all(self, records: _AdminRecords, now: float) -> list[str]:
@@ -280,8 +281,9 @@ class _AdminRecords:
     async def requeue(self, message: QueuedMessage) -> Record:
         return requeue_record(message, now=self._now, context=await self._context(message))
 
-    async def removal(self, message: QueuedMessage) -> Record:
-        return removal_record(message, now=self._now, context=await self._context(message))
+    async def removal(self, message: QueuedMessage, why: str = "") -> Record:
+        context = await self._context(message)
+        return removal_record(message, now=self._now, context=context, why=why)
 
     async def _context(self, message: QueuedMessage) -> RecordContext:
         name = self._tenants.get(message.tenant_id)

@@ -6,13 +6,17 @@ tenants and answers from memory, for each message delivery rewrites
 ``refresh(store)`` reads a new snapshot; ``load`` takes rows already read.
 
 In: the settings (``[tenants.NAME]`` switches, ``[campaigns."TENANT:CAMPAIGN"]``
-overrides), the tenants and the tracking domains. Out: a ``TrackingPolicy`` or
-None (no tracking), a tenant id or None (not a tracking domain).
+overrides), the tenants, the tracking domains and the campaigns created through
+the API that set one (``Store.campaign_routes``, merged into the tables by
+``engine.scheduler.routing.campaign_tables``: the stored domain wins). Out: a
+``TrackingPolicy`` or None (no tracking), a tenant id or None (not a tracking
+domain).
 
 Precedence (``policy_for``): the domain is the campaign's ``tracking_domain``
-when it sets one, else the tenant's default tracking domain, else there is no
-tracking; each switch (opens, clicks, unsubscribe) is the campaign's when it
-sets it, else the tenant's (on by default). A campaign naming a domain not
+when it sets one (the API's campaign's, else its config table's), else the
+tenant's default tracking domain, else there is no tracking; each switch
+(opens, clicks, unsubscribe) is the campaign's when it sets it, else the
+tenant's (on by default). A campaign naming a domain not
 registered for its tenant gets no tracking rather than another tenant's
 domain or the default (logged when first seen). With every switch off the
 policy is None too.
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field
 
 from config import Settings
 from config.schema import CampaignSettings, TenantSettings
-from engine.model import Tenant, TrackingDomain, TrackingPolicy
+from engine.model import CampaignRoute, Tenant, TrackingDomain, TrackingPolicy
+from engine.scheduler.routing import campaign_tables
 from engine.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,10 +71,16 @@ class TrackingDomains:
         the snapshot in use stays."""
         tenants = await store.list_tenants()
         domains = await store.list_tracking_domains(None)
-        self.load(tenants, domains)
+        self.load(tenants, domains, await store.campaign_routes())
 
-    def load(self, tenants: Iterable[Tenant], domains: Iterable[TrackingDomain]) -> None:
-        """Replace the snapshot with one of ``tenants`` and their tracking ``domains``."""
+    def load(
+        self,
+        tenants: Iterable[Tenant],
+        domains: Iterable[TrackingDomain],
+        routes: Iterable[CampaignRoute] = (),
+    ) -> None:
+        """Replace the snapshot with one of ``tenants``, their tracking ``domains`` and
+        their stored campaigns' ``routes``."""
         names = {t.id: t.name for t in tenants}
         owned: dict[int, set[str]] = {tenant_id: set() for tenant_id in names}
         defaults: dict[int, str] = {}
@@ -86,7 +97,7 @@ class TrackingDomains:
         }
         campaigns: dict[tuple[int, str], TrackingPolicy | None] = {}
         unregistered: set[tuple[str, str]] = set()
-        for key, campaign in self._settings.campaigns.items():
+        for key, campaign in campaign_tables(self._settings, names, routes).items():
             tenant, _, name = key.partition(":")
             tenant_id = by_name.get(tenant)
             if tenant_id is None:

@@ -48,7 +48,7 @@ from admin_api.app import create_app
 from admin_api.services import ApiServices
 from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
-from engine.campaigns.expansion import Expansion
+from engine.campaigns.expansion import Expansion, settle_seconds
 from engine.clock import Clock, SystemClock
 from engine.delivery.bounce_classify import BounceClassifier
 from engine.delivery.service import DeliveryService
@@ -58,7 +58,7 @@ from engine.dkim.signing_keys import SigningKeys
 from engine.limits import Limiter, open_limiter
 from engine.model import QueuedMessage, Suspension
 from engine.node import node_id
-from engine.provisioning import Provisioning
+from engine.provisioning import Operations, Provisioning
 from engine.provisioning.tracking_domains import TrackingDomains
 from engine.provisioning.tracking_refresh import TenantSettingsRefresh, TrackingRefresh
 from engine.records import metrics
@@ -402,9 +402,13 @@ class Engine:
                     Expansion(
                         store=self._store,
                         acceptor=submission.acceptor,
+                        operations=Operations(
+                            self._store, settings, nodeid=node_id(settings), clock=self.clock
+                        ),
                         clock=self.clock,
                         hostname=settings.engine.hostname,
                         nodeid=node_id(settings),
+                        settle_seconds=settle_seconds(settings),
                     )
                 )
                 composed.append(self._admin(secret, submission.acceptor))

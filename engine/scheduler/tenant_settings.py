@@ -11,8 +11,12 @@ loads it again every ``[scheduler] refresh_seconds`` and on ``reload``.
 
 ``effective`` (the merge) and ``check_overrides`` (what may be stored) are pure.
 
+The book also holds the campaigns created through the API that set a pool
+(``Store.campaign_routes``), merged into ``routing``'s ``[campaigns]`` tables by
+``engine.scheduler.routing.campaign_tables`` (the stored pool wins).
+
 Invariants: the book's ``routing`` settings are the config's with the tenants'
-tables replaced, nothing else; until its first load, the book answers the
+and the campaigns' tables replaced, nothing else; until its first load, the book answers the
 config's values; a rate quota in the book is a valid throttle spec (the config's
 are checked at start, ``config_quota_problem``; the stored ones when set).
 """
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 
 from config.schema import Settings, TenantSettings, priority_value
 from engine.limits.throttle import ThrottleSpec
-from engine.model import Tenant, TenantOverrides
+from engine.model import CampaignRoute, Tenant, TenantOverrides
+from engine.scheduler.routing import campaign_tables
 from engine.store import Store
 
 DEFAULT_TENANT = TenantSettings()
@@ -60,14 +65,20 @@ def effective(config: TenantSettings, overrides: TenantOverrides | None) -> Tena
     return dataclasses.replace(config, **changes) if changes else config
 
 
+def pool_problem(settings: Settings, pool: str) -> str | None:
+    """Why ``pool`` cannot be chosen (it is none of ``[pools]``); None when it can."""
+    if pool in settings.pools:
+        return None
+    return f"unknown pool {pool!r} (configured: {', '.join(sorted(settings.pools))})"
+
+
 def check_overrides(settings: Settings, overrides: TenantOverrides) -> tuple[str, str] | None:
     """The first field of ``overrides`` that cannot be stored, and why; None when all can.
 
     The pool must be one of ``[pools]``; the priority bulk, normal, transactional or
     a digit; the daily quota at least 0; the rate quota empty or a throttle spec."""
-    if overrides.pool is not None and overrides.pool not in settings.pools:
-        known = ", ".join(sorted(settings.pools))
-        return "pool", f"unknown pool {overrides.pool!r} (configured: {known})"
+    if overrides.pool is not None and (problem := pool_problem(settings, overrides.pool)):
+        return "pool", problem
     if overrides.priority is not None and priority_value(overrides.priority) is None:
         problem = (
             f"expected bulk, normal, transactional or a digit 0..9, got {overrides.priority!r}"
@@ -118,10 +129,17 @@ class TenantSettingsBook:
     async def refresh(self, store: Store) -> None:
         """Load a new snapshot from ``store``; its errors (``StoreError``) propagate and
         the snapshot in use stays."""
-        self.load(await store.list_tenants(), await store.list_tenant_overrides())
+        tenants = await store.list_tenants()
+        self.load(tenants, await store.list_tenant_overrides(), await store.campaign_routes())
 
-    def load(self, tenants: Iterable[Tenant], overrides: Iterable[TenantOverrides]) -> None:
-        """Replace the snapshot with ``tenants`` and their ``overrides``."""
+    def load(
+        self,
+        tenants: Iterable[Tenant],
+        overrides: Iterable[TenantOverrides],
+        routes: Iterable[CampaignRoute] = (),
+    ) -> None:
+        """Replace the snapshot with ``tenants``, their ``overrides`` and their stored
+        campaigns' ``routes``."""
         names = {t.id: t.name for t in tenants}
         stored = {names[o.tenant_id]: o for o in overrides if o.tenant_id in names}
         tables = dict(self._settings.tenants)
@@ -129,7 +147,8 @@ class TenantSettingsBook:
             tables[name] = effective(tables.get(name, DEFAULT_TENANT), o)
         self._quotas = {name: quotas_of(t) for name, t in tables.items()}
         self._overrides = stored
-        self.routing = dataclasses.replace(self._settings, tenants=tables)
+        campaigns = campaign_tables(self._settings, names, routes)
+        self.routing = dataclasses.replace(self._settings, tenants=tables, campaigns=campaigns)
         self.loads += 1
 
     def tenant(self, name: str) -> TenantSettings:

@@ -40,6 +40,7 @@ from engine.model import (
     ApiKey,
     Campaign,
     CampaignRecipient,
+    CampaignRoute,
     CampaignState,
     IdempotencyKey,
     InboundMessage,
@@ -746,6 +747,11 @@ class Store(Protocol):
 
     async def campaigns_in(self, states: Collection[CampaignState]) -> list[Campaign]:
         """Every tenant's campaigns in ``states``, by id (expansion finds its work)."""
+        ...
+
+    async def campaign_routes(self) -> list[CampaignRoute]:
+        """Every tenant's campaigns that set a pool or a tracking domain, by id (the
+        snapshots routing and link rewriting read)."""
         ...
 
     async def set_campaign_state(

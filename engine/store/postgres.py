@@ -37,6 +37,7 @@ from engine.model import (
     ApiKey,
     Campaign,
     CampaignRecipient,
+    CampaignRoute,
     CampaignState,
     IdempotencyKey,
     InboundMessage,
@@ -84,6 +85,7 @@ from engine.store.rows import (
     API_KEY_COLUMNS,
     CAMPAIGN_COLUMNS,
     CAMPAIGN_INSERT,
+    CAMPAIGN_ROUTES_SQL,
     CLAIM_ATTEMPTS,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
@@ -1166,6 +1168,10 @@ class PostgresStore:
             subject="campaign",
         )
         return [campaign_from_row(row) for row in rows]
+
+    async def campaign_routes(self) -> list[CampaignRoute]:
+        rows = await self._fetch(CAMPAIGN_ROUTES_SQL, subject="campaign")
+        return [CampaignRoute(*row) for row in rows]
 
     async def set_campaign_state(
         self,

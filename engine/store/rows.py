@@ -433,6 +433,10 @@ CAMPAIGN_INSERT = (
     "INSERT INTO campaigns (tenant_id, name, state, template, tracking_domain, pool,"
     " priority, send_at, created_at, updated_at)"
 )
+CAMPAIGN_ROUTES_SQL = (
+    "SELECT tenant_id, name, pool, tracking_domain FROM campaigns"
+    " WHERE pool IS NOT NULL OR tracking_domain IS NOT NULL ORDER BY id"
+)
 RECIPIENT_COLUMNS = "row_no, address, variables, status, message_id, reason"
 RECIPIENT_INSERT = (
     "INSERT INTO campaign_recipients (campaign_id, tenant_id, row_no, address, variables, status,"

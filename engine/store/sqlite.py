@@ -38,6 +38,7 @@ from engine.model import (
     ApiKey,
     Campaign,
     CampaignRecipient,
+    CampaignRoute,
     CampaignState,
     IdempotencyKey,
     InboundMessage,
@@ -85,6 +86,7 @@ from engine.store.rows import (
     API_KEY_COLUMNS,
     CAMPAIGN_COLUMNS,
     CAMPAIGN_INSERT,
+    CAMPAIGN_ROUTES_SQL,
     DOMAIN_COLUMNS,
     IDEMPOTENCY_HELD,
     INBOUND_COLUMNS,
@@ -1031,6 +1033,12 @@ class SqliteStore:
             f" WHERE state IN ({', '.join('?' * len(wanted))}) ORDER BY id"
         )
         return await self._run(lambda conn: _campaigns(conn, sql, tuple(wanted)))
+
+    async def campaign_routes(self) -> list[CampaignRoute]:
+        def read(conn: sqlite3.Connection) -> list[CampaignRoute]:
+            return [CampaignRoute(*row) for row in conn.execute(CAMPAIGN_ROUTES_SQL)]
+
+        return await self._run(read)
 
     async def set_campaign_state(
         self,

@@ -58,12 +58,14 @@ class Destinations:
         tables: str = "",
         engine: str = "",
         delivery: str = "",
+        tracking: str = "",
         redis: RedisSettings | None = None,
     ) -> Path:
         """An engine config in ``directory`` whose shaping file is ``shaping``.
 
-        ``scheduler`` is appended to ``[scheduler]``, ``tables`` (whole tables)
-        after the sources; ``redis`` shares limits through that Redis.
+        ``scheduler`` is appended to ``[scheduler]``, ``tracking`` to ``[tracking]``,
+        ``tables`` (whole tables) after the sources; ``redis`` shares limits through
+        that Redis.
         """
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "shaping.toml").write_text(shaping)
@@ -74,6 +76,7 @@ class Destinations:
             directory,
             database_url,
             engine=engine,
+            tracking=tracking,
             nameserver=self.dns.address,
             delivery=f"port = {self.sink.address[1]}\nlease_seconds = 5\n{delivery}",
             tables=(

@@ -7,27 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from admin_api.services import ApiServices
-from engine.campaigns.expansion import Expansion
+from engine.campaigns.expansion import Expansion, settle_seconds
 from engine.cli import main
 from engine.clock import FakeClock
 from engine.model import (
+    CampaignRoute,
     MessageState,
     RecipientMark,
     Suppression,
     SuspensionScope,
+    TrackingDomain,
 )
 from engine.records.record import Record, RecordType
 from engine.rollup.service import StatsRollup
 from engine.store import Store
+from engine.submission.acceptor import Acceptor
 from tests.integration.api_support import NODE, error_of
 from tests.integration.test_api_messages import sender_of
 
@@ -54,6 +57,7 @@ def expansion(services: ApiServices, store: Store | None = None, batch: int = 3)
     return Expansion(
         store=store or services.store,
         acceptor=services.acceptor,
+        operations=services.operations,
         clock=services.clock,
         hostname="mta.penguin.test",
         nodeid=NODE,
@@ -238,6 +242,133 @@ async def test_pause_suspends_resume_lifts_and_cancel_removes_the_queued_mail(
     left = await api_services.store.tenant_messages(tenant.id, 100)
     assert [m for m in left if m.state is MessageState.QUEUED] == []
     assert not await runner.round()
+
+
+async def test_a_pool_or_tracking_domain_not_the_tenants_is_a_422_naming_it(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    _, other = await sender_of(api_services, "globex")
+    store = api_services.store
+    await store.add_tracking_domain(TrackingDomain(tenant.id, "t.acme.example", False, 0.0))
+    globex = await store.get_tenant("globex")
+    assert globex is not None
+    await store.add_tracking_domain(TrackingDomain(globex.id, "t.globex.example", True, 0.0))
+    for field, value in [
+        ("pool", "nowhere"),
+        ("tracking_domain", "t.globex.example"),  # another tenant's
+        ("tracking_domain", "unknown.example"),
+    ]:
+        response = await api_client.post(
+            CAMPAIGNS, json=campaign(**{field: value}), headers=headers
+        )
+        assert response.status_code == 422, response.text
+        assert error_of(response)["field"] == field
+    assert (await api_client.get(CAMPAIGNS, headers=headers)).json() == []
+    body = campaign(pool="default", tracking_domain="T.Acme.Example.")
+    assert (await api_client.post(CAMPAIGNS, json=body, headers=headers)).status_code == 201
+    assert await store.campaign_routes() == [
+        CampaignRoute(tenant.id, "spring", "default", "t.acme.example")
+    ]
+    assert (await api_client.post(CAMPAIGNS, json=campaign(), headers=other)).status_code == 201
+
+
+async def test_cancel_records_an_admin_bounce_naming_it_for_each_removed_message(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(4))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    await expansion(api_services, batch=10).round()
+    queued = {m.id for m in await api_services.store.tenant_messages(tenant.id, 100)}
+    assert len(queued) == 4
+    cancelled = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/cancel", headers=headers)
+    assert cancelled.json()["removed"] == 4
+    listed = await api_client.get("/v1/records", params={"type": "AdminBounce"}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    bounces = listed.json()["records"]
+    assert {r["id"] for r in bounces} == queued
+    for record in bounces:
+        assert record["response"]["content"] == "Removed from the queue: campaign spring cancelled"
+
+
+class _CancelDuringAccept:
+    """The real acceptor, with a campaign cancelled (and its queue swept) while a
+    batch is being accepted: before the batch commits, as a cancel in another
+    process can fall."""
+
+    def __init__(self, acceptor: Acceptor, cancel: Callable[[], Awaitable[object]]) -> None:
+        self._acceptor = acceptor
+        self._cancel = cancel
+        self.cancelled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._acceptor, name)
+
+    async def accept(self, **request: Any) -> dict[str, Any]:
+        if not self.cancelled:
+            self.cancelled = True
+            await self._cancel()
+        return await self._acceptor.accept(**request)
+
+
+async def test_a_cancel_while_a_batch_is_accepted_leaves_nothing_queued(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(7))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    assert await expansion(api_services).round()  # the first batch, queued before
+
+    async def cancel() -> None:
+        response = await api_client.post(f"{CAMPAIGNS}/{campaign_id}/cancel", headers=headers)
+        assert response.json()["removed"] == 3  # the first batch; the second not yet in
+
+    assert api_services.acceptor is not None
+    racing = _CancelDuringAccept(api_services.acceptor, cancel)
+    runner = Expansion(
+        store=api_services.store,
+        acceptor=cast(Acceptor, racing),
+        operations=api_services.operations,
+        clock=api_services.clock,
+        hostname="mta.penguin.test",
+        nodeid=NODE,
+        batch=3,
+    )
+    assert await runner.round()  # the second batch, accepted after the cancel swept
+    assert racing.cancelled
+    assert await api_services.store.tenant_messages(tenant.id, 100) == []  # all removed
+    assert not await runner.round()  # no further row is expanded
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert (shown["state"], shown["progress"]["pending"]) == ("cancelled", 1)
+    bounces = await api_client.get("/v1/records", params={"type": "AdminBounce"}, headers=headers)
+    assert len(bounces.json()["records"]) == 6
+
+
+async def test_a_new_campaign_waits_for_the_snapshots_to_hold_its_routing(
+    api_services: ApiServices, api_client: httpx.AsyncClient, api_clock: FakeClock
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    campaign_id = await made(api_client, headers, csv_of(2))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    assert settle_seconds(api_services.settings) == 20.0  # two 10 s tracking refreshes
+    assert api_services.acceptor is not None
+    runner = Expansion(
+        store=api_services.store,
+        acceptor=api_services.acceptor,
+        operations=api_services.operations,
+        clock=api_services.clock,
+        hostname="mta.penguin.test",
+        nodeid=NODE,
+        settle_seconds=settle_seconds(api_services.settings),
+    )
+    assert not await runner.round()
+    api_clock.advance(19)
+    assert not await runner.round()
+    assert await api_services.store.tenant_messages(tenant.id, 10) == []
+    api_clock.advance(1)
+    await expand_all(runner)
+    assert len(await api_services.store.tenant_messages(tenant.id, 10)) == 2
 
 
 async def test_another_tenants_campaign_is_not_found(

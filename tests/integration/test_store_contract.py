@@ -15,6 +15,7 @@ from engine.model import (
     ApiScope,
     Campaign,
     CampaignRecipient,
+    CampaignRoute,
     CampaignState,
     CampaignTemplate,
     IdempotencyKey,
@@ -1709,6 +1710,20 @@ async def test_campaigns_are_stored_per_tenant_and_move_between_states(store: St
     assert await store.set_campaign_state(acme.id, made.id, scheduled, T0, when={draft}) is None
     assert [c.id for c in await store.campaigns_in({scheduled})] == [made.id]
     assert [c.id for c in await store.campaigns_in({draft, scheduled})] == [made.id, other.id]
+
+
+async def test_campaign_routes_list_the_campaigns_that_set_a_pool_or_tracking_domain(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_campaign(spring(acme.id))
+    await store.add_campaign(replace(spring(acme.id, "plain"), tracking_domain=None, pool=None))
+    await store.add_campaign(replace(spring(beta.id, "pooled"), tracking_domain=None))
+    assert await store.campaign_routes() == [
+        CampaignRoute(acme.id, "spring", "p", "t.acme.example"),
+        CampaignRoute(beta.id, "pooled", "p", None),
+    ]
 
 
 async def test_campaign_recipients_are_taken_in_row_order_marked_and_counted(

@@ -78,3 +78,10 @@ def test_what_an_operator_may_touch(
     state: MessageState, requeueable: bool, removable: bool
 ) -> None:
     assert (state in REQUEUEABLE, state in REMOVABLE) == (requeueable, removable)
+
+
+def test_a_removal_says_why_when_told() -> None:
+    record = removal_record(MESSAGE, now=NOW, context=CONTEXT, why="campaign spring cancelled")
+    response = record.to_json()["response"]
+    assert response["content"] == "Removed from the queue: campaign spring cancelled"
+    assert response["code"] == 551

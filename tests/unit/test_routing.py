@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from config import ConfigError, load_settings
 from config.loader import parse_settings
 from config.schema import Settings, priority_value
-from engine.scheduler.routing import pool_of, priority_of
+from engine.model import CampaignRoute
+from engine.scheduler.routing import campaign_tables, pool_of, priority_of
 
 ROUTED = parse_settings(
     {
@@ -128,3 +130,40 @@ def test_routing_tables_load(tmp_path: Path) -> None:
     assert pool_of(settings, "acme", "alerts") == "warm"
     assert priority_of(settings, "acme", "alerts", None) == 9
     assert priority_of(settings, "acme", "", None) == 0
+
+
+ACME, BETA = 1, 2
+ROUTES = [
+    CampaignRoute(ACME, "promo", "warm", "t.acme.test"),  # over the config's table
+    CampaignRoute(ACME, "alerts", None, "t.acme.test"),  # the table's pool stays
+    CampaignRoute(ACME, "spring", "news", None),  # no table in the config
+    CampaignRoute(BETA, "weekly", "gone", None),  # a pool removed from [pools] since
+    CampaignRoute(3, "orphan", "news", None),  # a tenant not in the snapshot
+]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "campaign", "pool"),
+    [
+        ("acme", "promo", "warm"),
+        ("acme", "alerts", "warm"),
+        ("acme", "spring", "news"),
+        ("beta", "weekly", "news"),
+        ("acme", "other", "warm"),
+    ],
+)
+def test_a_stored_campaigns_pool_wins_over_the_configs_table(
+    tenant: str, campaign: str, pool: str
+) -> None:
+    tables = campaign_tables(ROUTED, {ACME: "acme", BETA: "beta"}, ROUTES)
+    assert pool_of(dataclasses.replace(ROUTED, campaigns=tables), tenant, campaign) == pool
+
+
+def test_a_stored_campaign_keeps_the_configs_priority_and_sets_its_tracking_domain() -> None:
+    tables = campaign_tables(ROUTED, {ACME: "acme", BETA: "beta"}, ROUTES)
+    assert (tables["acme:promo"].priority, tables["acme:promo"].tracking_domain) == (
+        "bulk",
+        "t.acme.test",
+    )
+    assert tables["acme:spring"].tracking_domain == ""
+    assert "3:orphan" not in tables and len(tables) == 4

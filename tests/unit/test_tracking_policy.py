@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.loader import parse_settings
-from engine.model import Tenant, TrackingDomain, TrackingPolicy
+from engine.model import CampaignRoute, Tenant, TrackingDomain, TrackingPolicy
 from engine.provisioning import TrackingDomains
 
 ACME, BETA, GAMMA = 1, 2, 3
@@ -163,3 +163,22 @@ def test_a_campaign_on_a_domain_not_its_tenants_is_logged_once_while_it_lasts(
     assert domains.policy_for(ACME, "spring") == TrackingPolicy("go.beta.test")
     domains.load(TENANTS, DOMAINS)
     assert len(caplog.records) == 2, "logged again once it is wrong again"
+
+
+def test_a_stored_campaigns_tracking_domain_wins_and_keeps_the_configs_switches() -> None:
+    tables = {"campaigns": {"acme:spring": {"tracking_domain": "click.acme.test"}}}
+    domains = TrackingDomains(
+        parse_settings({**tables, "tenants": {"acme": {"track_opens": False}}})
+    )
+    routes = [
+        CampaignRoute(ACME, "spring", None, "spring.acme.test"),
+        CampaignRoute(ACME, "autumn", "default", "spring.acme.test"),
+        CampaignRoute(ACME, "pooled", "default", None),
+        CampaignRoute(BETA, "stolen", None, "click.acme.test"),  # another tenant's domain
+    ]
+    domains.load(TENANTS, DOMAINS, routes)
+    spring = TrackingPolicy("spring.acme.test", opens=False)
+    assert domains.policy_for(ACME, "spring") == spring
+    assert domains.policy_for(ACME, "autumn") == spring
+    assert domains.policy_for(ACME, "pooled") == TrackingPolicy("click.acme.test", opens=False)
+    assert domains.policy_for(BETA, "stolen") is None
