@@ -678,6 +678,11 @@ class Store(Protocol):
         position after the last one (``position`` when none)."""
         ...
 
+    async def log_end(self, position: LogPosition) -> LogPosition:
+        """The position after the last record ``records_since`` could return now
+        (``position`` when it is already there)."""
+        ...
+
     async def queue_webhook_deliveries(
         self,
         expected: LogPosition,

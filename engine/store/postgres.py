@@ -193,21 +193,105 @@ RECORDS_SINCE_SQL = (
     " ORDER BY txid, seq LIMIT $3"
 )
 """The records after a log position whose transactions ended (index ``records_txid``)."""
+LOG_END_SQL = (
+    "SELECT txid, seq FROM records WHERE txid IS NOT NULL"
+    " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    " ORDER BY txid DESC, seq DESC LIMIT 1"
+)
+"""The last record ``RECORDS_SINCE_SQL`` could return now (index ``records_txid``, backwards)."""
 _NEXT_DUE_SQL = (
     "SELECT wanted.queue, (SELECT min(due_at) FROM messages"
     "  WHERE queue = wanted.queue AND state = 'queued')"
     " FROM unnest($1::text[]) AS wanted (queue)"
 )
 
-_SETTLE_SQL = (
-    "UPDATE messages m SET state = s.state, attempts = s.attempts,"
-    " due_at = s.due_at, last_error = s.error,"
-    " lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
-    "  $5::double precision[], $6::text[]) AS s(id, token, state, attempts, due_at, error)"
-    " WHERE m.id = s.id AND m.state = 'leased' AND m.lease_token = s.token"
-    " RETURNING m.id"
+MESSAGE_TYPES = (
+    "text",
+    "text",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "double precision",
+    "double precision",
+    "integer",
+    "text",
+    "double precision",
+    "text",
+    "text",
+    "integer",
 )
+"""The column types of ``MESSAGE_FIELDS``, in order."""
+RECORD_TYPES = ("bigint", "text", "text", "double precision", "jsonb")
+"""The column types of ``RECORD_FIELDS``, in order."""
+BODY_FIELDS = ("id", "tenant_id", "data", "created_at")
+BODY_TYPES = ("text", "bigint", "bytea", "double precision")
+QUEUE_TYPES = ("text", "bigint", "text", "text")
+"""The column types of a ``queue_rows`` row: name, tenant_id, campaign, domain."""
+
+
+def unnest_params(types: Sequence[str], first: int) -> str:
+    """``unnest($first::T[], ...)``: rows from one array parameter per column."""
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types)) + ")"
+
+
+def columns_of(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    """``rows`` as one list per column, the parameters of ``unnest_params``."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+_INSERT_RECORDS_SQL = (
+    f"INSERT INTO records ({', '.join(RECORD_FIELDS)})"
+    f" SELECT * FROM {unnest_params(RECORD_TYPES, 1)}"
+)
+_UPSERT_QUEUES = (
+    "INSERT INTO queues (name, tenant_id, campaign, domain, bump)"
+    " SELECT queued.*, bump.value FROM {queues} AS queued, bump"
+    " ON CONFLICT (name) DO UPDATE SET"
+    " tenant_id = excluded.tenant_id, campaign = excluded.campaign,"
+    " domain = excluded.domain, bump = excluded.bump"
+)
+_ACCEPT_FIRST_MESSAGE = 1 + len(BODY_TYPES)
+_ACCEPT_FIRST_RECORD = _ACCEPT_FIRST_MESSAGE + len(MESSAGE_TYPES)
+_ACCEPT_LOCK = _ACCEPT_FIRST_RECORD + len(RECORD_TYPES)
+_ACCEPT_SQL = (
+    f"WITH stored_bodies AS (INSERT INTO bodies ({', '.join(BODY_FIELDS)})"
+    f"  SELECT * FROM {unnest_params(BODY_TYPES, 1)}),"
+    f" stored_messages AS (INSERT INTO messages ({', '.join(MESSAGE_FIELDS)})"
+    f"  SELECT * FROM {unnest_params(MESSAGE_TYPES, _ACCEPT_FIRST_MESSAGE)}),"
+    f" stored_records AS (INSERT INTO records ({', '.join(RECORD_FIELDS)})"
+    f"  SELECT * FROM {unnest_params(RECORD_TYPES, _ACCEPT_FIRST_RECORD)}),"
+    f" bump AS (SELECT nextval('queue_bump') AS value"
+    f"  FROM (SELECT pg_advisory_xact_lock(${_ACCEPT_LOCK})) AS locked) "
+    + _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, _ACCEPT_LOCK + 1))
+)
+"""A whole acceptance in one statement: bodies, messages, records, and the queues
+upserted with one new bump taken under the bump lock (held to the commit, so bumps
+become visible in increasing order)."""
+_BUMP_QUEUES_SQL = (
+    "WITH bump AS (SELECT nextval('queue_bump') AS value"
+    " FROM (SELECT pg_advisory_xact_lock($5)) AS locked) "
+    + _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, 1))
+)
+_SETTLE_SQL = (
+    "WITH settled AS (UPDATE messages m SET state = s.state, attempts = s.attempts,"
+    "  due_at = s.due_at, last_error = s.error,"
+    "  lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
+    "   $5::double precision[], $6::text[]) AS s(id, token, state, attempts, due_at, error)"
+    "  WHERE m.id = s.id AND m.state = 'leased' AND m.lease_token = s.token"
+    "  RETURNING m.id),"
+    f" logged AS (INSERT INTO records ({', '.join(RECORD_FIELDS)})"
+    f"  SELECT {', '.join('r.' + f for f in RECORD_FIELDS)}"
+    f"  FROM {unnest_params(('text', *RECORD_TYPES), 7)}"
+    f"  AS r(settles, {', '.join(RECORD_FIELDS)})"
+    "  WHERE r.settles IN (SELECT id FROM settled))"
+    " SELECT id FROM settled"
+)
+"""Settlements applied where the lease still holds, with the records of those that applied."""
 
 
 class PostgresStore:
@@ -228,7 +312,7 @@ class PostgresStore:
             async with self._pool_lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.url, min_size=1, max_size=self.pool_size
+                        self.url, min_size=1, max_size=self.pool_size, reset=_keep_session
                     )
         return self._pool
 
@@ -535,21 +619,24 @@ class PostgresStore:
         records: Sequence[Record],
         idempotency_keys: Sequence[IdempotencyKey] = (),
     ) -> None:
-        """Store bodies, messages, records and idempotency keys in one durable transaction."""
+        """Store bodies, messages, records and idempotency keys in one durable transaction
+        (one statement when there are no keys)."""
         bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
         messages = [message_row(m) for s in submissions for m in s.messages]
+        params = (
+            *columns_of(bodies, len(BODY_TYPES)),
+            *columns_of(messages, len(MESSAGE_TYPES)),
+            *columns_of([record_row(r) for r in records], len(RECORD_TYPES)),
+            QUEUE_BUMP_LOCK_KEY,
+            *columns_of(queue_rows(submissions), len(QUEUE_TYPES)),
+        )
         pool = await self._get_pool()
         with _translated("submission"):
+            if not idempotency_keys:
+                await pool.execute(_ACCEPT_SQL, *params)
+                return
             async with pool.acquire() as conn, conn.transaction():
-                await conn.copy_records_to_table(
-                    "bodies", records=bodies, columns=("id", "tenant_id", "data", "created_at")
-                )
-                if messages:
-                    await conn.copy_records_to_table(
-                        "messages", records=messages, columns=MESSAGE_FIELDS
-                    )
-                await _insert_records(conn, records)
-                await _bump_queues(conn, queue_rows(submissions))
+                await conn.execute(_ACCEPT_SQL, *params)
                 await _answer_claims(conn, idempotency_keys)
 
     async def claim_idempotency_key(
@@ -887,11 +974,10 @@ class PostgresStore:
         """One statement over per-column arrays, then the records of the settlements
         that applied, in one transaction; return the ids of their messages."""
         rows = [settled_row(settlement) for settlement, _ in settled]
-        columns = [[row[i] for row in rows] for i in range(6)]  # $1..$6 of _SETTLE_SQL
+        logged = [(s.message_id, *record_row(r)) for s, r in settled]
+        params = (*columns_of(rows, 6), *columns_of(logged, 1 + len(RECORD_TYPES)))
         async with self._unflushed("settlement") as conn:
-            applied = {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *columns)}
-            await _insert_records(conn, [r for s, r in settled if s.message_id in applied])
-        return applied
+            return {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *params)}
 
     async def get_body(self, submission_id: str) -> bytes | None:
         row = await self._fetchrow("SELECT data FROM bodies WHERE id = $1", submission_id)
@@ -1539,6 +1625,13 @@ class PostgresStore:
             return found, position
         return found, LogPosition(int(rows[-1][0]), int(rows[-1][1]))
 
+    async def log_end(self, position: LogPosition) -> LogPosition:
+        row = await self._fetchrow(LOG_END_SQL, subject="record")
+        if row is None:
+            return position
+        end = LogPosition(int(row[0]), int(row[1]))
+        return end if (end.txid, end.seq) > (position.txid, position.seq) else position
+
     async def queue_webhook_deliveries(
         self,
         expected: LogPosition,
@@ -1688,6 +1781,12 @@ def _translated(subject: str) -> Iterator[None]:
         raise StoreError(f"postgresql: {exc}") from exc
 
 
+async def _keep_session(conn: Any) -> None:
+    """A connection back in the pool needs no reset beyond asyncpg's rollback of an open
+    transaction: settings are ``SET LOCAL``, locks transaction-scoped, and ``LISTEN``
+    has a connection of its own."""
+
+
 async def _answer_claims(conn: Any, keys: Sequence[IdempotencyKey]) -> None:
     """Fill in the responses of the pending claims ``keys``; ``ClaimLost`` when one is
     no longer pending under its token (the transaction is then rolled back)."""
@@ -1712,26 +1811,16 @@ async def _bump_queues(conn: Any, rows: Sequence[tuple[str, int, str, str]]) -> 
     """Upsert the queues (name, tenant_id, campaign, domain) that got queued messages
     with one new bump, under the bump lock (held to the commit, so bumps become visible
     in increasing order)."""
-    if not rows:
-        return
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", QUEUE_BUMP_LOCK_KEY)
-    bump = await conn.fetchval("SELECT nextval('queue_bump')")
-    await conn.execute(
-        "INSERT INTO queues (name, tenant_id, campaign, domain, bump)"
-        " SELECT *, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])"
-        " ON CONFLICT (name) DO UPDATE SET"
-        " tenant_id = excluded.tenant_id, campaign = excluded.campaign,"
-        " domain = excluded.domain, bump = excluded.bump",
-        *([row[i] for row in rows] for i in range(4)),
-        bump,
-    )
+    if rows:
+        await conn.execute(
+            _BUMP_QUEUES_SQL, *columns_of(rows, len(QUEUE_TYPES)), QUEUE_BUMP_LOCK_KEY
+        )
 
 
 async def _insert_records(conn: Any, records: Sequence[Record]) -> None:
-    if not records:
-        return
-    rows = [record_row(r) for r in records]
-    await conn.copy_records_to_table("records", records=rows, columns=RECORD_FIELDS)
+    if records:
+        rows = [record_row(r) for r in records]
+        await conn.execute(_INSERT_RECORDS_SQL, *columns_of(rows, len(RECORD_TYPES)))
 
 
 def _numbered(parts: Sequence[str], first: int) -> str:

@@ -1346,6 +1346,12 @@ class SqliteStore:
         found = await self._run(select)
         return found, LogPosition(0, found[-1].seq) if found else position
 
+    async def log_end(self, position: LogPosition) -> LogPosition:
+        sql = "SELECT max(seq) FROM records"
+        row = await self._run(lambda conn: conn.execute(sql).fetchone())
+        last = 0 if row[0] is None else int(row[0])
+        return LogPosition(0, last) if last > position.seq else position
+
     async def queue_webhook_deliveries(
         self,
         expected: LogPosition,

@@ -4,7 +4,9 @@ Each pass reads up to ``batch`` records after the stored position
 (``Store.records_since``), plans the POSTs of the enabled webhooks that want
 them (``payloads.plan_deliveries``) and queues them while moving the position
 (``Store.queue_webhook_deliveries``), in one transaction: a crash before it
-commits reads the same records again, after it never. When several processes
+commits reads the same records again, after it never. While no webhook is
+enabled the position moves to the end of the log without reading it: a
+webhook is owed the records logged after it was enabled. When several processes
 dispatch, the position moves only from where it was: the one that loses the
 race stores nothing, and the next pass starts from the winner's position.
 """
@@ -26,10 +28,16 @@ class WebhookDispatcher:
         """One pass: (records read, POSTs queued); (0, 0) when nothing was new or
         another process dispatched the same records first."""
         position = await self._store.webhook_position()
+        end = await self._store.log_end(position)  # before the webhooks: all logged before
+        webhooks = await self._store.enabled_webhooks()
+        if not webhooks:
+            if end != position:
+                await self._store.queue_webhook_deliveries(position, end, [], self._clock.now())
+            return 0, 0
         records, reached = await self._store.records_since(position, self._batch)
         if not records:
             return 0, 0
-        deliveries = plan_deliveries(records, await self._store.enabled_webhooks())
+        deliveries = plan_deliveries(records, webhooks)
         queued = await self._store.queue_webhook_deliveries(
             position, reached, deliveries, self._clock.now()
         )

@@ -1559,6 +1559,21 @@ async def test_records_since_follows_the_log_once(store: Store) -> None:
     assert [r.data for r in await follow(store, 2, 1)] == [late.to_json()]
 
 
+async def test_the_log_end_is_where_following_the_log_would_stop(store: Store) -> None:
+    acme = await store.create_tenant("acme", T0)
+    start = await store.webhook_position()
+    assert await store.log_end(start) == start
+    await store.add_records(
+        [Record(RecordType.DELIVERY, T0 + i, acme.id, id=f"m{i}") for i in range(3)]
+    )
+    followed = await follow(store, 10, 3)
+    assert len(followed) == 3
+    _, reached = await store.records_since(start, 10)
+    assert await store.log_end(start) == reached
+    assert await store.log_end(reached) == reached
+    assert await store.records_since(reached, 10) == ([], reached)
+
+
 async def test_the_dispatch_position_moves_only_from_where_it_was(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     hook = await store.add_webhook(webhook("wh_1", acme.id))

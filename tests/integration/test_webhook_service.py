@@ -1,7 +1,8 @@
 """The webhooks service on a real store (both backends) posting to a real endpoint on
 loopback: records reach the webhooks that want them, signed, single or in ordered batches;
 failures back off on the fake clock until they fail; a slow endpoint holds only its own
-POSTs; two processes on one store post each record once."""
+POSTs; two processes on one store post each record once; with no webhook enabled the
+dispatcher moves past the log without reading it, and a webhook gets what follows."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from engine.records.record import Record, RecordType
 from engine.sealing import Sealer
 from engine.store import Store, open_store
 from engine.webhooks.client import HttpPoster
+from engine.webhooks.dispatcher import WebhookDispatcher
 from engine.webhooks.sender import WebhookSender
 from engine.webhooks.service import WebhookService
 from engine.webhooks.signature import verify
@@ -216,3 +218,31 @@ def posts(receiver: WebhookReceiver, wanted: dict[str, int]) -> Callable[[], Awa
         return all(len(receiver.on(path)) >= count for path, count in wanted.items())
 
     return arrived
+
+
+async def test_without_webhooks_the_log_is_passed_unread_and_a_new_webhook_gets_what_follows(
+    store: Store, clock: FakeClock
+) -> None:
+    acme = await store.create_tenant("acme", clock.now())
+    dispatcher = WebhookDispatcher(store, clock, batch=100)
+    start = await store.webhook_position()
+    await store.add_records(delivery_records(acme, clock, 3))
+
+    async def passed_unread() -> bool:
+        assert await dispatcher.dispatch_once() == (0, 0)
+        return await store.webhook_position() != start
+
+    await wait_for(passed_unread, "the position past the records logged before any webhook")
+    assert await store.log_end(await store.webhook_position()) == await store.webhook_position()
+
+    registry = WebhookRegistry(store, Settings(webhooks=SETTINGS), lambda: SEALER, clock)
+    hook = await registry.create(acme.id, "http://127.0.0.1:9/h", [], WebhookFormat.SINGLE, 1, True)
+    after = Record(RecordType.BOUNCE, clock.now(), acme.id, id="after")
+    await store.add_records([after])
+
+    async def dispatched() -> bool:
+        return await dispatcher.dispatch_once() == (1, 1)
+
+    await wait_for(dispatched, "the record logged after the webhook dispatched")
+    queued = await deliveries(store, acme, hook.webhook.id)
+    assert [json.loads(d.payload)["id"] for d in queued] == ["after"]
