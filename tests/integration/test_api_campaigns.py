@@ -179,6 +179,45 @@ async def test_the_invalid_rows_report_names_lines_and_why(
     assert error_of(no_email)["field"] == "file"
 
 
+async def test_a_json_list_is_reported_row_by_row_and_refused_whole_if_unreadable(
+    api_services: ApiServices, api_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, headers = await sender_of(api_services)
+    response = await api_client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    recipients = f"{CAMPAIGNS}/{response.json()['id']}/recipients"
+    good = {"email": "j1@dest.example", "variables": {"first_name": "J", "city": "C"}}
+    rows = [
+        good,
+        {"email": "not-an-address", "variables": {"first_name": "X", "city": "Y"}},
+        {"email": "j2@dest.example", "variables": {"first_name": "J"}},
+    ]
+    report = (await api_client.post(recipients, json=rows, headers=headers)).json()
+    assert (report["added"], report["invalid"]) == (1, 2)
+    assert [(r["line"], r["text"], r["error"]) for r in report["invalid_rows"]] == [
+        (1, "not-an-address", "recipient domain must be a fully qualified domain name"),
+        (2, "j2@dest.example", "missing variable city"),
+    ]
+    for body, field in [
+        ([good, "j3@dest.example"], "[1]"),
+        ([good, {"email": "j4@dest.example", "variables": ["J"]}], "[1].variables"),
+        ({"email": "j5@dest.example"}, "body"),
+    ]:
+        refused = await api_client.post(recipients, json=body, headers=headers)
+        assert refused.status_code == 422, body
+        assert error_of(refused)["field"] == field
+    cut = await api_client.post(
+        recipients,
+        content=json.dumps([good, good])[:-5],
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert (cut.status_code, error_of(cut)["field"]) == (422, "body")
+    monkeypatch.setattr("admin_api.routes.campaigns.UPLOAD_MAX_BYTES", 1000)
+    too_large = await api_client.post(recipients, json=[good] * 20, headers=headers)
+    assert too_large.status_code == 413
+    shown = (await api_client.get(recipients.removesuffix("/recipients"), headers=headers)).json()
+    assert (shown["progress"]["pending"], shown["progress"]["invalid"]) == (1, 2)
+
+
 class _CrashAfterAccept:
     """The real store, whose first marking of rows fails as a crash would stop it."""
 
