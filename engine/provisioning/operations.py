@@ -269,7 +269,9 @@ class Operations:
 
     async def tenant_ips(self, tenant: str) -> list[dict[str, Any]]:
         """The rows of ``ips`` of the sources ``tenant``'s mail goes out from: its
-        pool's and its campaigns' pools' (with the store's settings in force)."""
+        pool's and its campaigns' pools' (with the store's settings in force); the
+        tenant must exist."""
+        await self._existing_tenant_id(tenant)
         book = TenantSettingsBook(self._settings)
         with translated("sources"):
             await book.refresh(self._store)

@@ -188,3 +188,13 @@ async def test_a_tenant_sees_the_warmup_of_the_sources_its_mail_goes_out_from(
         assert acme_rows["sources"] == [r for r in ips["sources"] if r["source"] == "s2"]
         assert any(row["cap"] for row in acme_rows["sources"])  # s2 warms up
         assert (await client.get("/v1/sources")).status_code == 401
+        globex_rows = (await client.get("/v1/sources", headers=bearer(globex_key))).json()
+    printed = await asyncio.to_thread(cli_json, config, "ips", "--tenant", "globex")
+    assert printed == globex_rows["sources"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = await asyncio.to_thread(
+            main, ["ips", "--tenant", "nobody", "--config", str(config)]
+        )
+    assert status != 0
+    assert "no tenant 'nobody'" in err.getvalue()
