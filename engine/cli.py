@@ -552,11 +552,12 @@ def _suspension_commands(leaf: Leaf) -> None:
         _operations_command(_lanes),
         "each lane (source x site): connections, rate, backoff",
     )
-    leaf(
+    ips = leaf(
         "ips",
         _operations_command(_ips),
         "each source: warmup day, today's sent and cap per provider",
     )
+    ips.add_argument("--tenant", metavar="NAME", help="only the sources of this tenant's mail")
 
 
 Handler = Callable[[Settings, argparse.Namespace], tuple[Output | None, str]]
@@ -708,7 +709,7 @@ async def _lanes(ops: Operations, args: argparse.Namespace) -> tuple[Output, str
 
 
 async def _ips(ops: Operations, args: argparse.Namespace) -> tuple[Output, str]:
-    rows = await ops.ips()
+    rows = await (ops.tenant_ips(args.tenant) if args.tenant else ops.ips())
     lines = [f"{'SOURCE':16} {'PROVIDER':12} {'PLAN':10} {'DAY':>4} {'SENT/CAP':>18}  STATE"]
     for row in rows:
         cap = "-" if row["cap"] is None else f"{row['cap']:,}"

@@ -27,11 +27,10 @@ async function loadSuppressions() {
   $("suppressions-previous").disabled = state.cursors.length < 2;
 }
 
-// What the operator sees besides the tenant's: every tenant's queue, the sources' warmup.
+// What the operator sees besides the tenant's: every tenant's queue.
 function operatorSections() {
   return [
     section("all-queues-error", async () => views.showQueueTotals("all-queue-totals", await get("/queues"))),
-    section("warmup-error", async () => views.showSources(await get("/ips"))),
   ];
 }
 
@@ -41,6 +40,7 @@ async function loadTenant() {
   await Promise.all([
     section("queue-error", async () => views.showQueue(await get("/queue", {}, as))),
     section("stats-error", async () => views.showStats(await get("/stats", { group_by: "hour" }, as))),
+    section("warmup-error", async () => views.showSources(await get("/sources", {}, as))),
     section("suppressions-error", loadSuppressions),
     ...(state.role === "operator" ? operatorSections() : []),
   ]);
@@ -61,7 +61,6 @@ async function start() {
   $("who").hidden = false;
   $("who").textContent = role === "operator" ? "Signed in as the operator" : "Signed in with an API key";
   $("tenants").hidden = role !== "operator";
-  $("warmup").hidden = role !== "operator";
   $("all-queues").hidden = role !== "operator";
   if (role === "operator") {
     const tenants = await get("/tenants");

@@ -6,7 +6,9 @@ naming the field (``template.subject``), and so is a ``pool`` not configured
 or a ``tracking_domain`` not the tenant's. Recipients go to a draft as a JSON
 list (``application/json``: ``[{"email": ..., "variables": {...}}]``) or a
 CSV (``text/csv`` body or a form's ``file`` part; header
-``email,var1,var2...``), streamed to the store in batches; the answer
+``email,var1,var2...``): received into a temporary file as the body arrives,
+read row by row (a JSON list item by item, every item's shape checked before
+any row is stored) and stored in batches; the answer
 counts the rows and lists the first invalid ones with their line. ``start``
 schedules a draft (expansion sends it at ``send_at``, or now); ``pause``,
 ``resume`` and ``cancel`` control it. Reads need scope ``read``. Another
@@ -15,9 +17,10 @@ tenant's campaign is answered as one that does not exist (404).
 
 from __future__ import annotations
 
+import codecs
 import io
-import json
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
@@ -27,7 +30,7 @@ from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from admin_api.uploads import receive_file
 from engine.campaigns import CampaignProgress, CampaignSpec, RecipientReport
-from engine.campaigns.recipients import csv_rows, json_rows
+from engine.campaigns.recipients import RecipientListError, csv_rows, json_items, json_rows
 from engine.campaigns.service import recipient_json
 from engine.model import Campaign, CampaignTemplate
 from engine.provisioning.suppression_csv import CsvHeaderError
@@ -42,6 +45,9 @@ send = tenant_caller(Scope.SEND)
 UPLOAD_MAX_BYTES = 512 * 1024 * 1024
 """The largest recipient upload (a million rows with a few variables each)."""
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+JSON_TYPES = ("application/json",)
+READ_BYTES = 64 * 1024
+"""Of an uploaded JSON list, what is decoded at a time."""
 
 
 class TemplateIn(BaseModel):
@@ -150,10 +156,15 @@ async def add_recipients(
     campaigns = services.campaigns
     needed = await campaigns.needed_variables(caller.tenant, campaign_id)
     if request.headers.get("content-type", "").startswith("application/json"):
-        items = _json_list(await request.body())
-        report = await campaigns.add_recipients(
-            caller.tenant, campaign_id, json_rows(items, needed)
-        )
+        with await receive_file(request, JSON_TYPES, UPLOAD_MAX_BYTES) as received:
+            try:
+                for _ in json_items(_text_chunks(received)):
+                    pass  # every item's shape checked before any row is stored
+                received.seek(0)
+                rows = json_rows(json_items(_text_chunks(received)), needed)
+                report = await campaigns.add_recipients(caller.tenant, campaign_id, rows)
+            except RecipientListError as exc:
+                raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
         return RecipientReportOut.of(report)
     with await receive_file(request, CSV_TYPES, UPLOAD_MAX_BYTES) as received:
         text = io.TextIOWrapper(received, encoding="utf-8-sig", errors="replace", newline="")
@@ -167,21 +178,9 @@ async def add_recipients(
     return RecipientReportOut.of(report)
 
 
-def _json_list(body: bytes) -> list[dict[str, Any]]:
-    """The recipients of a JSON body, each checked for shape before any is stored."""
-    try:
-        items = json.loads(body)
-    except ValueError as exc:
-        raise ApiError(422, "invalid", f"not JSON: {exc}", field="body") from exc
-    if not isinstance(items, list):
-        raise ApiError(422, "invalid", "a list of recipients", field="body")
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ApiError(422, "invalid", "an object with an email", field=f"[{index}]")
-        variables = item.get("variables", {})
-        if not isinstance(variables, dict):
-            raise ApiError(422, "invalid", "an object", field=f"[{index}].variables")
-    return items
+def _text_chunks(received: IO[bytes]) -> Iterator[str]:
+    """The text of an uploaded file (UTF-8), chunk by chunk."""
+    return codecs.iterdecode(iter(lambda: received.read(READ_BYTES), b""), "utf-8-sig", "replace")
 
 
 CONTROLS = {

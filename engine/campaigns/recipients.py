@@ -5,10 +5,16 @@ In: rows from a JSON list (``{"email": ..., "variables": {...}}``) or a CSV
 variables the campaign's template uses. Out, one at a time: a
 ``CampaignRecipient`` to store or a ``BadRow`` (its line or index and why):
 an address delivery would refuse, or a variable the template needs missing.
+
+A JSON list is read from its text in chunks (``json_items``): each item is
+decoded once it is whole, so memory holds one chunk and one item, not the
+list. A list that cannot be read at all (not JSON, not a list, an item not an
+object) is a ``RecipientListError`` naming where.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -35,6 +41,110 @@ def checked(
     if missing:
         return BadRow(line, text, f"missing variable {', '.join(missing)}")
     return CampaignRecipient(0, address, dict(variables))
+
+
+class RecipientListError(ValueError):
+    """A JSON recipient list that cannot be read; ``field`` names where (``body``,
+    ``[3]``, ``[3].variables``)."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_WHITESPACE = " \t\n\r"
+
+
+class _JsonText:
+    """JSON text read from chunks: a buffer, a position in it, more read on demand."""
+
+    def __init__(self, chunks: Iterable[str]) -> None:
+        self._chunks = iter(chunks)
+        self.text = ""
+        self.at = 0
+        self.ended = False
+
+    def more(self) -> bool:
+        """Read at least as much again as is left unread (so a long item costs linear
+        time); False at the end of the text."""
+        if self.ended:
+            return False
+        parts = [self.text[self.at :]]
+        wanted, read = max(len(parts[0]), 1), 0
+        while read < wanted:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self.ended = True
+                break
+            parts.append(chunk)
+            read += len(chunk)
+        self.text, self.at = "".join(parts), 0
+        return read > 0
+
+    def peek(self) -> str:
+        """The next character that is not white space (not consumed); ``""`` at the end."""
+        while True:
+            while self.at < len(self.text) and self.text[self.at] in _WHITESPACE:
+                self.at += 1
+            if self.at < len(self.text):
+                return self.text[self.at]
+            if not self.more():
+                return ""
+
+    def next_char(self) -> str:
+        """The next character that is not white space (consumed); ``""`` at the end."""
+        found = self.peek()
+        self.at += len(found)
+        return found
+
+    def value(self, decoder: json.JSONDecoder) -> Any:
+        """The JSON value at the next character that is not white space (consumed)."""
+        self.peek()
+        while True:
+            try:
+                value, end = decoder.raw_decode(self.text, self.at)
+            except json.JSONDecodeError as exc:
+                if self.more():
+                    continue
+                raise RecipientListError(f"not JSON: {exc}") from None
+            if end < len(self.text) or self.ended:  # a number may go on in the next chunk
+                self.at = end
+                return value
+            self.more()
+
+
+def json_items(chunks: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Each item of the JSON list spelt by ``chunks``, as soon as it is read; a
+    ``RecipientListError`` for text that is not a list of objects whose
+    ``variables`` (when given) is an object."""
+    source = _JsonText(chunks)
+    decoder = json.JSONDecoder()
+    if source.next_char() != "[":
+        raise RecipientListError("a JSON list of recipients")
+    if source.peek() == "]":
+        source.next_char()
+        _ended(source)
+        return
+    index = 0
+    while True:
+        item = source.value(decoder)
+        if not isinstance(item, dict):
+            raise RecipientListError("an object with an email", f"[{index}]")
+        if not isinstance(item.get("variables", {}), dict):
+            raise RecipientListError("an object", f"[{index}].variables")
+        yield item
+        index += 1
+        separator = source.next_char()
+        if separator == "]":
+            _ended(source)
+            return
+        if separator != ",":
+            raise RecipientListError(f"not JSON: expected ',' or ']' after item {index - 1}")
+
+
+def _ended(source: _JsonText) -> None:
+    if source.next_char():
+        raise RecipientListError("not JSON: extra data after the list")
 
 
 def json_rows(

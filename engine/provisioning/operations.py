@@ -8,7 +8,8 @@ state, a queue's waiting messages, one message or submission with its
 records, the shunted ones) and acting on it (requeue shunted messages, delete
 queued or shunted ones, each with its record, as Postfix's ``postsuper``);
 and the lanes and sources as the delivering processes last reported them
-(``penguin lanes`` / ``ips``, from the store's status reports).
+(``penguin lanes`` / ``ips``, from the store's status reports; a tenant sees
+the sources its mail goes out from, ``tenant_ips``).
 
 In: names and ids as an operator types them. Out: model values and report
 rows; failures as the ``ProvisioningError`` tree (``Unknown`` for what does
@@ -33,6 +34,7 @@ from engine.durations import parse_duration
 from engine.model import MessageState, QueueCount, QueuedMessage, Suspension, SuspensionScope
 from engine.provisioning.errors import Invalid, Unknown, translated
 from engine.records.record import Record
+from engine.scheduler.routing import tenant_sources
 from engine.scheduler.shaping import Shaping
 from engine.scheduler.status import lane_rows, source_rows
 from engine.scheduler.suspensions import (
@@ -44,6 +46,7 @@ from engine.scheduler.suspensions import (
     suspension_record,
     tenant_of,
 )
+from engine.scheduler.tenant_settings import TenantSettingsBook
 from engine.scheduler.warmup import WarmupPolicy, plans_from_settings, utc_day
 from engine.scheduler.warmup_ledger import HISTORY_DAYS as WARMUP_HISTORY_DAYS
 from engine.store import Store
@@ -263,6 +266,17 @@ class Operations:
             suspensions=suspensions,
             now=now,
         )
+
+    async def tenant_ips(self, tenant: str) -> list[dict[str, Any]]:
+        """The rows of ``ips`` of the sources ``tenant``'s mail goes out from: its
+        pool's and its campaigns' pools' (with the store's settings in force); the
+        tenant must exist."""
+        await self._existing_tenant_id(tenant)
+        book = TenantSettingsBook(self._settings)
+        with translated("sources"):
+            await book.refresh(self._store)
+        sources = tenant_sources(book.routing, tenant)
+        return [row for row in await self.ips() if row["source"] in sources]
 
     async def _reports(self) -> list[dict[str, Any]]:
         since = self._clock.now() - STATUS_FRESH_SECONDS

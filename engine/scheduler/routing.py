@@ -62,6 +62,21 @@ def pool_of(settings: Settings, tenant: str, campaign: str) -> str:
     return settings.tenants.get(tenant, DEFAULT_TENANT).pool
 
 
+def tenant_sources(settings: Settings, tenant: str) -> frozenset[str]:
+    """The sources ``tenant``'s mail may go out from: those of its pool and of its
+    campaigns' pools (``settings.campaigns`` with the stored ones merged in by
+    ``campaign_tables``)."""
+    prefix = f"{tenant}:"
+    campaigns = [key.removeprefix(prefix) for key in settings.campaigns if key.startswith(prefix)]
+    pools = {pool_of(settings, tenant, campaign) for campaign in ["", *campaigns]}
+    return frozenset(
+        source
+        for pool in pools
+        if pool in settings.pools
+        for source in settings.pools[pool].sources
+    )
+
+
 def priority_of(settings: Settings, tenant: str, campaign: str, header_value: str | None) -> int:
     """The priority of a message of ``tenant`` in ``campaign`` with that header value."""
     if header_value is not None:

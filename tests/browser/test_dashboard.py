@@ -93,7 +93,8 @@ ehlo_hostname = "s2.penguin.test"
 [pools.default]
 sources = ["s1", "s2"]
 """
-"""Two source IPs, one warming up: what the operator's warmup table shows."""
+"""Two source IPs in the tenants' pool, one warming up: what the warmup table shows
+(the engine's ``default`` source is in no pool of theirs)."""
 
 
 @pytest.fixture
@@ -265,7 +266,6 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
     assert await asyncio.to_thread(page.errors) == []
     assert key not in browser.current_url
     assert await asyncio.to_thread(page.stored_credential) == key
-    assert not await asyncio.to_thread(page.shown, "warmup")
     assert not await asyncio.to_thread(page.shown, "tenants")
     assert not await asyncio.to_thread(page.shown, "all-queues")
 
@@ -285,6 +285,17 @@ async def test_a_tenant_signs_in_and_reads_its_numbers_and_charts(
             "complained": 3,
         }
     )
+
+    sources = (await served.get("/v1/sources", key))["sources"]
+    assert {s["source"] for s in sources} == {"s1", "s2"}  # its pool's; not "default"
+    assert await asyncio.to_thread(page.shown, "warmup")
+    assert await asyncio.to_thread(page.column, "warmup-table") == [s["source"] for s in sources]
+    assert await asyncio.to_thread(page.column, "warmup-table", 4) == [
+        str(s["sent_today"]) for s in sources
+    ]
+    assert await asyncio.to_thread(page.column, "warmup-table", 5) == [
+        "no cap" if s["cap"] is None else str(s["cap"]) for s in sources
+    ]
 
     first = await served.get("/v1/suppressions", key, limit=20)
     assert await asyncio.to_thread(page.column, "suppressions-table") == [
@@ -344,8 +355,8 @@ async def test_the_operator_picks_a_tenant_and_sees_the_sources(
         "other@globex.example",
         "someone@globex.example",
     ]
-    sources = (await served.get("/v1/ips", OPERATOR_TOKEN))["sources"]
-    assert {"s1", "s2"} <= {s["source"] for s in sources}
+    sources = (await served.get("/v1/sources", OPERATOR_TOKEN, tenant="globex"))["sources"]
+    assert {s["source"] for s in sources} == {"s1", "s2"}
     assert await asyncio.to_thread(page.column, "warmup-table") == [s["source"] for s in sources]
     assert await asyncio.to_thread(page.column, "warmup-table", 5) == [
         "no cap" if s["cap"] is None else str(s["cap"]) for s in sources

@@ -179,6 +179,100 @@ async def test_the_invalid_rows_report_names_lines_and_why(
     assert error_of(no_email)["field"] == "file"
 
 
+async def test_a_json_list_is_reported_row_by_row_and_refused_whole_if_unreadable(
+    api_services: ApiServices, api_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, headers = await sender_of(api_services)
+    response = await api_client.post(CAMPAIGNS, json=campaign(), headers=headers)
+    recipients = f"{CAMPAIGNS}/{response.json()['id']}/recipients"
+    good = {"email": "j1@dest.example", "variables": {"first_name": "J", "city": "C"}}
+    rows = [
+        good,
+        {"email": "not-an-address", "variables": {"first_name": "X", "city": "Y"}},
+        {"email": "j2@dest.example", "variables": {"first_name": "J"}},
+    ]
+    report = (await api_client.post(recipients, json=rows, headers=headers)).json()
+    assert (report["added"], report["invalid"]) == (1, 2)
+    assert [(r["line"], r["text"], r["error"]) for r in report["invalid_rows"]] == [
+        (1, "not-an-address", "recipient domain must be a fully qualified domain name"),
+        (2, "j2@dest.example", "missing variable city"),
+    ]
+    for body, field in [
+        ([good, "j3@dest.example"], "[1]"),
+        ([good, {"email": "j4@dest.example", "variables": ["J"]}], "[1].variables"),
+        ({"email": "j5@dest.example"}, "body"),
+    ]:
+        refused = await api_client.post(recipients, json=body, headers=headers)
+        assert refused.status_code == 422, body
+        assert error_of(refused)["field"] == field
+    cut = await api_client.post(
+        recipients,
+        content=json.dumps([good, good])[:-5],
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert (cut.status_code, error_of(cut)["field"]) == (422, "body")
+    monkeypatch.setattr("admin_api.routes.campaigns.UPLOAD_MAX_BYTES", 1000)
+    too_large = await api_client.post(recipients, json=[good] * 20, headers=headers)
+    assert too_large.status_code == 413
+    shown = (await api_client.get(recipients.removesuffix("/recipients"), headers=headers)).json()
+    assert (shown["progress"]["pending"], shown["progress"]["invalid"]) == (1, 2)
+
+
+async def test_progress_counts_each_outcome_from_the_records_of_the_campaigns_mail(
+    api_services: ApiServices, api_client: httpx.AsyncClient
+) -> None:
+    tenant, headers = await sender_of(api_services)
+    await api_services.store.add_suppression(
+        Suppression(tenant.id, "r6@dest.example", "bounce", 0.0)
+    )
+    campaign_id = await made(api_client, headers, csv_of(7))
+    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    await expand_all(expansion(api_services, batch=10))
+    found = await api_services.store.tenant_messages(tenant.id, 10)
+    mail = sorted((m for m in found if m.state is MessageState.QUEUED), key=lambda m: m.recipient)
+    assert len(mail) == 6
+
+    def about(i: int, kind: RecordType, **fields: Any) -> Record:
+        return Record(kind, 1.0, tenant.id, id=mail[i].id, recipient=mail[i].recipient, **fields)
+
+    records = [
+        *(about(i, RecordType.DELIVERY) for i in range(4)),
+        about(4, RecordType.TRANSIENT_FAILURE),
+        about(4, RecordType.BOUNCE, bounce_classification="InvalidRecipient"),
+        about(0, RecordType.OPEN, meta={"first": True}),
+        about(0, RecordType.OPEN, meta={}),
+        about(1, RecordType.OPEN, meta={"first": True, "machine": True}),
+        about(0, RecordType.CLICK, meta={"first": True}),
+        about(0, RecordType.CLICK, meta={}),
+        about(2, RecordType.FEEDBACK),
+        about(3, RecordType.UNSUBSCRIBE, meta={"first": True}),
+    ]
+    await api_services.store.add_records(records)
+    rollup = StatsRollup(api_services.store, lambda domain: "other", api_services.clock, "test")
+    progress = api_services.campaigns.progress
+    async with asyncio.timeout(10):  # on PostgreSQL a running transaction may hold it back
+        while (await progress(tenant, campaign_id)).stats["unsubscribed"] < 1:  # the last
+            if not await rollup.step():
+                await asyncio.sleep(0.01)
+
+    shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+    assert shown["progress"] == {
+        "recipients": 7,
+        "pending": 0,
+        "queued": 6,
+        "sent": 5,
+        "delivered": 4,
+        "bounced": 1,
+        "opened": 2,
+        "clicked": 1,
+        "complained": 1,
+        "unsubscribed": 1,
+        "suppressed": 1,
+        "invalid": 0,
+        "failed": 0,
+    }
+
+
 class _CrashAfterAccept:
     """The real store, whose first marking of rows fails as a crash would stop it."""
 
@@ -466,11 +560,16 @@ async def test_the_cli_prints_the_apis_numbers_through_the_same_service(
     assert (api["progress"]["suppressed"], api["progress"]["invalid"]) == (1, 1)
     listed = await asyncio.to_thread(cli, capsys, config, "campaign", "list", "acme")
     assert listed == [{"id": campaign_id, "name": "spring", "state": "running"}]
+    api_list = (await api_client.get(CAMPAIGNS, headers=headers)).json()
+    assert listed == [{k: c[k] for k in ("id", "name", "state")} for c in api_list]
 
-    paused = await asyncio.to_thread(cli, capsys, config, "campaign", "pause", "acme", "spring")
-    assert paused["state"] == "paused"
-    api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
-    assert api["state"] == "paused"
+    for action, state in [("pause", "paused"), ("resume", "running")]:
+        moved = await asyncio.to_thread(cli, capsys, config, "campaign", action, "acme", "spring")
+        api = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
+        assert moved["state"] == api["state"] == state, action
+        assert moved["progress"] == api["progress"], action
+    held = await api_services.store.active_suspensions(api_services.clock.now())
+    assert held == []  # resumed: the pause's suspension is lifted
     cancelled = await asyncio.to_thread(
         cli, capsys, config, "campaign", "cancel", "acme", str(campaign_id)
     )

@@ -1,5 +1,6 @@
-"""The dashboard's page and files, and the tenant's queue summary it shows
-(``/v1/queue``), through the real app on a real store (SQLite and PostgreSQL).
+"""The dashboard's page and files, and the tenant's queue summary (``/v1/queue``) and
+sources (``/v1/sources``) it shows, through the real app on a real store (SQLite and
+PostgreSQL).
 
 The page itself is driven in a real browser by ``tests/browser``."""
 
@@ -7,17 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
 import httpx
 
+from admin_api.app import create_app
 from admin_api.dashboard_page import ASSETS
 from admin_api.pages import CONTENT_SECURITY_POLICY, MEDIA_TYPES
 from admin_api.services import ApiServices
+from config.loader import load_settings
+from engine.campaigns import CampaignSpec
 from engine.cli import main
-from engine.model import ApiScope
-from tests.integration.api_support import as_operator, bearer, error_of, make_tenant_key
+from engine.model import ApiScope, CampaignTemplate
+from engine.provisioning import Provisioning
+from tests.integration.api_support import (
+    NODE,
+    OPERATOR_TOKEN,
+    as_operator,
+    bearer,
+    client_of,
+    error_of,
+    make_tenant_key,
+)
 from tests.integration.test_api_operators import cli_json
 from tests.integration.test_store_contract import message, submission
 
@@ -122,3 +136,65 @@ async def test_the_openapi_document_has_the_queue_and_not_the_page(
     queue = document["paths"]["/v1/queue"]["get"]
     assert queue["summary"] == "The tenant's messages by scheduled queue and state"
     assert not [path for path in document["paths"] if path.startswith("/dashboard")]
+
+
+SOURCES = """
+[sources.s1]
+address = "127.0.0.1"
+ehlo_hostname = "s1.penguin.test"
+[sources.s2]
+address = "127.0.0.2"
+ehlo_hostname = "s2.penguin.test"
+warmup = "standard"
+[sources.s3]
+address = "127.0.0.3"
+ehlo_hostname = "s3.penguin.test"
+[pools.default]
+sources = ["s1"]
+[pools.bulk]
+sources = ["s2"]
+[pools.spare]
+sources = ["s3"]
+"""
+
+
+async def test_a_tenant_sees_the_warmup_of_the_sources_its_mail_goes_out_from(
+    api_services: ApiServices, store_url: str, tmp_path: Path
+) -> None:
+    config = config_on(store_url, tmp_path)
+    config.write_text(config.read_text() + SOURCES)
+    settings = load_settings(config)
+    provisioning = Provisioning(api_services.store, settings, nodeid=NODE, clock=api_services.clock)
+    services = dataclasses.replace(api_services, settings=settings, provisioning=provisioning)
+    _, acme_key = await make_tenant_key(services, "acme", {ApiScope.READ})
+    globex, globex_key = await make_tenant_key(services, "globex", {ApiScope.READ})
+    await provisioning.set_tenant_settings("acme", {"pool": "bulk"})
+    template = CampaignTemplate("news@globex.example", "Hi", text="Hello")
+    await services.campaigns.create(globex, CampaignSpec("spring", template, pool="spare"))
+
+    async with client_of(create_app(services)) as client:
+
+        async def sources(headers: dict[str, str], path: str = "/v1/sources") -> list[str]:
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 200, response.text
+            return sorted({row["source"] for row in response.json()["sources"]})
+
+        assert await sources(bearer(acme_key)) == ["s2"]  # its pool, set in the store
+        assert await sources(bearer(globex_key)) == ["s1", "s3"]  # default, and its campaign's
+        assert await sources(as_operator("globex")) == ["s1", "s3"]
+        assert await sources(bearer(OPERATOR_TOKEN), "/v1/ips") == ["default", "s1", "s2", "s3"]
+        acme_rows = (await client.get("/v1/sources", headers=bearer(acme_key))).json()
+        ips = (await client.get("/v1/ips", headers=bearer(OPERATOR_TOKEN))).json()
+        assert acme_rows["sources"] == [r for r in ips["sources"] if r["source"] == "s2"]
+        assert any(row["cap"] for row in acme_rows["sources"])  # s2 warms up
+        assert (await client.get("/v1/sources")).status_code == 401
+        globex_rows = (await client.get("/v1/sources", headers=bearer(globex_key))).json()
+    printed = await asyncio.to_thread(cli_json, config, "ips", "--tenant", "globex")
+    assert printed == globex_rows["sources"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = await asyncio.to_thread(
+            main, ["ips", "--tenant", "nobody", "--config", str(config)]
+        )
+    assert status != 0
+    assert "no tenant 'nobody'" in err.getvalue()

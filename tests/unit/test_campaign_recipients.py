@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from engine.campaigns.recipients import csv_rows, json_rows
+from engine.campaigns.recipients import RecipientListError, csv_rows, json_items, json_rows
 from engine.campaigns.service import compiled_template
 from engine.model import CampaignRecipient, CampaignTemplate
 from engine.provisioning import Invalid
@@ -48,6 +50,56 @@ def test_json_rows_are_checked_the_same_way() -> None:
     assert ann == CampaignRecipient(0, "ann@dest.example", {"n": 1})
     assert isinstance(bad, BadRow)
     assert bad.line == 1
+
+
+LIST = (
+    ' [ {"email": "ann@dest.example", "variables": {"n": 12345, "s": "a, b ] c"}},\n'
+    '{"email":"bob@dest.example"} ,{"email": "c\\u00e9@dest.example", "variables": {}}]\n'
+)
+
+
+def chunked(text: str, size: int) -> Iterator[str]:
+    return (text[i : i + size] for i in range(0, len(text), size))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 16, 1000])
+def test_a_json_list_is_read_item_by_item_whatever_its_chunks(size: int) -> None:
+    assert list(json_items(chunked(LIST, size))) == json.loads(LIST)
+    assert list(json_items(chunked("[ ]", size))) == []
+
+
+def test_json_items_come_as_they_are_read_not_after_the_list() -> None:
+    read: list[str] = []
+
+    def chunks() -> Iterator[str]:
+        for chunk in ['[{"email": "a@d.example"},', '{"email": "b@d.example"}', "]"]:
+            read.append(chunk)
+            yield chunk
+
+    items = json_items(chunks())
+    assert next(items) == {"email": "a@d.example"}
+    assert read == ['[{"email": "a@d.example"},']  # the rest not read yet
+    assert list(items) == [{"email": "b@d.example"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ('{"email": "a@d.example"}', "body", "a JSON list of recipients"),
+        ("", "body", "a JSON list of recipients"),
+        ('[{"email": "a@d.example"}', "body", "not JSON"),
+        ('[{"email": "a@d.example"} {"email": "b@d.example"}]', "body", "not JSON"),
+        ('[{"email": "a@d.example"}, oops]', "body", "not JSON"),
+        ('[{"email": "a@d.example"}] x', "body", "not JSON"),
+        ('[{"email": "a@d.example"}, "b@d.example"]', "[1]", "an object"),
+        ('[{"email": "a@d.example", "variables": [1]}]', "[0].variables", "an object"),
+    ],
+)
+def test_a_json_list_that_cannot_be_read_names_where(text: str, field: str, message: str) -> None:
+    for size in (1, 4, 1000):
+        with pytest.raises(RecipientListError, match=message) as problem:
+            list(json_items(chunked(text, size)))
+        assert problem.value.field == field
 
 
 def test_the_template_is_compiled_once_and_says_what_it_needs() -> None:

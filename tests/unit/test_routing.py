@@ -11,7 +11,7 @@ from config import ConfigError, load_settings
 from config.loader import parse_settings
 from config.schema import Settings, priority_value
 from engine.model import CampaignRoute
-from engine.scheduler.routing import campaign_tables, pool_of, priority_of
+from engine.scheduler.routing import campaign_tables, pool_of, priority_of, tenant_sources
 
 ROUTED = parse_settings(
     {
@@ -68,6 +68,19 @@ def test_priority_values(text: str, value: int | None) -> None:
 )
 def test_pool_of(tenant: str, campaign: str, pool: str) -> None:
     assert pool_of(ROUTED, tenant, campaign) == pool
+
+
+@pytest.mark.parametrize(
+    ("tenant", "sources"),
+    [
+        ("acme", {"ip2", "default"}),  # its pool warm, and its campaign promo's pool news
+        ("beta", {"default", "ip2"}),  # the default pool, and weekly's news
+        ("other", {"default"}),  # no table: the default pool
+        ("acm", {"default"}),  # no other tenant's campaigns by a shared prefix
+    ],
+)
+def test_tenant_sources(tenant: str, sources: set[str]) -> None:
+    assert tenant_sources(ROUTED, tenant) == sources
 
 
 @pytest.mark.parametrize(
