@@ -14,10 +14,10 @@ not change), finds the key and marks them from the receipt stored with it:
 no row is lost or accepted twice. Rows are taken in row order after the last
 one done, so a round never waits on a scan of rows already done.
 
-A scheduled campaign starts at its ``send_at``, and no sooner than
-``settle_seconds`` after its creation: by then every process's snapshots of
-routing and tracking (refreshed from the store) hold its pool and tracking
-domain, so none of its mail goes out another way. A running one with no
+A scheduled campaign starts at its ``send_at``; one with a pool or a tracking
+domain of its own no sooner than ``settle_seconds`` after its creation: by then
+every process's snapshots of routing and tracking (refreshed from the store)
+hold them, so none of its mail goes out another way. A running one with no
 pending row left is ``done``. Over the tenant's quota a campaign waits for the
 next round.
 
@@ -149,7 +149,9 @@ class Expansion:
             {CampaignState.SCHEDULED, CampaignState.RUNNING}
         ):
             if campaign.state is CampaignState.SCHEDULED:
-                starts = max(campaign.send_at or 0.0, campaign.created_at + self._settle_seconds)
+                routed = bool(campaign.pool or campaign.tracking_domain)
+                settling = self._settle_seconds if routed else 0.0
+                starts = max(campaign.send_at or 0.0, campaign.created_at + settling)
                 if starts > now:
                     continue
                 started = await self._store.set_campaign_state(

@@ -439,12 +439,22 @@ async def test_a_cancel_while_a_batch_is_accepted_leaves_nothing_queued(
     assert len(bounces.json()["records"]) == 6
 
 
-async def test_a_new_campaign_waits_for_the_snapshots_to_hold_its_routing(
+async def test_a_new_campaign_with_a_pool_waits_for_the_snapshots_to_hold_its_routing(
     api_services: ApiServices, api_client: httpx.AsyncClient, api_clock: FakeClock
 ) -> None:
     tenant, headers = await sender_of(api_services)
-    campaign_id = await made(api_client, headers, csv_of(2))
-    await api_client.post(f"{CAMPAIGNS}/{campaign_id}/start", headers=headers)
+    routed = await api_client.post(CAMPAIGNS, json=campaign(pool="default"), headers=headers)
+    assert routed.status_code == 201, routed.text
+    plain = await api_client.post(CAMPAIGNS, json=campaign(name="plain"), headers=headers)
+    assert plain.status_code == 201, plain.text
+    for made_id, first in ((routed.json()["id"], 0), (plain.json()["id"], 2)):
+        path = f"{CAMPAIGNS}/{made_id}"
+        csv_headers = {**headers, "Content-Type": "text/csv"}
+        added = await api_client.post(
+            f"{path}/recipients", content=csv_of(2, first), headers=csv_headers
+        )
+        assert added.status_code == 200, added.text
+        await api_client.post(f"{path}/start", headers=headers)
     assert settle_seconds(api_services.settings) == 20.0  # two 10 s tracking refreshes
     assert api_services.acceptor is not None
     runner = Expansion(
@@ -456,13 +466,18 @@ async def test_a_new_campaign_waits_for_the_snapshots_to_hold_its_routing(
         nodeid=NODE,
         settle_seconds=settle_seconds(api_services.settings),
     )
-    assert not await runner.round()
+
+    async def campaigns_of_queued() -> set[str]:
+        return {m.campaign for m in await api_services.store.tenant_messages(tenant.id, 10)}
+
+    await expand_all(runner)  # the campaign without a pool or tracking domain starts at once
+    assert await campaigns_of_queued() == {"plain"}
     api_clock.advance(19)
     assert not await runner.round()
-    assert await api_services.store.tenant_messages(tenant.id, 10) == []
+    assert await campaigns_of_queued() == {"plain"}
     api_clock.advance(1)
     await expand_all(runner)
-    assert len(await api_services.store.tenant_messages(tenant.id, 10)) == 2
+    assert await campaigns_of_queued() == {"plain", "spring"}
 
 
 async def test_another_tenants_campaign_is_not_found(
