@@ -16,6 +16,9 @@ credential the user types in). ``/metrics`` is served
 without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
+
+``POST /v1/messages``, the hot route, is served in front of the routing by
+``admin_api.send_route`` with the route's own handler.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from admin_api.routes import (
     tracking_domains,
     webhooks,
 )
+from admin_api.send_route import SendRoute
 from admin_api.services import ApiServices
 
 ROUTERS = (
@@ -80,6 +84,7 @@ def create_app(services: ApiServices) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    app.add_middleware(SendRoute, services=services)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(inject.router)

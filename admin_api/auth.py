@@ -95,18 +95,28 @@ def tenant_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         ),
         services: ApiServices = Depends(api_services),
     ) -> Caller:
-        credential = _credential(credentials)
-        if is_operator(services, credential):
-            return await _operator_for(services, tenant_name)
-        known = await services.provisioning.authenticate_api_key(credential)
-        if known is None:
-            raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
-        if scope not in known.key.scopes:
-            raise ApiError(403, "forbidden", f"this API key lacks the {scope.value!r} scope")
-        await _within_rate(services, known.key.prefix)
-        return Caller(known.tenant, known.key.scopes, known.key.prefix, operator=False)
+        credential = None if credentials is None else credentials.credentials
+        return await authorized(services, credential, tenant_name, scope)
 
     return caller
+
+
+async def authorized(
+    services: ApiServices, credential: str | None, tenant_name: str | None, scope: Scope
+) -> Caller:
+    """The ``Caller`` that ``credential`` (the Bearer credential; None when there is
+    none) proves for a tenant endpoint needing ``scope``; ``ApiError`` otherwise."""
+    if not credential:
+        raise _unauthorized("an Authorization: Bearer credential is required")
+    if is_operator(services, credential):
+        return await _operator_for(services, tenant_name)
+    known = await services.provisioning.authenticate_api_key(credential)
+    if known is None:
+        raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
+    if scope not in known.key.scopes:
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope.value!r} scope")
+    await _within_rate(services, known.key.prefix)
+    return Caller(known.tenant, known.key.scopes, known.key.prefix, operator=False)
 
 
 async def _operator_for(services: ApiServices, tenant_name: str | None) -> Caller:

@@ -199,6 +199,8 @@ class MessageOut(BaseModel):
     records: list[dict[str, Any]] = Field(description="Its records, oldest first.")
 
 
+IDEMPOTENCY_KEY_MAX = 255
+"""The longest ``Idempotency-Key``."""
 _RAW_ONLY = frozenset({"from_", "to", "tags", "metadata", "send_at", "raw"})
 
 
@@ -216,10 +218,28 @@ async def send_message(
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
-        max_length=255,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Repeats of a request with this key within a day get the first answer.",
     ),
 ) -> Accepted:
+    accepted = await sent(
+        services, caller, body, await request.body(), idempotency_key, peer_host(request.client)
+    )
+    return Accepted.model_validate(accepted)
+
+
+async def sent(
+    services: ApiServices,
+    caller: Caller,
+    body: MessageIn,
+    request_body: bytes,
+    idempotency_key: str | None,
+    peer: str,
+) -> dict[str, Any]:
+    """``POST /v1/messages``: ``body`` (``request_body`` as it came, for its idempotency
+    hash) accepted for ``caller``, from the client at ``peer``; the receipt (``Accepted``'s
+    fields). ``ApiError`` for what the route answers with an error. Served by the route
+    and by ``admin_api.send_route``, which calls it without FastAPI's machinery."""
     acceptor = acceptor_of(services)
     limit = services.settings.submission.max_message_bytes
     now = services.clock.now()
@@ -251,20 +271,19 @@ async def send_message(
     for message in outgoing:
         if len(message.raw) > limit:
             raise ApiError(413, "too_large", f"the message is larger than {limit} bytes")
-    accepted = await accept_outgoing(
+    return await accept_outgoing(
         acceptor,
         services,
         caller,
-        request,
+        peer,
         body.from_.email,
         outgoing,
         fields,
         header_field="from" if body.raw is None else "raw",
         due_at=due_at,
         meta={"tags": body.tags, "metadata": body.metadata},
-        idempotency=_idempotency(idempotency_key, await request.body()),
+        idempotency=_idempotency(idempotency_key, request_body),
     )
-    return Accepted.model_validate(accepted)
 
 
 @router.get(
@@ -404,12 +423,19 @@ def _idempotency(key: str | None, body: bytes) -> Idempotency | None:
     return Idempotency(key, hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def http_reception(services: ApiServices, caller: Caller, request: Request) -> Reception:
-    """How a request came in, for the Received field and the Reception records."""
+def peer_host(client: tuple[str, int] | None) -> str:
+    """The address of a request's client (its ``request.client``, or the ASGI scope's
+    ``client``); ``unknown`` when the server does not know it."""
+    return client[0] if client else "unknown"
+
+
+def http_reception(services: ApiServices, caller: Caller, peer: str) -> Reception:
+    """How a request from ``peer`` came in, for the Received field and the Reception
+    records."""
     who = f"api-key:{caller.key_prefix}" if caller.key_prefix else "operator"
     return Reception(
         protocol="HTTP",
-        peer_host=request.client.host if request.client else "unknown",
+        peer_host=peer,
         ehlo_name="api",
         session_id=secrets.token_hex(8),
         username=who,
@@ -424,7 +450,7 @@ async def accept_outgoing(
     acceptor: Acceptor,
     services: ApiServices,
     caller: Caller,
-    request: Request,
+    peer: str,
     sender: str,
     outgoing: Sequence[Outgoing],
     fields: Sequence[Sequence[str]],
@@ -438,10 +464,10 @@ async def accept_outgoing(
     try:
         return await acceptor.accept(
             tenant=caller.tenant,
-            domains=await sending_domains(services, caller.tenant),
+            domains=await sending_domains(services, caller.tenant, sender),
             sender=sender,
             messages=outgoing,
-            reception=http_reception(services, caller, request),
+            reception=http_reception(services, caller, peer),
             due_at=due_at,
             meta=meta,
             idempotency=idempotency,
@@ -473,6 +499,8 @@ async def accept_outgoing(
         raise ApiError(503, "unavailable", "the message was not stored; try again") from exc
 
 
-async def sending_domains(services: ApiServices, tenant: Tenant) -> frozenset[str]:
-    """The tenant's sending domains, lower-cased."""
-    return frozenset(d.name.lower() for d in await services.store.list_domains(tenant.id))
+async def sending_domains(services: ApiServices, tenant: Tenant, sender: str) -> frozenset[str]:
+    """The tenant's sending domains, lower-cased, for the checks of a message from
+    ``sender`` (cached by provisioning; read again when they lack the sender's)."""
+    _, at, domain = sender.rpartition("@")
+    return await services.provisioning.sending_domains(tenant, domain.lower() if at else None)
