@@ -80,6 +80,12 @@ def _mailbox_of(value: Any) -> Any:
     return {"email": value} if isinstance(value, str) else value
 
 
+def _empty(kind: type[list[Any]] | type[dict[str, Any]], **info: Any) -> Any:
+    """A field that is empty (``kind()``) unless given: made afresh rather than copied
+    from a shared default on every request, and documented with that default."""
+    return Field(default_factory=kind, json_schema_extra={"default": kind()}, **info)
+
+
 class MailboxIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(max_length=254, description="The address, `user@example.com`.")
@@ -125,29 +131,27 @@ class MessageIn(BaseModel):
         description="The sender, on a sending domain of the tenant; with `raw`, the "
         "envelope sender.",
     )
-    to: list[RecipientAddressIn] = Field(
-        default=[], max_length=1000, description="Recipients: addresses or {email, name}."
+    to: list[RecipientAddressIn] = _empty(
+        list, max_length=1000, description="Recipients: addresses or {email, name}."
     )
-    cc: list[AddressIn] = Field(default=[], max_length=1000, description="Copy recipients.")
-    bcc: list[AddressIn] = Field(
-        default=[], max_length=1000, description="Blind copies: in no header."
-    )
-    reply_to: list[AddressIn] = Field(default=[], max_length=10, description="Reply-To.")
+    cc: list[AddressIn] = _empty(list, max_length=1000, description="Copy recipients.")
+    bcc: list[AddressIn] = _empty(list, max_length=1000, description="Blind copies: in no header.")
+    reply_to: list[AddressIn] = _empty(list, max_length=10, description="Reply-To.")
     subject: str = Field(default="", max_length=900, description="The subject (a template).")
     text: str | None = Field(default=None, description="The plain text body (a template).")
     html: str | None = Field(default=None, description="The HTML body (a template).")
-    attachments: list[AttachmentIn] = Field(default=[], max_length=100)
-    headers: dict[str, str] = Field(
-        default={},
+    attachments: list[AttachmentIn] = _empty(list, max_length=100)
+    headers: dict[str, str] = _empty(
+        dict,
         max_length=50,
         description="Extra header fields; not From, To, Cc, Bcc, Subject, Date, Message-ID, "
         "MIME-Version, Content-* or DKIM-*.",
     )
-    tags: list[Annotated[str, Field(max_length=64)]] = Field(
-        default=[], max_length=20, description="Labels kept on the records (`meta.tags`)."
+    tags: list[Annotated[str, Field(max_length=64)]] = _empty(
+        list, max_length=20, description="Labels kept on the records (`meta.tags`)."
     )
-    metadata: dict[str, str] = Field(
-        default={}, max_length=50, description="Kept on the records (`meta.metadata`)."
+    metadata: dict[str, str] = _empty(
+        dict, max_length=50, description="Kept on the records (`meta.metadata`)."
     )
     variables: dict[str, Any] | None = Field(
         default=None,

@@ -38,6 +38,10 @@ OWNED_HEADERS = frozenset(
 )
 """Header fields the composer writes itself; ``Content-*`` and ``DKIM-*`` too."""
 OWNED_PREFIXES = ("content-", "dkim-")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters but tab, which no header value may hold."""
+_LOCAL_SPECIALS = re.compile(r'[ "(),:;<>\[\\\]]')
+"""What a local part may not hold unquoted (RFC 5322 §3.4.1: specials and space)."""
 _FIELD_NAME = re.compile(r"[!-9;-~]{1,76}")
 """RFC 5322 §3.6.8 ftext, short enough to fold."""
 _MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
@@ -140,8 +144,9 @@ def flattened(fields: Sequence[tuple[str, str]], payload: str) -> bytes:
     without the stdlib's message and the generator's parsing of each field: fields as
     set, lines ended by CRLF, the payload's line ends made CRLF."""
     head = "".join(f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in fields)
-    body = CRLF.join(_LINE_END.split(payload)) if payload else ""
-    return (head + CRLF + body).encode("ascii")
+    if "\r" not in payload:  # LF line ends only, as the body encoder writes them
+        return (head + CRLF + payload.replace("\n", CRLF)).encode("ascii")
+    return (head + CRLF + CRLF.join(_LINE_END.split(payload))).encode("ascii")
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -195,7 +200,7 @@ def _check_mailbox(mailbox: Mailbox, field: str) -> None:
         local.startswith(".")
         or local.endswith(".")
         or ".." in local
-        or any(c in local for c in ' "(),:;<>[\\]')
+        or _LOCAL_SPECIALS.search(local)
     ):
         raise CompositionError(field, f"{mailbox.email!r}: not an address")
     _check_text(mailbox.name, f"{field}.name")
@@ -213,7 +218,7 @@ def _check_text(value: str, field: str) -> None:
     """A header value: one line, of a length a header can fold."""
     if "\r" in value or "\n" in value:
         raise CompositionError(field, "line breaks are not allowed")
-    if any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in value):
+    if _CONTROL.search(value):
         raise CompositionError(field, "control characters are not allowed")
     if len(value) > MAX_HEADER_VALUE:
         raise CompositionError(field, f"longer than {MAX_HEADER_VALUE} characters")
@@ -343,6 +348,6 @@ def _boundary(bodies: Sequence[str]) -> str:
 def _text_cte(text: str) -> str:
     """Quoted-printable unless the text is short-lined ASCII: every line of the
     message stays within 998 octets, and 8-bit data needs no 8BITMIME."""
-    if text.isascii() and all(len(line) <= 76 for line in text.splitlines()):
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 76:
         return "7bit"
     return "quoted-printable"
