@@ -17,8 +17,8 @@ without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
 
-``POST /v1/messages``, the hot route, is served in front of the routing by
-``admin_api.send_route`` with the route's own handler.
+``POST /v1/messages``, the hot route, is served in front of the middleware and
+the routing by ``admin_api.send_route``, with the route's own handler.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from admin_api import docs_page, errors
 from admin_api.auth import api_services, bearer, is_operator
@@ -68,9 +69,17 @@ ROUTERS = (
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 
 
+class AdminApp(FastAPI):
+    """The FastAPI application with ``SendRoute`` in front of its whole middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        services: ApiServices = self.state.services
+        return SendRoute(super().build_middleware_stack(), services)
+
+
 def create_app(services: ApiServices) -> FastAPI:
     """The admin application on ``services``."""
-    app = FastAPI(
+    app = AdminApp(
         title="PenguinMails admin API",
         version="0.1.0",
         description=(
@@ -84,7 +93,6 @@ def create_app(services: ApiServices) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    app.add_middleware(SendRoute, services=services)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(inject.router)

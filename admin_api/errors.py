@@ -182,7 +182,8 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "unavailable", "the store is unavailable; retry later")
 
 
-async def _internal(request: Request, exc: Exception) -> JSONResponse:
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to our bug (500)."""
     return error_response(500, "internal", "internal error; it has been logged")
 
 
@@ -212,4 +213,4 @@ def install(app: FastAPI) -> None:
     """Make every failure of ``app`` answer with the error body."""
     for kind, handler in HANDLERS.items():
         app.add_exception_handler(kind, handler)
-    app.add_exception_handler(Exception, _internal)
+    app.add_exception_handler(Exception, internal_error)

@@ -1,13 +1,14 @@
 """``POST /v1/messages`` served lean: the same handler, without FastAPI's machinery.
 
 Sending is the API's hot route; per request, FastAPI's dependency resolution,
-its body and response-model handling and Starlette's routing through every
-route cost more CPU than the acceptance itself. ``SendRoute``, a middleware
-in front of the application's routes, serves the requests of the usual shape
-by calling what the route calls: ``auth.authorized`` (the key, its scope, its
-rate), ``MessageIn`` validation of the JSON body, ``routes.messages.sent`` (the
-acceptance) and ``errors.handler_of`` for the error body. The route stays
-declared (the OpenAPI document, and the requests passed on).
+its body and response-model handling, Starlette's middleware and its routing
+through every route cost more CPU than the acceptance itself. ``SendRoute``, in
+front of the application's middleware stack (``admin_api.app.AdminApp``),
+serves the requests of the usual shape by calling what the route calls:
+``auth.authorized`` (the key, its scope, its rate), ``MessageIn`` validation of
+the JSON body, ``routes.messages.sent`` (the acceptance) and
+``errors.handler_of`` for the error body. The route stays declared (the OpenAPI
+document, and the requests passed on).
 
 A request is served here only when it is ``POST /v1/messages`` with an
 ``application/json`` body that parses and validates as ``MessageIn``, a Bearer
@@ -21,14 +22,13 @@ a valid body, and one passed on is authenticated by the route, never twice.
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_api.auth import TENANT_HEADER, authorized
-from admin_api.errors import handler_of
+from admin_api.errors import handler_of, internal_error
 from admin_api.routes.messages import IDEMPOTENCY_KEY_MAX, Accepted, MessageIn, peer_host, sent
 from admin_api.services import ApiServices
 from engine.model import ApiScope
@@ -44,7 +44,9 @@ _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 
 class SendRoute:
     """ASGI middleware: ``POST /v1/messages`` of the usual shape answered by the route's
-    handler directly; everything else passed to ``app``."""
+    handler directly, with the application's error bodies (the 500 of a bug too, the
+    exception raised on to the server as Starlette's outermost middleware does);
+    everything else passed to ``app``."""
 
     def __init__(self, app: ASGIApp, services: ApiServices) -> None:
         self.app = app
@@ -85,10 +87,10 @@ class SendRoute:
             )
         except Exception as exc:
             handler = handler_of(exc)
-            if handler is None:
-                raise
-            response = await handler(Request(scope), exc)
+            response = await (handler or internal_error)(Request(scope), exc)
             await response(scope, receive, send)
+            if handler is None:
+                raise  # our bug: the server logs it, as the middleware's 500 does
             return
         await _json(send, 202, Accepted.model_validate(accepted).model_dump_json().encode())
 
@@ -120,13 +122,14 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _message(body: bytes) -> MessageIn | None:
-    """``body`` as the route's ``MessageIn``, parsed and validated as FastAPI does (JSON
-    into Python values, then validation); None when it is not one, whatever the reason
-    (the route then says why)."""
+    """``body`` as the route's ``MessageIn``; None when it is not one, whatever the reason
+    (the route then says why). Validated in pydantic's JSON mode: where FastAPI (the
+    ``json`` module's values, then validation) takes a body, this gives the same
+    message, and a body it refuses goes to the route."""
     if not body:
         return None
     try:
-        return MessageIn.model_validate(json.loads(body))
+        return MessageIn.model_validate_json(body)
     except Exception:
         return None
 

@@ -5,19 +5,22 @@ the tenants' sending domains as the route sees them (cached by provisioning)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from admin_api.app import create_app
 from admin_api.send_route import PATH, SendRoute
 from admin_api.services import ApiServices
 from engine.clock import FakeClock
 from engine.model import ApiScope, SendingDomain, Tenant
 from engine.provisioning.api_keys import CACHE_SECONDS
+from engine.submission.acceptor import Acceptor
 from tests.integration.api_support import bearer, error_of, make_tenant_key
 
 
@@ -238,3 +241,19 @@ async def test_a_removed_domain_is_refused_at_once_here_and_within_the_cache_tim
     refused = await api_client.post(PATH, json=other, headers=auth)
     assert refused.status_code == 422
     assert error_of(refused)["field"] == "from"
+
+
+async def test_a_bug_answers_500_with_the_error_body_and_reaches_the_server(
+    api_services: ApiServices,
+) -> None:
+    _, auth = await sender_of(api_services)
+    broken = dataclasses.replace(api_services, acceptor=cast(Acceptor, object()))
+    transport = httpx.ASGITransport(app=create_app(broken), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        answer = await client.post(PATH, json=message(), headers=auth)
+    assert answer.status_code == 500
+    assert error_of(answer)["code"] == "internal"
+    transport = httpx.ASGITransport(app=create_app(broken))
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        with pytest.raises(AttributeError):
+            await client.post(PATH, json=message(), headers=auth)
