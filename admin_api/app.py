@@ -16,6 +16,9 @@ credential the user types in). ``/metrics`` is served
 without a credential to loopback peers only; any other peer needs the
 operator token. Everything under ``/v1`` needs a tenant API key or the
 operator token.
+
+``POST /v1/messages``, the hot route, is served in front of the middleware and
+the routing by ``admin_api.send_route``, with the route's own handler.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from admin_api import docs_page, errors
 from admin_api.auth import api_services, bearer, is_operator
@@ -46,6 +50,7 @@ from admin_api.routes import (
     tracking_domains,
     webhooks,
 )
+from admin_api.send_route import SendRoute
 from admin_api.services import ApiServices
 
 ROUTERS = (
@@ -66,9 +71,17 @@ ROUTERS = (
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 
 
+class AdminApp(FastAPI):
+    """The FastAPI application with ``SendRoute`` in front of its whole middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        services: ApiServices = self.state.services
+        return SendRoute(super().build_middleware_stack(), services)
+
+
 def create_app(services: ApiServices) -> FastAPI:
     """The admin application on ``services``."""
-    app = FastAPI(
+    app = AdminApp(
         title="PenguinMails admin API",
         version="0.1.0",
         description=(

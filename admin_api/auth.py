@@ -69,10 +69,16 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None or not credentials.credentials:
+def bearer_credential(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The credential ``bearer`` read; None when there is none."""
+    return None if credentials is None else credentials.credentials
+
+
+def _credential(credential: str | None) -> str:
+    """The Bearer credential; 401 without one."""
+    if not credential:
         raise _unauthorized("an Authorization: Bearer credential is required")
-    return credentials.credentials
+    return credential
 
 
 def is_operator(services: ApiServices, credential: str) -> bool:
@@ -95,18 +101,26 @@ def tenant_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         ),
         services: ApiServices = Depends(api_services),
     ) -> Caller:
-        credential = _credential(credentials)
-        if is_operator(services, credential):
-            return await _operator_for(services, tenant_name)
-        known = await services.provisioning.authenticate_api_key(credential)
-        if known is None:
-            raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
-        if scope not in known.key.scopes:
-            raise ApiError(403, "forbidden", f"this API key lacks the {scope.value!r} scope")
-        await _within_rate(services, known.key.prefix)
-        return Caller(known.tenant, known.key.scopes, known.key.prefix, operator=False)
+        return await authorized(services, bearer_credential(credentials), tenant_name, scope)
 
     return caller
+
+
+async def authorized(
+    services: ApiServices, credential: str | None, tenant_name: str | None, scope: Scope
+) -> Caller:
+    """The ``Caller`` that the Bearer ``credential`` (None when there is none) proves for
+    a tenant endpoint needing ``scope``; ``ApiError`` otherwise."""
+    credential = _credential(credential)
+    if is_operator(services, credential):
+        return await _operator_for(services, tenant_name)
+    known = await services.provisioning.authenticate_api_key(credential)
+    if known is None:
+        raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
+    if scope not in known.key.scopes:
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope.value!r} scope")
+    await _within_rate(services, known.key.prefix)
+    return Caller(known.tenant, known.key.scopes, known.key.prefix, operator=False)
 
 
 async def _operator_for(services: ApiServices, tenant_name: str | None) -> Caller:
@@ -139,7 +153,7 @@ async def operator_caller(
     """A dependency admitting the operator token only: 403 for a valid tenant API key
     (known, but not the operator's), 401 for anything else."""
     services = services_of(request)
-    credential = _credential(credentials)
+    credential = _credential(bearer_credential(credentials))
     if is_operator(services, credential):
         return
     if await services.provisioning.authenticate_api_key(credential) is not None:
@@ -147,4 +161,4 @@ async def operator_caller(
     raise _unauthorized("the operator token is required")
 
 
-__all__ = ["Caller", "Scope", "api_services", "operator_caller", "tenant_caller"]
+__all__ = ["Caller", "Scope", "api_services", "authorized", "operator_caller", "tenant_caller"]

@@ -21,7 +21,7 @@ indexes in brackets: ``to[1]``, ``attachments[0].content``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -145,47 +145,72 @@ def field_path(location: Sequence[int | str]) -> str | None:
     return path or None
 
 
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+
+async def _provisioning_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProvisioningError)
+    return await _api_error(request, from_provisioning(exc))
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if not errors:
+        return error_response(422, "invalid", "the request is not valid")
+    first = errors[0]
+    field = field_path(first.get("loc", ()))
+    message = str(first.get("msg", "not valid"))
+    return error_response(422, "invalid", f"{field}: {message}" if field else message, field)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot parse (not UTF-8, not the media
+        # type): invalid as a request, like a body that parses but does not validate.
+        return error_response(422, "invalid", "the body cannot be parsed")
+    code = STATUS_CODES.get(exc.status_code, "error")
+    headers = None if exc.headers is None else dict(exc.headers)
+    return error_response(exc.status_code, code, str(exc.detail), None, headers)
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: the store failed: %s", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "the store is unavailable; retry later")
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to our bug (500)."""
+    return error_response(500, "internal", "internal error; it has been logged")
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+HANDLERS: dict[type[Exception], ErrorHandler] = {
+    ApiError: _api_error,
+    StoreError: _store_error,
+    ProvisioningError: _provisioning_error,
+    RequestValidationError: _invalid,
+    HTTPException: _http_error,
+}
+"""The error body of each kind of failure but our bugs (``Exception``: 500, answered by
+the application's outermost middleware, which also logs it)."""
+
+
+def handler_of(exc: Exception) -> ErrorHandler | None:
+    """The handler of ``exc`` in ``HANDLERS`` (the nearest of its classes, as Starlette
+    picks); None for a bug."""
+    for kind in type(exc).__mro__:
+        handler = HANDLERS.get(kind)
+        if handler is not None:
+            return handler
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Make every failure of ``app`` answer with the error body."""
-
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
-
-    async def provisioning_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ProvisioningError)
-        return await api_error(request, from_provisioning(exc))
-
-    async def invalid(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        errors = exc.errors()
-        if not errors:
-            return error_response(422, "invalid", "the request is not valid")
-        first = errors[0]
-        field = field_path(first.get("loc", ()))
-        message = str(first.get("msg", "not valid"))
-        return error_response(422, "invalid", f"{field}: {message}" if field else message, field)
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 400:
-            # FastAPI's answer to a body it cannot parse (not UTF-8, not the media
-            # type): invalid as a request, like a body that parses but does not validate.
-            return error_response(422, "invalid", "the body cannot be parsed")
-        code = STATUS_CODES.get(exc.status_code, "error")
-        headers = None if exc.headers is None else dict(exc.headers)
-        return error_response(exc.status_code, code, str(exc.detail), None, headers)
-
-    async def store_error(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("%s %s: the store failed: %s", request.method, request.url.path, exc)
-        return error_response(503, "unavailable", "the store is unavailable; retry later")
-
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, "internal", "internal error; it has been logged")
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(StoreError, store_error)
-    app.add_exception_handler(Exception, internal)
-    app.add_exception_handler(ProvisioningError, provisioning_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(HTTPException, http_error)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+    app.add_exception_handler(Exception, internal_error)

@@ -28,6 +28,7 @@ from admin_api.routes.messages import (
     accept_outgoing,
     acceptor_of,
     composed,
+    peer_host,
     rendered,
     sending_domains,
 )
@@ -100,7 +101,7 @@ async def inject(
     services: ApiServices = Depends(api_services),
 ) -> InjectResult:
     acceptor = acceptor_of(services)
-    domains = await sending_domains(services, caller.tenant)
+    domains = await sending_domains(services, caller.tenant, body.envelope_sender)
     limit = services.settings.submission.max_message_bytes
     failed: list[str] = []
     errors: list[str] = []
@@ -128,7 +129,7 @@ async def inject(
             acceptor,
             services,
             caller,
-            request,
+            peer_host(request.client),
             body.envelope_sender,
             outgoing,
             [["recipients"] for _ in outgoing],

@@ -29,7 +29,7 @@ import binascii
 import hashlib
 import json
 import math
-import secrets
+import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -80,6 +80,12 @@ def _mailbox_of(value: Any) -> Any:
     return {"email": value} if isinstance(value, str) else value
 
 
+def _empty(kind: type[list[Any]] | type[dict[str, Any]], **info: Any) -> Any:
+    """A field that is empty (``kind()``) unless given: made afresh rather than copied
+    from a shared default on every request, and documented with that default."""
+    return Field(default_factory=kind, json_schema_extra={"default": kind()}, **info)
+
+
 class MailboxIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(max_length=254, description="The address, `user@example.com`.")
@@ -125,29 +131,27 @@ class MessageIn(BaseModel):
         description="The sender, on a sending domain of the tenant; with `raw`, the "
         "envelope sender.",
     )
-    to: list[RecipientAddressIn] = Field(
-        default=[], max_length=1000, description="Recipients: addresses or {email, name}."
+    to: list[RecipientAddressIn] = _empty(
+        list, max_length=1000, description="Recipients: addresses or {email, name}."
     )
-    cc: list[AddressIn] = Field(default=[], max_length=1000, description="Copy recipients.")
-    bcc: list[AddressIn] = Field(
-        default=[], max_length=1000, description="Blind copies: in no header."
-    )
-    reply_to: list[AddressIn] = Field(default=[], max_length=10, description="Reply-To.")
+    cc: list[AddressIn] = _empty(list, max_length=1000, description="Copy recipients.")
+    bcc: list[AddressIn] = _empty(list, max_length=1000, description="Blind copies: in no header.")
+    reply_to: list[AddressIn] = _empty(list, max_length=10, description="Reply-To.")
     subject: str = Field(default="", max_length=900, description="The subject (a template).")
     text: str | None = Field(default=None, description="The plain text body (a template).")
     html: str | None = Field(default=None, description="The HTML body (a template).")
-    attachments: list[AttachmentIn] = Field(default=[], max_length=100)
-    headers: dict[str, str] = Field(
-        default={},
+    attachments: list[AttachmentIn] = _empty(list, max_length=100)
+    headers: dict[str, str] = _empty(
+        dict,
         max_length=50,
         description="Extra header fields; not From, To, Cc, Bcc, Subject, Date, Message-ID, "
         "MIME-Version, Content-* or DKIM-*.",
     )
-    tags: list[Annotated[str, Field(max_length=64)]] = Field(
-        default=[], max_length=20, description="Labels kept on the records (`meta.tags`)."
+    tags: list[Annotated[str, Field(max_length=64)]] = _empty(
+        list, max_length=20, description="Labels kept on the records (`meta.tags`)."
     )
-    metadata: dict[str, str] = Field(
-        default={}, max_length=50, description="Kept on the records (`meta.metadata`)."
+    metadata: dict[str, str] = _empty(
+        dict, max_length=50, description="Kept on the records (`meta.metadata`)."
     )
     variables: dict[str, Any] | None = Field(
         default=None,
@@ -199,6 +203,8 @@ class MessageOut(BaseModel):
     records: list[dict[str, Any]] = Field(description="Its records, oldest first.")
 
 
+IDEMPOTENCY_KEY_MAX = 255
+"""The longest ``Idempotency-Key``."""
 _RAW_ONLY = frozenset({"from_", "to", "tags", "metadata", "send_at", "raw"})
 
 
@@ -216,10 +222,28 @@ async def send_message(
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
-        max_length=255,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Repeats of a request with this key within a day get the first answer.",
     ),
 ) -> Accepted:
+    accepted = await sent(
+        services, caller, body, await request.body(), idempotency_key, peer_host(request.client)
+    )
+    return Accepted.model_validate(accepted)
+
+
+async def sent(
+    services: ApiServices,
+    caller: Caller,
+    body: MessageIn,
+    request_body: bytes,
+    idempotency_key: str | None,
+    peer: str,
+) -> dict[str, Any]:
+    """``POST /v1/messages``: ``body`` (``request_body`` as it came, for its idempotency
+    hash) accepted for ``caller``, from the client at ``peer``; the receipt (``Accepted``'s
+    fields). ``ApiError`` for what the route answers with an error. Served by the route
+    and by ``admin_api.send_route``, which calls it without FastAPI's machinery."""
     acceptor = acceptor_of(services)
     limit = services.settings.submission.max_message_bytes
     now = services.clock.now()
@@ -251,20 +275,19 @@ async def send_message(
     for message in outgoing:
         if len(message.raw) > limit:
             raise ApiError(413, "too_large", f"the message is larger than {limit} bytes")
-    accepted = await accept_outgoing(
+    return await accept_outgoing(
         acceptor,
         services,
         caller,
-        request,
+        peer,
         body.from_.email,
         outgoing,
         fields,
         header_field="from" if body.raw is None else "raw",
         due_at=due_at,
         meta={"tags": body.tags, "metadata": body.metadata},
-        idempotency=_idempotency(idempotency_key, await request.body()),
+        idempotency=_idempotency(idempotency_key, request_body),
     )
-    return Accepted.model_validate(accepted)
 
 
 @router.get(
@@ -404,14 +427,22 @@ def _idempotency(key: str | None, body: bytes) -> Idempotency | None:
     return Idempotency(key, hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def http_reception(services: ApiServices, caller: Caller, request: Request) -> Reception:
-    """How a request came in, for the Received field and the Reception records."""
+def peer_host(client: tuple[str, int] | None) -> str:
+    """The address of a request's client (its ``request.client``, or the ASGI scope's
+    ``client``); ``unknown`` when the server does not know it."""
+    return client[0] if client else "unknown"
+
+
+def http_reception(services: ApiServices, caller: Caller, peer: str) -> Reception:
+    """How a request from ``peer`` came in, for the Received field and the Reception
+    records."""
     who = f"api-key:{caller.key_prefix}" if caller.key_prefix else "operator"
     return Reception(
         protocol="HTTP",
-        peer_host=request.client.host if request.client else "unknown",
+        peer_host=peer,
         ehlo_name="api",
-        session_id=secrets.token_hex(8),
+        # An id to find the request's records by, no secret: no system call per request.
+        session_id=f"{random.getrandbits(64):016x}",
         username=who,
         tls_version=None,
         tls_cipher=None,
@@ -424,7 +455,7 @@ async def accept_outgoing(
     acceptor: Acceptor,
     services: ApiServices,
     caller: Caller,
-    request: Request,
+    peer: str,
     sender: str,
     outgoing: Sequence[Outgoing],
     fields: Sequence[Sequence[str]],
@@ -438,10 +469,10 @@ async def accept_outgoing(
     try:
         return await acceptor.accept(
             tenant=caller.tenant,
-            domains=await sending_domains(services, caller.tenant),
+            domains=await sending_domains(services, caller.tenant, sender),
             sender=sender,
             messages=outgoing,
-            reception=http_reception(services, caller, request),
+            reception=http_reception(services, caller, peer),
             due_at=due_at,
             meta=meta,
             idempotency=idempotency,
@@ -473,6 +504,8 @@ async def accept_outgoing(
         raise ApiError(503, "unavailable", "the message was not stored; try again") from exc
 
 
-async def sending_domains(services: ApiServices, tenant: Tenant) -> frozenset[str]:
-    """The tenant's sending domains, lower-cased."""
-    return frozenset(d.name.lower() for d in await services.store.list_domains(tenant.id))
+async def sending_domains(services: ApiServices, tenant: Tenant, sender: str) -> frozenset[str]:
+    """The tenant's sending domains, lower-cased, for the checks of a message from
+    ``sender`` (cached by provisioning; read again when they lack the sender's)."""
+    _, at, domain = sender.rpartition("@")
+    return await services.provisioning.sending_domains(tenant, domain.lower() if at else None)

@@ -52,6 +52,7 @@ from engine.provisioning.api_keys import (
     proves,
     secret_hash,
 )
+from engine.provisioning.domain_cache import DomainCache
 from engine.provisioning.errors import (
     AlreadyExists,
     Invalid,
@@ -209,7 +210,8 @@ class Provisioning:
     the DNS records) and the engine secret's file; ``sealer`` may be passed by
     a process that holds one already. ``nodeid`` names this node in the records of removed messages.
     API keys looked up by ``authenticate_api_key`` are cached (``api_keys.KeyCache``):
-    a key revoked elsewhere stops working within ``api_keys.CACHE_SECONDS``.
+    a key revoked elsewhere stops working within ``api_keys.CACHE_SECONDS``; so are
+    the domain names ``sending_domains`` reads (``domain_cache.DomainCache``).
     """
 
     def __init__(
@@ -229,6 +231,7 @@ class Provisioning:
         self._clock = clock or SystemClock()
         self._random_bytes = random_bytes
         self._keys = KeyCache()
+        self._domains = DomainCache()
 
     # Tenants.
 
@@ -348,12 +351,26 @@ class Provisioning:
         keyed, records = self._keyed(owner.id, name, spec, self._selector(spec))
         with translated(f"domain {name!r}"):
             added = await self._store.add_domain(keyed)
+        self._domains.forget(owner.id)
         return DomainRecords(added, records)
 
     async def list_domains(self, tenant: str) -> list[SendingDomain]:
         owner = await self.tenant(tenant)
         with translated(f"tenant {tenant!r}"):
             return await self._store.list_domains(owner.id)
+
+    async def sending_domains(self, tenant: Tenant, including: str | None = None) -> frozenset[str]:
+        """The names of ``tenant``'s sending domains, lower-cased, as acceptance checks
+        them; cached, and read again when the cached ones lack ``including``. The store's
+        errors pass untranslated (``StoreError``)."""
+        now = self._clock.now()
+        cached = self._domains.get(tenant.id, now, including)
+        if cached is not None:
+            return cached
+        listed = await self._store.list_domains(tenant.id)
+        domains = frozenset(d.name.lower() for d in listed)
+        self._domains.put(tenant.id, domains, now)
+        return domains
 
     async def domain(self, domain: str, *, tenant: str | None = None) -> SendingDomain:
         """The sending domain ``domain``; with ``tenant``, only if it is that tenant's
@@ -407,6 +424,7 @@ class Provisioning:
         with translated(f"domain {found.name!r}"):
             if not await self._store.remove_domain(found.name, found.tenant_id):
                 raise Unknown(f"no sending domain {found.name!r}")
+        self._domains.forget(found.tenant_id)
         return found
 
     async def _tenant_id(self, tenant: str | None) -> int | None:

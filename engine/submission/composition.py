@@ -38,6 +38,10 @@ OWNED_HEADERS = frozenset(
 )
 """Header fields the composer writes itself; ``Content-*`` and ``DKIM-*`` too."""
 OWNED_PREFIXES = ("content-", "dkim-")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters but tab, which no header value may hold."""
+_LOCAL_SPECIALS = re.compile(r'[ "(),:;<>\[\\\]]')
+"""What a local part may not hold unquoted (RFC 5322 §3.4.1: specials and space)."""
 _FIELD_NAME = re.compile(r"[!-9;-~]{1,76}")
 """RFC 5322 §3.6.8 ftext, short enough to fold."""
 _MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
@@ -103,42 +107,46 @@ class Draft:
 def compose(draft: Draft) -> bytes:
     """The raw message of ``draft``; ``CompositionError`` naming a bad field."""
     check_draft(draft)
-    message = EmailMessage(policy=SMTP_POLICY)
-    message.set_raw("From", _address_field((draft.sender,)))
-    for name, field in (("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to")):
-        mailboxes = getattr(draft, field)
-        if mailboxes:
-            message.set_raw(name, _address_field(mailboxes))
-    message.set_raw("Subject", _unstructured("Subject", draft.subject))
-    for name, value in draft.headers:
-        message.set_raw(name, _unstructured(name, value))
-    if draft.campaign is not None:
-        del message["X-Campaign"]
-        message.set_raw("X-Campaign", _unstructured("X-Campaign", draft.campaign))
-    if draft.priority is not None:
-        del message[PRIORITY_HEADER]
-        message.set_raw("X-Priority-Class", draft.priority)
+    fields = _header_fields(draft)
     if draft.attachments:
+        message = EmailMessage(policy=SMTP_POLICY)
+        for name, value in fields:
+            message.set_raw(name, value)
         _set_bodies(message, draft)
         for part in message.iter_parts() if message.is_multipart() else ():
             _drop_part_mime_version(part)
         return message.as_bytes(policy=SMTP_POLICY)
-    _set_text_bodies(message, draft)
-    return flattened(message)
+    body_fields, payload = _text_bodies(draft)
+    return flattened([*fields, *body_fields], payload)
 
 
-def flattened(message: EmailMessage) -> bytes:
-    """What ``message.as_bytes(policy=SMTP_POLICY)`` gives for a message of raw header
-    fields and one ASCII ``str`` payload (``_set_text_bodies``), without the generator's
-    parsing of each field: fields as set, lines ended by CRLF, the payload's line ends
-    made CRLF."""
-    head = "".join(
-        f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in message.raw_items()
-    )
-    payload = message.get_payload()
-    assert payload is None or isinstance(payload, str), "a text message's payload is a string"
-    body = CRLF.join(_LINE_END.split(payload)) if payload else ""
-    return (head + CRLF + body).encode("ascii")
+def _header_fields(draft: Draft) -> list[tuple[str, str]]:
+    """The header fields of ``draft`` but the MIME ones, in order, as written."""
+    fields = [("From", _address_field((draft.sender,)))]
+    for name, field in (("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to")):
+        mailboxes = getattr(draft, field)
+        if mailboxes:
+            fields.append((name, _address_field(mailboxes)))
+    fields.append(("Subject", _unstructured("Subject", draft.subject)))
+    fields.extend((name, _unstructured(name, value)) for name, value in draft.headers)
+    if draft.campaign is not None:
+        fields = [f for f in fields if f[0].lower() != "x-campaign"]
+        fields.append(("X-Campaign", _unstructured("X-Campaign", draft.campaign)))
+    if draft.priority is not None:
+        fields = [f for f in fields if f[0].lower() != PRIORITY_HEADER.lower()]
+        fields.append(("X-Priority-Class", draft.priority))
+    return fields
+
+
+def flattened(fields: Sequence[tuple[str, str]], payload: str) -> bytes:
+    """What ``EmailMessage.as_bytes(policy=SMTP_POLICY)`` gives for a message of the
+    raw header ``fields`` (``set_raw``) and the ASCII ``payload`` (``_text_bodies``),
+    without the stdlib's message and the generator's parsing of each field: fields as
+    set, lines ended by CRLF, the payload's line ends made CRLF."""
+    head = "".join(f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in fields)
+    if "\r" not in payload:  # LF line ends only, as the body encoder writes them
+        return (head + CRLF + payload.replace("\n", CRLF)).encode("ascii")
+    return (head + CRLF + CRLF.join(_LINE_END.split(payload))).encode("ascii")
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -192,7 +200,7 @@ def _check_mailbox(mailbox: Mailbox, field: str) -> None:
         local.startswith(".")
         or local.endswith(".")
         or ".." in local
-        or any(c in local for c in ' "(),:;<>[\\]')
+        or _LOCAL_SPECIALS.search(local)
     ):
         raise CompositionError(field, f"{mailbox.email!r}: not an address")
     _check_text(mailbox.name, f"{field}.name")
@@ -210,7 +218,7 @@ def _check_text(value: str, field: str) -> None:
     """A header value: one line, of a length a header can fold."""
     if "\r" in value or "\n" in value:
         raise CompositionError(field, "line breaks are not allowed")
-    if any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in value):
+    if _CONTROL.search(value):
         raise CompositionError(field, "control characters are not allowed")
     if len(value) > MAX_HEADER_VALUE:
         raise CompositionError(field, f"longer than {MAX_HEADER_VALUE} characters")
@@ -243,6 +251,8 @@ def _unstructured(name: str, value: str) -> str:
     is not plain ASCII text (or holds what would read as one, ``=?``)."""
     value = value.strip()
     charset = "us-ascii" if value.isascii() and "=?" not in value else "utf-8"
+    if charset == "us-ascii" and len(name) + 2 + len(value) <= 78:
+        return value  # what Header gives for a value that fits the first line
     header = Header(value, charset, maxlinelen=78, header_name=name)
     # A first word too long for the first line is put on the next one, leaving the
     # value to start with white space: keep it on the first line instead.
@@ -294,32 +304,34 @@ def _set_bodies(message: EmailMessage, draft: Draft) -> None:
             )
 
 
-def _set_text_bodies(message: EmailMessage, draft: Draft) -> None:
-    """Text and/or HTML without attachments, written as ``_set_bodies`` would (the
-    stdlib's own body encoder, the same header fields) without its per-part header
-    parsing: a campaign composes a message per recipient."""
+def _text_bodies(draft: Draft) -> tuple[list[tuple[str, str]], str]:
+    """The MIME header fields and the payload of a draft with text and/or HTML and no
+    attachments, as ``_set_bodies`` writes them (the stdlib's own body encoder, the
+    same header fields) without its per-part header parsing: a campaign composes a
+    message per recipient."""
     parts = [
         (subtype, _encode_text(body, "utf-8", _text_cte(body), SMTP_POLICY))
         for subtype, body in (("plain", draft.text), ("html", draft.html))
         if body is not None
     ]
-    if not parts:
-        return
-    message.set_raw("MIME-Version", "1.0")
     if len(parts) == 1:
         [(subtype, (cte, data))] = parts
-        message.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
-        message.set_raw("Content-Transfer-Encoding", cte)
-        message.set_payload(data)
-        return
+        return [
+            ("MIME-Version", "1.0"),
+            ("Content-Type", f'text/{subtype}; charset="utf-8"'),
+            ("Content-Transfer-Encoding", cte),
+        ], data
     boundary = _boundary([data for _, (_, data) in parts])
-    message.set_raw("Content-Type", f'multipart/alternative; boundary="{boundary}"')
     body = "".join(
         f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {cte}\r\n\r\n{data.replace(chr(10), CRLF)}\r\n"
         for subtype, (cte, data) in parts
     )
-    message.set_payload(f"{body}--{boundary}--\r\n")
+    fields = [
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    return fields, f"{body}--{boundary}--\r\n"
 
 
 CRLF = "\r\n"
@@ -336,6 +348,6 @@ def _boundary(bodies: Sequence[str]) -> str:
 def _text_cte(text: str) -> str:
     """Quoted-printable unless the text is short-lined ASCII: every line of the
     message stays within 998 octets, and 8-bit data needs no 8BITMIME."""
-    if text.isascii() and all(len(line) <= 76 for line in text.splitlines()):
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 76:
         return "7bit"
     return "quoted-printable"

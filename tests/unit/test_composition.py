@@ -7,7 +7,7 @@ import dataclasses
 import email
 import random
 from email import policy
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses
 from unittest import mock
@@ -107,7 +107,12 @@ def test_a_message_without_attachments_is_flattened_as_the_stdlib_does(draft: Dr
         assert compose(draft) == fast
 
 
-def generated(message: EmailMessage) -> bytes:
+def generated(fields: list[tuple[str, str]], payload: str) -> bytes:
+    """The stdlib's generator on a message of ``fields`` and ``payload``."""
+    message = EmailMessage(policy=composition.SMTP_POLICY)
+    for name, value in fields:
+        message.set_raw(name, value)
+    message.set_payload(payload)
     return message.as_bytes(policy=composition.SMTP_POLICY)
 
 
@@ -335,3 +340,20 @@ def test_text_bodies_are_written_as_the_stdlib_writes_them(text: str, shape: str
     assert _parts(raw) == _parts(_stdlib_bodies(draft))
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+ascii_header_text = st.text(
+    st.characters(min_codepoint=32, max_codepoint=126) | st.just("\t"), max_size=90
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["Subject", "X-Tag", "X-Campaign"]), ascii_header_text | header_text)
+def test_an_unstructured_value_is_written_as_the_stdlib_header_writes_it(
+    name: str, value: str
+) -> None:
+    value = value.strip()
+    charset = "us-ascii" if value.isascii() and "=?" not in value else "utf-8"
+    header = Header(value, charset, maxlinelen=78, header_name=name)
+    stdlib = header.encode(splitchars=" ", linesep="\r\n").removeprefix("\r\n ")
+    assert composition._unstructured(name, value) == stdlib

@@ -1,0 +1,167 @@
+"""``POST /v1/messages`` served lean: the same handler, without FastAPI's machinery.
+
+Sending is the API's hot route; per request, FastAPI's dependency resolution,
+its body and response-model handling, Starlette's middleware and its routing
+through every route cost more CPU than the acceptance itself. ``SendRoute``, in
+front of the application's middleware stack (``admin_api.app.AdminApp``),
+serves the requests of the usual shape by calling what the route calls:
+``auth.authorized`` (the key, its scope, its rate), ``MessageIn`` validation of
+the JSON body, ``routes.messages.sent`` (the acceptance) and
+``errors.handler_of`` for the error body. The route stays declared (the OpenAPI
+document, and the requests passed on).
+
+A request is served here only when it is ``POST /v1/messages`` with an
+``application/json`` body that parses and validates as ``MessageIn``, a Bearer
+credential, and an ``Idempotency-Key`` (if any) the route takes; checking that
+has no effect, so every other request is passed on, its body replayed, to the
+route, which answers it as it always has (401 without a credential, 422 naming
+the field, ...). Authentication comes first in both ways (FastAPI solves the
+route's dependencies before it validates the body): a request served here has
+a valid body, and one passed on is authenticated by the route, never twice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin_api.auth import TENANT_HEADER, authorized
+from admin_api.errors import handler_of, internal_error
+from admin_api.routes.messages import IDEMPOTENCY_KEY_MAX, Accepted, MessageIn, peer_host, sent
+from admin_api.services import ApiServices
+from engine.model import ApiScope
+
+PATH: Final = "/v1/messages"
+"""The route served here (``routes.messages.send_message`` under ``/v1``)."""
+_AUTHORIZATION: Final = b"authorization"
+_CONTENT_TYPE: Final = b"content-type"
+_IDEMPOTENCY_KEY: Final = b"idempotency-key"
+_TENANT: Final = TENANT_HEADER.lower().encode("latin-1")
+_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+
+
+class SendRoute:
+    """ASGI middleware: ``POST /v1/messages`` of the usual shape answered by the route's
+    handler directly, with the application's error bodies (the 500 of a bug too, the
+    exception raised on to the server as Starlette's outermost middleware does);
+    everything else passed to ``app``."""
+
+    def __init__(self, app: ASGIApp, services: ApiServices) -> None:
+        self.app = app
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        headers = _first_headers(scope["headers"])
+        credential = _bearer(headers.get(_AUTHORIZATION))
+        idempotency_key = headers.get(_IDEMPOTENCY_KEY)
+        if (
+            credential is None
+            or not _is_json(headers.get(_CONTENT_TYPE))
+            or (idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        body, complete = await _body(receive)
+        if not complete:
+            return
+        message = _message(body)
+        if message is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            caller = await authorized(
+                self._services, credential, headers.get(_TENANT), ApiScope.SEND
+            )
+            accepted = await sent(
+                self._services,
+                caller,
+                message,
+                body,
+                idempotency_key,
+                peer_host(scope.get("client")),
+            )
+        except Exception as exc:
+            handler = handler_of(exc)
+            response = await (handler or internal_error)(Request(scope), exc)
+            await response(scope, receive, send)
+            if handler is None:
+                raise  # our bug: the server logs it, as the middleware's 500 does
+            return
+        await _json(send, 202, Accepted.model_validate(accepted).model_dump_json().encode())
+
+
+def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """Each header's first value (as Starlette's ``Headers.get``), decoded as Latin-1."""
+    headers: dict[bytes, str] = {}
+    for name, value in raw:
+        headers.setdefault(name.lower(), value.decode("latin-1"))
+    return headers
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The credential of ``Authorization: Bearer <credential>``, as FastAPI's
+    ``HTTPBearer`` reads it; None when there is none."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    credential = credential.strip()
+    if not scheme or not credential or scheme.lower() != "bearer":
+        return None
+    return credential
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def _message(body: bytes) -> MessageIn | None:
+    """``body`` as the route's ``MessageIn``; None when it is not one, whatever the reason
+    (the route then says why). Validated in pydantic's JSON mode: where FastAPI (the
+    ``json`` module's values, then validation) takes a body, this gives the same
+    message, and a body it refuses goes to the route."""
+    if not body:
+        return None
+    try:
+        return MessageIn.model_validate_json(body)
+    except Exception:
+        return None
+
+
+async def _body(receive: Receive) -> tuple[bytes, bool]:
+    """The request's body; False when the client went away before sending all of it."""
+    chunks = []
+    while True:
+        event = await receive()
+        if event["type"] != "http.request":
+            return b"", False
+        chunks.append(event.get("body", b""))
+        if not event.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with ``body`` (read already) given again first."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _json(send: Send, status: int, body: bytes) -> None:
+    """A JSON response, with the header fields of the route's own."""
+    headers = [(b"content-length", str(len(body)).encode("ascii")), *_JSON_HEADERS]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
