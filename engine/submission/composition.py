@@ -348,6 +348,6 @@ def _boundary(bodies: Sequence[str]) -> str:
 def _text_cte(text: str) -> str:
     """Quoted-printable unless the text is short-lined ASCII: every line of the
     message stays within 998 octets, and 8-bit data needs no 8BITMIME."""
-    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 76:
+    if text.isascii() and max(map(len, _LINE_END.split(text)), default=0) <= 76:
         return "7bit"
     return "quoted-printable"

@@ -325,7 +325,14 @@ def _parts(raw: bytes) -> list[tuple[str, str, str | None, str | None]]:
 
 @pytest.mark.parametrize(
     "text",
-    ["plain ascii", "Grüße, Jörg " * 30 + "\nline two\n", "x" * 200, "a\r\nb\nc", "🐧\n--===\n"],
+    [
+        "plain ascii",
+        "Grüße, Jörg " * 30 + "\nline two\n",
+        "x" * 200,
+        "a\r\nb\nc",
+        "🐧\n--===\n",
+        "short piece\f" * 120,  # a form feed ends no line of the message
+    ],
 )
 @pytest.mark.parametrize("shape", ["text", "html", "both"])
 def test_text_bodies_are_written_as_the_stdlib_writes_them(text: str, shape: str) -> None:
