@@ -248,14 +248,18 @@ class EngineProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU of the engine process and its workers so far."""
-        jiffies = 0
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """User plus system CPU so far of the engine process and of each worker, by pid."""
+        seconds = {}
         for pid in self.pids():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            jiffies += int(fields[11]) + int(fields[12])
-        return jiffies / CLOCK_TICKS
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return seconds
 
     def stop(self, timeout: float = 60.0) -> None:
         process = self._process

@@ -106,6 +106,8 @@ class Run:
     """The same of this process (load generator, DNS server) and the sink."""
     server_cpu_ms: float
     """The same of the PostgreSQL server's processes (0 on SQLite: it runs in the engine)."""
+    busiest_core: float
+    """The share of a core the busiest engine process used (1.0: it was the bottleneck)."""
 
 
 def recipient_domains(count: int) -> tuple[str, ...]:
@@ -287,6 +289,10 @@ def _harness_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _cpu_by_process(engines: list[EngineProcess]) -> dict[int, float]:
+    return {pid: cpu for engine in engines for pid, cpu in engine.cpu_by_process().items()}
+
+
 def postgres_cpu_seconds() -> float:
     """CPU seconds of every process named ``postgres`` on the machine (the store server)."""
     ticks = 0
@@ -360,7 +366,8 @@ def one_run(
         recipient_domains=domains,
         links=options.links,
     )
-    engine_cpu = sum(engine.cpu_seconds() for engine in started_engines)
+    by_process = _cpu_by_process(started_engines)
+    engine_cpu = sum(by_process.values())
     harness_cpu = _harness_cpu_seconds()
     server_cpu = postgres_cpu_seconds() if backend == "postgres" else 0.0
     started = time.perf_counter()
@@ -368,7 +375,11 @@ def one_run(
     if result.failed:
         raise BenchError(f"{result.failed} submissions failed: {dict(result.errors)}")
     finished = sink.wait(options.messages, timeout=1800)
-    engine_cpu = sum(engine.cpu_seconds() for engine in started_engines) - engine_cpu
+    by_process = {
+        pid: seconds - by_process.get(pid, 0.0)
+        for pid, seconds in _cpu_by_process(started_engines).items()
+    }
+    engine_cpu = sum(by_process.values())
     harness_cpu = _harness_cpu_seconds() - harness_cpu
     if backend == "postgres":
         server_cpu = postgres_cpu_seconds() - server_cpu
@@ -389,13 +400,15 @@ def one_run(
         engine_cpu_ms=1000 * engine_cpu / options.messages,
         harness_cpu_ms=1000 * harness_cpu / options.messages,
         server_cpu_ms=1000 * server_cpu / options.messages,
+        busiest_core=max(by_process.values(), default=0.0) / (finished - started),
     )
     print(
         f"{backend} {size} B run {run}: accepted {row.accepted_per_second:.0f}/s, delivered "
         f"{row.delivered_per_second:.0f}/s end to end, p50 {row.p50_seconds:.3f} s, "
         f"p99 {row.p99_seconds:.3f} s ({row.delivered} Delivery records), CPU ms/msg: "
         f"engine {row.engine_cpu_ms:.2f}, PostgreSQL {row.server_cpu_ms:.2f}, "
-        f"load+DNS+sink {row.harness_cpu_ms:.2f}",
+        f"load+DNS+sink {row.harness_cpu_ms:.2f}; busiest engine process at "
+        f"{100 * row.busiest_core:.0f}% of a core",
         file=sys.stderr,
         flush=True,
     )
