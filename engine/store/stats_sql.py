@@ -153,22 +153,39 @@ def span_of(query: StatsQuery) -> int:
 
 def totals_sql(query: StatsQuery, cast: str) -> tuple[str, str, list[object]]:
     """(the metrics' sums, the bounces' sums, their parameters after the tenant id) of
-    ``query``; the first columns of each are the groups, in ``query.group_by`` order."""
+    ``query``; the first columns of each are the groups, in ``query.group_by`` order.
+
+    A query grouped by every key of the table it reads, by hour, reads its rows as
+    they are: each group is one row, and there is nothing to sum."""
     groups = [_GROUP_EXPRESSIONS[d] for d in query.group_by]
     conditions, params = _conditions(query)
-    where = f" WHERE tenant_id = ? AND span = {span_of(query)}"
+    span = span_of(query)
+    where = f" WHERE tenant_id = ? AND span = {span}"
     where += "".join(f" AND {c}" for c in conditions)
     # Grouped time first: rows come in key order, so the grouping sorts less.
     order = sorted(groups, key=lambda g: g not in TIME_GROUPS)
+    counts_table, bounces_table = _tables(query)
+    keyed = span == HOUR and set(groups) == _GROUP_KEYS[counts_table]
+    if keyed:
+        totals = f"SELECT {', '.join([*groups, *METRICS])} FROM {counts_table}{where}"
+        bounces = f"SELECT {', '.join([*groups, 'category', 'count'])} FROM {bounces_table}{where}"
+        return totals, bounces, params
     group_by = f" GROUP BY {', '.join(order)}" if groups else ""
     sums = ", ".join(f"coalesce(sum({m}), 0){cast}" for m in METRICS)
-    counts_table, bounces_table = _tables(query)
     totals = f"SELECT {', '.join([*groups, sums])} FROM {counts_table}{where}{group_by}"
     bounces = (
         f"SELECT {', '.join([*groups, 'category', f'sum(count){cast}'])} FROM {bounces_table}"
         f"{where} GROUP BY {', '.join([*order, 'category'])}"
     )
     return totals, bounces, params
+
+
+_GROUP_KEYS = {
+    "stat_counts": {"bucket", "campaign", "domain", "provider"},
+    "stat_provider_counts": {"bucket", "provider"},
+}
+"""The key columns of each counts table a query can group by (its bounces table's,
+but for the category)."""
 
 
 def _tables(query: StatsQuery) -> tuple[str, str]:
