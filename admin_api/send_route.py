@@ -15,8 +15,12 @@ A request is served here only when it is ``POST /v1/messages`` with an
 credential, and an ``Idempotency-Key`` (if any) the route takes; checking that
 has no effect, so every other request is passed on, its body replayed, to the
 route, which answers it as it always has (401 without a credential, 422 naming
-the field, ...). Authentication comes first in both ways (FastAPI solves the
-route's dependencies before it validates the body): a request served here has
+the field, ...). Either way the body is read here first, and a body larger than
+``body_limit`` (twice the largest message, and room for the fields around it)
+is refused with 413 as soon as its declared length or its bytes say so, before
+anything else: no request holds more of the server's memory than that.
+Authentication comes first in both ways (FastAPI solves the route's
+dependencies before it validates the body): a request served here has
 a valid body, and one passed on is authenticated by the route, never twice.
 """
 
@@ -28,7 +32,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_api.auth import TENANT_HEADER, authorized
-from admin_api.errors import handler_of, internal_error
+from admin_api.errors import ApiError, handler_of, internal_error
 from admin_api.routes.messages import IDEMPOTENCY_KEY_MAX, Accepted, MessageIn, peer_host, sent
 from admin_api.services import ApiServices
 from engine.model import ApiScope
@@ -39,7 +43,16 @@ _AUTHORIZATION: Final = b"authorization"
 _CONTENT_TYPE: Final = b"content-type"
 _IDEMPOTENCY_KEY: Final = b"idempotency-key"
 _TENANT: Final = TENANT_HEADER.lower().encode("latin-1")
+_CONTENT_LENGTH: Final = b"content-length"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+FIELDS_ROOM: Final = 64 * 1024
+"""Bytes a request body may have beyond twice the largest message (``body_limit``)."""
+
+
+def body_limit(max_message_bytes: int) -> int:
+    """The largest ``POST /v1/messages`` body taken: its text and attachments, escaped
+    as JSON strings and base64, stay within twice the message they make."""
+    return 2 * max_message_bytes + FIELDS_ROOM
 
 
 class SendRoute:
@@ -57,6 +70,17 @@ class SendRoute:
             await self.app(scope, receive, send)
             return
         headers = _first_headers(scope["headers"])
+        limit = body_limit(self._services.settings.submission.max_message_bytes)
+        declared = headers.get(_CONTENT_LENGTH, "")
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse_size(scope, receive, send, limit)
+            return
+        body, complete = await _body(receive, limit)
+        if body is None:
+            await _refuse_size(scope, receive, send, limit)
+            return
+        if not complete:
+            return
         credential = _bearer(headers.get(_AUTHORIZATION))
         idempotency_key = headers.get(_IDEMPOTENCY_KEY)
         if (
@@ -64,10 +88,7 @@ class SendRoute:
             or not _is_json(headers.get(_CONTENT_TYPE))
             or (idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX)
         ):
-            await self.app(scope, receive, send)
-            return
-        body, complete = await _body(receive)
-        if not complete:
+            await self.app(scope, _replay(body, receive), send)
             return
         message = _message(body)
         if message is None:
@@ -134,16 +155,30 @@ def _message(body: bytes) -> MessageIn | None:
         return None
 
 
-async def _body(receive: Receive) -> tuple[bytes, bool]:
-    """The request's body; False when the client went away before sending all of it."""
+async def _body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """The request's body (None past ``limit`` bytes, the rest unread); False when the
+    client went away before sending all of it."""
     chunks = []
+    size = 0
     while True:
         event = await receive()
         if event["type"] != "http.request":
             return b"", False
-        chunks.append(event.get("body", b""))
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, True
+        chunks.append(chunk)
         if not event.get("more_body", False):
             return b"".join(chunks), True
+
+
+async def _refuse_size(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    refused = ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
+    handler = handler_of(refused)
+    assert handler is not None
+    response = await handler(Request(scope), refused)
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -15,7 +15,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from admin_api.app import create_app
-from admin_api.send_route import PATH, SendRoute
+from admin_api.send_route import PATH, SendRoute, body_limit
 from admin_api.services import ApiServices
 from engine.clock import FakeClock
 from engine.model import ApiScope, SendingDomain, Tenant
@@ -257,3 +257,37 @@ async def test_a_bug_answers_500_with_the_error_body_and_reaches_the_server(
     async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
         with pytest.raises(AttributeError):
             await client.post(PATH, json=message(), headers=auth)
+
+
+def small_messages(services: ApiServices) -> ApiServices:
+    """``services`` taking messages of 1 KiB at most (a request body of 2 KiB + room)."""
+    submission = dataclasses.replace(services.settings.submission, max_message_bytes=1024)
+    return dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, submission=submission)
+    )
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read_or_routed(
+    api_services: ApiServices, routes: Routes
+) -> None:
+    _, auth = await sender_of(api_services)
+    limit = body_limit(1024)
+    transport = httpx.ASGITransport(app=SendRoute(routes, small_messages(api_services)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        declared = await client.post(PATH, content=b"x" * (limit + 1), headers=auth)
+        pieces_read = 0
+
+        async def streamed() -> AsyncIterator[bytes]:
+            nonlocal pieces_read
+            for _ in range(limit // 1000 + 10):
+                pieces_read += 1
+                yield b"y" * 1000
+
+        chunked = await client.post(PATH, content=streamed(), headers=auth)
+        at_limit = await client.post(PATH, content=b"z" * limit, headers=auth)
+    for refused in (declared, chunked):
+        assert refused.status_code == 413, refused.text
+        assert error_of(refused)["code"] == "too_large"
+    assert pieces_read <= limit // 1000 + 2  # refused as the limit passed, not at the end
+    assert at_limit.status_code == 418  # not JSON: passed on, whole
+    assert routes.bodies == [b"z" * limit]
