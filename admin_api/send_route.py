@@ -15,7 +15,8 @@ A request is served here only when it is ``POST /v1/messages`` with an
 credential, and an ``Idempotency-Key`` (if any) the route takes; checking that
 has no effect, so every other request is passed on, its body replayed, to the
 route, which answers it as it always has (401 without a credential, 422 naming
-the field, ...). Either way the body is read here first, and a body larger than
+the field, ...). Either way the body is read here first (KumoMTA's injection
+route's too, then passed on), and a body larger than
 ``body_limit`` (twice the largest message, and room for the fields around it)
 is refused with 413 as soon as its declared length or its bytes say so, before
 anything else: no request holds more of the server's memory than that.
@@ -39,6 +40,9 @@ from engine.model import ApiScope
 
 PATH: Final = "/v1/messages"
 """The route served here (``routes.messages.send_message`` under ``/v1``)."""
+INJECT_PATH: Final = "/api/inject/v1"
+"""KumoMTA's injection route, whose body is bounded here too."""
+_BOUNDED: Final = frozenset({PATH, INJECT_PATH})
 _AUTHORIZATION: Final = b"authorization"
 _CONTENT_TYPE: Final = b"content-type"
 _IDEMPOTENCY_KEY: Final = b"idempotency-key"
@@ -66,7 +70,7 @@ class SendRoute:
         self._services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _BOUNDED:
             await self.app(scope, receive, send)
             return
         headers = _first_headers(scope["headers"])
@@ -80,6 +84,9 @@ class SendRoute:
             await _refuse_size(scope, receive, send, limit)
             return
         if not complete:
+            return
+        if scope["path"] != PATH:
+            await self.app(scope, _replay(body, receive), send)
             return
         credential = _bearer(headers.get(_AUTHORIZATION))
         idempotency_key = headers.get(_IDEMPOTENCY_KEY)

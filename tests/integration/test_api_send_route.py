@@ -15,7 +15,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from admin_api.app import create_app
-from admin_api.send_route import PATH, SendRoute, body_limit
+from admin_api.send_route import INJECT_PATH, PATH, SendRoute, body_limit
 from admin_api.services import ApiServices
 from engine.clock import FakeClock
 from engine.model import ApiScope, SendingDomain, Tenant
@@ -123,7 +123,9 @@ async def test_other_routes_are_passed_on(
     _, auth = await sender_of(api_services)
     assert (await lean_client.post(f"{PATH}/", json=message(), headers=auth)).status_code == 418
     assert (await lean_client.put(PATH, json=message(), headers=auth)).status_code == 418
-    assert len(routes.bodies) == 2
+    assert (await lean_client.post(INJECT_PATH, json={"a": 1}, headers=auth)).status_code == 418
+    assert routes.bodies[-1] == b'{"a":1}'
+    assert len(routes.bodies) == 3
 
 
 CASES = [
@@ -285,7 +287,8 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read_or_routed(
 
         chunked = await client.post(PATH, content=streamed(), headers=auth)
         at_limit = await client.post(PATH, content=b"z" * limit, headers=auth)
-    for refused in (declared, chunked):
+        injected = await client.post(INJECT_PATH, content=b"i" * (limit + 1), headers=auth)
+    for refused in (declared, chunked, injected):
         assert refused.status_code == 413, refused.text
         assert error_of(refused)["code"] == "too_large"
     assert pieces_read <= limit // 1000 + 2  # refused as the limit passed, not at the end
