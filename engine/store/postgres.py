@@ -8,9 +8,12 @@ it that tenant's rows only.
 
 Delivery workers in any number of processes share the queue: ``claim`` locks
 due rows with ``FOR UPDATE SKIP LOCKED``, so no message is leased twice.
-``settle`` applies a batch of attempt results as one ``UPDATE ... FROM
-unnest(...)`` over per-column arrays; claims, renewals and settlements do not
-wait for the WAL flush (only acceptance must be on disk before its reply). Submission
+``settle`` applies a batch of attempt results and logs their records in one
+statement over per-column arrays (``UPDATE ... FROM unnest(...)`` and an
+``INSERT`` in a data-modifying CTE), as ``accept`` stores a batch in one; claims,
+renewals and settlements do not wait for the WAL flush (only acceptance must be
+on disk before its reply). Pooled connections carry no session state, so the
+pool does not reset them between uses. Submission
 processes announce new mail with ``NOTIFY penguin_accepted``; delivery
 processes ``LISTEN`` on a connection of their own and claim at once.
 ``migrate`` holds an advisory lock, so processes starting together apply
@@ -230,6 +233,10 @@ RECORD_TYPES = ("bigint", "text", "text", "double precision", "jsonb")
 BODY_FIELDS = ("id", "tenant_id", "data", "created_at")
 BODY_TYPES = ("text", "bigint", "bytea", "double precision")
 QUEUE_TYPES = ("text", "bigint", "text", "text")
+SUPPRESSION_TYPES = ("bigint", "text", "text", "double precision")
+"""The column types of a ``suppression_row``, in order."""
+RECIPIENT_TYPES = ("bigint", "bigint", "bigint", "text", "text", "text", "text")
+"""The column types of ``RECIPIENT_INSERT``'s columns, in order."""
 """The column types of a ``queue_rows`` row: name, tenant_id, campaign, domain."""
 
 
@@ -1201,14 +1208,13 @@ class PostgresStore:
     async def add_new_suppressions(self, suppressions: Sequence[Suppression]) -> int:
         if not suppressions:
             return 0
-        columns = list(zip(*(suppression_row(x) for x in suppressions), strict=True))
+        rows = [suppression_row(x) for x in suppressions]
         async with self._acting_for(suppressions[0].tenant_id, "suppression") as conn:
             status = await conn.execute(
                 "INSERT INTO suppressions (tenant_id, address, reason, created_at)"
-                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
-                " $4::double precision[])"
+                f" SELECT * FROM {unnest_params(SUPPRESSION_TYPES, 1)}"
                 " ON CONFLICT (tenant_id, address) DO NOTHING",
-                *(list(column) for column in columns),
+                *columns_of(rows, len(SUPPRESSION_TYPES)),
             )
         return _row_count(status)
 
@@ -1288,9 +1294,8 @@ class PostgresStore:
         with _translated("campaign recipient"):
             async with self.tenant_scope(tenant_id) as conn:
                 await conn.execute(
-                    f"{RECIPIENT_INSERT} SELECT * FROM unnest($1::bigint[], $2::bigint[],"
-                    " $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])",
-                    *(list(column) for column in zip(*rows, strict=True)),
+                    f"{RECIPIENT_INSERT} SELECT * FROM {unnest_params(RECIPIENT_TYPES, 1)}",
+                    *columns_of(rows, len(RECIPIENT_TYPES)),
                 )
 
     async def last_campaign_row(self, tenant_id: int, campaign_id: int) -> int:
