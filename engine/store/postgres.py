@@ -233,11 +233,11 @@ RECORD_TYPES = ("bigint", "text", "text", "double precision", "jsonb")
 BODY_FIELDS = ("id", "tenant_id", "data", "created_at")
 BODY_TYPES = ("text", "bigint", "bytea", "double precision")
 QUEUE_TYPES = ("text", "bigint", "text", "text")
+"""The column types of a ``queue_rows`` row: name, tenant_id, campaign, domain."""
 SUPPRESSION_TYPES = ("bigint", "text", "text", "double precision")
 """The column types of a ``suppression_row``, in order."""
 RECIPIENT_TYPES = ("bigint", "bigint", "bigint", "text", "text", "text", "text")
 """The column types of ``RECIPIENT_INSERT``'s columns, in order."""
-"""The column types of a ``queue_rows`` row: name, tenant_id, campaign, domain."""
 
 
 def unnest_params(types: Sequence[str], first: int) -> str:
@@ -978,8 +978,8 @@ class PostgresStore:
         return _row_count(status)
 
     async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
-        """One statement over per-column arrays, then the records of the settlements
-        that applied, in one transaction; return the ids of their messages."""
+        """The settlements and the records of those that applied, in one statement over
+        per-column arrays (``_SETTLE_SQL``); return the ids of their messages."""
         rows = [settled_row(settlement) for settlement, _ in settled]
         logged = [(s.message_id, *record_row(r)) for s, r in settled]
         params = (*columns_of(rows, 6), *columns_of(logged, 1 + len(RECORD_TYPES)))
