@@ -78,6 +78,9 @@ class CampaignOut(BaseModel):
     id: int
     name: str
     state: str
+    tracking_domain: str | None = Field(description="The tracking domain of its links.")
+    pool: str | None = Field(description="The egress pool it goes out from.")
+    priority: str | None = Field(description="Its priority class.")
     send_at: float | None
     created_at: float
     updated_at: float
@@ -89,6 +92,9 @@ class CampaignOut(BaseModel):
             id=campaign.id,
             name=campaign.name,
             state=campaign.state.value,
+            tracking_domain=campaign.tracking_domain,
+            pool=campaign.pool,
+            priority=campaign.priority,
             send_at=campaign.send_at,
             created_at=campaign.created_at,
             updated_at=campaign.updated_at,

@@ -360,7 +360,12 @@ async def test_a_pool_or_tracking_domain_not_the_tenants_is_a_422_naming_it(
         assert error_of(response)["field"] == field
     assert (await api_client.get(CAMPAIGNS, headers=headers)).json() == []
     body = campaign(pool="default", tracking_domain="T.Acme.Example.")
-    assert (await api_client.post(CAMPAIGNS, json=body, headers=headers)).status_code == 201
+    created = await api_client.post(CAMPAIGNS, json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    assert (created.json()["pool"], created.json()["tracking_domain"]) == (
+        "default",
+        "t.acme.example",
+    )
     assert await store.campaign_routes() == [
         CampaignRoute(tenant.id, "spring", "default", "t.acme.example")
     ]
@@ -480,6 +485,33 @@ async def test_a_new_campaign_with_a_pool_waits_for_the_snapshots_to_hold_its_ro
     assert await campaigns_of_queued() == {"plain", "spring"}
 
 
+CAMPAIGN_ROUTES = [
+    ("GET", ""),
+    ("POST", "/recipients"),
+    ("POST", "/start"),
+    ("POST", "/pause"),
+    ("POST", "/resume"),
+    ("POST", "/cancel"),
+]
+"""Every route of one campaign: (method, path after its id)."""
+
+
+async def each_route(
+    client: httpx.AsyncClient, headers: dict[str, str], campaign_id: str
+) -> list[tuple[str, httpx.Response]]:
+    """Each of ``CAMPAIGN_ROUTES`` asked of campaign ``campaign_id``: (path, answer)."""
+    answers = []
+    for method, path in CAMPAIGN_ROUTES:
+        response = await client.request(
+            method,
+            f"{CAMPAIGNS}/{campaign_id}{path}",
+            headers={**headers, "Content-Type": "text/csv"},
+            content=csv_of(1) if path == "/recipients" else None,
+        )
+        answers.append((path, response))
+    return answers
+
+
 async def test_another_tenants_campaign_is_not_found(
     api_services: ApiServices, api_client: httpx.AsyncClient
 ) -> None:
@@ -489,20 +521,7 @@ async def test_another_tenants_campaign_is_not_found(
     assert (await api_client.get(CAMPAIGNS, headers=other)).json() == []
     missing = await api_client.get(f"{CAMPAIGNS}/999999", headers=other)
     assert missing.status_code == 404
-    for method, path in [
-        ("GET", ""),
-        ("POST", "/recipients"),
-        ("POST", "/start"),
-        ("POST", "/pause"),
-        ("POST", "/resume"),
-        ("POST", "/cancel"),
-    ]:
-        response = await api_client.request(
-            method,
-            f"{CAMPAIGNS}/{campaign_id}{path}",
-            headers={**other, "Content-Type": "text/csv"},
-            content=csv_of(1) if path == "/recipients" else None,
-        )
+    for path, response in await each_route(api_client, other, str(campaign_id)):
         assert response.status_code == 404, (path, response.text)
         assert response.json() == missing.json()
     shown = (await api_client.get(f"{CAMPAIGNS}/{campaign_id}", headers=headers)).json()
@@ -514,20 +533,7 @@ async def test_an_id_no_store_can_hold_is_a_422_naming_it(
 ) -> None:
     # Found by the fuzzing: an id past 2**63 - 1 overflowed SQLite's integer (a 500).
     _, headers = await sender_of(api_services)
-    for method, path in [
-        ("GET", ""),
-        ("POST", "/recipients"),
-        ("POST", "/start"),
-        ("POST", "/pause"),
-        ("POST", "/resume"),
-        ("POST", "/cancel"),
-    ]:
-        response = await api_client.request(
-            method,
-            f"{CAMPAIGNS}/{2**63}{path}",
-            headers={**headers, "Content-Type": "text/csv"},
-            content=csv_of(1) if path == "/recipients" else None,
-        )
+    for path, response in await each_route(api_client, headers, str(2**63)):
         assert response.status_code == 422, (path, response.text)
         assert error_of(response)["field"] == "campaign_id"
 
