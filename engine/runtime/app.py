@@ -67,7 +67,7 @@ from engine.records.record import Record
 from engine.return_path import codec_from_settings
 from engine.rollup.service import StatsRollup
 from engine.runtime.bounce import bounce_parts, bounce_service
-from engine.runtime.http_serving import HttpService, listening_socket
+from engine.runtime.http_serving import EDGE_LIMITS, HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, operator_token, throttle_spec, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingFlushRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
@@ -663,6 +663,7 @@ class Engine:
             sock,
             ssl_context=certificates.context() if certificates is not None else None,
             trusted_proxies=[] if certificates is not None else tracking.trusted_proxies,
+            limits=EDGE_LIMITS,
         )
         flusher = self._flusher(journal) if isinstance(journal, Journal) else None
         return TrackingRole(

@@ -7,20 +7,30 @@ at binding rather than uvicorn's exit. uvicorn's signal handling is off: the
 engine owns SIGTERM/SIGINT (``engine.runtime.runner``). HTTP/1.1 is parsed by
 httptools (never h11, several times slower), without WebSocket upgrades, access
 log or Server header.
+
+Every connection is held to ``ClientLimits``: deadlines, not per-read timeouts,
+so a client that trickles bytes holds a connection no longer than one that
+sends none, and a bound on a request's head, which uvicorn alone buffers
+without limit (``_BoundedHttpProtocol``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.service import Address, Health
+from engine.smtp.deadline import DeadlineTimer
 
 AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 """An ASGI 3 application: ``await app(scope, receive, send)``."""
@@ -32,6 +42,130 @@ def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket listening on ``host:port`` (0 = any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may hold of an HTTP listener. Each is a deadline from the start
+    of a phase, however the client spaces its bytes."""
+
+    head_bytes: int = 64 * 1024
+    """A request's line and header fields; beyond, 431 and the connection closed."""
+    head_seconds: float = 10.0
+    """From a request's first byte to the end of its header fields; then 408."""
+    request_seconds: float = 600.0
+    """From a request's first byte to the end of its body; then 408 (or the connection
+    closed, once the response has begun) and the application sees a disconnect."""
+    idle_seconds: float = 5.0
+    """A connection with no request begun or being answered (new, or kept alive)."""
+
+
+ADMIN_LIMITS = ClientLimits()
+"""The admin listener's: room for uploads (recipient lists, suppression imports)."""
+EDGE_LIMITS = ClientLimits(request_seconds=30.0)
+"""The tracking edge's: its requests are a line, a few header fields, a form at most."""
+
+
+class _Phase(enum.Enum):
+    IDLE = "idle"
+    HEAD = "head"
+    BODY = "body"
+    ANSWERING = "answering"
+
+
+class _BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with ``limits``: one deadline per phase of the
+    connection (idle, a request's head, its body; none while the application answers)
+    and a bound on the bytes of a head. One timer serves every phase
+    (``engine.smtp.deadline``)."""
+
+    limits: ClassVar[ClientLimits] = ClientLimits()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._phase = _Phase.IDLE
+        self._head_bytes = 0
+        self._request_deadline = 0.0
+        self._deadline = DeadlineTimer(self.loop, self._expired)
+        self._deadline.start(self.loop.time() + self.limits.idle_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase is not _Phase.BODY:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._phase is not _Phase.BODY and self._head_bytes > self.limits.head_bytes:
+            self._refuse(431, "Request Header Fields Too Large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _Phase.HEAD
+        now = self.loop.time()
+        self._request_deadline = now + self.limits.request_seconds
+        self._deadline.stop()
+        self._deadline.start(now + self.limits.head_seconds)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._phase = _Phase.BODY
+        self._head_bytes = 0
+        self._deadline.stop()
+        self._deadline.start(self._request_deadline)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._phase = _Phase.ANSWERING
+        self._deadline.stop()
+        self._idle_if_answered()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._idle_if_answered()
+
+    def _idle_if_answered(self) -> None:
+        """Idle from now if the request received last is answered (an application may
+        answer before it has read the body) and none waits in the pipeline."""
+        answered = self.cycle is None or self.cycle.response_complete
+        if self._phase is _Phase.ANSWERING and answered and not self.pipeline:
+            self._phase = _Phase.IDLE
+            self._deadline.start(self.loop.time() + self.limits.idle_seconds)
+
+    def _expired(self) -> None:
+        if self._phase is _Phase.IDLE:
+            self.transport.close()
+        elif self._phase is not _Phase.ANSWERING:
+            self._refuse(408, "Request Timeout")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` when no response is under way, then close: the request's
+        application, if it runs, sees a disconnect."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        in_head = self._phase is not _Phase.BODY
+        if in_head:  # ``cycle`` is an earlier request's, perhaps still being answered
+            under_way = cycle is not None and not cycle.response_complete
+        else:
+            under_way = cycle.response_started
+        if not under_way:
+            text = reason.encode("ascii")
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status, text, len(text), text)
+            )
+        if cycle is not None and not in_head:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._phase = _Phase.IDLE
+        self.transport.close()
+
+
+def _bounded_by(limits: ClientLimits) -> type[_BoundedHttpProtocol]:
+    return type("BoundedHttpProtocol", (_BoundedHttpProtocol,), {"limits": limits})
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -47,7 +181,7 @@ class HttpService:
     connection by SNI). ``trusted_proxies`` (addresses or networks): the
     client of a request from one of them is the one its ``X-Forwarded-For``
     names; an empty list trusts no proxy; None keeps uvicorn's default
-    (loopback proxies are trusted).
+    (loopback proxies are trusted). ``limits``: what one client may hold.
     """
 
     def __init__(
@@ -58,6 +192,7 @@ class HttpService:
         *,
         ssl_context: ssl.SSLContext | None = None,
         trusted_proxies: Sequence[str] | None = None,
+        limits: ClientLimits = ADMIN_LIMITS,
     ) -> None:
         self._name = name
         self._sock = sock
@@ -74,8 +209,9 @@ class HttpService:
                 access_log=False,
                 lifespan="off",
                 loop="none",
-                http="httptools",
+                http=_bounded_by(limits),
                 ws="none",
+                timeout_keep_alive=max(1, math.ceil(limits.idle_seconds)),
                 server_header=False,
                 **options,
             )

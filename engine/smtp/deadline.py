@@ -5,8 +5,9 @@ chunk of a DATA body), each wait with a deadline. A timer handle per wait
 costs more than the wait itself, so one timer serves them all: it is armed
 again only when it would fire after a new, sooner deadline, or when it
 fires before the deadline of the wait under way. Shared by the server's
-listener (``engine.smtp.server``) and the client's connection
-(``smtp_out.connection``).
+listener (``engine.smtp.server``), the client's connection
+(``smtp_out.connection``) and the HTTP listeners' connections
+(``engine.runtime.http_serving``).
 """
 
 from __future__ import annotations

@@ -4,13 +4,27 @@ tracking edge are."""
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from engine.runtime.http_serving import HttpService, listening_socket
+from engine.runtime.http_serving import (
+    ADMIN_LIMITS,
+    EDGE_LIMITS,
+    ClientLimits,
+    HttpService,
+    listening_socket,
+)
+from tests.harness.conditions import wait_for
+
+LIMITS = ClientLimits(head_bytes=4096, head_seconds=0.5, request_seconds=1.0, idle_seconds=0.4)
+"""Short limits, so that each test sees them pass."""
+GIVE_UP = 10.0
+"""How long a test waits for the server to act on a limit before failing."""
 
 
 async def hello(scope: Any, receive: Any, send: Any) -> None:
@@ -53,7 +67,220 @@ async def test_requests_are_parsed_by_httptools_without_websockets() -> None:
     running = asyncio.create_task(service.run())
     assert await asyncio.to_thread(fetch, f"http://{host}:{port}/c/x") == b"/c/x"
     config = service._server.config
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
     assert config.ws_protocol_class is None
+    await service.stop(5)
+    await asyncio.wait_for(running, 10)
+
+
+def test_the_edge_holds_a_request_shorter_than_the_admin_listener() -> None:
+    assert EDGE_LIMITS.request_seconds < ADMIN_LIMITS.request_seconds
+    assert EDGE_LIMITS.head_bytes == ADMIN_LIMITS.head_bytes == 64 * 1024
+
+
+class Recorder:
+    """An ASGI application that reads the whole body, remembers what ``receive`` gave,
+    and answers with the body's length after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.events: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        size = 0
+        while True:
+            event = await receive()
+            self.events.append(event["type"])
+            if event["type"] == "http.disconnect":
+                return
+            size += len(event.get("body", b""))
+            if not event.get("more_body", False):
+                break
+        await asyncio.sleep(self.delay)
+        body = str(size).encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Recorder, str, int]]:
+    app = Recorder()
+    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    yield app, host, port
+    await service.stop(5)
+    await asyncio.wait_for(running, 10)
+
+
+async def until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), GIVE_UP)
+
+
+async def trickle(writer: asyncio.StreamWriter, pieces: list[bytes], gap: float) -> None:
+    """Sends ``pieces`` ``gap`` seconds apart, each read by the server at once."""
+    try:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(gap)
+    except ConnectionError:
+        return
+
+
+async def test_a_connection_that_sends_nothing_is_closed_when_idle(
+    served: tuple[Recorder, str, int],
+) -> None:
+    _, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    assert await until_closed(reader) == b""
+    assert time.monotonic() - started >= LIMITS.idle_seconds * 0.9
+    writer.close()
+
+
+async def test_a_head_sent_a_line_at_a_time_meets_its_deadline_not_a_read_timeout(
+    served: tuple[Recorder, str, int],
+) -> None:
+    app, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    lines = [b"GET / HTTP/1.1\r\nHost: x\r\n", *(b"X-Slow: %d\r\n" % n for n in range(100))]
+    started = time.monotonic()
+    sending = asyncio.create_task(trickle(writer, lines, LIMITS.head_seconds / 10))
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < LIMITS.head_seconds + 2
+    await sending
+    assert app.events == []
+    writer.close()
+
+
+async def test_a_head_larger_than_the_bound_is_refused_with_431(
+    served: tuple[Recorder, str, int],
+) -> None:
+    app, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * LIMITS.head_bytes)
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert app.events == []
+    writer.close()
+
+
+async def test_a_client_sending_an_endless_head_is_cut_off_near_the_bound(
+    served: tuple[Recorder, str, int],
+) -> None:
+    app, host, port = served
+    _, writer = await asyncio.open_connection(host, port)
+    piece = b"a" * 1024
+    endless = 10_000  # pieces: 10 MB, far past the bound
+    sent = 0
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    with pytest.raises(ConnectionError):
+        while sent < endless:
+            writer.write(piece)
+            await asyncio.wait_for(writer.drain(), GIVE_UP)
+            sent += 1
+    # What the kernels buffer on both ends of loopback, not what the server held.
+    assert sent < endless / 2
+    assert app.events == []
+    writer.close()
+
+
+async def test_a_body_sent_slowly_meets_the_request_deadline_and_the_app_sees_a_disconnect(
+    served: tuple[Recorder, str, int],
+) -> None:
+    app, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    head = b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    started = time.monotonic()
+    sending = asyncio.create_task(trickle(writer, [head, *[b"x" * 10] * 99], 0.05))
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < LIMITS.request_seconds + 2
+    await sending
+
+    async def disconnected() -> bool:
+        return "http.disconnect" in app.events
+
+    await wait_for(disconnected, "the application to see the client go")
+    writer.close()
+
+
+async def test_a_kept_connection_serves_requests_then_closes_when_idle(
+    served: tuple[Recorder, str, int],
+) -> None:
+    _, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    for _ in range(3):
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+        assert status.startswith(b"HTTP/1.1 200 ")
+        assert await asyncio.wait_for(reader.readexactly(1), GIVE_UP) == b"3"
+        await asyncio.sleep(LIMITS.idle_seconds / 2)  # within the idle deadline each time
+    assert await until_closed(reader) == b""
+    writer.close()
+
+
+async def test_pipelined_requests_and_a_large_body_are_served_whole(
+    served: tuple[Recorder, str, int],
+) -> None:
+    _, host, port = served
+    reader, writer = await asyncio.open_connection(host, port)
+    large = b"y" * (LIMITS.head_bytes * 64)
+    writer.write(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        + b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(large)
+        + large
+        + b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answer = await until_closed(reader)
+    assert answer.count(b"HTTP/1.1 200 ") == 3
+    assert answer.endswith(b"0")
+    assert str(len(large)).encode() in answer
+    writer.close()
+
+
+async def test_an_application_slower_than_every_limit_still_answers() -> None:
+    app = Recorder(delay=LIMITS.request_seconds * 1.5)
+    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\n2")
+    writer.close()
+    await service.stop(5)
+    await asyncio.wait_for(running, 10)
+
+
+async def answers_before_the_body(scope: Any, receive: Any, send: Any) -> None:
+    """Refuses every request without reading its body, as a size check does."""
+    assert scope["type"] == "http"
+    headers = [(b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_request_answered_before_its_body_ends_leaves_the_connection_idle() -> None:
+    limits = ClientLimits(request_seconds=60.0, idle_seconds=0.4)
+    sock = listening_socket("127.0.0.1", 0)
+    service = HttpService("edge", answers_before_the_body, sock, limits=limits)
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+    assert status.startswith(b"HTTP/1.1 413 ")
+    started = time.monotonic()
+    writer.write(b"0123456789")
+    assert await until_closed(reader) == b""  # idle, and nothing more said
+    assert time.monotonic() - started < limits.request_seconds / 10
+    writer.close()
     await service.stop(5)
     await asyncio.wait_for(running, 10)
