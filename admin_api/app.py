@@ -33,6 +33,7 @@ from starlette.types import ASGIApp
 
 from admin_api import docs_page, errors
 from admin_api.auth import api_services, bearer, is_operator
+from admin_api.body_bound import BodyLimitErrors
 from admin_api.dashboard_page import router as dashboard_router
 from admin_api.routes import (
     api_keys,
@@ -53,6 +54,13 @@ from admin_api.routes import (
 from admin_api.send_route import SendRoute
 from admin_api.services import ApiServices
 
+JSON_BODY_MAX_BYTES = 1024 * 1024
+"""The largest request body of a route that does not set its own: the JSON of a domain,
+a webhook, a list of suppressions. The sending routes take messages
+(``routes.messages.body_limit``), the uploads their files (recipient lists,
+suppression CSVs); a larger body is refused with 413 as soon as its declared length or
+its bytes pass the bound, before it is held."""
+
 ROUTERS = (
     api_keys.router,
     campaigns.router,
@@ -72,11 +80,12 @@ ROUTERS = (
 
 
 class AdminApp(FastAPI):
-    """The FastAPI application with ``SendRoute`` in front of its whole middleware stack."""
+    """The FastAPI application with ``SendRoute``, then ``BodyLimitErrors``, in front of
+    its whole middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
         services: ApiServices = self.state.services
-        return SendRoute(super().build_middleware_stack(), services)
+        return SendRoute(BodyLimitErrors(super().build_middleware_stack()), services)
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -92,6 +101,7 @@ def create_app(services: ApiServices) -> FastAPI:
         ),
         docs_url=None,
         redoc_url=None,
+        max_body_size=JSON_BODY_MAX_BYTES,
     )
     app.state.services = services
     errors.install(app)

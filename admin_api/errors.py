@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from engine.provisioning import (
     AlreadyExists,
@@ -174,7 +175,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(422, "invalid", "the body cannot be parsed")
     code = STATUS_CODES.get(exc.status_code, "error")
     headers = None if exc.headers is None else dict(exc.headers)
-    return error_response(exc.status_code, code, str(exc.detail), None, headers)
+    message = str(exc.detail)
+    bound = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    if exc.status_code == 413 and bound is not None:  # Starlette's body limit
+        message = body_too_large(bound)
+    return error_response(exc.status_code, code, message, None, headers)
+
+
+def body_too_large(limit: int) -> str:
+    """What a 413 for a request body past ``limit`` bytes says."""
+    return f"the request body is larger than {limit} bytes"
 
 
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:

@@ -33,8 +33,16 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_api.auth import TENANT_HEADER, authorized
-from admin_api.errors import ApiError, handler_of, internal_error
-from admin_api.routes.messages import IDEMPOTENCY_KEY_MAX, Accepted, MessageIn, peer_host, sent
+from admin_api.body_bound import refuse_body
+from admin_api.errors import handler_of, internal_error
+from admin_api.routes.messages import (
+    IDEMPOTENCY_KEY_MAX,
+    Accepted,
+    MessageIn,
+    body_limit,
+    peer_host,
+    sent,
+)
 from admin_api.services import ApiServices
 from engine.model import ApiScope
 
@@ -49,14 +57,6 @@ _IDEMPOTENCY_KEY: Final = b"idempotency-key"
 _TENANT: Final = TENANT_HEADER.lower().encode("latin-1")
 _CONTENT_LENGTH: Final = b"content-length"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
-FIELDS_ROOM: Final = 64 * 1024
-"""Bytes a request body may have beyond twice the largest message (``body_limit``)."""
-
-
-def body_limit(max_message_bytes: int) -> int:
-    """The largest ``POST /v1/messages`` body taken: its text and attachments, escaped
-    as JSON strings and base64, stay within twice the message they make."""
-    return 2 * max_message_bytes + FIELDS_ROOM
 
 
 class SendRoute:
@@ -77,11 +77,11 @@ class SendRoute:
         limit = body_limit(self._services.settings.submission.max_message_bytes)
         declared = headers.get(_CONTENT_LENGTH, "")
         if declared.isdigit() and int(declared) > limit:
-            await _refuse_size(scope, receive, send, limit)
+            await refuse_body(scope, receive, send, limit)
             return
         body, complete = await _body(receive, limit)
         if body is None:
-            await _refuse_size(scope, receive, send, limit)
+            await refuse_body(scope, receive, send, limit)
             return
         if not complete:
             return
@@ -178,14 +178,6 @@ async def _body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
         chunks.append(chunk)
         if not event.get("more_body", False):
             return b"".join(chunks), True
-
-
-async def _refuse_size(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    refused = ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
-    handler = handler_of(refused)
-    assert handler is not None
-    response = await handler(Request(scope), refused)
-    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

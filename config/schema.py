@@ -20,6 +20,8 @@ from pathlib import PurePath
 from typing import Any
 
 MIB = 1024 * 1024
+MESSAGE_BYTES_CEILING = 1024 * MIB
+"""The most ``submission.max_message_bytes`` may be."""
 BUILTIN_WARMUP_PLANS = ("standard",)
 """Names of the warmup plans shipped in ``engine.scheduler.warmup.BUILTIN_PLANS``."""
 
@@ -168,7 +170,10 @@ class SubmissionSettings:
         False, "Allow AUTH without TLS for clients connecting from 127.0.0.0/8 or ::1."
     )
     max_message_bytes: int = setting(
-        25 * MIB, "Largest message accepted (SIZE and actual bytes).", min=1024, max=1024 * MIB
+        25 * MIB,
+        "Largest message accepted (SIZE and actual bytes).",
+        min=1024,
+        max=MESSAGE_BYTES_CEILING,
     )
     max_recipients: int = setting(1000, "Most recipients in one transaction.", min=1, max=100000)
     max_commands: int = setting(

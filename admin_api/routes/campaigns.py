@@ -152,6 +152,7 @@ async def show_campaign(
 @router.post(
     "/campaigns/{campaign_id}/recipients",
     responses=responses(401, 403, 404, 409, 413, 415, 422, 429),
+    max_body_size=UPLOAD_MAX_BYTES,
 )
 async def add_recipients(
     request: Request,

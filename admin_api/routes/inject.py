@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.routes.messages import (
+    SENDING_BODY_CEILING,
     accept_outgoing,
     acceptor_of,
     composed,
@@ -93,6 +94,7 @@ class InjectResult(BaseModel):
     "/api/inject/v1",
     summary="Inject messages (KumoMTA's API)",
     responses=responses(401, 403, 413, 422, 429, 503),
+    max_body_size=SENDING_BODY_CEILING,
 )
 async def inject(
     body: InjectRequest,

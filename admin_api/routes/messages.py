@@ -40,6 +40,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from admin_api.auth import Caller, Scope, api_services, tenant_caller
 from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
+from config.schema import MESSAGE_BYTES_CEILING
 from engine.model import Tenant
 from engine.submission.acceptance import Reception
 from engine.submission.acceptor import (
@@ -205,6 +206,22 @@ class MessageOut(BaseModel):
 
 IDEMPOTENCY_KEY_MAX = 255
 """The longest ``Idempotency-Key``."""
+FIELDS_ROOM = 64 * 1024
+"""Bytes a request body may have beyond twice the largest message (``body_limit``)."""
+
+
+def body_limit(max_message_bytes: int) -> int:
+    """The largest body taken by the sending routes (``POST /v1/messages``, KumoMTA's
+    injection): its text and attachments, escaped as JSON strings and base64, stay
+    within twice the message they make. ``admin_api.send_route`` holds every such body
+    to it before anything else."""
+    return 2 * max_message_bytes + FIELDS_ROOM
+
+
+SENDING_BODY_CEILING = body_limit(MESSAGE_BYTES_CEILING)
+"""The sending routes' own ``max_body_size``, above the application's: the body
+bound of the largest message that can be configured (``body_limit`` holds them to
+the configured one first)."""
 _RAW_ONLY = frozenset({"from_", "to", "tags", "metadata", "send_at", "raw"})
 
 
@@ -213,6 +230,7 @@ _RAW_ONLY = frozenset({"from_", "to", "tags", "metadata", "send_at", "raw"})
     status_code=202,
     summary="Send a message",
     responses=responses(401, 403, 409, 413, 422, 429, 503),
+    max_body_size=SENDING_BODY_CEILING,
 )
 async def send_message(
     body: MessageIn,

@@ -186,6 +186,7 @@ async def remove_suppression(
     "/suppressions/import",
     summary="Suppress the addresses of a CSV",
     responses=responses(401, 403, 413, 415, 422, 429),
+    max_body_size=IMPORT_MAX_BYTES,
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -15,7 +15,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from admin_api.app import create_app
-from admin_api.send_route import INJECT_PATH, PATH, SendRoute, body_limit
+from admin_api.routes.messages import body_limit
+from admin_api.send_route import INJECT_PATH, PATH, SendRoute
 from admin_api.services import ApiServices
 from engine.clock import FakeClock
 from engine.model import ApiScope, SendingDomain, Tenant
