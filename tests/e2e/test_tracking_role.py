@@ -1,10 +1,13 @@
 """``penguin run --role tracking`` runs the tracking edge alone; role all runs it beside
-submission and delivery when ``tracking.listen`` is set, in one process of several."""
+submission and delivery when ``tracking.listen`` is set, in one process of several; both
+HTTP listeners hold clients to the limits of ``engine.runtime.http_serving``."""
 
 from __future__ import annotations
 
 import http.client
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,27 @@ def test_the_tracking_role_without_an_address_is_a_config_error(tmp_path: Path) 
     assert done.returncode == 1
     assert f"config error: {config}: tracking.listen: expected host:port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def answer_to(address: tuple[str, int], sent: bytes) -> tuple[bytes, float]:
+    """What the listener sends after ``sent`` until it closes, and how long that took."""
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(sent)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer, time.monotonic() - started
+
+
+def test_both_http_listeners_bound_a_head_and_close_an_idle_connection(
+    tmp_path: Path, engine_factory: list[EngineProcess]
+) -> None:
+    engine = start_engine(engine_factory, write_config(tmp_path))
+    endless_head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (64 * 1024)
+    for address in (engine.tracking, engine.admin):
+        answer, _ = answer_to(address, endless_head)
+        assert answer.startswith(b"HTTP/1.1 431 "), address
+        answer, waited = answer_to(address, b"")
+        assert answer == b"" and 4 < waited < 15, (address, waited)
+    assert engine.terminate() == 0
