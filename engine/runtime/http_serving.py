@@ -1,6 +1,6 @@
 """An ASGI application served by uvicorn inside the engine's event loop, as a ``Service``.
 
-The admin listener (``admin_api``) and, later, the tracking edge each build an
+The admin listener (``admin_api``) and the tracking edge (``tracking_edge``) each build an
 ASGI application; the composition root serves it here, on a socket it bound
 beforehand (``listening_socket``) so that an address in use is an ``OSError``
 at binding rather than uvicorn's exit. uvicorn's signal handling is off: the
