@@ -66,11 +66,18 @@ EDGE_LIMITS = ClientLimits(request_seconds=30.0)
 """The tracking edge's: its requests are a line, a few header fields, a form at most."""
 
 
+LINGER_SECONDS = 5.0
+"""How long a refused client's further bytes are read and dropped (see ``_refuse``)."""
+LINGER_BYTES = 1024 * 1024
+"""How many of them, at most."""
+
+
 class _Phase(enum.Enum):
     IDLE = "idle"
     HEAD = "head"
     BODY = "body"
     ANSWERING = "answering"
+    LINGERING = "lingering"
 
 
 class _BoundedHttpProtocol(HttpToolsProtocol):
@@ -85,6 +92,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._phase = _Phase.IDLE
         self._head_bytes = 0
+        self._head_size = 0
         self._request_deadline = 0.0
         self._deadline = DeadlineTimer(self.loop, self._expired)
         self._deadline.start(self.loop.time() + self.limits.idle_seconds)
@@ -94,6 +102,11 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._phase is _Phase.LINGERING:
+            self._head_bytes += len(data)
+            if self._head_bytes > LINGER_BYTES:
+                self.transport.close()
+            return
         if self._phase is not _Phase.BODY:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -102,14 +115,30 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_size = 0
         self._phase = _Phase.HEAD
         now = self.loop.time()
         self._request_deadline = now + self.limits.request_seconds
         self._deadline.stop()
         self._deadline.start(now + self.limits.head_seconds)
 
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._head_size += len(name) + len(value) + 4
+
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
+        if self._head_size > self.limits.head_bytes:  # whole, within the bytes of one read
+            app, self.app = self.app, _head_too_large
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
         self._phase = _Phase.BODY
         self._head_bytes = 0
         self._deadline.stop()
@@ -134,14 +163,18 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self._deadline.start(self.loop.time() + self.limits.idle_seconds)
 
     def _expired(self) -> None:
-        if self._phase is _Phase.IDLE:
+        if self._phase in (_Phase.IDLE, _Phase.LINGERING):
             self.transport.close()
         elif self._phase is not _Phase.ANSWERING:
             self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer ``status`` when no response is under way, then close: the request's
-        application, if it runs, sees a disconnect."""
+        application, if it runs, sees a disconnect. Closing a socket with unread bytes
+        resets the connection, and the client would lose the answer with them, so the
+        connection is half-closed first and what the client still sends is read and
+        dropped until it closes, for ``LINGER_SECONDS`` and ``LINGER_BYTES`` at most
+        (nginx's lingering close); over TLS, which cannot half-close, it closes at once."""
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -160,8 +193,29 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         if cycle is not None and not in_head:
             cycle.disconnected = True
             cycle.message_event.set()
-        self._phase = _Phase.IDLE
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self._phase = _Phase.IDLE
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._phase = _Phase.LINGERING
+        self._head_bytes = 0
+        self.flow.resume_reading()
+        self._deadline.stop()
+        self._deadline.start(self.loop.time() + LINGER_SECONDS)
+
+
+async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
+    """The answer to a request whose head came whole but over the bound (as uvicorn
+    answers a request over its concurrency limit: by the application it runs)."""
+    text = b"Request Header Fields Too Large"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(text)).encode("ascii")),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
 
 
 def _bounded_by(limits: ClientLimits) -> type[_BoundedHttpProtocol]:
