@@ -144,12 +144,15 @@ def flattened(fields: Sequence[tuple[str, str]], payload: str) -> bytes:
     without the stdlib's message and the generator's parsing of each field: fields as
     set, lines ended by CRLF, the payload's line ends made CRLF."""
     head = "".join(f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in fields)
-    if "\r" not in payload:  # LF line ends only, as the body encoder writes them
-        return (head + CRLF + payload.replace("\n", CRLF)).encode("ascii")
-    return (head + CRLF + CRLF.join(_LINE_END.split(payload))).encode("ascii")
+    return (head + CRLF + _lf_ended(payload).replace("\n", CRLF)).encode("ascii")
 
 
-_LINE_END = re.compile(r"\r\n|\r|\n")
+def _lf_ended(text: str) -> str:
+    """``text`` with every line end (CRLF, CR or LF, matched left to right as the
+    generator and ``str.splitlines`` match them) made LF."""
+    if "\r" not in text:
+        return text
+    return text.replace(CRLF, "\n").replace("\r", "\n")
 
 
 def _drop_part_mime_version(part: MIMEPart) -> None:
@@ -348,6 +351,6 @@ def _boundary(bodies: Sequence[str]) -> str:
 def _text_cte(text: str) -> str:
     """Quoted-printable unless the text is short-lined ASCII: every line of the
     message stays within 998 octets, and 8-bit data needs no 8BITMIME."""
-    if text.isascii() and max(map(len, _LINE_END.split(text)), default=0) <= 76:
+    if text.isascii() and max(map(len, _lf_ended(text).split("\n")), default=0) <= 76:
         return "7bit"
     return "quoted-printable"

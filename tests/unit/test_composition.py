@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import random
+import re
 from email import policy
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
@@ -364,3 +365,8 @@ def test_an_unstructured_value_is_written_as_the_stdlib_header_writes_it(
     header = Header(value, charset, maxlinelen=78, header_name=name)
     stdlib = header.encode(splitchars=" ", linesep="\r\n").removeprefix("\r\n ")
     assert composition._unstructured(name, value) == stdlib
+
+
+@given(st.text(st.sampled_from("a\r\n\f"), max_size=40))
+def test_line_ends_are_found_as_the_generator_finds_them(text: str) -> None:
+    assert composition._lf_ended(text).split("\n") == re.split(r"\r\n|\r|\n", text)
