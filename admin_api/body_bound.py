@@ -42,7 +42,7 @@ class BodyLimitErrors:
 
         async def sent(message: Message) -> None:
             nonlocal replacing
-            if message["type"] == "http.response.start" and _plain_413(message):
+            if message["type"] == "http.response.start" and _plain_413(message, scope):
                 replacing = True
             elif not replacing:
                 await send(message)
@@ -52,8 +52,8 @@ class BodyLimitErrors:
         await self.app(scope, receive, sent)
 
 
-def _plain_413(start: Message) -> bool:
-    if start["status"] != 413:
+def _plain_413(start: Message, scope: Scope) -> bool:
+    if start["status"] != 413 or MAX_BODY_SIZE_SCOPE_KEY not in scope:
         return False
     for name, value in start.get("headers", ()):
         if name.lower() == b"content-type":

@@ -148,8 +148,9 @@ def flattened(fields: Sequence[tuple[str, str]], payload: str) -> bytes:
 
 
 def _lf_ended(text: str) -> str:
-    """``text`` with every line end (CRLF, CR or LF, matched left to right as the
-    generator and ``str.splitlines`` match them) made LF."""
+    """``text`` with every line end made LF: CRLF, CR or LF, matched left to right as
+    the generator matches them (not as ``str.splitlines``, which also ends a line at a
+    form feed)."""
     if "\r" not in text:
         return text
     return text.replace(CRLF, "\n").replace("\r", "\n")
