@@ -169,12 +169,13 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:
-        """Answer ``status`` when no response is under way, then close: the request's
-        application, if it runs, sees a disconnect. Closing a socket with unread bytes
-        resets the connection, and the client would lose the answer with them, so the
-        connection is half-closed first and what the client still sends is read and
-        dropped until it closes, for ``LINGER_SECONDS`` and ``LINGER_BYTES`` at most
-        (nginx's lingering close); over TLS, which cannot half-close, it closes at once."""
+        """Answer ``status``, then close; a response under way is cut short instead, and
+        the request's application, if it runs, sees a disconnect. Closing a socket with
+        unread bytes resets the connection, and the client would lose the answer with
+        them, so the connection is half-closed first and what the client still sends is
+        read and dropped until it closes, for ``LINGER_SECONDS`` and ``LINGER_BYTES`` at
+        most (nginx's lingering close); over TLS, which cannot half-close, it closes at
+        once."""
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -183,6 +184,9 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             under_way = cycle is not None and not cycle.response_complete
         else:
             under_way = cycle.response_started
+        if cycle is not None and (under_way or not in_head):
+            cycle.disconnected = True  # its application's further sends are dropped
+            cycle.message_event.set()
         if not under_way:
             text = reason.encode("ascii")
             self.transport.write(
@@ -190,10 +194,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                 % (status, text, len(text), text)
             )
-        if cycle is not None and not in_head:
-            cycle.disconnected = True
-            cycle.message_event.set()
-        if not self.transport.can_write_eof():
+        if under_way or not self.transport.can_write_eof():  # nothing to linger for
             self._phase = _Phase.IDLE
             self.transport.close()
             return

@@ -102,6 +102,7 @@ class Recorder:
         headers = [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        self.events.append("answered")
 
 
 @pytest.fixture
@@ -298,6 +299,30 @@ async def test_a_request_answered_before_its_body_ends_leaves_the_connection_idl
     writer.write(b"0123456789")
     assert await until_closed(reader) == b""  # idle, and nothing more said
     assert time.monotonic() - started < limits.request_seconds / 10
+    writer.close()
+    await service.stop(5)
+    await asyncio.wait_for(running, 10)
+
+
+async def test_a_late_head_behind_a_slow_answer_closes_without_breaking_the_application(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Recorder(delay=LIMITS.head_seconds * 3)
+    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n")  # the 2nd never ends
+    assert await until_closed(reader) == b""  # cut short: no 408 inside the first answer
+
+    def failed() -> bool:
+        return any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
+
+    async def ended() -> bool:
+        return "answered" in app.events or failed()
+
+    await wait_for(ended, "the first request's application to end")
+    assert not failed()
     writer.close()
     await service.stop(5)
     await asyncio.wait_for(running, 10)
