@@ -17,7 +17,7 @@ has no effect, so every other request is passed on, its body replayed, to the
 route, which answers it as it always has (401 without a credential, 422 naming
 the field, ...). Either way the body is read here first (KumoMTA's injection
 route's too, then passed on), and a body larger than
-``body_limit`` (twice the largest message, and room for the fields around it)
+``routes.messages.body_limit`` (twice the largest message, and room for the fields around it)
 is refused with 413 as soon as its declared length or its bytes say so, before
 anything else: no request holds more of the server's memory than that.
 Authentication comes first in both ways (FastAPI solves the route's

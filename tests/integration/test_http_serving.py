@@ -4,6 +4,7 @@ tracking edge are."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -105,20 +106,39 @@ class Recorder:
         self.events.append("answered")
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Any, limits: ClientLimits = LIMITS) -> AsyncIterator[tuple[str, int]]:
+    """``app`` served with ``limits`` on a loopback port, until the block ends."""
+    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=limits)
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    try:
+        yield host, port
+    finally:
+        await service.stop(5)
+        await asyncio.wait_for(running, 10)
+
+
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Recorder, str, int]]:
     app = Recorder()
-    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
-    [(host, port)] = await service.start()
-    running = asyncio.create_task(service.run())
-    yield app, host, port
-    await service.stop(5)
-    await asyncio.wait_for(running, 10)
+    async with serving(app) as (host, port):
+        yield app, host, port
 
 
 async def until_closed(reader: asyncio.StreamReader) -> bytes:
     """Everything the server sends until it closes the connection."""
     return await asyncio.wait_for(reader.read(), GIVE_UP)
+
+
+async def answer_to(host: str, port: int, sent: bytes) -> bytes:
+    """What the server sends a client that sends ``sent`` at once, until it closes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(sent)
+    try:
+        return await until_closed(reader)
+    finally:
+        writer.close()
 
 
 async def trickle(writer: asyncio.StreamWriter, pieces: list[bytes], gap: float) -> None:
@@ -130,6 +150,22 @@ async def trickle(writer: asyncio.StreamWriter, pieces: list[bytes], gap: float)
             await asyncio.sleep(gap)
     except ConnectionError:
         return
+
+
+async def answer_to_trickle(
+    host: str, port: int, pieces: list[bytes], gap: float
+) -> tuple[bytes, float]:
+    """What the server sends a client trickling ``pieces`` (``trickle``) until it closes,
+    and after how many seconds; the client stops sending then, the server having
+    half-closed while it still sent."""
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    sending = asyncio.create_task(trickle(writer, pieces, gap))
+    answer = await until_closed(reader)
+    waited = time.monotonic() - started
+    sending.cancel()
+    writer.close()
+    return answer, waited
 
 
 async def test_a_connection_that_sends_nothing_is_closed_when_idle(
@@ -147,28 +183,22 @@ async def test_a_head_sent_a_line_at_a_time_meets_its_deadline_not_a_read_timeou
     served: tuple[Recorder, str, int],
 ) -> None:
     app, host, port = served
-    reader, writer = await asyncio.open_connection(host, port)
     lines = [b"GET / HTTP/1.1\r\nHost: x\r\n", *(b"X-Slow: %d\r\n" % n for n in range(100))]
-    started = time.monotonic()
-    sending = asyncio.create_task(trickle(writer, lines, LIMITS.head_seconds / 10))
-    answer = await until_closed(reader)
+    answer, waited = await answer_to_trickle(host, port, lines, LIMITS.head_seconds / 10)
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - started < LIMITS.head_seconds + 2
-    sending.cancel()  # still sending: the answer came first (the server half-closed)
+    assert waited < LIMITS.head_seconds + 2
     assert app.events == []
-    writer.close()
 
 
 async def test_a_head_larger_than_the_bound_is_refused_with_431(
     served: tuple[Recorder, str, int],
 ) -> None:
     app, host, port = served
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * LIMITS.head_bytes)
-    answer = await until_closed(reader)
+    answer = await answer_to(
+        host, port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * LIMITS.head_bytes
+    )
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert app.events == []
-    writer.close()
 
 
 @pytest.mark.parametrize(
@@ -179,13 +209,11 @@ async def test_a_client_sending_its_whole_oversized_head_at_once_reads_the_431(
     served: tuple[Recorder, str, int], times: int
 ) -> None:
     _, host, port = served
+    head = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (LIMITS.head_bytes * times) + b"\r\n\r\n"
+    )
     for _ in range(5):  # closing with its bytes unread would reset the connection
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (LIMITS.head_bytes * times))
-        writer.write(b"\r\n\r\n")
-        answer = await until_closed(reader)
-        assert answer.startswith(b"HTTP/1.1 431 ")
-        writer.close()
+        assert (await answer_to(host, port, head)).startswith(b"HTTP/1.1 431 ")
 
 
 async def test_a_client_sending_an_endless_head_is_cut_off_near_the_bound(
@@ -212,20 +240,15 @@ async def test_a_body_sent_slowly_meets_the_request_deadline_and_the_app_sees_a_
     served: tuple[Recorder, str, int],
 ) -> None:
     app, host, port = served
-    reader, writer = await asyncio.open_connection(host, port)
     head = b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
-    started = time.monotonic()
-    sending = asyncio.create_task(trickle(writer, [head, *[b"x" * 10] * 99], 0.05))
-    answer = await until_closed(reader)
+    answer, waited = await answer_to_trickle(host, port, [head, *[b"x" * 10] * 99], 0.05)
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - started < LIMITS.request_seconds + 2
-    sending.cancel()
+    assert waited < LIMITS.request_seconds + 2
 
     async def disconnected() -> bool:
         return "http.disconnect" in app.events
 
     await wait_for(disconnected, "the application to see the client go")
-    writer.close()
 
 
 async def test_a_kept_connection_serves_requests_then_closes_when_idle(
@@ -247,34 +270,28 @@ async def test_pipelined_requests_and_a_large_body_are_served_whole(
     served: tuple[Recorder, str, int],
 ) -> None:
     _, host, port = served
-    reader, writer = await asyncio.open_connection(host, port)
     large = b"y" * (LIMITS.head_bytes * 64)
-    writer.write(
+    answer = await answer_to(
+        host,
+        port,
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
         + b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(large)
         + large
-        + b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        + b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
-    answer = await until_closed(reader)
     assert answer.count(b"HTTP/1.1 200 ") == 3
     assert answer.endswith(b"0")
     assert str(len(large)).encode() in answer
-    writer.close()
 
 
 async def test_an_application_slower_than_every_limit_still_answers() -> None:
     app = Recorder(delay=LIMITS.request_seconds * 1.5)
-    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
-    [(host, port)] = await service.start()
-    running = asyncio.create_task(service.run())
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
-    answer = await until_closed(reader)
+    async with serving(app) as (host, port):
+        answer = await answer_to(
+            host, port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+        )
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert answer.endswith(b"\r\n\r\n2")
-    writer.close()
-    await service.stop(5)
-    await asyncio.wait_for(running, 10)
 
 
 async def answers_before_the_body(scope: Any, receive: Any, send: Any) -> None:
@@ -287,33 +304,22 @@ async def answers_before_the_body(scope: Any, receive: Any, send: Any) -> None:
 
 async def test_a_request_answered_before_its_body_ends_leaves_the_connection_idle() -> None:
     limits = ClientLimits(request_seconds=60.0, idle_seconds=0.4)
-    sock = listening_socket("127.0.0.1", 0)
-    service = HttpService("edge", answers_before_the_body, sock, limits=limits)
-    [(host, port)] = await service.start()
-    running = asyncio.create_task(service.run())
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
-    status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
-    assert status.startswith(b"HTTP/1.1 413 ")
-    started = time.monotonic()
-    writer.write(b"0123456789")
-    assert await until_closed(reader) == b""  # idle, and nothing more said
-    assert time.monotonic() - started < limits.request_seconds / 10
-    writer.close()
-    await service.stop(5)
-    await asyncio.wait_for(running, 10)
+    async with serving(answers_before_the_body, limits) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+        assert status.startswith(b"HTTP/1.1 413 ")
+        started = time.monotonic()
+        writer.write(b"0123456789")
+        assert await until_closed(reader) == b""  # idle, and nothing more said
+        assert time.monotonic() - started < limits.request_seconds / 10
+        writer.close()
 
 
 async def test_a_late_head_behind_a_slow_answer_closes_without_breaking_the_application(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = Recorder(delay=LIMITS.head_seconds * 3)
-    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=LIMITS)
-    [(host, port)] = await service.start()
-    running = asyncio.create_task(service.run())
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n")  # the 2nd never ends
-    assert await until_closed(reader) == b""  # cut short: no 408 inside the first answer
 
     def failed() -> bool:
         return any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
@@ -321,8 +327,10 @@ async def test_a_late_head_behind_a_slow_answer_closes_without_breaking_the_appl
     async def ended() -> bool:
         return "answered" in app.events or failed()
 
-    await wait_for(ended, "the first request's application to end")
+    async with serving(app) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n")  # 2nd: no end
+        assert await until_closed(reader) == b""  # cut short: no 408 inside the first answer
+        await wait_for(ended, "the first request's application to end")
+        writer.close()
     assert not failed()
-    writer.close()
-    await service.stop(5)
-    await asyncio.wait_for(running, 10)
