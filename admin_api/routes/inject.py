@@ -34,6 +34,7 @@ from admin_api.routes.messages import (
     sending_domains,
 )
 from admin_api.services import ApiServices
+from engine.submission.acceptance import HeaderField
 from engine.submission.acceptor import Outgoing, Refused, check_envelope
 from engine.submission.composition import Attachment, Draft, Mailbox, raw_message
 from engine.submission.templating import TemplateProblem, render
@@ -121,10 +122,10 @@ async def inject(
             errors.append(f"{recipient.email}: {exc.reply.text}")
             continue
         variables = _variables(body, recipient)
-        raw = _message(body.content, recipient, variables, attachments, index)
+        raw, header_fields = _message(body.content, recipient, variables, attachments, index)
         if len(raw) > limit:
             raise ApiError(413, "too_large", f"the message is larger than {limit} bytes")
-        outgoing.append(Outgoing(raw, [recipient.email]))
+        outgoing.append(Outgoing(raw, [recipient.email], header_fields))
     accepted: dict[str, Any] = {"messages": [], "suppressed": []}
     if outgoing:
         accepted = await accept_outgoing(
@@ -163,7 +164,8 @@ def _message(
     variables: dict[str, Any] | None,
     attachments: tuple[Attachment, ...],
     index: int,
-) -> bytes:
+) -> tuple[bytes, list[HeaderField] | None]:
+    """The message to ``recipient`` and, when composed here, its header fields."""
     if isinstance(content, str):
         text = content
         if variables is not None:
@@ -171,7 +173,7 @@ def _message(
                 text = render(content, variables, "content")
             except TemplateProblem as exc:
                 raise ApiError(422, "invalid", exc.message, field=exc.field) from exc
-        return raw_message(text)
+        return raw_message(text), None
     draft = Draft(
         sender=Mailbox(content.from_.email, content.from_.name or ""),
         to=(Mailbox(recipient.email, recipient.name or ""),),

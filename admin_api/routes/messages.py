@@ -42,7 +42,7 @@ from admin_api.errors import ApiError, responses
 from admin_api.services import ApiServices
 from config.schema import MESSAGE_BYTES_CEILING
 from engine.model import Tenant
-from engine.submission.acceptance import Reception
+from engine.submission.acceptance import HeaderField, Reception
 from engine.submission.acceptor import (
     Acceptor,
     Idempotency,
@@ -58,7 +58,7 @@ from engine.submission.composition import (
     CompositionError,
     Draft,
     Mailbox,
-    compose,
+    composed_message,
     raw_message,
 )
 from engine.submission.templating import TemplateProblem, render_draft
@@ -284,7 +284,8 @@ async def sent(
         drafts = _drafts(body)
         outgoing, fields = [], []
         for draft in drafts:
-            outgoing.append(Outgoing(composed(draft), draft.recipients))
+            raw, header_fields = composed(draft)
+            outgoing.append(Outgoing(raw, draft.recipients, header_fields))
             fields.append(_recipient_fields(body, draft))
     count = sum(len(o.recipients) for o in outgoing)
     if count > services.settings.submission.max_recipients:
@@ -407,10 +408,11 @@ def rendered(
         raise ApiError(422, "invalid", exc.message, field=field_of(exc.field)) from exc
 
 
-def composed(draft: Draft, field_of: Callable[[str], str] = str) -> bytes:
-    """The raw message of ``draft``; a 422 naming ``field_of(its field)``."""
+def composed(draft: Draft, field_of: Callable[[str], str] = str) -> tuple[bytes, list[HeaderField]]:
+    """The raw message of ``draft`` and its header fields; a 422 naming
+    ``field_of(its field)``."""
     try:
-        return compose(draft)
+        return composed_message(draft)
     except CompositionError as exc:
         raise ApiError(422, "invalid", exc.message, field=field_of(exc.field)) from exc
 

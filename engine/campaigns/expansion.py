@@ -54,7 +54,7 @@ from engine.model import (
 from engine.provisioning import Operations
 from engine.service import Address, Health
 from engine.store import Store
-from engine.submission.acceptance import Reception
+from engine.submission.acceptance import HeaderField, Reception
 from engine.submission.acceptor import (
     Acceptor,
     Idempotency,
@@ -64,7 +64,7 @@ from engine.submission.acceptor import (
     OverQuota,
     Refused,
 )
-from engine.submission.composition import CompositionError, Mailbox, compose
+from engine.submission.composition import CompositionError, Mailbox, composed_message
 from engine.submission.templating import CompiledDraft, TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,8 @@ class Expansion:
         outgoing: list[Outgoing] = []
         for row in rows:
             try:
-                outgoing.append(Outgoing(self._message(campaign, row), [row.address]))
+                raw, fields = self._message(campaign, row)
+                outgoing.append(Outgoing(raw, [row.address], fields))
                 sent.append(row)
             except (TemplateProblem, CompositionError) as exc:
                 marks.append(RecipientMark(row.row, RecipientStatus.FAILED, reason=str(exc)))
@@ -234,7 +235,9 @@ class Expansion:
             return None
         return sorted([*marks, *_marks(sent, receipt)], key=lambda m: m.row)
 
-    def _message(self, campaign: Campaign, row: CampaignRecipient) -> bytes:
+    def _message(
+        self, campaign: Campaign, row: CampaignRecipient
+    ) -> tuple[bytes, list[HeaderField]]:
         compiled = self._templates.get(campaign.id)
         if compiled is None:
             compiled = CompiledDraft(campaign_draft(campaign.template), "template.")
@@ -243,7 +246,7 @@ class Expansion:
         draft = replace(
             draft, to=(Mailbox(row.address),), campaign=campaign.name, priority=campaign.priority
         )
-        return compose(draft)
+        return composed_message(draft)
 
     def _reception(self, campaign: Campaign) -> Reception:
         return Reception(

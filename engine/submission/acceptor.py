@@ -132,6 +132,9 @@ class Outgoing:
 
     raw: bytes
     recipients: Sequence[str]
+    fields: Sequence[HeaderField] | None = None
+    """Its header fields (``parse_header_fields(raw)``) where the sender knows them, as
+    for a composed message (``composition.composed_message``); else read from ``raw``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,9 @@ class Acceptor:
                 sender=request.sender,
                 recipients=message.recipients,
                 raw=message.raw,
-                fields=checked_fields(message.raw, request.sender, request.domains, index),
+                fields=checked_fields(
+                    message.raw, request.sender, request.domains, index, message.fields
+                ),
                 submission_id=new_submission_id(now, self._rng),
                 now=now,
                 reception=request.reception,
@@ -345,12 +350,17 @@ def check_envelope(
 
 
 def checked_fields(
-    raw: bytes, sender: str, domains: frozenset[str], message: int = 0
-) -> list[HeaderField]:
-    """The header fields of ``raw``; ``Refused`` when its header section cannot be
-    signed, or (but for the null sender) its From is not on ``domains``."""
+    raw: bytes,
+    sender: str,
+    domains: frozenset[str],
+    message: int = 0,
+    known: Sequence[HeaderField] | None = None,
+) -> Sequence[HeaderField]:
+    """The header fields of ``raw`` (``known``, when given, are they); ``Refused`` when
+    its header section cannot be signed, or (but for the null sender) its From is not
+    on ``domains``."""
     try:
-        fields = parse_header_fields(raw)
+        fields = parse_header_fields(raw) if known is None else known
     except MalformedHeader as exc:
         reply = Reply(550, "5.6.0", f"Malformed header field: {exc}")
         raise Refused(reply, message=message, header=True) from exc

@@ -30,7 +30,7 @@ from email.header import Header
 from email.message import EmailMessage, MIMEPart
 from email.utils import formataddr
 
-from engine.submission.acceptance import PRIORITY_HEADER
+from engine.submission.acceptance import PRIORITY_HEADER, HeaderField, parse_header_fields
 from engine.submission.address_policy import recipient_problem
 
 OWNED_HEADERS = frozenset(
@@ -106,6 +106,13 @@ class Draft:
 
 def compose(draft: Draft) -> bytes:
     """The raw message of ``draft``; ``CompositionError`` naming a bad field."""
+    return composed_message(draft)[0]
+
+
+def composed_message(draft: Draft) -> tuple[bytes, list[HeaderField]]:
+    """``compose(draft)`` and its header fields as ``parse_header_fields`` reads them
+    back: known as they are written, so that acceptance need not read them again
+    (``Outgoing.fields``)."""
     check_draft(draft)
     fields = _header_fields(draft)
     if draft.attachments:
@@ -115,7 +122,8 @@ def compose(draft: Draft) -> bytes:
         _set_bodies(message, draft)
         for part in message.iter_parts() if message.is_multipart() else ():
             _drop_part_mime_version(part)
-        return message.as_bytes(policy=SMTP_POLICY)
+        raw = message.as_bytes(policy=SMTP_POLICY)
+        return raw, parse_header_fields(raw)
     body_fields, payload = _text_bodies(draft)
     return flattened([*fields, *body_fields], payload)
 
@@ -138,13 +146,26 @@ def _header_fields(draft: Draft) -> list[tuple[str, str]]:
     return fields
 
 
-def flattened(fields: Sequence[tuple[str, str]], payload: str) -> bytes:
+def flattened(fields: Sequence[tuple[str, str]], payload: str) -> tuple[bytes, list[HeaderField]]:
     """What ``EmailMessage.as_bytes(policy=SMTP_POLICY)`` gives for a message of the
     raw header ``fields`` (``set_raw``) and the ASCII ``payload`` (``_text_bodies``),
     without the stdlib's message and the generator's parsing of each field: fields as
-    set, lines ended by CRLF, the payload's line ends made CRLF."""
-    head = "".join(f"{name}: {CRLF.join(value.splitlines())}{CRLF}" for name, value in fields)
-    return (head + CRLF + _lf_ended(payload).replace("\n", CRLF)).encode("ascii")
+    set, lines ended by CRLF, the payload's line ends made CRLF; with the header
+    fields as ``parse_header_fields`` reads them back (a value written on several
+    lines reads back unfolded)."""
+    lines = []
+    read_back = []
+    start = 0
+    for name, value in fields:
+        folded = CRLF.join(value.splitlines())
+        line = f"{name}: {folded}{CRLF}"
+        end = start + len(line)
+        unfolded = folded.replace(CRLF, "").strip()
+        read_back.append(HeaderField(name, unfolded, start, end, start + len(name)))
+        lines.append(line)
+        start = end
+    lines += (CRLF, _lf_ended(payload).replace("\n", CRLF))
+    return "".join(lines).encode("ascii"), read_back
 
 
 def _lf_ended(text: str) -> str:

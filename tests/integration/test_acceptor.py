@@ -26,6 +26,7 @@ from engine.submission.acceptor import (
     Outgoing,
     Refused,
 )
+from engine.submission.composition import Draft, Mailbox, composed_message
 from engine.submission.spool import Spool
 
 DOMAINS = frozenset({"acme.example"})
@@ -115,6 +116,41 @@ async def test_one_request_may_hold_several_messages_stored_together(world: Worl
         assert found is not None
         bodies.append(await world.store.get_body(found[0].submission_id))
     assert b"Subject: one" in (bodies[0] or b"") and b"Subject: two" in (bodies[1] or b"")
+
+
+async def test_a_composed_message_is_accepted_on_the_fields_it_was_written_with(
+    world: World,
+) -> None:
+    draft = Draft(
+        sender=Mailbox("news@acme.example"),
+        to=(Mailbox("a@dest.example"),),
+        subject="spring",
+        text="hello",
+        campaign="spring",
+    )
+    message, fields = composed_message(draft)
+    receipt = await accept(world, Outgoing(message, ["a@dest.example"], fields))
+    found = await world.store.tenant_message(world.tenant.id, receipt["messages"][0]["id"])
+    assert found is not None
+    assert found[0].queue == "spring:acme@dest.example"
+    body = await world.store.get_body(found[0].submission_id) or b""
+    assert b"X-Campaign" not in body  # cut at the span the composer wrote it at
+    assert b"Subject: spring\r\nMIME-Version: 1.0\r\n" in body and body.endswith(
+        b"\r\n\r\nhello\r\n"
+    )
+
+
+async def test_known_header_fields_are_checked_as_read_ones_are(world: World) -> None:
+    message, _ = composed_message(
+        Draft(sender=Mailbox("news@acme.example"), to=(Mailbox("a@dest.example"),), text="x")
+    )
+    _, elsewhere = composed_message(
+        Draft(sender=Mailbox("news@other.example"), to=(Mailbox("a@dest.example"),), text="x")
+    )
+    with pytest.raises(Refused) as refused:
+        await accept(world, Outgoing(message, ["a@dest.example"], elsewhere))
+    assert refused.value.reply.code == 550 and refused.value.header
+    assert await world.store.tenant_messages(world.tenant.id, 10) == []
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.submission import composition
-from engine.submission.acceptance import from_domains, parse_header_fields
+from engine.submission.acceptance import HeaderField, from_domains, parse_header_fields
 from engine.submission.composition import (
     Attachment,
     CompositionError,
     Draft,
     Mailbox,
     compose,
+    composed_message,
     display_name,
 )
 from engine.submission.templating import TemplateProblem, render, render_draft
@@ -102,19 +103,28 @@ def addresses(raw: bytes, name: str) -> list[tuple[str, str]]:
 def test_a_message_without_attachments_is_flattened_as_the_stdlib_does(draft: Draft) -> None:
     draft = dataclasses.replace(draft, attachments=())
     state = random.getstate()  # the same multipart boundary both times
-    fast = compose(draft)
+    fast = composed_message(draft)
     random.setstate(state)
     with mock.patch.object(composition, "flattened", generated):
-        assert compose(draft) == fast
+        assert composed_message(draft) == fast
 
 
-def generated(fields: list[tuple[str, str]], payload: str) -> bytes:
-    """The stdlib's generator on a message of ``fields`` and ``payload``."""
+def generated(fields: list[tuple[str, str]], payload: str) -> tuple[bytes, list[HeaderField]]:
+    """The stdlib's generator on a message of ``fields`` and ``payload``, and the header
+    fields read back from what it wrote."""
     message = EmailMessage(policy=composition.SMTP_POLICY)
     for name, value in fields:
         message.set_raw(name, value)
     message.set_payload(payload)
-    return message.as_bytes(policy=composition.SMTP_POLICY)
+    raw = message.as_bytes(policy=composition.SMTP_POLICY)
+    return raw, parse_header_fields(raw)
+
+
+@settings(max_examples=100, deadline=None)
+@given(drafts())
+def test_a_composed_message_knows_its_header_fields_as_they_read_back(draft: Draft) -> None:
+    raw, fields = composed_message(draft)
+    assert fields == parse_header_fields(raw)
 
 
 @settings(max_examples=60, deadline=None)
