@@ -63,6 +63,7 @@ SHIPPED_NAME = "shaping.toml"
 SITE_SEPARATOR = ","
 """Between the MX hosts of a site name (``smtp_out.site``)."""
 MAX_CACHED = 100_000
+"""How many lanes' limits, and sites' providers, are kept worked out (then all forgotten)."""
 
 
 class TlsMode(enum.StrEnum):
@@ -144,6 +145,7 @@ class Shaping:
         self._sources = dict(sources)
         self._files = tuple(files)
         self._cached: dict[tuple[str, str, str], LaneShaping] = {}
+        self._providers_of: dict[str, str] = {}
 
     @classmethod
     def load(cls, files: Sequence[str | Path] = ()) -> Shaping:
@@ -170,6 +172,15 @@ class Shaping:
 
     def provider_of(self, site: str) -> str:
         """The provider whose ``match`` fits one of the site's MX hosts; ``""`` when none."""
+        found = self._providers_of.get(site)
+        if found is None:
+            found = self._provider_matching(site)
+            if len(self._providers_of) >= MAX_CACHED:
+                self._providers_of.clear()
+            self._providers_of[site] = found
+        return found
+
+    def _provider_matching(self, site: str) -> str:
         labels = {"." + host for host in _hosts(site)}
         best, best_length = "", 0
         for name, (suffixes, _) in self._matches.items():
