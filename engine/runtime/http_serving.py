@@ -58,12 +58,17 @@ class ClientLimits:
     closed, once the response has begun) and the application sees a disconnect."""
     idle_seconds: float = 5.0
     """A connection with no request begun or being answered (new, or kept alive)."""
+    connections: int = 1000
+    """Connections held at once; one more is answered 503 and closed at once, so that
+    a flood of clients cannot take every file descriptor of the engine (its SMTP
+    listeners, its store and its deliveries share them). Not a deadline."""
 
 
 ADMIN_LIMITS = ClientLimits()
 """The admin listener's: room for uploads (recipient lists, suppression imports)."""
-EDGE_LIMITS = ClientLimits(request_seconds=30.0)
-"""The tracking edge's: its requests are a line, a few header fields, a form at most."""
+EDGE_LIMITS = ClientLimits(request_seconds=30.0, connections=10_000)
+"""The tracking edge's: its requests are a line, a few header fields, a form at most,
+from every mail client that opens a message."""
 
 
 LINGER_SECONDS = 5.0
@@ -95,6 +100,11 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._head_size = 0
         self._request_deadline = 0.0
         self._deadline = DeadlineTimer(self.loop, self._expired)
+        if len(self.connections) > self.limits.connections:
+            self._phase = _Phase.LINGERING  # what it sends is dropped until it is gone
+            transport.write(_plain_answer(503, "Service Unavailable"))
+            transport.close()
+            return
         self._deadline.start(self.loop.time() + self.limits.idle_seconds)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -188,12 +198,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True  # its application's further sends are dropped
             cycle.message_event.set()
         if not under_way:
-            text = reason.encode("ascii")
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                % (status, text, len(text), text)
-            )
+            self.transport.write(_plain_answer(status, reason))
         if under_way or not self.transport.can_write_eof():  # nothing to linger for
             self._phase = _Phase.IDLE
             self.transport.close()
@@ -204,6 +209,16 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         self._deadline.stop()
         self._deadline.start(self.loop.time() + LINGER_SECONDS)
+
+
+def _plain_answer(status: int, reason: str) -> bytes:
+    """A response to a client refused outside any application: ``reason`` as its text,
+    and the connection closing."""
+    text = reason.encode("ascii")
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, text, len(text), text)
+    )
 
 
 async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -334,3 +335,49 @@ async def test_a_late_head_behind_a_slow_answer_closes_without_breaking_the_appl
         await wait_for(ended, "the first request's application to end")
         writer.close()
     assert not failed()
+
+
+async def test_a_connection_over_the_bound_is_answered_503_and_closed_at_once() -> None:
+    limits = dataclasses.replace(LIMITS, idle_seconds=GIVE_UP * 2, connections=2)
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+
+    async def served(streams: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bool:
+        """Whether a request on ``streams`` is answered by the application (``3``)."""
+        reader, writer = streams
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+        if not head.startswith(b"HTTP/1.1 200 "):
+            return False
+        return await asyncio.wait_for(reader.readexactly(1), GIVE_UP) == b"3"
+
+    async with serving(Recorder(), limits) as (host, port):
+        held = [await asyncio.open_connection(host, port) for _ in range(limits.connections)]
+        try:
+            for streams in held:  # answered, so counted by the server, and kept
+                assert await served(streams)
+            started = time.monotonic()
+            over = await answer_to(host, port, request)
+            assert over.startswith(b"HTTP/1.1 503 ") and over.endswith(b"Service Unavailable")
+            assert time.monotonic() - started < limits.idle_seconds / 2
+            for streams in held:  # the kept ones are still served
+                assert await served(streams)
+
+            held[0][1].close()  # room for one more once the server has seen it go
+
+            async def a_new_client_is_served() -> bool:
+                streams = await asyncio.open_connection(host, port)
+                try:
+                    return await served(streams)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    return False
+                finally:
+                    streams[1].close()
+
+            await wait_for(a_new_client_is_served, "a new client served after one left")
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+def test_the_edge_holds_more_connections_than_the_admin_listener() -> None:
+    assert EDGE_LIMITS.connections > ADMIN_LIMITS.connections >= 1000
