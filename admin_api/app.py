@@ -28,6 +28,7 @@ import ipaddress
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
@@ -79,6 +80,11 @@ ROUTERS = (
 """Every resource's router, included under ``/v1`` by ``create_app``."""
 
 
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's own OpenTelemetry, off: the engine's metrics are Prometheus' (``/metrics``),
+and FastAPI would otherwise look for OpenTelemetry providers on every request."""
+
+
 class AdminApp(FastAPI):
     """The FastAPI application with ``SendRoute``, then ``BodyLimitErrors``, in front of
     its whole middleware stack."""
@@ -102,6 +108,7 @@ def create_app(services: ApiServices) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         max_body_size=JSON_BODY_MAX_BYTES,
+        telemetry=NO_TELEMETRY,
     )
     app.state.services = services
     errors.install(app)

@@ -295,3 +295,11 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read_or_routed(
     assert pieces_read <= limit // 1000 + 2  # refused as the limit passed, not at the end
     assert at_limit.status_code == 418  # not JSON: passed on, whole
     assert routes.bodies == [b"z" * limit]
+
+
+def test_fastapi_looks_for_no_opentelemetry_provider_per_request(
+    api_services: ApiServices,
+) -> None:
+    telemetry = create_app(api_services)._native_telemetry
+    assert not (telemetry.config["tracing"] or telemetry.config["metrics"])
+    assert not telemetry.config["logs"] and not telemetry.enabled()
