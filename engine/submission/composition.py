@@ -335,7 +335,7 @@ def _text_bodies(draft: Draft) -> tuple[list[tuple[str, str]], str]:
     same header fields) without its per-part header parsing: a campaign composes a
     message per recipient."""
     parts = [
-        (subtype, _encode_text(body, "utf-8", _text_cte(body), SMTP_POLICY))
+        (subtype, _encoded_text(body))
         for subtype, body in (("plain", draft.text), ("html", draft.html))
         if body is not None
     ]
@@ -368,6 +368,18 @@ def _boundary(bodies: Sequence[str]) -> str:
         boundary = f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
         if not any(f"--{boundary}" in body for body in bodies):
             return boundary
+
+
+def _encoded_text(text: str) -> tuple[str, str]:
+    """(Content-Transfer-Encoding, the encoded body) of a text part, as the stdlib's body
+    encoder writes it for ``_text_cte``'s choice; a 7bit one without its round trip
+    through bytes: its lines, LF-ended, and a line end after the last."""
+    cte = _text_cte(text)
+    if cte != "7bit":
+        encoded: tuple[str, str] = _encode_text(text, "utf-8", cte, SMTP_POLICY)
+        return encoded
+    lines = _lf_ended(text)
+    return cte, lines if lines.endswith("\n") else lines + "\n"
 
 
 def _text_cte(text: str) -> str:

@@ -8,6 +8,7 @@ import email
 import random
 import re
 from email import policy
+from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -380,3 +381,13 @@ def test_an_unstructured_value_is_written_as_the_stdlib_header_writes_it(
 @given(st.text(st.sampled_from("a\r\n\f"), max_size=40))
 def test_line_ends_are_found_as_the_generator_finds_them(text: str) -> None:
     assert composition._lf_ended(text).split("\n") == re.split(r"\r\n|\r|\n", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.sampled_from("ab é\r\n\f\v\x1c"), max_size=200) | st.sampled_from(["", "\n", "\r"])
+)
+def test_a_text_part_is_encoded_as_the_stdlib_encodes_it(text: str) -> None:
+    cte = composition._text_cte(text)
+    expected = _encode_text(text, "utf-8", cte, composition.SMTP_POLICY)
+    assert composition._encoded_text(text) == expected
