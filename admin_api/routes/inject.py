@@ -135,7 +135,7 @@ async def inject(
             peer_host(request.client),
             body.envelope_sender,
             outgoing,
-            [["recipients"] for _ in outgoing],
+            lambda message, recipient: "recipients",
             header_field="content",
             due_at=None,
             meta={},

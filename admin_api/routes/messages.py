@@ -279,14 +279,19 @@ async def sent(
             raise ApiError(422, "invalid", "at least one recipient is needed", field="to")
         raw = raw_message(body.raw)
         outgoing = [Outgoing(raw, recipients)]
-        fields = [[f"to[{i}]" for i in range(len(recipients))]]
+
+        def field_of(message: int, recipient: int) -> str:
+            return f"to[{recipient}]"
     else:
         drafts = _drafts(body)
-        outgoing, fields = [], []
+        outgoing = []
         for draft in drafts:
             raw, header_fields = composed(draft)
             outgoing.append(Outgoing(raw, draft.recipients, header_fields))
-            fields.append(_recipient_fields(body, draft))
+
+        def field_of(message: int, recipient: int) -> str:
+            return _recipient_fields(body, drafts[message])[recipient]
+
     count = sum(len(o.recipients) for o in outgoing)
     if count > services.settings.submission.max_recipients:
         limit_text = services.settings.submission.max_recipients
@@ -301,7 +306,7 @@ async def sent(
         peer,
         body.from_.email,
         outgoing,
-        fields,
+        field_of,
         header_field="from" if body.raw is None else "raw",
         due_at=due_at,
         meta={"tags": body.tags, "metadata": body.metadata},
@@ -478,14 +483,15 @@ async def accept_outgoing(
     peer: str,
     sender: str,
     outgoing: Sequence[Outgoing],
-    fields: Sequence[Sequence[str]],
+    field_of: Callable[[int, int], str],
     *,
     header_field: str,
     due_at: float | None,
     meta: dict[str, Any],
     idempotency: Idempotency | None,
 ) -> dict[str, Any]:
-    """``outgoing`` accepted through the acceptor; its refusals as 422 naming the field."""
+    """``outgoing`` accepted through the acceptor; its refusals as 422 naming the field,
+    ``field_of(message, recipient)`` for a recipient's (their indexes in ``outgoing``)."""
     try:
         return await acceptor.accept(
             tenant=caller.tenant,
@@ -499,7 +505,7 @@ async def accept_outgoing(
         )
     except Refused as exc:
         if exc.recipient is not None:
-            field = fields[exc.message][exc.recipient]
+            field = field_of(exc.message, exc.recipient)
         else:
             field = header_field if exc.header else "from"
         raise ApiError(422, "invalid", exc.reply.text, field=field) from exc
