@@ -372,14 +372,14 @@ def _drafts(body: MessageIn) -> list[Draft]:
     variables; templates rendered when variables are given."""
     draft = Draft(
         sender=Mailbox(body.from_.email, body.from_.name),
-        to=tuple(Mailbox(r.email, r.name) for r in body.to),
-        cc=tuple(Mailbox(m.email, m.name) for m in body.cc),
-        bcc=tuple(Mailbox(m.email, m.name) for m in body.bcc),
-        reply_to=tuple(Mailbox(m.email, m.name) for m in body.reply_to),
+        to=_mailboxes(body.to),
+        cc=_mailboxes(body.cc),
+        bcc=_mailboxes(body.bcc),
+        reply_to=_mailboxes(body.reply_to),
         subject=body.subject,
         text=body.text,
         html=body.html,
-        attachments=tuple(_attachment(a, i) for i, a in enumerate(body.attachments)),
+        attachments=tuple([_attachment(a, i) for i, a in enumerate(body.attachments)]),
         headers=tuple(body.headers.items()),
         campaign=body.campaign,
         priority=body.priority,
@@ -397,6 +397,10 @@ def _drafts(body: MessageIn) -> list[Draft]:
         )
         for i, r in enumerate(body.to)
     ]
+
+
+def _mailboxes(given: Sequence[MailboxIn]) -> tuple[Mailbox, ...]:
+    return tuple([Mailbox(m.email, m.name) for m in given]) if given else ()
 
 
 def _fields_of(draft: Draft) -> dict[str, Any]:
