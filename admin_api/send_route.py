@@ -2,32 +2,41 @@
 
 Sending is the API's hot route; per request, FastAPI's dependency resolution,
 its body and response-model handling, Starlette's middleware and its routing
-through every route cost more CPU than the acceptance itself. ``SendRoute``, in
-front of the application's middleware stack (``admin_api.app.AdminApp``),
-serves the requests of the usual shape by calling what the route calls:
+through every route cost more CPU than the acceptance itself. ``lean_answer``
+answers the requests of the usual shape by calling what the route calls:
 ``auth.authorized`` (the key, its scope, its rate), ``MessageIn`` validation of
 the JSON body, ``routes.messages.sent`` (the acceptance) and
 ``errors.handler_of`` for the error body. The route stays declared (the OpenAPI
-document, and the requests passed on).
+document, and the requests passed on). Two ways lead to it:
 
-A request is served here only when it is ``POST /v1/messages`` with an
+- ``DirectSendRoute``: the admin listener answers the route itself
+  (``engine.runtime.http_serving.DirectRoute``), without an ASGI round trip
+  through uvicorn's proxy headers middleware, FastAPI and Starlette, in one
+  write; a request it does not take, or that ``lean_answer`` passes on, goes to
+  the application as any other, its body given again.
+- ``SendRoute``, in front of the application's middleware stack
+  (``admin_api.app.AdminApp``): the ASGI way, for the requests that reach the
+  application (and for an application served without the engine's listener).
+
+A request is answered lean only when it is ``POST /v1/messages`` with an
 ``application/json`` body that parses and validates as ``MessageIn``, a Bearer
 credential, and an ``Idempotency-Key`` (if any) the route takes; checking that
 has no effect, so every other request is passed on, its body replayed, to the
 route, which answers it as it always has (401 without a credential, 422 naming
-the field, ...). Either way the body is read here first (KumoMTA's injection
+the field, ...). Either way the body is read whole first (KumoMTA's injection
 route's too, then passed on), and a body larger than
 ``routes.messages.body_limit`` (twice the largest message, and room for the fields around it)
 is refused with 413 as soon as its declared length or its bytes say so, before
 anything else: no request holds more of the server's memory than that.
 Authentication comes first in both ways (FastAPI solves the route's
-dependencies before it validates the body): a request served here has
+dependencies before it validates the body): a request answered lean has
 a valid body, and one passed on is authenticated by the route, never twice.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Final
 
 from starlette.requests import Request
@@ -57,13 +66,25 @@ _IDEMPOTENCY_KEY: Final = b"idempotency-key"
 _TENANT: Final = TENANT_HEADER.lower().encode("latin-1")
 _CONTENT_LENGTH: Final = b"content-length"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+_RECEIPT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LeanAnswer:
+    """A whole answer of the lean route: its status, header fields and body; ``bug`` the
+    exception of a 500 (our bug), to be raised on to the server once answered."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    bug: Exception | None = None
 
 
 class SendRoute:
     """ASGI middleware: ``POST /v1/messages`` of the usual shape answered by the route's
-    handler directly, with the application's error bodies (the 500 of a bug too, the
-    exception raised on to the server as Starlette's outermost middleware does);
-    everything else passed to ``app``."""
+    handler directly (``lean_answer``), with the application's error bodies (the 500 of
+    a bug too, the exception raised on to the server as Starlette's outermost
+    middleware does); everything else passed to ``app``."""
 
     def __init__(self, app: ASGIApp, services: ApiServices) -> None:
         self.app = app
@@ -73,9 +94,8 @@ class SendRoute:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _BOUNDED:
             await self.app(scope, receive, send)
             return
-        headers = _first_headers(scope["headers"])
-        limit = body_limit(self._services.settings.submission.max_message_bytes)
-        declared = headers.get(_CONTENT_LENGTH, "")
+        limit = sending_body_limit(self._services)
+        declared = _first_headers(scope["headers"]).get(_CONTENT_LENGTH, "")
         if declared.isdigit() and int(declared) > limit:
             await refuse_body(scope, receive, send, limit)
             return
@@ -85,44 +105,74 @@ class SendRoute:
             return
         if not complete:
             return
-        if scope["path"] != PATH:
+        answer = await lean_answer(self._services, scope, body) if scope["path"] == PATH else None
+        if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        credential = _bearer(headers.get(_AUTHORIZATION))
-        idempotency_key = headers.get(_IDEMPOTENCY_KEY)
-        if (
-            credential is None
-            or not _is_json(headers.get(_CONTENT_TYPE))
-            or (idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX)
-        ):
-            await self.app(scope, _replay(body, receive), send)
-            return
-        message = _message(body)
-        if message is None:
-            await self.app(scope, _replay(body, receive), send)
-            return
-        try:
-            caller = await authorized(
-                self._services, credential, headers.get(_TENANT), ApiScope.SEND
-            )
-            accepted = await sent(
-                self._services,
-                caller,
-                message,
-                body,
-                idempotency_key,
-                peer_host(scope.get("client")),
-            )
-        except Exception as exc:
-            handler = handler_of(exc)
-            response = await (handler or internal_error)(Request(scope), exc)
-            await response(scope, receive, send)
-            if handler is None:
-                raise  # our bug: the server logs it, as the middleware's 500 does
-            return
-        # The receipt has ``Accepted``'s fields, in its order, of JSON types already.
-        answer = json.dumps(accepted, separators=(",", ":"), ensure_ascii=False)
-        await _json(send, 202, answer.encode())
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        if answer.bug is not None:
+            raise answer.bug  # our bug: the server logs it, as the middleware's 500 does
+
+
+class DirectSendRoute:
+    """``POST /v1/messages`` answered by the admin listener itself
+    (``engine.runtime.http_serving.DirectRoute``): ``lean_answer`` on the body the
+    listener has read, without the ASGI application's layers around it."""
+
+    method = b"POST"
+    path = PATH.encode("ascii")
+
+    def __init__(self, services: ApiServices) -> None:
+        self._services = services
+
+    @property
+    def max_body(self) -> int:
+        return sending_body_limit(self._services)
+
+    async def answer(self, scope: Scope, body: bytes) -> LeanAnswer | None:
+        return await lean_answer(self._services, scope, body)
+
+
+def sending_body_limit(services: ApiServices) -> int:
+    """The largest body a sending route takes (``routes.messages.body_limit``)."""
+    return body_limit(services.settings.submission.max_message_bytes)
+
+
+async def lean_answer(services: ApiServices, scope: Scope, body: bytes) -> LeanAnswer | None:
+    """The answer to ``POST /v1/messages`` with ``body`` when the request has the usual
+    shape (see the module docstring), as the route answers it; None for any other,
+    for the route to answer."""
+    if len(body) > sending_body_limit(services):
+        return None
+    headers = _first_headers(scope["headers"])
+    credential = _bearer(headers.get(_AUTHORIZATION))
+    idempotency_key = headers.get(_IDEMPOTENCY_KEY)
+    if (
+        credential is None
+        or not _is_json(headers.get(_CONTENT_TYPE))
+        or (idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX)
+    ):
+        return None
+    message = _message(body)
+    if message is None:
+        return None
+    try:
+        caller = await authorized(services, credential, headers.get(_TENANT), ApiScope.SEND)
+        accepted = await sent(
+            services, caller, message, body, idempotency_key, peer_host(scope.get("client"))
+        )
+    except Exception as exc:
+        handler = handler_of(exc)
+        response = await (handler or internal_error)(Request(scope), exc)
+        bug = None if handler is not None else exc
+        return LeanAnswer(response.status_code, response.raw_headers, bytes(response.body), bug)
+    # The receipt has ``Accepted``'s fields, in its order, of JSON types already.
+    answer = _RECEIPT_JSON.encode(accepted).encode()
+    headers_out = [(b"content-length", str(len(answer)).encode("ascii")), *_JSON_HEADERS]
+    return LeanAnswer(202, headers_out, answer)
 
 
 def _first_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
@@ -194,10 +244,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replayed
-
-
-async def _json(send: Send, status: int, body: bytes) -> None:
-    """A JSON response, with the header fields of the route's own."""
-    headers = [(b"content-length", str(len(body)).encode("ascii")), *_JSON_HEADERS]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from admin_api.app import create_app
+from admin_api.send_route import DirectSendRoute
 from admin_api.services import ApiServices
 from bounce_in.service import BounceService
 from config import ConfigError, Settings, parse_host_port
@@ -611,7 +612,7 @@ class Engine:
         except OSError as exc:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
-        return HttpService("admin", create_app(services), sock)
+        return HttpService("admin", create_app(services), sock, direct=DirectSendRoute(services))
 
     def _book(self) -> TenantSettingsBook:
         assert self._tenant_settings is not None

@@ -12,6 +12,10 @@ Every connection is held to ``ClientLimits``: deadlines, not per-read timeouts,
 so a client that trickles bytes holds a connection no longer than one that
 sends none, and a bound on a request's head, which uvicorn alone buffers
 without limit (``_BoundedHttpProtocol``).
+
+A listener may answer one route itself (``DirectRoute``: the admin API's
+``POST /v1/messages``), its requests read whole and answered in one write,
+in order with the application's on the same connection.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from http import HTTPStatus
+from typing import Any, ClassVar, Final, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from engine.service import Address, Health
 from engine.smtp.deadline import DeadlineTimer
@@ -77,6 +82,38 @@ LINGER_BYTES = 1024 * 1024
 """How many of them, at most."""
 
 
+class DirectAnswer(Protocol):
+    """A whole answer to a request of a ``DirectRoute``."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[bytes, bytes]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def bug(self) -> Exception | None:
+        """The exception behind a 500, logged once the answer is written."""
+
+
+class DirectRoute(Protocol):
+    """A route the listener answers itself, around the ASGI application: its hot
+    route, whose requests then cost no ASGI scope round trip, no middleware and one
+    write. It takes a request to ``method`` ``path`` (no query) with a declared
+    ``Content-Length`` of at most ``max_body`` and no ``Expect``, ``Transfer-Encoding``
+    or forwarding header fields; every other request, and every one it answers None
+    to, goes to the application, its body given again."""
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def path(self) -> bytes: ...
+    @property
+    def max_body(self) -> int: ...
+    async def answer(self, scope: Any, body: bytes) -> DirectAnswer | None:
+        """The answer to the request of ``scope`` (uvicorn's ASGI scope) with ``body``."""
+
+
 class _Phase(enum.Enum):
     IDLE = "idle"
     HEAD = "head"
@@ -92,6 +129,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
     (``engine.smtp.deadline``)."""
 
     limits: ClassVar[ClientLimits] = ClientLimits()
+    direct: ClassVar[DirectRoute | None] = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,6 +137,10 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_size = 0
         self._request_deadline = 0.0
+        self._direct_cycle: RequestResponseCycle | None = None
+        """The request last read whose route is ``direct``, until it is answered."""
+        self._direct_waiting = False
+        """Whether its answer waits for the end of its body."""
         self._deadline = DeadlineTimer(self.loop, self._expired)
         if len(self.connections) > self.limits.connections:
             self._phase = _Phase.LINGERING  # what it sends is dropped until it is gone
@@ -142,11 +184,10 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         if self._head_size > self.limits.head_bytes:  # whole, within the bytes of one read
-            app, self.app = self.app, _head_too_large
-            try:
-                super().on_headers_complete()
-            finally:
-                self.app = app
+            self._headers_complete_for(_head_too_large)
+        elif self._is_direct():
+            self._headers_complete_for(_answered_directly)
+            self._direct_cycle = self.cycle
         else:
             super().on_headers_complete()
         self._phase = _Phase.BODY
@@ -154,11 +195,90 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._deadline.stop()
         self._deadline.start(self._request_deadline)
 
+    def _headers_complete_for(self, app: AsgiApp) -> None:
+        """uvicorn's end of a head, with ``app`` as the request's application."""
+        own, self.app = self.app, app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = own
+
+    def _is_direct(self) -> bool:
+        """Whether the request whose head was just read is the direct route's."""
+        direct = self.direct
+        if direct is None or self.url != direct.path or self.expect_100_continue:
+            return False
+        if self.parser.get_method() != direct.method or self.parser.should_upgrade():
+            return False
+        length = -1
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length >= 0 or not value.isdigit():
+                    return False
+                length = int(value)
+            elif name in _NOT_DIRECT:
+                return False
+        return 0 <= length <= direct.max_body
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: AsgiApp) -> None:
+        if app is not _answered_directly:
+            super()._start_asgi_task(cycle, app)
+        elif cycle.more_body:  # its body still coming: ``on_message_complete`` starts it
+            self._direct_waiting = True
+        else:
+            self._answer_directly(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle is not self._direct_cycle or cycle.response_complete:
+            super().on_body(body)
+        else:  # read whole, as the route does, within ``max_body``: no pause for a reader
+            cycle.body += body
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._phase = _Phase.ANSWERING
         self._deadline.stop()
+        if self._direct_waiting and self.cycle is self._direct_cycle:
+            self._direct_waiting = False
+            self._answer_directly(self.cycle)
         self._idle_if_answered()
+
+    def _answer_directly(self, cycle: RequestResponseCycle) -> None:
+        task = self.loop.create_task(self._direct_answer(cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _direct_answer(self, cycle: RequestResponseCycle) -> None:
+        """The direct route's answer written whole, as uvicorn's ``send`` ends a
+        response; a request it does not answer goes to the application."""
+        assert self.direct is not None
+        try:
+            answer = await self.direct.answer(cycle.scope, bytes(cycle.body))
+        except BaseException as exc:  # as uvicorn's ``run_asgi`` answers the application's
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not cycle.disconnected:
+                await cycle.send_500_response()
+            return
+        if answer is None:
+            await cycle.run_asgi(self.app)  # the body read already is what it receives
+            return
+        if cycle.disconnected:
+            return
+        head = [b"HTTP/1.1 %d %s\r\n" % (answer.status, _reason(answer.status))]
+        for name, value in (*self.server_state.default_headers, *answer.headers):
+            head += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", answer.body)
+        self.transport.write(b"".join(head))
+        cycle.response_started = cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+        if answer.bug is not None:
+            self.logger.error("Exception in ASGI application\n", exc_info=answer.bug)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -211,6 +331,25 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._deadline.start(self.loop.time() + LINGER_SECONDS)
 
 
+_NOT_DIRECT: Final = frozenset(
+    {b"transfer-encoding", b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"}
+)
+"""Header fields that send a request of the direct route to the application: a body
+sent in chunks, and what uvicorn's proxy headers middleware reads."""
+
+
+async def _answered_directly(scope: Any, receive: Any, send: Any) -> None:
+    """Marks a request for ``_BoundedHttpProtocol._direct_answer``; never called."""
+    raise AssertionError("a direct request is answered by the listener")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
 def _plain_answer(status: int, reason: str) -> bytes:
     """A response to a client refused outside any application: ``reason`` as its text,
     and the connection closing."""
@@ -234,8 +373,9 @@ async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": text})
 
 
-def _bounded_by(limits: ClientLimits) -> type[_BoundedHttpProtocol]:
-    return type("BoundedHttpProtocol", (_BoundedHttpProtocol,), {"limits": limits})
+def _bounded_by(limits: ClientLimits, direct: DirectRoute | None) -> type[_BoundedHttpProtocol]:
+    attributes = {"limits": limits, "direct": direct}
+    return type("BoundedHttpProtocol", (_BoundedHttpProtocol,), attributes)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -251,7 +391,8 @@ class HttpService:
     connection by SNI). ``trusted_proxies`` (addresses or networks): the
     client of a request from one of them is the one its ``X-Forwarded-For``
     names; an empty list trusts no proxy; None keeps uvicorn's default
-    (loopback proxies are trusted). ``limits``: what one client may hold.
+    (loopback proxies are trusted). ``limits``: what one client may hold. ``direct``: a
+    route the listener answers itself (``DirectRoute``).
     """
 
     def __init__(
@@ -263,6 +404,7 @@ class HttpService:
         ssl_context: ssl.SSLContext | None = None,
         trusted_proxies: Sequence[str] | None = None,
         limits: ClientLimits = ADMIN_LIMITS,
+        direct: DirectRoute | None = None,
     ) -> None:
         self._name = name
         self._sock = sock
@@ -279,7 +421,7 @@ class HttpService:
                 access_log=False,
                 lifespan="off",
                 loop="none",
-                http=_bounded_by(limits),
+                http=_bounded_by(limits, direct),
                 ws="none",
                 timeout_keep_alive=max(1, math.ceil(limits.idle_seconds)),
                 server_header=False,

@@ -12,6 +12,8 @@ import dkim
 import httpx
 import pytest
 
+from admin_api.routes.messages import body_limit
+from config.schema import Settings
 from tests.e2e.conftest import (
     EngineProcess,
     Receivers,
@@ -76,3 +78,35 @@ def test_a_message_sent_over_http_is_delivered_signed(
     ).json()
     assert [r["type"] for r in shown["records"]] == ["Reception", "Delivery"]
     assert shown["records"][0]["reception_protocol"] == "HTTP"
+
+
+def test_the_admin_listener_answers_what_it_refuses_as_the_route_does(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(tmp_path)
+    with_operator_token(config)
+    account = provision(config)
+    engine = start_engine(engine_factory, config)
+    host, port = engine.admin
+    url = f"http://{host}:{port}/v1/messages"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Penguin-Tenant": account.tenant}
+    body = {"from": f"news@{account.domain}", "to": ["user0@example.com"], "text": "hi"}
+
+    unknown = httpx.post(url, json=body, headers={"Authorization": "Bearer pm_x"}, timeout=30)
+    assert unknown.status_code == 401 and unknown.json()["error"]["code"] == "unauthorized"
+    assert unknown.headers["www-authenticate"] == "Bearer"
+
+    elsewhere = httpx.post(url, json={**body, "from": "a@other.example"}, headers=headers)
+    assert elsewhere.status_code == 422 and elsewhere.json()["error"]["field"] == "from"
+
+    malformed = httpx.post(url, json={**body, "to": "user0@example.com"}, headers=headers)
+    assert malformed.status_code == 422 and malformed.json()["error"]["field"] == "to"
+
+    over = body_limit(Settings().submission.max_message_bytes) + 1
+    huge = httpx.post(url, content=b"{" + b" " * over, headers=headers, timeout=30)
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_large"
+
+    with httpx.Client(timeout=30) as client:  # kept alive across answers
+        answers = [client.post(url, json=body, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert len({a.json()["messages"][0]["id"] for a in answers}) == 3

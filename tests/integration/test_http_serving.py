@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -381,3 +382,158 @@ async def test_a_connection_over_the_bound_is_answered_503_and_closed_at_once() 
 
 def test_the_edge_holds_more_connections_than_the_admin_listener() -> None:
     assert EDGE_LIMITS.connections > ADMIN_LIMITS.connections >= 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    bug: Exception | None = None
+
+
+class Direct:
+    """A ``DirectRoute`` for ``POST /direct``: answers ``direct:<body length>``, passes a
+    body of ``pass`` on to the application, raises for ``raise``, and answers 500 with
+    its bug for ``bug``; remembers the bodies it saw."""
+
+    method = b"POST"
+    path = b"/direct"
+    max_body = 200_000
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def answer(self, scope: Any, body: bytes) -> Answer | None:
+        self.bodies.append(body)
+        if body == b"pass":
+            return None
+        if body == b"raise":
+            raise RuntimeError("a bug in the route")
+        if body == b"bug":
+            return Answer(500, [(b"content-length", b"3")], b"bug", RuntimeError("logged"))
+        text = b"direct:%d" % len(body)
+        return Answer(201, [(b"content-length", b"%d" % len(text))], text)
+
+
+@contextlib.asynccontextmanager
+async def serving_direct(
+    app: Any, route: Direct, limits: ClientLimits = LIMITS
+) -> AsyncIterator[tuple[str, int]]:
+    """``app`` served with ``route`` answered by the listener itself."""
+    service = HttpService(
+        "admin", app, listening_socket("127.0.0.1", 0), limits=limits, direct=route
+    )
+    [(host, port)] = await service.start()
+    running = asyncio.create_task(service.run())
+    try:
+        yield host, port
+    finally:
+        await service.stop(5)
+        await asyncio.wait_for(running, 10)
+
+
+def post(path: bytes, body: bytes, *fields: bytes, version: bytes = b"1.1") -> bytes:
+    head = b"POST %s HTTP/%s\r\nHost: x\r\nContent-Length: %d\r\n" % (path, version, len(body))
+    return head + b"".join(field + b"\r\n" for field in fields) + b"\r\n" + body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One response's head and body (by its Content-Length)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length is not None, head
+    return head, await asyncio.wait_for(reader.readexactly(int(length[1])), GIVE_UP)
+
+
+async def test_the_direct_route_is_answered_by_the_listener_in_order_with_the_rest() -> None:
+    app, route = Recorder(), Direct()
+    async with serving_direct(app, route) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        big = b"b" * 150_000  # over uvicorn's high water mark for a body read by an app
+        writer.write(post(b"/direct", b"one") + post(b"/other", b"four") + post(b"/direct", big))
+        answers = [await read_answer(reader) for _ in range(3)]
+        assert [a[0].split(b"\r\n")[0] for a in answers] == [
+            b"HTTP/1.1 201 Created",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 201 Created",
+        ]
+        assert [a[1] for a in answers] == [b"direct:3", b"4", b"direct:150000"]
+        assert b"date: " in answers[0][0]  # the server's own fields, as on every answer
+        assert route.bodies == [b"one", big] and app.events == ["http.request", "answered"]
+        writer.write(post(b"/direct", b"again"))  # the connection is kept
+        assert (await read_answer(reader))[1] == b"direct:5"
+        writer.close()
+
+
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "length"),
+    [
+        (post(b"/direct", b"pass"), 4),  # the route passes it on
+        (post(b"/direct?x=1", b"abcd"), 4),
+        (post(b"/direct", b"abcd", b"X-Forwarded-For: 10.0.0.1"), 4),
+        (post(b"/direct", b"abcd", b"Forwarded: for=10.0.0.1"), 4),
+        (b"POST /direct HTTP/1.1\r\nHost: x\r\n" + CHUNKED, 4),
+        (b"PUT /direct HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd", 4),
+        (b"POST /direct HTTP/1.1\r\nHost: x\r\n\r\n", 0),  # no declared length
+    ],
+)
+async def test_other_requests_to_the_route_reach_the_application_with_their_body(
+    request_bytes: bytes, length: int
+) -> None:
+    app, route = Recorder(), Direct()
+    async with serving_direct(app, route) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request_bytes)
+        head, body = await read_answer(reader)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ") and body == str(length).encode()
+    assert route.bodies in ([], [b"pass"])
+
+
+async def test_a_body_over_the_routes_bound_reaches_the_application() -> None:
+    app, route = Recorder(), Direct()
+    async with serving_direct(app, route) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post(b"/direct", b"o" * (Direct.max_body + 1)))
+        assert (await read_answer(reader))[1] == str(Direct.max_body + 1).encode()
+        writer.close()
+    assert route.bodies == []
+
+
+async def test_a_failing_route_answers_500_and_is_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app, route = Recorder(), Direct()
+    async with serving_direct(app, route) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(post(b"/direct", b"bug"))
+        head, body = await read_answer(reader)
+        assert head.startswith(b"HTTP/1.1 500 ") and body == b"bug"
+        writer.write(post(b"/direct", b"raise"))
+        head, body = await read_answer(reader)
+        assert head.startswith(b"HTTP/1.1 500 ") and body == b"Internal Server Error"
+        writer.close()
+    logged = capsys.readouterr().err  # uvicorn's error log
+    assert "RuntimeError: logged" in logged and "RuntimeError: a bug in the route" in logged
+    assert app.events == []
+
+
+async def test_an_http_1_0_request_is_answered_then_closed() -> None:
+    async with serving_direct(Recorder(), Direct()) as (host, port):
+        answer = await answer_to(host, port, post(b"/direct", b"abc", version=b"1.0"))
+    assert answer.startswith(b"HTTP/1.1 201 ") and b"connection: close\r\n" in answer
+    assert answer.endswith(b"direct:3")
+
+
+async def test_a_slow_body_to_the_route_meets_the_request_deadline() -> None:
+    app, route = Recorder(), Direct()
+    async with serving_direct(app, route) as (host, port):
+        pieces = [post(b"/direct", b"x" * 100)[:-100], *([b"x"] * 100)]
+        answer, waited = await answer_to_trickle(host, port, pieces, LIMITS.request_seconds / 20)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert waited < LIMITS.request_seconds + 2
+    assert route.bodies == [] and app.events == []
