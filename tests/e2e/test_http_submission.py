@@ -15,6 +15,7 @@ import pytest
 from admin_api.routes.messages import body_limit
 from config.schema import Settings
 from tests.e2e.conftest import (
+    Account,
     EngineProcess,
     Receivers,
     dkim_lookup,
@@ -39,15 +40,22 @@ def with_operator_token(config: Path) -> None:
     config.write_text(text.replace(admin, f'{admin}operator_token_file = "{token_file}"\n'))
 
 
-def test_a_message_sent_over_http_is_delivered_signed(
+def engine_with_operator(
     tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
-) -> None:
+) -> tuple[Path, Account, EngineProcess]:
+    """A running engine whose admin API takes ``TOKEN``, and a provisioned tenant whose
+    sending domain is published."""
     config = receivers.config(tmp_path)
     with_operator_token(config)
     account = provision(config)
     receivers.publish(account)
-    engine = start_engine(engine_factory, config)
+    return config, account, start_engine(engine_factory, config)
 
+
+def test_a_message_sent_over_http_is_delivered_signed(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config, account, engine = engine_with_operator(tmp_path, receivers, engine_factory)
     host, port = engine.admin
     body = {
         "from": {"email": f"news@{account.domain}", "name": "Acme Nëws"},
@@ -83,10 +91,7 @@ def test_a_message_sent_over_http_is_delivered_signed(
 def test_the_admin_listener_answers_what_it_refuses_as_the_route_does(
     tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
 ) -> None:
-    config = receivers.config(tmp_path)
-    with_operator_token(config)
-    account = provision(config)
-    engine = start_engine(engine_factory, config)
+    _, account, engine = engine_with_operator(tmp_path, receivers, engine_factory)
     host, port = engine.admin
     url = f"http://{host}:{port}/v1/messages"
     headers = {"Authorization": f"Bearer {TOKEN}", "Penguin-Tenant": account.tenant}

@@ -109,9 +109,14 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, limits: ClientLimits = LIMITS) -> AsyncIterator[tuple[str, int]]:
-    """``app`` served with ``limits`` on a loopback port, until the block ends."""
-    service = HttpService("edge", app, listening_socket("127.0.0.1", 0), limits=limits)
+async def serving(
+    app: Any, limits: ClientLimits = LIMITS, direct: Any = None
+) -> AsyncIterator[tuple[str, int]]:
+    """``app`` served with ``limits`` (and the ``direct`` route, if any) on a loopback
+    port, until the block ends."""
+    service = HttpService(
+        "edge", app, listening_socket("127.0.0.1", 0), limits=limits, direct=direct
+    )
     [(host, port)] = await service.start()
     running = asyncio.create_task(service.run())
     try:
@@ -416,23 +421,6 @@ class Direct:
         return Answer(201, [(b"content-length", b"%d" % len(text))], text)
 
 
-@contextlib.asynccontextmanager
-async def serving_direct(
-    app: Any, route: Direct, limits: ClientLimits = LIMITS
-) -> AsyncIterator[tuple[str, int]]:
-    """``app`` served with ``route`` answered by the listener itself."""
-    service = HttpService(
-        "admin", app, listening_socket("127.0.0.1", 0), limits=limits, direct=route
-    )
-    [(host, port)] = await service.start()
-    running = asyncio.create_task(service.run())
-    try:
-        yield host, port
-    finally:
-        await service.stop(5)
-        await asyncio.wait_for(running, 10)
-
-
 def post(path: bytes, body: bytes, *fields: bytes, version: bytes = b"1.1") -> bytes:
     head = b"POST %s HTTP/%s\r\nHost: x\r\nContent-Length: %d\r\n" % (path, version, len(body))
     return head + b"".join(field + b"\r\n" for field in fields) + b"\r\n" + body
@@ -448,7 +436,7 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 async def test_the_direct_route_is_answered_by_the_listener_in_order_with_the_rest() -> None:
     app, route = Recorder(), Direct()
-    async with serving_direct(app, route) as (host, port):
+    async with serving(app, direct=route) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         big = b"b" * 150_000  # over uvicorn's high water mark for a body read by an app
         writer.write(post(b"/direct", b"one") + post(b"/other", b"four") + post(b"/direct", big))
@@ -485,7 +473,7 @@ async def test_other_requests_to_the_route_reach_the_application_with_their_body
     request_bytes: bytes, length: int
 ) -> None:
     app, route = Recorder(), Direct()
-    async with serving_direct(app, route) as (host, port):
+    async with serving(app, direct=route) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(request_bytes)
         head, body = await read_answer(reader)
@@ -496,7 +484,7 @@ async def test_other_requests_to_the_route_reach_the_application_with_their_body
 
 async def test_a_body_over_the_routes_bound_reaches_the_application() -> None:
     app, route = Recorder(), Direct()
-    async with serving_direct(app, route) as (host, port):
+    async with serving(app, direct=route) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(post(b"/direct", b"o" * (Direct.max_body + 1)))
         assert (await read_answer(reader))[1] == str(Direct.max_body + 1).encode()
@@ -508,7 +496,7 @@ async def test_a_failing_route_answers_500_and_is_logged(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     app, route = Recorder(), Direct()
-    async with serving_direct(app, route) as (host, port):
+    async with serving(app, direct=route) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(post(b"/direct", b"bug"))
         head, body = await read_answer(reader)
@@ -523,7 +511,7 @@ async def test_a_failing_route_answers_500_and_is_logged(
 
 
 async def test_an_http_1_0_request_is_answered_then_closed() -> None:
-    async with serving_direct(Recorder(), Direct()) as (host, port):
+    async with serving(Recorder(), direct=Direct()) as (host, port):
         answer = await answer_to(host, port, post(b"/direct", b"abc", version=b"1.0"))
     assert answer.startswith(b"HTTP/1.1 201 ") and b"connection: close\r\n" in answer
     assert answer.endswith(b"direct:3")
@@ -531,7 +519,7 @@ async def test_an_http_1_0_request_is_answered_then_closed() -> None:
 
 async def test_a_slow_body_to_the_route_meets_the_request_deadline() -> None:
     app, route = Recorder(), Direct()
-    async with serving_direct(app, route) as (host, port):
+    async with serving(app, direct=route) as (host, port):
         pieces = [post(b"/direct", b"x" * 100)[:-100], *([b"x"] * 100)]
         answer, waited = await answer_to_trickle(host, port, pieces, LIMITS.request_seconds / 20)
     assert answer.startswith(b"HTTP/1.1 408 ")
