@@ -135,7 +135,6 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._phase = _Phase.IDLE
         self._head_bytes = 0
-        self._head_size = 0
         self._request_deadline = 0.0
         self._direct_cycle: RequestResponseCycle | None = None
         """The request last read whose route is ``direct``, until it is answered."""
@@ -167,23 +166,15 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_size = 0
         self._phase = _Phase.HEAD
         now = self.loop.time()
         self._request_deadline = now + self.limits.request_seconds
         self._deadline.stop()
         self._deadline.start(now + self.limits.head_seconds)
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_size += len(name) + len(value) + 4
-
     def on_headers_complete(self) -> None:
-        if self._head_size > self.limits.head_bytes:  # whole, within the bytes of one read
+        head_size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if head_size > self.limits.head_bytes:  # whole, within the bytes of one read
             self._headers_complete_for(_head_too_large)
         elif self._is_direct():
             self._headers_complete_for(_answered_directly)
