@@ -23,16 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, ClassVar, Final, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from engine.service import Address, Health
 from engine.smtp.deadline import DeadlineTimer
@@ -256,7 +258,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             return
         if cycle.disconnected:
             return
-        head = [b"HTTP/1.1 %d %s\r\n" % (answer.status, _reason(answer.status))]
+        head = [STATUS_LINE[answer.status]]
         for name, value in (*self.server_state.default_headers, *answer.headers):
             head += (name, b": ", value, b"\r\n")
         if not cycle.keep_alive:
@@ -272,7 +274,15 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self.logger.error("Exception in ASGI application\n", exc_info=answer.bug)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        """uvicorn's, without its keep-alive timer (a timer made and cancelled per
+        request): the idle deadline is that timer here."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
         self._idle_if_answered()
 
     def _idle_if_answered(self) -> None:
@@ -332,13 +342,6 @@ sent in chunks, and what uvicorn's proxy headers middleware reads."""
 async def _answered_directly(scope: Any, receive: Any, send: Any) -> None:
     """Marks a request for ``_BoundedHttpProtocol._direct_answer``; never called."""
     raise AssertionError("a direct request is answered by the listener")
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
 
 
 def _plain_answer(status: int, reason: str) -> bytes:
@@ -414,7 +417,6 @@ class HttpService:
                 loop="none",
                 http=_bounded_by(limits, direct),
                 ws="none",
-                timeout_keep_alive=max(1, math.ceil(limits.idle_seconds)),
                 server_header=False,
                 **options,
             )
