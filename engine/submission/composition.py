@@ -157,10 +157,13 @@ def flattened(fields: Sequence[tuple[str, str]], payload: str) -> tuple[bytes, l
     read_back = []
     start = 0
     for name, value in fields:
-        folded = CRLF.join(value.splitlines())
+        if value.isprintable():  # one line: nothing that ends one is printable
+            folded, unfolded = value, value.strip()
+        else:
+            folded = CRLF.join(value.splitlines())
+            unfolded = folded.replace(CRLF, "").strip()
         line = f"{name}: {folded}{CRLF}"
         end = start + len(line)
-        unfolded = folded.replace(CRLF, "").strip()
         read_back.append(HeaderField(name, unfolded, start, end, start + len(name)))
         lines.append(line)
         start = end
