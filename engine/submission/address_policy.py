@@ -40,7 +40,7 @@ def recipient_problem(address: str) -> Reply | None:
     local, at, domain = address.rpartition("@")
     if not at or not local:
         return BAD_DOMAIN
-    if any(ch in local for ch in "%!@") or local.startswith('"'):
+    if _routes(local) or local.startswith('"'):
         return ROUTING_REFUSED
     if domain.startswith("[") or not _DOMAIN.match(domain):
         return BAD_DOMAIN
@@ -64,6 +64,11 @@ def sender_problem(address: str, allowed_domains: frozenset[str]) -> Reply | Non
     local, at, _ = address.rpartition("@")
     if not at or not local or domain_of(address) not in allowed_domains:
         return SENDER_NOT_ALLOWED
-    if any(ch in local for ch in "%!@"):
+    if _routes(local):
         return ROUTING_REFUSED
     return None
+
+
+def _routes(local: str) -> bool:
+    """Whether a local part asks for relaying: ``%``, a bang path, or another ``@``."""
+    return "%" in local or "!" in local or "@" in local

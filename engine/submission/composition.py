@@ -231,6 +231,8 @@ def _check_mailbox(mailbox: Mailbox, field: str) -> None:
         or _LOCAL_SPECIALS.search(local)
     ):
         raise CompositionError(field, f"{mailbox.email!r}: not an address")
+    if not mailbox.name:
+        return
     _check_text(mailbox.name, f"{field}.name")
     if len(mailbox.name) > MAX_NAME:
         raise CompositionError(f"{field}.name", f"longer than {MAX_NAME} characters")
