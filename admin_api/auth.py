@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,9 +42,8 @@ bearer = HTTPBearer(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who a tenant endpoint acts for, and what it may do."""
+class Caller(NamedTuple):
+    """Who a tenant endpoint acts for, and what it may do (made for every request)."""
 
     tenant: Tenant
     scopes: frozenset[Scope]

@@ -36,8 +36,7 @@ a valid body, and one passed on is authenticated by the route, never twice.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,8 +68,7 @@ _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _RECEIPT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True, slots=True)
-class LeanAnswer:
+class LeanAnswer(NamedTuple):
     """A whole answer of the lean route: its status, header fields and body; ``bug`` the
     exception of a 500 (our bug), to be raised on to the server once answered."""
 

@@ -392,19 +392,13 @@ def _drafts(body: MessageIn) -> list[Draft]:
             raise ApiError(422, "invalid", "not allowed with per-recipient variables", field=name)
     base = body.variables or {}
     return [
-        rendered(
-            Draft(**{**_fields_of(draft), "to": (draft.to[i],)}), {**base, **(r.variables or {})}
-        )
+        rendered(draft._replace(to=(draft.to[i],)), {**base, **(r.variables or {})})
         for i, r in enumerate(body.to)
     ]
 
 
 def _mailboxes(given: Sequence[MailboxIn]) -> tuple[Mailbox, ...]:
     return tuple([Mailbox(m.email, m.name) for m in given]) if given else ()
-
-
-def _fields_of(draft: Draft) -> dict[str, Any]:
-    return {name: getattr(draft, name) for name in Draft.__slots__}
 
 
 def rendered(

@@ -37,7 +37,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from config import Settings
@@ -243,8 +242,8 @@ class Expansion:
             compiled = CompiledDraft(campaign_draft(campaign.template), "template.")
             self._templates[campaign.id] = compiled
         draft = compiled.render(row.variables)
-        draft = replace(
-            draft, to=(Mailbox(row.address),), campaign=campaign.name, priority=campaign.priority
+        draft = draft._replace(
+            to=(Mailbox(row.address),), campaign=campaign.name, priority=campaign.priority
         )
         return composed_message(draft)
 

@@ -29,6 +29,7 @@ from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.header import Header
 from email.message import EmailMessage, MIMEPart
 from email.utils import formataddr
+from typing import NamedTuple
 
 from engine.submission.acceptance import PRIORITY_HEADER, HeaderField, parse_header_fields
 from engine.submission.address_policy import recipient_problem
@@ -64,8 +65,7 @@ class CompositionError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Mailbox:
+class Mailbox(NamedTuple):
     """An address with an optional display name."""
 
     email: str
@@ -81,9 +81,9 @@ class Attachment:
     """Set for an inline part the HTML refers to as ``cid:...``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """What a message is made of, before composition."""
+class Draft(NamedTuple):
+    """What a message is made of, before composition. Named tuples, as ``Mailbox``: one
+    or more are made for every message sent over HTTP and every campaign recipient."""
 
     sender: Mailbox
     to: tuple[Mailbox, ...] = ()

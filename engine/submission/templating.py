@@ -11,7 +11,6 @@ template marks it ``|safe``. A syntax error or a missing variable raises
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, meta
@@ -73,8 +72,7 @@ class CompiledDraft:
 
     def render(self, variables: Mapping[str, Any]) -> Draft:
         """The draft rendered with ``variables``; ``TemplateProblem`` naming the field."""
-        return replace(
-            self.draft,
+        return self.draft._replace(
             subject=self._render(self._subject, variables, "subject"),
             text=None if self._text is None else self._render(self._text, variables, "text"),
             html=None if self._html is None else self._render(self._html, variables, "html"),
