@@ -93,7 +93,8 @@ class SendRoute:
             await self.app(scope, receive, send)
             return
         limit = sending_body_limit(self._services)
-        declared = _first_headers(scope["headers"]).get(_CONTENT_LENGTH, "")
+        headers = _first_headers(scope["headers"])
+        declared = headers.get(_CONTENT_LENGTH, "")
         if declared.isdigit() and int(declared) > limit:
             await refuse_body(scope, receive, send, limit)
             return
@@ -103,7 +104,9 @@ class SendRoute:
             return
         if not complete:
             return
-        answer = await lean_answer(self._services, scope, body) if scope["path"] == PATH else None
+        answer = None
+        if scope["path"] == PATH:
+            answer = await lean_answer(self._services, scope, body, headers)
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -139,13 +142,15 @@ def sending_body_limit(services: ApiServices) -> int:
     return body_limit(services.settings.submission.max_message_bytes)
 
 
-async def lean_answer(services: ApiServices, scope: Scope, body: bytes) -> LeanAnswer | None:
-    """The answer to ``POST /v1/messages`` with ``body`` when the request has the usual
-    shape (see the module docstring), as the route answers it; None for any other,
-    for the route to answer."""
-    if len(body) > sending_body_limit(services):
-        return None
-    headers = _first_headers(scope["headers"])
+async def lean_answer(
+    services: ApiServices, scope: Scope, body: bytes, headers: dict[bytes, str] | None = None
+) -> LeanAnswer | None:
+    """The answer to ``POST /v1/messages`` with ``body`` (within ``sending_body_limit``,
+    as both ways hold it) when the request has the usual shape (see the module
+    docstring), as the route answers it; None for any other, for the route to answer.
+    ``headers``: the request's ``_first_headers``, when the caller has them."""
+    if headers is None:
+        headers = _first_headers(scope["headers"])
     credential = _bearer(headers.get(_AUTHORIZATION))
     idempotency_key = headers.get(_IDEMPOTENCY_KEY)
     if (

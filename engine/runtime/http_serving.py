@@ -199,7 +199,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
     def _is_direct(self) -> bool:
         """Whether the request whose head was just read is the direct route's."""
         direct = self.direct
-        if direct is None or self.url != direct.path or self.expect_100_continue:
+        if direct is None or self.url != direct.path:
             return False
         if self.parser.get_method() != direct.method or self.parser.should_upgrade():
             return False
