@@ -609,6 +609,13 @@ class AdminSettings:
         "Requests one tenant API key may make (throttle spec N/period[,max_burst=B], "
         "shared by every process with redis.url set); beyond, 429 with Retry-After.",
     )
+    max_connections: int = setting(
+        1000,
+        "Connections the admin listener holds at once; one more is answered 503 and "
+        "closed at once.",
+        min=1,
+        max=100000,
+    )
 
 
 @dataclass(frozen=True)
@@ -629,6 +636,13 @@ class TrackingSettings:
     )
     accepted_key_ids: list[str] = setting(
         [], "Older key ids whose tracking links are still served; any other is refused."
+    )
+    max_connections: int = setting(
+        10000,
+        "Connections the tracking edge holds at once (every mail client opening a message "
+        "reaches it); one more is answered 503 and closed at once.",
+        min=1,
+        max=1000000,
     )
     scheme: str = setting(
         "https",

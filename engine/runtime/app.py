@@ -41,7 +41,7 @@ import logging
 import os
 import random
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from admin_api.app import create_app
@@ -68,7 +68,7 @@ from engine.records.record import Record
 from engine.return_path import codec_from_settings
 from engine.rollup.service import StatsRollup
 from engine.runtime.bounce import bounce_parts, bounce_service
-from engine.runtime.http_serving import EDGE_LIMITS, HttpService, listening_socket
+from engine.runtime.http_serving import ADMIN_LIMITS, EDGE_LIMITS, HttpService, listening_socket
 from engine.runtime.preflight import operator_rules, operator_token, throttle_spec, tls_paths
 from engine.runtime.roles import DeliveryRole, SubmissionRole, TrackingFlushRole, TrackingRole
 from engine.scheduler.backoff import BackoffPolicy
@@ -612,7 +612,13 @@ class Engine:
         except OSError as exc:
             problem = f"cannot listen on {text}: {exc.strerror or exc}"
             raise ConfigError(self.config_file, "admin.listen", problem) from exc
-        return HttpService("admin", create_app(services), sock, direct=DirectSendRoute(services))
+        return HttpService(
+            "admin",
+            create_app(services),
+            sock,
+            limits=replace(ADMIN_LIMITS, connections=settings.admin.max_connections),
+            direct=DirectSendRoute(services),
+        )
 
     def _book(self) -> TenantSettingsBook:
         assert self._tenant_settings is not None
@@ -664,7 +670,7 @@ class Engine:
             sock,
             ssl_context=certificates.context() if certificates is not None else None,
             trusted_proxies=[] if certificates is not None else tracking.trusted_proxies,
-            limits=EDGE_LIMITS,
+            limits=replace(EDGE_LIMITS, connections=tracking.max_connections),
         )
         flusher = self._flusher(journal) if isinstance(journal, Journal) else None
         return TrackingRole(

@@ -68,12 +68,14 @@ class ClientLimits:
     connections: int = 1000
     """Connections held at once; one more is answered 503 and closed at once, so that
     a flood of clients cannot take every file descriptor of the engine (its SMTP
-    listeners, its store and its deliveries share them). Not a deadline."""
+    listeners, its store and its deliveries share them). Not a deadline. The engine's
+    listeners take theirs from ``admin.max_connections`` and
+    ``tracking.max_connections``."""
 
 
 ADMIN_LIMITS = ClientLimits()
 """The admin listener's: room for uploads (recipient lists, suppression imports)."""
-EDGE_LIMITS = ClientLimits(request_seconds=30.0, connections=10_000)
+EDGE_LIMITS = ClientLimits(request_seconds=30.0)
 """The tracking edge's: its requests are a line, a few header fields, a form at most,
 from every mail client that opens a message."""
 

@@ -5,6 +5,7 @@ submitted over SMTP, and its records follow it to Delivery."""
 from __future__ import annotations
 
 import email
+import socket
 from email import policy
 from pathlib import Path
 
@@ -115,3 +116,38 @@ def test_the_admin_listener_answers_what_it_refuses_as_the_route_does(
         answers = [client.post(url, json=body, headers=headers) for _ in range(3)]
     assert [a.status_code for a in answers] == [202, 202, 202]
     assert len({a.json()["messages"][0]["id"] for a in answers}) == 3
+
+
+def _answer_on(sock: socket.socket, request: bytes) -> bytes:
+    """What the listener answers ``request`` with, up to the end of its header fields."""
+    sock.sendall(request)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_each_http_listener_holds_the_connections_its_setting_allows(
+    tmp_path: Path, receivers: Receivers, engine_factory: list[EngineProcess]
+) -> None:
+    config = receivers.config(tmp_path, tracking="max_connections = 2")
+    admin = '[admin]\nlisten = "127.0.0.1:0"\n'
+    config.write_text(config.read_text().replace(admin, f"{admin}max_connections = 3\n"))
+    engine = start_engine(engine_factory, config)
+    for (host, port), allowed in ((engine.admin, 3), (engine.tracking, 2)):
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        held = [socket.create_connection((host, port), timeout=10) for _ in range(allowed)]
+        try:
+            for sock in held:  # answered, so held by the listener, and kept
+                assert _answer_on(sock, request).startswith(b"HTTP/1.1 ")
+            with socket.create_connection((host, port), timeout=10) as over:
+                assert _answer_on(over, b"").startswith(b"HTTP/1.1 503 ")
+                assert over.recv(4096) == b""  # closed at once
+            for sock in held:  # the held ones are still served
+                assert _answer_on(sock, request).startswith(b"HTTP/1.1 ")
+        finally:
+            for sock in held:
+                sock.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from config.schema import Settings
 from engine.runtime.http_serving import (
     ADMIN_LIMITS,
     EDGE_LIMITS,
@@ -386,7 +387,9 @@ async def test_a_connection_over_the_bound_is_answered_503_and_closed_at_once() 
 
 
 def test_the_edge_holds_more_connections_than_the_admin_listener() -> None:
-    assert EDGE_LIMITS.connections > ADMIN_LIMITS.connections >= 1000
+    settings = Settings()
+    assert settings.tracking.max_connections > settings.admin.max_connections >= 1000
+    assert ADMIN_LIMITS.connections == settings.admin.max_connections
 
 
 @dataclasses.dataclass(frozen=True)
