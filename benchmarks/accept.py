@@ -149,9 +149,6 @@ max_commands = 10000000
 
 [records]
 json_log = {_toml_string(str(data / "records.jsonl"))}
-
-[logging]
-level = "WARNING"
 """
     path = directory / "penguin.toml"
     path.write_text(text)

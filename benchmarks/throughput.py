@@ -173,12 +173,6 @@ listen = ["127.0.0.1:0"]
 
 [tracking]
 listen = "127.0.0.1:0"
-
-[records]
-json_log_enabled = false
-
-[logging]
-level = "WARNING"
 """
     )
     return path
