@@ -278,6 +278,18 @@ class Store(Protocol):
         longer pending under its token."""
         ...
 
+    async def accept_unless_suppressed(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> dict[int, set[str]]:
+        """``accept``, in the same one transaction, when no recipient of ``submissions``
+        is suppressed for its tenant: an empty answer. Otherwise nothing is stored, and
+        the answer is the suppressed recipients (lower-cased) by tenant id: one trip to
+        the store for the acceptance of mail nobody suppressed."""
+        ...
+
     async def claim_idempotency_key(
         self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
     ) -> IdempotencyKey:

@@ -121,6 +121,7 @@ from engine.store.rows import (
     queue_rows,
     recipient_from_row,
     recipient_rows,
+    recipients_by_tenant,
     record_query,
     record_row,
     records_about,
@@ -264,20 +265,42 @@ _UPSERT_QUEUES = (
 _ACCEPT_FIRST_MESSAGE = 1 + len(BODY_TYPES)
 _ACCEPT_FIRST_RECORD = _ACCEPT_FIRST_MESSAGE + len(MESSAGE_TYPES)
 _ACCEPT_LOCK = _ACCEPT_FIRST_RECORD + len(RECORD_TYPES)
-_ACCEPT_SQL = (
-    f"WITH stored_bodies AS (INSERT INTO bodies ({', '.join(BODY_FIELDS)})"
-    f"  SELECT * FROM {unnest_params(BODY_TYPES, 1)}),"
-    f" stored_messages AS (INSERT INTO messages ({', '.join(MESSAGE_FIELDS)})"
-    f"  SELECT * FROM {unnest_params(MESSAGE_TYPES, _ACCEPT_FIRST_MESSAGE)}),"
-    f" stored_records AS (INSERT INTO records ({', '.join(RECORD_FIELDS)})"
-    f"  SELECT * FROM {unnest_params(RECORD_TYPES, _ACCEPT_FIRST_RECORD)}),"
-    f" bump AS (SELECT nextval('queue_bump') AS value"
-    f"  FROM (SELECT pg_advisory_xact_lock(${_ACCEPT_LOCK})) AS locked) "
-    + _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, _ACCEPT_LOCK + 1))
-)
-"""A whole acceptance in one statement: bodies, messages, records, and the queues
-upserted with one new bump taken under the bump lock (held to the commit, so bumps
-become visible in increasing order)."""
+_ACCEPT_WANTED = _ACCEPT_LOCK + 1 + len(QUEUE_TYPES)
+
+
+def _accept_sql(*, unless_suppressed: bool) -> str:
+    """A whole acceptance in one statement: bodies, messages, records, and the queues
+    upserted with one new bump taken under the bump lock (held to the commit, so bumps
+    become visible in increasing order). ``unless_suppressed``: the recipients wanted
+    (tenant ids and lower-cased addresses, the last two parameters) are looked up
+    first; the statement stores nothing when one is suppressed, and returns those."""
+    hit, unless = "", ""
+    if unless_suppressed:
+        hit = (
+            "hit AS (SELECT s.tenant_id, s.address FROM suppressions AS s"
+            f" JOIN unnest(${_ACCEPT_WANTED}::bigint[], ${_ACCEPT_WANTED + 1}::text[])"
+            "  AS wanted (tenant_id, address)"
+            "  ON s.tenant_id = wanted.tenant_id AND s.address = wanted.address),"
+        )
+        unless = " WHERE NOT EXISTS (SELECT FROM hit)"
+    stored = (
+        f"WITH {hit} stored_bodies AS (INSERT INTO bodies ({', '.join(BODY_FIELDS)})"
+        f"  SELECT * FROM {unnest_params(BODY_TYPES, 1)}{unless}),"
+        f" stored_messages AS (INSERT INTO messages ({', '.join(MESSAGE_FIELDS)})"
+        f"  SELECT * FROM {unnest_params(MESSAGE_TYPES, _ACCEPT_FIRST_MESSAGE)}{unless}),"
+        f" stored_records AS (INSERT INTO records ({', '.join(RECORD_FIELDS)})"
+        f"  SELECT * FROM {unnest_params(RECORD_TYPES, _ACCEPT_FIRST_RECORD)}{unless}),"
+        f" bump AS (SELECT nextval('queue_bump') AS value"
+        f"  FROM (SELECT pg_advisory_xact_lock(${_ACCEPT_LOCK})) AS locked{unless})"
+    )
+    queues = _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, _ACCEPT_LOCK + 1))
+    if not unless_suppressed:
+        return f"{stored} {queues}"
+    return f"{stored}, queued AS ({queues}) SELECT tenant_id, address FROM hit"
+
+
+_ACCEPT_SQL = _accept_sql(unless_suppressed=False)
+_ACCEPT_UNLESS_SUPPRESSED_SQL = _accept_sql(unless_suppressed=True)
 _BUMP_QUEUES_SQL = (
     "WITH bump AS (SELECT nextval('queue_bump') AS value"
     " FROM (SELECT pg_advisory_xact_lock($5)) AS locked) "
@@ -628,15 +651,7 @@ class PostgresStore:
     ) -> None:
         """Store bodies, messages, records and idempotency keys in one durable transaction
         (one statement when there are no keys)."""
-        bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
-        messages = [message_row(m) for s in submissions for m in s.messages]
-        params = (
-            *columns_of(bodies, len(BODY_TYPES)),
-            *columns_of(messages, len(MESSAGE_TYPES)),
-            *columns_of([record_row(r) for r in records], len(RECORD_TYPES)),
-            QUEUE_BUMP_LOCK_KEY,
-            *columns_of(queue_rows(submissions), len(QUEUE_TYPES)),
-        )
+        params = _acceptance_params(submissions, records)
         pool = await self._get_pool()
         with _translated("submission"):
             if not idempotency_keys:
@@ -645,6 +660,36 @@ class PostgresStore:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(_ACCEPT_SQL, *params)
                 await _answer_claims(conn, idempotency_keys)
+
+    async def accept_unless_suppressed(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> dict[int, set[str]]:
+        """``accept``'s statement, looking the recipients up first
+        (``_accept_sql``): one statement when there are no keys."""
+        wanted = [
+            (t, a) for t, addresses in recipients_by_tenant(submissions).items() for a in addresses
+        ]
+        params = (
+            *_acceptance_params(submissions, records),
+            [tenant_id for tenant_id, _ in wanted],
+            [address for _, address in wanted],
+        )
+        pool = await self._get_pool()
+        with _translated("submission"):
+            if not idempotency_keys:
+                rows = await pool.fetch(_ACCEPT_UNLESS_SUPPRESSED_SQL, *params)
+            else:
+                async with pool.acquire() as conn, conn.transaction():
+                    rows = await conn.fetch(_ACCEPT_UNLESS_SUPPRESSED_SQL, *params)
+                    if not rows:
+                        await _answer_claims(conn, idempotency_keys)
+        found: dict[int, set[str]] = {}
+        for tenant_id, address in rows:
+            found.setdefault(int(tenant_id), set()).add(str(address))
+        return found
 
     async def claim_idempotency_key(
         self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
@@ -1790,6 +1835,21 @@ async def _keep_session(conn: Any) -> None:
     """A connection back in the pool needs no reset beyond asyncpg's rollback of an open
     transaction: settings are ``SET LOCAL``, locks transaction-scoped, and ``LISTEN``
     has a connection of its own."""
+
+
+def _acceptance_params(
+    submissions: Sequence[Submission], records: Sequence[Record]
+) -> tuple[object, ...]:
+    """The parameters of ``_accept_sql``'s statement but the recipients wanted."""
+    bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
+    messages = [message_row(m) for s in submissions for m in s.messages]
+    return (
+        *columns_of(bodies, len(BODY_TYPES)),
+        *columns_of(messages, len(MESSAGE_TYPES)),
+        *columns_of([record_row(r) for r in records], len(RECORD_TYPES)),
+        QUEUE_BUMP_LOCK_KEY,
+        *columns_of(queue_rows(submissions), len(QUEUE_TYPES)),
+    )
 
 
 async def _answer_claims(conn: Any, keys: Sequence[IdempotencyKey]) -> None:

@@ -185,6 +185,16 @@ def claim_order(m: QueuedMessage) -> tuple[int, float, str]:
     return (-m.priority, m.due_at, m.id)
 
 
+def recipients_by_tenant(submissions: Sequence[Submission]) -> dict[int, list[str]]:
+    """The submissions' recipients, lower-cased and sorted, by tenant id: what
+    ``accept_unless_suppressed`` looks up."""
+    wanted: dict[int, set[str]] = {}
+    for submission in submissions:
+        addresses = wanted.setdefault(submission.tenant_id, set())
+        addresses.update(m.recipient.lower() for m in submission.messages)
+    return {tenant_id: sorted(addresses) for tenant_id, addresses in wanted.items()}
+
+
 def queue_rows(submissions: Sequence[Submission]) -> list[tuple[str, int, str, str]]:
     """(name, tenant_id, campaign, domain) of each queue the submissions queue mail in,
     by name (one order for every writer, so upserts cannot deadlock)."""

@@ -117,6 +117,7 @@ from engine.store.rows import (
     queue_rows,
     recipient_from_row,
     recipient_rows,
+    recipients_by_tenant,
     record_query,
     record_row,
     records_about,
@@ -371,19 +372,7 @@ class SqliteStore:
     async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
         """The subset of ``addresses`` (lower-cased) suppressed for the tenant."""
         wanted = sorted({a.lower() for a in addresses})
-
-        def select(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for chunk in _chunks(wanted, _CHUNK):
-                marks = ", ".join("?" * len(chunk))
-                sql = (
-                    f"SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ({marks})"
-                )
-                rows = conn.execute(sql, (tenant_id, *chunk))
-                found.update(row[0] for row in rows)
-            return found
-
-        return await self._run(select)
+        return await self._run(lambda conn: _suppressed_in(conn, tenant_id, wanted))
 
     # Acceptance and records.
 
@@ -394,23 +383,26 @@ class SqliteStore:
         idempotency_keys: Sequence[IdempotencyKey] = (),
     ) -> None:
         """Store bodies, messages, records and idempotency keys in one durable transaction."""
-        bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
-        messages = [message_row(m) for s in submissions for m in s.messages]
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES (?, ?, ?, ?)", bodies
-            )
-            conn.executemany(
-                f"INSERT INTO messages ({MESSAGE_COLUMNS})"
-                f" VALUES ({', '.join('?' * len(MESSAGE_FIELDS))})",
-                messages,
-            )
-            _insert_records(conn, records)
-            _bump_queues(conn, queue_rows(submissions))
-            _answer_claims(conn, idempotency_keys)
-
+        insert = _acceptance(submissions, records, idempotency_keys)
         await self._write(insert, "submission")
+
+    async def accept_unless_suppressed(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> dict[int, set[str]]:
+        wanted = recipients_by_tenant(submissions)
+        insert = _acceptance(submissions, records, idempotency_keys)
+
+        def insert_unless_suppressed(conn: sqlite3.Connection) -> dict[int, set[str]]:
+            found = {t: _suppressed_in(conn, t, addresses) for t, addresses in wanted.items()}
+            found = {tenant_id: hit for tenant_id, hit in found.items() if hit}
+            if not found:
+                insert(conn)
+            return found
+
+        return await self._write(insert_unless_suppressed, "submission")
 
     async def claim_idempotency_key(
         self, claim: IdempotencyKey, expired_before: float, abandoned_before: float
@@ -1486,6 +1478,41 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _acceptance(
+    submissions: Sequence[Submission],
+    records: Sequence[Record],
+    idempotency_keys: Sequence[IdempotencyKey],
+) -> Callable[[sqlite3.Connection], None]:
+    """What ``accept`` does in its transaction: bodies, messages, records, queues, keys."""
+    bodies = [(s.id, s.tenant_id, s.body, s.created_at) for s in submissions]
+    messages = [message_row(m) for s in submissions for m in s.messages]
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO bodies (id, tenant_id, data, created_at) VALUES (?, ?, ?, ?)", bodies
+        )
+        conn.executemany(
+            f"INSERT INTO messages ({MESSAGE_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(MESSAGE_FIELDS))})",
+            messages,
+        )
+        _insert_records(conn, records)
+        _bump_queues(conn, queue_rows(submissions))
+        _answer_claims(conn, idempotency_keys)
+
+    return insert
+
+
+def _suppressed_in(conn: sqlite3.Connection, tenant_id: int, wanted: Sequence[str]) -> set[str]:
+    """Which of ``wanted`` (lower-cased) the tenant has suppressed."""
+    found: set[str] = set()
+    for chunk in _chunks(wanted, _CHUNK):
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ({marks})"
+        found.update(row[0] for row in conn.execute(sql, (tenant_id, *chunk)))
+    return found
 
 
 def _answer_claims(conn: sqlite3.Connection, keys: Sequence[IdempotencyKey]) -> None:

@@ -6,10 +6,11 @@ the same for the several submissions of one HTTP request (one per recipient
 when each is rendered apart), all stored in one transaction, with the
 request's idempotency key and the receipt it got (``acceptance.receipt``). Records without a
 submission (Rejection) ride along in the next batch without a waiter. Each
-batch asks the store once per tenant which recipients are suppressed
-(``engine.submission.acceptance.suppress``), not once per message. The JSON record log
-is written after the commit, so it never shows a record the store does not
-have.
+batch is written with one store call that stores it unless one of its recipients
+is suppressed (``Store.accept_unless_suppressed``: the lookup costs no trip of its
+own); only then is it written again, those recipients' messages suppressed
+(``engine.submission.acceptance.suppress``). The JSON record log is written after
+the commit, so it never shows a record the store does not have.
 """
 
 from __future__ import annotations
@@ -73,32 +74,37 @@ class Spool:
         self._writer.close()
 
     async def _write(self, batch: list[_Accepted]) -> None:
-        recipients: dict[int, set[str]] = {}
-        for item in batch:
-            for submission in item.submissions:
-                wanted = recipients.setdefault(submission.tenant_id, set())
-                wanted.update(m.recipient for m in submission.messages)
-        suppressed = {
-            tenant_id: await self._store.suppressed(tenant_id, sorted(addresses))
-            for tenant_id, addresses in recipients.items()
-        }
-        submissions: list[Submission] = []
-        records: list[Record] = []
-        keys: list[IdempotencyKey] = []
-        for item in batch:
-            kept = list(item.records)
-            stored = []
-            for submission in item.submissions:
-                submission, kept = suppress(submission, kept, suppressed[submission.tenant_id])
-                stored.append(submission)
-            item.stored = stored
-            submissions.extend(stored)
-            records.extend(kept)
-            if item.idempotency_key is not None:
-                response = json.dumps(receipt(stored), separators=(",", ":"))
-                keys.append(replace(item.idempotency_key, response=response))
-        await self._store.accept(submissions, records, keys)
+        submissions, records, keys = _planned(batch, {})
+        suppressed = await self._store.accept_unless_suppressed(submissions, records, keys)
+        if suppressed:
+            submissions, records, keys = _planned(batch, suppressed)
+            await self._store.accept(submissions, records, keys)
         self._record_log.write(records)
         if submissions:
             for callback in self.on_accepted:
                 callback()
+
+
+def _planned(
+    batch: list[_Accepted], suppressed: dict[int, set[str]]
+) -> tuple[list[Submission], list[Record], list[IdempotencyKey]]:
+    """What the batch stores when ``suppressed`` (lower-cased, by tenant) are the
+    suppressed recipients: its submissions, records and answered keys; each item's
+    ``stored`` set."""
+    submissions: list[Submission] = []
+    records: list[Record] = []
+    keys: list[IdempotencyKey] = []
+    for item in batch:
+        kept = list(item.records)
+        stored = []
+        for submission in item.submissions:
+            hit = suppressed.get(submission.tenant_id, set())
+            submission, kept = suppress(submission, kept, hit)
+            stored.append(submission)
+        item.stored = stored
+        submissions.extend(stored)
+        records.extend(kept)
+        if item.idempotency_key is not None:
+            response = json.dumps(receipt(stored), separators=(",", ":"))
+            keys.append(replace(item.idempotency_key, response=response))
+    return submissions, records, keys

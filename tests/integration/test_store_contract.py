@@ -324,6 +324,64 @@ async def test_accept_stores_a_batch(store: Store) -> None:
     ]
 
 
+async def test_a_batch_nobody_suppressed_is_stored_in_the_lookup_s_one_call(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_suppression(Suppression(beta.id, "user0@dest0.example", "bounce", T0))
+    batch = [
+        submission("a", acme.id, [message("a", n, acme.id) for n in range(2)]),
+        submission("b", beta.id, [message("b", 1, beta.id)]),
+    ]
+    all_messages = [m for s in batch for m in s.messages]
+    claim = claim_of(acme.id, "k", "h", "t")
+    await store.claim_idempotency_key(claim, 0.0, 0.0)
+    answered = replace(claim, response='{"submission_id":"a"}')
+
+    found = await store.accept_unless_suppressed(
+        batch, [reception(m) for m in all_messages], [answered]
+    )
+
+    assert found == {}
+    for m in all_messages:
+        assert await store.get_message(m.id) == m
+        assert await store.list_records(m.id) == [reception(m).to_json()]
+    assert {q.name for q in await store.queues_changed(0)} == {"default:acme@example.com"}
+    replay = await store.claim_idempotency_key(claim_of(acme.id, "k", "h", "t2"), 0.0, 0.0)
+    assert replay == replace(answered, pending=False)
+
+
+async def test_a_batch_with_a_suppressed_recipient_stores_nothing_and_names_them(
+    store: Store,
+) -> None:
+    acme = await store.create_tenant("acme", T0)
+    beta = await store.create_tenant("beta", T0)
+    await store.add_suppression(Suppression(acme.id, "user1@dest1.example", "bounce", T0))
+    await store.add_suppression(Suppression(beta.id, "user0@dest0.example", "complaint", T0))
+    shouted = replace(message("a", 1, acme.id), recipient="User1@DEST1.example")
+    batch = [
+        submission("a", acme.id, [message("a", 0, acme.id), shouted]),
+        submission("b", beta.id, [message("b", 0, beta.id), message("b", 2, beta.id)]),
+    ]
+    all_messages = [m for s in batch for m in s.messages]
+    claim = claim_of(acme.id, "k", "h", "t")
+    await store.claim_idempotency_key(claim, 0.0, 0.0)
+
+    found = await store.accept_unless_suppressed(
+        batch, [reception(m) for m in all_messages], [replace(claim, response="{}")]
+    )
+
+    assert found == {acme.id: {"user1@dest1.example"}, beta.id: {"user0@dest0.example"}}
+    for m in all_messages:
+        assert await store.get_message(m.id) is None
+        assert await store.list_records(m.id) == []
+    assert await store.get_body("a") is None
+    assert await store.queues_changed(0) == []
+    still = await store.claim_idempotency_key(claim_of(acme.id, "k", "h", "t2"), 0.0, 0.0)
+    assert still == claim  # pending, unanswered: the write that follows answers it
+
+
 async def test_accept_is_one_transaction(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     first = submission("a", acme.id, [message("a", 0, acme.id)])

@@ -11,6 +11,7 @@ from engine.records.log import RecordLog
 from engine.records.record import Record, RecordType
 from engine.store import Store
 from engine.store.group_commit import GroupCommitClosed
+from engine.store.rows import recipients_by_tenant
 from engine.submission.spool import Spool
 
 
@@ -24,9 +25,20 @@ class SlowStore:
         self.suppression_queries: list[tuple[int, list[str]]] = []
         self.accepted: list[Submission] = []
 
-    async def suppressed(self, tenant_id: int, addresses: Sequence[str]) -> set[str]:
-        self.suppression_queries.append((tenant_id, list(addresses)))
-        return {a.lower() for a in addresses} & self.suppressions
+    async def accept_unless_suppressed(
+        self,
+        submissions: Sequence[Submission],
+        records: Sequence[Record],
+        idempotency_keys: Sequence[IdempotencyKey] = (),
+    ) -> dict[int, set[str]]:
+        found = {}
+        for tenant_id, addresses in recipients_by_tenant(submissions).items():
+            self.suppression_queries.append((tenant_id, addresses))
+            if hit := set(addresses) & self.suppressions:
+                found[tenant_id] = hit
+        if not found:
+            await self.accept(submissions, records, idempotency_keys)
+        return found
 
     async def accept(
         self,
@@ -125,8 +137,9 @@ async def test_suppression_is_checked_once_per_tenant_and_batch(tmp_path: Path) 
     log.close()
     assert sorted(store.suppression_queries) == [
         (1, ["a@example.com", "gone@example.com"]),
-        (2, ["Gone@example.com", "b@example.com"]),
+        (2, ["b@example.com", "gone@example.com"]),
     ]
+    assert len(store.transactions) == 1  # written again, its suppressed ones suppressed
     states = {m.recipient: m.state for s in store.accepted for m in s.messages}
     assert states == {
         "a@example.com": MessageState.QUEUED,
@@ -139,3 +152,15 @@ async def test_suppression_is_checked_once_per_tenant_and_batch(tmp_path: Path) 
         ("Gone@example.com", "Suppressed"),
         ("gone@example.com", "Suppressed"),
     ]
+
+
+async def test_a_batch_nobody_suppressed_is_written_in_one_store_call(tmp_path: Path) -> None:
+    store = SlowStore(suppressions=frozenset({"gone@example.com"}))
+    spool = Spool(cast(Store, store), RecordLog(""), batch_max=64)
+    items = [addressed(n, 1, f"user{n}@example.com") for n in range(5)]
+    writer = asyncio.create_task(spool.run())
+    stored = await asyncio.gather(*(spool.commit(sub, recs) for sub, recs in items))
+    spool.close()
+    await writer
+    assert [s.messages[0].state for s in stored] == [MessageState.QUEUED] * 5
+    assert len(store.suppression_queries) == len(store.transactions) == 1
