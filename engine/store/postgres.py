@@ -296,7 +296,7 @@ def _accept_sql(*, unless_suppressed: bool) -> str:
     queues = _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, _ACCEPT_LOCK + 1))
     if not unless_suppressed:
         return f"{stored} {queues}"
-    return f"{stored}, queued AS ({queues}) SELECT tenant_id, address FROM hit"
+    return f"{stored}, upserted AS ({queues}) SELECT tenant_id, address FROM hit"
 
 
 _ACCEPT_SQL = _accept_sql(unless_suppressed=False)

@@ -5,6 +5,7 @@ submitted over SMTP, and its records follow it to Delivery."""
 from __future__ import annotations
 
 import email
+import re
 import socket
 from email import policy
 from pathlib import Path
@@ -119,15 +120,23 @@ def test_the_admin_listener_answers_what_it_refuses_as_the_route_does(
 
 
 def _answer_on(sock: socket.socket, request: bytes) -> bytes:
-    """What the listener answers ``request`` with, up to the end of its header fields."""
+    """The whole answer of the listener to ``request`` (its body as long as its
+    Content-Length says), so that the next answer on ``sock`` starts clean."""
     sock.sendall(request)
     answer = b""
     while b"\r\n\r\n" not in answer:
         chunk = sock.recv(4096)
         if not chunk:
-            break
+            return answer
         answer += chunk
-    return answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while length is not None and len(body) < int(length.group(1)):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_each_http_listener_holds_the_connections_its_setting_allows(
