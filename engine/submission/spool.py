@@ -98,8 +98,9 @@ def _planned(
         kept = list(item.records)
         stored = []
         for submission in item.submissions:
-            hit = suppressed.get(submission.tenant_id, set())
-            submission, kept = suppress(submission, kept, hit)
+            hit = suppressed.get(submission.tenant_id)
+            if hit:
+                submission, kept = suppress(submission, kept, hit)
             stored.append(submission)
         item.stored = stored
         submissions.extend(stored)

@@ -324,7 +324,7 @@ async def test_accept_stores_a_batch(store: Store) -> None:
     ]
 
 
-async def test_a_batch_nobody_suppressed_is_stored_in_the_lookup_s_one_call(
+async def test_a_batch_nobody_suppressed_is_stored_by_the_call_that_looks_it_up(
     store: Store,
 ) -> None:
     acme = await store.create_tenant("acme", T0)
