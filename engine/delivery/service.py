@@ -399,11 +399,11 @@ class DeliveryService:
         lease = self._tuning.lease_seconds
         while True:
             await asyncio.sleep(lease / RENEWALS_PER_LEASE)
-            tokens = sorted(set(self._leases.values()))
-            if not tokens:
+            held = list(self._leases.items())
+            if not held:
                 continue
             try:
-                await self._store.renew(tokens, self._clock.now() + lease)
+                await self._store.renew(held, self._clock.now() + lease)
             except Exception:
                 log.exception("renewing the leases of %d messages failed", len(self._leases))
 

@@ -411,8 +411,9 @@ class Store(Protocol):
         """(owner, data, updated_at) of reports updated at or after ``since``, by owner."""
         ...
 
-    async def renew(self, tokens: Sequence[str], until: float) -> int:
-        """Extend to ``until`` the leases still held under ``tokens``; return how many.
+    async def renew(self, leases: Sequence[tuple[str, str]], until: float) -> int:
+        """Extend to ``until`` the leases still held of ``leases`` (message id, lease
+        token); return how many.
 
         A message claimed again since (under another token) or settled is left
         alone. Commits without waiting for the disk, like ``claim``.

@@ -229,7 +229,7 @@ MESSAGE_TYPES = (
     "integer",
 )
 """The column types of ``MESSAGE_FIELDS``, in order."""
-RECORD_TYPES = ("bigint", "text", "text", "double precision", "jsonb")
+RECORD_TYPES = ("bigint", "text", "text", "double precision", "json")
 """The column types of ``RECORD_FIELDS``, in order."""
 BODY_FIELDS = ("id", "tenant_id", "data", "created_at")
 BODY_TYPES = ("text", "bigint", "bytea", "double precision")
@@ -312,7 +312,7 @@ _SETTLE_SQL = (
     "  lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
     "  FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
     "   $5::double precision[], $6::text[]) AS s(id, token, state, attempts, due_at, error)"
-    "  WHERE m.id = s.id AND m.state = 'leased' AND m.lease_token = s.token"
+    "  WHERE m.id = s.id AND m.lease_token = s.token"
     "  RETURNING m.id),"
     f" logged AS (INSERT INTO records ({', '.join(RECORD_FIELDS)})"
     f"  SELECT {', '.join('r.' + f for f in RECORD_FIELDS)}"
@@ -321,7 +321,9 @@ _SETTLE_SQL = (
     "  WHERE r.settles IN (SELECT id FROM settled))"
     " SELECT id FROM settled"
 )
-"""Settlements applied where the lease still holds, with the records of those that applied."""
+"""Settlements applied where the lease still holds, with the records of those that applied.
+A message found by its id holds the token only while leased (each way out of the leased
+state clears it); a test of the state would let the planner scan every leased message."""
 
 
 class PostgresStore:
@@ -1009,16 +1011,19 @@ class PostgresStore:
         )
         return [(str(row[0]), str(row[1]), float(row[2])) for row in rows]
 
-    async def renew(self, tokens: Sequence[str], until: float) -> int:
-        """Extend to ``until`` the leases still held under ``tokens``; return how many."""
-        if not tokens:
+    async def renew(self, leases: Sequence[tuple[str, str]], until: float) -> int:
+        """Extend to ``until`` the leases still held of ``leases`` (message id, token),
+        each found by its message's id; return how many."""
+        if not leases:
             return 0
+        wanted = sorted(set(leases))
         async with self._unflushed("lease") as conn:
             status = await conn.execute(
-                "UPDATE messages SET lease_expires = $1"
-                " WHERE state = 'leased' AND lease_token = ANY($2::text[])",
+                "UPDATE messages m SET lease_expires = $1"
+                " FROM unnest($2::text[], $3::text[]) AS held (id, token)"
+                " WHERE m.id = held.id AND m.lease_token = held.token",  # as _SETTLE_SQL
                 until,
-                sorted(set(tokens)),
+                *columns_of(wanted, 2),
             )
         return _row_count(status)
 

@@ -727,20 +727,17 @@ class SqliteStore:
 
         return await self._run(select)
 
-    async def renew(self, tokens: Sequence[str], until: float) -> int:
-        """Extend to ``until`` the leases still held under ``tokens``; return how many."""
-        wanted = sorted(set(tokens))
+    async def renew(self, leases: Sequence[tuple[str, str]], until: float) -> int:
+        """Extend to ``until`` the leases still held of ``leases`` (message id, token),
+        each found by its message's id; return how many."""
+        wanted = [(until, message_id, token) for message_id, token in sorted(set(leases))]
 
         def update(conn: sqlite3.Connection) -> int:
-            renewed = 0
-            for chunk in _chunks(wanted, _CHUNK):
-                marks = ", ".join("?" * len(chunk))
-                sql = (
-                    "UPDATE messages SET lease_expires = ?"
-                    f" WHERE state = 'leased' AND lease_token IN ({marks})"
-                )
-                renewed += conn.execute(sql, (until, *chunk)).rowcount
-            return renewed
+            return conn.executemany(
+                "UPDATE messages SET lease_expires = ?"
+                " WHERE id = ? AND state = 'leased' AND lease_token = ?",
+                wanted,
+            ).rowcount
 
         if not wanted:
             return 0

@@ -62,7 +62,6 @@ async def test_claims_renewals_and_settlements_leave_acceptance_durable(
     assert await synchronous_mode(sqlite_store) == FULL
     assert await sqlite_store.settle([]) == set()
     assert await synchronous_mode(sqlite_store) == FULL
-    [token] = {m.lease_token for m in claimed}
-    assert token is not None
-    assert await sqlite_store.renew([token], T0 + 120) == 2
+    held = [(m.id, m.lease_token) for m in claimed if m.lease_token is not None]
+    assert await sqlite_store.renew(held, T0 + 120) == 2
     assert await synchronous_mode(sqlite_store) == FULL

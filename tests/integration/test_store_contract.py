@@ -484,7 +484,7 @@ async def test_a_claim_after_an_expired_lease_fences_off_the_old_holder(store: S
     assert await store.list_records(m.id) == [outcome_record(m).to_json()]
 
 
-async def test_renew_extends_only_the_leases_held_under_its_tokens(store: Store) -> None:
+async def test_renew_extends_only_the_leases_still_held(store: Store) -> None:
     acme = await store.create_tenant("acme", T0)
     msgs = await enqueue(store, acme.id, [T0, T0, T0 + 5, T0 + 6])
     kept = await store.claim("w1", T0, 60.0, 2)
@@ -492,13 +492,17 @@ async def test_renew_extends_only_the_leases_held_under_its_tokens(store: Store)
     [other] = await store.claim("w2", T0 + 6, 10_000.0, 1)
     [taken] = await store.claim("w3", T0 + 15, 10_000.0, 1)  # ``lost`` expired at T0 + 15
     assert taken.id == lost.id
-    tokens = [lease_token(kept[0]), lease_token(lost)]
+    held = [(m.id, lease_token(m)) for m in (*kept, lost)]
 
-    assert await store.renew(tokens, T0 + 100) == 2
+    assert await store.renew(held, T0 + 100) == 2
     for m in kept:
         renewed = await store.get_message(m.id)
         assert renewed is not None and renewed.lease_expires == T0 + 100
     assert await store.get_message(taken.id) == taken
+    assert await store.get_message(other.id) == other
+    assert await store.renew([(other.id, lease_token(kept[0]))], T0 + 100) == 0, (
+        "another claim's token renews nothing"
+    )
     assert await store.get_message(other.id) == other
     assert await store.claim("w4", T0 + 99, 60.0, 10) == []
     assert {m.id for m in await store.claim("w4", T0 + 100, 60.0, 10)} == {
@@ -508,7 +512,9 @@ async def test_renew_extends_only_the_leases_held_under_its_tokens(store: Store)
 
     settlement = Settlement(taken.id, lease_token(taken), MessageState.DELIVERED, 1, T0 + 30)
     assert await store.settle([(settlement, outcome_record(taken))]) == {taken.id}
-    assert await store.renew([lease_token(taken)], T0 + 200) == 0, "a settled lease is gone"
+    assert await store.renew([(taken.id, lease_token(taken))], T0 + 200) == 0, (
+        "a settled lease is gone"
+    )
     assert await store.renew([], T0 + 200) == 0
 
 
