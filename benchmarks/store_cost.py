@@ -32,6 +32,7 @@ from pathlib import Path
 
 from benchmarks.accept import database, unwind_on_sigterm
 from benchmarks.throughput import postgres_cpu_seconds
+from engine.delivery.settling import RecordContext, message_record
 from engine.model import MessageState, QueuedMessage, Settlement, Submission
 from engine.records.record import Record, RecordType
 from engine.store.postgres import PostgresStore
@@ -39,6 +40,7 @@ from engine.store.postgres import PostgresStore
 SETTLE_BATCH = 30
 SENDER = "news@bench.test"
 OWNER = "bench:1"
+CONTEXT = RecordContext(nodeid="bench", tenant="bench")
 LEASE_SECONDS = 300.0
 
 
@@ -63,20 +65,6 @@ def body_of(size: int) -> bytes:
     head = b"From: news@bench.test\r\nSubject: store cost\r\n\r\n"
     line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n"
     return head + (line * (size // len(line) + 1))[: max(0, size - len(head))]
-
-
-def _record(kind: RecordType, m: QueuedMessage, now: float) -> Record:
-    return Record(
-        type=kind,
-        timestamp=now,
-        tenant_id=m.tenant_id,
-        id=m.id,
-        sender=m.sender,
-        recipient=m.recipient,
-        queue=m.queue,
-        created=m.created_at,
-        meta={"campaign": m.campaign},
-    )
 
 
 def _queue(n: int) -> str:
@@ -106,7 +94,7 @@ async def _accept(store: PostgresStore, tenant_id: int, options: Options, tag: s
                 created_at=now,
             )
             submissions.append(Submission(message_id, tenant_id, body, (m,), now))
-            records.append(_record(RecordType.RECEPTION, m, now))
+            records.append(message_record(RecordType.RECEPTION, m, now=now, context=CONTEXT))
         await store.accept_unless_suppressed(submissions, records)
 
 
@@ -124,7 +112,7 @@ async def _deliver(store: PostgresStore, options: Options) -> int:
                 [
                     (
                         Settlement(m.id, m.lease_token or "", MessageState.DELIVERED, 1, now),
-                        _record(RecordType.DELIVERY, m, now),
+                        message_record(RecordType.DELIVERY, m, now=now, context=CONTEXT),
                     )
                     for m in batch[first : first + SETTLE_BATCH]
                 ]

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from engine.delivery.settling import RecordContext, message_record
 from engine.model import MessageState, QueuedMessage, Settlement, Submission
 from engine.records.record import Record, RecordType
 from engine.store.postgres import _SETTLE_SQL, PostgresStore, columns_of
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.postgres
 
 T0 = 1_700_000_000.0
 QUEUE = "default:acme@example.net"
+CONTEXT = RecordContext(nodeid="node", tenant="acme")
 
 
 def _message(n: int, tenant_id: int) -> QueuedMessage:
@@ -37,17 +39,7 @@ def _message(n: int, tenant_id: int) -> QueuedMessage:
 
 
 def _record(m: QueuedMessage, kind: RecordType) -> Record:
-    return Record(
-        type=kind,
-        timestamp=T0,
-        tenant_id=m.tenant_id,
-        id=m.id,
-        sender=m.sender,
-        recipient=m.recipient,
-        queue=m.queue,
-        created=m.created_at,
-        meta={"campaign": m.campaign},
-    )
+    return message_record(kind, m, now=T0, context=CONTEXT)
 
 
 async def _accept(store: PostgresStore, count: int, body: bytes) -> list[QueuedMessage]:
