@@ -1329,6 +1329,7 @@ async def test_reap_leases_returns_expired_leases_to_their_queues(store: Store) 
     assert not await settle_one(
         store, a, lease_token(leased_a), MessageState.DELIVERED, 1, T0, None
     )
+    assert await store.renew([(a.id, lease_token(leased_a))], T0 + 600) == 0
     still = await store.get_message(c.id)
     assert still is not None and still.state is MessageState.LEASED
     assert [m.id for m in await claim_queue(store, "acme@a.example", "w2", T0 + 10, 10, 5)] == [
