@@ -306,7 +306,7 @@ _BUMP_QUEUES_SQL = (
     " FROM (SELECT pg_advisory_xact_lock($5)) AS locked) "
     + _UPSERT_QUEUES.format(queues=unnest_params(QUEUE_TYPES, 1))
 )
-_SETTLE_SQL = (
+SETTLE_SQL = (
     "WITH settled AS (UPDATE messages m SET state = s.state, attempts = s.attempts,"
     "  due_at = s.due_at, last_error = s.error,"
     "  lease_owner = NULL, lease_expires = NULL, lease_token = NULL"
@@ -1021,7 +1021,7 @@ class PostgresStore:
             status = await conn.execute(
                 "UPDATE messages m SET lease_expires = $1"
                 " FROM unnest($2::text[], $3::text[]) AS held (id, token)"
-                " WHERE m.id = held.id AND m.lease_token = held.token",  # as _SETTLE_SQL
+                " WHERE m.id = held.id AND m.lease_token = held.token",  # as SETTLE_SQL
                 until,
                 *columns_of(wanted, 2),
             )
@@ -1029,12 +1029,12 @@ class PostgresStore:
 
     async def settle(self, settled: Sequence[tuple[Settlement, Record]]) -> set[str]:
         """The settlements and the records of those that applied, in one statement over
-        per-column arrays (``_SETTLE_SQL``); return the ids of their messages."""
+        per-column arrays (``SETTLE_SQL``); return the ids of their messages."""
         rows = [settled_row(settlement) for settlement, _ in settled]
         logged = [(s.message_id, *record_row(r)) for s, r in settled]
         params = (*columns_of(rows, 6), *columns_of(logged, 1 + len(RECORD_TYPES)))
         async with self._unflushed("settlement") as conn:
-            return {str(row[0]) for row in await conn.fetch(_SETTLE_SQL, *params)}
+            return {str(row[0]) for row in await conn.fetch(SETTLE_SQL, *params)}
 
     async def get_body(self, submission_id: str) -> bytes | None:
         row = await self._fetchrow("SELECT data FROM bodies WHERE id = $1", submission_id)
