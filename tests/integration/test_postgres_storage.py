@@ -5,51 +5,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 
-from engine.delivery.settling import RecordContext, message_record
-from engine.model import MessageState, QueuedMessage, Settlement, Submission
-from engine.records.record import Record, RecordType
+from engine.model import MessageState, QueuedMessage, Settlement
 from engine.store.postgres import SETTLE_SQL, PostgresStore, columns_of
 from engine.store.rows import record_row, settled_row
+from tests.integration.test_store_contract import (
+    T0,
+    claim_queue,
+    lease_token,
+    message,
+    outcome_record,
+    reception,
+    submission,
+)
 
 pytestmark = pytest.mark.postgres
 
-T0 = 1_700_000_000.0
-QUEUE = "default:acme@example.net"
-CONTEXT = RecordContext(nodeid="node", tenant="acme")
+QUEUE = "default:acme@example.com"
+"""``message``'s queue."""
 
 
-def _message(n: int, tenant_id: int) -> QueuedMessage:
-    return QueuedMessage(
-        id=f"m{n}",
-        submission_id=f"m{n}",
-        tenant_id=tenant_id,
-        queue=QUEUE,
-        campaign="default",
-        sender="news@acme.example",
-        recipient=f"user{n}@example.net",
-        domain="example.net",
-        state=MessageState.QUEUED,
-        due_at=T0,
-        created_at=T0,
-    )
-
-
-def _record(m: QueuedMessage, kind: RecordType) -> Record:
-    return message_record(kind, m, now=T0, context=CONTEXT)
-
-
-async def _accept(store: PostgresStore, count: int, body: bytes) -> list[QueuedMessage]:
+async def _accept(
+    store: PostgresStore, count: int, body: bytes | None = None
+) -> list[QueuedMessage]:
+    """``count`` messages of tenant acme accepted, one a submission (of ``body``, if given)."""
     tenant = await store.create_tenant("acme", T0)
-    messages = [_message(n, tenant.id) for n in range(count)]
-    await store.accept(
-        [Submission(m.id, tenant.id, body, (m,), T0) for m in messages],
-        [_record(m, RecordType.RECEPTION) for m in messages],
-    )
+    messages = [message(f"s{n}", n, tenant.id) for n in range(count)]
+    submissions = [submission(m.submission_id, tenant.id, [m]) for m in messages]
+    if body is not None:
+        submissions = [replace(s, body=body) for s in submissions]
+    await store.accept(submissions, [reception(m) for m in messages])
     return messages
 
 
@@ -74,15 +64,15 @@ async def test_a_body_of_a_few_kilobytes_is_kept_in_its_row_uncompressed(
 async def test_a_record_is_kept_as_the_json_text_written(
     pg_store: PostgresStore, postgres_url: str
 ) -> None:
-    [message] = await _accept(pg_store, 1, b"Subject: hi\r\n\r\nhello\r\n")
-    written = _record(message, RecordType.RECEPTION).to_json_line()
+    [accepted] = await _accept(pg_store, 1)
+    written = reception(accepted).to_json_line()
     conn = await asyncpg.connect(postgres_url)
     try:
         kept = await conn.fetchval("SELECT data::text FROM records")
     finally:
         await conn.close()
     assert kept == written
-    assert [r["id"] for r in await pg_store.list_records(message.id)] == [message.id]
+    assert [r["id"] for r in await pg_store.list_records(accepted.id)] == [accepted.id]
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -95,14 +85,11 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def test_a_settlement_reads_only_its_own_messages_row_however_large_its_claim(
     pg_store: PostgresStore, postgres_url: str
 ) -> None:
-    await _accept(pg_store, 300, b"Subject: hi\r\n\r\nhello\r\n")
-    claimed = (await pg_store.claim_queues([(QUEUE, 300)], "w1", T0, 60.0))[QUEUE].messages
-    assert len(claimed) == 300 and len({m.lease_token for m in claimed}) == 1
+    await _accept(pg_store, 300)
+    claimed = await claim_queue(pg_store, QUEUE, "w1", T0, 60.0, 300)
+    assert len(claimed) == 300 and len({lease_token(m) for m in claimed}) == 1
     settled = [
-        (
-            Settlement(m.id, m.lease_token or "", MessageState.DELIVERED, 1, T0),
-            _record(m, RecordType.DELIVERY),
-        )
+        (Settlement(m.id, lease_token(m), MessageState.DELIVERED, 1, T0), outcome_record(m))
         for m in claimed[:10]
     ]
     rows = [settled_row(s) for s, _ in settled]
